@@ -1,0 +1,1 @@
+"""Source-system connectors: one package per external system (client and local emulator)."""

@@ -1,0 +1,1 @@
+"""AFAS Profit (HRM): employees from a GetConnector."""

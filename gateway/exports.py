@@ -1,0 +1,225 @@
+"""Streaming readers for HR exports: JSON Lines and CSV, in constant memory.
+
+Dutch HR exports arrive as UTF-8 (with or without a byte-order mark) or as Windows-1252,
+with `;` or `,` between values. The readers detect all of that, yield one record at a time
+with the line it started on, and turn anything malformed into a `Malformed` item with a
+reason instead of stopping: the caller quarantines it and goes on. Reasons never quote the
+input, because the input is personal data.
+
+Lines are read in fixed-size blocks and a line longer than `max_line_bytes` is skipped
+rather than buffered, so memory stays bounded whatever the file holds.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Final, Literal
+
+import orjson
+
+BLOCK_BYTES: Final = 1 << 20
+MAX_LINE_BYTES: Final = 16 << 20
+_BOM: Final = b"\xef\xbb\xbf"
+Format = Literal["jsonl", "csv"]
+
+
+@dataclass(slots=True)
+class Malformed:
+    """An input line that could not be read as a record."""
+
+    reason: str
+
+
+class ExportError(ValueError):
+    """The export as a whole cannot be read (as opposed to one bad record)."""
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What the reader noticed about the file as a whole."""
+
+    lines: int = 0
+    cp1252_lines: int = 0
+    delimiter: str | None = None
+
+
+def iter_lines(stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """Yield each line without its line ending; None for a line over `max_line_bytes`."""
+    pending = b""
+    skipping = False
+    first = True
+    while True:
+        block = stream.read(BLOCK_BYTES)
+        if not block:
+            break
+        if first:
+            block = block.removeprefix(_BOM)
+            first = False
+        start = 0
+        while True:
+            end = block.find(b"\n", start)
+            if end < 0:
+                break
+            if skipping:
+                skipping = False
+                yield None
+            else:
+                line = pending + block[start:end] if pending else block[start:end]
+                pending = b""
+                if len(line) > max_line_bytes:
+                    yield None
+                else:
+                    yield line[:-1] if line.endswith(b"\r") else line
+            start = end + 1
+        if not skipping:
+            pending += block[start:]
+            if len(pending) > max_line_bytes:
+                pending = b""
+                skipping = True
+    if skipping or len(pending) > max_line_bytes:
+        yield None
+    elif pending:
+        yield pending[:-1] if pending.endswith(b"\r") else pending
+
+
+def read_jsonl(
+    stream: IO[bytes], stats: ReadStats | None = None, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value or Malformed) for each non-blank line."""
+    stats = stats if stats is not None else ReadStats()
+    loads = orjson.loads
+    number = 0
+    for number, line in enumerate(iter_lines(stream, max_line_bytes), start=1):
+        if line is None:
+            yield number, Malformed(f"line longer than {max_line_bytes} bytes")
+            continue
+        if not line or line.isspace():
+            continue
+        try:
+            yield number, loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield number, Malformed(_json_reason(exc))
+    stats.lines = number
+
+
+def _json_reason(exc: orjson.JSONDecodeError) -> str:
+    # orjson's message can quote the input ("... at line 1 column 5 (char 4)" is safe, the
+    # document excerpt is not): keep only the leading description.
+    text = str(exc).split(":", 1)[0].strip() or "invalid JSON"
+    return f"invalid JSON ({text})"
+
+
+def _decode(line: bytes, stats: ReadStats) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        stats.cp1252_lines += 1
+        try:
+            return line.decode("cp1252")
+        except UnicodeDecodeError:
+            return line.decode("latin-1")
+
+
+def _sniff_delimiter(header: str) -> str:
+    counts = dict.fromkeys(";,\t", 0)
+    quoted = False
+    for ch in header:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def read_csv(
+    stream: IO[bytes], stats: ReadStats | None = None, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict[str, str] | Malformed]]:
+    """(line number, {column: value} or Malformed) per data row; the first row is the header."""
+    stats = stats if stats is not None else ReadStats()
+    raw = iter_lines(stream, max_line_bytes)
+    physical = 0
+    overlong: list[int] = []
+
+    def text_lines() -> Iterator[str]:
+        nonlocal physical
+        for line in raw:
+            physical += 1
+            if line is None:
+                overlong.append(physical)
+                yield "\n"
+            else:
+                yield _decode(line, stats) + "\n"
+
+    lines = text_lines()
+    header_line = next(lines, None)
+    while header_line is not None and not header_line.strip():
+        header_line = next(lines, None)
+    if header_line is None:
+        stats.lines = physical
+        return
+    delimiter = _sniff_delimiter(header_line)
+    stats.delimiter = delimiter
+    columns = _header(header_line, delimiter)
+    width = len(columns)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    while True:
+        start = physical + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            span = f"lines {start}-{physical}" if physical > start else f"line {start}"
+            yield start, Malformed(f"unreadable CSV row on {span} ({_csv_reason(exc)})")
+            continue
+        if overlong and overlong[-1] >= start:
+            del overlong[:]
+            yield start, Malformed(f"line longer than {max_line_bytes} bytes")
+            continue
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != width:
+            yield start, Malformed(f"{len(row)} values for {width} columns")
+            continue
+        yield start, dict(zip(columns, row, strict=True))
+    stats.lines = physical
+
+
+def _header(line: str, delimiter: str) -> list[str]:
+    """Column names; a repeated name makes the export ambiguous, so it is refused."""
+    columns = [h.strip() for h in next(csv.reader([line], delimiter=delimiter))]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(columns, start=1):
+        if name and name in seen:
+            raise ExportError(
+                f"header: column {i} has the same name as column {seen[name]}; "
+                "the export is ambiguous"
+            )
+        seen[name] = i
+    return columns
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    text = str(exc)
+    if "field larger than" in text:
+        return "field too large"
+    if "NUL" in text or "line contains NUL" in text:
+        return "NUL byte"
+    if "quote" in text:
+        return "unbalanced quote"
+    return "malformed row"
+
+
+def detect_format(name: str | None, head: bytes) -> Format:
+    """Format from the file name, else from the first significant byte."""
+    if name:
+        lower = name.lower()
+        if lower.endswith((".csv", ".txt", ".tsv")):
+            return "csv"
+        if lower.endswith((".jsonl", ".ndjson", ".json")):
+            return "jsonl"
+    text = head.removeprefix(_BOM).lstrip()
+    return "jsonl" if text.startswith((b"{", b"[")) else "csv"
