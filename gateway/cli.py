@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gateway import __version__, keys, offline_map
+from gateway import __version__, audit_cli, keys, offline_map
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     offline_map.register(sub)
     keys.register(sub)
+    audit_cli.register(sub)
     return parser
 
 

@@ -52,6 +52,25 @@ _TLD = r"(?:[^\W\d_]{2,63}|xn--[\w-]{1,59})"
 _EMAIL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}").fullmatch
 
 
+MAX_FIELD_NAME_LENGTH: Final = 64
+
+
+def is_reportable_field_name(name: str) -> bool:
+    """May this source field *name* appear in summaries and the ledger?
+
+    Field names are schema, not data, but an export without a header row turns values into
+    names. Anything that looks like a value (an @, only digits, control characters, very
+    long) is not reported by its text.
+    """
+    return not (
+        not name
+        or len(name) > MAX_FIELD_NAME_LENGTH
+        or "@" in name
+        or name.replace(" ", "").isdigit()
+        or not name.isprintable()
+    )
+
+
 class InvalidValue(ValueError):
     """A value broke an egress rule. The message names the rule, never the value."""
 

@@ -27,6 +27,7 @@ from gateway.egress import (
     MAX_TEXT_LENGTH,
     InvalidValue,
     clean_email,
+    is_reportable_field_name,
 )
 from gateway.mapping import FieldRule, LeaverRule, Mapping
 
@@ -60,21 +61,8 @@ class PageResult:
 
 
 def safe_field_name(name: str) -> str:
-    """A source field *name* fit for summaries and the ledger.
-
-    Field names are schema, not data, but an export without a header row turns values into
-    names. Anything that looks like a value (an @, only digits, control characters, very
-    long) is reported without its text.
-    """
-    if (
-        not name
-        or len(name) > 64
-        or "@" in name
-        or name.replace(" ", "").isdigit()
-        or not name.isprintable()
-    ):
-        return UNNAMED_FIELD
-    return name
+    """A source field name fit for summaries and the ledger (see `is_reportable_field_name`)."""
+    return name if is_reportable_field_name(name) else UNNAMED_FIELD
 
 
 class Projector:
