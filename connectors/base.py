@@ -1,0 +1,330 @@
+"""The connector protocol: pages of raw vendor records in, minimised Subjects out.
+
+A connector knows one vendor API: how to authenticate, how to ask for a page (offset,
+cursor or search), how to ask only for the fields the mapping reads, and how the vendor
+signals errors and rate limits. `Connector.fetch_page` wraps the vendor-specific
+`fetch_raw` with the parts every source shares:
+
+* retries with exponential backoff and jitter (tenacity) on 5xx, timeouts, connection
+  errors and unreadable bodies; a 429 waits exactly as long as `Retry-After` says;
+* the projector, applied *at the door*: the raw records of a page are turned into Subject
+  dicts before `fetch_page` returns, so raw payloads never reach the sync engine, the store,
+  a log line or an exception.
+
+Errors are `ConnectorError`s whose messages hold an HTTP status, a vendor error code or log
+reference at most: never a response body, which may carry personal data.
+
+Push sources (SCIM) do not fetch; they hand records to the same projector through the sync
+engine, so they implement only what they need of this module (`ConnectorError`, the
+projector contract).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Final, Literal
+
+import aiohttp
+import orjson
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+from gateway.projector import Projector
+
+ErrorKind = Literal["auth", "config", "unavailable", "malformed", "rate_limited", "refused"]
+DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
+MAX_RETRY_AFTER_SECONDS: Final = 300.0
+
+
+class SyncMode(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+
+class ConnectorError(Exception):
+    """A source failed; `kind` says how, the message says what a user can act on.
+
+    Never put a response body in the message: it is shown in the admin API and logs.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("unavailable", "malformed", "rate_limited")
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """What an admin configured: where the source is and how to get in.
+
+    `credentials` are secrets (stored encrypted, never returned or logged); `settings` are
+    vendor options such as an AFAS GetConnector id or a page size.
+    """
+
+    type: str
+    base_url: str
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page to fetch.
+
+    `cursor` is the connector's own position within a run (None for the first page), and is
+    what the sync engine checkpoints after each committed page. `since` is the watermark of
+    the previous successful sync, for incremental mode.
+    """
+
+    mode: SyncMode
+    cursor: str | None = None
+    since: str | None = None
+
+
+@dataclass
+class RawPage:
+    """One vendor page. Lives only inside `fetch_page`; never stored or passed on."""
+
+    records: list[Any]
+    next_cursor: str | None
+    #: The highest modification time seen, as the vendor spells it; None if unknown.
+    watermark: str | None = None
+
+
+@dataclass
+class MinimisedPage:
+    """One page after the door: Subject dicts and counts, nothing raw."""
+
+    subjects: list[dict[str, Any]]
+    rejected: list[tuple[int, str]]
+    dropped: Counter[str]
+    fetched: int
+    next_cursor: str | None
+    watermark: str | None
+
+    @property
+    def last(self) -> bool:
+        return self.next_cursor is None
+
+
+@dataclass
+class RetryPolicy:
+    """How hard to try before a page fetch counts as failed."""
+
+    attempts: int = 5
+    max_seconds: float = 300.0
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+
+
+@dataclass
+class ConnectorStats:
+    """Per-run counts for metrics and the sync report."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    waited_seconds: float = 0.0
+
+
+def _should_retry(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectorError) and exc.retryable
+
+
+class Connector(ABC):
+    """Base class for pull connectors. Subclasses implement `fetch_raw` (and usually
+    `auth_headers`); the sync engine calls only `fetch_page`.
+    """
+
+    #: The connector type name used in configs, metrics labels and the registry.
+    type: ClassVar[str]
+
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        projector: Projector,
+        session: aiohttp.ClientSession,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.projector = projector
+        self.session = session
+        self.retry = retry or RetryPolicy()
+        self.stats = ConnectorStats()
+        self._sleep = sleep
+        self.base_url = config.base_url.rstrip("/")
+
+    @property
+    def source_fields(self) -> list[str]:
+        """Top-level source fields the mapping reads: ask the vendor for these only."""
+        return sorted({path.split(".", 1)[0] for path in self.projector.mapping.source_fields})
+
+    @abstractmethod
+    async def fetch_raw(self, request: PageRequest) -> RawPage:
+        """Fetch one vendor page. Raise `ConnectorError` for anything that went wrong."""
+
+    async def fetch_page(self, request: PageRequest) -> MinimisedPage:
+        """Fetch one page with retries and minimise it before returning."""
+        raw = await self._fetch_with_retries(request)
+        page = self.projector.project_page(raw.records)
+        fetched = len(raw.records)
+        raw.records.clear()
+        return MinimisedPage(
+            subjects=page.subjects,
+            rejected=page.rejected,
+            dropped=page.dropped,
+            fetched=fetched,
+            next_cursor=raw.next_cursor,
+            watermark=raw.watermark,
+        )
+
+    async def _fetch_with_retries(self, request: PageRequest) -> RawPage:
+        policy = self.retry
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_should_retry),
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+            wait=self._wait,
+            sleep=self._counted_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self.fetch_raw(request)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ConnectorError) and exc.retry_after is not None:
+            return min(exc.retry_after, MAX_RETRY_AFTER_SECONDS)
+        n = state.attempt_number
+        backoff: float = min(self.retry.max_wait, self.retry.initial_wait * 2.0 ** (n - 1))
+        return backoff / 2 + random.uniform(0, backoff / 2)
+
+    async def _counted_sleep(self, seconds: float) -> None:
+        self.stats.retries += 1
+        self.stats.waited_seconds += seconds
+        await self._sleep(seconds)
+
+    # ------------------------------------------------------------------ HTTP helpers
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate a request; vendors override this."""
+        return {}
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """One HTTP call, mapped to `ConnectorError` on every failure mode."""
+        url = f"{self.base_url}{path}"
+        headers = {"Accept": "application/json", **self.auth_headers()}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = orjson.dumps(body)
+        self.stats.requests += 1
+        try:
+            async with self.session.request(
+                method, url, params=params, data=data, headers=headers, timeout=DEFAULT_TIMEOUT
+            ) as response:
+                payload = await response.read()
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if status >= 400:
+                    if status == 429:
+                        self.stats.rate_limited += 1
+                    raise self.http_error(status, payload, retry_after)
+        except TimeoutError:
+            raise ConnectorError("unavailable", f"{self.type}: the source timed out") from None
+        except aiohttp.ClientPayloadError:
+            raise ConnectorError("malformed", f"{self.type}: the response was cut off") from None
+        except aiohttp.ClientError as exc:
+            raise ConnectorError(
+                "unavailable", f"{self.type}: cannot reach the source ({type(exc).__name__})"
+            ) from None
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise ConnectorError(
+                "malformed", f"{self.type}: the source sent a body that is not valid JSON"
+            ) from None
+
+    def http_error(self, status: int, payload: bytes, retry_after: float | None) -> ConnectorError:
+        """Map an HTTP error status to a `ConnectorError`. Vendors refine the message by
+        reading *safe* parts of their error body (codes, log references), never the text.
+        """
+        if status == 429:
+            return ConnectorError(
+                "rate_limited",
+                f"{self.type}: rate limited (HTTP 429)",
+                status=status,
+                retry_after=retry_after,
+            )
+        if status in (401, 403):
+            return ConnectorError(
+                "auth",
+                f"{self.type}: the source refused the credentials (HTTP {status})",
+                status=status,
+            )
+        if status in (404, 400, 405, 422):
+            return ConnectorError(
+                "config",
+                f"{self.type}: the source rejected the request (HTTP {status}); "
+                "check the base URL and connector settings",
+                status=status,
+            )
+        return ConnectorError(
+            "unavailable",
+            f"{self.type}: the source failed (HTTP {status})",
+            status=status,
+            retry_after=retry_after,
+        )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
