@@ -82,7 +82,8 @@ class TransferEntry(_Strict):
     """One transfer, described by names, categories, counts and keyed ids only."""
 
     time: UtcTime
-    direction: Literal["inbound", "outbound"]
+    #: "refused": processing was refused for lack of a valid instruction (no data moved).
+    direction: Literal["inbound", "outbound", "refused"]
     tenant: Identifier
     connector: Identifier
     instruction_id: Identifier | None

@@ -85,7 +85,7 @@ def _split_frontier(blob: bytes) -> tuple[bytes, ...]:
 class _Reads:
     """The read half of the store, over one connection guarded by one lock."""
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
         self._conn = conn
         self._lock = lock
 
@@ -206,7 +206,8 @@ class SqliteLedgerStore(_Reads):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         mode = "ro" if readonly else ("rwc" if create else "rw")
         conn = _connect(self.path, mode)
-        super().__init__(conn, threading.Lock())
+        super().__init__(conn, threading.RLock())
+        self._depth = 0
         try:
             if readonly:
                 self._require_tables()
@@ -287,11 +288,25 @@ class SqliteLedgerStore(_Reads):
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or nothing when already inside one.
+
+        Nesting lets the gateway store write a page's subjects, events and ledger entry in
+        one transaction: the ledger's own append joins the outer one. Callers hold the
+        (re-entrant) lock.
+        """
         c = self._conn
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         try:
             c.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreError(f"ledger database: {exc}") from None
+        self._depth = 1
         try:
             yield
         except sqlite3.IntegrityError:
@@ -303,7 +318,14 @@ class SqliteLedgerStore(_Reads):
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        c.execute("COMMIT")
+        else:
+            try:
+                c.execute("COMMIT")
+            except sqlite3.Error as exc:
+                c.execute("ROLLBACK")
+                raise StoreError(f"ledger database: commit failed ({exc})") from None
+        finally:
+            self._depth = 0
 
     def snapshot(self) -> AbstractContextManager[LedgerReader]:
         return self._snapshot()
@@ -315,7 +337,7 @@ class SqliteLedgerStore(_Reads):
             conn.execute("BEGIN")
             # The first read fixes the snapshot a WAL reader sees until COMMIT.
             conn.execute("SELECT count(*) FROM ledger_heads").fetchone()
-            yield _Reads(conn, threading.Lock())
+            yield _Reads(conn, threading.RLock())
             conn.execute("COMMIT")
         finally:
             conn.close()

@@ -1,0 +1,225 @@
+"""The gateway's state as plain records, and the `Store` protocol every backend implements.
+
+Records hold only what the gateway may keep: ids, configuration, sealed secrets, keyed
+subject ids with the minimised egress data, content digests, and counts. Raw vendor
+payloads have no record type, so no backend can be asked to store one.
+
+The protocol is written for the sync engine's pattern: read what it needs, decide in
+Python (digests, leavers, deletions), then write a page's subjects, feed events, run
+progress and ledger entry inside one `transaction()`. Backends stay free of business logic,
+so SQLite and PostgreSQL can share one contract test suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from gateway.store import LedgerStore
+
+RunStatus = Literal["running", "succeeded", "failed", "refused", "stopped", "interrupted"]
+EventType = Literal["subject.upserted", "subject.deleted"]
+
+
+class NotFound(LookupError):
+    """No such row; the message names the kind and id (ids are never personal data)."""
+
+
+class AlreadyExists(ValueError):
+    """A row with that id exists already."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: datetime
+    #: The tenant's subject key, sealed under the master key (gateway.secrets).
+    sealed_key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ConnectorRecord:
+    tenant: str
+    id: str
+    type: str
+    base_url: str
+    sealed_credentials: bytes = field(repr=False)
+    settings: Mapping[str, Any]
+    #: The mapping's TOML text as configured: the digest is computed from it.
+    mapping_text: str
+    mapping_digest: str
+    interval_seconds: int
+    max_delete_share: float
+    created_at: datetime
+    watermark: str | None = None
+    last_success_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A customer's documented authorisation (GDPR Art. 28(3)(a)) for one connector."""
+
+    id: str
+    tenant: str
+    connector: str
+    granted_by: str
+    granted_at: datetime
+    purpose: str
+    mapping_digest: str
+    #: Egress field → data category this instruction covers.
+    fields: Mapping[str, str]
+    valid_until: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+    def state(self, now: datetime) -> Literal["active", "revoked", "expired"]:
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "revoked"
+        if self.valid_until is not None and self.valid_until <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    tenant: str
+    connector: str
+    mode: str
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    #: The connector's position after the last committed page (resume point).
+    cursor: str | None = None
+    #: Highest source modification time seen in this run.
+    watermark: str | None = None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    error: str | None = None
+    instruction_id: str | None = None
+    pages: int = 0
+    #: The watermark an incremental run started from (kept so a resumed run asks the same).
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class SubjectState:
+    """What the gateway remembers of a subject to detect changes: digest, not history."""
+
+    subject_id: str
+    digest: bytes
+    present: bool
+
+
+@dataclass(frozen=True)
+class SubjectWrite:
+    subject_id: str
+    digest: bytes
+    present: bool
+    #: The minimised egress data (never anything else).
+    data: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: str
+    type: EventType
+    subject_id: str
+    data: Mapping[str, Any] | None
+    occurred_at: datetime
+    source: str
+    instruction_id: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    tenant: str
+    seq: int
+    id: str
+    type: EventType
+    subject_id: str
+    data: Mapping[str, Any] | None
+    occurred_at: datetime
+    source: str
+    instruction_id: str
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A platform consumer of a tenant's feed; only a hash of its token is kept."""
+
+    id: str
+    tenant: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class Store(LedgerStore, Protocol):
+    """Everything the gateway persists. Implementations: `gateway.store.sqlite`."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All writes inside commit together or not at all (ledger appends included)."""
+        ...
+
+    # tenants
+    def create_tenant(self, tenant: Tenant) -> None: ...
+    def get_tenant(self, tenant_id: str) -> Tenant: ...
+    def list_tenants(self) -> list[Tenant]: ...
+
+    # connectors
+    def create_connector(self, record: ConnectorRecord) -> None: ...
+    def get_connector(self, tenant: str, connector_id: str) -> ConnectorRecord: ...
+    def list_connectors(self, tenant: str | None = None) -> list[ConnectorRecord]: ...
+    def set_connector_sync_state(
+        self, tenant: str, connector_id: str, watermark: str | None, succeeded_at: datetime
+    ) -> None: ...
+
+    # instructions
+    def add_instruction(self, instruction: Instruction) -> None: ...
+    def get_instruction(self, instruction_id: str) -> Instruction: ...
+    def list_instructions(self, tenant: str, connector_id: str) -> list[Instruction]: ...
+    def revoke_instruction(self, instruction_id: str, by: str, at: datetime) -> Instruction: ...
+
+    # runs
+    def start_run(self, run: RunRecord) -> bool:
+        """Insert a running run unless the connector already has one; False if it has."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def running_runs(self) -> list[RunRecord]: ...
+    def save_run_progress(
+        self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
+    ) -> None: ...
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        at: datetime,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None: ...
+    def last_run(self, tenant: str, connector_id: str) -> RunRecord | None: ...
+
+    # subjects and events
+    def subject_states(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> dict[str, SubjectState]: ...
+    def write_subjects(
+        self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
+    ) -> None: ...
+    def mark_seen(
+        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
+    ) -> None: ...
+    def count_present(self, tenant: str, connector_id: str) -> int: ...
+    def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]: ...
+    def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]: ...
+    def events_after(self, tenant: str, after_seq: int, limit: int) -> list[EventRow]: ...
+    def last_event_seq(self, tenant: str) -> int: ...
+
+    # feed consumers
+    def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
+    def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None: ...

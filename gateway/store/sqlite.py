@@ -1,0 +1,463 @@
+"""The embedded default store: the gateway's state and its ledger in one SQLite file.
+
+One connection (WAL, `synchronous=NORMAL`) behind a re-entrant lock, so the async gateway
+runs store calls on worker threads without two writers ever interleaving. A synced page is
+one transaction: subjects, feed events, run progress and the ledger entry commit together
+(`transaction()` nests the ledger's own append), which is what makes a crash between pages
+resume without loss or duplicates. SQLite has one writer, so the embedded store serves one
+gateway process; several replicas need the PostgreSQL store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, cast
+
+import orjson
+
+from gateway.store import StoreError
+from gateway.store.ledger_sqlite import SqliteLedgerStore
+from gateway.store.records import (
+    AlreadyExists,
+    ConnectorRecord,
+    Consumer,
+    EventRow,
+    EventType,
+    Instruction,
+    NewEvent,
+    NotFound,
+    RunRecord,
+    RunStatus,
+    SubjectState,
+    SubjectWrite,
+    Tenant,
+)
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS tenants (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL,
+        sealed_key BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS connectors (
+        tenant TEXT NOT NULL REFERENCES tenants (id), id TEXT NOT NULL, type TEXT NOT NULL,
+        base_url TEXT NOT NULL, sealed_credentials BLOB NOT NULL, settings TEXT NOT NULL,
+        mapping_text TEXT NOT NULL, mapping_digest TEXT NOT NULL,
+        interval_seconds INTEGER NOT NULL, max_delete_share REAL NOT NULL,
+        created_at TEXT NOT NULL, watermark TEXT, last_success_at TEXT,
+        PRIMARY KEY (tenant, id))""",
+    """CREATE TABLE IF NOT EXISTS instructions (
+        id TEXT PRIMARY KEY, tenant TEXT NOT NULL, connector TEXT NOT NULL,
+        granted_by TEXT NOT NULL, granted_at TEXT NOT NULL, purpose TEXT NOT NULL,
+        mapping_digest TEXT NOT NULL, fields TEXT NOT NULL, valid_until TEXT,
+        revoked_at TEXT, revoked_by TEXT,
+        FOREIGN KEY (tenant, connector) REFERENCES connectors (tenant, id))""",
+    """CREATE INDEX IF NOT EXISTS instructions_by_connector
+        ON instructions (tenant, connector, granted_at)""",
+    """CREATE TABLE IF NOT EXISTS sync_runs (
+        id TEXT PRIMARY KEY, tenant TEXT NOT NULL, connector TEXT NOT NULL,
+        mode TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL,
+        finished_at TEXT, cursor TEXT, watermark TEXT, counts TEXT NOT NULL, error TEXT,
+        instruction_id TEXT, pages INTEGER NOT NULL DEFAULT 0, since TEXT)""",
+    """CREATE INDEX IF NOT EXISTS sync_runs_by_connector
+        ON sync_runs (tenant, connector, started_at)""",
+    # At most one running run per connector, enforced by the database itself.
+    """CREATE UNIQUE INDEX IF NOT EXISTS sync_runs_one_running
+        ON sync_runs (tenant, connector) WHERE status = 'running'""",
+    """CREATE TABLE IF NOT EXISTS subjects (
+        tenant TEXT NOT NULL, connector TEXT NOT NULL, subject_id TEXT NOT NULL,
+        digest BLOB NOT NULL, present INTEGER NOT NULL, data TEXT, seen_run TEXT NOT NULL,
+        PRIMARY KEY (tenant, connector, subject_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS events (
+        tenant TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL, subject_id TEXT NOT NULL, data TEXT, occurred_at TEXT NOT NULL,
+        source TEXT NOT NULL, instruction_id TEXT NOT NULL,
+        PRIMARY KEY (tenant, seq))""",
+    """CREATE TABLE IF NOT EXISTS consumers (
+        id TEXT PRIMARY KEY, tenant TEXT NOT NULL REFERENCES tenants (id),
+        name TEXT NOT NULL, token_hash BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL,
+        revoked_at TEXT)""",
+)
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _need(value: str | None) -> datetime:
+    parsed = _dt(value)
+    if parsed is None:  # pragma: no cover - NOT NULL columns
+        raise StoreError("a required time is missing")
+    return parsed
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class SqliteStore(SqliteLedgerStore):
+    """Gateway state plus the ledger tables, in `path` (created if missing)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        super().__init__(path, create=create)
+        with self._lock:
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return self._locked_transaction()
+
+    @contextmanager
+    def _locked_transaction(self) -> Iterator[None]:
+        with self._lock, self._transaction():
+            yield
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        with self._lock, self._transaction():
+            try:
+                return self._conn.execute(sql, params)
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    raise NotFound("it refers to a record that does not exist") from None
+                raise AlreadyExists("a record with that id already exists") from None
+
+    def _one(self, sql: str, params: Sequence[object], what: str) -> Any:
+        rows = self._all(sql, params)
+        if not rows:
+            raise NotFound(what)
+        return rows[0]
+
+    # ------------------------------------------------------------------ tenants
+
+    def create_tenant(self, tenant: Tenant) -> None:
+        self._write(
+            "INSERT INTO tenants (id, name, created_at, sealed_key) VALUES (?, ?, ?, ?)",
+            (tenant.id, tenant.name, _ts(tenant.created_at), tenant.sealed_key),
+        )
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        row = self._one(
+            "SELECT id, name, created_at, sealed_key FROM tenants WHERE id = ?",
+            (tenant_id,),
+            f"tenant {tenant_id}",
+        )
+        return Tenant(row[0], row[1], _need(row[2]), row[3])
+
+    def list_tenants(self) -> list[Tenant]:
+        rows = self._all("SELECT id, name, created_at, sealed_key FROM tenants ORDER BY id")
+        return [Tenant(r[0], r[1], _need(r[2]), r[3]) for r in rows]
+
+    # ------------------------------------------------------------------ connectors
+
+    _CONNECTOR_COLUMNS: Final = (
+        "tenant, id, type, base_url, sealed_credentials, settings, mapping_text,"
+        " mapping_digest, interval_seconds, max_delete_share, created_at, watermark,"
+        " last_success_at"
+    )
+
+    def create_connector(self, record: ConnectorRecord) -> None:
+        self.get_tenant(record.tenant)
+        self._write(
+            f"INSERT INTO connectors ({self._CONNECTOR_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.tenant, record.id, record.type, record.base_url,
+                record.sealed_credentials, _json(dict(record.settings)), record.mapping_text,
+                record.mapping_digest, record.interval_seconds, record.max_delete_share,
+                _ts(record.created_at), record.watermark, _ts(record.last_success_at),
+            ),
+        )  # fmt: skip
+
+    def get_connector(self, tenant: str, connector_id: str) -> ConnectorRecord:
+        row = self._one(
+            f"SELECT {self._CONNECTOR_COLUMNS} FROM connectors WHERE tenant = ? AND id = ?",
+            (tenant, connector_id),
+            f"connector {connector_id} of tenant {tenant}",
+        )
+        return _connector(row)
+
+    def list_connectors(self, tenant: str | None = None) -> list[ConnectorRecord]:
+        if tenant is None:
+            rows = self._all(f"SELECT {self._CONNECTOR_COLUMNS} FROM connectors ORDER BY 1, 2")
+        else:
+            rows = self._all(
+                f"SELECT {self._CONNECTOR_COLUMNS} FROM connectors WHERE tenant = ? ORDER BY 2",
+                (tenant,),
+            )
+        return [_connector(r) for r in rows]
+
+    def set_connector_sync_state(
+        self, tenant: str, connector_id: str, watermark: str | None, succeeded_at: datetime
+    ) -> None:
+        self._write(
+            "UPDATE connectors SET watermark = COALESCE(?, watermark), last_success_at = ?"
+            " WHERE tenant = ? AND id = ?",
+            (watermark, _ts(succeeded_at), tenant, connector_id),
+        )
+
+    # ------------------------------------------------------------------ instructions
+
+    _INSTRUCTION_COLUMNS: Final = (
+        "id, tenant, connector, granted_by, granted_at, purpose, mapping_digest, fields,"
+        " valid_until, revoked_at, revoked_by"
+    )
+
+    def add_instruction(self, instruction: Instruction) -> None:
+        i = instruction
+        self.get_connector(i.tenant, i.connector)
+        self._write(
+            f"INSERT INTO instructions ({self._INSTRUCTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                i.id, i.tenant, i.connector, i.granted_by, _ts(i.granted_at), i.purpose,
+                i.mapping_digest, _json(dict(i.fields)), _ts(i.valid_until),
+                _ts(i.revoked_at), i.revoked_by,
+            ),
+        )  # fmt: skip
+
+    def get_instruction(self, instruction_id: str) -> Instruction:
+        row = self._one(
+            f"SELECT {self._INSTRUCTION_COLUMNS} FROM instructions WHERE id = ?",
+            (instruction_id,),
+            f"instruction {instruction_id}",
+        )
+        return _instruction(row)
+
+    def list_instructions(self, tenant: str, connector_id: str) -> list[Instruction]:
+        rows = self._all(
+            f"SELECT {self._INSTRUCTION_COLUMNS} FROM instructions"
+            " WHERE tenant = ? AND connector = ? ORDER BY granted_at, id",
+            (tenant, connector_id),
+        )
+        return [_instruction(r) for r in rows]
+
+    def revoke_instruction(self, instruction_id: str, by: str, at: datetime) -> Instruction:
+        with self._lock, self._transaction():
+            current = self.get_instruction(instruction_id)
+            if current.revoked_at is None:
+                self._conn.execute(
+                    "UPDATE instructions SET revoked_at = ?, revoked_by = ? WHERE id = ?",
+                    (_ts(at), by, instruction_id),
+                )
+        return self.get_instruction(instruction_id)
+
+    # ------------------------------------------------------------------ runs
+
+    _RUN_COLUMNS: Final = (
+        "id, tenant, connector, mode, status, started_at, finished_at, cursor, watermark,"
+        " counts, error, instruction_id, pages, since"
+    )
+
+    def start_run(self, run: RunRecord) -> bool:
+        try:
+            self._write(
+                f"INSERT INTO sync_runs ({self._RUN_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id, run.tenant, run.connector, run.mode, run.status,
+                    _ts(run.started_at), _ts(run.finished_at), run.cursor, run.watermark,
+                    _json(dict(run.counts)), run.error, run.instruction_id, run.pages,
+                    run.since,
+                ),
+            )  # fmt: skip
+        except AlreadyExists:
+            if run.status == "running":
+                return False
+            raise
+        return True
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self._one(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE id = ?", (run_id,), f"run {run_id}"
+        )
+        return _run(row)
+
+    def running_runs(self) -> list[RunRecord]:
+        rows = self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE status = 'running'"
+            " ORDER BY started_at"
+        )
+        return [_run(r) for r in rows]
+
+    def last_run(self, tenant: str, connector_id: str) -> RunRecord | None:
+        rows = self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE tenant = ? AND connector = ?"
+            " ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            (tenant, connector_id),
+        )
+        return _run(rows[0]) if rows else None
+
+    def save_run_progress(
+        self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
+    ) -> None:
+        self._write(
+            "UPDATE sync_runs SET cursor = ?, watermark = ?, counts = ?, pages = pages + 1"
+            " WHERE id = ?",
+            (cursor, watermark, _json(dict(counts)), run_id),
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        at: datetime,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        self._write(
+            "UPDATE sync_runs SET status = ?, finished_at = ?, counts = ?, error = ? WHERE id = ?",
+            (status, _ts(at), _json(dict(counts)), error, run_id),
+        )
+
+    # ------------------------------------------------------------------ subjects, events
+
+    def subject_states(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> dict[str, SubjectState]:
+        found: dict[str, SubjectState] = {}
+        for start in range(0, len(subject_ids), 500):
+            chunk = list(subject_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._all(
+                "SELECT subject_id, digest, present FROM subjects"
+                f" WHERE tenant = ? AND connector = ? AND subject_id IN ({marks})",
+                (tenant, connector_id, *chunk),
+            )
+            for sid, digest, present in rows:
+                found[sid] = SubjectState(sid, digest, bool(present))
+        return found
+
+    def write_subjects(
+        self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
+    ) -> None:
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                "INSERT INTO subjects (tenant, connector, subject_id, digest, present, data,"
+                " seen_run) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
+                " digest = excluded.digest, present = excluded.present, data = excluded.data,"
+                " seen_run = excluded.seen_run",
+                [
+                    (tenant, connector_id, r.subject_id, r.digest, int(r.present),
+                     None if r.data is None else _json(dict(r.data)), run_id)
+                    for r in rows
+                ],
+            )  # fmt: skip
+
+    def mark_seen(
+        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
+    ) -> None:
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                "UPDATE subjects SET seen_run = ? WHERE tenant = ? AND connector = ?"
+                " AND subject_id = ?",
+                [(run_id, tenant, connector_id, sid) for sid in subject_ids],
+            )
+
+    def count_present(self, tenant: str, connector_id: str) -> int:
+        rows = self._all(
+            "SELECT count(*) FROM subjects WHERE tenant = ? AND connector = ? AND present = 1",
+            (tenant, connector_id),
+        )
+        return int(rows[0][0])
+
+    def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]:
+        rows = self._all(
+            "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ?"
+            " AND present = 1 AND seen_run != ? ORDER BY subject_id",
+            (tenant, connector_id, run_id),
+        )
+        return iter([r[0] for r in rows])
+
+    def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]:
+        if not events:
+            return []
+        with self._lock, self._transaction():
+            start = self.last_event_seq(tenant) + 1
+            self._conn.executemany(
+                "INSERT INTO events (tenant, seq, id, type, subject_id, data, occurred_at,"
+                " source, instruction_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (tenant, start + i, e.id, e.type, e.subject_id,
+                     None if e.data is None else _json(dict(e.data)), _ts(e.occurred_at),
+                     e.source, e.instruction_id)
+                    for i, e in enumerate(events)
+                ],
+            )  # fmt: skip
+        return list(range(start, start + len(events)))
+
+    def events_after(self, tenant: str, after_seq: int, limit: int) -> list[EventRow]:
+        rows = self._all(
+            "SELECT tenant, seq, id, type, subject_id, data, occurred_at, source,"
+            " instruction_id FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (tenant, after_seq, limit),
+        )
+        return [
+            EventRow(
+                r[0], r[1], r[2], cast(EventType, r[3]), r[4],
+                orjson.loads(r[5]) if r[5] is not None else None, _need(r[6]), r[7], r[8],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def last_event_seq(self, tenant: str) -> int:
+        rows = self._all("SELECT MAX(seq) FROM events WHERE tenant = ?", (tenant,))
+        return int(rows[0][0] or 0)
+
+    # ------------------------------------------------------------------ consumers
+
+    def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None:
+        self.get_tenant(consumer.tenant)
+        self._write(
+            "INSERT INTO consumers (id, tenant, name, token_hash, created_at, revoked_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (consumer.id, consumer.tenant, consumer.name, token_hash,
+             _ts(consumer.created_at), _ts(consumer.revoked_at)),
+        )  # fmt: skip
+
+    def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None:
+        rows = self._all(
+            "SELECT id, tenant, name, created_at, revoked_at FROM consumers WHERE token_hash = ?",
+            (token_hash,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
+
+
+def _connector(r: Sequence[Any]) -> ConnectorRecord:
+    return ConnectorRecord(
+        tenant=r[0], id=r[1], type=r[2], base_url=r[3], sealed_credentials=r[4],
+        settings=orjson.loads(r[5]), mapping_text=r[6], mapping_digest=r[7],
+        interval_seconds=r[8], max_delete_share=r[9], created_at=_need(r[10]),
+        watermark=r[11], last_success_at=_dt(r[12]),
+    )  # fmt: skip
+
+
+def _instruction(r: Sequence[Any]) -> Instruction:
+    return Instruction(
+        id=r[0], tenant=r[1], connector=r[2], granted_by=r[3], granted_at=_need(r[4]),
+        purpose=r[5], mapping_digest=r[6], fields=orjson.loads(r[7]),
+        valid_until=_dt(r[8]), revoked_at=_dt(r[9]), revoked_by=r[10],
+    )  # fmt: skip
+
+
+def _run(r: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        id=r[0], tenant=r[1], connector=r[2], mode=r[3], status=cast(RunStatus, r[4]),
+        started_at=_need(r[5]), finished_at=_dt(r[6]), cursor=r[7], watermark=r[8],
+        counts=orjson.loads(r[9]), error=r[10], instruction_id=r[11], pages=r[12],
+        since=r[13],
+    )  # fmt: skip

@@ -1,0 +1,128 @@
+"""The Store contract: what the sync engine, admin API and feed rely on from any backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.store.records import (
+    AlreadyExists,
+    ConnectorRecord,
+    Consumer,
+    Instruction,
+    NewEvent,
+    NotFound,
+    RunRecord,
+    Store,
+    SubjectWrite,
+    Tenant,
+)
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+SID = [f"{i:032x}" for i in range(10)]
+
+
+def _setup(store: Store) -> None:
+    store.create_tenant(Tenant("acme", "Acme BV", T0, b"sealed"))
+    store.create_connector(
+        ConnectorRecord(
+            tenant="acme", id="afas", type="afas", base_url="http://127.0.0.1:1",
+            sealed_credentials=b"sealed", settings={"connector_id": "X"},
+            mapping_text="m", mapping_digest="sha256:" + "0" * 64, interval_seconds=60,
+            max_delete_share=0.2, created_at=T0,
+        )
+    )  # fmt: skip
+
+
+def _run(run_id: str, status: str = "running") -> RunRecord:
+    return RunRecord(run_id, "acme", "afas", "full", status, T0)  # type: ignore[arg-type]
+
+
+def test_tenants_and_connectors_round_trip(store: Store) -> None:
+    _setup(store)
+    assert store.get_tenant("acme").name == "Acme BV"
+    with pytest.raises(AlreadyExists):
+        store.create_tenant(Tenant("acme", "again", T0, b"x"))
+    with pytest.raises(NotFound):
+        store.get_tenant("nope")
+    c = store.get_connector("acme", "afas")
+    assert c.settings == {"connector_id": "X"} and c.watermark is None
+    store.set_connector_sync_state("acme", "afas", "2026-11-01T00:00:00Z", T0)
+    assert store.get_connector("acme", "afas").watermark == "2026-11-01T00:00:00Z"
+    assert [x.id for x in store.list_connectors("acme")] == ["afas"]
+    with pytest.raises(NotFound):
+        store.get_connector("acme", "hubspot")
+
+
+def test_instructions_revoke_once(store: Store) -> None:
+    _setup(store)
+    ins = Instruction(
+        "ins_1", "acme", "afas", "admin@acme", T0, "accounts", "sha256:" + "0" * 64,
+        {"email": "user.contact.email"}, valid_until=T0 + timedelta(days=30),
+    )  # fmt: skip
+    store.add_instruction(ins)
+    assert store.get_instruction("ins_1").state(T0) == "active"
+    assert store.get_instruction("ins_1").state(T0 + timedelta(days=31)) == "expired"
+    revoked = store.revoke_instruction("ins_1", "dpo@acme", T0 + timedelta(hours=1))
+    assert revoked.state(T0 + timedelta(hours=2)) == "revoked"
+    again = store.revoke_instruction("ins_1", "someone-else", T0 + timedelta(hours=3))
+    assert again.revoked_by == "dpo@acme"
+    with pytest.raises(NotFound):
+        store.add_instruction(Instruction("ins_2", "acme", "nope", "a", T0, "p", "d", {}))
+
+
+def test_one_running_run_per_connector(store: Store) -> None:
+    _setup(store)
+    assert store.start_run(_run("run_1"))
+    assert not store.start_run(_run("run_2"))
+    store.save_run_progress("run_1", "200", "2026-11-01", {"fetched": 200})
+    r = store.get_run("run_1")
+    assert (r.cursor, r.pages, r.counts["fetched"]) == ("200", 1, 200)
+    assert [x.id for x in store.running_runs()] == ["run_1"]
+    store.finish_run("run_1", "succeeded", T0, {"fetched": 300})
+    assert store.start_run(_run("run_2"))
+    assert store.last_run("acme", "afas").id == "run_2"  # type: ignore[union-attr]
+
+
+def test_subjects_events_and_a_rolled_back_transaction(store: Store) -> None:
+    _setup(store)
+    store.write_subjects(
+        "acme",
+        "afas",
+        "r1",
+        [SubjectWrite(s, b"d" * 16, True, {"email": "a@b.nl"}) for s in SID[:5]],
+    )
+    states = store.subject_states("acme", "afas", SID)
+    assert set(states) == set(SID[:5]) and all(s.present for s in states.values())
+    store.mark_seen("acme", "afas", "r2", SID[:3])
+    assert list(store.unseen_present("acme", "afas", "r2")) == SID[3:5]
+    assert store.count_present("acme", "afas") == 5
+    ev = [
+        NewEvent(f"evt_{i}", "subject.upserted", SID[i], {"email": "a@b.nl"}, T0, "afas", "ins_1")
+        for i in range(3)
+    ]
+    assert store.append_events("acme", ev) == [1, 2, 3]
+
+    def crash_inside_a_page() -> None:
+        with store.transaction():
+            store.append_events(
+                "acme", [NewEvent("evt_9", "subject.deleted", SID[0], None, T0, "afas", "ins_1")]
+            )
+            gone = [SubjectWrite(SID[0], b"x" * 16, False, None)]
+            store.write_subjects("acme", "afas", "r3", gone)
+            raise RuntimeError("crash inside the page transaction")
+
+    with pytest.raises(RuntimeError):
+        crash_inside_a_page()
+    assert store.last_event_seq("acme") == 3
+    assert store.subject_states("acme", "afas", [SID[0]])[SID[0]].present
+    page = store.events_after("acme", 1, 10)
+    assert [e.seq for e in page] == [2, 3] and page[0].data == {"email": "a@b.nl"}
+
+
+def test_consumers_by_token_hash(store: Store) -> None:
+    _setup(store)
+    store.create_consumer(Consumer("con_1", "acme", "lms", T0), b"h" * 32)
+    assert store.consumer_by_token_hash(b"h" * 32).id == "con_1"  # type: ignore[union-attr]
+    assert store.consumer_by_token_hash(b"x" * 32) is None
