@@ -103,11 +103,17 @@ def clean_email(value: str, field: str = "email") -> str:
             raise InvalidValue(field, "contains a control character")
         raise InvalidValue(field, "not a valid email address")
     at = value.index("@")
-    if "_" in value[at:]:
+    domain = value[at + 1 :]
+    if "_" in domain or ("--" in domain and not _hyphens_ok(domain)):
         raise InvalidValue(field, "not a valid email address")
     if at > MAX_EMAIL_LOCAL_LENGTH:
         raise InvalidValue(field, f"local part longer than {MAX_EMAIL_LOCAL_LENGTH} characters")
     return value
+
+
+def _hyphens_ok(domain: str) -> bool:
+    # "--" in the third and fourth place is reserved for IDNA A-labels (RFC 5891 4.2.3.1).
+    return all(label[2:4] != "--" or label.startswith("xn--") for label in domain.split("."))
 
 
 def _text(value: str) -> str:
