@@ -1,0 +1,282 @@
+"""The sync engine end to end: a real AFAS emulator over HTTP, a real SQLite store.
+
+Covers the promises of gateway/sync.py: one transaction per page, change detection,
+leavers and deletions with the mass-delete guard, refusal without an instruction,
+revocation between pages, crash and resume without loss or duplicates, source faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, make_app
+from connectors.afas.synthetic import SENSITIVE_FIELDS
+from connectors.base import RetryPolicy, SyncMode
+from connectors.emulator_kit import CONTROL, Fault
+from gateway.config import Settings
+from gateway.instructions import InstructionRefused, grant
+from gateway.services import Services
+from gateway.sync import PageHook
+from gateway.tenancy import create_connector, create_tenant
+from mappings import bundled_mapping
+
+FAST = RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.01)
+PEOPLE = 250
+
+
+@dataclass
+class World:
+    services: Services
+    emulator: web.Application
+    server: TestServer
+    tmp: Path
+    hook: list[PageHook]
+
+    @property
+    def store(self) -> Any:
+        return self.services.store
+
+    @property
+    def people(self) -> list[dict[str, Any]]:
+        return self.emulator[ENVIRONMENT].people
+
+    def events(self) -> list[Any]:
+        return self.store.events_after("acme", 0, 100_000)
+
+    def reopen(self) -> Services:
+        """A new process on the same data directory (after a crash)."""
+        self.services = _services(self.tmp, self.hook)
+        return self.services
+
+
+def _services(tmp: Path, hook: list[PageHook]) -> Services:
+    settings = Settings(data_dir=tmp / "data", admin_token="t" * 32, scheduler=False)
+
+    def after_page(run_id: str, pages: int) -> Any:
+        return hook[0](run_id, pages) if hook else None
+
+    return Services.open(settings, retry=FAST, after_page=after_page)
+
+
+@pytest.fixture
+async def world(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIterator[World]:
+    emulator = make_app(people=PEOPLE, seed=11)
+    server = await aiohttp_server(emulator, host="127.0.0.1")
+    hook: list[PageHook] = []
+    services = _services(tmp_path, hook)
+    now = datetime.now(UTC)
+    create_tenant(services.store, services.box, "acme", "Acme BV", now)
+    create_connector(
+        services.store,
+        services.box,
+        tenant="acme",
+        connector_id="afas",
+        type_name="afas",
+        base_url=str(server.make_url("/profitrestservices")),
+        credentials={"token": EMULATOR_TOKEN},
+        mapping_text=bundled_mapping("afas").read_text(),
+        settings={"page_size": 100},
+        now=now,
+    )
+    yield World(services, emulator, server, tmp_path, hook)
+    services.close()
+
+
+def _authorise(world: World) -> str:
+    return grant(
+        world.store,
+        tenant="acme",
+        connector="afas",
+        granted_by="admin@acme.example",
+        purpose="accounts for the e-learning platform",
+        now=datetime.now(UTC),
+    ).id
+
+
+def _active_people(world: World) -> list[dict[str, Any]]:
+    today = datetime.now(UTC).date().isoformat()
+    return [
+        p
+        for p in world.people
+        if p.get("Email_werk") and not (p.get("Datum_uit_dienst") and p["Datum_uit_dienst"] < today)
+    ]
+
+
+def _scan_for_secrets(world: World, *texts: str) -> list[str]:
+    secrets = {str(p[k]) for p in world.people for k in SENSITIVE_FIELDS if p.get(k)}
+    blob = "\n".join(texts)
+    return [s for s in secrets if s in blob]
+
+
+async def test_full_sync_then_no_change_resync(world: World) -> None:
+    _authorise(world)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded", run.error
+    assert run.pages == 3
+    assert run.counts["fetched"] == PEOPLE
+    active = _active_people(world)
+    events = world.events()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert len(events) == len(active) == run.counts["upserted"]
+    assert {e.type for e in events} == {"subject.upserted"}
+    assert all(set(e.data) == {"first_name", "last_name", "email", "job_title"} for e in events)
+    assert len({e.subject_id for e in events}) == len(events)
+
+    again = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert again.status == "succeeded"
+    assert (again.counts["upserted"], again.counts["deleted"]) == (0, 0)
+    assert again.counts["unchanged"] == run.counts["passed"]
+    assert len(world.events()) == len(events)
+
+    ledger = world.services.ledger("acme")
+    assert ledger.size() == 6
+    report = ledger.verify(world.services.signer.public_key)
+    assert report.ok, report.reason
+    exported = b"".join(r.entry.model_dump_json().encode() for r in ledger.entries(limit=100))
+    from prometheus_client import generate_latest
+
+    metrics = generate_latest(world.services.metrics.registry).decode()
+    assert 'sluis_syncs_total{connector_type="afas",outcome="succeeded"} 2.0' in metrics
+    leaks = _scan_for_secrets(
+        world,
+        exported.decode(),
+        metrics,
+        orjson.dumps([e.data for e in events]).decode(),
+        repr(world.store.get_run(run.id)),
+    )
+    assert leaks == []
+
+
+async def test_incremental_picks_up_changes_and_leavers(world: World) -> None:
+    _authorise(world)
+    await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    before = len(world.events())
+    env = world.emulator[ENVIRONMENT]
+    touched = env.touch(5)
+    retired = env.retire(3)
+    run = await world.services.engine.sync("acme", "afas")  # incremental: has a watermark
+    assert run.mode == "incremental", run
+    assert run.status == "succeeded", run.error
+    new = world.events()[before:]
+    assert sorted(e.type for e in new).count("subject.upserted") == len(set(touched) - set(retired))
+    assert [e.type for e in new].count("subject.deleted") == 3
+    assert run.counts["fetched"] < PEOPLE
+
+
+async def test_full_sync_deletes_the_gone_but_refuses_a_mass_delete(world: World) -> None:
+    _authorise(world)
+    await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    env = world.emulator[ENVIRONMENT]
+    kept = env.people
+    env.people = kept[10:]
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded"
+    gone = [e for e in world.events() if e.type == "subject.deleted"]
+    assert 0 < len(gone) <= 10 and run.counts["deleted"] == len(gone)
+
+    env.people = kept[10:100]
+    before = len(world.events())
+    stopped = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert stopped.status == "stopped"
+    assert "would delete" in (stopped.error or "") and "nothing was deleted" in (
+        stopped.error or ""
+    )
+    assert [e.type for e in world.events()[before:]] == []
+
+
+async def test_no_instruction_no_processing(world: World) -> None:
+    with pytest.raises(InstructionRefused) as refused:
+        await world.services.engine.sync("acme", "afas")
+    assert refused.value.code == "missing"
+    assert world.emulator[CONTROL].log == []
+    last = world.store.last_run("acme", "afas")
+    assert last.status == "refused" and "no instruction" in last.error
+    entries = world.services.ledger("acme").entries(limit=10)
+    assert [r.entry.direction for r in entries] == ["refused"]
+
+
+async def test_revocation_after_a_page_stops_the_next_fetch(world: World) -> None:
+    instruction = _authorise(world)
+
+    def revoke_after_first(run_id: str, pages: int) -> None:
+        if pages == 1:
+            world.store.revoke_instruction(instruction, "dpo@acme.example", datetime.now(UTC))
+
+    world.hook.append(revoke_after_first)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "stopped"
+    assert instruction in (run.error or "") and "revoked" in (run.error or "")
+    assert len(world.emulator[CONTROL].requests_to("/profitrestservices/connectors")) == 1
+    assert run.pages == 1 and len(world.events()) == run.counts["upserted"]
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: nothing in the engine catches it."""
+
+
+async def test_crash_between_pages_resumes_without_loss_or_duplicates(world: World) -> None:
+    _authorise(world)
+
+    def crash_after_second(run_id: str, pages: int) -> None:
+        if pages == 2:
+            raise Crash
+
+    world.hook.append(crash_after_second)
+    with pytest.raises(Crash):
+        await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    world.hook.clear()
+    world.services.close()
+    services = world.reopen()
+    interrupted = services.store.running_runs()
+    assert len(interrupted) == 1 and interrupted[0].pages == 2
+    [resumed] = await services.engine.resume_interrupted()
+    assert resumed.status == "succeeded", resumed.error
+    assert resumed.pages == 3 and resumed.counts["fetched"] == PEOPLE
+    events = world.events()
+    ids = [e.subject_id for e in events]
+    assert len(ids) == len(set(ids)) == len(_active_people(world))
+    assert services.ledger("acme").verify(services.signer.public_key).ok
+
+
+async def test_source_faults(world: World) -> None:
+    _authorise(world)
+    control = world.emulator[CONTROL]
+    control.inject(Fault("error", status=503), Fault("truncate"), Fault("error", status=502))
+    world.emulator[ENVIRONMENT].break_email(1)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded", run.error
+    assert run.counts["quarantined"] == 1
+    assert len(world.events()) == len(_active_people(world))
+
+    control.inject(*[Fault("error", status=503)] * 10)
+    failed = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert failed.status == "failed"
+    assert failed.error == "afas: the source failed (HTTP 503)"
+
+
+async def test_one_run_per_connector(world: World) -> None:
+    _authorise(world)
+    gate = asyncio.Event()
+
+    async def hold(run_id: str, pages: int) -> None:
+        await gate.wait()
+
+    world.hook.append(hold)
+    first = asyncio.create_task(world.services.engine.sync("acme", "afas", SyncMode.FULL))
+    await asyncio.sleep(0.2)
+    from gateway.sync import SyncBusy
+
+    with pytest.raises(SyncBusy):
+        await world.services.engine.start("acme", "afas")
+    gate.set()
+    assert (await first).status == "succeeded"
