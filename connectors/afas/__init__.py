@@ -1,1 +1,19 @@
 """AFAS Profit (HRM): employees from a GetConnector."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from connectors.afas.client import AfasConnector
+from connectors.afas.emulator import make_app
+from connectors.registry import ConnectorType
+
+CONNECTOR_TYPE: Final = ConnectorType(
+    name="afas",
+    connector=AfasConnector,
+    emulator=make_app,
+    default_settings={"connector_id": "Sluis_Medewerkers"},
+    credential_keys=("token",),
+)
+
+__all__ = ["CONNECTOR_TYPE", "AfasConnector"]
