@@ -16,8 +16,10 @@ mass-deleting (a half-empty export is likelier than half the staff leaving).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
+import secrets
 import time
 import uuid
 from collections import Counter
@@ -68,6 +70,11 @@ class SyncBusy(Exception):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_event_id() -> str:
+    """Unique and roughly time-ordered (so the id index grows at its end, not all over)."""
+    return f"evt_{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
 def content_digest(subject: Mapping[str, Any]) -> bytes:
@@ -215,7 +222,7 @@ class SyncEngine:
             settings=record.settings,
         )
         mode = SyncMode(run.mode)
-        cursor = run.cursor
+        cursor = self._open_cursor(run)
         pages = run.pages
         async with aiohttp.ClientSession() as session:
             connector = kind.connector(config, projector, session, retry=self.retry)
@@ -297,7 +304,9 @@ class SyncEngine:
             store.write_subjects(run.tenant, run.connector, run.id, writes)
             store.mark_seen(run.tenant, run.connector, run.id, unchanged)
             store.append_events(run.tenant, events)
-            store.save_run_progress(run.id, page.next_cursor, state.watermark, counts)
+            store.save_run_progress(
+                run.id, self._seal_cursor(run.id, page.next_cursor), state.watermark, counts
+            )
             self.ledger(run.tenant).append([entry])
         self._count_page(state.record.type, page, dropped_total, events)
 
@@ -332,6 +341,19 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ helpers
 
+    def _seal_cursor(self, run_id: str, cursor: str | None) -> str | None:
+        """Cursors can hold a vendor's own ids (an AFAS employee number, a HubSpot contact
+        id): they are kept sealed, like credentials, and opened only to resume."""
+        if cursor is None:
+            return None
+        return base64.urlsafe_b64encode(self.box.seal(cursor.encode(), f"run:{run_id}")).decode()
+
+    def _open_cursor(self, run: RunRecord) -> str | None:
+        if run.cursor is None:
+            return None
+        sealed = base64.urlsafe_b64decode(run.cursor.encode())
+        return self.box.open(sealed, f"run:{run.id}").decode()
+
     def _event(
         self,
         kind: Any,
@@ -341,7 +363,7 @@ class SyncEngine:
         state: _RunState,
     ) -> NewEvent:
         return NewEvent(
-            id=f"evt_{uuid.uuid4().hex}",
+            id=new_event_id(),
             type=kind,
             subject_id=subject_id,
             data=data,

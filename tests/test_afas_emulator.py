@@ -3,13 +3,16 @@
 The first part pins the emulator to the research notes (auth, paging defaults, unstable
 order without a sort, filters, error bodies, the 2049-character limit, metainfo). The
 second part checks what is AFAS-specific in `AfasConnector` and so not in the shared
-contract suite: what it asks AFAS, the local-time `Z`, and how it reads error bodies.
+contract suite: what it asks AFAS, keyset paging through deletes and inserts, the
+local-time `Z`, and how it reads error bodies.
 """
 
 from __future__ import annotations
 
 import base64
+import random
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,6 +31,7 @@ from connectors.afas.emulator import (
     make_app,
     token_header,
 )
+from connectors.afas.synthetic import employee
 from connectors.base import ConnectorConfig, ConnectorError, PageRequest, RetryPolicy, SyncMode
 from connectors.emulator_kit import CONTROL, RateLimit
 from connectors.registry import connector_type
@@ -155,6 +159,25 @@ async def test_comma_is_and_semicolon_is_or(afas: Any) -> None:
     assert {r["Afdeling"] for r in either} == {"IT", "HR"}
 
 
+async def test_greater_than_on_the_key_agrees_with_the_sort(afas: Any) -> None:
+    """Keyset paging needs `key > k` to be exactly what the sort puts after k."""
+    people = afas.app[ENVIRONMENT].people
+    for number in ("99", "abc", "ABD", "0999"):
+        people.append({**people[0], "Medewerker": number})
+    ordered = [r["Medewerker"] for r in await _rows(afas, take="-1", orderbyfieldids="Medewerker")]
+    assert ordered[0] == "0999" and ordered[-3:] == ["99", "abc", "ABD"], "text, no case"
+    for at in (0, 1, 57, len(ordered) - 4, len(ordered) - 3, len(ordered) - 2):
+        after = await _rows(
+            afas,
+            take="-1",
+            orderbyfieldids="Medewerker",
+            filterfieldids="Medewerker",
+            filtervalues=ordered[at],
+            operatortypes="4",
+        )
+        assert [r["Medewerker"] for r in after] == ordered[at + 1 :]
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -271,15 +294,183 @@ def test_the_registry_knows_afas() -> None:
     assert kind.credential_keys == ("token",)
 
 
-async def test_full_pages_ask_for_a_sort_and_the_cursor_is_the_next_skip(served: Any) -> None:
+Between = Callable[[int], None]
+
+
+async def _run(
+    connector: AfasConnector,
+    mode: SyncMode = SyncMode.FULL,
+    *,
+    since: str | None = None,
+    between: Between | None = None,
+) -> tuple[list[str], list[str | None]]:
+    """One run to the last page: the subject ids in the order read, and every next cursor.
+
+    `between(n)` runs after page n (1-based) and before the next page is fetched.
+    """
+    ids: list[str] = []
+    cursors: list[str | None] = []
+    cursor: str | None = None
+    while len(cursors) < 100:
+        page = await connector.fetch_page(PageRequest(mode, cursor, since))
+        ids.extend(s["subject_id"] for s in page.subjects)
+        cursors.append(page.next_cursor)
+        if page.last:
+            return ids, cursors
+        if between is not None:
+            between(len(cursors))
+        cursor = page.next_cursor
+    raise AssertionError("the connector never reached a last page")
+
+
+def _ids(connector: AfasConnector, numbers: list[str]) -> list[str]:
+    return [connector.projector.subject_id(n) for n in numbers]
+
+
+def _numbers(app: web.Application) -> list[str]:
+    """Employee numbers in the order the emulator sorts them (as text, ignoring case)."""
+    return sorted((p["Medewerker"] for p in app[ENVIRONMENT].people), key=str.casefold)
+
+
+async def test_pages_seek_past_the_last_key_read_with_skip_0(served: Any) -> None:
     app, base, session = served
+    numbers = _numbers(app)
     connector = _connector(base, session, page_size=50)
-    first = await connector.fetch_page(PageRequest(SyncMode.FULL))
-    assert (first.fetched, first.next_cursor) == (50, "50")
-    last = await connector.fetch_page(PageRequest(SyncMode.FULL, cursor="100"))
-    assert (last.fetched, last.next_cursor) == (20, None)
-    query = _queries(app)[0]
-    assert query == {"skip": "0", "take": "50", "orderbyfieldids": "Medewerker"}
+    ids, cursors = await _run(connector)
+    assert ids == _ids(connector, numbers)
+    assert cursors == [f"key:{numbers[49]}", f"key:{numbers[99]}", None]
+    first, second, third = _queries(app)
+    assert first == {"skip": "0", "take": "50", "orderbyfieldids": "Medewerker"}
+    assert second == {
+        "skip": "0",
+        "take": "50",
+        "orderbyfieldids": "Medewerker",
+        "filterfieldids": "Medewerker",
+        "filtervalues": numbers[49],
+        "operatortypes": "4",
+    }
+    assert third == {**second, "filtervalues": numbers[99]}
+
+
+def _person(number: str) -> dict[str, Any]:
+    return {**employee(0, random.Random(number)), "Medewerker": number}
+
+
+@pytest.mark.parametrize("change", ["delete", "insert"])
+async def test_a_change_behind_the_cursor_mid_sync_skips_and_repeats_nobody(
+    served: Any, change: str
+) -> None:
+    """Skip paging lost a person when an HR admin hard-deleted someone already read (and
+    the engine then deleted that person) and read one twice after an insert."""
+    app, base, session = served
+    env = app[ENVIRONMENT]
+    numbers = _numbers(app)
+    connector = _connector(base, session, page_size=25)
+    expected = list(numbers)
+
+    def between(pages: int) -> None:
+        if pages != 2:
+            return
+        if change == "delete":
+            # someone read on page 1, and the very row the cursor points at
+            gone = {numbers[3], numbers[49]}
+            env.people[:] = [p for p in env.people if p["Medewerker"] not in gone]
+        else:
+            # "099999" sorts before everyone, behind the cursor: the next run reads it;
+            # "99" sorts after "100119" as text, ahead of the cursor: this run reads it
+            env.people[10:10] = [_person("099999"), _person("99")]
+            expected.append("99")
+
+    ids, cursors = await _run(connector, between=between)
+    assert len(cursors) == 5
+    assert len(ids) == len(set(ids)), "someone was read twice"
+    assert ids == _ids(connector, expected), "someone was skipped"
+
+
+async def test_incremental_pages_and_the_key_filter_in_one_filter(served: Any) -> None:
+    app, base, session = served
+    since, local = "2026-06-01T00:00:00Z", "2026-05-31T23:00:00"
+    changed = [p["Medewerker"] for p in app[ENVIRONMENT].people if p["Gewijzigd_op"] >= local]
+    numbers = [n for n in _numbers(app) if n in changed]
+    assert 30 < len(numbers) < 120, "pick a `since` that spans pages but not everyone"
+    connector = _connector(base, session, page_size=10)
+    ids, cursors = await _run(connector, SyncMode.INCREMENTAL, since=since)
+    assert ids == _ids(connector, numbers)
+    assert cursors[0] == f"key:{numbers[9]}" and cursors[-1] is None
+    first, second, *_ = _queries(app)
+    assert first == {
+        "skip": "0",
+        "take": "10",
+        "orderbyfieldids": "Medewerker",
+        "filterfieldids": "Gewijzigd_op",
+        "filtervalues": local,
+        "operatortypes": "2",
+    }
+    assert second == {
+        **first,
+        "filterfieldids": "Gewijzigd_op,Medewerker",
+        "filtervalues": f"{local},{numbers[9]}",
+        "operatortypes": "2,4",
+    }
+
+
+async def test_a_skip_cursor_from_before_keyset_paging_is_read_once(served: Any) -> None:
+    app, base, session = served
+    numbers = _numbers(app)
+    connector = _connector(base, session, page_size=50)
+    page = await connector.fetch_page(PageRequest(SyncMode.FULL, cursor="50"))
+    assert page.next_cursor == f"key:{numbers[99]}"
+    assert [s["subject_id"] for s in page.subjects] == _ids(connector, numbers[50:100])
+    assert _queries(app) == [{"skip": "50", "take": "50", "orderbyfieldids": "Medewerker"}]
+
+
+@pytest.mark.parametrize(
+    "cursor", ["key:", "key:a,b", "key:a;b", "key:" + "9" * 257, "page:3", "-5", "9" * 13, "٣"]
+)
+async def test_a_cursor_this_connector_did_not_write_is_refused(served: Any, cursor: str) -> None:
+    app, base, session = served
+    connector = _connector(base, session)
+    with pytest.raises(ConnectorError) as caught:
+        await connector.fetch_page(PageRequest(SyncMode.FULL, cursor=cursor))
+    assert caught.value.kind == "config"
+    assert app[CONTROL].log == []
+
+
+async def test_a_key_field_that_is_not_unique_is_refused(served: Any) -> None:
+    _, base, session = served
+    connector = _connector(base, session, key_field="Afdeling", page_size=50)
+    with pytest.raises(ConnectorError) as caught:
+        await connector.fetch_page(PageRequest(SyncMode.FULL))
+    assert caught.value.kind == "config"
+    assert "key_field Afdeling" in str(caught.value)
+
+
+async def test_a_full_page_ending_without_a_key_is_refused(served: Any) -> None:
+    app, base, session = served
+    for person in app[ENVIRONMENT].people[:2]:
+        person["Medewerker"] = None  # no key sorts first, as NULL does
+    connector = _connector(base, session, page_size=2)
+    with pytest.raises(ConnectorError) as caught:
+        await connector.fetch_page(PageRequest(SyncMode.FULL))
+    assert caught.value.kind == "config"
+    assert "no usable Medewerker" in str(caught.value)
+
+
+async def test_a_server_that_ignores_the_key_filter_is_caught(aiohttp_server: Any) -> None:
+    async def same_rows(request: web.Request) -> web.Response:
+        rows = [_person("100001"), _person("100002")]
+        return web.json_response({"skip": 0, "take": 2, "rows": rows})
+
+    app = web.Application()
+    app.router.add_get("/profitrestservices/connectors/{connector_id}", same_rows)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with aiohttp.ClientSession() as session:
+        connector = _connector(str(server.make_url("/")).rstrip("/"), session, page_size=2)
+        first = await connector.fetch_page(PageRequest(SyncMode.FULL))
+        assert first.next_cursor == "key:100002"
+        with pytest.raises(ConnectorError) as caught:
+            await connector.fetch_page(PageRequest(SyncMode.FULL, cursor=first.next_cursor))
+    assert caught.value.kind == "config"
 
 
 async def test_incremental_filters_from_the_watermark_minus_an_hour_in_local_time(

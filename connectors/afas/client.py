@@ -6,22 +6,43 @@ but names, work email and job title at the door, and onboarding should ship a mi
 GetConnector (key, names, work email, function, end date, modified date) so that BSN,
 IBAN and salary never even cross the wire.
 
-Paging is `skip`/`take` with `orderbyfieldids` on the key field: without a sort AFAS may
-return rows in a different order per call, losing and duplicating people between pages.
-The cursor is the next `skip`, as a decimal string. The last page is the one with fewer
-rows than asked for (or than the answer's `take`, should a server cap it and say so).
+Paging is keyset ("seek") paging on the key field. Every call asks `skip=0`,
+`take=<page_size>` and `orderbyfieldids=<key_field>`; every page after the first also
+filters `<key_field>` with operator 4 (`>`) on the last key of the page before. The cursor
+is that last key, `key:<value>`. Paging by `skip` loses a person whenever someone already
+read is hard-deleted during the run (every later row moves up a place), and the sync
+engine then reports the lost person as gone. With a key, deletes and inserts behind the
+cursor leave the rows ahead of it alone: nobody ahead is skipped or read twice. A bare
+decimal cursor is a `skip` from before keyset paging (a run resumed across an upgrade):
+that one page is fetched at that offset, the rest by key. Any other cursor is a "config"
+error. The last page is the one with fewer rows than asked for (or than the answer's
+`take`, should a server cap it and say so).
+
+The key field must be filled in every row, unique and sortable, and AFAS must compare it
+in the filter as it sorts it. Both happen in one SQL query, by the field's type: text by
+the database collation (so "99" sorts after "100042"; that is harmless while sort and
+filter agree), numbers as numbers. The default, `Medewerker` (the employee number), asks
+for a GetConnector with one row per employee. Paging past a key that is not unique would
+skip the rows sharing it, so a page is refused as a "config" error if two of its rows have
+equal keys (ignoring case, as a case-insensitive collation would), if its last row has no
+key, or if it holds the key it was asked to page past (a server ignoring the filter). Key
+values with `,` or `;` are refused too: AFAS reads those as list separators in
+`filtervalues`. The cursor holds the employee number of the last person read (a source
+key, not a name). It is saved with the run's checkpoint and never logged.
 
 Incremental runs filter the modified field with operator 2 (`>=`) from the watermark
-minus an overlap (default one hour). AFAS writes date-times in Amsterdam local time with
-a bogus `Z`, so watermarks are compared as local times and the hour covers the repeated
-hour when summer time ends, clock skew and changes committed late. The overlap re-reads a
-few people; the sync engine dedupes them by content digest. The watermark is the largest
-modified value seen so far in the run (never below `since`), spelled as AFAS spelled it;
-a run resumed from a checkpoint by a new connector only knows its own pages, which can
-make the watermark lower (more re-reads), never higher (missed changes).
+minus an overlap (default one hour), AND-ed with the key filter through AFAS's parallel,
+comma-separated lists (`filterfieldids=Gewijzigd_op,Medewerker`, `operatortypes=2,4`).
+AFAS writes date-times in Amsterdam local time with a bogus `Z`, so watermarks are
+compared as local times and the hour covers the repeated hour when summer time ends, clock
+skew and changes committed late. The overlap re-reads a few people; the sync engine
+dedupes them by content digest. The watermark is the largest modified value seen so far in
+the run (never below `since`), spelled as AFAS spelled it; a run resumed from a checkpoint
+by a new connector only knows its own pages, which can make the watermark lower (more
+re-reads), never higher (missed changes).
 
 Settings: `connector_id` (default "Sluis_Medewerkers"), `page_size` (`take`, 1-1000,
-default 100), `key_field` (the sort, default "Medewerker"), `modified_field` (default
+default 100), `key_field` (the paging key, default "Medewerker"), `modified_field` (default
 "Gewijzigd_op"), `overlap_minutes` (default 60) and, for AFAS-certified partner
 integrations, `integration_id` (sent as the `IntegrationId` header).
 
@@ -71,6 +92,10 @@ DEFAULT_PAGE_SIZE: Final = 100
 #: AFAS asks for columns x rows < 150 000 per call; 1000 rows leaves room for 150 columns.
 MAX_PAGE_SIZE: Final = 1000
 DEFAULT_OVERLAP_MINUTES: Final = 60
+#: Page cursors are `key:<last key read>`; the prefix leaves room for other kinds later.
+CURSOR_PREFIX: Final = "key:"
+#: Longer keys are refused: every page's query carries one, and AFAS caps a query at 2049.
+MAX_KEY_LENGTH: Final = 256
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 _TOKEN_DATA = re.compile(r"[A-Za-z0-9]{1,512}")
@@ -113,7 +138,7 @@ class AfasConnector(Connector):
         return dict(self._headers)
 
     async def fetch_raw(self, request: PageRequest) -> RawPage:
-        skip = _skip(request.cursor)
+        after, skip = _position(request.cursor)
         if request.cursor is None:
             self._high = None
         params = {
@@ -121,14 +146,21 @@ class AfasConnector(Connector):
             "take": str(self.page_size),
             "orderbyfieldids": self.key_field,
         }
+        #: (field, value, operator): AND-ed, so sent as parallel comma-separated lists.
+        filters: list[tuple[str, str, str]] = []
         if request.mode is SyncMode.INCREMENTAL and request.since:
             since = parse_afas_datetime(request.since)
             if since is None:
                 raise ConnectorError("config", "afas: the watermark to sync from is not a date")
             self._raise_high(since, request.since)
-            params["filterfieldids"] = self.modified_field
-            params["filtervalues"] = (since - self.overlap).strftime("%Y-%m-%dT%H:%M:%S")
-            params["operatortypes"] = "2"
+            local = (since - self.overlap).strftime("%Y-%m-%dT%H:%M:%S")
+            filters.append((self.modified_field, local, "2"))
+        if after is not None:
+            filters.append((self.key_field, after, "4"))
+        if filters:
+            params["filterfieldids"] = ",".join(name for name, _, _ in filters)
+            params["filtervalues"] = ",".join(value for _, value, _ in filters)
+            params["operatortypes"] = ",".join(op for _, _, op in filters)
         body = await self.request_json(
             "GET", f"/connectors/{quote(self.connector_id, safe='')}", params=params
         )
@@ -138,14 +170,56 @@ class AfasConnector(Connector):
                 spelled = row.get(self.modified_field)
                 if isinstance(spelled, str):
                     self._raise_high(parse_afas_datetime(spelled), spelled)
+        self._check_keys(rows, after)
         limit = min(self.page_size, applied_take or self.page_size)
         last = len(rows) < limit
-        log.debug("afas: GetConnector %s skip=%d rows=%d", self.connector_id, skip, len(rows))
+        next_cursor = None if last else CURSOR_PREFIX + self._last_key(rows)
+        log.debug(
+            "afas: GetConnector %s %s rows=%d",
+            self.connector_id,
+            "first page" if request.cursor is None else "next page",
+            len(rows),
+        )
         return RawPage(
             records=rows,
-            next_cursor=None if last else str(skip + len(rows)),
+            next_cursor=next_cursor,
             watermark=self._high[1] if self._high else None,
         )
+
+    def _check_keys(self, rows: list[Any], after: str | None) -> None:
+        """Refuse a page that shows the key cannot be paged by (on every page, so that a
+        GetConnector that breaks the rule fails from the start, not once it outgrows a page).
+
+        A client cannot know AFAS's collation, only what any collation agrees on: no two
+        rows with equal keys (ignoring case) and none equal to the key paged past.
+        """
+        seen = {_same(after)} if after is not None else set()
+        for row in rows:
+            value = row.get(self.key_field) if isinstance(row, dict) else None
+            if value is None or value == "":
+                continue
+            folded = _same(str(value))
+            if folded in seen:
+                raise ConnectorError(
+                    "config",
+                    f"afas: key_field {self.key_field} repeats a value across rows, or AFAS "
+                    "ignored the filter on it; keyset paging needs a key that is unique in "
+                    "the GetConnector (one row per employee) and filterable",
+                )
+            seen.add(folded)
+
+    def _last_key(self, rows: list[Any]) -> str:
+        """The key of a full page's last row: where the next page starts."""
+        tail = rows[-1] if rows else None
+        key = _key_text(tail.get(self.key_field) if isinstance(tail, dict) else None)
+        if key is None:
+            raise ConnectorError(
+                "config",
+                f"afas: the last row of a page has no usable {self.key_field}; keyset paging "
+                "needs a key that is filled in every row, sortable, at most "
+                f"{MAX_KEY_LENGTH} characters and without ',' or ';'",
+            )
+        return key
 
     def _raise_high(self, moment: datetime | None, spelled: str) -> None:
         if moment is not None and (self._high is None or moment > self._high[0]):
@@ -237,12 +311,44 @@ def _whole(settings: Any, key: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _skip(cursor: str | None) -> int:
+def _position(cursor: str | None) -> tuple[str | None, int]:
+    """Where a cursor points: (the key to page past, or None; the `skip` to send).
+
+    `key:<value>` is the last key read. A bare decimal is a `skip` written before keyset
+    paging, honoured for the one page a run resumed across the upgrade asks with it.
+    """
     if cursor is None:
-        return 0
-    if not cursor.isdigit() or len(cursor) > 12:
-        raise ConnectorError("config", "afas: the page cursor is not an offset")
-    return int(cursor)
+        return None, 0
+    if cursor.startswith(CURSOR_PREFIX):
+        key = _key_text(cursor.removeprefix(CURSOR_PREFIX))
+        if key is None:
+            raise ConnectorError("config", "afas: the page cursor holds no usable key")
+        return key, 0
+    if cursor.isascii() and cursor.isdigit() and len(cursor) <= 12:
+        return None, int(cursor)
+    raise ConnectorError(
+        "config", "afas: the page cursor is not one this connector wrote; start the sync again"
+    )
+
+
+def _key_text(value: Any) -> str | None:
+    """A key value as the text to filter on, or None if it cannot be paged by."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_KEY_LENGTH
+        or "," in value
+        or ";" in value
+    ):
+        return None
+    return value
+
+
+def _same(key: str) -> str:
+    """A key as a case-insensitive collation tells keys apart."""
+    return key.casefold()
 
 
 def _rows(body: Any) -> tuple[list[Any], int | None]:

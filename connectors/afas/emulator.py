@@ -11,6 +11,11 @@ a polite fake:
 * `filterfieldids`/`filtervalues`/`operatortypes` are parallel lists (comma = AND,
   semicolon = OR) with operators 1-9; an unknown field or operator is an HTTP 500 with an
   AFAS error body, as are an unknown GetConnector and a blocked one;
+* filters and `orderbyfieldids` compare a field the same way, by its data type (numbers
+  and dates by value, text case-insensitively by code point, standing in for a
+  case-insensitive SQL collation), and an empty value sorts first and passes no comparison,
+  as NULL does in SQL; so keyset paging (sort on a key, filter `key > last key read`)
+  resumes exactly where the sort left off, whatever was inserted or deleted behind it;
 * a query string over 2049 characters is a 404;
 * date-times are Amsterdam local time written with a bogus `Z` ("2026-11-22T14:05:00Z" is
   14:05 in Amsterdam), and filter values on dates are read as local time too.
@@ -236,7 +241,12 @@ def _gate(request: web.Request, connector_id: str | None) -> AfasEnvironment:
 
 
 def _comparable(kind: str, value: Any) -> Any:
-    """A field value in the form the filter and sort compare (None stays None)."""
+    """A field value in the form the filter and sort compare (None stays None).
+
+    Filters (`_condition`) and sorts (`_sort_key`) both go through here, so `>` on a field
+    agrees with `orderbyfieldids` on it: text keys such as "99" and "100042" compare as
+    text in both, and keyset paging never skips or repeats a row.
+    """
     if value is None or value == "":
         return None
     if kind == "date":

@@ -110,6 +110,10 @@ class SqliteStore(SqliteLedgerStore):
         super().__init__(path, create=create)
         with self._lock:
             self._conn.execute("PRAGMA foreign_keys = ON")
+            # A page commit dirties scattered B-tree pages (subject ids are keyed hashes):
+            # keep them cached, and checkpoint the WAL less often than every 4 MB.
+            self._conn.execute("PRAGMA cache_size = -65536")
+            self._conn.execute("PRAGMA wal_autocheckpoint = 8192")
             for statement in _SCHEMA:
                 self._conn.execute(statement)
 
@@ -297,6 +301,14 @@ class SqliteStore(SqliteLedgerStore):
             (tenant, connector_id),
         )
         return _run(rows[0]) if rows else None
+
+    def list_runs(self, tenant: str, connector_id: str, limit: int = 20) -> list[RunRecord]:
+        rows = self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE tenant = ? AND connector = ?"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (tenant, connector_id, limit),
+        )
+        return [_run(r) for r in rows]
 
     def save_run_progress(
         self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
