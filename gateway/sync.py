@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -31,7 +32,14 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
-from connectors.base import ConnectorConfig, ConnectorError, PageRequest, RetryPolicy, SyncMode
+from connectors.base import (
+    ConnectorConfig,
+    ConnectorError,
+    MinimisedPage,
+    PageRequest,
+    RetryPolicy,
+    SyncMode,
+)
 from connectors.registry import connector_type
 from gateway.checkpoint import CheckpointSigner
 from gateway.egress import EGRESS_FIELDS
@@ -226,22 +234,34 @@ class SyncEngine:
         pages = run.pages
         async with aiohttp.ClientSession() as session:
             connector = kind.connector(config, projector, session, retry=self.retry)
+
+            def fetch(at: str | None) -> asyncio.Task[MinimisedPage]:
+                return asyncio.ensure_future(connector.fetch_page(PageRequest(mode, at, run.since)))
+
+            # The instruction is checked before every fetch and again before every commit.
+            # The next page is fetched while the current one commits (the source and the
+            # database work side by side); if the instruction is revoked meanwhile, that
+            # page is dropped unread by anyone: never committed, never in the feed.
+            await asyncio.to_thread(self._still_authorised, state)
+            pending: asyncio.Task[MinimisedPage] | None = fetch(cursor)
             try:
-                while True:
-                    await asyncio.to_thread(
-                        require_still_active, self.store, state.instruction, self.clock()
-                    )
-                    page = await connector.fetch_page(PageRequest(mode, cursor, run.since))
+                while pending is not None:
+                    page = await pending
+                    pending = None
+                    await asyncio.to_thread(self._still_authorised, state)
+                    if not page.last:
+                        pending = fetch(page.next_cursor)
                     await asyncio.to_thread(self._commit_page, state, page)
                     pages += 1
                     if self.after_page is not None:
                         outcome = self.after_page(run.id, pages)
                         if asyncio.iscoroutine(outcome):
                             await outcome
-                    if page.last:
-                        break
-                    cursor = page.next_cursor
             finally:
+                if pending is not None:
+                    pending.cancel()
+                    with contextlib.suppress(BaseException):
+                        await pending
                 stats = connector.stats
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
@@ -249,7 +269,10 @@ class SyncEngine:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
 
-    def _commit_page(self, state: _RunState, page: Any) -> None:
+    def _still_authorised(self, state: _RunState) -> None:
+        require_still_active(self.store, state.instruction, self.clock())
+
+    def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
         run, store = state.run, self.store
         now = self.clock()
         latest: dict[str, dict[str, Any]] = {s["subject_id"]: s for s in page.subjects}
@@ -257,6 +280,7 @@ class SyncEngine:
         writes: list[SubjectWrite] = []
         events: list[NewEvent] = []
         unchanged: list[str] = []
+        id_base = new_event_id()  # one unique base per page, numbered within it
         for sid, subject in latest.items():
             digest = content_digest(subject)
             before = known.get(sid)
@@ -265,11 +289,13 @@ class SyncEngine:
                 continue
             present = bool(subject["active"])
             data = {k: subject[k] for k in EGRESS_FIELDS} if present else None
-            writes.append(SubjectWrite(sid, digest, present, data))
+            writes.append(SubjectWrite(sid, digest, present))
             if present:
-                events.append(self._event("subject.upserted", sid, data, now, state))
+                eid = f"{id_base}{len(events):05x}"
+                events.append(self._event("subject.upserted", sid, data, now, state, event_id=eid))
             elif before is not None and before.present:
-                events.append(self._event("subject.deleted", sid, None, now, state))
+                eid = f"{id_base}{len(events):05x}"
+                events.append(self._event("subject.deleted", sid, None, now, state, event_id=eid))
         counts = state.counts
         counts["fetched"] += page.fetched
         counts["passed"] += len(page.subjects)
@@ -332,7 +358,7 @@ class SyncEngine:
                 run.tenant,
                 run.connector,
                 run.id,
-                [SubjectWrite(s, digest, False, None) for s in gone],
+                [SubjectWrite(s, digest, False) for s in gone],
             )
             store.append_events(run.tenant, events)
         state.counts["deleted"] += len(gone)
@@ -361,9 +387,11 @@ class SyncEngine:
         data: Mapping[str, Any] | None,
         now: datetime,
         state: _RunState,
+        *,
+        event_id: str | None = None,
     ) -> NewEvent:
         return NewEvent(
-            id=new_event_id(),
+            id=event_id or new_event_id(),
             type=kind,
             subject_id=subject_id,
             data=data,

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from gateway.store import LedgerStore
 
@@ -119,8 +119,6 @@ class SubjectWrite:
     subject_id: str
     digest: bytes
     present: bool
-    #: The minimised egress data (never anything else).
-    data: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -143,6 +141,21 @@ class EventRow:
     subject_id: str
     data: Mapping[str, Any] | None
     occurred_at: datetime
+    source: str
+    instruction_id: str
+
+
+class FeedRow(NamedTuple):
+    """An event as the pull feed reads it: the egress data still as its stored JSON text
+    and the time as RFC 3339 UTC text, so a page of 1,000 is served without building a
+    datetime and a record per event (`events_after` gives the decoded `EventRow`)."""
+
+    seq: int
+    id: str
+    type: EventType
+    subject_id: str
+    data_json: str | None
+    occurred_at: str
     source: str
     instruction_id: str
 
@@ -203,6 +216,9 @@ class Store(LedgerStore, Protocol):
         error: str | None = None,
     ) -> None: ...
     def last_run(self, tenant: str, connector_id: str) -> RunRecord | None: ...
+    def list_runs(self, tenant: str, connector_id: str, limit: int = 20) -> list[RunRecord]:
+        """The connector's most recent runs, newest first."""
+        ...
 
     # subjects and events
     def subject_states(
@@ -218,6 +234,10 @@ class Store(LedgerStore, Protocol):
     def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]: ...
     def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]: ...
     def events_after(self, tenant: str, after_seq: int, limit: int) -> list[EventRow]: ...
+    def feed_rows(self, tenant: str, after_seq: int, limit: int) -> list[FeedRow]:
+        """`events_after`, undecoded: the same events in the same order, for the feed."""
+        ...
+
     def last_event_seq(self, tenant: str) -> int: ...
 
     # feed consumers

@@ -91,7 +91,7 @@ def test_subjects_events_and_a_rolled_back_transaction(store: Store) -> None:
         "acme",
         "afas",
         "r1",
-        [SubjectWrite(s, b"d" * 16, True, {"email": "a@b.nl"}) for s in SID[:5]],
+        [SubjectWrite(s, b"d" * 16, True) for s in SID[:5]],
     )
     states = store.subject_states("acme", "afas", SID)
     assert set(states) == set(SID[:5]) and all(s.present for s in states.values())
@@ -109,7 +109,7 @@ def test_subjects_events_and_a_rolled_back_transaction(store: Store) -> None:
             store.append_events(
                 "acme", [NewEvent("evt_9", "subject.deleted", SID[0], None, T0, "afas", "ins_1")]
             )
-            gone = [SubjectWrite(SID[0], b"x" * 16, False, None)]
+            gone = [SubjectWrite(SID[0], b"x" * 16, False)]
             store.write_subjects("acme", "afas", "r3", gone)
             raise RuntimeError("crash inside the page transaction")
 
