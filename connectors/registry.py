@@ -34,6 +34,10 @@ class ConnectorType:
     default_settings: Mapping[str, Any] = field(default_factory=dict)
     #: Names of the credential keys the connector expects (e.g. ("token",)).
     credential_keys: tuple[str, ...] = ("token",)
+    #: Credentials the emulator accepts, and the path under its root that is the API's
+    #: base URL: what the demo needs to point a connector at a local emulator.
+    emulator_credentials: Mapping[str, str] = field(default_factory=dict)
+    emulator_base_path: str = ""
 
 
 class UnknownConnectorType(KeyError):

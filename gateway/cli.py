@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gateway import __version__, audit_cli, keys, offline_map
+from gateway import __version__, audit_cli, demo, keys, offline_map, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sluis {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.register(sub)
+    serve.register(sub)
     offline_map.register(sub)
     keys.register(sub)
     audit_cli.register(sub)

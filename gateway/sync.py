@@ -440,7 +440,9 @@ class SyncEngine:
             destination=None,
             run_id=run_id,
         )
-        self.ledger(record.tenant).append([entry])
+        # Same lock order as a page commit (store, then ledger), or the two could deadlock.
+        with self.store.transaction():
+            self.ledger(record.tenant).append([entry])
         if run_id is None:
             refused = RunRecord(
                 id=f"run_{uuid.uuid4().hex}",

@@ -9,7 +9,7 @@ search API on `lastmodifieddate`. See `client.py` for the cursor and watermark s
 from __future__ import annotations
 
 from connectors.hubspot.client import HubSpotConnector
-from connectors.hubspot.emulator import make_app
+from connectors.hubspot.emulator import EMULATOR_TOKEN, make_app
 from connectors.registry import ConnectorType
 
 CONNECTOR_TYPE = ConnectorType(
@@ -18,6 +18,7 @@ CONNECTOR_TYPE = ConnectorType(
     emulator=make_app,
     default_settings={},
     credential_keys=("token",),
+    emulator_credentials={"token": EMULATOR_TOKEN},
 )
 
 __all__ = ["CONNECTOR_TYPE", "HubSpotConnector", "make_app"]

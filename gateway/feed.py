@@ -1,0 +1,261 @@
+"""The pull feed (`/feed/v1/tenants/{tenant}/events`): minimised changes, in order, to a
+platform consumer, never after revocation, and every page on the ledger.
+
+Auth: `Authorization: Bearer <consumer token>`; the token is looked up by its SHA-256 (only
+the hash is stored). An unknown or revoked token is a 401; a valid token of another tenant
+is a 403.
+
+Paging: events have a per-tenant sequence number; a page holds the next `limit` events
+(1..1000, default 100) after the cursor, in sequence order, so pages never overlap and never
+skip. The cursor is opaque to consumers: the URL-safe base64 (unpadded) of `v1:<seq>`, the
+sequence number of the last event the page passed over. `next_cursor` is always returned,
+and equals the request's cursor when nothing is new, so a consumer polls with it forever.
+
+Revocation is checked before every page: an event is delivered only if its source connector
+has an active instruction *now* for the connector's current mapping (`require_active`, asked
+once per connector per page). Events of a connector without one are **withheld**: left out
+of the page, with the cursor moving past them, so one revoked connector cannot stall the
+feed of the others. They are counted in the page's `withheld`, in the
+`sluis_authorisation_refusals_total{reason="feed_withheld"}` metric, and on the ledger as a
+`refused` entry with the count and no subject ids (no data moved). They are not queued for
+later: the check is always against the instruction in force when a page is served, so after
+a new grant a consumer that wants them pages again from an earlier cursor. If an instruction
+covers fewer egress fields than an event carries (the mapping was re-authorised narrower),
+the uncovered fields are sent as null.
+
+Each page that delivers something is written to the tenant's ledger BEFORE the response is
+sent: one `outbound` entry per source connector in the page (instruction, mapping digest,
+covered fields, keyed subject ids, count, destination `feed:<consumer id>`), appended in one
+batch. If the ledger cannot be written, the page is not sent.
+
+Speed: one store query for the events (`feed_rows`: stored JSON and times, not decoded
+records), one for each connector's instruction, one ledger append, and the JSON built with
+orjson, all in one worker thread per page. Event data is still rebuilt from the four egress
+field names rather than passed through, so nothing else stored could ever leave here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from gateway.api_models import TENANT_ID_PATTERN, FeedQuery
+from gateway.egress import EGRESS_FIELDS
+from gateway.httpkit import bearer_token, query_params, services_of, unauthorized
+from gateway.instructions import InstructionRefused, require_active
+from gateway.ledger import Ledger, TransferCounts, TransferEntry
+from gateway.problems import Problem
+from gateway.services import Services
+from gateway.store.records import Consumer, FeedRow, Instruction, NotFound
+from gateway.tenancy import token_hash
+
+REALM: Final = "sluis-feed"
+CURSOR_VERSION: Final = "v1:"
+MAX_TOKEN_LENGTH: Final = 512
+_CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,40}")
+_CURSOR_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})")
+_JSON: Final = orjson.OPT_UTC_Z
+_ALL_FIELDS: Final = frozenset(EGRESS_FIELDS)
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{CURSOR_VERSION}{seq}".encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The sequence number in a cursor; a 400 for anything this gateway did not hand out."""
+    if cursor is None:
+        return 0
+    bad = Problem(400, "`after` is not a cursor this feed handed out", slug="bad-cursor")
+    if _CURSOR_TEXT.fullmatch(cursor) is None:
+        raise bad
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad from None
+    match = _CURSOR_BODY.fullmatch(text)
+    if match is None:
+        raise bad
+    return int(match.group(1))
+
+
+@dataclass
+class _Source:
+    """One source connector's standing for this page."""
+
+    instruction: Instruction | None
+    refusal: InstructionRefused | None = None
+    covered: frozenset[str] = _ALL_FIELDS
+    subject_ids: list[str] = field(default_factory=list)
+    withheld: int = 0
+
+
+def _standing(services: Services, tenant: str, connector: str, now: datetime) -> _Source:
+    store = services.store
+    try:
+        record = store.get_connector(tenant, connector)
+    except NotFound:
+        refusal = InstructionRefused("missing", f"connector {connector} no longer exists")
+        return _Source(None, refusal)
+    try:
+        instruction = require_active(store, tenant, connector, record.mapping_digest, now)
+    except InstructionRefused as refusal:
+        return _Source(None, refusal)
+    covered = frozenset(instruction.fields) & _ALL_FIELDS
+    return _Source(instruction, covered=_ALL_FIELDS if covered == _ALL_FIELDS else covered)
+
+
+def _event(row: FeedRow, covered: frozenset[str]) -> dict[str, Any]:
+    data: dict[str, Any] | None = None
+    if row.data_json is not None:
+        # Only the egress fields can leave: anything else stored is rebuilt away.
+        stored = orjson.loads(row.data_json)
+        if not isinstance(stored, dict):
+            stored = {}
+        if covered is _ALL_FIELDS and stored.keys() == _ALL_FIELDS:
+            data = stored
+        else:
+            data = {k: stored.get(k) if k in covered else None for k in EGRESS_FIELDS}
+    return {
+        "id": row.id,
+        "seq": row.seq,
+        "type": row.type,
+        "subject_id": row.subject_id,
+        "data": data,
+        "occurred_at": row.occurred_at,
+        "source": row.source,
+        "instruction_id": row.instruction_id,
+    }
+
+
+def _ledger_entries(
+    tenant: str, consumer: Consumer, sources: Iterable[tuple[str, _Source]], now: datetime
+) -> list[TransferEntry]:
+    entries = []
+    destination = f"feed:{consumer.id}"
+    for name, src in sources:
+        if src.instruction is not None and src.subject_ids:
+            ins = src.instruction
+            entries.append(
+                TransferEntry(
+                    time=now,
+                    direction="outbound",
+                    tenant=tenant,
+                    connector=name,
+                    instruction_id=ins.id,
+                    mapping_digest=ins.mapping_digest,
+                    subject_ids=sorted(set(src.subject_ids)),
+                    fields={k: v for k, v in ins.fields.items() if k in src.covered},  # type: ignore[misc]
+                    counts=TransferCounts(
+                        records=len(src.subject_ids), dropped_fields=0, quarantined=0
+                    ),
+                    dropped_field_names=[],
+                    destination=destination,
+                )
+            )
+        if src.withheld:
+            refusal = src.refusal
+            entries.append(
+                TransferEntry(
+                    time=now,
+                    direction="refused",
+                    tenant=tenant,
+                    connector=name,
+                    instruction_id=refusal.instruction_id if refusal else None,
+                    mapping_digest=None,
+                    subject_ids=[],
+                    fields={},
+                    counts=TransferCounts(records=src.withheld, dropped_fields=0, quarantined=0),
+                    dropped_field_names=[],
+                    destination=destination,
+                )
+            )
+    return entries
+
+
+def authenticate(services: Services, token: str, tenant: str) -> Consumer:
+    """The consumer holding `token`, if it may read `tenant`'s feed (runs in a thread)."""
+    consumer = None
+    if len(token) <= MAX_TOKEN_LENGTH:
+        consumer = services.store.consumer_by_token_hash(token_hash(token))
+    now = services.clock()
+    if consumer is None or (consumer.revoked_at is not None and consumer.revoked_at <= now):
+        raise unauthorized(REALM, "the bearer token is not a valid feed token")
+    if consumer.tenant != tenant:
+        raise Problem(403, "this token may not read that tenant's feed")
+    return consumer
+
+
+def serve_page(
+    services: Services, ledger: Ledger, consumer: Consumer, after: int, limit: int
+) -> tuple[bytes, int, int]:
+    """Build one page, write its ledger entries, return (body, served, withheld)."""
+    store, tenant = services.store, consumer.tenant
+    now = services.clock()
+    rows = store.feed_rows(tenant, after, limit)
+    sources: dict[str, _Source] = {}
+    events: list[dict[str, Any]] = []
+    withheld = 0
+    for row in rows:
+        src = sources.get(row.source)
+        if src is None:
+            src = sources[row.source] = _standing(services, tenant, row.source, now)
+        if src.instruction is None:
+            src.withheld += 1
+            withheld += 1
+            continue
+        events.append(_event(row, src.covered))
+        src.subject_ids.append(row.subject_id)
+    next_seq = rows[-1].seq if rows else after
+    body = orjson.dumps(
+        {"events": events, "next_cursor": encode_cursor(next_seq), "withheld": withheld},
+        option=_JSON,
+    )
+    entries = _ledger_entries(tenant, consumer, sources.items(), now)
+    if entries:
+        # Store lock first, then the ledger's: the same order the sync engine takes them in.
+        with store.transaction():
+            ledger.append(entries)
+    return body, len(events), withheld
+
+
+async def get_events(request: web.Request) -> web.Response:
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized(REALM, "the feed needs a consumer's bearer token")
+    s = services_of(request)
+    tenant = request.match_info["tenant"]
+    consumer = await asyncio.to_thread(authenticate, s, token, tenant)
+    query = query_params(request, FeedQuery)
+    after = decode_cursor(query.after)
+    ledger = s.ledger(tenant)
+    body, served, withheld = await asyncio.to_thread(
+        serve_page, s, ledger, consumer, after, query.limit
+    )
+    if served:
+        s.metrics.feed_events_served.labels(tenant).inc(served)
+    if withheld:
+        s.metrics.refusals.labels("feed_withheld").inc(withheld)
+    return web.Response(
+        body=body, content_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def make_feed_app() -> web.Application:
+    """The `/feed/v1` sub-application (mounted by `gateway.app.make_app`)."""
+    app = web.Application()
+    app.router.add_get(
+        "/tenants/{tenant:" + TENANT_ID_PATTERN.strip("^$") + "}/events",
+        get_events,
+        allow_head=False,
+    )
+    return app

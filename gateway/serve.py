@@ -1,0 +1,58 @@
+"""`sluis serve`: the gateway as a long-running service (admin API, feed, metrics, scheduler)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from gateway.app import AccessLogger, make_app
+from gateway.config import ConfigError, load_settings
+from gateway.scheduler import resume_context, scheduler_context
+from gateway.secrets import SecretError
+from gateway.services import Services
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings(args.config)
+        services = Services.open(settings)
+    except (ConfigError, SecretError) as exc:
+        print(f"sluis serve: {exc}", file=sys.stderr)
+        return 2
+    if not settings.admin_token:
+        print(
+            "sluis serve: no admin_token configured (SLUIS_ADMIN_TOKEN); for this run the "
+            f"admin token is {services.admin_token}",
+            file=sys.stderr,
+        )
+    app = make_app(services)
+    # The scheduler resumes runs a previous process left half-way; without it, resume them
+    # once (a run left "running" would block its connector for good).
+    app.cleanup_ctx.append(
+        scheduler_context(services) if settings.scheduler else resume_context(services)
+    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            access_log_class=AccessLogger,
+        )
+    finally:
+        services.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="run the gateway (admin API, feed, metrics, scheduler)",
+        description="Run the gateway. Settings come from --config and SLUIS_* variables.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="sluis.toml (optional)")
+    parser.set_defaults(run=_run)

@@ -1,0 +1,322 @@
+"""The pull feed: order, paging, polling, auth scope, revocation and the ledger."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.app import make_app
+from gateway.config import Settings
+from gateway.feed import decode_cursor, encode_cursor
+from gateway.ledger import check_inclusion_proof
+from gateway.services import Services
+from gateway.store.records import NewEvent
+from gateway.tenancy import create_tenant
+from tests.api.conftest import (
+    ADMIN_TOKEN,
+    MASTER_KEY,
+    Api,
+    grant,
+    insert_events,
+    make_connector,
+    make_consumer,
+    make_tenant,
+    setup_feed,
+    subject_id,
+)
+
+FEED = "/feed/v1/tenants/{}/events"
+
+
+async def page(api: Api, token: str, tenant: str = "acme", **params: Any) -> dict[str, Any]:
+    reply = await api.get(FEED.format(tenant), token=token, params=params or None)
+    assert reply.status == 200, reply.body
+    assert reply.headers["Cache-Control"] == "no-store"
+    body: dict[str, Any] = reply.body
+    return body
+
+
+async def drain(api: Api, token: str, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"limit": limit}
+    events: list[dict[str, Any]] = []
+    while True:
+        if after is not None:
+            params["after"] = after
+        body = await page(api, token, **params)
+        if not body["events"]:
+            return events
+        assert len(body["events"]) <= limit
+        events.extend(body["events"])
+        after = body["next_cursor"]
+
+
+def test_cursor_round_trip() -> None:
+    for seq in (0, 1, 99, 10**15):
+        assert decode_cursor(encode_cursor(seq)) == seq
+    assert decode_cursor(None) == 0
+    assert "=" not in encode_cursor(7)
+
+
+async def test_feed_pages_in_order_without_gaps_or_duplicates(api: Api, services: Services) -> None:
+    token, _ = await setup_feed(api)
+    insert_events(services, "acme", 250, deleted_every=7)
+    first = await page(api, token, limit=100)
+    assert [e["seq"] for e in first["events"]] == list(range(1, 101))
+    events = first["events"] + await drain(api, token, 100, first["next_cursor"])
+    assert [e["seq"] for e in events] == list(range(1, 251))
+    assert len({e["id"] for e in events}) == 250
+    assert [e["subject_id"] for e in events] == [subject_id(n) for n in range(250)]
+    deleted = [e for e in events if e["type"] == "subject.deleted"]
+    assert deleted and all(e["data"] is None for e in deleted)
+    upserted = events[1]
+    assert upserted["type"] == "subject.upserted"
+    assert upserted["data"] == {
+        "first_name": "First1",
+        "last_name": "Last1",
+        "email": "person1@example-employer.nl",
+        "job_title": "Engineer",
+    }
+    assert upserted["source"] == "hr" and upserted["occurred_at"].endswith("Z")
+
+
+async def test_next_cursor_polls(api: Api, services: Services) -> None:
+    token, _ = await setup_feed(api)
+    empty = await page(api, token)
+    assert empty == {"events": [], "next_cursor": encode_cursor(0), "withheld": 0}
+    insert_events(services, "acme", 3)
+    body = await page(api, token, after=empty["next_cursor"])
+    assert [e["seq"] for e in body["events"]] == [1, 2, 3]
+    idle = await page(api, token, after=body["next_cursor"])
+    assert idle["events"] == [] and idle["next_cursor"] == body["next_cursor"]
+    insert_events(services, "acme", 2, start=3)
+    more = await page(api, token, after=idle["next_cursor"])
+    assert [e["seq"] for e in more["events"]] == [4, 5]
+
+
+async def test_default_limit_is_100(api: Api, services: Services) -> None:
+    token, _ = await setup_feed(api)
+    insert_events(services, "acme", 150)
+    assert len((await page(api, token))["events"]) == 100
+    assert len((await page(api, token, limit=1000))["events"]) == 150
+
+
+async def test_feed_auth(api: Api, services: Services) -> None:
+    token_a, _ = await setup_feed(api, "acme")
+    token_b, _ = await setup_feed(api, "globex")
+    insert_events(services, "globex", 3)
+    for token in (None, "wrong", token_a + "x", "x" * 5000):
+        reply = await api.get(FEED.format("acme"), token=token)
+        assert reply.status == 401, token
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    reply = await api.get(FEED.format("globex"), token=token_a)
+    assert reply.status == 403
+    assert "First" not in reply.text
+    assert (await api.get(FEED.format("nobody"), token=token_a)).status == 403
+    assert (await api.get(FEED.format("acme"), token=ADMIN_TOKEN)).status == 401
+    assert len((await page(api, token_b, "globex"))["events"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"limit": "0"}, 422),
+        ({"limit": "1001"}, 422),
+        ({"limit": "-5"}, 422),
+        ({"limit": "ten"}, 422),
+        ({"limit": "1e3"}, 422),
+        ([("limit", "5"), ("limit", "6")], 400),
+        ({"after": "garbage!"}, 400),
+        ({"after": ""}, 400),
+        ({"after": base64.urlsafe_b64encode(b"v2:5").decode().rstrip("=")}, 400),
+        ({"after": base64.urlsafe_b64encode(b"v1:-1").decode().rstrip("=")}, 400),
+        ({"after": base64.urlsafe_b64encode(b"v1:01").decode().rstrip("=")}, 400),
+        ({"after": "x" * 100}, 422),
+        ({"unknown": "1"}, 422),
+    ],
+)
+async def test_bad_feed_queries_are_problems(api: Api, params: Any, status: int) -> None:
+    token, _ = await setup_feed(api)
+    reply = await api.get(FEED.format("acme"), token=token, params=params)
+    assert reply.status == status, reply.body
+
+
+async def test_revocation_withholds_events(api: Api, services: Services) -> None:
+    token, instruction = await setup_feed(api)
+    await make_connector(api, id="crm")
+    await grant(api, connector="crm")
+    insert_events(services, "acme", 4, source="hr")
+    first = await page(api, token, limit=2)
+    assert [e["seq"] for e in first["events"]] == [1, 2]
+    revoked = await api.delete(f"/admin/v1/tenants/acme/connectors/hr/instructions/{instruction}")
+    assert revoked.status == 200
+    insert_events(services, "acme", 3, source="crm", start=100)
+    rest = await page(api, token, after=first["next_cursor"])
+    assert [e["source"] for e in rest["events"]] == ["crm"] * 3
+    assert [e["seq"] for e in rest["events"]] == [5, 6, 7]
+    assert rest["withheld"] == 2
+    assert decode_cursor(rest["next_cursor"]) == 7
+    # Withheld for good: re-reading from the start still leaves hr's events out.
+    again = await page(api, token)
+    assert again["withheld"] == 4 and len(again["events"]) == 3
+    metrics = (await api.get("/metrics")).text
+    assert 'sluis_authorisation_refusals_total{reason="feed_withheld"} 6.0' in metrics
+    ledger = (await api.get("/admin/v1/tenants/acme/ledger")).body
+    refused = [e["entry"] for e in ledger["entries"] if e["entry"]["direction"] == "refused"]
+    assert refused[0]["connector"] == "hr"
+    assert refused[0]["instruction_id"] == instruction
+    assert refused[0]["counts"]["records"] == 2 and refused[0]["subject_ids"] == []
+    # Not queued: after a new grant, a consumer who wants them pages again from the start.
+    await grant(api)
+    assert (await page(api, token, after=rest["next_cursor"]))["events"] == []
+    assert [e["seq"] for e in (await page(api, token))["events"]] == list(range(1, 8))
+
+
+async def test_connector_without_instruction_delivers_nothing(api: Api, services: Services) -> None:
+    await make_tenant(api)
+    await make_connector(api)
+    token = await make_consumer(api)
+    insert_events(services, "acme", 5)
+    body = await page(api, token)
+    assert body["events"] == [] and body["withheld"] == 5
+    assert "First" not in str(body)
+
+
+async def test_uncovered_fields_are_sent_as_null(api: Api, services: Services) -> None:
+    await make_tenant(api)
+    toml = (
+        'connector = "afas"\n[identity]\nfields = ["Medewerker"]\nnamespace = "afas.employee"\n'
+        '[fields.email]\nsource = "Email_werk"\ncategory = "user.contact.email"\n'
+    )
+    await make_connector(api, mapping={"toml": toml})
+    await grant(api)
+    token = await make_consumer(api)
+    insert_events(services, "acme", 2)
+    events = (await page(api, token))["events"]
+    assert events[0]["data"] == {
+        "first_name": None,
+        "last_name": None,
+        "email": "person0@example-employer.nl",
+        "job_title": None,
+    }
+    ledger = (await api.get("/admin/v1/tenants/acme/ledger")).body
+    assert ledger["entries"][-1]["entry"]["fields"] == {"email": "user.contact.email"}
+
+
+async def test_every_served_page_is_an_outbound_ledger_entry(api: Api, services: Services) -> None:
+    token, instruction = await setup_feed(api)
+    consumer_id = None
+    insert_events(services, "acme", 30)
+    await drain(api, token, 20)
+    reply = await api.get("/admin/v1/tenants/acme/ledger", params={"limit": 10})
+    ledger = reply.body
+    assert ledger["size"] == 2 and ledger["checkpoint"].startswith("sluis/acme")
+    entries = [e["entry"] for e in ledger["entries"]]
+    assert [e["direction"] for e in entries] == ["outbound", "outbound"]
+    assert [e["counts"]["records"] for e in entries] == [20, 10]
+    assert entries[0]["subject_ids"] == sorted(subject_id(n) for n in range(20))
+    for entry in entries:
+        assert entry["instruction_id"] == instruction
+        assert entry["connector"] == "hr"
+        assert entry["destination"].startswith("feed:con_")
+        assert entry["mapping_digest"].startswith("sha256:")
+        consumer_id = consumer_id or entry["destination"]
+        assert entry["destination"] == consumer_id
+        assert "First" not in str(entry) and "example-employer" not in str(entry)
+    after = await api.get("/admin/v1/tenants/acme/ledger", params={"after": 0})
+    assert [e["index"] for e in after.body["entries"]] == [1]
+    assert after.body["next_after"] == 1
+    proof = await api.get("/admin/v1/tenants/acme/ledger/proof/1")
+    assert proof.status == 200
+    checkpoint = check_inclusion_proof(proof.body, services.signer.public_key)
+    assert checkpoint.size == 2
+    assert (await api.get("/admin/v1/tenants/acme/ledger/proof/2")).status == 404
+    assert (await api.get("/admin/v1/tenants/nope/ledger")).status == 404
+    assert (await api.get("/admin/v1/tenants/acme/ledger", params={"limit": 0})).status == 422
+    metrics = (await api.get("/metrics")).text
+    assert 'sluis_feed_events_served_total{tenant="acme"} 30.0' in metrics
+
+
+async def test_empty_ledger(api: Api) -> None:
+    await make_tenant(api)
+    body = (await api.get("/admin/v1/tenants/acme/ledger")).body
+    assert body == {
+        "tenant": "acme",
+        "size": 0,
+        "checkpoint": None,
+        "entries": [],
+        "next_after": None,
+    }
+    assert (await api.get("/admin/v1/tenants/acme/ledger/proof/0")).status == 404
+
+
+def test_feed_rows_match_events_after(services: Services) -> None:
+    create_tenant(services.store, services.box, "acme", "Acme", services.clock())
+    insert_events(services, "acme", 20, deleted_every=3)
+    decoded = services.store.events_after("acme", 5, 10)
+    raw = services.store.feed_rows("acme", 5, 10)
+    assert [r.seq for r in raw] == [e.seq for e in decoded] == list(range(6, 16))
+    for row, event in zip(raw, decoded, strict=True):
+        assert (row.id, row.type, row.subject_id, row.source, row.instruction_id) == (
+            event.id,
+            event.type,
+            event.subject_id,
+            event.source,
+            event.instruction_id,
+        )
+        assert (orjson.loads(row.data_json) if row.data_json else None) == event.data
+        assert datetime.fromisoformat(row.occurred_at) == event.occurred_at
+
+
+async def test_only_egress_fields_leave_whatever_is_stored(api: Api, services: Services) -> None:
+    token, _ = await setup_feed(api)
+    event = NewEvent(
+        id="evt_extra",
+        type="subject.upserted",
+        subject_id=subject_id(1),
+        data={"first_name": "Anna", "email": "anna@example-employer.nl", "bsn": "123456782"},
+        occurred_at=datetime.now(UTC),
+        source="hr",
+        instruction_id="ins_x",
+    )
+    services.store.append_events("acme", [event])
+    reply = await api.get(FEED.format("acme"), token=token)
+    assert reply.body["events"][0]["data"] == {
+        "first_name": "Anna",
+        "last_name": None,
+        "email": "anna@example-employer.nl",
+        "job_title": None,
+    }
+    assert "123456782" not in reply.text
+
+
+async def test_expired_instruction_withholds(aiohttp_client: Any, tmp_path: Path) -> None:
+    now = [datetime.now(UTC)]
+    services = Services.open(
+        Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN, master_key=MASTER_KEY),
+        clock=lambda: now[0],
+    )
+    try:
+        api = Api(await aiohttp_client(make_app(services)))
+        await make_tenant(api)
+        await make_connector(api)
+        until = (now[0] + timedelta(hours=1)).isoformat()
+        body = {"granted_by": "a@acme.nl", "purpose": "p", "valid_until": until}
+        ins = (await api.post("/admin/v1/tenants/acme/connectors/hr/instructions", body)).body
+        token = await make_consumer(api)
+        insert_events(services, "acme", 2)
+        assert len((await page(api, token))["events"]) == 2
+        now[0] += timedelta(hours=2)
+        later = await page(api, token)
+        assert later["events"] == [] and later["withheld"] == 2
+        listed = await api.get("/admin/v1/tenants/acme/connectors/hr/instructions")
+        assert listed.body["instructions"][0]["state"] == "expired"
+        refused = await api.post("/admin/v1/tenants/acme/connectors/hr/syncs")
+        assert refused.status == 409 and refused.body["code"] == "expired"
+        assert refused.body["instruction_id"] == ins["id"]
+    finally:
+        services.close()

@@ -1,0 +1,159 @@
+"""Health, readiness, metrics, problems for unknown routes and crashes, and the OpenAPI
+document against the real route table and real responses."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.app import AccessLogger, make_app
+from gateway.openapi import document
+from gateway.services import Services
+from tests.api.conftest import SEEN, Api, insert_events, setup_feed
+
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+def route_table(app: web.Application) -> set[tuple[str, str]]:
+    """(path template, method) of every route, sub-apps included (HEAD left out).
+
+    A mounted sub-app's resources already carry its prefix in `canonical`.
+    """
+    found: set[tuple[str, str]] = set()
+    for resource in app.router.resources():
+        info = resource.get_info()
+        if "app" in info:
+            found |= route_table(info["app"])
+            continue
+        for route in resource:
+            if route.method in METHODS:
+                path = re.sub(r"\{(\w+):[^}]*(\{[^}]*\}[^}]*)*\}", r"{\1}", resource.canonical)
+                found.add((path, route.method))
+    return found
+
+
+def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+
+
+def test_openapi_paths_match_the_route_table(services: Services) -> None:
+    routes = route_table(make_app(services))
+    assert routes == documented(document())
+    assert len(routes) == 19
+
+
+def test_openapi_document_is_well_formed() -> None:
+    doc = document()
+    assert doc["openapi"].startswith("3.1")
+    schemas = doc["components"]["schemas"]
+    text = str(doc)
+    for ref in set(re.findall(r"#/components/schemas/(\w+)", text)):
+        assert ref in schemas, ref
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert params == set(re.findall(r"\{(\w+)\}", path)), (path, method)
+            if path.startswith(("/admin/", "/feed/")):
+                assert op["security"] in ([{"adminBearer": []}], [{"feedBearer": []}])
+                for status in ("401", "500", *(["404"] if params else [])):
+                    assert status in op["responses"], (path, method, status)
+    assert "credentials" not in str(schemas["ConnectorOut"])
+
+
+async def test_health_and_readiness(api: Api, services: Services) -> None:
+    assert (await api.get("/healthz")).body == {"status": "ok"}
+    assert (await api.get("/readyz")).body == {"status": "ok"}
+    services.store.close()
+    reply = await api.get("/readyz")
+    assert reply.status == 503
+    assert (await api.get("/healthz")).status == 200
+
+
+async def test_metrics(api: Api, services: Services) -> None:
+    token, _ = await setup_feed(api)
+    insert_events(services, "acme", 3)
+    await api.get("/feed/v1/tenants/acme/events", token=token)
+    reply = await api.get("/metrics")
+    assert reply.status == 200 and reply.content_type == "text/plain"
+    assert 'sluis_feed_events_served_total{tenant="acme"} 3.0' in reply.text
+    assert "example-employer" not in reply.text and "First" not in reply.text
+
+
+async def test_openapi_is_served(api: Api) -> None:
+    reply = await api.get("/openapi.json")
+    assert reply.body == document()
+
+
+async def test_unknown_routes_and_methods_are_problems(api: Api) -> None:
+    for path in ("/nope", "/admin/v1/nope", "/feed/v1/tenants/acme/nope", "/admin/v2/tenants"):
+        reply = await api.get(path)
+        assert reply.status == 404, path
+        assert reply.body["type"] == "urn:sluis:problem:not-found"
+    reply = await api.call("PUT", "/admin/v1/tenants")
+    assert reply.status == 405
+    assert "POST" in reply.headers["Allow"]
+    reply = await api.call("POST", "/healthz")
+    assert reply.status == 405
+
+
+async def test_a_crash_is_a_generic_500_without_data(
+    aiohttp_client: Any, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "123456782 jan.jansen@example-private.nl"
+
+    async def boom(request: web.Request) -> web.Response:
+        raise ValueError(f"could not handle {secret}")
+
+    app = make_app(services)
+    app.router.add_post("/boom", boom)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(access_log_class=AccessLogger)
+    client = await aiohttp_client(server)
+    with caplog.at_level(logging.DEBUG):
+        resp = await client.post("/boom?email=jan.jansen@example-private.nl", data=secret)
+        text = await resp.text()
+    assert resp.status == 500
+    assert resp.content_type == "application/problem+json"
+    assert "123456782" not in text and "Traceback" not in text and "boom" not in text
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "ValueError" in logged and "/boom" in logged
+    assert "123456782" not in logged and "example-private" not in logged
+    assert not any(r.exc_info for r in caplog.records)
+    assert "POST /boom 500" in logged
+
+
+async def test_every_operation_answers_as_documented(api: Api, services: Services) -> None:
+    """A tour of every route's success answer; the `api` fixture validates each body."""
+    token, instruction = await setup_feed(api)
+    insert_events(services, "acme", 3)
+    t, c = "/admin/v1/tenants/acme", "/admin/v1/tenants/acme/connectors/hr"
+    await api.get("/healthz")
+    await api.get("/readyz")
+    await api.get("/metrics")
+    await api.get("/openapi.json")
+    await api.get(t)
+    await api.get(f"{t}/connectors")
+    await api.get(c)
+    await api.get(f"{c}/instructions")
+    await api.get("/feed/v1/tenants/acme/events", token=token)
+    await api.get(f"{t}/ledger")
+    await api.get(f"{t}/ledger/proof/0")
+    await api.delete(f"{c}/instructions/{instruction}")
+    await api.post(f"{c}/instructions", {"granted_by": "a@acme.nl", "purpose": "p"})
+    started = await api.post(f"{c}/syncs", {"mode": "full"})
+    await api.get(started.headers["Location"])
+    await api.get(f"{c}/syncs")
+    success = {(p, m) for p, m, status in SEEN if status < 300}
+    assert success >= documented(document())
+
+
+async def test_responses_are_not_cached_or_sniffed(api: Api) -> None:
+    for path in ("/healthz", "/admin/v1/tenants/nope", "/nope"):
+        reply = await api.get(path)
+        assert reply.headers["X-Content-Type-Options"] == "nosniff", path
+        assert reply.headers["Cache-Control"] == "no-store", path
