@@ -1,38 +1,52 @@
 """The `sluis` command.
 
-Each sub-command lives in the module that owns its job and registers itself here through a
-`register(subparsers)` function, so this file stays a table of contents. Commands return an
-exit code; anything a user can get wrong ends in a one-line message on stderr, never a
+Each sub-command lives in the module that owns its job and registers itself through a
+`register(subparsers)` function, so this file stays a table of contents. Only the module
+of the command being run is imported: `sluis map` streams a large export in a small,
+constant memory and should not load the web server to do it. Commands return an exit
+code; anything a user can get wrong ends in a one-line message on stderr, never a
 traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Final
 
-from gateway import __version__, audit_cli, demo, keys, offline_map, serve
+from gateway import __version__
+
+#: command → the module that registers it (in the order `sluis --help` lists them).
+COMMANDS: Final = {
+    "demo": "gateway.demo",
+    "serve": "gateway.serve",
+    "map": "gateway.offline_map",
+    "keygen": "gateway.keys",
+    "audit": "gateway.audit_cli",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or just for `only` (what a run needs)."""
     parser = argparse.ArgumentParser(
         prog="sluis",
         description="Sluis privacy gateway: minimise HR/CRM records, record every transfer.",
     )
     parser.add_argument("--version", action="version", version=f"sluis {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    demo.register(sub)
-    serve.register(sub)
-    offline_map.register(sub)
-    keys.register(sub)
-    audit_cli.register(sub)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +289,25 @@ async def test_one_run_per_connector(world: World) -> None:
         await world.services.engine.start("acme", "afas")
     gate.set()
     assert (await first).status == "succeeded"
+
+
+async def test_scheduler_runs_authorised_connectors_on_their_interval(world: World) -> None:
+    from gateway.scheduler import Scheduler
+
+    scheduler = Scheduler(world.services, tick=0.01)
+    await scheduler.tick_once()
+    assert world.store.last_run("acme", "afas") is None  # no instruction: not due
+    _authorise(world)
+    await scheduler.tick_once()
+    for _ in range(200):
+        if not scheduler._running:
+            break
+        await asyncio.sleep(0.02)
+    first = world.store.last_run("acme", "afas")
+    assert first is not None and first.status == "succeeded", first
+    await scheduler.tick_once()  # the interval (an hour) has not passed
+    assert world.store.last_run("acme", "afas").id == first.id
+    later = world.services.clock() + timedelta(hours=2)
+    record = world.store.get_connector("acme", "afas")
+    assert scheduler.due(record, later)
+    await scheduler.stop()

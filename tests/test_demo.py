@@ -1,0 +1,104 @@
+"""`sluis demo` runs, and nothing sensitive from either source ends up anywhere.
+
+The demo is the whole product on one machine: two emulators, a gateway, the admin flow,
+syncs, the feed and the ledger. So it is also the widest leak scan there is: its report,
+every log record (at DEBUG), the metrics, the ledger export and the raw bytes of the data
+directory (database, WAL, keys) are searched for the sources' BSNs, IBANs, private emails,
+phone numbers, addresses and the like.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors.afas.emulator import ENVIRONMENT
+from connectors.afas.emulator import make_app as afas_app
+from connectors.afas.synthetic import SENSITIVE_FIELDS
+from connectors.hubspot.emulator import STATE
+from connectors.hubspot.emulator import make_app as hubspot_app
+from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
+from gateway import demo
+from gateway.ledger_export import write_export
+from gateway.store.ledger_sqlite import SqliteLedgerStore
+
+REPO = Path(__file__).resolve().parents[1]
+PEOPLE = 80
+
+
+def _sensitive_values() -> set[str]:
+    """What the demo's emulators hold and must never pass (same people, same seed)."""
+    values: set[str] = set()
+    for person in afas_app(people=PEOPLE, seed=2026)[ENVIRONMENT].people:
+        values |= {str(person[k]) for k in SENSITIVE_FIELDS if person.get(k)}
+        # The emergency contact's phone; their name is drawn from the same lists as the
+        # employees' names, so it can rightly appear as someone else's name.
+        values.add(str((person.get("Noodcontact") or {}).get("telefoon") or ""))
+    for contact in hubspot_app(people=PEOPLE, seed=2026)[STATE].contacts:
+        props = contact["properties"]
+        values |= {str(props[k]) for k in SENSITIVE_PROPERTIES if props.get(k)}
+    # Short values ("M", "NL", "griep") could match by accident; the scan is for data.
+    return {v for v in values if len(v) >= 6}
+
+
+async def test_demo_leaks_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir)
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+        assert result.verified, result.verify_reason
+        assert set(result.connectors) == {"afas", "hubspot"}
+        for info in result.connectors.values():
+            assert info["counts"]["fetched"] == PEOPLE
+            assert info["dropped"]
+        assert "BSN" in result.connectors["afas"]["dropped"]
+        assert result.events and all(
+            set(e["data"]) == {"first_name", "last_name", "email", "job_title"}
+            for e in result.events
+        )
+        export = tmp_path / "ledger.jsonl"
+        with (
+            SqliteLedgerStore(data_dir / "sluis.db", create=False, readonly=True) as store,
+            store.snapshot() as reader,
+            export.open("wb") as out,
+        ):
+            write_export(reader, reader.tenants(), out)
+    finally:
+        await runner.aclose()
+    sensitive = _sensitive_values()
+    assert len(sensitive) > 200
+    texts = {
+        "report": report,
+        "logs": caplog.text,
+        "ledger export": export.read_text(),
+    }
+    for name, text in texts.items():
+        leaks = sorted(v for v in sensitive if v in text)
+        assert leaks == [], f"{name} holds source values: {leaks[:3]}"
+    for path in sorted(data_dir.rglob("*")):
+        if path.is_file():
+            blob = path.read_bytes()
+            leaks = sorted(v for v in sensitive if v.encode() in blob)
+            assert leaks == [], f"{path.name} holds source values: {leaks[:3]}"
+
+
+def test_demo_command_runs() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--employees", "40"],
+        capture_output=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    out = run.stdout.decode()
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert "verification: intact" in out
+    assert "dropped at the door" in out and "BSN" in out
+    assert "/feed/v1/tenants/demo/events" in out
+    assert "Traceback" not in run.stderr.decode()
