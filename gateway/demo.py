@@ -164,7 +164,7 @@ async def _walk_through(
     return result
 
 
-def format_report(result: DemoResult) -> str:
+def format_report(result: DemoResult, *, serving: bool = False) -> str:
     lines = ["", "Sluis demo", "=========="]
     for name, info in result.connectors.items():
         c = info["counts"]
@@ -190,7 +190,7 @@ def format_report(result: DemoResult) -> str:
         f"Ledger: {result.ledger_size} entries, root {result.ledger_root[:16]}…, "
         f"verification: {verdict}",
         "",
-        "Try it:",
+        "Try it:" if serving else "Try it (these URLs answer while `sluis demo --serve` runs):",
         f"  feed     curl -H 'Authorization: Bearer {result.feed_token}' "
         f"{result.gateway_url}/feed/v1/tenants/{DEMO_TENANT}/events?limit=3",
         f"  admin    curl -H 'Authorization: Bearer {result.admin_token}' "
@@ -217,7 +217,7 @@ async def _main(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"sluis demo: {exc}", file=sys.stderr)
         return 1
-    print(format_report(result), flush=True)
+    print(format_report(result, serving=args.serve), flush=True)
     try:
         if args.serve:
             print("\nServing until Ctrl-C …", flush=True)
