@@ -255,12 +255,27 @@ class Connector(ABC):
             data = orjson.dumps(body)
         self.stats.requests += 1
         try:
+            # Redirects are not followed: a source that redirects could point the gateway,
+            # credentials and all, at an address nobody configured.
             async with self.session.request(
-                method, url, params=params, data=data, headers=headers, timeout=DEFAULT_TIMEOUT
+                method,
+                url,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=DEFAULT_TIMEOUT,
+                allow_redirects=False,
             ) as response:
                 payload = await response.read()
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if 300 <= status < 400:
+                    raise ConnectorError(
+                        "config",
+                        f"{self.type}: the source redirected (HTTP {status}); "
+                        "set the base URL to the address it redirects to",
+                        status=status,
+                    )
                 if status >= 400:
                     if status == 429:
                         self.stats.rate_limited += 1

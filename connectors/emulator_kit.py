@@ -32,6 +32,8 @@ class Fault:
     status: int = 503
     seconds: float = 0.0
     path: str | None = None
+    #: A `Location` header for the error answer (to test that redirects are not followed).
+    location: str | None = None
 
 
 @dataclass
@@ -112,7 +114,10 @@ async def emulator_middleware(
     elif fault is not None and fault.kind == "rate_limit":
         response = control.too_many(fault.seconds or 1.0)
     elif fault is not None and fault.kind == "error":
-        response = web.json_response({"error": "injected fault"}, status=fault.status)
+        headers = {"Location": fault.location} if fault.location else None
+        response = web.json_response(
+            {"error": "injected fault"}, status=fault.status, headers=headers
+        )
     else:
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.seconds)

@@ -9,8 +9,10 @@ value anywhere past the door (pages, errors, logs).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from connectors.base import ConnectorError, SyncMode
 from connectors.emulator_kit import Fault, RateLimit
@@ -210,3 +212,24 @@ async def test_nothing_sensitive_gets_past_the_door(
         texts += [str(caught.value), repr(caught.value)]
     texts.append(caplog.text)
     assert leaked(sensitive, *texts) == []
+
+
+async def test_redirects_are_not_followed(
+    emulator: Emulator, make_connector: MakeConnector, aiohttp_server: Any
+) -> None:
+    """A source answering 302 must not lead the gateway (and its credentials) elsewhere."""
+    followed: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        followed.append(request.headers.get("Authorization", ""))
+        return web.json_response({})
+
+    trap = web.Application()
+    trap.router.add_route("*", "/{tail:.*}", elsewhere)
+    other = await aiohttp_server(trap, host="127.0.0.1")
+    emulator.control.inject(Fault("error", status=302, location=str(other.make_url("/x"))))
+    with pytest.raises(ConnectorError) as caught:
+        await sync(make_connector())
+    assert caught.value.kind == "config"
+    assert "redirected" in str(caught.value)
+    assert followed == []
