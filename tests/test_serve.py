@@ -1,0 +1,90 @@
+"""`sluis serve` as an operator starts it: settings from the environment, a real port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ADMIN = "serve-test-admin-token-0123456789"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _call(url: str, *, body: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if body:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SLUIS_DATA_DIR": str(tmp_path / "data"),
+        "SLUIS_PORT": str(port),
+        "SLUIS_ADMIN_TOKEN": ADMIN,
+        "SLUIS_SCHEDULER": "true",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if _call(f"{base}/healthz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("sluis serve did not come up")
+        assert _call(f"{base}/readyz")[0] == 200
+        status, _ = _call(f"{base}/admin/v1/tenants", body=b'{"id": "acme", "name": "Acme"}')
+        assert status == 401
+        status, _ = _call(
+            f"{base}/admin/v1/tenants", body=b'{"id": "acme", "name": "Acme"}', token=ADMIN
+        )
+        assert status == 201
+        status, _ = _call(f"{base}/admin/v1/tenants/acme?revoked_by=jan@example.nl", token=ADMIN)
+        assert status in (200, 422)
+        assert _call(f"{base}/metrics")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    assert "jan@example.nl" not in err.decode()  # access logs carry no query strings
+    assert (tmp_path / "data" / "sluis.db").exists()
+
+
+def test_serve_reports_a_bad_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "sluis.toml"
+    config.write_text('port = "not a port"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+        cwd=REPO, capture_output=True, timeout=60, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SLUIS_")},
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert f"{config}: port:".encode() in run.stderr
+    assert b"Traceback" not in run.stderr
