@@ -180,6 +180,13 @@ class Connector(ABC):
         self.stats = ConnectorStats()
         self._sleep = sleep
         self.base_url = config.base_url.rstrip("/")
+        self.configure(config.settings)
+
+    @abstractmethod
+    def configure(self, settings: Mapping[str, Any]) -> None:
+        """Read vendor settings (called once by `__init__`); raise ConnectorError("config")
+        for a setting that cannot work, so a bad connector fails before its first request.
+        """
 
     @property
     def source_fields(self) -> list[str]:

@@ -60,29 +60,24 @@ it is a "config" error, while a 5xx without an AFAS body (a proxy, an outage) is
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import orjson
 
 from connectors.base import (
     Connector,
-    ConnectorConfig,
     ConnectorError,
     PageRequest,
     RawPage,
-    RetryPolicy,
     SyncMode,
 )
-from gateway.projector import Projector
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +105,7 @@ class AfasConnector(Connector):
 
     type: ClassVar[str] = "afas"
 
-    def __init__(
-        self,
-        config: ConnectorConfig,
-        projector: Projector,
-        session: aiohttp.ClientSession,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-    ) -> None:
-        super().__init__(config, projector, session, retry=retry, sleep=sleep)
-        settings = config.settings
+    def configure(self, settings: Mapping[str, Any]) -> None:
         self.connector_id = _name(settings, "connector_id", DEFAULT_CONNECTOR_ID)
         self.key_field = _name(settings, "key_field", "Medewerker")
         self.modified_field = _name(settings, "modified_field", "Gewijzigd_op")
@@ -128,7 +113,7 @@ class AfasConnector(Connector):
         minutes = _whole(settings, "overlap_minutes", DEFAULT_OVERLAP_MINUTES, 0, 7 * 24 * 60)
         self.overlap = timedelta(minutes=minutes)
         integration = settings.get("integration_id")
-        self._headers = {"Authorization": _authorization(config.credentials.get("token"))}
+        self._headers = {"Authorization": _authorization(self.config.credentials.get("token"))}
         if integration:
             self._headers["IntegrationId"] = _name(settings, "integration_id", "")
         #: Highest modified value seen in this run: (as a local time, as AFAS spelled it).

@@ -29,25 +29,20 @@ milliseconds, `Z`). The next incremental run searches from there, inclusive, les
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-import aiohttp
 import orjson
 
 from connectors.base import (
     Connector,
-    ConnectorConfig,
     ConnectorError,
     PageRequest,
     RawPage,
-    RetryPolicy,
     SyncMode,
 )
-from gateway.projector import Projector
 
 CONTACTS_PATH: Final = "/crm/v3/objects/contacts"
 SEARCH_PATH: Final = "/crm/v3/objects/contacts/search"
@@ -104,17 +99,7 @@ class HubSpotConnector(Connector):
 
     type: ClassVar[str] = "hubspot"
 
-    def __init__(
-        self,
-        config: ConnectorConfig,
-        projector: Projector,
-        session: aiohttp.ClientSession,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-    ) -> None:
-        super().__init__(config, projector, session, retry=retry, sleep=sleep)
-        settings = self.config.settings
+    def configure(self, settings: Mapping[str, Any]) -> None:
         self.page_size = _int_setting(settings, "page_size", 100, 1)
         self.overlap_ms = _int_setting(settings, "overlap_seconds", 0, 0) * 1000
         self.search_cap = _int_setting(settings, "search_cap", SEARCH_CAP, 1)
