@@ -6,7 +6,9 @@ on a quarter of the file to show that memory does not grow with the input.
 
     .venv/bin/python bench/bench_map.py [--records 200000] [--repeat 3]
 
-Targets (issue #2): >= 2.5x jq's records/s, peak RSS < 80 MiB.
+Targets (issue #2): >= 2.5x jq's records/s, peak RSS < 80 MiB. `sluis map` uses every
+core for a large JSONL file (peak RSS is read for the process and its workers); the
+`--jobs 1` row shows a single process.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def main() -> None:
                 str(work / "s.out"),
             ]
             best["sluis"] = min(best.get("sluis", (1e9, 0)), timed(cmd, work / "log"))
+            single = timed([*cmd, "--jobs", "1"], work / "log")
+            best["sluis --jobs 1"] = min(best.get("sluis --jobs 1", (1e9, 0)), single)
         q_cmd = [
             *sluis,
             "--key-file",
@@ -112,7 +116,9 @@ def main() -> None:
             print(f"{name:<18}{secs:>9.2f}{n / secs:>12,.0f}{rss / 1024:>14.1f}")
         if "jq" in best:
             ratio = best["jq"][0] / best["sluis"][0]
+            one = best["jq"][0] / best["sluis --jobs 1"][0]
             print(f"sluis / jq throughput ratio: {ratio:.2f}x (target >= 2.5x)")
+            print(f"sluis --jobs 1 / jq: {one:.2f}x (one process, for comparison)")
         else:
             print("jq not found: no baseline (apt-get install jq)")
 

@@ -13,7 +13,7 @@ rather than buffered, so memory stays bounded whatever the file holds.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Final, Literal
 
@@ -45,11 +45,13 @@ class ReadStats:
     delimiter: str | None = None
 
 
-def iter_lines(stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[bytes | None]:
+def iter_lines(
+    stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES, *, strip_bom: bool = True
+) -> Iterator[bytes | None]:
     """Yield each line without its line ending; None for a line over `max_line_bytes`."""
     pending = b""
     skipping = False
-    first = True
+    first = strip_bom
     while True:
         block = stream.read(BLOCK_BYTES)
         if not block:
@@ -89,9 +91,70 @@ def read_jsonl(
 ) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value or Malformed) for each non-blank line."""
     stats = stats if stats is not None else ReadStats()
-    loads = orjson.loads
-    number = 0
+    yield from parse_jsonl_lines(numbered_lines(stream, stats, max_line_bytes), max_line_bytes)
+
+
+def numbered_lines(
+    stream: IO[bytes], stats: ReadStats, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | None]]:
+    """`iter_lines` with 1-based line numbers, keeping `stats.lines` up to date."""
     for number, line in enumerate(iter_lines(stream, max_line_bytes), start=1):
+        stats.lines = number
+        yield number, line
+
+
+def iter_line_blocks(
+    stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES, block_bytes: int = BLOCK_BYTES
+) -> Iterator[tuple[int, bytes | None]]:
+    """(first line number, a block of whole lines) through the file, for parallel readers.
+
+    Blocks end at a line ending (the last one may not, at the end of the file) and are cut
+    without looking at the lines, so the reading process stays cheap. A line longer than
+    `max_line_bytes` that spans blocks comes as (its number, None), never buffered; one
+    inside a block is left for `iter_lines` on that block to report.
+    """
+    number = 1
+    pending = b""
+    skipping = False
+    first = True
+    while True:
+        block = stream.read(block_bytes)
+        if first:
+            block, first = block.removeprefix(_BOM), False
+        if not block:
+            break
+        if skipping:
+            end = block.find(b"\n")
+            if end < 0:
+                continue
+            yield number, None
+            number, skipping, block = number + 1, False, block[end + 1 :]
+        data = pending + block if pending else block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data
+        else:
+            whole, pending = data[: cut + 1], data[cut + 1 :]
+            yield number, whole
+            number += whole.count(b"\n")
+        if len(pending) > max_line_bytes:
+            pending, skipping = b"", True
+    if skipping:
+        yield number, None
+    elif pending:
+        yield number, pending
+
+
+def parse_jsonl_lines(
+    numbered: Iterable[tuple[int, bytes | None]], max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value or Malformed) for numbered raw lines; blank ones skipped.
+
+    Shared by the streaming reader and the parallel mapper's workers, so both quarantine
+    exactly the same lines for exactly the same reasons.
+    """
+    loads = orjson.loads
+    for number, line in numbered:
         if line is None:
             yield number, Malformed(f"line longer than {max_line_bytes} bytes")
             continue
@@ -101,7 +164,6 @@ def read_jsonl(
             yield number, loads(line)
         except orjson.JSONDecodeError as exc:
             yield number, Malformed(_json_reason(exc))
-    stats.lines = number
 
 
 def _json_reason(exc: orjson.JSONDecodeError) -> str:

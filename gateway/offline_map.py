@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import itertools
+import multiprocessing
 import os
 import secrets
 import sys
 import tempfile
 import textwrap
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,11 +31,15 @@ import orjson
 
 from gateway import keys
 from gateway.exports import (
+    MAX_LINE_BYTES,
     ExportError,
     Format,
     Malformed,
     ReadStats,
     detect_format,
+    iter_line_blocks,
+    iter_lines,
+    parse_jsonl_lines,
     read_csv,
     read_jsonl,
 )
@@ -61,6 +69,63 @@ class MapSummary:
             self.first_quarantined.append((line, reason))
 
 
+@dataclass
+class ChunkResult:
+    """One chunk of an export after the door: output bytes, quarantine, counts, names."""
+
+    output: bytes
+    bad: list[tuple[int, str]]
+    read: int
+    written: int
+    inactive: int
+    dropped: Counter[str]
+
+
+def map_chunk(projector: Projector, items: list[tuple[int, Any]]) -> ChunkResult:
+    """Project numbered records (or `Malformed` lines) into Subject JSONL bytes."""
+    lines: list[int] = []
+    batch: list[Any] = []
+    bad: list[tuple[int, str]] = []
+    for line, value in items:
+        if isinstance(value, Malformed):
+            bad.append((line, value.reason))
+        else:
+            lines.append(line)
+            batch.append(value)
+    page = projector.project_page(batch)
+    bad.extend((lines[i], reason) for i, reason in page.rejected)
+    bad.sort()
+    subjects = page.subjects
+    output = b"\n".join(map(orjson.dumps, subjects)) + b"\n" if subjects else b""
+    return ChunkResult(
+        output=output,
+        bad=bad,
+        read=len(items),
+        written=len(subjects),
+        inactive=sum(1 for s in subjects if not s["active"]),
+        dropped=page.dropped,
+    )
+
+
+def add_chunk(
+    summary: MapSummary,
+    result: ChunkResult,
+    out: IO[bytes],
+    quarantine_out: IO[bytes] | None,
+) -> None:
+    """Write a chunk's output and fold its counts into the run's summary (in input order)."""
+    summary.read += result.read
+    summary.written += result.written
+    summary.inactive += result.inactive
+    for line, reason in result.bad:
+        summary.quarantine(line, reason)
+        if quarantine_out is not None:
+            quarantine_out.write(orjson.dumps({"line": line, "reason": reason}) + b"\n")
+    merge_dropped(summary.dropped, result.dropped)
+    if result.output:
+        out.write(result.output)
+
+
 def map_stream(
     projector: Projector,
     records: Iterator[tuple[int, Any]],
@@ -69,36 +134,63 @@ def map_stream(
 ) -> MapSummary:
     """Project `records` into `out` (Subject JSONL) and return the run's summary."""
     summary = MapSummary()
-    dumps = orjson.dumps
-    while True:
-        lines: list[int] = []
-        batch: list[Any] = []
-        bad: list[tuple[int, str]] = []
-        for line, value in records:
-            if isinstance(value, Malformed):
-                bad.append((line, value.reason))
-            else:
-                lines.append(line)
-                batch.append(value)
-            if len(batch) + len(bad) >= CHUNK:
-                break
-        if not batch and not bad:
-            return summary
-        summary.read += len(batch) + len(bad)
-        page = projector.project_page(batch)
-        bad.extend((lines[i], reason) for i, reason in page.rejected)
-        if bad:
-            bad.sort()
-            for line, reason in bad:
-                summary.quarantine(line, reason)
-                if quarantine_out is not None:
-                    quarantine_out.write(dumps({"line": line, "reason": reason}) + b"\n")
-        subjects = page.subjects
-        summary.written += len(subjects)
-        summary.inactive += sum(1 for s in subjects if not s["active"])
-        merge_dropped(summary.dropped, page.dropped)
-        if subjects:
-            out.write(b"\n".join(map(dumps, subjects)) + b"\n")
+    while items := list(itertools.islice(records, CHUNK)):
+        add_chunk(summary, map_chunk(projector, items), out, quarantine_out)
+    return summary
+
+
+#: Inputs at least this large (JSON Lines, from a file) are minimised by worker processes.
+PARALLEL_MIN_BYTES = 16 << 20
+_WORKER: dict[str, Projector] = {}
+
+
+def _start_worker(mapping: Mapping, key: bytes, today: date | None) -> None:
+    _WORKER["projector"] = Projector(mapping, key, today=today)
+
+
+def _work(job: tuple[int, bytes | None, int]) -> ChunkResult:
+    first, blob, max_line_bytes = job
+    if blob is None:
+        numbered: Iterable[tuple[int, bytes | None]] = [(first, None)]
+    else:
+        lines = iter_lines(io.BytesIO(blob), max_line_bytes, strip_bom=False)
+        numbered = enumerate(lines, start=first)
+    items = list(parse_jsonl_lines(numbered, max_line_bytes))
+    return map_chunk(_WORKER["projector"], items)
+
+
+def map_jsonl_parallel(
+    mapping: Mapping,
+    key: bytes,
+    today: date | None,
+    stream: IO[bytes],
+    out: IO[bytes],
+    *,
+    quarantine_out: IO[bytes] | None = None,
+    jobs: int,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> MapSummary:
+    """`map_stream` for a large JSON Lines export, on `jobs` worker processes.
+
+    This process only cuts the file into blocks of whole lines and writes the results in
+    input order; workers parse, minimise and serialise. At most two blocks per worker are
+    in flight, so memory stays bounded whatever the file's size. Output, quarantine and
+    summary are the same as the single-process path's (the tests compare them).
+    """
+    summary = MapSummary()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_start_worker,
+        initargs=(mapping, key, today),
+    ) as pool:  # fmt: skip
+        pending: deque[Future[ChunkResult]] = deque()
+        for first, blob in iter_line_blocks(stream, max_line_bytes):
+            pending.append(pool.submit(_work, (first, blob, max_line_bytes)))
+            if len(pending) >= 2 * jobs:
+                add_chunk(summary, pending.popleft().result(), out, quarantine_out)
+        while pending:
+            add_chunk(summary, pending.popleft().result(), out, quarantine_out)
+    return summary
 
 
 def format_summary(summary: MapSummary, mapping: Mapping, stats: ReadStats, fmt: str) -> str:
@@ -180,17 +272,24 @@ def _run(args: argparse.Namespace) -> int:
         fmt: Format = args.format or detect_format(
             None if args.input == "-" else args.input, _peek(source)
         )
-        records: Iterator[tuple[int, Any]] = (
-            read_csv(source, stats) if fmt == "csv" else read_jsonl(source, stats)
-        )
-        quarantine_out = None
+        jobs = _jobs(args, source, fmt)
+        quarantine_out: IO[bytes] | None = None
         if args.quarantine:
             try:
                 quarantine_out = stack.enter_context(open(args.quarantine, "wb"))
             except OSError as exc:
                 return _fail(f"{args.quarantine}: cannot write ({exc.strerror})")
+
+        def run_map(out: IO[bytes]) -> MapSummary:
+            if jobs > 1:
+                return map_jsonl_parallel(
+                    mapping, key, as_of, source, out, quarantine_out=quarantine_out, jobs=jobs
+                )
+            records = read_csv(source, stats) if fmt == "csv" else read_jsonl(source, stats)
+            return map_stream(projector, records, out, quarantine_out)
+
         try:
-            summary = _write(args.output, projector, records, quarantine_out)
+            summary = _write(args.output, run_map)
         except ExportError as exc:
             return _fail(f"{args.input}: {exc}")
         except OSError as exc:
@@ -204,21 +303,29 @@ def _peek(source: IO[bytes]) -> bytes:
     return bytes(peek(64)[:64]) if peek else b""
 
 
-def _write(
-    output: str,
-    projector: Projector,
-    records: Iterator[tuple[int, Any]],
-    quarantine_out: IO[bytes] | None,
-) -> MapSummary:
+def _jobs(args: argparse.Namespace, source: IO[bytes], fmt: str) -> int:
+    """Worker processes for this run: explicit --jobs, else all cores for a large JSONL file."""
+    if args.jobs is not None:
+        return max(1, args.jobs) if fmt == "jsonl" else 1
+    if fmt != "jsonl" or args.input == "-":
+        return 1
+    try:
+        size = os.fstat(source.fileno()).st_size
+    except (OSError, ValueError):
+        return 1
+    return min(os.cpu_count() or 1, 8) if size >= PARALLEL_MIN_BYTES else 1
+
+
+def _write(output: str, run_map: Callable[[IO[bytes]], MapSummary]) -> MapSummary:
     if output == "-":
-        summary = map_stream(projector, records, sys.stdout.buffer, quarantine_out)
+        summary = run_map(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return summary
     target = Path(output)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            summary = map_stream(projector, records, out, quarantine_out)
+            summary = run_map(out)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -246,5 +353,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--as-of", metavar="DATE", help="date leaver rules compare with")
     parser.add_argument(
         "--quarantine", metavar="PATH", help="write every quarantined line number and reason"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes for JSONL (default: every core for files over 16 MiB)",
     )
     parser.set_defaults(run=_run)

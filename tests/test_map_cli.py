@@ -196,3 +196,26 @@ def test_keygen_refuses_to_overwrite(key_file: Path) -> None:
     run = sluis("keygen", "--output", str(key_file))
     assert run.returncode == 2
     assert key_file.read_bytes() == before
+
+
+def test_parallel_and_single_process_runs_agree(tmp_path: Path, key_file: Path) -> None:
+    """Workers must quarantine, count and write exactly what one process does."""
+    rows = list(employees(3000, seed=8))
+    lines = [orjson.dumps(r) for r in rows]
+    lines[5] = b'{"Medewerker": "1", broken'
+    lines[700] = b"   "
+    lines[1500] = orjson.dumps({**rows[1500], "Email_werk": "nope"})
+    lines[2100] = b"[]"
+    src = tmp_path / "big.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n" + b'{"x": 1}')
+    runs = {}
+    for jobs in ("1", "2"):
+        out, quarantine = tmp_path / f"out{jobs}.jsonl", tmp_path / f"q{jobs}.jsonl"
+        run = sluis("map", "-m", AFAS, "-i", str(src), "-o", str(out), "--key-file",
+                    str(key_file), "--as-of", "2026-11-22", "--quarantine", str(quarantine),
+                    "--jobs", jobs)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        runs[jobs] = (out.read_bytes(), quarantine.read_bytes(), run.stderr)
+    assert runs["1"] == runs["2"]
+    quarantined = [orjson.loads(x)["line"] for x in runs["2"][1].splitlines()]
+    assert quarantined == [6, 1501, 2101, 3001]
