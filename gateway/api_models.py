@@ -25,7 +25,9 @@ from pydantic import (
     Tag,
 )
 
+from connectors.registry import known_types
 from gateway.egress import FORBIDDEN_CHARS
+from mappings import bundled_names
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 CONNECTOR_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -59,12 +61,23 @@ def _http_url(value: str) -> str:
     return value
 
 
-PlainText = Annotated[str, AfterValidator(_plain_text)]
+_CTRL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
+#: No control characters, and at least one that is not white space. Stated as a pattern so
+#: that the OpenAPI document says what the validator enforces.
+PLAIN_TEXT_PATTERN = rf"^[^{_CTRL}]*[^\s{_CTRL}][^{_CTRL}]*$"
+#: http(s), a host without user:password, no fragment (the validator checks the rest).
+HTTP_URL_PATTERN = r"^https?://[^\s/?#@\x00-\x1f\x7f]+(?:[/?][^\s#\x00-\x1f\x7f]*)?$"
+
+PlainText = Annotated[
+    str, StringConstraints(pattern=PLAIN_TEXT_PATTERN), AfterValidator(_plain_text)
+]
 TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
 ConnectorId = Annotated[str, StringConstraints(pattern=CONNECTOR_ID_PATTERN)]
 CredentialKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 SettingKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
-HttpUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+HttpUrl = Annotated[
+    str, StringConstraints(max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(_http_url)
+]
 
 
 class _Request(BaseModel):
@@ -89,7 +102,11 @@ class MappingText(_Request):
     toml: Annotated[str, Field(min_length=1, max_length=MAX_MAPPING_TEXT)]
 
 
-BundledName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
+BundledName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$"),
+    Field(json_schema_extra={"enum": bundled_names()}),
+]
 
 
 def _mapping_kind(value: Any) -> str:
@@ -99,7 +116,9 @@ def _mapping_kind(value: Any) -> str:
 
 class ConnectorCreate(_Request):
     id: ConnectorId
-    type: Annotated[str, Field(min_length=1, max_length=64)]
+    type: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"enum": known_types()})
+    ]
     base_url: HttpUrl
     credentials: Annotated[
         dict[CredentialKey, Annotated[str, Field(min_length=1, max_length=8192)]],
@@ -120,7 +139,9 @@ class ConnectorCreate(_Request):
 class InstructionCreate(_Request):
     granted_by: Annotated[PlainText, Field(max_length=254)]
     purpose: Annotated[PlainText, Field(max_length=1000)]
-    valid_until: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = Field(
+        default=None, description="must lie in the future (a past time is refused with 422)"
+    )
 
 
 class InstructionRevoke(_Request):

@@ -51,7 +51,13 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         route = "(unmatched)"
         if isinstance(request, web.Request):
-            resource = request.match_info.route.resource
+            try:
+                resource = request.match_info.route.resource
+            except (AssertionError, AttributeError):
+                # A request aiohttp could not even parse (bad header bytes) never reached
+                # routing; there is no route to name.
+                resource = None
+                route = "(unparsed)"
             route = resource.canonical if resource is not None else route
         self.logger.info("%s %s %s %.1fms", request.method, route, response.status, time * 1000)
 

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.app import AccessLogger, make_app
 from gateway.config import ConfigError, load_settings
@@ -15,8 +16,21 @@ from gateway.secrets import SecretError
 from gateway.services import Services
 
 
+class _QuietProtocolErrors(logging.Filter):
+    """aiohttp logs a malformed HTTP request with a traceback that quotes the offending
+    bytes; a request nobody could parse deserves one plain line, and its bytes (whatever a
+    client sent) stay out of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+            record.msg, record.args = "rejected a malformed HTTP request", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(_QuietProtocolErrors())
     try:
         settings = load_settings(args.config)
         services = Services.open(settings)

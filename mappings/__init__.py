@@ -17,3 +17,8 @@ def bundled_mapping(connector_type: str) -> Path:
     if not path.is_file() or path.parent != _HERE:
         raise FileNotFoundError(f"no bundled mapping for connector type {connector_type!r}")
     return path
+
+
+def bundled_names() -> list[str]:
+    """Connector types that have a bundled mapping."""
+    return sorted(path.stem for path in _HERE.glob("*.toml"))

@@ -68,6 +68,9 @@ def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
         status, _ = _call(f"{base}/admin/v1/tenants/acme?revoked_by=jan@example.nl", token=ADMIN)
         assert status in (200, 422)
         assert _call(f"{base}/metrics")[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: jan@example.nl\x00\r\n\r\n")
+            assert b" 400 " in raw.recv(64)
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
