@@ -13,6 +13,7 @@ rather than buffered, so memory stays bounded whatever the file holds.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Final, Literal
@@ -184,6 +185,28 @@ def _decode(line: bytes, stats: ReadStats) -> str:
             return line.decode("latin-1")
 
 
+def _find_header(lines: Iterator[str]) -> tuple[str, list[str]] | None:
+    """(delimiter, column names) from the first non-blank line, or None for no header.
+
+    Excel writes "sep=;" above the header when asked to; that line names the delimiter.
+    """
+    line = next(lines, None)
+    while line is not None and not line.strip():
+        line = next(lines, None)
+    if line is None:
+        return None
+    excel = _EXCEL_SEP.fullmatch(line.strip())
+    if excel is None:
+        return _sniff_delimiter(line), _header(line, _sniff_delimiter(line))
+    line = next(lines, None)
+    if line is None:
+        return None
+    return excel.group(1), _header(line, excel.group(1))
+
+
+_EXCEL_SEP: Final = re.compile(r"sep=([;,\t|])", re.IGNORECASE)
+
+
 def _sniff_delimiter(header: str) -> str:
     counts = dict.fromkeys(";,\t", 0)
     quoted = False
@@ -216,15 +239,12 @@ def read_csv(
                 yield _decode(line, stats) + "\n"
 
     lines = text_lines()
-    header_line = next(lines, None)
-    while header_line is not None and not header_line.strip():
-        header_line = next(lines, None)
-    if header_line is None:
+    found = _find_header(lines)
+    if found is None:
         stats.lines = physical
         return
-    delimiter = _sniff_delimiter(header_line)
+    delimiter, columns = found
     stats.delimiter = delimiter
-    columns = _header(header_line, delimiter)
     width = len(columns)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     while True:
@@ -273,6 +293,12 @@ def _csv_reason(exc: csv.Error) -> str:
     if "quote" in text:
         return "unbalanced quote"
     return "malformed row"
+
+
+def looks_like_json_document(head: bytes) -> bool:
+    """A pretty-printed JSON document (`[` or `{` alone on the first line), not JSON Lines."""
+    first = head.removeprefix(_BOM).lstrip(b" \t\r\n").split(b"\n", 1)[0].strip()
+    return first in (b"[", b"{")
 
 
 def detect_format(name: str | None, head: bytes) -> Format:

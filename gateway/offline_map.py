@@ -39,6 +39,7 @@ from gateway.exports import (
     detect_format,
     iter_line_blocks,
     iter_lines,
+    looks_like_json_document,
     parse_jsonl_lines,
     read_csv,
     read_jsonl,
@@ -272,6 +273,11 @@ def _run(args: argparse.Namespace) -> int:
         fmt: Format = args.format or detect_format(
             None if args.input == "-" else args.input, _peek(source)
         )
+        if fmt == "jsonl" and looks_like_json_document(_peek(source)):
+            return _fail(
+                f"{args.input}: this is a JSON document, not JSON Lines (one object per "
+                "line); convert it first, e.g. jq -c '.[]' (or '.rows[]' for an AFAS page)"
+            )
         jobs = _jobs(args, source, fmt)
         quarantine_out: IO[bytes] | None = None
         if args.quarantine:
@@ -300,7 +306,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _peek(source: IO[bytes]) -> bytes:
     peek = getattr(source, "peek", None)
-    return bytes(peek(64)[:64]) if peek else b""
+    return bytes(peek(256)[:256]) if peek else b""
 
 
 def _jobs(args: argparse.Namespace, source: IO[bytes], fmt: str) -> int:

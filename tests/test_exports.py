@@ -104,3 +104,18 @@ def test_iter_lines_across_block_boundaries() -> None:
 )
 def test_detect_format(name: str | None, head: bytes, fmt: str) -> None:
     assert detect_format(name, head) == fmt
+
+
+def test_excel_sep_line_names_the_delimiter() -> None:
+    rows, stats = _csv(b"sep=,\r\nNaam;Functie,Afdeling\r\nvan Dijk; Jan,HR\r\n")
+    assert stats.delimiter == ","
+    assert rows == [(3, {"Naam;Functie": "van Dijk; Jan", "Afdeling": "HR"})]
+
+
+def test_a_pretty_printed_json_document_is_recognised() -> None:
+    from gateway.exports import looks_like_json_document
+
+    assert looks_like_json_document(b'\xef\xbb\xbf[\n  {"a": 1}\n]')
+    assert looks_like_json_document(b'{\r\n  "rows": []\r\n}')
+    assert not looks_like_json_document(b'{"a": 1}\n{"a": 2}\n')
+    assert not looks_like_json_document(b"[1, 2]\n")

@@ -219,3 +219,12 @@ def test_parallel_and_single_process_runs_agree(tmp_path: Path, key_file: Path) 
     assert runs["1"] == runs["2"]
     quarantined = [orjson.loads(x)["line"] for x in runs["2"][1].splitlines()]
     assert quarantined == [6, 1501, 2101, 3001]
+
+
+def test_a_json_document_gets_a_clear_error_not_a_flood_of_quarantine(tmp_path: Path) -> None:
+    src = tmp_path / "export.json"
+    src.write_text('[\n  {"Medewerker": "1", "BSN": "123456782"}\n]\n')
+    run = sluis("map", "-m", AFAS, "-i", str(src))
+    assert run.returncode == 2
+    assert b"not JSON Lines" in run.stderr and b"jq -c" in run.stderr
+    assert b"123456782" not in run.stderr
