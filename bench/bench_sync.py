@@ -85,7 +85,10 @@ async def bench(args: argparse.Namespace) -> None:
     base = f"http://127.0.0.1:{port}/profitrestservices"
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            services = Services.open(Settings(data_dir=Path(tmp), admin_token="b" * 32))
+            settings = Settings(
+                data_dir=Path(tmp), admin_token="b" * 32, allow_private_sources=True
+            )
+            services = Services.open(settings)
             now = datetime.now(UTC)
             create_tenant(services.store, services.box, "bench", "Bench BV", now)
             create_connector(

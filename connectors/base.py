@@ -42,6 +42,7 @@ from tenacity import (
     stop_after_delay,
 )
 
+from gateway.netguard import RefusedAddress
 from gateway.projector import Projector
 
 ErrorKind = Literal["auth", "config", "unavailable", "malformed", "rate_limited", "refused"]
@@ -291,6 +292,14 @@ class Connector(ABC):
             raise ConnectorError("unavailable", f"{self.type}: the source timed out") from None
         except aiohttp.ClientPayloadError:
             raise ConnectorError("malformed", f"{self.type}: the response was cut off") from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedAddress):
+                raise ConnectorError(
+                    "config", f"{self.type}: {exc.os_error} (allow_private_sources)"
+                ) from None
+            raise ConnectorError(
+                "unavailable", f"{self.type}: cannot reach the source ({type(exc).__name__})"
+            ) from None
         except aiohttp.ClientError as exc:
             raise ConnectorError(
                 "unavailable", f"{self.type}: cannot reach the source ({type(exc).__name__})"

@@ -47,6 +47,7 @@ from gateway.httpkit import (
 )
 from gateway.instructions import grant
 from gateway.mapping import Mapping, MappingError, parse_mapping
+from gateway.netguard import PrivateAddress, check_url
 from gateway.problems import Handler, Problem, field_error, invalid
 from gateway.store.records import ConnectorRecord, Instruction, NotFound
 from gateway.tenancy import create_connector, create_consumer, create_tenant
@@ -175,6 +176,13 @@ async def post_connector(request: web.Request) -> web.Response:
     await store_call(s.store.get_tenant, tenant)
     text = await asyncio.to_thread(_mapping_text, body.mapping)
     _check_connector(body, text)
+    if not s.settings.allow_private_sources:
+        try:
+            check_url(body.base_url)
+        except PrivateAddress as exc:
+            raise invalid(
+                "base_url", f"{exc}; sources must be public (or set allow_private_sources)"
+            ) from None
     record, mapping = await store_call(
         create_connector,
         s.store,

@@ -7,6 +7,7 @@ port = 8080
 admin_token = "..."            # bootstrap admin bearer token (or SLUIS_ADMIN_TOKEN)
 master_key = "base64..."       # 32 bytes (or SLUIS_MASTER_KEY; else data_dir/master.key)
 scheduler = true               # run each connector on its interval
+allow_private_sources = false  # true lets connectors reach loopback/private addresses
 ```
 
 Secrets are better given through the environment than written in the file. Errors name the
@@ -38,9 +39,13 @@ class Settings(BaseModel):
     admin_token: str | None = Field(default=None, min_length=16, repr=False)
     master_key: str | None = Field(default=None, repr=False)
     scheduler: bool = True
+    #: Let connectors reach loopback and private addresses (local emulators, a LAN system).
+    allow_private_sources: bool = False
 
 
-_ENV_KEYS = ("data_dir", "host", "port", "admin_token", "master_key", "scheduler")
+_ENV_KEYS = (
+    "data_dir", "host", "port", "admin_token", "master_key", "scheduler", "allow_private_sources",
+)  # fmt: skip
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:

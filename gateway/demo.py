@@ -85,7 +85,11 @@ async def run_demo(
     """Set everything up, sync, and yield the result while it all keeps running."""
     runners: list[web.AppRunner] = []
     settings = Settings(
-        data_dir=data_dir, admin_token=secrets.token_urlsafe(24), port=port, scheduler=False
+        data_dir=data_dir,
+        admin_token=secrets.token_urlsafe(24),
+        port=port,
+        scheduler=False,
+        allow_private_sources=True,  # the emulators listen on 127.0.0.1
     )
     services = Services.open(settings)
     try:

@@ -51,7 +51,14 @@ class Services:
         store = SqliteStore(data_dir / "sluis.db")
         metrics = GatewayMetrics()
         engine = SyncEngine(
-            store, box, signer, metrics=metrics, clock=clock, retry=retry, after_page=after_page
+            store,
+            box,
+            signer,
+            metrics=metrics,
+            clock=clock,
+            retry=retry,
+            after_page=after_page,
+            allow_private_sources=settings.allow_private_sources,
         )
         token = settings.admin_token or secrets.token_urlsafe(32)
         return cls(settings, store, box, signer, engine, metrics, token, clock)

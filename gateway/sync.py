@@ -48,6 +48,7 @@ from gateway.ledger import Ledger, TransferCounts, TransferEntry
 from gateway.mapping import Mapping as MinimisationMapping
 from gateway.mapping import parse_mapping
 from gateway.metrics import GatewayMetrics
+from gateway.netguard import PrivateAddress, PublicOnlyResolver, check_url
 from gateway.projector import Projector, merge_dropped
 from gateway.secrets import SecretBox
 from gateway.store.records import (
@@ -119,8 +120,10 @@ class SyncEngine:
         clock: Callable[[], datetime] = utcnow,
         retry: RetryPolicy | None = None,
         after_page: PageHook | None = None,
+        allow_private_sources: bool = False,
     ) -> None:
         self.store = store
+        self.allow_private_sources = allow_private_sources
         self.box = box
         self.signer = signer
         self.metrics = metrics or GatewayMetrics()
@@ -232,7 +235,7 @@ class SyncEngine:
         mode = SyncMode(run.mode)
         cursor = self._open_cursor(run)
         pages = run.pages
-        async with aiohttp.ClientSession() as session:
+        async with self._session(record.base_url) as session:
             connector = kind.connector(config, projector, session, retry=self.retry)
 
             def fetch(at: str | None) -> asyncio.Task[MinimisedPage]:
@@ -268,6 +271,19 @@ class SyncEngine:
         if mode is SyncMode.FULL:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
+
+    def _session(self, base_url: str) -> aiohttp.ClientSession:
+        """One session per run; unless private sources are allowed, it reaches only public
+        addresses (see gateway/netguard.py)."""
+        if self.allow_private_sources:
+            return aiohttp.ClientSession()
+        try:
+            check_url(base_url)
+        except PrivateAddress as exc:
+            raise ConnectorError(
+                "config", f"the source address is refused: {exc} (allow_private_sources)"
+            ) from None
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()))
 
     def _still_authorised(self, state: _RunState) -> None:
         require_still_active(self.store, state.instruction, self.clock())

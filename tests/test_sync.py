@@ -61,7 +61,9 @@ class World:
 
 
 def _services(tmp: Path, hook: list[PageHook]) -> Services:
-    settings = Settings(data_dir=tmp / "data", admin_token="t" * 32, scheduler=False)
+    settings = Settings(
+        data_dir=tmp / "data", admin_token="t" * 32, scheduler=False, allow_private_sources=True
+    )
 
     def after_page(run_id: str, pages: int) -> Any:
         return hook[0](run_id, pages) if hook else None

@@ -128,7 +128,13 @@ class Api:
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
     s = Services.open(
-        Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN, master_key=MASTER_KEY, scheduler=False)
+        Settings(
+            data_dir=tmp_path,
+            admin_token=ADMIN_TOKEN,
+            master_key=MASTER_KEY,
+            scheduler=False,
+            allow_private_sources=True,
+        )
     )
     yield s
     s.close()

@@ -297,7 +297,12 @@ async def test_only_egress_fields_leave_whatever_is_stored(api: Api, services: S
 async def test_expired_instruction_withholds(aiohttp_client: Any, tmp_path: Path) -> None:
     now = [datetime.now(UTC)]
     services = Services.open(
-        Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN, master_key=MASTER_KEY),
+        Settings(
+            data_dir=tmp_path,
+            admin_token=ADMIN_TOKEN,
+            master_key=MASTER_KEY,
+            allow_private_sources=True,
+        ),
         clock=lambda: now[0],
     )
     try:
