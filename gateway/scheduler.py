@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from connectors.base import SyncMode
 from gateway.instructions import InstructionRefused, require_active
 from gateway.services import Services
 from gateway.store.records import ConnectorRecord
@@ -25,12 +26,22 @@ from gateway.sync import SyncBusy
 
 log = logging.getLogger("sluis.scheduler")
 TICK_SECONDS: Final = 5.0
+#: Incremental runs see changes but not people deleted at the source (or, for HubSpot,
+#: archived): a full sync at least this often catches them.
+FULL_SYNC_EVERY: Final = timedelta(hours=24)
 
 
 class Scheduler:
-    def __init__(self, services: Services, *, tick: float = TICK_SECONDS) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        tick: float = TICK_SECONDS,
+        full_every: timedelta = FULL_SYNC_EVERY,
+    ) -> None:
         self.services = services
         self.tick = tick
+        self.full_every = full_every
         self._running: dict[tuple[str, str], asyncio.Task[object]] = {}
 
     def due(self, record: ConnectorRecord, now: datetime) -> bool:
@@ -46,6 +57,14 @@ class Scheduler:
         except InstructionRefused:
             return False
         return True
+
+    def mode_for(self, record: ConnectorRecord, now: datetime) -> SyncMode | None:
+        """FULL when no full sync succeeded within `full_every`, else the engine's choice
+        (incremental once there is a watermark)."""
+        for run in self.services.store.list_runs(record.tenant, record.id, limit=100):
+            if run.mode == SyncMode.FULL.value and run.status == "succeeded":
+                return None if now - run.started_at < self.full_every else SyncMode.FULL
+        return SyncMode.FULL
 
     async def run_forever(self) -> None:
         engine = self.services.engine
@@ -64,8 +83,9 @@ class Scheduler:
                 continue
             if not await asyncio.to_thread(self.due, record, now):
                 continue
+            mode = await asyncio.to_thread(self.mode_for, record, now)
             try:
-                run = await self.services.engine.start(record.tenant, record.id)
+                run = await self.services.engine.start(record.tenant, record.id, mode)
             except (InstructionRefused, SyncBusy) as exc:
                 log.info("scheduler: %s/%s not started: %s", record.tenant, record.id, exc)
                 continue

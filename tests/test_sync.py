@@ -312,4 +312,7 @@ async def test_scheduler_runs_authorised_connectors_on_their_interval(world: Wor
     later = world.services.clock() + timedelta(hours=2)
     record = world.store.get_connector("acme", "afas")
     assert scheduler.due(record, later)
+    assert first.mode == "full"
+    assert scheduler.mode_for(record, later) is None  # incremental from the watermark
+    assert scheduler.mode_for(record, later + timedelta(days=1)) == SyncMode.FULL
     await scheduler.stop()
