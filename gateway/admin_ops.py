@@ -3,8 +3,8 @@
 A sync is started in the request (the instruction check and the claim on the connector
 happen before the answer, so a refusal is a 409 the admin sees at once) and then driven by a
 background task the app owns: the answer is 202 with the run and its `Location`, and the
-app's cleanup cancels unfinished runs on shutdown (the engine marks them interrupted so
-the next start resumes them).
+app's cleanup cancels unfinished runs on shutdown (they keep their claim and cursor, and
+the next start resumes them, as after a crash).
 
 The ledger routes hand out what an auditor needs to check the log without trusting the
 gateway: entries with their leaf hashes, the latest signed checkpoint, and inclusion proofs.

@@ -229,7 +229,7 @@ class RunOut(_Response):
     tenant: str
     connector: str
     mode: str
-    status: Literal["running", "succeeded", "failed", "refused", "stopped", "interrupted"]
+    status: Literal["running", "succeeded", "failed", "refused", "stopped"]
     started_at: datetime
     finished_at: datetime | None
     counts: dict[str, int]

@@ -209,7 +209,9 @@ class SyncEngine:
         except ConnectorError as exc:
             status, error = "failed", str(exc)
         except asyncio.CancelledError:
-            await asyncio.to_thread(self._finish, run, "interrupted", state, "shut down")
+            # Shutting down: the run keeps its claim on the connector and its cursor, and
+            # `resume_interrupted` carries it on at the next start, as after a crash.
+            log.info("sync run %s paused by shutdown; it resumes at the next start", run.id)
             raise
         except Exception as exc:
             log.exception("sync run %s failed", run.id)

@@ -20,7 +20,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 from gateway.store import LedgerStore
 
-RunStatus = Literal["running", "succeeded", "failed", "refused", "stopped", "interrupted"]
+RunStatus = Literal["running", "succeeded", "failed", "refused", "stopped"]
 EventType = Literal["subject.upserted", "subject.deleted"]
 
 

@@ -94,7 +94,9 @@ async def test_busy_connector_and_shutdown(
     other = await api.get(f"/admin/v1/tenants/globex/connectors/hr/syncs/{run_id}")
     assert other.status == 404
     await api.client.close()  # app cleanup cancels the background run
-    assert services.store.get_run(run_id).status == "interrupted"
+    paused = services.store.get_run(run_id)
+    assert paused.status == "running"  # still claimed: the next start resumes it
+    assert [r.id for r in services.store.running_runs()] == [run_id]
 
 
 async def test_sync_end_to_end_leaks_nothing(
