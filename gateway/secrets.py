@@ -68,7 +68,7 @@ def load_or_create_master_key(path: Path) -> bytes:
     """Read a master key file, or create one (mode 0600) for a fresh installation."""
     if path.exists():
         return parse_master_key(path.read_text(encoding="ascii"))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:

@@ -40,7 +40,8 @@ class Services:
         after_page: PageHook | None = None,
     ) -> Services:
         data_dir = settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # Owner-only: the database holds names and work emails (minimised, but personal).
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         master = (
             parse_master_key(settings.master_key)
             if settings.master_key

@@ -91,3 +91,12 @@ def test_serve_reports_a_bad_configuration(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert f"{config}: port:".encode() in run.stderr
     assert b"Traceback" not in run.stderr
+
+
+def test_a_new_data_directory_is_private(tmp_path: Path) -> None:
+    from gateway.config import Settings
+    from gateway.services import Services
+
+    services = Services.open(Settings(data_dir=tmp_path / "fresh", admin_token="p" * 32))
+    services.close()
+    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700

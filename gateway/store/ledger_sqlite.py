@@ -203,7 +203,7 @@ class SqliteLedgerStore(_Reads):
         if not create and not self.path.is_file():
             raise StoreMissing(f"no ledger database at {self.path}")
         if create and not readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode = "ro" if readonly else ("rwc" if create else "rw")
         conn = _connect(self.path, mode)
         super().__init__(conn, threading.RLock())
