@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from datetime import date
@@ -21,16 +20,11 @@ import aiohttp
 
 from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, make_app
 from connectors.emulator_kit import CONTROL, Fault
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN = {"Authorization": "Bearer crash-test-admin-token-0123456789"}
 PEOPLE = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -70,7 +64,7 @@ async def test_kill_9_between_pages_then_restart(tmp_path: Path, aiohttp_server:
     emulator = make_app(people=PEOPLE, seed=5)
     server = await aiohttp_server(emulator, host="127.0.0.1")
     emulator[CONTROL].inject(*[Fault("slow", seconds=0.4) for _ in range(20)])
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     t = f"{base}/admin/v1/tenants/acme"
     proc = _serve(tmp_path, port)

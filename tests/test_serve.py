@@ -12,14 +12,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.support import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 ADMIN = "serve-test-admin-token-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _call(url: str, *, body: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
@@ -36,7 +32,7 @@ def _call(url: str, *, body: bytes | None = None, token: str | None = None) -> t
 
 
 def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SLUIS_DATA_DIR": str(tmp_path / "data"),
