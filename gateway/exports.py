@@ -13,6 +13,7 @@ rather than buffered, so memory stays bounded whatever the file holds.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -207,6 +208,38 @@ def _find_header(lines: Iterator[str]) -> tuple[str, list[str]] | None:
 _EXCEL_SEP: Final = re.compile(r"sep=([;,\t|])", re.IGNORECASE)
 
 
+def _starts_utf16(stream: IO[bytes]) -> bool:
+    """Excel's "Unicode text" export is UTF-16 with a byte-order mark."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        head = bytes(peek(2)[:2])
+    elif stream.seekable():
+        at = stream.tell()
+        head = stream.read(2)
+        stream.seek(at)
+    else:
+        return False
+    return head in (b"\xff\xfe", b"\xfe\xff")
+
+
+def _utf16_lines(stream: IO[bytes], max_line_bytes: int) -> Iterator[str | None]:
+    """Text lines of a UTF-16 stream without their endings; None for an overlong line."""
+    text = io.TextIOWrapper(stream, encoding="utf-16", newline="")
+    limit = max(1, max_line_bytes // 2)
+    try:
+        while line := text.readline(limit):
+            if not line.endswith("\n") and len(line) >= limit:
+                while (rest := text.readline(limit)) and not rest.endswith("\n"):
+                    pass
+                yield None
+                continue
+            yield line.rstrip("\r\n")
+    except UnicodeDecodeError:
+        yield None
+    finally:
+        text.detach()
+
+
 def _sniff_delimiter(header: str) -> str:
     counts = dict.fromkeys(";,\t", 0)
     quoted = False
@@ -224,7 +257,11 @@ def read_csv(
 ) -> Iterator[tuple[int, dict[str, str] | Malformed]]:
     """(line number, {column: value} or Malformed) per data row; the first row is the header."""
     stats = stats if stats is not None else ReadStats()
-    raw = iter_lines(stream, max_line_bytes)
+    raw: Iterator[bytes | str | None] = (
+        _utf16_lines(stream, max_line_bytes)
+        if _starts_utf16(stream)
+        else iter_lines(stream, max_line_bytes)
+    )
     physical = 0
     overlong: list[int] = []
 
@@ -235,6 +272,8 @@ def read_csv(
             if line is None:
                 overlong.append(physical)
                 yield "\n"
+            elif isinstance(line, str):
+                yield line + "\n"
             else:
                 yield _decode(line, stats) + "\n"
 

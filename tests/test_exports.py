@@ -119,3 +119,22 @@ def test_a_pretty_printed_json_document_is_recognised() -> None:
     assert looks_like_json_document(b'{\r\n  "rows": []\r\n}')
     assert not looks_like_json_document(b'{"a": 1}\n{"a": 2}\n')
     assert not looks_like_json_document(b"[1, 2]\n")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_excel_unicode_text_is_utf16_with_tabs(encoding: str) -> None:
+    text = 'Medewerker\tVoornaam\r\n1\tZoë\r\n2\t"Łukasz\ttab"\r\n'
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    rows, stats = _csv(data)
+    assert stats.delimiter == "\t"
+    assert rows == [(2, {"Medewerker": "1", "Voornaam": "Zoë"}),
+                    (3, {"Medewerker": "2", "Voornaam": "Łukasz\ttab"})]  # fmt: skip
+
+
+def test_overlong_utf16_lines_are_skipped() -> None:
+    data = ("a\tb\r\n" + "x" * 5000 + "\r\n1\t2\r\n").encode("utf-16")
+    rows = list(read_csv(io.BytesIO(data), ReadStats(), max_line_bytes=1000))
+    assert rows[0] == (2, Malformed("line longer than 1000 bytes"))
+    assert rows[1] == (3, {"a": "1", "b": "2"})
