@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 import secrets
@@ -240,33 +239,23 @@ class SyncEngine:
         async with self._session(record.base_url) as session:
             connector = kind.connector(config, projector, session, retry=self.retry)
 
-            def fetch(at: str | None) -> asyncio.Task[MinimisedPage]:
-                return asyncio.ensure_future(connector.fetch_page(PageRequest(mode, at, run.since)))
-
-            # The instruction is checked before every fetch and again before every commit.
-            # The next page is fetched while the current one commits (the source and the
-            # database work side by side); if the instruction is revoked meanwhile, that
-            # page is dropped unread by anyone: never committed, never in the feed.
-            await asyncio.to_thread(self._still_authorised, state)
-            pending: asyncio.Task[MinimisedPage] | None = fetch(cursor)
             try:
-                while pending is not None:
-                    page = await pending
-                    pending = None
+                while True:
+                    # Checked before every fetch, and again inside the page's commit: a
+                    # revocation stops the run before the next request goes out, and a
+                    # page fetched while it happened is never committed.
                     await asyncio.to_thread(self._still_authorised, state)
-                    if not page.last:
-                        pending = fetch(page.next_cursor)
+                    page = await connector.fetch_page(PageRequest(mode, cursor, run.since))
                     await asyncio.to_thread(self._commit_page, state, page)
                     pages += 1
                     if self.after_page is not None:
                         outcome = self.after_page(run.id, pages)
                         if asyncio.iscoroutine(outcome):
                             await outcome
+                    if page.last:
+                        break
+                    cursor = page.next_cursor
             finally:
-                if pending is not None:
-                    pending.cancel()
-                    with contextlib.suppress(BaseException):
-                        await pending
                 stats = connector.stats
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
@@ -345,6 +334,7 @@ class SyncEngine:
             run_id=run.id,
         )
         with store.transaction():
+            self._still_authorised(state)
             store.write_subjects(run.tenant, run.connector, run.id, writes)
             store.mark_seen(run.tenant, run.connector, run.id, unchanged)
             store.append_events(run.tenant, events)

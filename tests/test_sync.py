@@ -222,13 +222,26 @@ async def test_revocation_after_a_page_stops_the_next_fetch(world: World) -> Non
     run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
     assert run.status == "stopped"
     assert instruction in (run.error or "") and "revoked" in (run.error or "")
-    # The second page was already being fetched while the first committed; no fetch
-    # started after the revocation, and the page in flight was dropped, not committed.
     fetches = world.emulator[CONTROL].requests_to("/profitrestservices/connectors")
-    assert len(fetches) <= 2
+    assert len(fetches) == 1
     assert all(f.at < revoked_at[0] for f in fetches)
     assert run.pages == 1
     assert len(world.events()) == run.counts["upserted"] <= 100
+
+
+async def test_a_page_fetched_while_revoking_is_never_committed(world: World) -> None:
+    """Revoked while a page is on its way: the page is dropped, nothing of it is stored."""
+    instruction = _authorise(world)
+    world.emulator[CONTROL].inject(Fault("slow", seconds=0.3, path="/profitrestservices"))
+    task = asyncio.create_task(world.services.engine.sync("acme", "afas", SyncMode.FULL))
+    await asyncio.sleep(0.1)  # the first page is being served, slowly
+    world.store.revoke_instruction(instruction, "dpo@acme.example", datetime.now(UTC))
+    run = await task
+    assert run.status == "stopped" and run.pages == 0
+    assert world.events() == []
+    assert world.store.count_present("acme", "afas") == 0
+    directions = [r.entry.direction for r in world.services.ledger("acme").entries(limit=10)]
+    assert directions == ["refused"]
 
 
 class Crash(BaseException):
