@@ -25,7 +25,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from gateway.admin import make_admin_app
 from gateway.api_models import Health
-from gateway.feed import make_feed_app
+from gateway.delivery.feed import make_feed_app
 from gateway.httpkit import SERVICES, SYNC_TASKS, json_response, model_response, services_of
 from gateway.openapi import document
 from gateway.problems import Problem, problem_middleware

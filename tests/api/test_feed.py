@@ -12,7 +12,7 @@ import pytest
 
 from gateway.app import make_app
 from gateway.config import Settings
-from gateway.feed import decode_cursor, encode_cursor
+from gateway.delivery.feed import decode_cursor, encode_cursor
 from gateway.ledger import check_inclusion_proof
 from gateway.services import Services
 from gateway.store.records import NewEvent
