@@ -18,6 +18,8 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from gateway import guard
+
 #: The personal-data fields a Subject may carry, in output order.
 EGRESS_FIELDS: Final = ("first_name", "last_name", "email", "job_title")
 #: Every key a serialised Subject has.
@@ -81,12 +83,15 @@ class InvalidValue(ValueError):
 
 
 def clean_text(value: str, field: str = "value") -> str:
-    """Trim, reject control characters, and cap at `MAX_TEXT_LENGTH` characters."""
+    """Trim, reject control characters and sensitive data (gateway.guard), cap the length."""
     value = value.strip()
     if FORBIDDEN_CHARS.search(value):
         raise InvalidValue(field, "contains a control character")
     if len(value) > MAX_TEXT_LENGTH:
         value = value[:MAX_TEXT_LENGTH].rstrip()
+    why = guard.refusal(value)
+    if why is not None:
+        raise InvalidValue(field, why)
     return value
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
+from gateway import guard
 from gateway.egress import (
     EGRESS_FIELDS,
     FORBIDDEN_CHARS,
@@ -295,6 +296,7 @@ def _finisher(rule: FieldRule) -> Callable[[str], str | None]:
 
         return finish_email
     forbidden = FORBIDDEN_CHARS.search
+    candidate = guard.CANDIDATE.search
     nfc = "nfc" in rule.normalisers
     collapse = "collapse_whitespace" in rule.normalisers
     cases = [_CASES[n] for n in rule.normalisers if n in _CASES]
@@ -316,6 +318,10 @@ def _finisher(rule: FieldRule) -> Callable[[str], str | None]:
             value = case(value)
         if len(value) > MAX_TEXT_LENGTH:
             value = value[:MAX_TEXT_LENGTH].rstrip()
+        if candidate(value):
+            why = guard.refusal(value)
+            if why is not None:
+                raise InvalidValue(name, why)
         return value
 
     return finish
