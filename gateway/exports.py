@@ -311,7 +311,10 @@ def read_csv(
 
 def _header(line: str, delimiter: str) -> list[str]:
     """Column names; a repeated name makes the export ambiguous, so it is refused."""
-    columns = [h.strip() for h in next(csv.reader([line], delimiter=delimiter))]
+    try:
+        columns = [h.strip() for h in next(csv.reader([line], delimiter=delimiter))]
+    except csv.Error as exc:
+        raise ExportError(f"header: unreadable ({_csv_reason(exc)})") from None
     seen: dict[str, int] = {}
     for i, name in enumerate(columns, start=1):
         if name and name in seen:
@@ -329,6 +332,8 @@ def _csv_reason(exc: csv.Error) -> str:
         return "field too large"
     if "NUL" in text or "line contains NUL" in text:
         return "NUL byte"
+    if "new-line character" in text:
+        return "a bare carriage return inside a field"
     if "quote" in text:
         return "unbalanced quote"
     return "malformed row"

@@ -138,3 +138,8 @@ def test_overlong_utf16_lines_are_skipped() -> None:
     rows = list(read_csv(io.BytesIO(data), ReadStats(), max_line_bytes=1000))
     assert rows[0] == (2, Malformed("line longer than 1000 bytes"))
     assert rows[1] == (3, {"a": "1", "b": "2"})
+
+
+def test_an_unreadable_header_is_an_export_error_not_a_crash() -> None:
+    with pytest.raises(ExportError, match="header: unreadable"):
+        _csv(b"Medewerker;Em\rail\n1;x\n")
