@@ -16,6 +16,7 @@ import contextlib
 import secrets
 import sys
 import tempfile
+import textwrap
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,9 +178,16 @@ def format_report(result: DemoResult, *, serving: bool = False) -> str:
             f"quarantined {c['quarantined']:>4,}  feed events {c['upserted']:>6,}"
         )
         fields = ", ".join(f"{k} ({v})" for k, v in info["fields"].items())
-        lines.append(f"         passed through: {fields}")
+        lines += textwrap.wrap(
+            f"passed through: {fields}", 96, initial_indent=" " * 9, subsequent_indent=" " * 11
+        )
         dropped = sorted(info["dropped"])
-        lines.append(f"         dropped at the door ({len(dropped)}): {', '.join(dropped)}")
+        lines += textwrap.wrap(
+            f"dropped at the door ({len(dropped)}): {', '.join(dropped)}",
+            96,
+            initial_indent=" " * 9,
+            subsequent_indent=" " * 11,
+        )
     lines.append("")
     lines.append("First feed events:")
     for e in result.events:
