@@ -13,7 +13,7 @@ from gateway.app import AccessLogger, make_app
 from gateway.config import ConfigError, load_settings
 from gateway.scheduler import resume_context, scheduler_context
 from gateway.secrets import SecretError
-from gateway.services import Services
+from gateway.services import ADMIN_TOKEN_FILE, Services
 
 
 class _QuietProtocolErrors(logging.Filter):
@@ -39,8 +39,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if not settings.admin_token:
         print(
-            "sluis serve: no admin_token configured (SLUIS_ADMIN_TOKEN); for this run the "
-            f"admin token is {services.admin_token}",
+            "sluis serve: no admin_token configured (SLUIS_ADMIN_TOKEN): the admin token is "
+            f"in {settings.data_dir / ADMIN_TOKEN_FILE}",
             file=sys.stderr,
         )
     app = make_app(services)

@@ -4,10 +4,12 @@ the scheduler and the CLI: store, secret box, ledger signer, sync engine, metric
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from connectors.base import RetryPolicy
 from gateway.checkpoint import CheckpointSigner, load_or_create_signing_key
@@ -17,6 +19,22 @@ from gateway.metrics import GatewayMetrics
 from gateway.secrets import SecretBox, load_or_create_master_key, parse_master_key
 from gateway.store.sqlite import SqliteStore
 from gateway.sync import PageHook, SyncEngine, utcnow
+
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
+
+
+def _load_or_create_token(path: Path) -> str:
+    """The bootstrap admin token kept in the data directory (owner-only), made on first use,
+    so that it survives restarts without ever being written to a log."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(token + "\n")
+    return token
 
 
 @dataclass
@@ -61,7 +79,7 @@ class Services:
             after_page=after_page,
             allow_private_sources=settings.allow_private_sources,
         )
-        token = settings.admin_token or secrets.token_urlsafe(32)
+        token = settings.admin_token or _load_or_create_token(data_dir / ADMIN_TOKEN_FILE)
         return cls(settings, store, box, signer, engine, metrics, token, clock)
 
     def ledger(self, tenant: str) -> Ledger:

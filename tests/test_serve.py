@@ -96,3 +96,17 @@ def test_a_new_data_directory_is_private(tmp_path: Path) -> None:
     services = Services.open(Settings(data_dir=tmp_path / "fresh", admin_token="p" * 32))
     services.close()
     assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700
+
+
+def test_without_a_configured_token_one_is_kept_in_the_data_directory(tmp_path: Path) -> None:
+    from gateway.config import Settings
+    from gateway.services import ADMIN_TOKEN_FILE, Services
+
+    first = Services.open(Settings(data_dir=tmp_path))
+    first.close()
+    again = Services.open(Settings(data_dir=tmp_path))
+    again.close()
+    assert first.admin_token == again.admin_token
+    token_file = tmp_path / ADMIN_TOKEN_FILE
+    assert token_file.read_text().strip() == first.admin_token
+    assert token_file.stat().st_mode & 0o777 == 0o600
