@@ -1,11 +1,12 @@
 """Runs one connector under one instruction, page by page, with checkpoints.
 
-For each page: re-check the instruction (a revocation stops the run before the next fetch;
-it is checked once more inside the page's transaction), fetch and minimise (the connector's `fetch_page`), compare each subject's content digest with
-what the gateway last saw, and commit in ONE transaction the changed subjects, their feed
-events (the outbox the feed reads), the run's cursor and an inbound ledger entry. A crash
-between pages therefore resumes from the last committed cursor without losing or repeating
-an event: the page after the cursor was either committed whole or not at all.
+For each page: re-check the instruction (a revocation stops the run before the next
+fetch; it is checked once more inside the page's transaction), fetch and minimise (the
+connector's `fetch_page`), compare each subject's content digest with what the gateway
+last saw, and commit in ONE transaction the changed subjects, their feed events (the
+outbox the feed reads), the run's cursor and an inbound ledger entry. A crash between
+pages therefore resumes from the last committed cursor without losing or repeating an
+event: the page after the cursor was either committed whole or not at all.
 
 A full sync also learns who is gone: subjects present before but not seen in this run
 become `subject.deleted` events, unless that would delete more than the connector's
