@@ -189,11 +189,6 @@ class Connector(ABC):
         for a setting that cannot work, so a bad connector fails before its first request.
         """
 
-    @property
-    def source_fields(self) -> list[str]:
-        """Top-level source fields the mapping reads: ask the vendor for these only."""
-        return sorted({path.split(".", 1)[0] for path in self.projector.mapping.source_fields})
-
     @abstractmethod
     async def fetch_raw(self, request: PageRequest) -> RawPage:
         """Fetch one vendor page. Raise `ConnectorError` for anything that went wrong."""

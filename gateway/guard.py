@@ -60,7 +60,5 @@ def sensitive_kinds(value: str) -> list[str]:
 
 def refusal(value: str) -> str | None:
     """Why a name or title value may not leave, or None. Names kinds, never the value."""
-    if CANDIDATE.search(value) is None:
-        return None
     kinds = sensitive_kinds(value)
     return f"holds what looks like a {' and a '.join(kinds)}" if kinds else None
