@@ -40,11 +40,11 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from gateway.app import make_app  # noqa: E402
-from gateway.config import Settings  # noqa: E402
-from gateway.instructions import grant  # noqa: E402
-from gateway.services import Services  # noqa: E402
+from gateway.api.app import make_app  # noqa: E402
+from gateway.runtime.config import Settings  # noqa: E402
+from gateway.runtime.services import Services  # noqa: E402
 from gateway.store.records import NewEvent  # noqa: E402
+from gateway.sync.instructions import grant  # noqa: E402
 from gateway.tenancy import create_connector, create_consumer, create_tenant  # noqa: E402
 from mappings import bundled_mapping  # noqa: E402
 

@@ -29,9 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.checkpoint import CheckpointSigner, load_or_create_signing_key  # noqa: E402
-from gateway.ledger import Ledger, TransferCounts, TransferEntry, canonical_bytes  # noqa: E402
-from gateway.ledger_entry import Category, EgressField  # noqa: E402
+from gateway.keys.signing import load_or_create_signing_key  # noqa: E402
+from gateway.ledger.checkpoint import CheckpointSigner  # noqa: E402
+from gateway.ledger.entry import Category, EgressField  # noqa: E402
+from gateway.ledger.log import Ledger, TransferCounts, TransferEntry, canonical_bytes  # noqa: E402
 from gateway.store.ledger_sqlite import SqliteLedgerStore  # noqa: E402
 
 TENANT = "bench"
@@ -124,7 +125,7 @@ def build_log(work: Path, pool: list[TransferEntry], total: int, batch: int) -> 
 
 
 def bench_verify(work: Path) -> tuple[float, float, str]:
-    argv = [sys.executable, "-m", "gateway.cli", "audit", "verify", "--data-dir", str(work)]
+    argv = [sys.executable, "-m", "gateway.cli.main", "audit", "verify", "--data-dir", str(work)]
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
     elapsed = time.perf_counter() - start

@@ -67,7 +67,7 @@ def main() -> None:
     sluis = [
         sys.executable,
         "-m",
-        "gateway.cli",
+        "gateway.cli.main",
         "map",
         "--mapping",
         str(REPO / "mappings" / "afas.toml"),

@@ -29,9 +29,9 @@ import orjson
 
 from connectors.afas.emulator import EMULATOR_TOKEN, token_header
 from connectors.base import SyncMode
-from gateway.config import Settings
-from gateway.instructions import grant
-from gateway.services import Services
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
+from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
 

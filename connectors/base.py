@@ -26,11 +26,11 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 import aiohttp
 import orjson
@@ -42,8 +42,7 @@ from tenacity import (
     stop_after_delay,
 )
 
-from gateway.netguard import RefusedAddress
-from gateway.projector import Projector
+from connectors.netguard import RefusedAddress
 
 ErrorKind = Literal["auth", "config", "unavailable", "malformed", "rate_limited", "refused"]
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
@@ -157,6 +156,32 @@ def _should_retry(exc: BaseException) -> bool:
     return isinstance(exc, ConnectorError) and exc.retryable
 
 
+class ProjectedPage(Protocol):
+    """What a `Minimiser` makes of one page: Subject dicts, rejections, dropped names."""
+
+    @property
+    def subjects(self) -> list[dict[str, Any]]: ...
+    @property
+    def rejected(self) -> list[tuple[int, str]]: ...
+    @property
+    def dropped(self) -> Counter[str]: ...
+
+
+class Minimiser(Protocol):
+    """The door a connector hands raw records through (the gateway's compiled mapping).
+
+    Connectors know it only through this protocol, so `connectors/` never imports the
+    gateway: a connector is a leaf that the core calls, not a part of the core.
+    """
+
+    @property
+    def source_fields(self) -> frozenset[str]:
+        """Every source field the mapping reads (so a connector can ask for just those)."""
+        ...
+
+    def project_page(self, records: Iterable[Any]) -> ProjectedPage: ...
+
+
 class Connector(ABC):
     """Base class for pull connectors. Subclasses implement `fetch_raw` (and usually
     `auth_headers`); the sync engine calls only `fetch_page`.
@@ -168,7 +193,7 @@ class Connector(ABC):
     def __init__(
         self,
         config: ConnectorConfig,
-        projector: Projector,
+        projector: Minimiser,
         session: aiohttp.ClientSession,
         *,
         retry: RetryPolicy | None = None,

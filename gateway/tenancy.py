@@ -1,7 +1,7 @@
 """Provisioning: tenants (with their subject keys), connectors (with sealed credentials) and
 feed consumers (with hashed tokens). Shared by the admin API and `sluis demo`.
 
-Secrets are sealed with the owner's id as associated data (`gateway.secrets`); tokens are
+Secrets are sealed with the owner's id as associated data (`gateway.keys.master`); tokens are
 random, shown once, and kept only as SHA-256 hashes, so a copy of the database lets nobody
 read a feed.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 
 from connectors.registry import UnknownConnectorType, connector_type
-from gateway.mapping import Mapping as MinimisationMapping
-from gateway.mapping import parse_mapping
-from gateway.secrets import SecretBox
+from gateway.keys.master import SecretBox
+from gateway.minimise.mapping import Mapping as MinimisationMapping
+from gateway.minimise.mapping import parse_mapping
 from gateway.store.records import ConnectorRecord, Consumer, Store, Tenant
 
 DEFAULT_INTERVAL_SECONDS = 3600
@@ -63,7 +63,7 @@ def create_connector(
 ) -> tuple[ConnectorRecord, MinimisationMapping]:
     """Validate and store a connector; the mapping text is kept so its digest is stable.
 
-    Raises `UnknownConnectorType`, `gateway.mapping.MappingError`, or ValueError with a
+    Raises `UnknownConnectorType`, `gateway.minimise.mapping.MappingError`, or ValueError with a
     message naming the field.
     """
     kind = connector_type(type_name)

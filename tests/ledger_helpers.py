@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.ledger import TransferCounts, TransferEntry
+from gateway.ledger.log import TransferCounts, TransferEntry
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 ALL_FIELDS: dict[str, str] = {

@@ -35,8 +35,8 @@ from connectors.afas.synthetic import employee
 from connectors.base import ConnectorConfig, ConnectorError, PageRequest, RetryPolicy, SyncMode
 from connectors.emulator_kit import CONTROL, RateLimit
 from connectors.registry import connector_type
-from gateway.mapping import load_mapping
-from gateway.projector import Projector
+from gateway.minimise.mapping import load_mapping
+from gateway.minimise.projector import Projector
 from mappings import bundled_mapping
 
 ROWS = "/profitrestservices/connectors/Sluis_Medewerkers"

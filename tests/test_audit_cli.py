@@ -15,16 +15,11 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import merkle
-from gateway.checkpoint import (
-    Checkpoint,
-    CheckpointSigner,
-    load_or_create_signing_key,
-    load_public_key,
-    open_checkpoint,
-)
-from gateway.cli import main
-from gateway.ledger import Ledger, check_inclusion_proof
+from gateway.cli.main import main
+from gateway.keys.signing import load_or_create_signing_key, load_public_key
+from gateway.ledger import merkle
+from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, open_checkpoint
+from gateway.ledger.log import Ledger, check_inclusion_proof
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger_helpers import Clock, make_entry
 

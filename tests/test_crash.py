@@ -37,7 +37,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "SLUIS_ALLOW_PRIVATE_SOURCES": "true",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"],
+        [sys.executable, "-m", "gateway.cli.main", "serve"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
 

@@ -22,8 +22,8 @@ from connectors.afas.synthetic import SENSITIVE_FIELDS
 from connectors.hubspot.emulator import STATE
 from connectors.hubspot.emulator import make_app as hubspot_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
-from gateway import demo
-from gateway.ledger_export import write_export
+from gateway.cli import demo
+from gateway.ledger.export import write_export
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ async def test_demo_leaks_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 
 def test_demo_command_runs() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--employees", "40"],
+        [sys.executable, "-m", "gateway.cli.main", "demo", "--employees", "40"],
         capture_output=True,
         cwd=REPO,
         timeout=300,

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gateway.egress import (
+from gateway.minimise.egress import (
     EGRESS_FIELDS,
     MAX_TEXT_LENGTH,
     SUBJECT_KEYS,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from connectors.afas.synthetic import employees
-from gateway.egress import InvalidValue, clean_text
-from gateway.guard import refusal, sensitive_kinds
-from gateway.mapping import load_mapping
-from gateway.projector import Projector, Rejected
+from gateway.minimise.egress import InvalidValue, clean_text
+from gateway.minimise.guard import refusal, sensitive_kinds
+from gateway.minimise.mapping import load_mapping
+from gateway.minimise.projector import Projector, Rejected
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,8 +25,8 @@ from connectors.hubspot.client import HubSpotConnector, epoch_ms, mapped_propert
 from connectors.hubspot.emulator import EMULATOR_TOKEN, SEARCH_PATH, STATE, make_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES, contacts, mark_modified
 from connectors.registry import connector_type
-from gateway.mapping import load_mapping
-from gateway.projector import Projector
+from gateway.minimise.mapping import load_mapping
+from gateway.minimise.projector import Projector
 from tests.contract.harness_hubspot import HARNESS
 from tests.contract.suite import Run, leaked, sync
 

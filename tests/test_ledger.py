@@ -22,18 +22,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from gateway import merkle
-from gateway.checkpoint import (
+from gateway.keys.signing import load_or_create_signing_key, signing_key_path
+from gateway.ledger import merkle
+from gateway.ledger.checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointSigner,
     key_id,
-    load_or_create_signing_key,
     open_checkpoint,
-    signing_key_path,
 )
-from gateway.egress import EGRESS_FIELDS, KNOWN_CATEGORIES
-from gateway.ledger import (
+from gateway.ledger.entry import Category, EgressField
+from gateway.ledger.log import (
     Ledger,
     LedgerCorrupt,
     LedgerError,
@@ -42,7 +41,7 @@ from gateway.ledger import (
     canonical_bytes,
     check_inclusion_proof,
 )
-from gateway.ledger_entry import Category, EgressField
+from gateway.minimise.egress import EGRESS_FIELDS, KNOWN_CATEGORIES
 from gateway.store import StoreConflict
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger_helpers import T0, Clock, make_entry

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from connectors.afas.synthetic import SENSITIVE_FIELDS, employees
-from gateway.egress import SUBJECT_KEYS
+from gateway.minimise.egress import SUBJECT_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 AFAS = str(REPO / "mappings" / "afas.toml")
@@ -20,7 +20,7 @@ AFAS = str(REPO / "mappings" / "afas.toml")
 
 def sluis(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "gateway.cli.main", *args],
         input=stdin,
         capture_output=True,
         cwd=REPO,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.mapping import MappingError, load_mapping, parse_mapping
+from gateway.minimise.mapping import MappingError, load_mapping, parse_mapping
 
 GOOD = """\
 connector = "afas"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import merkle
+from gateway.ledger import merkle
 
 
 def naive_root(entries: list[bytes]) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway import merkle
+from gateway.ledger import merkle
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "rfc9162"
 EXPECTED_INCLUSION = 98

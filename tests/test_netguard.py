@@ -11,10 +11,10 @@ import pytest
 from connectors.afas.emulator import EMULATOR_TOKEN, make_app
 from connectors.base import SyncMode
 from connectors.emulator_kit import CONTROL
-from gateway.config import Settings
-from gateway.instructions import grant
-from gateway.netguard import PrivateAddress, PublicOnlyResolver, check_url, is_public
-from gateway.services import Services
+from connectors.netguard import PrivateAddress, PublicOnlyResolver, check_url, is_public
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
+from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
 
@@ -94,7 +94,7 @@ async def test_a_sync_never_reaches_a_private_source_unless_allowed(
 async def test_the_admin_api_refuses_a_private_base_url(
     tmp_path: Path, aiohttp_client: Any
 ) -> None:
-    from gateway.app import make_app as gateway_app
+    from gateway.api.app import make_app as gateway_app
     from tests.api.conftest import ADMIN_TOKEN, CONNECTOR, Api, make_tenant
 
     services = Services.open(Settings(data_dir=tmp_path, admin_token=ADMIN_TOKEN))

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from connectors.afas.synthetic import SENSITIVE_FIELDS, employees
-from gateway.egress import SUBJECT_KEYS, Subject
-from gateway.mapping import load_mapping, parse_mapping
-from gateway.projector import UNNAMED_FIELD, Projector, Rejected, safe_field_name
+from gateway.minimise.egress import SUBJECT_KEYS, Subject
+from gateway.minimise.mapping import load_mapping, parse_mapping
+from gateway.minimise.projector import UNNAMED_FIELD, Projector, Rejected, safe_field_name
 
 KEY = b"k" * 32
 TODAY = date(2026, 11, 22)

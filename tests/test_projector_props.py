@@ -10,9 +10,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.egress import SUBJECT_KEYS, Subject
-from gateway.mapping import load_mapping, parse_mapping
-from gateway.projector import Projector, Rejected
+from gateway.minimise.egress import SUBJECT_KEYS, Subject
+from gateway.minimise.mapping import load_mapping, parse_mapping
+from gateway.minimise.projector import Projector, Rejected
 
 REPO = Path(__file__).resolve().parents[1]
 AFAS = Projector(load_mapping(REPO / "mappings" / "afas.toml"), b"p" * 32, today=date(2026, 11, 22))

@@ -41,7 +41,7 @@ def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
         "SLUIS_SCHEDULER": "true",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"],
+        [sys.executable, "-m", "gateway.cli.main", "serve"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -80,7 +80,7 @@ def test_serve_reports_a_bad_configuration(tmp_path: Path) -> None:
     config = tmp_path / "sluis.toml"
     config.write_text('port = "not a port"\n')
     run = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "gateway.cli.main", "serve", "--config", str(config)],
         cwd=REPO, capture_output=True, timeout=60, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("SLUIS_")},
     )  # fmt: skip
@@ -90,8 +90,8 @@ def test_serve_reports_a_bad_configuration(tmp_path: Path) -> None:
 
 
 def test_a_new_data_directory_is_private(tmp_path: Path) -> None:
-    from gateway.config import Settings
-    from gateway.services import Services
+    from gateway.runtime.config import Settings
+    from gateway.runtime.services import Services
 
     services = Services.open(Settings(data_dir=tmp_path / "fresh", admin_token="p" * 32))
     services.close()
@@ -99,8 +99,8 @@ def test_a_new_data_directory_is_private(tmp_path: Path) -> None:
 
 
 def test_without_a_configured_token_one_is_kept_in_the_data_directory(tmp_path: Path) -> None:
-    from gateway.config import Settings
-    from gateway.services import ADMIN_TOKEN_FILE, Services
+    from gateway.runtime.config import Settings
+    from gateway.runtime.services import ADMIN_TOKEN_FILE, Services
 
     first = Services.open(Settings(data_dir=tmp_path))
     first.close()

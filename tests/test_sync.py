@@ -1,6 +1,6 @@
 """The sync engine end to end: a real AFAS emulator over HTTP, a real SQLite store.
 
-Covers the promises of gateway/sync.py: one transaction per page, change detection,
+Covers the promises of gateway/sync/engine.py: one transaction per page, change detection,
 leavers and deletions with the mass-delete guard, refusal without an instruction,
 revocation between pages, crash and resume without loss or duplicates, source faults.
 """
@@ -24,10 +24,10 @@ from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, make_app
 from connectors.afas.synthetic import SENSITIVE_FIELDS
 from connectors.base import RetryPolicy, SyncMode
 from connectors.emulator_kit import CONTROL, Fault
-from gateway.config import Settings
-from gateway.instructions import InstructionRefused, grant
-from gateway.services import Services
-from gateway.sync import PageHook
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
+from gateway.sync.engine import PageHook
+from gateway.sync.instructions import InstructionRefused, grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
 
@@ -298,7 +298,7 @@ async def test_one_run_per_connector(world: World) -> None:
     world.hook.append(hold)
     first = asyncio.create_task(world.services.engine.sync("acme", "afas", SyncMode.FULL))
     await asyncio.sleep(0.2)
-    from gateway.sync import SyncBusy
+    from gateway.sync.engine import SyncBusy
 
     with pytest.raises(SyncBusy):
         await world.services.engine.start("acme", "afas")
@@ -307,7 +307,7 @@ async def test_one_run_per_connector(world: World) -> None:
 
 
 async def test_scheduler_runs_authorised_connectors_on_their_interval(world: World) -> None:
-    from gateway.scheduler import Scheduler
+    from gateway.sync.scheduler import Scheduler
 
     scheduler = Scheduler(world.services, tick=0.01)
     await scheduler.tick_once()

@@ -103,7 +103,7 @@ class HubSpotConnector(Connector):
         self.page_size = _int_setting(settings, "page_size", 100, 1)
         self.overlap_ms = _int_setting(settings, "overlap_seconds", 0, 0) * 1000
         self.search_cap = _int_setting(settings, "search_cap", SEARCH_CAP, 1)
-        self.properties = mapped_properties(self.projector.mapping.source_fields)
+        self.properties = mapped_properties(self.projector.source_fields)
 
     def auth_headers(self) -> dict[str, str]:
         token = self.config.credentials.get("token", "").strip()

@@ -32,11 +32,12 @@ Speed: one store query for the events (`feed_rows`: stored JSON and times, not d
 records), one for each connector's instruction, one ledger append, and the JSON built with
 orjson, all in one worker thread per page. Event data is still rebuilt from the four egress
 field names rather than passed through, so nothing else stored could ever leave here.
+
+This module is the feed's logic only; its HTTP route is `gateway.api.feed`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import re
@@ -46,19 +47,13 @@ from datetime import datetime
 from typing import Any, Final
 
 import orjson
-from aiohttp import web
 
-from gateway.api_models import TENANT_ID_PATTERN, FeedQuery
-from gateway.egress import EGRESS_FIELDS
-from gateway.httpkit import bearer_token, query_params, services_of, unauthorized
-from gateway.instructions import InstructionRefused, require_active
-from gateway.ledger import Ledger, TransferCounts, TransferEntry
-from gateway.problems import Problem
-from gateway.services import Services
-from gateway.store.records import Consumer, FeedRow, Instruction, NotFound
+from gateway.ledger.log import Ledger, TransferCounts, TransferEntry
+from gateway.minimise.egress import EGRESS_FIELDS
+from gateway.store.records import Consumer, FeedRow, Instruction, NotFound, Store
+from gateway.sync.instructions import InstructionRefused, require_active
 from gateway.tenancy import token_hash
 
-REALM: Final = "sluis-feed"
 CURSOR_VERSION: Final = "v1:"
 MAX_TOKEN_LENGTH: Final = 512
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,40}")
@@ -67,15 +62,29 @@ _JSON: Final = orjson.OPT_UTC_Z
 _ALL_FIELDS: Final = frozenset(EGRESS_FIELDS)
 
 
+class BadCursor(ValueError):
+    """A cursor this feed did not hand out."""
+
+
+class FeedDenied(Exception):
+    """A token that may not read the feed: `status` 401 (not a feed token) or 403 (another
+    tenant's)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
 def encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"{CURSOR_VERSION}{seq}".encode()).rstrip(b"=").decode()
 
 
 def decode_cursor(cursor: str | None) -> int:
-    """The sequence number in a cursor; a 400 for anything this gateway did not hand out."""
+    """The sequence number in a cursor; `BadCursor` for anything this feed did not hand out."""
     if cursor is None:
         return 0
-    bad = Problem(400, "`after` is not a cursor this feed handed out", slug="bad-cursor")
+    bad = BadCursor("`after` is not a cursor this feed handed out")
     if _CURSOR_TEXT.fullmatch(cursor) is None:
         raise bad
     try:
@@ -99,8 +108,7 @@ class _Source:
     withheld: int = 0
 
 
-def _standing(services: Services, tenant: str, connector: str, now: datetime) -> _Source:
-    store = services.store
+def _standing(store: Store, tenant: str, connector: str, now: datetime) -> _Source:
     try:
         record = store.get_connector(tenant, connector)
     except NotFound:
@@ -182,25 +190,23 @@ def _ledger_entries(
     return entries
 
 
-def authenticate(services: Services, token: str, tenant: str) -> Consumer:
+def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consumer:
     """The consumer holding `token`, if it may read `tenant`'s feed (runs in a thread)."""
     consumer = None
     if len(token) <= MAX_TOKEN_LENGTH:
-        consumer = services.store.consumer_by_token_hash(token_hash(token))
-    now = services.clock()
+        consumer = store.consumer_by_token_hash(token_hash(token))
     if consumer is None or (consumer.revoked_at is not None and consumer.revoked_at <= now):
-        raise unauthorized(REALM, "the bearer token is not a valid feed token")
+        raise FeedDenied(401, "the bearer token is not a valid feed token")
     if consumer.tenant != tenant:
-        raise Problem(403, "this token may not read that tenant's feed")
+        raise FeedDenied(403, "this token may not read that tenant's feed")
     return consumer
 
 
 def serve_page(
-    services: Services, ledger: Ledger, consumer: Consumer, after: int, limit: int
+    store: Store, ledger: Ledger, consumer: Consumer, *, now: datetime, after: int, limit: int
 ) -> tuple[bytes, int, int]:
     """Build one page, write its ledger entries, return (body, served, withheld)."""
-    store, tenant = services.store, consumer.tenant
-    now = services.clock()
+    tenant = consumer.tenant
     rows = store.feed_rows(tenant, after, limit)
     sources: dict[str, _Source] = {}
     events: list[dict[str, Any]] = []
@@ -208,7 +214,7 @@ def serve_page(
     for row in rows:
         src = sources.get(row.source)
         if src is None:
-            src = sources[row.source] = _standing(services, tenant, row.source, now)
+            src = sources[row.source] = _standing(store, tenant, row.source, now)
         if src.instruction is None:
             src.withheld += 1
             withheld += 1
@@ -226,36 +232,3 @@ def serve_page(
         with store.transaction():
             ledger.append(entries)
     return body, len(events), withheld
-
-
-async def get_events(request: web.Request) -> web.Response:
-    token = bearer_token(request)
-    if token is None:
-        raise unauthorized(REALM, "the feed needs a consumer's bearer token")
-    s = services_of(request)
-    tenant = request.match_info["tenant"]
-    consumer = await asyncio.to_thread(authenticate, s, token, tenant)
-    query = query_params(request, FeedQuery)
-    after = decode_cursor(query.after)
-    ledger = s.ledger(tenant)
-    body, served, withheld = await asyncio.to_thread(
-        serve_page, s, ledger, consumer, after, query.limit
-    )
-    if served:
-        s.metrics.feed_events_served.labels(tenant).inc(served)
-    if withheld:
-        s.metrics.refusals.labels("feed_withheld").inc(withheld)
-    return web.Response(
-        body=body, content_type="application/json", headers={"Cache-Control": "no-store"}
-    )
-
-
-def make_feed_app() -> web.Application:
-    """The `/feed/v1` sub-application (mounted by `gateway.app.make_app`)."""
-    app = web.Application()
-    app.router.add_get(
-        "/tenants/{tenant:" + TENANT_ID_PATTERN.strip("^$") + "}/events",
-        get_events,
-        allow_head=False,
-    )
-    return app

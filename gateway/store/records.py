@@ -37,7 +37,7 @@ class Tenant:
     id: str
     name: str
     created_at: datetime
-    #: The tenant's subject key, sealed under the master key (gateway.secrets).
+    #: The tenant's subject key, sealed under the master key (gateway.keys.master).
     sealed_key: bytes = field(repr=False)
 
 

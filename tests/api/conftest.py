@@ -21,10 +21,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway.app import make_app
-from gateway.config import Settings
-from gateway.openapi import document
-from gateway.services import Services
+from gateway.api.app import make_app
+from gateway.api.openapi import document
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
 from gateway.store.records import NewEvent
 from tests.api.schema_check import Validator
 

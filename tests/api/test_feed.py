@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.app import make_app
-from gateway.config import Settings
+from gateway.api.app import make_app
 from gateway.delivery.feed import decode_cursor, encode_cursor
-from gateway.ledger import check_inclusion_proof
-from gateway.services import Services
+from gateway.ledger.log import check_inclusion_proof
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
 from gateway.store.records import NewEvent
 from gateway.tenancy import create_tenant
 from tests.api.conftest import (

@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app import AccessLogger, make_app
-from gateway.openapi import document
-from gateway.services import Services
+from gateway.api.app import AccessLogger, make_app
+from gateway.api.openapi import document
+from gateway.runtime.services import Services
 from tests.api.conftest import SEEN, Api, insert_events, setup_feed
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from connectors.emulator_kit import CONTROL, Fault
-from gateway.services import Services
+from gateway.runtime.services import Services
 from tests.api.conftest import Api, grant, make_connector, make_consumer, make_tenant
 
 afas_emulator = pytest.importorskip("connectors.afas.emulator")

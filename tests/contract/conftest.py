@@ -20,8 +20,8 @@ from aiohttp import web
 from connectors.base import Connector, RetryPolicy
 from connectors.emulator_kit import EmulatorControl
 from connectors.registry import connector_type
-from gateway.mapping import load_mapping
-from gateway.projector import Projector
+from gateway.minimise.mapping import load_mapping
+from gateway.minimise.projector import Projector
 from tests.contract.harness import ConnectorHarness
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from connectors.base import ConnectorError, SyncMode
 from connectors.emulator_kit import Fault, RateLimit
-from gateway.egress import Subject
+from gateway.minimise.egress import Subject
 from tests.contract.conftest import FAST, PEOPLE, Emulator, MakeConnector, StartEmulator
 from tests.contract.harness import ConnectorHarness
 from tests.contract.suite import leaked, sync

@@ -1,0 +1,117 @@
+"""The gateway's HTTP application: admin API, pull feed, metrics, health and the OpenAPI
+document, on one aiohttp app.
+
+`/admin/v1` and `/feed/v1` are sub-applications, each with its own authentication (admin
+token versus a feed consumer's token), so no route can be mounted without one. The root app
+carries the problem middleware, so every error of every route is an RFC 9457 problem and
+an unexpected exception never shows a traceback. State lives under typed `web.AppKey`s.
+
+The app does not own `Services`: whoever opened them (the CLI, a test) closes them after the
+app has shut down. The app owns the sync runs it started in the background, and its cleanup
+cancels and awaits them, so the store is never closed under a running page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from gateway.api.admin import make_admin_app
+from gateway.api.feed import make_feed_app
+from gateway.api.httpkit import SERVICES, SYNC_TASKS, json_response, model_response, services_of
+from gateway.api.models import Health
+from gateway.api.openapi import document
+from gateway.api.problems import Problem, problem_middleware
+from gateway.runtime.services import Services
+
+log = logging.getLogger("sluis.http")
+
+#: Bodies above this are refused with a 413 problem (a mapping file is a few KiB).
+MAX_BODY_BYTES: Final = 256 * 1024
+READY_TIMEOUT_SECONDS: Final = 2.0
+STOP_TIMEOUT_SECONDS: Final = 10.0
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: method, route *template*, status, duration.
+
+    aiohttp's default access log writes the request line with its query string, which can
+    hold personal data (`?revoked_by=jan@acme.nl`); this one never logs a query, a header
+    or a concrete path. Pass it to the runner: `web.AppRunner(app,
+    access_log_class=AccessLogger)` (or `web.run_app(..., access_log_class=AccessLogger)`).
+    """
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        route = "(unmatched)"
+        if isinstance(request, web.Request):
+            try:
+                resource = request.match_info.route.resource
+            except (AssertionError, AttributeError):
+                # A request aiohttp could not even parse (bad header bytes) never reached
+                # routing; there is no route to name.
+                resource = None
+                route = "(unparsed)"
+            route = resource.canonical if resource is not None else route
+        self.logger.info("%s %s %s %.1fms", request.method, route, response.status, time * 1000)
+
+
+async def background_syncs(app: web.Application) -> AsyncIterator[None]:
+    """Cancel sync runs still going at shutdown; the engine marks them interrupted."""
+    yield
+    running = app[SYNC_TASKS]
+    tasks = list(running)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS)
+        if pending:
+            log.warning("%d sync runs did not stop within %ss", len(pending), STOP_TIMEOUT_SECONDS)
+
+
+async def security_headers(request: web.Request, response: StreamResponse) -> None:
+    """Nothing the gateway answers is to be sniffed as another type or kept in a cache."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return model_response(Health(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = services_of(request).store
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.list_tenants), READY_TIMEOUT_SECONDS)
+    except Exception as exc:
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        raise Problem(503, "the store does not answer") from None
+    return model_response(Health(status="ok"))
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(document())
+
+
+def make_app(services: Services) -> web.Application:
+    """The gateway's aiohttp application over opened `services`."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
+    app[SERVICES] = services
+    app[SYNC_TASKS] = set()
+    app.cleanup_ctx.append(background_syncs)
+    app.on_response_prepare.append(security_headers)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    app.router.add_get(
+        "/metrics", make_aiohttp_handler(services.metrics.registry), allow_head=False
+    )
+    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
+    app.add_subapp("/admin/v1", make_admin_app())
+    app.add_subapp("/feed/v1", make_feed_app())
+    return app

@@ -1,0 +1,60 @@
+"""The pull feed's HTTP route: `GET /feed/v1/tenants/{tenant}/events`.
+
+Authentication, query parsing and problem bodies live here; what a page holds, and the
+ledger entries it writes, live in `gateway.delivery.feed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from aiohttp import web
+
+from gateway.api.httpkit import bearer_token, query_params, services_of, unauthorized
+from gateway.api.models import TENANT_ID_PATTERN, FeedQuery
+from gateway.api.problems import Problem
+from gateway.delivery.feed import BadCursor, FeedDenied, authenticate, decode_cursor, serve_page
+
+REALM: Final = "sluis-feed"
+
+
+async def get_events(request: web.Request) -> web.Response:
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized(REALM, "the feed needs a consumer's bearer token")
+    s = services_of(request)
+    tenant = request.match_info["tenant"]
+    try:
+        consumer = await asyncio.to_thread(authenticate, s.store, s.clock(), token, tenant)
+    except FeedDenied as denied:
+        if denied.status == 401:
+            raise unauthorized(REALM, denied.detail) from None
+        raise Problem(denied.status, denied.detail) from None
+    query = query_params(request, FeedQuery)
+    try:
+        after = decode_cursor(query.after)
+    except BadCursor as exc:
+        raise Problem(400, str(exc), slug="bad-cursor") from None
+    ledger = s.ledger(tenant)
+    body, served, withheld = await asyncio.to_thread(
+        lambda: serve_page(s.store, ledger, consumer, now=s.clock(), after=after, limit=query.limit)
+    )
+    if served:
+        s.metrics.feed_events_served.labels(tenant).inc(served)
+    if withheld:
+        s.metrics.refusals.labels("feed_withheld").inc(withheld)
+    return web.Response(
+        body=body, content_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def make_feed_app() -> web.Application:
+    """The `/feed/v1` sub-application (mounted by `gateway.api.app.make_app`)."""
+    app = web.Application()
+    app.router.add_get(
+        "/tenants/{tenant:" + TENANT_ID_PATTERN.strip("^$") + "}/events",
+        get_events,
+        allow_head=False,
+    )
+    return app

@@ -1,0 +1,328 @@
+"""The HTTP API's request and response shapes, as pydantic models.
+
+They are the contract twice over: handlers validate bodies with the request models
+(`extra="forbid"`: an unknown property is an error, not silently ignored, OWASP API3) and
+serialise through the response models, and `gateway.api.openapi` publishes their JSON Schemas
+as `components.schemas`. A response model lists exactly what may be shown: a connector's
+credentials have no field anywhere in here, so no handler can return them by accident.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    StringConstraints,
+    Tag,
+)
+
+from connectors.registry import known_types
+from gateway.minimise.egress import FORBIDDEN_CHARS
+from mappings import bundled_names
+
+TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+CONNECTOR_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_MAPPING_TEXT = 64 * 1024
+
+
+def _plain_text(value: str) -> str:
+    if FORBIDDEN_CHARS.search(value):
+        raise ValueError("must not contain control characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("must be an http or https URL")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials; put them in `credentials`")
+    if parts.fragment or (port is not None and not 0 < port < 65536):
+        raise ValueError("must not have a fragment or a bad port")
+    if FORBIDDEN_CHARS.search(value) or " " in value:
+        raise ValueError("must not contain spaces or control characters")
+    return value
+
+
+_CTRL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
+#: No control characters, and at least one that is not white space. Stated as a pattern so
+#: that the OpenAPI document says what the validator enforces.
+PLAIN_TEXT_PATTERN = rf"^[^{_CTRL}]*[^\s{_CTRL}][^{_CTRL}]*$"
+#: http(s), a host without user:password, no fragment (the validator checks the rest).
+HTTP_URL_PATTERN = r"^https?://[^\s/?#@\x00-\x1f\x7f]+(?:[/?][^\s#\x00-\x1f\x7f]*)?$"
+
+PlainText = Annotated[
+    str, StringConstraints(pattern=PLAIN_TEXT_PATTERN), AfterValidator(_plain_text)
+]
+TenantId = Annotated[str, StringConstraints(pattern=TENANT_ID_PATTERN)]
+ConnectorId = Annotated[str, StringConstraints(pattern=CONNECTOR_ID_PATTERN)]
+CredentialKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+SettingKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+HttpUrl = Annotated[
+    str, StringConstraints(max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(_http_url)
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class TenantCreate(_Request):
+    id: TenantId
+    name: Annotated[PlainText, Field(max_length=200)]
+
+
+class MappingText(_Request):
+    """A mapping given inline, as the text of a TOML mapping file."""
+
+    toml: Annotated[str, Field(min_length=1, max_length=MAX_MAPPING_TEXT)]
+
+
+BundledName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$"),
+    Field(json_schema_extra={"enum": bundled_names()}),
+]
+
+
+def _mapping_kind(value: Any) -> str:
+    # Tags start with "#": `problems.from_validation` leaves them out of field names.
+    return "#bundled" if isinstance(value, str) else "#inline"
+
+
+class ConnectorCreate(_Request):
+    id: ConnectorId
+    type: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"enum": known_types()})
+    ]
+    base_url: HttpUrl
+    credentials: Annotated[
+        dict[CredentialKey, Annotated[str, Field(min_length=1, max_length=8192)]],
+        Field(max_length=16),
+    ]
+    #: The name of a bundled mapping (e.g. "afas"), or a mapping's TOML text.
+    mapping: Annotated[
+        Annotated[BundledName, Tag("#bundled")] | Annotated[MappingText, Tag("#inline")],
+        Discriminator(_mapping_kind),
+    ]
+    settings: Annotated[dict[SettingKey, JsonValue], Field(max_length=32)] = Field(
+        default_factory=dict
+    )
+    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+
+
+class InstructionCreate(_Request):
+    granted_by: Annotated[PlainText, Field(max_length=254)]
+    purpose: Annotated[PlainText, Field(max_length=1000)]
+    valid_until: AwareDatetime | None = Field(
+        default=None, description="must lie in the future (a past time is refused with 422)"
+    )
+
+
+class InstructionRevoke(_Request):
+    revoked_by: Annotated[PlainText, Field(max_length=254)] = "admin-api"
+
+
+class SyncCreate(_Request):
+    mode: Literal["full", "incremental"] | None = None
+
+
+class ConsumerCreate(_Request):
+    name: Annotated[PlainText, Field(max_length=64)]
+
+
+class FeedQuery(_Request):
+    after: Annotated[str, Field(max_length=64)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class LedgerQuery(_Request):
+    after: Annotated[int, Field(ge=-1)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class RunsQuery(_Request):
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class TenantOut(_Response):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class MappingPreview(_Response):
+    """What will pass: the egress fields and their categories, and what is read at all."""
+
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    fields: dict[str, str] = Field(description="egress field -> data category")
+    source_fields: list[str] = Field(description="every source field the mapping reads")
+
+
+class ConnectorOut(_Response):
+    tenant: str
+    id: str
+    type: str
+    base_url: str
+    settings: dict[str, JsonValue]
+    interval_seconds: int
+    max_delete_share: float
+    created_at: datetime
+    watermark: str | None
+    last_success_at: datetime | None
+    mapping: MappingPreview
+
+
+class ConnectorList(_Response):
+    connectors: list[ConnectorOut]
+
+
+class InstructionOut(_Response):
+    id: str
+    tenant: str
+    connector: str
+    granted_by: str
+    granted_at: datetime
+    purpose: str
+    mapping_digest: str
+    fields: dict[str, str]
+    valid_until: datetime | None
+    state: Literal["active", "revoked", "expired"]
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class InstructionList(_Response):
+    instructions: list[InstructionOut]
+
+
+class RunOut(_Response):
+    id: str
+    tenant: str
+    connector: str
+    mode: str
+    status: Literal["running", "succeeded", "failed", "refused", "stopped"]
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int]
+    error: str | None
+    pages: int
+    instruction_id: str | None
+
+
+class RunList(_Response):
+    runs: list[RunOut]
+
+
+class LedgerEntryOut(_Response):
+    index: int = Field(ge=0)
+    leaf_hash: str = Field(description="RFC 9162 leaf hash, base64")
+    entry: dict[str, Any] = Field(description="the transfer entry, as canonically hashed")
+
+
+class LedgerPage(_Response):
+    tenant: str
+    size: int = Field(ge=0)
+    checkpoint: str | None = Field(description="latest signed checkpoint note")
+    entries: list[LedgerEntryOut]
+    next_after: int | None = Field(description="pass as `after` for the next page")
+
+
+class InclusionProofOut(_Response):
+    tenant: str
+    leaf_index: int
+    tree_size: int
+    entry: str
+    leaf_hash: str
+    audit_path: list[str]
+    root: str
+    checkpoint: str
+    consistency_path: list[str]
+
+
+class ConsumerCreated(_Response):
+    id: str
+    tenant: str
+    name: str
+    created_at: datetime
+    token: str = Field(description="bearer token for the feed; shown only in this response")
+
+
+class EventData(_Response):
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    job_title: str | None
+
+
+class FeedEvent(_Response):
+    id: str
+    seq: int = Field(ge=1)
+    type: Literal["subject.upserted", "subject.deleted"]
+    subject_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    data: EventData | None
+    occurred_at: datetime
+    source: str = Field(description="the connector the event came from")
+    instruction_id: str = Field(description="the instruction the event was fetched under")
+
+
+class FeedPage(_Response):
+    events: list[FeedEvent]
+    next_cursor: str = Field(description="opaque; pass as `after` to poll for more")
+    withheld: int = Field(
+        ge=0, description="events passed over because their connector has no active instruction"
+    )
+
+
+class Health(_Response):
+    status: Literal["ok"]
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details; extension members (`code`, `run_id`, ...) may follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+    code: str | None = None
+    instruction_id: str | None = None
+    run_id: str | None = None

@@ -1,0 +1,229 @@
+"""The OpenAPI 3.1 document, served at `/openapi.json`: spec-first.
+
+Paths and operations are written out here by hand, so the platform-facing contract is
+reviewable in one file; the schemas come from the pydantic models in `gateway.api.models`
+(`model_json_schema`), so request validation, response serialisation and the document
+cannot drift apart on field level. The tests check the other direction: the app's route
+table and this document's paths and methods are the same set, and real responses validate
+against the schemas documented for their status.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Final
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gateway import __version__
+from gateway.api import models as m
+from gateway.api.problems import PROBLEM_JSON
+
+_REF: Final = "#/components/schemas/{model}"
+_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
+    m.TenantCreate, m.ConnectorCreate, m.InstructionCreate, m.InstructionRevoke,
+    m.SyncCreate, m.ConsumerCreate,
+)  # fmt: skip
+_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
+    m.TenantOut, m.ConnectorOut, m.ConnectorList, m.InstructionOut, m.InstructionList,
+    m.RunOut, m.RunList, m.LedgerPage, m.InclusionProofOut, m.ConsumerCreated, m.FeedPage,
+    m.Health, m.ProblemDetails,
+)  # fmt: skip
+_PROBLEMS: Final = {
+    400: "Malformed request (bad JSON, a parameter given twice, a bad cursor)",
+    401: "Missing or wrong bearer token",
+    403: "The token may not access this tenant",
+    404: "No such resource (within this tenant and connector)",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    422: "Validation failed; `errors` names each field",
+    500: "Unexpected failure (generic detail; nothing of the request is echoed)",
+    503: "Not ready",
+}
+Security = list[dict[str, list[str]]]
+ADMIN: Final[Security] = [{"adminBearer": []}]
+FEED: Final[Security] = [{"feedBearer": []}]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    return {
+        str(code): {
+            "description": _PROBLEMS[code],
+            "content": {PROBLEM_JSON: {"schema": _ref(m.ProblemDetails)}},
+        }
+        for code in (*statuses, 500)
+    }
+
+
+def _path_param(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+def _query(model: type[BaseModel], *names: str) -> list[dict[str, Any]]:
+    props = model.model_json_schema()["properties"]
+    return [{"name": n, "in": "query", "required": False, "schema": props[n]} for n in names]
+
+
+def _op(
+    summary: str,
+    ok: tuple[int, type[BaseModel], str],
+    problems: tuple[int, ...],
+    *,
+    tag: str,
+    body: type[BaseModel] | None = None,
+    body_required: bool = True,
+    params: list[dict[str, Any]] | None = None,
+    security: Security = ADMIN,
+    headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    status, model, description = ok
+    success = _json(model, description)
+    if headers:
+        success["headers"] = headers
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "security": security,
+        "responses": {str(status): success, **_problems(*problems)},
+    }
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {
+            "required": body_required,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return op
+
+
+_LOCATION: Final = {"Location": {"schema": {"type": "string"}, "description": "the new resource"}}
+_WRITE: Final = (400, 401, 404, 409, 413, 422)
+_READ: Final = (401, 404)
+
+
+def _paths() -> dict[str, Any]:
+    tenant = _path_param("tenant", "tenant id", m.TENANT_ID_PATTERN)
+    connector = _path_param("connector", "connector id")
+    t, c = "/admin/v1/tenants/{tenant}", "/admin/v1/tenants/{tenant}/connectors/{connector}"
+    tc = [tenant, connector]
+    return {
+        "/healthz": {"get": _op("The process is up", (200, m.Health, "Up"), (),
+                                tag="ops", security=[])},
+        "/readyz": {"get": _op("The store answers", (200, m.Health, "Ready"), (503,),
+                               tag="ops", security=[])},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics (no personal data in labels)",
+            "tags": ["ops"], "security": [],
+            "responses": {"200": {"description": "Prometheus text exposition",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        }},
+        "/openapi.json": {"get": {
+            "summary": "This document", "tags": ["ops"], "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}}},
+        }},
+        "/admin/v1/tenants": {"post": _op(
+            "Create a tenant", (201, m.TenantOut, "Created"), (400, 401, 409, 413, 422),
+            tag="tenants",
+            body=m.TenantCreate, headers=_LOCATION)},
+        t: {"get": _op("A tenant", (200, m.TenantOut, "The tenant"), _READ, tag="tenants",
+                       params=[tenant])},
+        t + "/connectors": {
+            "post": _op(
+                "Add a connector; the answer previews which fields will pass (no credentials)",
+                (201, m.ConnectorOut, "Created"), _WRITE, tag="connectors",
+                body=m.ConnectorCreate, params=[tenant], headers=_LOCATION),
+            "get": _op("The tenant's connectors (no credentials)",
+                       (200, m.ConnectorList, "Connectors"), _READ, tag="connectors",
+                       params=[tenant]),
+        },
+        c: {"get": _op("A connector (no credentials)", (200, m.ConnectorOut, "The connector"),
+                       _READ, tag="connectors", params=tc)},
+        c + "/instructions": {
+            "post": _op("Grant an instruction for the connector's current mapping",
+                        (201, m.InstructionOut, "Granted"), _WRITE, tag="instructions",
+                        body=m.InstructionCreate, params=tc, headers=_LOCATION),
+            "get": _op("The connector's instructions", (200, m.InstructionList, "Instructions"),
+                       _READ, tag="instructions", params=tc),
+        },
+        c + "/instructions/{instruction}": {"delete": _op(
+            "Revoke an instruction (takes effect before the next page fetched or served)",
+            (200, m.InstructionOut, "Revoked"), (400, 401, 404, 413, 422), tag="instructions",
+            body=m.InstructionRevoke, body_required=False,
+            params=[*tc, _path_param("instruction", "instruction id"),
+                    *_query(m.InstructionRevoke, "revoked_by")])},
+        c + "/syncs": {
+            "post": _op("Start a sync (refused without an active instruction)",
+                        (202, m.RunOut, "Started; poll the Location"), _WRITE, tag="syncs",
+                        body=m.SyncCreate, body_required=False, params=tc, headers=_LOCATION),
+            "get": _op("Recent runs, newest first", (200, m.RunList, "Runs"), (*_READ, 400, 422),
+                       tag="syncs", params=[*tc, *_query(m.RunsQuery, "limit")]),
+        },
+        c + "/syncs/{run}": {"get": _op(
+            "A run: status, counts, error, pages", (200, m.RunOut, "The run"), _READ,
+            tag="syncs", params=[*tc, _path_param("run", "run id")])},
+        t + "/ledger": {"get": _op(
+            "Ledger entries with leaf hashes, and the latest signed checkpoint",
+            (200, m.LedgerPage, "Entries"), (*_READ, 400, 422), tag="ledger",
+            params=[tenant, *_query(m.LedgerQuery, "after", "limit")])},
+        t + "/ledger/proof/{index}": {"get": _op(
+            "Inclusion proof of one entry against a signed checkpoint",
+            (200, m.InclusionProofOut, "The proof"), _READ, tag="ledger",
+            params=[tenant, _path_param("index", "entry index", r"^\d{1,18}$")])},
+        t + "/consumers": {"post": _op(
+            "Add a feed consumer; its token is shown once",
+            (201, m.ConsumerCreated, "Created"), (400, 401, 404, 413, 422), tag="consumers",
+            body=m.ConsumerCreate, params=[tenant], headers=_LOCATION)},
+        "/feed/v1/tenants/{tenant}/events": {"get": _op(
+            "Next page of minimised changes; events of connectors without an active "
+            "instruction are withheld and counted",
+            (200, m.FeedPage, "A page (possibly empty); poll again with next_cursor"),
+            (400, 401, 403, 404, 422), tag="feed", security=FEED,
+            params=[tenant, *_query(m.FeedQuery, "after", "limit")])},
+    }  # fmt: skip
+
+
+@cache
+def _document() -> dict[str, Any]:
+    models = [(x, "validation") for x in _REQUESTS] + [(x, "serialization") for x in _RESPONSES]
+    _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Sluis privacy gateway",
+            "version": __version__,
+            "description": (
+                "Admin API (tenants, connectors, instructions, syncs, ledger, consumers) and "
+                "the pull feed of minimised changes. Errors are RFC 9457 problem details."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "paths": _paths(),
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "adminBearer": {"type": "http", "scheme": "bearer",
+                                "description": "the gateway's admin token"},
+                "feedBearer": {"type": "http", "scheme": "bearer",
+                               "description": "a feed consumer's token (one tenant)"},
+            },
+        },
+    }  # fmt: skip
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (built once per process; callers must not mutate it)."""
+    return _document()

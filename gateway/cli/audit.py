@@ -1,0 +1,297 @@
+"""`sluis audit`: verify, export and prove the transfer ledger; print the public key.
+
+These are the commands a customer's auditor runs, often on their own machine with nothing
+but an export, the public key we gave them and a checkpoint they kept from last time, so
+each one works offline and explains its verdict in one line per tenant. Exit codes:
+0 intact, 1 the ledger fails verification, 2 the command could not run (missing database,
+unknown tenant, bad index, unreadable key) — a one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Final
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gateway.keys.signing import (
+    SigningKeyError,
+    load_public_key,
+    load_signing_key,
+    public_key_pem,
+    signing_key_path,
+)
+from gateway.ledger.checkpoint import (
+    DEFAULT_KEY_NAME,
+    CheckpointError,
+    open_checkpoint,
+    tenant_of,
+    verifier_key,
+)
+from gateway.ledger.export import ExportFormatError, export_tenants, verify_export, write_export
+from gateway.ledger.log import Ledger, LedgerError
+from gateway.ledger.verify import VerifyReport
+from gateway.store import StoreError
+from gateway.store.ledger_sqlite import SqliteLedgerStore
+
+DB_FILE: Final = "sluis.db"
+DEFAULT_DATA_DIR: Final = "./sluis-data"
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_ERROR: Final = 2
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class _UsageError(Exception):
+    """Something the user can fix; printed as one line, exit 2."""
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    value = args.data_dir or os.environ.get("SLUIS_DATA_DIR") or DEFAULT_DATA_DIR
+    return Path(value)
+
+
+def _open_store(args: argparse.Namespace) -> SqliteLedgerStore:
+    return SqliteLedgerStore(_data_dir(args) / DB_FILE, create=False, readonly=True)
+
+
+def _trusted_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey, bool]:
+    """The key to verify with, and whether it came from the auditor rather than the data dir."""
+    if args.public_key:
+        return load_public_key(args.public_key), True
+    path = signing_key_path(_data_dir(args))
+    if not path.is_file():
+        raise _UsageError(f"no signing key at {path}; pass --public-key FILE")
+    return load_signing_key(path).public_key(), False
+
+
+def _read_checkpoint(path: str, key: Ed25519PublicKey) -> tuple[str, str]:
+    try:
+        note = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _UsageError(f"{path}: cannot read the checkpoint ({exc})") from None
+    if not note.endswith("\n"):
+        note += "\n"  # editors like to drop the final newline; the signature does not cover it
+    try:
+        cp = open_checkpoint(note, key)
+    except CheckpointError as exc:
+        raise _UsageError(f"{path}: {exc}") from None
+    tenant = tenant_of(cp.origin)
+    if tenant is None:
+        raise _UsageError(f"{path}: checkpoint is for {cp.origin!r}, not a Sluis log")
+    return note, tenant
+
+
+def _print_report(report: VerifyReport) -> None:
+    root = base64.b64encode(report.root).decode("ascii")
+    if report.ok:
+        print(
+            f"{report.tenant}: intact: {report.entries} entries,"
+            f" {report.checkpoints} checkpoints, root {root}"
+        )
+    elif report.first_bad_index is not None:
+        print(f"{report.tenant}: FAILED at entry {report.first_bad_index}: {report.reason}")
+    else:
+        print(f"{report.tenant}: FAILED: {report.reason}")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    if args.export:
+        tenants = _export_tenants(args.export)
+    else:
+        with _open_store(args) as store:
+            tenants = store.tenants()
+    key, from_auditor = _trusted_key(args)
+    external: str | None = None
+    tenant: str | None = args.tenant
+    if args.checkpoint:
+        external, cp_tenant = _read_checkpoint(args.checkpoint, key)
+        if tenant is not None and tenant != cp_tenant:
+            raise _UsageError(f"--checkpoint is for tenant {cp_tenant!r}, not {tenant!r}")
+        tenant = cp_tenant
+    if tenant is not None:
+        # With a kept checkpoint a vanished tenant is a finding (exit 1), not a typo.
+        if tenant not in tenants and external is None:
+            raise _UsageError(f"unknown tenant {tenant!r}")
+        tenants = [tenant]
+    if not tenants:
+        print("the ledger holds no logs yet")
+        return EXIT_OK
+    if not from_auditor:
+        print(
+            "note: checking against this data dir's own signing key;"
+            " an auditor should pass --public-key",
+            file=sys.stderr,
+        )
+    reports = [_verify_one(args, t, key, external) for t in tenants]
+    for report in reports:
+        _print_report(report)
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
+
+
+def _export_tenants(path: str) -> list[str]:
+    try:
+        return export_tenants(path)
+    except OSError as exc:
+        raise _UsageError(f"{path}: cannot read the export ({exc.strerror})") from None
+    except ExportFormatError as exc:
+        raise _UsageError(f"{path}: {exc}") from None
+
+
+def _verify_one(
+    args: argparse.Namespace, tenant: str, key: Ed25519PublicKey, external: str | None
+) -> VerifyReport:
+    if args.export:
+        try:
+            return verify_export(args.export, tenant, key, external)
+        except ExportFormatError as exc:
+            return VerifyReport(tenant, False, 0, 0, b"", None, f"export is damaged: {exc}")
+    with _open_store(args) as store:
+        return Ledger(store, tenant).verify(key, external)
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[IO[bytes]]:
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with Path(path).open("wb") as f:
+        yield f
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    with _open_store(args) as store, store.snapshot() as reader:
+        tenants = reader.tenants()
+        if args.tenant is not None:
+            if args.tenant not in tenants:
+                raise _UsageError(f"unknown tenant {args.tenant!r}")
+            tenants = [args.tenant]
+        with _output(args.output) as out:
+            count = write_export(reader, tenants, out)
+    if args.output not in (None, "-"):
+        print(f"exported {count} entries of {len(tenants)} log(s) to {args.output}")
+    return EXIT_OK
+
+
+def _run_prove(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        if args.tenant not in store.tenants():
+            raise _UsageError(f"unknown tenant {args.tenant!r}")
+        proof = Ledger(store, args.tenant).prove_inclusion(args.index, args.size)
+    sys.stdout.buffer.write(orjson.dumps(proof.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def _run_pubkey(args: argparse.Namespace) -> int:
+    path = signing_key_path(_data_dir(args))
+    if not path.is_file():
+        raise _UsageError(f"no signing key at {path} (it is created by the first ledger append)")
+    public = load_signing_key(path).public_key()
+    if args.format == "vkey":
+        print(verifier_key(DEFAULT_KEY_NAME, public))
+    else:
+        sys.stdout.write(public_key_pem(public))
+    return EXIT_OK
+
+
+def _guarded(run: Command) -> Command:
+    """Wrap a command so that user-fixable failures end in one line and exit code 2."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            code = run(args)
+        except (_UsageError, StoreError, SigningKeyError, LedgerError) as exc:
+            print(f"sluis audit {args.audit_command}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(
+                f"sluis audit {args.audit_command}: {where}{exc.strerror or exc}", file=sys.stderr
+            )
+            return EXIT_ERROR
+        return code
+
+    return wrapper
+
+
+def _index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=f"data directory (default: $SLUIS_DATA_DIR or {DEFAULT_DATA_DIR});"
+        f" the ledger is DIR/{DB_FILE}",
+    )
+    audit = sub.add_parser(
+        "audit",
+        help="verify, export and prove the tamper-evident transfer ledger",
+        description="Check the transfer ledger: signed Merkle logs, one per tenant.",
+    )
+    cmds = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+
+    verify = cmds.add_parser(
+        "verify",
+        parents=[common],
+        help="recompute every log and check its signed checkpoints",
+        description="Exit 0 when intact, 1 when a log fails (naming the first bad entry).",
+    )
+    verify.add_argument("--tenant", metavar="T", help="only this tenant (default: all)")
+    verify.add_argument("--public-key", metavar="FILE", help="trusted public key (PEM)")
+    verify.add_argument(
+        "--checkpoint", metavar="FILE", help="a checkpoint you kept earlier: detects truncation"
+    )
+    verify.add_argument("--export", metavar="FILE", help="verify an export file, without a DB")
+    verify.set_defaults(run=_guarded(_run_verify))
+
+    export = cmds.add_parser(
+        "export",
+        parents=[common],
+        help="write logs, checkpoints and leaf hashes as JSON Lines",
+    )
+    export.add_argument("--tenant", metavar="T", help="only this tenant (default: all)")
+    export.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
+    export.set_defaults(run=_guarded(_run_export))
+
+    prove = cmds.add_parser(
+        "prove",
+        parents=[common],
+        help="print an inclusion proof for one entry (JSON)",
+        description="The proof is anchored to a signed checkpoint a third party can check.",
+    )
+    prove.add_argument("index", type=_index, metavar="INDEX", help="entry index")
+    prove.add_argument("--tenant", metavar="T", required=True)
+    prove.add_argument("--size", type=_index, metavar="N", help="tree size (default: latest)")
+    prove.set_defaults(run=_guarded(_run_prove))
+
+    pubkey = cmds.add_parser(
+        "pubkey",
+        parents=[common],
+        help="print the checkpoint signing public key",
+    )
+    pubkey.add_argument(
+        "--format",
+        choices=("pem", "vkey"),
+        default="pem",
+        help="PEM (default) or a signed-note verifier key line",
+    )
+    pubkey.set_defaults(run=_guarded(_run_pubkey))

@@ -1,0 +1,266 @@
+"""`sluis demo`: the whole gateway on one machine, with nothing else running.
+
+Starts the AFAS and HubSpot emulators on 127.0.0.1 with synthetic people, a gateway on
+SQLite in a fresh data directory, and then does what a customer admin and the platform do,
+through the gateway's own HTTP API: create a tenant, connect both sources, authorise them,
+sync, create a feed consumer and read the feed. It ends with a short report (what passed,
+what was dropped, the first feed events, the ledger and its verification) and the URLs and
+tokens to try; `--serve` keeps everything running until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import sys
+import tempfile
+import textwrap
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from connectors.registry import connector_type
+from gateway.api.app import make_app
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
+
+DEMO_TENANT: Final = "demo"
+#: (connector id, connector type): one HRM and one CRM.
+_SOURCES: Final = (("afas", "afas"), ("hubspot", "hubspot"))
+
+
+class DemoError(Exception):
+    pass
+
+
+@dataclass
+class DemoResult:
+    gateway_url: str
+    admin_token: str
+    feed_token: str
+    data_dir: Path
+    connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ledger_size: int = 0
+    ledger_root: str = ""
+    verified: bool = False
+    verify_reason: str | None = None
+
+
+async def _start_site(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{bound}"
+
+
+class _Api:
+    """A thin client of the gateway's admin API (what a customer's admin UI would call)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, token: str) -> None:
+        self.session, self.base = session, base
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.session.request(
+            method, self.base + path, json=body, headers=self.headers
+        ) as response:
+            payload = await response.json(content_type=None)
+            if response.status >= 400:
+                detail = payload.get("detail") if isinstance(payload, dict) else None
+                raise DemoError(f"{method} {path}: HTTP {response.status}: {detail}")
+            return payload
+
+
+async def run_demo(
+    *, employees: int, data_dir: Path, port: int = 0, seed: int = 2026
+) -> AsyncGenerator[DemoResult, None]:
+    """Set everything up, sync, and yield the result while it all keeps running."""
+    runners: list[web.AppRunner] = []
+    settings = Settings(
+        data_dir=data_dir,
+        admin_token=secrets.token_urlsafe(24),
+        port=port,
+        scheduler=False,
+        allow_private_sources=True,  # the emulators listen on 127.0.0.1
+    )
+    services = Services.open(settings)
+    try:
+        urls = {}
+        for connector_id, type_name in _SOURCES:
+            kind = connector_type(type_name)
+            runner, url = await _start_site(kind.emulator(people=employees, seed=seed))
+            runners.append(runner)
+            urls[connector_id] = url + kind.emulator_base_path
+        runner, gateway_url = await _start_site(make_app(services), port)
+        runners.append(runner)
+        async with aiohttp.ClientSession() as session:
+            result = await _walk_through(session, gateway_url, services, urls, data_dir)
+        yield result
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        services.close()
+
+
+async def _walk_through(
+    session: aiohttp.ClientSession,
+    gateway_url: str,
+    services: Services,
+    urls: dict[str, str],
+    data_dir: Path,
+) -> DemoResult:
+    admin = _Api(session, gateway_url, services.admin_token)
+    t = f"/admin/v1/tenants/{DEMO_TENANT}"
+    await admin.call("POST", "/admin/v1/tenants", {"id": DEMO_TENANT, "name": "Demo BV"})
+    result = DemoResult(gateway_url, services.admin_token, "", data_dir)
+    for connector_id, type_name in _SOURCES:
+        credentials = dict(connector_type(type_name).emulator_credentials)
+        created = await admin.call(
+            "POST",
+            f"{t}/connectors",
+            {
+                "id": connector_id,
+                "type": type_name,
+                "base_url": urls[connector_id],
+                "credentials": credentials,
+                "mapping": type_name,
+            },
+        )
+        await admin.call(
+            "POST",
+            f"{t}/connectors/{connector_id}/instructions",
+            {"granted_by": "admin@demo.example", "purpose": "Accounts on the learning platform"},
+        )
+        run = await admin.call("POST", f"{t}/connectors/{connector_id}/syncs", {"mode": "full"})
+        while run["status"] == "running":
+            await asyncio.sleep(0.05)
+            run = await admin.call("GET", f"{t}/connectors/{connector_id}/syncs/{run['id']}")
+        if run["status"] != "succeeded":
+            raise DemoError(f"sync of {connector_id} ended {run['status']}: {run.get('error')}")
+        result.connectors[connector_id] = {
+            "counts": run["counts"],
+            "fields": created["mapping"]["fields"],
+            "dropped": set(),
+        }
+    consumer = await admin.call("POST", f"{t}/consumers", {"name": "learning-platform"})
+    result.feed_token = consumer["token"]
+    feed = _Api(session, gateway_url, consumer["token"])
+    page = await feed.call("GET", f"/feed/v1/tenants/{DEMO_TENANT}/events?limit=5")
+    result.events = page["events"]
+    ledger = await admin.call("GET", f"{t}/ledger?limit=1000")
+    for item in ledger["entries"]:
+        entry = item["entry"]
+        if entry["direction"] == "inbound" and entry["connector"] in result.connectors:
+            result.connectors[entry["connector"]]["dropped"].update(entry["dropped_field_names"])
+    led = services.ledger(DEMO_TENANT)
+    result.ledger_size = led.size()
+    result.ledger_root = led.root().hex()
+    report = await asyncio.to_thread(led.verify, services.signer.public_key)
+    result.verified, result.verify_reason = report.ok, report.reason
+    return result
+
+
+def format_report(result: DemoResult, *, serving: bool = False) -> str:
+    lines = ["", "Sluis demo", "=========="]
+    for name, info in result.connectors.items():
+        c = info["counts"]
+        lines.append(
+            f"{name:<8} fetched {c['fetched']:>6,}  passed {c['passed']:>6,}  "
+            f"quarantined {c['quarantined']:>4,}  feed events {c['upserted']:>6,}"
+        )
+        fields = ", ".join(f"{k} ({v})" for k, v in info["fields"].items())
+        lines += textwrap.wrap(
+            f"passed through: {fields}", 96, initial_indent=" " * 9, subsequent_indent=" " * 11
+        )
+        dropped = sorted(info["dropped"])
+        lines += textwrap.wrap(
+            f"dropped at the door ({len(dropped)}): {', '.join(dropped)}",
+            96,
+            initial_indent=" " * 9,
+            subsequent_indent=" " * 11,
+        )
+    lines.append("")
+    lines.append("First feed events:")
+    for e in result.events:
+        d = e.get("data") or {}
+        lines.append(
+            f"  #{e['seq']} {e['type']} {e['subject_id'][:12]}… "
+            f"{d.get('first_name')} {d.get('last_name')} <{d.get('email')}> {d.get('job_title')}"
+        )
+    verdict = "intact" if result.verified else f"FAILED ({result.verify_reason})"
+    lines += [
+        "",
+        f"Ledger: {result.ledger_size} entries, root {result.ledger_root[:16]}…, "
+        f"verification: {verdict}",
+        "",
+        "Try it:" if serving else "Try it (these URLs answer while `sluis demo --serve` runs):",
+        f"  feed     curl -H 'Authorization: Bearer {result.feed_token}' "
+        f"{result.gateway_url}/feed/v1/tenants/{DEMO_TENANT}/events?limit=3",
+        f"  admin    curl -H 'Authorization: Bearer {result.admin_token}' "
+        f"{result.gateway_url}/admin/v1/tenants/{DEMO_TENANT}/connectors",
+        f"  metrics  curl {result.gateway_url}/metrics",
+        f"  openapi  {result.gateway_url}/openapi.json",
+        f"  audit    sluis audit verify --data-dir {result.data_dir}",
+    ]
+    return "\n".join(lines)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+        if data_dir.exists() and any(data_dir.iterdir()):
+            print(f"sluis demo: {data_dir} is not empty; give a fresh directory", file=sys.stderr)
+            return 2
+    else:
+        # Kept after the demo, so that `sluis audit verify --data-dir ...` can check it.
+        data_dir = Path(tempfile.mkdtemp(prefix="sluis-demo-"))
+    demo = run_demo(employees=args.employees, data_dir=data_dir, port=args.port)
+    try:
+        result = await anext(demo)
+    except DemoError as exc:
+        print(f"sluis demo: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(result, serving=args.serve), flush=True)
+    try:
+        if args.serve:
+            print("\nServing until Ctrl-C …", flush=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+    finally:
+        await demo.aclose()
+    return 0 if result.verified else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.employees < 1 or args.employees > 1_000_000:
+        print("sluis demo: --employees must be between 1 and 1,000,000", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_main(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="run the whole gateway locally against bundled emulators",
+        description=(
+            "Start AFAS and HubSpot emulators, a gateway on SQLite, connect and authorise "
+            "both sources, sync, read the feed, and report."
+        ),
+    )
+    parser.add_argument("--employees", type=int, default=1000, help="people per source")
+    parser.add_argument("--serve", action="store_true", help="keep running until Ctrl-C")
+    parser.add_argument("--port", type=int, default=0, help="gateway port (default: any free)")
+    parser.add_argument("--data-dir", help="where to keep the data (default: a temp dir)")
+    parser.set_defaults(run=_run)

@@ -1,0 +1,169 @@
+"""The shape of a ledger entry: a transfer described without any personal data values.
+
+A `TransferEntry` says who (tenant, connector, keyed subject ids), what (egress field names
+and their data categories, counts, names of dropped source fields), under which instruction
+and mapping, to where and when. It cannot say anything else: every string is a hex id, a
+known field name or category, or a short identifier, so a value cannot ride along by
+mistake. Validation errors never echo their input (`hide_input_in_errors`), because a
+rejected "id" may well be an email address.
+
+`canonical_bytes` is the one serialisation the Merkle leaf hashes: sorted-key JSON with the
+time always spelled `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
+
+from gateway.ledger.checkpoint import format_time
+from gateway.minimise.egress import (
+    EGRESS_FIELDS,
+    FIELD_CATEGORIES,
+    is_reportable_field_name,
+)
+
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+MAX_SUBJECT_IDS: Final = 100_000
+MAX_DROPPED_NAMES: Final = 1_000
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+SubjectId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+MappingDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+Destination = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")
+]
+EgressField = Literal["first_name", "last_name", "email", "job_title"]
+Category = Literal[
+    "user.name", "user.name.first", "user.name.last", "user.contact.email", "user.job_title"
+]
+
+
+def _field_name(value: str) -> str:
+    if not is_reportable_field_name(value):
+        raise ValueError("not a field name (empty, too long, or looks like a value)")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("time must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
+
+SourceFieldName = Annotated[str, AfterValidator(_field_name)]
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
+
+
+class TransferCounts(_Strict):
+    records: int = Field(ge=0)
+    dropped_fields: int = Field(ge=0)
+    quarantined: int = Field(ge=0)
+
+
+class TransferEntry(_Strict):
+    """One transfer, described by names, categories, counts and keyed ids only."""
+
+    time: UtcTime
+    #: "refused": processing was refused for lack of a valid instruction (no data moved).
+    direction: Literal["inbound", "outbound", "refused"]
+    tenant: Identifier
+    connector: Identifier
+    instruction_id: Identifier | None
+    mapping_digest: MappingDigest | None
+    subject_ids: list[SubjectId] = Field(max_length=MAX_SUBJECT_IDS)
+    fields: dict[EgressField, Category]
+    counts: TransferCounts
+    dropped_field_names: list[SourceFieldName] = Field(max_length=MAX_DROPPED_NAMES)
+    destination: Destination | None
+    run_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _categories_fit_fields(self) -> TransferEntry:
+        for name, category in self.fields.items():
+            if category not in FIELD_CATEGORIES[name]:
+                raise ValueError(f"fields.{name}: category {category} does not fit this field")
+        return self
+
+    @field_serializer("time")
+    def _time_text(self, value: datetime) -> str:
+        return format_time(value)
+
+
+def canonical_bytes(entry: TransferEntry) -> bytes:
+    """The bytes a leaf hashes: sorted-key JSON, one spelling per entry.
+
+    Spelled out by hand rather than via `model_dump`, which costs more than hashing and
+    storing the entry together; `_KEYS` below keeps the two from drifting apart.
+    """
+    c = entry.counts
+    return orjson.dumps(
+        {
+            "connector": entry.connector,
+            "counts": {
+                "dropped_fields": c.dropped_fields,
+                "quarantined": c.quarantined,
+                "records": c.records,
+            },
+            "destination": entry.destination,
+            "direction": entry.direction,
+            "dropped_field_names": entry.dropped_field_names,
+            "fields": entry.fields,
+            "instruction_id": entry.instruction_id,
+            "mapping_digest": entry.mapping_digest,
+            "run_id": entry.run_id,
+            "subject_ids": entry.subject_ids,
+            "tenant": entry.tenant,
+            "time": format_time(entry.time),
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+_KEYS: Final = {
+    "connector", "counts", "destination", "direction", "dropped_field_names", "fields",
+    "instruction_id", "mapping_digest", "run_id", "subject_ids", "tenant", "time",
+}  # fmt: skip
+if set(TransferEntry.model_fields) != _KEYS or set(TransferCounts.model_fields) != {
+    "dropped_fields",
+    "quarantined",
+    "records",
+}:
+    raise RuntimeError("TransferEntry changed: update canonical_bytes to match")
+
+
+def is_identifier(value: str) -> bool:
+    """Whether `value` may name a tenant, connector, instruction or run."""
+    return _IDENTIFIER.fullmatch(value) is not None
+
+
+def describe_errors(exc: ValidationError, limit: int = 3) -> str:
+    """Where and which rule a validation failed, without the offending input."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False)[:limit]:
+        loc = ".".join(str(p) if isinstance(p, int) or p in _SAFE_LOC else "?" for p in err["loc"])
+        parts.append(f"{loc or 'entry'}: {err['type']}")
+    return "; ".join(parts)
+
+
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_SAFE_LOC: Final = frozenset(
+    {*TransferEntry.model_fields, *TransferCounts.model_fields, *EGRESS_FIELDS, "[key]"}
+)

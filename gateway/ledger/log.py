@@ -1,0 +1,385 @@
+"""The transfer ledger: one append-only, signed Merkle log per tenant.
+
+Every transfer of personal data (source → gateway, gateway → platform) becomes a
+`TransferEntry`: who (tenant, connector, keyed subject ids), what (egress field names and
+their data categories, counts, names of dropped source fields), under which instruction and
+mapping, to where, and when. Never a field value: the model refuses anything that is not a
+hex id, a known field name or a short identifier, so a value cannot ride along by mistake.
+
+Entries are hashed as RFC 9162 leaves over their canonical bytes and appended in batches.
+Each batch is written together with a signed checkpoint for the new size in one
+transaction, so every entry is covered by a signature from the moment it exists: deleting,
+editing or reordering anything is caught by `verify`, and truncating the tail is caught as
+soon as the auditor brings a checkpoint they kept (`external_checkpoint`).
+
+One log per tenant (origin `sluis/<tenant>`) lets a customer's auditor receive and check
+their own log, and nothing of anyone else's.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
+
+from gateway.ledger import merkle
+from gateway.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointSigner,
+    open_checkpoint,
+    origin_for,
+    read_unverified,
+)
+from gateway.ledger.entry import (
+    TransferCounts,
+    TransferEntry,
+    canonical_bytes,
+    describe_errors,
+    is_identifier,
+)
+from gateway.ledger.verify import VerifyReport, verify_log
+from gateway.store import LedgerReader, LedgerStore
+
+__all__ = [
+    "ConsistencyProof",
+    "InclusionProof",
+    "Ledger",
+    "LedgerCorrupt",
+    "LedgerError",
+    "LedgerRecord",
+    "TransferCounts",
+    "TransferEntry",
+    "VerifyReport",
+    "canonical_bytes",
+    "check_inclusion_proof",
+    "describe_errors",
+]
+
+#: Stored proof nodes sit at every 4th level (leaves are level 0).
+NODE_STRIDE: Final = 4
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class LedgerError(Exception):
+    """A request the ledger cannot serve (bad index, empty log, no signer)."""
+
+
+class LedgerCorrupt(LedgerError):
+    """Stored data contradicts itself; `verify` will say where."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    index: int
+    entry: TransferEntry
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Everything a third party needs to check one entry against a signed checkpoint.
+
+    If no checkpoint was signed at exactly `size`, `checkpoint` is the latest one and
+    `consistency` proves the tree of `size` is a prefix of it.
+    """
+
+    tenant: str
+    index: int
+    size: int
+    body: bytes
+    leaf_hash: bytes
+    path: list[bytes]
+    root: bytes
+    checkpoint: str
+    consistency: list[bytes] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "leaf_index": self.index,
+            "tree_size": self.size,
+            "entry": self.body.decode("utf-8"),
+            "leaf_hash": _b64(self.leaf_hash),
+            "audit_path": [_b64(p) for p in self.path],
+            "root": _b64(self.root),
+            "checkpoint": self.checkpoint,
+            "consistency_path": [_b64(p) for p in self.consistency],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    size1: int
+    size2: int
+    root1: bytes
+    root2: bytes
+    path: list[bytes]
+
+
+def check_inclusion_proof(proof: dict[str, Any], public_key: Ed25519PublicKey) -> Checkpoint:
+    """Check a `prove` bundle offline: entry → leaf → root → signed checkpoint.
+
+    Returns the checkpoint it is anchored to; raises `merkle.ProofError` or
+    `CheckpointError` if any link fails.
+    """
+    try:
+        body = str(proof["entry"]).encode("utf-8")
+        index, size = int(proof["leaf_index"]), int(proof["tree_size"])
+        root = base64.b64decode(proof["root"], validate=True)
+        path = [base64.b64decode(p, validate=True) for p in proof["audit_path"]]
+        cons = [base64.b64decode(p, validate=True) for p in proof.get("consistency_path", [])]
+        note = str(proof["checkpoint"])
+    except (KeyError, TypeError, ValueError):
+        raise merkle.ProofError("malformed proof document") from None
+    leaf = merkle.leaf_hash(body)
+    if base64.b64encode(leaf).decode() != proof.get("leaf_hash"):
+        raise merkle.ProofError("leaf hash does not match the entry")
+    merkle.verify_inclusion(leaf, index, size, path, root)
+    cp = open_checkpoint(note, public_key)
+    if proof.get("tenant") is not None and cp.origin != origin_for(str(proof["tenant"])):
+        raise CheckpointError("checkpoint is for another log")
+    if cp.size == size:
+        if cp.root != root or cons:
+            raise merkle.ProofError("root does not match the signed checkpoint")
+    else:
+        merkle.verify_consistency(size, cp.size, cons, root, cp.root)
+    return cp
+
+
+class _StoredTree:
+    """`SubtreeHash` over a store: stored nodes at every 4th level, folded up to 3 levels."""
+
+    def __init__(self, reader: LedgerReader, tenant: str) -> None:
+        self._reader = reader
+        self._tenant = tenant
+
+    def __call__(self, level: int, index: int) -> bytes:
+        base = level - level % NODE_STRIDE
+        width = 1 << (level - base)
+        start = index * width
+        if base == 0:
+            hashes = self._reader.leaf_hashes(self._tenant, start, start + width)
+        else:
+            hashes = self._reader.node_hashes(self._tenant, base, start, start + width)
+        if len(hashes) != width or any(len(h) != merkle.HASH_SIZE for h in hashes):
+            raise LedgerCorrupt("stored tree nodes are missing; run `sluis audit verify`")
+        return merkle.perfect_root(hashes)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """One tenant's transfer log over a `LedgerStore`.
+
+    Without a signer the ledger is read-only (proofs, verification). Appends from several
+    threads are serialised by a lock; a second process appending at the same time makes
+    one of them fail with `StoreConflict` rather than fork the log.
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        tenant: str,
+        signer: CheckpointSigner | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if not is_identifier(tenant):
+            raise LedgerError("tenant must be a short identifier")
+        self.tenant = tenant
+        self.origin = origin_for(tenant)
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tree = _StoredTree(store, tenant)
+
+    def _require_signer(self) -> CheckpointSigner:
+        if self._signer is None:
+            raise LedgerError("this ledger has no signing key; it is read-only")
+        return self._signer
+
+    def _next_time(self) -> datetime:
+        # Checkpoint times never go backwards, even when the wall clock does.
+        now = self._clock()
+        latest = self._store.latest_checkpoint(self.tenant)
+        if latest is not None:
+            with contextlib.suppress(CheckpointError):
+                now = max(now, read_unverified(latest.note).time)
+        return now
+
+    def append(self, entries: Sequence[TransferEntry]) -> list[int]:
+        """Append a batch and a signed checkpoint for the new size in one transaction.
+
+        Returns the indices the entries got, in order.
+        """
+        signer = self._require_signer()
+        if not entries:
+            return []
+        bodies: list[bytes] = []
+        for entry in entries:
+            if not isinstance(entry, TransferEntry):
+                raise LedgerError("append takes TransferEntry objects")
+            if entry.tenant != self.tenant:
+                raise LedgerError("entry belongs to another tenant's log")
+            bodies.append(canonical_bytes(entry))
+        leaves = [merkle.leaf_hash(b) for b in bodies]
+        with self._lock:
+            head = self._store.head(self.tenant)
+            frontier = merkle.Frontier(head.size, head.frontier) if head else merkle.Frontier()
+            start = frontier.size
+            nodes: list[tuple[int, int, bytes]] = []
+            frontier.extend(leaves, nodes)
+            cp = Checkpoint(self.origin, frontier.size, frontier.root(), self._next_time())
+            self._store.append(
+                self.tenant,
+                start,
+                entries=list(zip(bodies, leaves, strict=True)),
+                nodes=nodes,
+                frontier=frontier.hashes,
+                checkpoint_note=signer.sign(cp),
+            )
+        return list(range(start, start + len(entries)))
+
+    def size(self) -> int:
+        head = self._store.head(self.tenant)
+        return head.size if head else 0
+
+    def checkpoint(self, *, refresh: bool = False) -> str:
+        """The latest signed checkpoint note; `refresh` signs a new one for the current size.
+
+        A fresh checkpoint on an idle log states "nothing was added since", with a new time.
+        """
+        if not refresh:
+            latest = self._store.latest_checkpoint(self.tenant)
+            if latest is not None:
+                return latest.note
+        signer = self._require_signer()
+        with self._lock:
+            size = self.size()
+            cp = Checkpoint(self.origin, size, self.root(size), self._next_time())
+            note = signer.sign(cp)
+            self._store.add_checkpoint(self.tenant, size, note)
+        return note
+
+    def _check_size(self, size: int) -> None:
+        current = self.size()
+        if not 0 <= size <= current:
+            raise LedgerError(f"tree size {size} is outside the log (0..{current})")
+
+    def root(self, size: int | None = None) -> bytes:
+        """Root of the tree over the first `size` entries (default: all of them)."""
+        head = self._store.head(self.tenant)
+        current = head.size if head else 0
+        if size is None or size == current:
+            return merkle.Frontier(head.size, head.frontier).root() if head else merkle.EMPTY_ROOT
+        self._check_size(size)
+        return merkle.root_at(size, self._tree)
+
+    def prove_inclusion(self, index: int, size: int | None = None) -> InclusionProof:
+        """Proof that entry `index` is in the tree of `size` (default: latest checkpoint)."""
+        latest = self._store.latest_checkpoint(self.tenant)
+        if latest is None:
+            raise LedgerError("the log has no checkpoint yet")
+        if size is None:
+            size = latest.size
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise LedgerError(f"entry index {index} is outside the tree of size {size}")
+        anchor = self._store.checkpoint_at(self.tenant, size)
+        if anchor is None and latest.size < size:
+            raise LedgerError(f"no signed checkpoint covers tree size {size} yet")
+        anchor = anchor or latest
+        rows = list(self._store.iter_entries(self.tenant, index, index + 1))
+        if not rows:
+            raise LedgerCorrupt(f"entry {index} is missing")
+        _, body, leaf = rows[0]
+        if merkle.leaf_hash(body) != leaf or not _is_utf8(body):
+            raise LedgerCorrupt(f"entry {index} does not match its leaf hash")
+        path = merkle.inclusion_proof(index, size, self._tree)
+        root = merkle.root_at(size, self._tree)
+        cp = read_unverified(anchor.note)
+        cons = [] if cp.size == size else merkle.consistency_proof(size, cp.size, self._tree)
+        proof = InclusionProof(self.tenant, index, size, body, leaf, path, root, anchor.note, cons)
+        self._self_check(proof, cp)
+        return proof
+
+    def _self_check(self, proof: InclusionProof, cp: Checkpoint) -> None:
+        # Never hand out a proof that would not verify: stored nodes could be damaged.
+        try:
+            merkle.verify_inclusion(
+                proof.leaf_hash, proof.index, proof.size, proof.path, proof.root
+            )
+            if cp.size != proof.size:
+                merkle.verify_consistency(
+                    proof.size, cp.size, proof.consistency, proof.root, cp.root
+                )
+            anchored = cp.size != proof.size or cp.root == proof.root
+        except merkle.ProofError:
+            anchored = False
+        if not anchored:
+            raise LedgerCorrupt(
+                "stored tree disagrees with the signed checkpoint; run `sluis audit verify`"
+            )
+
+    def prove_consistency(self, size1: int, size2: int | None = None) -> ConsistencyProof:
+        """Proof that the tree of `size1` is a prefix of the tree of `size2` (default: all)."""
+        size2 = self.size() if size2 is None else size2
+        self._check_size(size2)
+        if not 0 < size1 <= size2:
+            raise LedgerError("consistency needs 0 < size1 <= size2")
+        path = merkle.consistency_proof(size1, size2, self._tree)
+        root1, root2 = self.root(size1), self.root(size2)
+        try:
+            merkle.verify_consistency(size1, size2, path, root1, root2)
+        except merkle.ProofError:
+            raise LedgerCorrupt("stored tree is inconsistent; run `sluis audit verify`") from None
+        return ConsistencyProof(size1, size2, root1, root2, path)
+
+    def entries(self, after: int | None = None, limit: int = 100) -> list[LedgerRecord]:
+        """Up to `limit` entries with index greater than `after` (from the start if None)."""
+        start = 0 if after is None else after + 1
+        records = []
+        for idx, body, leaf in self._store.iter_entries(self.tenant, start, start + max(limit, 0)):
+            try:
+                entry = TransferEntry.model_validate_json(body)
+            except ValidationError:
+                raise LedgerCorrupt(f"entry {idx} is not a valid transfer entry") from None
+            records.append(LedgerRecord(idx, entry, leaf))
+        return records
+
+    def verify(
+        self, trusted_public_key: Ed25519PublicKey, external_checkpoint: str | None = None
+    ) -> VerifyReport:
+        """Recompute the whole log from a consistent snapshot; see `ledger_verify`."""
+        with self._store.snapshot() as reader:
+            return verify_log(
+                self.tenant,
+                reader.iter_entries(self.tenant),
+                ((c.seq, c.size, c.note) for c in reader.iter_checkpoints(self.tenant)),
+                trusted_public_key,
+                external_checkpoint=external_checkpoint,
+                nodes=reader.iter_nodes(self.tenant),
+                head=reader.head(self.tenant),
+            )
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

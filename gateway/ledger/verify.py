@@ -1,0 +1,271 @@
+"""Verify a tenant's log end to end, trusting nothing but a public key (and maybe a checkpoint).
+
+The verifier reads the entries once, in index order, and keeps only a Merkle frontier: O(n)
+time and O(log n) memory, so an auditor can check a million-entry export on a laptop.
+Checkpoints are read alongside, in the order they were written, and each one is checked at
+the moment the entry stream reaches its size.
+
+What it establishes, and where it points when something is off (`first_bad_index` is the
+lowest entry index the log can no longer vouch for):
+
+* indices run 0, 1, 2, … without gaps or strays          → the missing or stray index
+* each body is a valid, canonical `TransferEntry` for this tenant, and its stored leaf hash
+  is the hash of that body                               → that entry
+* every checkpoint is signed by the trusted key, names this log, and neither its size nor
+  its time goes backwards                                → the first entry it would vouch for
+* the root recomputed at each checkpoint size equals the signed root
+                                 → the first entry after the last checkpoint that matched
+* no entries lie beyond the last checkpoint (appends sign in the same transaction)
+* a checkpoint the auditor kept from earlier is consistent: same root at its size, and the
+  log is not shorter than it                             → truncation or a fork
+
+It reports the first problem found and stops: after one broken link, later ones say little.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
+
+from gateway.ledger import merkle
+from gateway.ledger.checkpoint import Checkpoint, CheckpointError, open_checkpoint, origin_for
+from gateway.ledger.entry import TransferEntry, canonical_bytes, describe_errors
+from gateway.store import EntryRow, LedgerHead, NodeRow
+
+#: (seq, size as stored, signed note) in the order written.
+CheckpointRow = tuple[int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of one verification; `reason` is safe to print (no entry content)."""
+
+    tenant: str
+    ok: bool
+    entries: int
+    checkpoints: int
+    root: bytes
+    first_bad_index: int | None = None
+    reason: str | None = None
+
+
+class _Bad(Exception):
+    def __init__(self, index: int | None, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+class _Checkpoints:
+    """Pulls checkpoints in write order, checking signature, origin and monotonicity."""
+
+    def __init__(self, rows: Iterable[CheckpointRow], key: Ed25519PublicKey, origin: str) -> None:
+        self._rows = iter(rows)
+        self._key = key
+        self._origin = origin
+        self._last: Checkpoint | None = None
+        self.vouched = 0  # entries [0, vouched) matched a signed root
+
+    def next(self) -> tuple[int, Checkpoint] | None:
+        row = next(self._rows, None)
+        if row is None:
+            return None
+        seq, stored_size, note = row
+        try:
+            cp = open_checkpoint(note, self._key)
+        except CheckpointError as exc:
+            raise _Bad(self.vouched, f"checkpoint #{seq}: {exc}") from None
+        if cp.origin != self._origin:
+            raise _Bad(self.vouched, f"checkpoint #{seq} belongs to another log")
+        if cp.size != stored_size:
+            raise _Bad(self.vouched, f"checkpoint #{seq}: stored size differs from the signed one")
+        last = self._last
+        if last is not None and cp.size < last.size:
+            raise _Bad(
+                cp.size,
+                f"checkpoint #{seq} (size {cp.size}) follows one of size {last.size}:"
+                " an older checkpoint was replayed",
+            )
+        if last is not None and cp.time < last.time:
+            raise _Bad(self.vouched, f"checkpoint #{seq} is dated before the one written before it")
+        self._last = cp
+        return seq, cp
+
+
+def verify_log(
+    tenant: str,
+    entries: Iterable[EntryRow],
+    checkpoints: Iterable[CheckpointRow],
+    trusted_key: Ed25519PublicKey,
+    *,
+    external_checkpoint: str | None = None,
+    nodes: Iterable[NodeRow] | None = None,
+    head: LedgerHead | None = None,
+) -> VerifyReport:
+    """Check one tenant's log; see the module docstring for what is checked.
+
+    `nodes` and `head` (the store's proof nodes and append frontier) are optional: an export
+    does not carry them, but a store should have them right, or later proofs and appends
+    would be wrong.
+    """
+    state = _State(tenant, trusted_key)
+    try:
+        state.run(entries, checkpoints, external_checkpoint, nodes=nodes, head=head)
+    except _Bad as bad:
+        return VerifyReport(
+            tenant, False, state.count, state.checked, state.frontier.root(), bad.index, bad.reason
+        )
+    return VerifyReport(tenant, True, state.count, state.checked, state.frontier.root())
+
+
+class _State:
+    def __init__(self, tenant: str, key: Ed25519PublicKey) -> None:
+        self.tenant = tenant
+        self.key = key
+        self.origin = origin_for(tenant)
+        self.frontier = merkle.Frontier()
+        self.count = 0
+        self.checked = 0
+
+    def run(
+        self,
+        entries: Iterable[EntryRow],
+        checkpoint_rows: Iterable[CheckpointRow],
+        external_note: str | None,
+        *,
+        nodes: Iterable[NodeRow] | None,
+        head: LedgerHead | None,
+    ) -> None:
+        external = self._external(external_note)
+        cps = _Checkpoints(checkpoint_rows, self.key, self.origin)
+        pending = cps.next()
+        frontier = self.frontier
+        stored_nodes: Iterator[NodeRow] | None = iter(nodes) if nodes is not None else None
+        made: list[tuple[int, int, bytes]] | None = [] if stored_nodes is not None else None
+        validate = TransferEntry.model_validate_json
+        leaf_of = merkle.leaf_hash
+        tenant = self.tenant
+
+        pending = self._settle(pending, cps, external)
+        for n, (idx, body, stored_leaf) in enumerate(entries):
+            if idx != n:
+                if idx > n:
+                    raise _Bad(n, f"entry {n} is missing (the next stored entry is {idx})")
+                raise _Bad(n, f"unexpected entry index {idx} where entry {n} should be")
+            leaf = leaf_of(body)
+            if not _same(leaf, stored_leaf):
+                raise _Bad(n, f"entry {n} does not match its stored leaf hash (entry changed)")
+            try:
+                entry = validate(body)
+            except ValidationError as exc:
+                raise _Bad(
+                    n, f"entry {n} is not a valid transfer entry ({describe_errors(exc)})"
+                ) from None
+            if entry.tenant != tenant:
+                raise _Bad(n, f"entry {n} belongs to another tenant")
+            if canonical_bytes(entry) != body:
+                raise _Bad(n, f"entry {n} is not in canonical form")
+            frontier.append(leaf, made)
+            self.count = size = n + 1
+            if made:
+                self._match_nodes(made, stored_nodes)
+            if pending is not None and pending[1].size == size:
+                pending = self._settle(pending, cps, external)
+            elif external is not None and external.size == size:
+                self._settle(None, cps, external)
+        self._finish(pending, cps, external, stored_nodes, head)
+
+    def _external(self, note: str | None) -> Checkpoint | None:
+        if note is None:
+            return None
+        try:
+            cp = open_checkpoint(note, self.key)
+        except CheckpointError as exc:
+            raise _Bad(None, f"the trusted checkpoint cannot be used: {exc}") from None
+        if cp.origin != self.origin:
+            raise _Bad(None, f"the trusted checkpoint is for {cp.origin!r}, not {self.origin!r}")
+        return cp
+
+    def _settle(
+        self,
+        pending: tuple[int, Checkpoint] | None,
+        cps: _Checkpoints,
+        external: Checkpoint | None,
+    ) -> tuple[int, Checkpoint] | None:
+        """Check every checkpoint (and the external one) whose size the stream has reached."""
+        n = self.count
+        root = self.frontier.root()
+        while pending is not None and pending[1].size == n:
+            seq, cp = pending
+            if not _same(cp.root, root):
+                first = cps.vouched
+                raise _Bad(
+                    first,
+                    f"root at checkpoint #{seq} (size {n}) does not match the entries: an entry"
+                    f" in {first}..{n - 1} was changed, inserted, removed or reordered",
+                )
+            cps.vouched = n
+            self.checked += 1
+            pending = cps.next()
+        if external is not None and external.size == n and not _same(external.root, root):
+            # One root cannot say which entry differs; 0 is the honest lower bound.
+            raise _Bad(
+                0,
+                f"the log disagrees with the trusted checkpoint at size {n}: an entry in"
+                f" 0..{n - 1} was rewritten after that checkpoint was issued (a fork)",
+            )
+        return pending
+
+    def _match_nodes(
+        self, made: list[tuple[int, int, bytes]], stored: Iterator[NodeRow] | None
+    ) -> None:
+        assert stored is not None
+        for level, idx, h in made:
+            row = next(stored, None)
+            if row is None or row[0] != level or row[1] != idx or not _same(row[2], h):
+                raise _Bad(
+                    None,
+                    f"stored proof node (level {level}, index {idx}) is wrong or missing;"
+                    " proofs would fail",
+                )
+        made.clear()
+
+    def _finish(
+        self,
+        pending: tuple[int, Checkpoint] | None,
+        cps: _Checkpoints,
+        external: Checkpoint | None,
+        stored_nodes: Iterator[NodeRow] | None,
+        head: LedgerHead | None,
+    ) -> None:
+        n = self.count
+        if pending is not None:
+            seq, cp = pending
+            raise _Bad(
+                n,
+                f"checkpoint #{seq} vouches for {cp.size} entries but the log has {n}:"
+                f" entries from {n} on are missing (truncated)",
+            )
+        if cps.vouched < n:
+            raise _Bad(
+                cps.vouched,
+                f"entries from {cps.vouched} on are not covered by any signed checkpoint",
+            )
+        if external is not None and external.size > n:
+            raise _Bad(
+                n,
+                f"the trusted checkpoint vouches for {external.size} entries but the log has"
+                f" {n}: entries from {n} on were removed (truncated)",
+            )
+        if stored_nodes is not None and next(stored_nodes, None) is not None:
+            raise _Bad(None, "the store holds proof nodes beyond the log")
+        if head is not None and (head.size != n or list(head.frontier) != self.frontier.hashes):
+            raise _Bad(None, "the stored append head disagrees with the entries")

@@ -1,0 +1,146 @@
+"""The egress schema: the only shape of personal data that may leave Sluis.
+
+A `Subject` holds a keyed pseudonymous id, first name, last name, email, job title and an
+`active` flag. Nothing else can be expressed: mappings fill a subset of these fields and the
+model forbids extra keys. The value rules live in plain functions (`clean_text`,
+`clean_email`) so that the mapping engine's hot path can apply exactly the same checks
+without building a pydantic model per record; `Subject` wraps them for API boundaries.
+
+Error messages name the field and the rule that failed, never the value: they end up in
+quarantine reports and logs, where personal data must not go.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from gateway.minimise import guard
+
+#: The personal-data fields a Subject may carry, in output order.
+EGRESS_FIELDS: Final = ("first_name", "last_name", "email", "job_title")
+#: Every key a serialised Subject has.
+SUBJECT_KEYS: Final = ("subject_id", *EGRESS_FIELDS, "active")
+
+#: Data categories (fideslang vocabulary) each egress field may be tagged with.
+FIELD_CATEGORIES: Final[dict[str, frozenset[str]]] = {
+    "first_name": frozenset({"user.name", "user.name.first"}),
+    "last_name": frozenset({"user.name", "user.name.last"}),
+    "email": frozenset({"user.contact.email"}),
+    "job_title": frozenset({"user.job_title"}),
+}
+#: Every category the egress schema knows.
+KNOWN_CATEGORIES: Final = frozenset().union(*FIELD_CATEGORIES.values())
+
+MAX_TEXT_LENGTH: Final = 200
+MAX_EMAIL_LENGTH: Final = 254
+MAX_EMAIL_LOCAL_LENGTH: Final = 64
+
+# C0 and C1 controls, DEL, line/paragraph separators and bidi overrides: none of them has a
+# place in a name or a title, and several are used for log or display injection.
+FORBIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+# Dot-atom local part (RFC 5322) with UTF-8 letters allowed (RFC 6531); a domain of at least
+# two labels, letters/digits/hyphens (no underscore, checked apart: it keeps the pattern
+# fast), no leading or trailing hyphen, a non-numeric TLD.
+# Quoted local parts and IP literals are refused: no HR or CRM system issues those as
+# work addresses, and they are a favourite of injection payloads.
+_ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]"
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+_TLD = r"(?:[^\W\d_]{2,63}|xn--[\w-]{1,59})"
+_EMAIL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}").fullmatch
+
+
+MAX_FIELD_NAME_LENGTH: Final = 64
+
+
+def is_reportable_field_name(name: str) -> bool:
+    """May this source field *name* appear in summaries and the ledger?
+
+    Field names are schema, not data, but an export without a header row turns values into
+    names. Anything that looks like a value (an @, only digits, control characters, very
+    long) is not reported by its text.
+    """
+    return not (
+        not name
+        or len(name) > MAX_FIELD_NAME_LENGTH
+        or "@" in name
+        or name.replace(" ", "").isdigit()
+        or not name.isprintable()
+    )
+
+
+class InvalidValue(ValueError):
+    """A value broke an egress rule. The message names the rule, never the value."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+def clean_text(value: str, field: str = "value") -> str:
+    """Trim, reject control characters and sensitive data (minimise.guard), cap the length."""
+    value = value.strip()
+    if FORBIDDEN_CHARS.search(value):
+        raise InvalidValue(field, "contains a control character")
+    if len(value) > MAX_TEXT_LENGTH:
+        value = value[:MAX_TEXT_LENGTH].rstrip()
+    why = guard.refusal(value)
+    if why is not None:
+        raise InvalidValue(field, why)
+    return value
+
+
+def clean_email(value: str, field: str = "email") -> str:
+    """Trim, lower-case (after NFC) and check the syntax of a work email address."""
+    value = value.strip()
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value)
+    value = value.lower()
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise InvalidValue(field, f"longer than {MAX_EMAIL_LENGTH} characters")
+    if _EMAIL(value) is None:
+        if FORBIDDEN_CHARS.search(value):
+            raise InvalidValue(field, "contains a control character")
+        raise InvalidValue(field, "not a valid email address")
+    at = value.index("@")
+    domain = value[at + 1 :]
+    if "_" in domain or ("--" in domain and not _hyphens_ok(domain)):
+        raise InvalidValue(field, "not a valid email address")
+    if at > MAX_EMAIL_LOCAL_LENGTH:
+        raise InvalidValue(field, f"local part longer than {MAX_EMAIL_LOCAL_LENGTH} characters")
+    return value
+
+
+def _hyphens_ok(domain: str) -> bool:
+    # "--" in the third and fourth place is reserved for IDNA A-labels (RFC 5891 4.2.3.1).
+    return all(label[2:4] != "--" or label.startswith("xn--") for label in domain.split("."))
+
+
+def _text(value: str) -> str:
+    return clean_text(value, "text")
+
+
+def _email(value: str) -> str:
+    return clean_email(value)
+
+
+Text = Annotated[str, AfterValidator(_text)]
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class Subject(BaseModel):
+    """One minimised person record: the whole of what may leave the gateway about them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    subject_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="keyed pseudonymous id")
+    first_name: Text | None = None
+    last_name: Text | None = None
+    email: Email | None = None
+    job_title: Text | None = None
+    active: bool = True

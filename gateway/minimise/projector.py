@@ -1,0 +1,394 @@
+"""The hot path: turn raw source records into Subject dicts under a compiled mapping.
+
+A `Projector` is built once per run from a `Mapping` and a tenant key. Per record it reads
+only the source fields the mapping names, applies the same value rules as
+`gateway.minimise.egress.Subject` (plain functions, no model construction), computes the keyed
+subject id, and counts the *names* of everything it dropped. A record it cannot turn into a
+valid Subject is rejected with a reason that names fields and rules, never values.
+
+Subject ids are HMAC-SHA256 under the tenant key over the mapping's identity namespace and
+the identity values, truncated to 128 bits. Without the key they cannot be recomputed from
+an employee number or an email, unlike a plain hash.
+"""
+
+from __future__ import annotations
+
+import hmac
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from gateway.keys.subject import MIN_KEY_BYTES
+from gateway.minimise import guard
+from gateway.minimise.egress import (
+    EGRESS_FIELDS,
+    FORBIDDEN_CHARS,
+    MAX_TEXT_LENGTH,
+    InvalidValue,
+    clean_email,
+    is_reportable_field_name,
+)
+from gateway.minimise.mapping import FieldRule, LeaverRule, Mapping
+
+#: Distinct dropped field names tracked per run; the rest are counted as `OTHER_FIELDS`.
+MAX_TRACKED_NAMES: Final = 1000
+OTHER_FIELDS: Final = "<other fields>"
+UNNAMED_FIELD: Final = "<unnamed field>"
+
+_TRUE = frozenset({"true", "1", "yes", "y", "ja", "j"})
+_FALSE = frozenset({"false", "0", "no", "n", "nee"})
+_LEAF: Final[dict[str, Any]] = {}
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A record that could not become a Subject, and why (field names and rules only)."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class PageResult:
+    """What one page (or chunk) of source records turned into."""
+
+    subjects: list[dict[str, Any]] = field(default_factory=list)
+    #: (position in the page, reason) for each rejected record.
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    #: dropped source field name → number of records it was dropped from.
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
+def safe_field_name(name: str) -> str:
+    """A source field name fit for summaries and the ledger (see `is_reportable_field_name`)."""
+    return name if is_reportable_field_name(name) else UNNAMED_FIELD
+
+
+class Projector:
+    """A mapping compiled against one tenant key."""
+
+    def __init__(self, mapping: Mapping, key: bytes, *, today: date | None = None) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"a subject key needs at least {MIN_KEY_BYTES} bytes of material")
+        self.mapping = mapping
+        self._hmac = hmac.new(bytes(key), digestmod="sha256")
+        self._today = today or datetime.now(UTC).date()
+        self._namespace = mapping.identity.namespace.encode() + b"\x00"
+        self._identity = [(name, _getter(name)) for name in mapping.identity.fields]
+        self._fields = [
+            (rule.name, rule.required, _field_reader(rule)) for rule in mapping.fields.values()
+        ]
+        self._absent = {name: None for name in EGRESS_FIELDS if name not in mapping.fields}
+        self._leavers = [(rule, _getter(rule.field)) for rule in mapping.leavers]
+        self._tree = _path_tree(mapping.source_fields)
+        self._flat = all(sub is _LEAF for sub in self._tree.values())
+        self._top = frozenset(self._tree)
+
+    @property
+    def source_fields(self) -> frozenset[str]:
+        """Every source field the mapping reads (the `connectors.base.Minimiser` protocol)."""
+        return self.mapping.source_fields
+
+    def subject_id(self, *values: str) -> str:
+        """The keyed pseudonym for identity values (in the mapping's identity order)."""
+        mac = self._hmac.copy()
+        mac.update(self._namespace + "\x1f".join(values).encode())
+        return mac.digest()[:16].hex()
+
+    def project(self, record: Any) -> dict[str, Any] | Rejected:
+        """One source record → a Subject dict (all egress keys) or the reason it was refused."""
+        if type(record) is not dict:
+            return Rejected(f"record is {_kind(record)}, not an object")
+        ids = []
+        for name, get in self._identity:
+            value = get(record)
+            if type(value) is not str:
+                if value is None:
+                    return Rejected(f"identity field {name} is missing")
+                if isinstance(value, bool) or not isinstance(value, int):
+                    return Rejected(f"identity field {name} is {_kind(value)}, expected text")
+                value = str(value)
+            value = value.strip()
+            if not value:
+                return Rejected(f"identity field {name} is empty")
+            ids.append(value)
+        mac = self._hmac.copy()
+        mac.update(self._namespace + "\x1f".join(ids).encode())
+        out: dict[str, Any] = {"subject_id": mac.digest()[:16].hex()}
+        try:
+            for name, required, read in self._fields:
+                value = read(record)
+                if value is None and required:
+                    return Rejected(f"{name} is required but missing")
+                out[name] = value
+            active = True
+            for leaver, get in self._leavers:
+                if self._has_left(leaver, get(record)):
+                    active = False
+                    break
+        except InvalidValue as exc:
+            return Rejected(str(exc))
+        if self._absent:
+            out.update(self._absent)
+        out["active"] = active
+        return out
+
+    def dropped_names(self, record: dict[str, Any]) -> Iterable[str]:
+        """Names of the source fields in `record` that the mapping does not read."""
+        if self._flat:
+            return record.keys() - self._top
+        return list(_walk_dropped(record, self._tree, ""))
+
+    def project_page(self, records: Iterable[Any]) -> PageResult:
+        """Project many records, collecting rejections and dropped-field counts."""
+        result = PageResult()
+        subjects, rejected, dropped = result.subjects, result.rejected, result.dropped
+        project, dropped_names = self.project, self.dropped_names
+        # Records of one export nearly always share one key layout: count layouts, and
+        # work out which names they drop once per layout instead of once per record.
+        layout: tuple[str, ...] = ()
+        repeats = 0
+        for i, record in enumerate(records):
+            out = project(record)
+            if type(out) is dict:
+                subjects.append(out)
+            else:
+                rejected.append((i, out.reason))  # type: ignore[union-attr]
+            if type(record) is not dict:
+                continue
+            if not self._flat:
+                dropped.update(dropped_names(record))
+                continue
+            keys = tuple(record)
+            if keys == layout:
+                repeats += 1
+            else:
+                if repeats:
+                    for name in dropped_names(dict.fromkeys(layout)):
+                        dropped[name] += repeats
+                layout, repeats = keys, 1
+        if repeats:
+            for name in dropped_names(dict.fromkeys(layout)):
+                dropped[name] += repeats
+        if dropped:
+            result.dropped = _tidy_names(dropped)
+        return result
+
+    def _has_left(self, rule: LeaverRule, value: Any) -> bool:
+        if value is None or value == "":
+            return False
+        where = f"leaver field {rule.field}"
+        if rule.when == "date_past":
+            return _parse_date(value, where) < self._today
+        if isinstance(value, dict | list | float):
+            raise InvalidValue(where, f"is {_kind(value)}, expected text")
+        text = str(value).strip().lower()
+        if rule.when == "in":
+            return text in rule.values
+        if text not in _TRUE and text not in _FALSE:
+            raise InvalidValue(where, "is not a yes/no value")
+        return (text in _TRUE) == (rule.when == "true")
+
+
+def merge_dropped(total: Counter[str], part: Counter[str]) -> None:
+    """Add one page's dropped-name counts to a run's, keeping the name set bounded."""
+    total.update(part)
+    if len(total) > MAX_TRACKED_NAMES:
+        total.update(_tidy_names(total) - total)
+
+
+def _tidy_names(counts: Counter[str]) -> Counter[str]:
+    tidy: Counter[str] = Counter()
+    for name, n in counts.items():
+        tidy[safe_field_name(name)] += n
+    if len(tidy) > MAX_TRACKED_NAMES:
+        keep = dict(tidy.most_common(MAX_TRACKED_NAMES - 1))
+        other = sum(tidy.values()) - sum(keep.values())
+        tidy = Counter(keep)
+        tidy[OTHER_FIELDS] += other
+    return tidy
+
+
+# --------------------------------------------------------------------------- field reading
+
+
+def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
+    if "." not in path:
+        return lambda record: record.get(path)
+    parts = tuple(path.split("."))
+
+    def get(record: dict[str, Any]) -> Any:
+        node: Any = record
+        for part in parts:
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        return node
+
+    return get
+
+
+def _field_reader(rule: FieldRule) -> Callable[[dict[str, Any]], str | None]:
+    """Compile one egress field rule into `record -> clean value or None`.
+
+    The common case (one flat source holding a string) costs one dict lookup and one call
+    to the finisher; everything else takes the general path.
+    """
+    getters = [(src, _getter(src)) for src in rule.sources]
+    finish = _finisher(rule)
+    name = rule.name
+
+    def text_of(src: str, value: Any) -> str | None:
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise InvalidValue(name, f"source {src} is {_kind(value)}, expected text")
+
+    if rule.mode == "join":
+        sep = rule.separator
+
+        def read_join(record: dict[str, Any]) -> str | None:
+            parts = []
+            for src, get in getters:
+                text = text_of(src, get(record))
+                if text is not None and not text.isspace() and text:
+                    parts.append(text.strip())
+            return finish(sep.join(parts)) if parts else None
+
+        return read_join
+
+    if len(getters) == 1 and "." not in rule.sources[0]:
+        src0 = rule.sources[0]
+
+        def read_one(record: dict[str, Any]) -> str | None:
+            value = record.get(src0)
+            if type(value) is not str:
+                value = text_of(src0, value)
+                if value is None:
+                    return None
+            return finish(value)
+
+        return read_one
+
+    def read_first(record: dict[str, Any]) -> str | None:
+        for src, get in getters:
+            text = text_of(src, get(record))
+            if text is not None:
+                value = finish(text)
+                if value is not None:
+                    return value
+        return None
+
+    return read_first
+
+
+def _finisher(rule: FieldRule) -> Callable[[str], str | None]:
+    """`raw text -> clean value`, or None when only whitespace is left.
+
+    Applies the egress rules of `clean_text` / `clean_email` and the mapping's normalisers
+    in one function, since it runs for every field of every record.
+    """
+    name = rule.name
+    if name == "email":
+
+        def finish_email(value: str) -> str | None:
+            return clean_email(value, name) if value and not value.isspace() else None
+
+        return finish_email
+    forbidden = FORBIDDEN_CHARS.search
+    candidate = guard.CANDIDATE.search
+    nfc = "nfc" in rule.normalisers
+    collapse = "collapse_whitespace" in rule.normalisers
+    cases = [_CASES[n] for n in rule.normalisers if n in _CASES]
+
+    def finish(value: str) -> str | None:
+        value = value.strip()
+        if not value:
+            return None
+        if forbidden(value):
+            raise InvalidValue(name, "contains a control character")
+        if not value.isascii():
+            if nfc:
+                value = unicodedata.normalize("NFC", value)
+            if collapse:
+                value = " ".join(value.split())
+        elif collapse and "  " in value:
+            value = " ".join(value.split())
+        for case in cases:
+            value = case(value)
+        if len(value) > MAX_TEXT_LENGTH:
+            value = value[:MAX_TEXT_LENGTH].rstrip()
+        if candidate(value):
+            why = guard.refusal(value)
+            if why is not None:
+                raise InvalidValue(name, why)
+        return value
+
+    return finish
+
+
+_CASES: Final[dict[str, Callable[[str], str]]] = {
+    "lower": str.lower,
+    "upper": str.upper,
+    "title": str.title,
+}
+
+
+def _parse_date(value: Any, where: str) -> date:
+    if not isinstance(value, str):
+        raise InvalidValue(where, f"is {_kind(value)}, expected a date")
+    text = value.strip()
+    try:
+        if len(text) >= 10 and text[4] == "-":
+            return date.fromisoformat(text[:10])
+        if len(text) == 10 and text[2] in "-/" and text[5] == text[2]:
+            return date(int(text[6:]), int(text[3:5]), int(text[:2]))
+    except ValueError:
+        pass
+    raise InvalidValue(where, "is not a date (expected YYYY-MM-DD or DD-MM-YYYY)")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return "of an unsupported type"
+
+
+def _path_tree(paths: Iterable[str]) -> dict[str, Any]:
+    """Source paths as a tree: `{"properties": {"email": LEAF}}`; LEAF means read whole."""
+    tree: dict[str, Any] = {}
+    for path in sorted(paths, key=lambda p: p.count(".")):
+        node = tree
+        parts = path.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is _LEAF:
+                break
+            node = node.setdefault(part, {})
+        else:
+            node[parts[-1]] = _LEAF
+    return tree
+
+
+def _walk_dropped(record: dict[str, Any], tree: dict[str, Any], prefix: str) -> Iterator[str]:
+    for key, value in record.items():
+        sub = tree.get(key)
+        if sub is None:
+            yield prefix + str(key)
+        elif sub is not _LEAF and isinstance(value, dict):
+            yield from _walk_dropped(value, sub, f"{prefix}{key}.")

@@ -1,0 +1,455 @@
+"""Runs one connector under one instruction, page by page, with checkpoints.
+
+For each page: re-check the instruction (a revocation stops the run before the next
+fetch; it is checked once more inside the page's transaction), fetch and minimise (the
+connector's `fetch_page`), compare each subject's content digest with what the gateway
+last saw, and commit in ONE transaction the changed subjects, their feed events (the
+outbox the feed reads), the run's cursor and an inbound ledger entry. A crash between
+pages therefore resumes from the last committed cursor without losing or repeating an
+event: the page after the cursor was either committed whole or not at all.
+
+A full sync also learns who is gone: subjects present before but not seen in this run
+become `subject.deleted` events, unless that would delete more than the connector's
+`max_delete_share` (default 20%), in which case the run stops and says so instead of
+mass-deleting (a half-empty export is likelier than half the staff leaving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from connectors.base import (
+    ConnectorConfig,
+    ConnectorError,
+    MinimisedPage,
+    PageRequest,
+    RetryPolicy,
+    SyncMode,
+)
+from connectors.http import source_session
+from connectors.registry import connector_type
+from gateway.keys.master import SecretBox
+from gateway.ledger.checkpoint import CheckpointSigner
+from gateway.ledger.log import Ledger, TransferCounts, TransferEntry
+from gateway.minimise.egress import EGRESS_FIELDS
+from gateway.minimise.mapping import Mapping as MinimisationMapping
+from gateway.minimise.mapping import parse_mapping
+from gateway.minimise.projector import Projector, merge_dropped
+from gateway.runtime.metrics import GatewayMetrics
+from gateway.store.records import (
+    ConnectorRecord,
+    Instruction,
+    NewEvent,
+    RunRecord,
+    RunStatus,
+    Store,
+    SubjectWrite,
+)
+from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
+from gateway.tenancy import connector_credentials, subject_key
+
+log = logging.getLogger("sluis.sync")
+
+COUNT_KEYS: Final = (
+    "fetched", "passed", "quarantined", "dropped_fields", "upserted", "deleted", "unchanged",
+)  # fmt: skip
+
+
+class SyncBusy(Exception):
+    """The connector already has a running sync."""
+
+    def __init__(self, run_id: str | None) -> None:
+        super().__init__("a sync of this connector is already running")
+        self.run_id = run_id
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_event_id() -> str:
+    """Unique and roughly time-ordered (so the id index grows at its end, not all over)."""
+    return f"evt_{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
+def content_digest(subject: Mapping[str, Any]) -> bytes:
+    """What a subject looks like to the platform; unchanged digest → no event."""
+    return hashlib.sha256(orjson.dumps(subject, option=orjson.OPT_SORT_KEYS)).digest()[:16]
+
+
+@dataclass
+class _RunState:
+    record: ConnectorRecord
+    mapping: MinimisationMapping
+    instruction: Instruction
+    run: RunRecord
+    counts: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    watermark: str | None = None
+
+
+#: Called after each committed page with (run id, pages committed so far); tests use it to
+#: revoke or "crash" between pages.
+PageHook = Callable[[str, int], Any]
+
+
+class SyncEngine:
+    """Runs syncs against one store. Store calls run on worker threads."""
+
+    def __init__(
+        self,
+        store: Store,
+        box: SecretBox,
+        signer: CheckpointSigner,
+        *,
+        metrics: GatewayMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        retry: RetryPolicy | None = None,
+        after_page: PageHook | None = None,
+        allow_private_sources: bool = False,
+    ) -> None:
+        self.store = store
+        self.allow_private_sources = allow_private_sources
+        self.box = box
+        self.signer = signer
+        self.metrics = metrics or GatewayMetrics()
+        self.clock = clock
+        self.retry = retry
+        self.after_page = after_page
+        self._ledgers: dict[str, Ledger] = {}
+
+    def ledger(self, tenant: str) -> Ledger:
+        if tenant not in self._ledgers:
+            self._ledgers[tenant] = Ledger(self.store, tenant, self.signer, clock=self.clock)
+        return self._ledgers[tenant]
+
+    # ------------------------------------------------------------------ entry points
+
+    async def start(
+        self, tenant: str, connector_id: str, mode: SyncMode | None = None
+    ) -> RunRecord:
+        """Check the instruction and claim the connector; returns the new run record.
+
+        Raises `InstructionRefused` (after reporting it) or `SyncBusy`. Call `run` next.
+        """
+        record = await asyncio.to_thread(self.store.get_connector, tenant, connector_id)
+        now = self.clock()
+        try:
+            instruction = await asyncio.to_thread(
+                require_active, self.store, tenant, connector_id, record.mapping_digest, now
+            )
+        except InstructionRefused as refusal:
+            await asyncio.to_thread(self._report_refusal, record, refusal, None)
+            raise
+        if mode is None:
+            mode = SyncMode.INCREMENTAL if record.watermark else SyncMode.FULL
+        run = RunRecord(
+            id=f"run_{uuid.uuid4().hex}",
+            tenant=tenant,
+            connector=connector_id,
+            mode=mode.value,
+            status="running",
+            started_at=now,
+            instruction_id=instruction.id,
+            since=record.watermark if mode is SyncMode.INCREMENTAL else None,
+            counts=dict.fromkeys(COUNT_KEYS, 0),
+        )
+        if not await asyncio.to_thread(self.store.start_run, run):
+            last = await asyncio.to_thread(self.store.last_run, tenant, connector_id)
+            raise SyncBusy(last.id if last and last.status == "running" else None)
+        return run
+
+    async def sync(self, tenant: str, connector_id: str, mode: SyncMode | None = None) -> RunRecord:
+        """Start and run a sync to its end; returns the finished run record."""
+        run = await self.start(tenant, connector_id, mode)
+        return await self.run(run)
+
+    async def resume_interrupted(self) -> list[RunRecord]:
+        """Continue runs a previous process left running (call once at start-up)."""
+        finished = []
+        for run in await asyncio.to_thread(self.store.running_runs):
+            log.info("resuming interrupted run %s of %s/%s", run.id, run.tenant, run.connector)
+            finished.append(await self.run(run))
+        return finished
+
+    async def run(self, run: RunRecord) -> RunRecord:
+        """Drive a claimed run from its cursor to the end (or to a clear stop)."""
+        started = time.monotonic()
+        record = await asyncio.to_thread(self.store.get_connector, run.tenant, run.connector)
+        ctype = record.type
+        status: RunStatus = "failed"
+        error: str | None = None
+        state: _RunState | None = None
+        try:
+            instruction = await asyncio.to_thread(
+                self.store.get_instruction, run.instruction_id or ""
+            )
+            mapping = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
+            state = _RunState(record, mapping, instruction, run)
+            state.counts.update({k: int(v) for k, v in run.counts.items()})
+            state.watermark = run.watermark
+            status, error = await self._pages(state)
+        except InstructionRefused as refusal:
+            await asyncio.to_thread(self._report_refusal, record, refusal, run.id)
+            status, error = "stopped", str(refusal)
+        except ConnectorError as exc:
+            status, error = "failed", str(exc)
+        except asyncio.CancelledError:
+            # Shutting down: the run keeps its claim on the connector and its cursor, and
+            # `resume_interrupted` carries it on at the next start, as after a crash.
+            log.info("sync run %s paused by shutdown; it resumes at the next start", run.id)
+            raise
+        except Exception as exc:
+            log.exception("sync run %s failed", run.id)
+            status, error = "failed", f"internal error ({type(exc).__name__})"
+        finished = await asyncio.to_thread(self._finish, run, status, state, error)
+        self.metrics.syncs.labels(ctype, status).inc()
+        self.metrics.sync_duration.labels(ctype).observe(time.monotonic() - started)
+        return finished
+
+    # ------------------------------------------------------------------ the page loop
+
+    async def _pages(self, state: _RunState) -> tuple[RunStatus, str | None]:
+        run, record = state.run, state.record
+        kind = connector_type(record.type)
+        tenant = await asyncio.to_thread(self.store.get_tenant, run.tenant)
+        projector = Projector(state.mapping, subject_key(self.box, tenant))
+        config = ConnectorConfig(
+            type=record.type,
+            base_url=record.base_url,
+            credentials=connector_credentials(self.box, record),
+            settings=record.settings,
+        )
+        mode = SyncMode(run.mode)
+        cursor = self._open_cursor(run)
+        pages = run.pages
+        async with source_session(
+            record.base_url, allow_private=self.allow_private_sources
+        ) as session:
+            connector = kind.connector(config, projector, session, retry=self.retry)
+
+            try:
+                while True:
+                    # Checked before every fetch, and again inside the page's commit: a
+                    # revocation stops the run before the next request goes out, and a
+                    # page fetched while it happened is never committed.
+                    await asyncio.to_thread(self._still_authorised, state)
+                    page = await connector.fetch_page(PageRequest(mode, cursor, run.since))
+                    await asyncio.to_thread(self._commit_page, state, page)
+                    pages += 1
+                    if self.after_page is not None:
+                        outcome = self.after_page(run.id, pages)
+                        if asyncio.iscoroutine(outcome):
+                            await outcome
+                    if page.last:
+                        break
+                    cursor = page.next_cursor
+            finally:
+                stats = connector.stats
+                self.metrics.source_retries.labels(record.type).inc(stats.retries)
+                self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
+        if mode is SyncMode.FULL:
+            return await asyncio.to_thread(self._remove_gone, state)
+        return "succeeded", None
+
+    def _still_authorised(self, state: _RunState) -> None:
+        require_still_active(self.store, state.instruction, self.clock())
+
+    def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
+        run, store = state.run, self.store
+        now = self.clock()
+        latest: dict[str, dict[str, Any]] = {s["subject_id"]: s for s in page.subjects}
+        known = store.subject_states(run.tenant, run.connector, list(latest))
+        writes: list[SubjectWrite] = []
+        events: list[NewEvent] = []
+        unchanged: list[str] = []
+        id_base = new_event_id()  # one unique base per page, numbered within it
+        for sid, subject in latest.items():
+            digest = content_digest(subject)
+            before = known.get(sid)
+            if before is not None and before.digest == digest:
+                unchanged.append(sid)
+                continue
+            present = bool(subject["active"])
+            data = {k: subject[k] for k in EGRESS_FIELDS} if present else None
+            writes.append(SubjectWrite(sid, digest, present))
+            if present:
+                eid = f"{id_base}{len(events):05x}"
+                events.append(self._event("subject.upserted", sid, data, now, state, event_id=eid))
+            elif before is not None and before.present:
+                eid = f"{id_base}{len(events):05x}"
+                events.append(self._event("subject.deleted", sid, None, now, state, event_id=eid))
+        counts = state.counts
+        counts["fetched"] += page.fetched
+        counts["passed"] += len(page.subjects)
+        counts["quarantined"] += len(page.rejected)
+        dropped_total = sum(page.dropped.values())
+        counts["dropped_fields"] += dropped_total
+        counts["unchanged"] += len(unchanged)
+        counts["upserted"] += sum(1 for e in events if e.type == "subject.upserted")
+        counts["deleted"] += sum(1 for e in events if e.type == "subject.deleted")
+        merge_dropped(state.dropped, page.dropped)
+        if page.watermark and (state.watermark is None or page.watermark > state.watermark):
+            state.watermark = page.watermark
+        entry = TransferEntry(
+            time=now,
+            direction="inbound",
+            tenant=run.tenant,
+            connector=run.connector,
+            instruction_id=state.instruction.id,
+            mapping_digest=state.mapping.digest,
+            subject_ids=sorted(latest),
+            fields=dict(state.mapping.categories),  # type: ignore[arg-type]
+            counts=TransferCounts(
+                records=page.fetched,
+                dropped_fields=dropped_total,
+                quarantined=len(page.rejected),
+            ),
+            dropped_field_names=sorted(page.dropped),
+            destination="gateway",
+            run_id=run.id,
+        )
+        with store.transaction():
+            self._still_authorised(state)
+            store.write_subjects(run.tenant, run.connector, run.id, writes)
+            store.mark_seen(run.tenant, run.connector, run.id, unchanged)
+            store.append_events(run.tenant, events)
+            store.save_run_progress(
+                run.id, self._seal_cursor(run.id, page.next_cursor), state.watermark, counts
+            )
+            self.ledger(run.tenant).append([entry])
+        self._count_page(state.record.type, page, dropped_total, events)
+
+    def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
+        run, store = state.run, self.store
+        gone = list(store.unseen_present(run.tenant, run.connector, run.id))
+        if not gone:
+            return "succeeded", None
+        present = store.count_present(run.tenant, run.connector)
+        share = len(gone) / present if present else 1.0
+        limit = state.record.max_delete_share
+        if share > limit:
+            return "stopped", (
+                f"the full sync would delete {len(gone)} of {present} subjects "
+                f"({share:.0%}), more than the limit of {limit:.0%}; nothing was deleted. "
+                "Check the source export, then raise the limit or run again"
+            )
+        now = self.clock()
+        events = [self._event("subject.deleted", sid, None, now, state) for sid in gone]
+        digest = content_digest({"gone": True})
+        with store.transaction():
+            store.write_subjects(
+                run.tenant,
+                run.connector,
+                run.id,
+                [SubjectWrite(s, digest, False) for s in gone],
+            )
+            store.append_events(run.tenant, events)
+        state.counts["deleted"] += len(gone)
+        self.metrics.feed_changes.labels(state.record.type, "subject.deleted").inc(len(gone))
+        return "succeeded", None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _seal_cursor(self, run_id: str, cursor: str | None) -> str | None:
+        """Cursors can hold a vendor's own ids (an AFAS employee number, a HubSpot contact
+        id): they are kept sealed, like credentials, and opened only to resume."""
+        if cursor is None:
+            return None
+        return base64.urlsafe_b64encode(self.box.seal(cursor.encode(), f"run:{run_id}")).decode()
+
+    def _open_cursor(self, run: RunRecord) -> str | None:
+        if run.cursor is None:
+            return None
+        sealed = base64.urlsafe_b64decode(run.cursor.encode())
+        return self.box.open(sealed, f"run:{run.id}").decode()
+
+    def _event(
+        self,
+        kind: Any,
+        subject_id: str,
+        data: Mapping[str, Any] | None,
+        now: datetime,
+        state: _RunState,
+        *,
+        event_id: str | None = None,
+    ) -> NewEvent:
+        return NewEvent(
+            id=event_id or new_event_id(),
+            type=kind,
+            subject_id=subject_id,
+            data=data,
+            occurred_at=now,
+            source=state.record.id,
+            instruction_id=state.instruction.id,
+        )
+
+    def _count_page(self, ctype: str, page: Any, dropped: int, events: list[NewEvent]) -> None:
+        m = self.metrics
+        m.records_fetched.labels(ctype).inc(page.fetched)
+        m.records_emitted.labels(ctype).inc(len(page.subjects))
+        m.records_quarantined.labels(ctype).inc(len(page.rejected))
+        m.fields_dropped.labels(ctype).inc(dropped)
+        for kind, n in Counter(e.type for e in events).items():
+            m.feed_changes.labels(ctype, kind).inc(n)
+
+    def _finish(
+        self, run: RunRecord, status: RunStatus, state: _RunState | None, error: str | None
+    ) -> RunRecord:
+        now = self.clock()
+        counts = dict(state.counts) if state else dict(run.counts)
+        self.store.finish_run(run.id, status, now, counts, error)
+        if status == "succeeded" and state is not None:
+            self.store.set_connector_sync_state(run.tenant, run.connector, state.watermark, now)
+            self.metrics.last_success.labels(run.tenant, run.connector).set(now.timestamp())
+        self.metrics.ledger_entries.labels(run.tenant).set(self.ledger(run.tenant).size())
+        return self.store.get_run(run.id)
+
+    def _report_refusal(
+        self, record: ConnectorRecord, refusal: InstructionRefused, run_id: str | None
+    ) -> None:
+        """A refusal is a ledger entry and a metric, never silent."""
+        self.metrics.refusals.labels(refusal.code).inc()
+        entry = TransferEntry(
+            time=self.clock(),
+            direction="refused",
+            tenant=record.tenant,
+            connector=record.id,
+            instruction_id=refusal.instruction_id,
+            mapping_digest=record.mapping_digest,
+            subject_ids=[],
+            fields={},
+            counts=TransferCounts(records=0, dropped_fields=0, quarantined=0),
+            dropped_field_names=[],
+            destination=None,
+            run_id=run_id,
+        )
+        # Same lock order as a page commit (store, then ledger), or the two could deadlock.
+        with self.store.transaction():
+            self.ledger(record.tenant).append([entry])
+        if run_id is None:
+            refused = RunRecord(
+                id=f"run_{uuid.uuid4().hex}",
+                tenant=record.tenant,
+                connector=record.id,
+                mode="none",
+                status="refused",
+                started_at=self.clock(),
+                finished_at=self.clock(),
+                error=str(refusal),
+                instruction_id=refusal.instruction_id,
+            )
+            self.store.start_run(refused)

@@ -1,0 +1,105 @@
+"""Customer authorisations ("instructions", GDPR Art. 28(3)(a)): no instruction, no processing.
+
+An instruction records who authorised which connector of which tenant, when, for what
+purpose, under which mapping (its digest) and for which egress fields and categories, and
+until when. Every page fetched and every feed page served asks `require_active` first, so a
+revocation takes effect before the next page. A refusal is an `InstructionRefused` whose
+message names the instruction (or its absence) and what is wrong, for the admin API, the
+metrics and the ledger; it is never silent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from gateway.minimise.mapping import parse_mapping
+from gateway.store.records import Instruction, Store
+
+RefusalCode = Literal["missing", "revoked", "expired", "mapping_changed", "superseded"]
+
+
+class InstructionRefused(Exception):
+    """Processing refused for lack of a valid instruction."""
+
+    def __init__(self, code: RefusalCode, message: str, instruction_id: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.instruction_id = instruction_id
+
+
+def grant(
+    store: Store,
+    *,
+    tenant: str,
+    connector: str,
+    granted_by: str,
+    purpose: str,
+    now: datetime,
+    valid_until: datetime | None = None,
+) -> Instruction:
+    """Record an authorisation for the connector's current mapping (digest and fields)."""
+    record = store.get_connector(tenant, connector)
+    mapping = parse_mapping(record.mapping_text, f"connector {connector}")
+    if valid_until is not None and valid_until <= now:
+        raise ValueError("valid_until must lie in the future")
+    instruction = Instruction(
+        id=f"ins_{uuid.uuid4().hex}",
+        tenant=tenant,
+        connector=connector,
+        granted_by=granted_by,
+        granted_at=now,
+        purpose=purpose,
+        mapping_digest=mapping.digest,
+        fields=mapping.categories,
+        valid_until=valid_until,
+    )
+    store.add_instruction(instruction)
+    return instruction
+
+
+def require_active(
+    store: Store, tenant: str, connector: str, mapping_digest: str, now: datetime
+) -> Instruction:
+    """The newest active instruction covering this mapping, or `InstructionRefused`."""
+    instructions = store.list_instructions(tenant, connector)
+    if not instructions:
+        raise InstructionRefused(
+            "missing", f"no instruction authorises connector {connector} of tenant {tenant}"
+        )
+    active = [i for i in instructions if i.state(now) == "active"]
+    if not active:
+        latest = instructions[-1]
+        state = latest.state(now)
+        code: RefusalCode = "revoked" if state == "revoked" else "expired"
+        when = latest.revoked_at if code == "revoked" else latest.valid_until
+        raise InstructionRefused(
+            code,
+            f"instruction {latest.id} for connector {connector} was {state}"
+            + (f" at {when.isoformat()}" if when else ""),
+            latest.id,
+        )
+    for instruction in reversed(active):
+        if instruction.mapping_digest == mapping_digest:
+            return instruction
+    newest = active[-1]
+    raise InstructionRefused(
+        "mapping_changed",
+        f"instruction {newest.id} authorises mapping {newest.mapping_digest}, but connector "
+        f"{connector} now uses {mapping_digest}: a new authorisation is needed",
+        newest.id,
+    )
+
+
+def require_still_active(store: Store, instruction: Instruction, now: datetime) -> None:
+    """Re-check the instruction a run started under, before each further page."""
+    current = store.get_instruction(instruction.id)
+    state = current.state(now)
+    if state != "active":
+        when = current.revoked_at if state == "revoked" else current.valid_until
+        raise InstructionRefused(
+            "revoked" if state == "revoked" else "expired",
+            f"instruction {current.id} was {state}" + (f" at {when.isoformat()}" if when else ""),
+            current.id,
+        )
