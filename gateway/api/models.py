@@ -411,11 +411,19 @@ class EventData(_Response):
 
 
 class FeedEvent(_Response):
-    id: str
-    seq: int = Field(ge=1)
-    type: Literal["subject.upserted", "subject.deleted"]
-    subject_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    data: EventData | None
+    id: str = Field(description="unique per event: deduplicate at-least-once delivery by it")
+    seq: int = Field(ge=1, description="per tenant, only grows: apply events in this order")
+    type: Literal["subject.upserted", "subject.deleted"] = Field(
+        description="upserted: replace what you hold for the subject with `data`; deleted: "
+        "the person no longer comes from this source, remove them"
+    )
+    subject_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="keyed pseudonymous id (per tenant and identity namespace); never a raw id",
+    )
+    data: EventData | None = Field(
+        description="the complete minimised state (uncovered fields null); null when deleted"
+    )
     occurred_at: datetime
     source: str = Field(description="the connector the event came from")
     instruction_id: str = Field(description="the instruction the event was fetched under")

@@ -292,12 +292,22 @@ class SyncEngine:
         return "succeeded", None
 
     def _not_paused(self, state: _RunState) -> None:
+        """The admin's later changes reach a running run before its next page: a pause
+        stops it, and so does a new mapping (the run's instruction authorises the old)."""
         try:
             current = self.store.get_connector(state.run.tenant, state.run.connector)
         except NotFound:
             return  # deleted: its instructions are revoked, which the next check reports
         if current.paused_at is not None:
             raise ConnectorPaused(current.id, current.paused_at)
+        if current.mapping_digest != state.instruction.mapping_digest:
+            raise InstructionRefused(
+                "mapping_changed",
+                f"the mapping of connector {current.id} changed to {current.mapping_digest} "
+                f"during the run; instruction {state.instruction.id} authorises "
+                f"{state.instruction.mapping_digest}: a new authorisation is needed",
+                state.instruction.id,
+            )
 
     def _still_authorised(self, state: _RunState) -> None:
         require_still_active(self.store, state.instruction, self.clock())

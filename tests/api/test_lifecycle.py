@@ -265,6 +265,23 @@ async def test_pause_stops_a_running_sync_before_its_next_page(
     assert (await full_sync(api))["status"] == "succeeded"
 
 
+async def test_a_new_mapping_stops_a_running_sync_before_its_next_page(
+    api: Api, services: Services, aiohttp_server: Any
+) -> None:
+    emulator = await afas_connector(api, aiohttp_server, people=200)
+    ins = await grant(api)
+
+    async def change_after_first(run_id: str, pages: int) -> None:
+        if pages == 1:
+            assert (await api.patch(C, {"mapping": {"toml": NARROWER}})).status == 200
+
+    services.engine.after_page = change_after_first
+    run = await full_sync(api)
+    assert run["status"] == "stopped" and run["pages"] == 1
+    assert "mapping" in run["error"] and ins["id"] in run["error"]
+    assert len(emulator[CONTROL].requests_to("/profitrestservices/connectors")) == 1
+
+
 # --------------------------------------------------------------------------- delete
 
 
