@@ -271,7 +271,7 @@ class SyncEngine:
                     # Checked before every fetch, and again inside the page's commit: a
                     # revocation stops the run before the next request goes out, and a
                     # page fetched while it happened is never committed.
-                    await asyncio.to_thread(self._not_paused, state)
+                    await asyncio.to_thread(self._still_configured, state)
                     await asyncio.to_thread(self._still_authorised, state)
                     page = await connector.fetch_page(PageRequest(mode, cursor, run.since))
                     await asyncio.to_thread(self._commit_page, state, page)
@@ -291,7 +291,7 @@ class SyncEngine:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
 
-    def _not_paused(self, state: _RunState) -> None:
+    def _still_configured(self, state: _RunState) -> None:
         """The admin's later changes reach a running run before its next page: a pause
         stops it, and so does a new mapping (the run's instruction authorises the old)."""
         try:
