@@ -4,6 +4,14 @@ feed consumers (with hashed tokens). Shared by the admin API and `sluis demo`.
 Secrets are sealed with the owner's id as associated data (`gateway.keys.master`); tokens are
 random, shown once, and kept only as SHA-256 hashes, so a copy of the database lets nobody
 read a feed.
+
+Connectors change after creation through `change_connector` (mapping, credentials, interval,
+delete share; a new mapping gets a new digest, so syncing waits for a new authorisation)
+and end through `delete_connector`, which stops everything in one commit: its instructions
+are revoked (so no page is fetched or delivered any more), its running run is stopped, and
+the admin's choice for the subjects already delivered is carried out: `delete` announces
+`subject.deleted` for each of them, `keep` leaves them with the platform, no longer updated.
+A deleted connector's id is never reused, so the ledger's entries keep naming one connector.
 """
 
 from __future__ import annotations
@@ -11,16 +19,20 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from connectors.registry import UnknownConnectorType, connector_type
+from gateway.delivery.outbox import deletion_events
 from gateway.keys.master import SecretBox
 from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
 from gateway.store.records import ConnectorRecord, Consumer, Store, Tenant
+
+SubjectsOnDelete = Literal["delete", "keep"]
 
 DEFAULT_INTERVAL_SECONDS = 3600
 DEFAULT_MAX_DELETE_SHARE = 0.2
@@ -109,12 +121,116 @@ def create_consumer(store: Store, *, tenant: str, name: str, now: datetime) -> t
     return consumer, token
 
 
+# --------------------------------------------------------------------------- lifecycle
+
+
+def change_connector(
+    store: Store,
+    box: SecretBox,
+    record: ConnectorRecord,
+    *,
+    credentials: Mapping[str, str] | None = None,
+    mapping_text: str | None = None,
+    interval_seconds: int | None = None,
+    max_delete_share: float | None = None,
+) -> ConnectorRecord:
+    """Apply the given changes; new credentials are sealed like the first ones.
+
+    Raises `MappingError` for a mapping that does not parse, ValueError naming the field for
+    missing credentials or a mapping written for another connector type.
+    """
+    sealed = digest = None
+    if credentials is not None:
+        missing = [k for k in connector_type(record.type).credential_keys if not credentials.get(k)]
+        if missing:
+            raise ValueError(f"credentials.{missing[0]}: required for a {record.type} connector")
+        sealed = box.seal(
+            orjson.dumps(dict(credentials)), _connector_owner(record.tenant, record.id)
+        )
+    if mapping_text is not None:
+        mapping = parse_mapping(mapping_text, f"mapping of connector {record.id}")
+        if mapping.connector != record.type:
+            raise ValueError(f"mapping: written for connector type {mapping.connector}")
+        digest = mapping.digest
+    return store.update_connector(
+        record.tenant,
+        record.id,
+        sealed_credentials=sealed,
+        mapping_text=mapping_text,
+        mapping_digest=digest,
+        interval_seconds=interval_seconds,
+        max_delete_share=max_delete_share,
+    )
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What deleting a connector did."""
+
+    subjects: SubjectsOnDelete
+    instructions_revoked: list[str]
+    runs_stopped: list[str]
+    #: `subject.deleted` events appended (0 with `keep`).
+    deletion_events: int
+    #: Subjects left with the platform (0 with `delete`).
+    subjects_kept: int
+
+
+def delete_connector(
+    store: Store,
+    *,
+    tenant: str,
+    connector: str,
+    subjects: SubjectsOnDelete,
+    by: str,
+    now: datetime,
+) -> Deletion:
+    """Stop and delete a connector in one commit (see the module docstring)."""
+    with store.transaction():
+        store.get_connector(tenant, connector)
+        instructions = store.list_instructions(tenant, connector)
+        revoked = [i.id for i in instructions if i.revoked_at is None]
+        for instruction_id in revoked:
+            store.revoke_instruction(instruction_id, by, now)
+        stopped = store.stop_running_runs(
+            tenant, connector, now, f"connector {connector} was deleted"
+        )
+        present = store.present_subjects(tenant, connector)
+        events = []
+        if subjects == "delete" and instructions:
+            events = deletion_events(store, tenant, connector, instructions[-1].id, now)
+            store.append_events(tenant, events)
+            store.set_subjects_absent(tenant, connector, [e.subject_id for e in events])
+        store.mark_connector_deleted(tenant, connector, now, subjects)
+    return Deletion(
+        subjects=subjects,
+        instructions_revoked=revoked,
+        runs_stopped=stopped,
+        deletion_events=len(events),
+        subjects_kept=len(present) if subjects == "keep" else 0,
+    )
+
+
+def rotate_consumer_token(store: Store, *, tenant: str, consumer_id: str) -> tuple[Consumer, str]:
+    """A new token for the consumer; the old one stops working in the same write."""
+    consumer = store.get_consumer(tenant, consumer_id)
+    if consumer.revoked_at is not None:
+        raise ValueError(f"consumer {consumer_id} is revoked; create a new one")
+    token = f"sluis_feed_{secrets.token_urlsafe(32)}"
+    store.replace_consumer_token(tenant, consumer_id, token_hash(token))
+    return consumer, token
+
+
 __all__ = [
+    "Deletion",
     "UnknownConnectorType",
+    "change_connector",
     "connector_credentials",
     "create_connector",
     "create_consumer",
     "create_tenant",
+    "delete_connector",
+    "rotate_consumer_token",
     "subject_key",
     "token_hash",
 ]

@@ -8,6 +8,13 @@ Connectors are answered without their credentials and with a preview of the mapp
 egress fields pass, with their data categories, and which source fields are read), so an
 admin sees exactly what will leave before granting an instruction for it. Syncs and the
 ledger live in `gateway.api.runs`.
+
+A connector's life after creation: `PATCH` changes its mapping (answered with what changes
+for the platform; syncing then waits for a new instruction), credentials (sealed, never
+returned), interval, delete share, or pauses and resumes it; `POST .../mapping-preview`
+shows a mapping's changes without applying them; `DELETE ...?subjects=delete|keep` stops
+and deletes it (`gateway.tenancy.delete_connector`). Feed consumers can be listed, revoked
+and given a new token (the old one stops at once).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from gateway.api.httpkit import (
     bearer_token,
     location,
     model_response,
+    query_params,
     read_body,
     same_secret,
     services_of,
@@ -32,25 +40,44 @@ from gateway.api.httpkit import (
     validate,
 )
 from gateway.api.models import (
+    ConnectorChanged,
     ConnectorCreate,
+    ConnectorDeleted,
+    ConnectorDeleteQuery,
     ConnectorList,
     ConnectorOut,
+    ConnectorUpdate,
     ConsumerCreate,
     ConsumerCreated,
+    ConsumerList,
+    ConsumerOut,
+    FieldChangeOut,
+    FieldSideOut,
     InstructionCreate,
     InstructionList,
     InstructionOut,
     InstructionRevoke,
+    MappingCandidate,
+    MappingChange,
     MappingPreview,
     MappingText,
     TenantCreate,
+    TenantList,
     TenantOut,
 )
 from gateway.api.problems import Handler, Problem, field_error, invalid
+from gateway.delivery.outbox import grant_and_converge
 from gateway.minimise.mapping import Mapping, MappingError, parse_mapping
-from gateway.store.records import ConnectorRecord, Instruction, NotFound
-from gateway.sync.instructions import grant
-from gateway.tenancy import create_connector, create_consumer, create_tenant
+from gateway.minimise.mapping_diff import FieldSide, diff_mappings
+from gateway.store.records import ConnectorRecord, Consumer, Instruction, NotFound
+from gateway.tenancy import (
+    change_connector,
+    create_connector,
+    create_consumer,
+    create_tenant,
+    delete_connector,
+    rotate_consumer_token,
+)
 from mappings import bundled_mapping
 
 REALM: Final = "sluis-admin"
@@ -92,6 +119,7 @@ def connector_out(record: ConnectorRecord, mapping: Mapping | None = None) -> Co
         watermark=record.watermark,
         last_success_at=record.last_success_at,
         mapping=mapping_preview(mapping),
+        paused_at=record.paused_at,
     )
 
 
@@ -114,6 +142,15 @@ def instruction_out(instruction: Instruction, request: web.Request) -> Instructi
 
 
 # --------------------------------------------------------------------------- tenants
+
+
+async def list_tenants(request: web.Request) -> web.Response:
+    tenants = await store_call(services_of(request).store.list_tenants)
+    return model_response(
+        TenantList(
+            tenants=[TenantOut(id=t.id, name=t.name, created_at=t.created_at) for t in tenants]
+        )
+    )
 
 
 async def post_tenant(request: web.Request) -> web.Response:
@@ -141,13 +178,8 @@ def _mapping_text(choice: str | MappingText) -> str:
         raise invalid("mapping", "there is no bundled mapping of that name") from None
 
 
-def _check_connector(body: ConnectorCreate, text: str) -> None:
-    """Everything that can be wrong with a new connector, as field-level 422s."""
-    try:
-        kind = connector_type(body.type)
-    except UnknownConnectorType:
-        known = ", ".join(known_types())
-        raise invalid("type", f"unknown connector type; known types: {known}") from None
+def _usable_mapping(text: str, connector_type_name: str) -> Mapping:
+    """The parsed mapping, or a 422 naming the line and field (or the wrong type)."""
     try:
         mapping = parse_mapping(text, "mapping")
     except MappingError as exc:
@@ -158,15 +190,33 @@ def _check_connector(body: ConnectorCreate, text: str) -> None:
             f"the mapping cannot be used: {message}",
             errors=[field_error("mapping", message, line=exc.line, mapping_field=exc.field)],
         ) from None
-    if mapping.connector != body.type:
-        raise invalid("mapping", f"written for connector type {mapping.connector}, not {body.type}")
-    missing = [k for k in kind.credential_keys if not body.credentials.get(k)]
+    if mapping.connector != connector_type_name:
+        raise invalid(
+            "mapping",
+            f"written for connector type {mapping.connector}, not {connector_type_name}",
+        )
+    return mapping
+
+
+def _check_credentials(type_name: str, credentials: dict[str, str]) -> None:
+    missing = [k for k in connector_type(type_name).credential_keys if not credentials.get(k)]
     if missing:
         raise Problem(
             422,
-            f"a {body.type} connector needs credentials: {', '.join(missing)}",
+            f"a {type_name} connector needs credentials: {', '.join(missing)}",
             errors=[field_error(f"credentials.{k}", "required") for k in missing],
         )
+
+
+def _check_connector(body: ConnectorCreate, text: str) -> None:
+    """Everything that can be wrong with a new connector, as field-level 422s."""
+    try:
+        connector_type(body.type)
+    except UnknownConnectorType:
+        known = ", ".join(known_types())
+        raise invalid("type", f"unknown connector type; known types: {known}") from None
+    _usable_mapping(text, body.type)
+    _check_credentials(body.type, body.credentials)
 
 
 async def post_connector(request: web.Request) -> web.Response:
@@ -176,6 +226,15 @@ async def post_connector(request: web.Request) -> web.Response:
     await store_call(s.store.get_tenant, tenant)
     text = await asyncio.to_thread(_mapping_text, body.mapping)
     _check_connector(body, text)
+    gone = await asyncio.to_thread(s.store.deleted_connector, tenant, body.id)
+    if gone is not None:
+        raise Problem(
+            409,
+            f"connector id {body.id} belonged to a connector deleted at "
+            f"{gone.deleted_at.isoformat() if gone.deleted_at else 'an earlier time'}; ids are "
+            "not reused, so the ledger's entries keep naming one connector",
+            slug="connector-id-used",
+        )
     if not s.settings.allow_private_sources:
         try:
             check_url(body.base_url)
@@ -204,8 +263,117 @@ async def post_connector(request: web.Request) -> web.Response:
 
 async def get_connector(request: web.Request) -> web.Response:
     m = request.match_info
-    record = await store_call(services_of(request).store.get_connector, m["tenant"], m["connector"])
+    store = services_of(request).store
+    try:
+        record = await asyncio.to_thread(store.get_connector, m["tenant"], m["connector"])
+    except NotFound as exc:
+        gone = await asyncio.to_thread(store.deleted_connector, m["tenant"], m["connector"])
+        if gone is None or gone.deleted_at is None:
+            raise Problem(404, f"not found: {exc}") from None
+        raise Problem(
+            404,
+            f"not found: connector {gone.id} was deleted at {gone.deleted_at.isoformat()} "
+            f"(subjects: {gone.deleted_subjects})",
+        ) from None
     return model_response(connector_out(record))
+
+
+def _side(side: FieldSide) -> FieldSideOut:
+    return FieldSideOut(category=side.category, sources=list(side.sources))
+
+
+def mapping_change(before: Mapping, after: Mapping) -> MappingChange:
+    d = diff_mappings(before, after)
+    return MappingChange(
+        before_digest=d.before_digest,
+        after_digest=d.after_digest,
+        same=d.same,
+        added={k: _side(v) for k, v in d.added.items()},
+        removed={k: _side(v) for k, v in d.removed.items()},
+        changed={
+            k: FieldChangeOut(before=_side(b), after=_side(a)) for k, (b, a) in d.changed.items()
+        },
+        source_fields_added=list(d.source_fields_added),
+        source_fields_removed=list(d.source_fields_removed),
+        identity_changed=d.identity_changed,
+        leaver_rules_changed=d.leaver_rules_changed,
+        needs_authorisation=not d.same,
+    )
+
+
+async def patch_connector(request: web.Request) -> web.Response:
+    """Change a connector; with a new mapping, the answer says what changes for the platform."""
+    body = await read_body(request, ConnectorUpdate)
+    if not body.model_fields_set:
+        raise Problem(422, "give at least one property to change", errors=[
+            field_error("body", "no property to change")])  # fmt: skip
+    m = request.match_info
+    s = services_of(request)
+    record = await store_call(s.store.get_connector, m["tenant"], m["connector"])
+    change: MappingChange | None = None
+    text = None
+    if body.mapping is not None:
+        text = await asyncio.to_thread(_mapping_text, body.mapping)
+        after = _usable_mapping(text, record.type)
+        before = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
+        change = mapping_change(before, after)
+    if body.credentials is not None:
+        _check_credentials(record.type, body.credentials)
+    updated = await store_call(
+        change_connector,
+        s.store,
+        s.box,
+        record,
+        credentials=body.credentials,
+        mapping_text=text,
+        interval_seconds=body.interval_seconds,
+        max_delete_share=body.max_delete_share,
+    )
+    if body.paused is not None and body.paused != (updated.paused_at is not None):
+        paused_at = s.clock() if body.paused else None
+        updated = await store_call(
+            s.store.set_connector_paused, record.tenant, record.id, paused_at
+        )
+    return model_response(ConnectorChanged(connector=connector_out(updated), mapping_change=change))
+
+
+async def preview_mapping(request: web.Request) -> web.Response:
+    """What a mapping would change, without changing anything."""
+    body = await read_body(request, MappingCandidate)
+    m = request.match_info
+    record = await store_call(services_of(request).store.get_connector, m["tenant"], m["connector"])
+    text = await asyncio.to_thread(_mapping_text, body.mapping)
+    after = _usable_mapping(text, record.type)
+    before = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
+    return model_response(mapping_change(before, after))
+
+
+async def remove_connector(request: web.Request) -> web.Response:
+    """Stop and delete; `?subjects=delete|keep` must say what happens to those delivered."""
+    query = query_params(request, ConnectorDeleteQuery)
+    m = request.match_info
+    s = services_of(request)
+    now = s.clock()
+    done = await store_call(
+        delete_connector,
+        s.store,
+        tenant=m["tenant"],
+        connector=m["connector"],
+        subjects=query.subjects,
+        by="admin-api (connector deleted)",
+        now=now,
+    )
+    out = ConnectorDeleted(
+        tenant=m["tenant"],
+        id=m["connector"],
+        deleted_at=now,
+        subjects=done.subjects,
+        instructions_revoked=done.instructions_revoked,
+        runs_stopped=done.runs_stopped,
+        deletion_events=done.deletion_events,
+        subjects_kept=done.subjects_kept,
+    )
+    return model_response(out)
 
 
 async def list_connectors(request: web.Request) -> web.Response:
@@ -226,8 +394,8 @@ async def post_instruction(request: web.Request) -> web.Response:
     now = s.clock()
     if body.valid_until is not None and body.valid_until <= now:
         raise invalid("valid_until", "must lie in the future")
-    instruction = await store_call(
-        grant,
+    instruction, reemitted = await store_call(
+        grant_and_converge,
         s.store,
         tenant=m["tenant"],
         connector=m["connector"],
@@ -237,6 +405,7 @@ async def post_instruction(request: web.Request) -> web.Response:
         valid_until=body.valid_until,
     )
     out = instruction_out(instruction, request)
+    out.reemitted_events = reemitted or None
     return model_response(out, 201, {"Location": location(request, instruction.id)})
 
 
@@ -290,6 +459,49 @@ async def post_consumer(request: web.Request) -> web.Response:
     return model_response(out, 201, headers)
 
 
+def consumer_out(consumer: Consumer) -> ConsumerOut:
+    c = consumer
+    return ConsumerOut(
+        id=c.id, tenant=c.tenant, name=c.name, created_at=c.created_at, revoked_at=c.revoked_at
+    )
+
+
+async def list_consumers(request: web.Request) -> web.Response:
+    tenant = request.match_info["tenant"]
+    store = services_of(request).store
+    await store_call(store.get_tenant, tenant)
+    found = await store_call(store.list_consumers, tenant)
+    return model_response(ConsumerList(consumers=[consumer_out(c) for c in found]))
+
+
+async def revoke_consumer(request: web.Request) -> web.Response:
+    """The consumer's token stops working at once; the consumer stays listed as revoked."""
+    m = request.match_info
+    s = services_of(request)
+    revoked = await store_call(s.store.revoke_consumer, m["tenant"], m["consumer"], s.clock())
+    return model_response(consumer_out(revoked))
+
+
+async def rotate_token(request: web.Request) -> web.Response:
+    """A new token, shown once; the old one stops working in the same write."""
+    m = request.match_info
+    s = services_of(request)
+    try:
+        consumer, token = await store_call(
+            rotate_consumer_token, s.store, tenant=m["tenant"], consumer_id=m["consumer"]
+        )
+    except ValueError as exc:
+        raise Problem(409, str(exc), slug="consumer-revoked") from None
+    out = ConsumerCreated(
+        id=consumer.id,
+        tenant=consumer.tenant,
+        name=consumer.name,
+        created_at=consumer.created_at,
+        token=token,
+    )
+    return model_response(out, 200, {"Cache-Control": "no-store"})
+
+
 # --------------------------------------------------------------------------- wiring
 
 T = "/tenants/{tenant}"
@@ -301,13 +513,20 @@ def make_admin_app() -> web.Application:
     app = web.Application(middlewares=[admin_auth])
     r = app.router
     r.add_post("/tenants", post_tenant)
+    r.add_get("/tenants", list_tenants, allow_head=False)
     r.add_get(T, get_tenant, allow_head=False)
     r.add_post(T + "/connectors", post_connector)
     r.add_get(T + "/connectors", list_connectors, allow_head=False)
     r.add_get(C, get_connector, allow_head=False)
+    r.add_patch(C, patch_connector)
+    r.add_delete(C, remove_connector)
+    r.add_post(C + "/mapping-preview", preview_mapping)
     r.add_post(C + "/instructions", post_instruction)
     r.add_get(C + "/instructions", list_instructions, allow_head=False)
     r.add_delete(C + "/instructions/{instruction}", revoke_instruction)
     r.add_post(T + "/consumers", post_consumer)
+    r.add_get(T + "/consumers", list_consumers, allow_head=False)
+    r.add_delete(T + "/consumers/{consumer}", revoke_consumer)
+    r.add_post(T + "/consumers/{consumer}/token", rotate_token)
     admin_ops.add_routes(r, tenant_path=T, connector_path=C)
     return app

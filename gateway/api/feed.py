@@ -14,7 +14,16 @@ from aiohttp import web
 from gateway.api.httpkit import bearer_token, query_params, services_of, unauthorized
 from gateway.api.models import TENANT_ID_PATTERN, FeedQuery
 from gateway.api.problems import Problem
-from gateway.delivery.feed import BadCursor, FeedDenied, authenticate, decode_cursor, serve_page
+from gateway.delivery.feed import (
+    BadCursor,
+    CursorBeyondHead,
+    CursorMismatch,
+    FeedDenied,
+    authenticate,
+    decode_cursor,
+    encode_cursor,
+    serve_page,
+)
 
 REALM: Final = "sluis-feed"
 
@@ -33,13 +42,28 @@ async def get_events(request: web.Request) -> web.Response:
         raise Problem(denied.status, denied.detail) from None
     query = query_params(request, FeedQuery)
     try:
-        after = decode_cursor(query.after)
+        after = decode_cursor(query.after, tenant)
+    except CursorMismatch as exc:
+        raise Problem(
+            400, str(exc), slug="cursor-other-tenant", title="The cursor is of another feed"
+        ) from None
     except BadCursor as exc:
         raise Problem(400, str(exc), slug="bad-cursor") from None
     ledger = s.ledger(tenant)
-    body, served, withheld = await asyncio.to_thread(
-        lambda: serve_page(s.store, ledger, consumer, now=s.clock(), after=after, limit=query.limit)
-    )
+    try:
+        body, served, withheld = await asyncio.to_thread(
+            lambda: serve_page(
+                s.store, ledger, consumer, now=s.clock(), after=after, limit=query.limit
+            )
+        )
+    except CursorBeyondHead as ahead:
+        raise Problem(
+            409,
+            str(ahead),
+            slug="cursor-beyond-head",
+            title="The cursor is beyond the newest event",
+            head_cursor=encode_cursor(ahead.head, tenant),
+        ) from None
     if served:
         s.metrics.feed_events_served.labels(tenant).inc(served)
     if withheld:

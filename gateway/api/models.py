@@ -150,10 +150,62 @@ class InstructionRevoke(_Request):
 
 class SyncCreate(_Request):
     mode: Literal["full", "incremental"] | None = None
+    confirm_deletes: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
+        default=None,
+        description=(
+            "only with mode full: lets this one run delete exactly this many subjects past "
+            "the connector's max_delete_share (the number a stopped run reported in "
+            "counts.deletes_held); any other number stops the run again, deleting nothing"
+        ),
+    )
 
 
 class ConsumerCreate(_Request):
     name: Annotated[PlainText, Field(max_length=64)]
+
+
+class ConnectorUpdate(_Request):
+    """What to change; properties left out stay as they are. A new mapping gets a new
+    digest: syncing and delivery wait until an instruction authorises it."""
+
+    credentials: (
+        Annotated[
+            dict[CredentialKey, Annotated[str, Field(min_length=1, max_length=8192)]],
+            Field(max_length=16, description="replaces all credentials; never returned"),
+        ]
+        | None
+    ) = None
+    mapping: (
+        Annotated[
+            Annotated[BundledName, Tag("#bundled")] | Annotated[MappingText, Tag("#inline")],
+            Discriminator(_mapping_kind),
+        ]
+        | None
+    ) = None
+    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] | None = None
+    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    paused: bool | None = Field(
+        default=None,
+        description="true: no sync starts and a running one stops before its next page",
+    )
+
+
+class MappingCandidate(_Request):
+    """A mapping to compare with the connector's current one, without changing anything."""
+
+    mapping: Annotated[
+        Annotated[BundledName, Tag("#bundled")] | Annotated[MappingText, Tag("#inline")],
+        Discriminator(_mapping_kind),
+    ]
+
+
+class ConnectorDeleteQuery(_Request):
+    subjects: Literal["delete", "keep"] = Field(
+        description=(
+            "required: `delete` sends subject.deleted for every subject the connector "
+            "delivered; `keep` leaves them with the platform, no longer updated"
+        )
+    )
 
 
 class FeedQuery(_Request):
@@ -199,6 +251,60 @@ class ConnectorOut(_Response):
     watermark: str | None
     last_success_at: datetime | None
     mapping: MappingPreview
+    paused_at: datetime | None = Field(description="set while the connector is paused")
+
+
+class TenantList(_Response):
+    tenants: list[TenantOut]
+
+
+class FieldSideOut(_Response):
+    category: str
+    sources: list[str]
+
+
+class FieldChangeOut(_Response):
+    before: FieldSideOut
+    after: FieldSideOut
+
+
+class MappingChange(_Response):
+    """What replacing the mapping changes for the platform, to check before authorising."""
+
+    before_digest: str
+    after_digest: str
+    same: bool = Field(description="the mappings mean the same (same digest)")
+    added: dict[str, FieldSideOut] = Field(description="egress fields that start to leave")
+    removed: dict[str, FieldSideOut] = Field(description="egress fields that stop leaving")
+    changed: dict[str, FieldChangeOut] = Field(
+        description="egress fields whose category, sources or rule change"
+    )
+    source_fields_added: list[str]
+    source_fields_removed: list[str]
+    identity_changed: bool = Field(
+        description="subject ids change: every person looks new to the platform, and the "
+        "next full sync deletes the old ids"
+    )
+    leaver_rules_changed: bool
+    needs_authorisation: bool = Field(
+        description="syncing and delivery wait for an instruction for after_digest"
+    )
+
+
+class ConnectorChanged(_Response):
+    connector: ConnectorOut
+    mapping_change: MappingChange | None = Field(description="set when the mapping was given")
+
+
+class ConnectorDeleted(_Response):
+    tenant: str
+    id: str
+    deleted_at: datetime
+    subjects: Literal["delete", "keep"]
+    instructions_revoked: list[str]
+    runs_stopped: list[str]
+    deletion_events: int = Field(ge=0, description="subject.deleted events appended")
+    subjects_kept: int = Field(ge=0, description="subjects left with the platform")
 
 
 class ConnectorList(_Response):
@@ -218,6 +324,12 @@ class InstructionOut(_Response):
     state: Literal["active", "revoked", "expired"]
     revoked_at: datetime | None
     revoked_by: str | None
+    reemitted_events: int | None = Field(
+        default=None,
+        description="only in the answer to a grant after a gap (events withheld): how many "
+        "events re-emitted the connector's current state, so consumers that polled through "
+        "the gap converge; null otherwise",
+    )
 
 
 class InstructionList(_Response):
@@ -236,6 +348,9 @@ class RunOut(_Response):
     error: str | None
     pages: int
     instruction_id: str | None
+    confirm_deletes: int | None = Field(
+        default=None, description="deletions the admin confirmed for this run"
+    )
 
 
 class RunList(_Response):
@@ -276,6 +391,18 @@ class ConsumerCreated(_Response):
     token: str = Field(description="bearer token for the feed; shown only in this response")
 
 
+class ConsumerOut(_Response):
+    id: str
+    tenant: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class ConsumerList(_Response):
+    consumers: list[ConsumerOut]
+
+
 class EventData(_Response):
     first_name: str | None
     last_name: str | None
@@ -284,11 +411,19 @@ class EventData(_Response):
 
 
 class FeedEvent(_Response):
-    id: str
-    seq: int = Field(ge=1)
-    type: Literal["subject.upserted", "subject.deleted"]
-    subject_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    data: EventData | None
+    id: str = Field(description="unique per event: deduplicate at-least-once delivery by it")
+    seq: int = Field(ge=1, description="per tenant, only grows: apply events in this order")
+    type: Literal["subject.upserted", "subject.deleted"] = Field(
+        description="upserted: replace what you hold for the subject with `data`; deleted: "
+        "the person no longer comes from this source, remove them"
+    )
+    subject_id: str = Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="keyed pseudonymous id (per tenant and identity namespace); never a raw id",
+    )
+    data: EventData | None = Field(
+        description="the complete minimised state (uncovered fields null); null when deleted"
+    )
     occurred_at: datetime
     source: str = Field(description="the connector the event came from")
     instruction_id: str = Field(description="the instruction the event was fetched under")

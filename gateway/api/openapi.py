@@ -196,9 +196,105 @@ def _paths() -> dict[str, Any]:
     }  # fmt: skip
 
 
+# --------------------------------------------------------------------------- lifecycle
+# Routes added for connector and consumer lifecycle, kept apart so the table above stays as
+# it was; `_with_lifecycle` merges them in.
+
+_LIFECYCLE_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
+    m.ConnectorUpdate, m.MappingCandidate,
+)  # fmt: skip
+_LIFECYCLE_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
+    m.TenantList, m.ConnectorChanged, m.MappingChange, m.ConnectorDeleted, m.ConsumerOut,
+    m.ConsumerList,
+)  # fmt: skip
+
+_EVENT_SEMANTICS: Final = (
+    "Events are applied per `subject_id`, in `seq` order. `subject.upserted` carries the "
+    "subject's complete minimised state (`data`; a field the instruction does not cover is "
+    "null): replace what you hold. `subject.deleted` has `data: null` and means the person "
+    "no longer comes from this source (left, removed at the source, or the connector was "
+    "deleted with subjects=delete): remove them. Delivery is at least once: deduplicate by "
+    "`id` (unique per event, also across re-emissions of the same state) or keep the last "
+    "`seq` applied; `seq` is per tenant and only grows. `subject_id` is an HMAC under the "
+    "tenant's key of the mapping's identity namespace and the source's identifier: one "
+    "person in two sources of different kinds (an HR and a CRM system) has two subject ids, "
+    "and the gateway does not join them (it would need the identifiers it must not send). "
+    "Hold records per (`source`, `subject_id`): `source` names the connector, and a "
+    "`subject.deleted` from one source says nothing about another. After a gap in which "
+    "events were withheld (instruction revoked, expired, or mapping not yet authorised), "
+    "a new grant re-emits each subject's current "
+    "state as fresh events, so polling on converges. A cursor of another tenant's feed is "
+    "a 400 `cursor-other-tenant`, one past the newest event a 409 `cursor-beyond-head` "
+    "(with `head_cursor`)."
+)
+
+
+def _named(operation_id: str, op: dict[str, Any]) -> dict[str, Any]:
+    op["operationId"] = operation_id
+    return op
+
+
+def _lifecycle_paths() -> dict[str, dict[str, Any]]:
+    tenant = _path_param("tenant", "tenant id", m.TENANT_ID_PATTERN)
+    connector = _path_param("connector", "connector id")
+    consumer = _path_param("consumer", "consumer id")
+    t, c = "/admin/v1/tenants/{tenant}", "/admin/v1/tenants/{tenant}/connectors/{connector}"
+    tc = [tenant, connector]
+    subjects = {
+        "name": "subjects", "in": "query", "required": True,
+        "description": m.ConnectorDeleteQuery.model_fields["subjects"].description,
+        "schema": {"type": "string", "enum": ["delete", "keep"]},
+    }  # fmt: skip
+    return {
+        "/admin/v1/tenants": {"get": _named("listTenants", _op(
+            "Every tenant", (200, m.TenantList, "Tenants"), (401,), tag="tenants"))},
+        c: {
+            "patch": _named("updateConnector", _op(
+                "Change the mapping, credentials (never returned), interval or delete share, "
+                "or pause/resume; a new mapping needs a new instruction before syncing",
+                (200, m.ConnectorChanged, "Changed; mapping_change says what changes"),
+                _WRITE, tag="connectors", body=m.ConnectorUpdate, params=tc)),
+            "delete": _named("deleteConnector", _op(
+                "Stop and delete the connector: instructions revoked, running sync stopped; "
+                "`subjects` says what happens to the subjects already delivered",
+                (200, m.ConnectorDeleted, "Deleted"), (400, 401, 404, 422), tag="connectors",
+                params=[*tc, subjects])),
+        },
+        c + "/mapping-preview": {"post": _named("previewMappingChange", _op(
+            "What a mapping would change compared with the connector's (nothing is changed)",
+            (200, m.MappingChange, "The difference"), _WRITE, tag="connectors",
+            body=m.MappingCandidate, params=tc))},
+        t + "/consumers": {"get": _named("listConsumers", _op(
+            "The tenant's feed consumers (no tokens)", (200, m.ConsumerList, "Consumers"),
+            _READ, tag="consumers", params=[tenant]))},
+        t + "/consumers/{consumer}": {"delete": _named("revokeConsumer", _op(
+            "Revoke a feed consumer: its token stops working at once",
+            (200, m.ConsumerOut, "Revoked"), _READ, tag="consumers",
+            params=[tenant, consumer]))},
+        t + "/consumers/{consumer}/token": {"post": _named("rotateConsumerToken", _op(
+            "A new token for the consumer, shown once; the old one stops working at once",
+            (200, m.ConsumerCreated, "The new token"), (401, 404, 409), tag="consumers",
+            params=[tenant, consumer]))},
+    }  # fmt: skip
+
+
+def _with_lifecycle(paths: dict[str, Any]) -> dict[str, Any]:
+    for path, ops in _lifecycle_paths().items():
+        paths.setdefault(path, {}).update(ops)
+    feed = paths["/feed/v1/tenants/{tenant}/events"]["get"]
+    feed["description"] = _EVENT_SEMANTICS
+    feed["responses"]["409"] = {
+        "description": "The cursor is beyond the newest event (`head_cursor` says where it is)",
+        "content": {PROBLEM_JSON: {"schema": _ref(m.ProblemDetails)}},
+    }
+    return paths
+
+
 @cache
 def _document() -> dict[str, Any]:
-    models = [(x, "validation") for x in _REQUESTS] + [(x, "serialization") for x in _RESPONSES]
+    models = [(x, "validation") for x in (*_REQUESTS, *_LIFECYCLE_REQUESTS)] + [
+        (x, "serialization") for x in (*_RESPONSES, *_LIFECYCLE_RESPONSES)
+    ]
     _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
     return {
         "openapi": "3.1.0",
@@ -211,7 +307,7 @@ def _document() -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": _paths(),
+        "paths": _with_lifecycle(_paths()),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

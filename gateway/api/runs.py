@@ -6,6 +6,11 @@ background task the app owns: the answer is 202 with the run and its `Location`,
 app's cleanup cancels unfinished runs on shutdown (they keep their claim and cursor, and
 the next start resumes them, as after a crash).
 
+A full run stopped by the mass-delete guard reports the number it held back in
+`counts.deletes_held`; the admin confirms exactly that many for one run with
+`{"mode": "full", "confirm_deletes": N}` (kept on the run record), or raises the
+connector's `max_delete_share`. A paused connector's sync is a 409 `connector-paused`.
+
 The ledger routes hand out what an auditor needs to check the log without trusting the
 gateway: entries with their leaf hashes, the latest signed checkpoint, and inclusion proofs.
 """
@@ -41,10 +46,10 @@ from gateway.api.models import (
     RunsQuery,
     SyncCreate,
 )
-from gateway.api.problems import Problem
+from gateway.api.problems import Problem, invalid
 from gateway.ledger.log import Ledger, LedgerCorrupt, LedgerError, canonical_bytes
 from gateway.store.records import NotFound, RunRecord
-from gateway.sync.engine import SyncBusy
+from gateway.sync.engine import ConnectorPaused, SyncBusy
 from gateway.sync.instructions import InstructionRefused
 
 log = logging.getLogger("sluis.http")
@@ -63,6 +68,7 @@ def run_out(run: RunRecord) -> RunOut:
         error=run.error,
         pages=run.pages,
         instruction_id=run.instruction_id,
+        confirm_deletes=run.confirm_deletes,
     )
 
 
@@ -89,10 +95,16 @@ async def post_sync(request: web.Request) -> web.Response:
     tenant, connector = request.match_info["tenant"], request.match_info["connector"]
     s = services_of(request)
     mode = SyncMode(body.mode) if body.mode else None
+    if body.confirm_deletes is not None and mode is not SyncMode.FULL:
+        raise invalid("confirm_deletes", 'only a full sync deletes: give "mode": "full" too')
     try:
-        run = await s.engine.start(tenant, connector, mode)
+        run = await s.engine.start(tenant, connector, mode, confirm_deletes=body.confirm_deletes)
     except NotFound as exc:
         raise Problem(404, f"not found: {exc}") from None
+    except ConnectorPaused as paused:
+        raise Problem(
+            409, str(paused), slug="connector-paused", title="The connector is paused"
+        ) from None
     except InstructionRefused as refusal:
         raise Problem(
             409,

@@ -7,9 +7,15 @@ is a 403.
 
 Paging: events have a per-tenant sequence number; a page holds the next `limit` events
 (1..1000, default 100) after the cursor, in sequence order, so pages never overlap and never
-skip. The cursor is opaque to consumers: the URL-safe base64 (unpadded) of `v1:<seq>`, the
-sequence number of the last event the page passed over. `next_cursor` is always returned,
-and equals the request's cursor when nothing is new, so a consumer polls with it forever.
+skip. The cursor is opaque to consumers: the URL-safe base64 (unpadded) of
+`v2:<seq>:<tenant tag>`, the sequence number of the last event the page passed over and 8
+hex digits of a hash of the tenant id. `next_cursor` is always returned, and equals the
+request's cursor when nothing is new, so a consumer polls with it forever. Two mistakes
+used to look exactly like "nothing new" and are now refused, so a consumer cannot wait
+forever on them: a cursor of another tenant's feed (`CursorMismatch`, told by the tag;
+cursors of the earlier form `v1:<seq>` carry no tag and are still accepted) and a cursor
+beyond the newest event (`CursorBeyondHead`: not handed out by this feed as it now is, e.g.
+a restored backup or another gateway).
 
 Revocation is checked before every page: an event is delivered only if its source connector
 has an active instruction *now* for the connector's current mapping (`require_active`, asked
@@ -18,8 +24,9 @@ of the page, with the cursor moving past them, so one revoked connector cannot s
 feed of the others. They are counted in the page's `withheld`, in the
 `sluis_authorisation_refusals_total{reason="feed_withheld"}` metric, and on the ledger as a
 `refused` entry with the count and no subject ids (no data moved). They are not queued for
-later: the check is always against the instruction in force when a page is served, so after
-a new grant a consumer that wants them pages again from an earlier cursor. If an instruction
+later: the check is always against the instruction in force when a page is served. Instead,
+a grant after such a gap re-emits the connector's current state as fresh events
+(`gateway.delivery.outbox`), so a consumer that kept polling converges. If an instruction
 covers fewer egress fields than an event carries (the mapping was re-authorised narrower),
 the uncovered fields are sent as null.
 
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,16 +62,35 @@ from gateway.store.records import Consumer, FeedRow, Instruction, NotFound, Stor
 from gateway.sync.instructions import InstructionRefused, require_active
 from gateway.tenancy import token_hash
 
-CURSOR_VERSION: Final = "v1:"
+CURSOR_VERSION: Final = "v2:"
 MAX_TOKEN_LENGTH: Final = 512
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,40}")
-_CURSOR_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})")
+_CURSOR_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})|v2:(0|[1-9][0-9]{0,17}):([0-9a-f]{8})")
 _JSON: Final = orjson.OPT_UTC_Z
 _ALL_FIELDS: Final = frozenset(EGRESS_FIELDS)
 
 
 class BadCursor(ValueError):
     """A cursor this feed did not hand out."""
+
+
+class CursorMismatch(BadCursor):
+    """A cursor this gateway handed out, but for another tenant's feed."""
+
+
+class CursorBeyondHead(Exception):
+    """A cursor past the newest event: not handed out by this feed as it now is."""
+
+    def __init__(self, after: int, head: int) -> None:
+        super().__init__(
+            f"the cursor points after event {after}, but this feed's newest event is {head}: "
+            "it was not handed out by this feed as it is now (a cursor of another gateway, "
+            "or this gateway was restored from an older backup). Nothing was skipped "
+            "silently: read again from the start (omit `after`) and apply events by "
+            "subject_id, or continue from `head_cursor`"
+        )
+        self.after = after
+        self.head = head
 
 
 class FeedDenied(Exception):
@@ -76,12 +103,20 @@ class FeedDenied(Exception):
         self.detail = detail
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{CURSOR_VERSION}{seq}".encode()).rstrip(b"=").decode()
+def _tenant_tag(tenant: str) -> str:
+    """Tells tenants' cursors apart; a check against mistakes, not a secret (a consumer can
+    read only its own tenant's feed whatever cursor it sends)."""
+    return hashlib.sha256(b"sluis-feed-cursor\0" + tenant.encode()).hexdigest()[:8]
 
 
-def decode_cursor(cursor: str | None) -> int:
-    """The sequence number in a cursor; `BadCursor` for anything this feed did not hand out."""
+def encode_cursor(seq: int, tenant: str) -> str:
+    text = f"{CURSOR_VERSION}{seq}:{_tenant_tag(tenant)}"
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str | None, tenant: str) -> int:
+    """The sequence number in a cursor of `tenant`'s feed; `CursorMismatch` for another
+    tenant's, `BadCursor` for anything this feed did not hand out."""
     if cursor is None:
         return 0
     bad = BadCursor("`after` is not a cursor this feed handed out")
@@ -94,7 +129,11 @@ def decode_cursor(cursor: str | None) -> int:
     match = _CURSOR_BODY.fullmatch(text)
     if match is None:
         raise bad
-    return int(match.group(1))
+    if match.group(1) is not None:
+        return int(match.group(1))
+    if match.group(3) != _tenant_tag(tenant):
+        raise CursorMismatch("`after` is a cursor of another tenant's feed, not of this one")
+    return int(match.group(2))
 
 
 @dataclass
@@ -106,6 +145,8 @@ class _Source:
     covered: frozenset[str] = _ALL_FIELDS
     subject_ids: list[str] = field(default_factory=list)
     withheld: int = 0
+    #: A connector deleted with `subjects=delete`: only its `subject.deleted` events leave.
+    deletes_only: bool = False
 
 
 def _standing(store: Store, tenant: str, connector: str, now: datetime) -> _Source:
@@ -113,7 +154,15 @@ def _standing(store: Store, tenant: str, connector: str, now: datetime) -> _Sour
         record = store.get_connector(tenant, connector)
     except NotFound:
         refusal = InstructionRefused("missing", f"connector {connector} no longer exists")
-        return _Source(None, refusal)
+        deleted = store.deleted_connector(tenant, connector)
+        if deleted is None or deleted.deleted_subjects != "delete":
+            return _Source(None, refusal)
+        # The deletions the admin asked for still reach the platform: they carry no data,
+        # and are recorded under the connector's last instruction.
+        last = store.list_instructions(tenant, connector)[-1:]
+        if not last:
+            return _Source(None, refusal)
+        return _Source(last[0], refusal, covered=frozenset(), deletes_only=True)
     try:
         instruction = require_active(store, tenant, connector, record.mapping_digest, now)
     except InstructionRefused as refusal:
@@ -215,15 +264,19 @@ def serve_page(
         src = sources.get(row.source)
         if src is None:
             src = sources[row.source] = _standing(store, tenant, row.source, now)
-        if src.instruction is None:
+        if src.instruction is None or (src.deletes_only and row.type != "subject.deleted"):
             src.withheld += 1
             withheld += 1
             continue
         events.append(_event(row, src.covered))
         src.subject_ids.append(row.subject_id)
+    if not rows and after:
+        head = store.last_event_seq(tenant)
+        if after > head:
+            raise CursorBeyondHead(after, head)
     next_seq = rows[-1].seq if rows else after
     body = orjson.dumps(
-        {"events": events, "next_cursor": encode_cursor(next_seq), "withheld": withheld},
+        {"events": events, "next_cursor": encode_cursor(next_seq, tenant), "withheld": withheld},
         option=_JSON,
     )
     entries = _ledger_entries(tenant, consumer, sources.items(), now)

@@ -57,6 +57,12 @@ class ConnectorRecord:
     created_at: datetime
     watermark: str | None = None
     last_success_at: datetime | None = None
+    #: Set while an admin has paused the connector: no run starts, a running one stops.
+    paused_at: datetime | None = None
+    #: Set once the connector is deleted (its row is kept so the ledger's names stay unique).
+    deleted_at: datetime | None = None
+    #: What deletion did with the subjects already delivered: "delete" or "keep".
+    deleted_subjects: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,8 @@ class RunRecord:
     pages: int = 0
     #: The watermark an incremental run started from (kept so a resumed run asks the same).
     since: str | None = None
+    #: How many deletions the admin confirmed for this (full) run, past the delete guard.
+    confirm_deletes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -243,3 +251,55 @@ class Store(LedgerStore, Protocol):
     # feed consumers
     def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
     def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None: ...
+
+    # connector and consumer lifecycle (admin API)
+    def update_connector(
+        self,
+        tenant: str,
+        connector_id: str,
+        *,
+        sealed_credentials: bytes | None = None,
+        mapping_text: str | None = None,
+        mapping_digest: str | None = None,
+        interval_seconds: int | None = None,
+        max_delete_share: float | None = None,
+    ) -> ConnectorRecord:
+        """Change what is given (None leaves a column as it is); NotFound if deleted."""
+        ...
+
+    def set_connector_paused(
+        self, tenant: str, connector_id: str, paused_at: datetime | None
+    ) -> ConnectorRecord:
+        """Pause (a time) or resume (None) a connector; NotFound if deleted."""
+        ...
+
+    def mark_connector_deleted(
+        self, tenant: str, connector_id: str, at: datetime, subjects: str
+    ) -> None:
+        """Hide the connector from every lookup; its row stays, so its id is never reused."""
+        ...
+
+    def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:
+        """The record of a deleted connector (None if it exists or never did)."""
+        ...
+
+    def stop_running_runs(
+        self, tenant: str, connector_id: str, at: datetime, error: str
+    ) -> list[str]:
+        """Mark the connector's running runs stopped; returns their ids."""
+        ...
+
+    def present_subjects(self, tenant: str, connector_id: str) -> list[str]: ...
+    def set_subjects_absent(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> None: ...
+    def latest_events(self, tenant: str, source: str) -> list[EventRow]:
+        """Each subject's newest event from `source` (one per subject id), in seq order."""
+        ...
+
+    def list_consumers(self, tenant: str) -> list[Consumer]: ...
+    def get_consumer(self, tenant: str, consumer_id: str) -> Consumer: ...
+    def revoke_consumer(self, tenant: str, consumer_id: str, at: datetime) -> Consumer: ...
+    def replace_consumer_token(self, tenant: str, consumer_id: str, token_hash: bytes) -> None:
+        """The old token stops working in the same write that makes the new one valid."""
+        ...

@@ -121,6 +121,7 @@ class SqliteStore(SqliteLedgerStore):
             self._conn.execute("PRAGMA wal_autocheckpoint = 8192")
             for statement in _SCHEMA:
                 self._conn.execute(statement)
+            self._add_lifecycle_columns()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -174,6 +175,7 @@ class SqliteStore(SqliteLedgerStore):
         " mapping_digest, interval_seconds, max_delete_share, created_at, watermark,"
         " last_success_at"
     )
+    _CONNECTOR_READ: Final = _CONNECTOR_COLUMNS + ", paused_at, deleted_at, deleted_subjects"
 
     def create_connector(self, record: ConnectorRecord) -> None:
         self.get_tenant(record.tenant)
@@ -190,7 +192,8 @@ class SqliteStore(SqliteLedgerStore):
 
     def get_connector(self, tenant: str, connector_id: str) -> ConnectorRecord:
         row = self._one(
-            f"SELECT {self._CONNECTOR_COLUMNS} FROM connectors WHERE tenant = ? AND id = ?",
+            f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE tenant = ? AND id = ?"
+            " AND deleted_at IS NULL",
             (tenant, connector_id),
             f"connector {connector_id} of tenant {tenant}",
         )
@@ -198,10 +201,14 @@ class SqliteStore(SqliteLedgerStore):
 
     def list_connectors(self, tenant: str | None = None) -> list[ConnectorRecord]:
         if tenant is None:
-            rows = self._all(f"SELECT {self._CONNECTOR_COLUMNS} FROM connectors ORDER BY 1, 2")
+            rows = self._all(
+                f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE deleted_at IS NULL"
+                " ORDER BY 1, 2"
+            )
         else:
             rows = self._all(
-                f"SELECT {self._CONNECTOR_COLUMNS} FROM connectors WHERE tenant = ? ORDER BY 2",
+                f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE tenant = ?"
+                " AND deleted_at IS NULL ORDER BY 2",
                 (tenant,),
             )
         return [_connector(r) for r in rows]
@@ -265,19 +272,19 @@ class SqliteStore(SqliteLedgerStore):
 
     _RUN_COLUMNS: Final = (
         "id, tenant, connector, mode, status, started_at, finished_at, cursor, watermark,"
-        " counts, error, instruction_id, pages, since"
+        " counts, error, instruction_id, pages, since, confirm_deletes"
     )
 
     def start_run(self, run: RunRecord) -> bool:
         try:
             self._write(
                 f"INSERT INTO sync_runs ({self._RUN_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.tenant, run.connector, run.mode, run.status,
                     _ts(run.started_at), _ts(run.finished_at), run.cursor, run.watermark,
                     _json(dict(run.counts)), run.error, run.instruction_id, run.pages,
-                    run.since,
+                    run.since, run.confirm_deletes,
                 ),
             )  # fmt: skip
         except AlreadyExists:
@@ -465,6 +472,167 @@ class SqliteStore(SqliteLedgerStore):
         r = rows[0]
         return Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
 
+    # ------------------------------------------------------------------ lifecycle (admin API)
+    # Updating, pausing and deleting connectors, and managing feed consumers. The columns
+    # these need are added to older databases in place (`_add_lifecycle_columns`).
+
+    _LIFECYCLE_COLUMNS: Final = (
+        ("connectors", "paused_at", "TEXT"),
+        ("connectors", "deleted_at", "TEXT"),
+        ("connectors", "deleted_subjects", "TEXT"),
+        ("sync_runs", "confirm_deletes", "INTEGER"),
+    )
+
+    def _add_lifecycle_columns(self) -> None:
+        for table, column, kind in self._LIFECYCLE_COLUMNS:
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def update_connector(
+        self,
+        tenant: str,
+        connector_id: str,
+        *,
+        sealed_credentials: bytes | None = None,
+        mapping_text: str | None = None,
+        mapping_digest: str | None = None,
+        interval_seconds: int | None = None,
+        max_delete_share: float | None = None,
+    ) -> ConnectorRecord:
+        changes = {
+            "sealed_credentials": sealed_credentials,
+            "mapping_text": mapping_text,
+            "mapping_digest": mapping_digest,
+            "interval_seconds": interval_seconds,
+            "max_delete_share": max_delete_share,
+        }
+        given = {k: v for k, v in changes.items() if v is not None}
+        with self._lock, self._transaction():
+            self.get_connector(tenant, connector_id)
+            if given:
+                sets = ", ".join(f"{k} = ?" for k in given)
+                self._conn.execute(
+                    f"UPDATE connectors SET {sets} WHERE tenant = ? AND id = ?",
+                    (*given.values(), tenant, connector_id),
+                )
+            return self.get_connector(tenant, connector_id)
+
+    def set_connector_paused(
+        self, tenant: str, connector_id: str, paused_at: datetime | None
+    ) -> ConnectorRecord:
+        with self._lock, self._transaction():
+            self.get_connector(tenant, connector_id)
+            self._conn.execute(
+                "UPDATE connectors SET paused_at = ? WHERE tenant = ? AND id = ?",
+                (_ts(paused_at), tenant, connector_id),
+            )
+            return self.get_connector(tenant, connector_id)
+
+    def mark_connector_deleted(
+        self, tenant: str, connector_id: str, at: datetime, subjects: str
+    ) -> None:
+        with self._lock, self._transaction():
+            self.get_connector(tenant, connector_id)
+            self._conn.execute(
+                "UPDATE connectors SET deleted_at = ?, deleted_subjects = ?"
+                " WHERE tenant = ? AND id = ?",
+                (_ts(at), subjects, tenant, connector_id),
+            )
+
+    def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:
+        rows = self._all(
+            f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE tenant = ? AND id = ?"
+            " AND deleted_at IS NOT NULL",
+            (tenant, connector_id),
+        )
+        return _connector(rows[0]) if rows else None
+
+    def stop_running_runs(
+        self, tenant: str, connector_id: str, at: datetime, error: str
+    ) -> list[str]:
+        with self._lock, self._transaction():
+            rows = self._conn.execute(
+                "SELECT id FROM sync_runs WHERE tenant = ? AND connector = ?"
+                " AND status = 'running'",
+                (tenant, connector_id),
+            ).fetchall()
+            self._conn.execute(
+                "UPDATE sync_runs SET status = 'stopped', finished_at = ?, error = ?"
+                " WHERE tenant = ? AND connector = ? AND status = 'running'",
+                (_ts(at), error, tenant, connector_id),
+            )
+        return [r[0] for r in rows]
+
+    def present_subjects(self, tenant: str, connector_id: str) -> list[str]:
+        rows = self._all(
+            "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ? AND present = 1"
+            " ORDER BY subject_id",
+            (tenant, connector_id),
+        )
+        return [r[0] for r in rows]
+
+    def set_subjects_absent(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> None:
+        with self._lock, self._transaction():
+            self._conn.executemany(
+                "UPDATE subjects SET present = 0 WHERE tenant = ? AND connector = ?"
+                " AND subject_id = ?",
+                [(tenant, connector_id, sid) for sid in subject_ids],
+            )
+
+    def latest_events(self, tenant: str, source: str) -> list[EventRow]:
+        # SQLite returns the bare columns of the row holding MAX(seq) in each group.
+        rows = self._all(
+            "SELECT tenant, MAX(seq), id, type, subject_id, data, occurred_at, source,"
+            " instruction_id FROM events WHERE tenant = ? AND source = ?"
+            " GROUP BY subject_id ORDER BY 2",
+            (tenant, source),
+        )
+        return [
+            EventRow(
+                r[0], r[1], r[2], cast(EventType, r[3]), r[4],
+                orjson.loads(r[5]) if r[5] is not None else None, _need(r[6]), r[7], r[8],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def list_consumers(self, tenant: str) -> list[Consumer]:
+        rows = self._all(
+            "SELECT id, tenant, name, created_at, revoked_at FROM consumers WHERE tenant = ?"
+            " ORDER BY created_at, id",
+            (tenant,),
+        )
+        return [Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4])) for r in rows]
+
+    def get_consumer(self, tenant: str, consumer_id: str) -> Consumer:
+        r = self._one(
+            "SELECT id, tenant, name, created_at, revoked_at FROM consumers"
+            " WHERE tenant = ? AND id = ?",
+            (tenant, consumer_id),
+            f"consumer {consumer_id} of tenant {tenant}",
+        )
+        return Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
+
+    def revoke_consumer(self, tenant: str, consumer_id: str, at: datetime) -> Consumer:
+        with self._lock, self._transaction():
+            self.get_consumer(tenant, consumer_id)
+            self._conn.execute(
+                "UPDATE consumers SET revoked_at = COALESCE(revoked_at, ?)"
+                " WHERE tenant = ? AND id = ?",
+                (_ts(at), tenant, consumer_id),
+            )
+            return self.get_consumer(tenant, consumer_id)
+
+    def replace_consumer_token(self, tenant: str, consumer_id: str, token_hash: bytes) -> None:
+        with self._lock, self._transaction():
+            self.get_consumer(tenant, consumer_id)
+            self._conn.execute(
+                "UPDATE consumers SET token_hash = ? WHERE tenant = ? AND id = ?",
+                (token_hash, tenant, consumer_id),
+            )
+
 
 def _run_mark(run_id: str) -> int:
     """A run id as a 63-bit number: the `seen` mark is 8 bytes a row instead of 36."""
@@ -476,7 +644,8 @@ def _connector(r: Sequence[Any]) -> ConnectorRecord:
         tenant=r[0], id=r[1], type=r[2], base_url=r[3], sealed_credentials=r[4],
         settings=orjson.loads(r[5]), mapping_text=r[6], mapping_digest=r[7],
         interval_seconds=r[8], max_delete_share=r[9], created_at=_need(r[10]),
-        watermark=r[11], last_success_at=_dt(r[12]),
+        watermark=r[11], last_success_at=_dt(r[12]), paused_at=_dt(r[13]),
+        deleted_at=_dt(r[14]), deleted_subjects=r[15],
     )  # fmt: skip
 
 
@@ -493,5 +662,5 @@ def _run(r: Sequence[Any]) -> RunRecord:
         id=r[0], tenant=r[1], connector=r[2], mode=r[3], status=cast(RunStatus, r[4]),
         started_at=_need(r[5]), finished_at=_dt(r[6]), cursor=r[7], watermark=r[8],
         counts=orjson.loads(r[9]), error=r[10], instruction_id=r[11], pages=r[12],
-        since=r[13],
+        since=r[13], confirm_deletes=r[14],
     )  # fmt: skip

@@ -53,6 +53,7 @@ from gateway.store.records import (
     ConnectorRecord,
     Instruction,
     NewEvent,
+    NotFound,
     RunRecord,
     RunStatus,
     Store,
@@ -66,6 +67,18 @@ log = logging.getLogger("sluis.sync")
 COUNT_KEYS: Final = (
     "fetched", "passed", "quarantined", "dropped_fields", "upserted", "deleted", "unchanged",
 )  # fmt: skip
+
+
+class ConnectorPaused(Exception):
+    """The admin paused the connector: no run starts, and a running one stops before its
+    next page."""
+
+    def __init__(self, connector: str, paused_at: datetime) -> None:
+        super().__init__(
+            f"connector {connector} was paused at {paused_at.isoformat()}; resume it "
+            '(PATCH the connector with {"paused": false}) to sync again'
+        )
+        self.paused_at = paused_at
 
 
 class SyncBusy(Exception):
@@ -139,13 +152,22 @@ class SyncEngine:
     # ------------------------------------------------------------------ entry points
 
     async def start(
-        self, tenant: str, connector_id: str, mode: SyncMode | None = None
+        self,
+        tenant: str,
+        connector_id: str,
+        mode: SyncMode | None = None,
+        *,
+        confirm_deletes: int | None = None,
     ) -> RunRecord:
         """Check the instruction and claim the connector; returns the new run record.
 
-        Raises `InstructionRefused` (after reporting it) or `SyncBusy`. Call `run` next.
+        Raises `ConnectorPaused`, `InstructionRefused` (after reporting it) or `SyncBusy`.
+        Call `run` next. `confirm_deletes` lets a full run delete exactly that many subjects
+        past the connector's `max_delete_share` (see `_remove_gone`).
         """
         record = await asyncio.to_thread(self.store.get_connector, tenant, connector_id)
+        if record.paused_at is not None:
+            raise ConnectorPaused(connector_id, record.paused_at)
         now = self.clock()
         try:
             instruction = await asyncio.to_thread(
@@ -166,6 +188,7 @@ class SyncEngine:
             instruction_id=instruction.id,
             since=record.watermark if mode is SyncMode.INCREMENTAL else None,
             counts=dict.fromkeys(COUNT_KEYS, 0),
+            confirm_deletes=confirm_deletes,
         )
         if not await asyncio.to_thread(self.store.start_run, run):
             last = await asyncio.to_thread(self.store.last_run, tenant, connector_id)
@@ -205,6 +228,8 @@ class SyncEngine:
         except InstructionRefused as refusal:
             await asyncio.to_thread(self._report_refusal, record, refusal, run.id)
             status, error = "stopped", str(refusal)
+        except ConnectorPaused as paused:
+            status, error = "stopped", str(paused)
         except ConnectorError as exc:
             status, error = "failed", str(exc)
         except asyncio.CancelledError:
@@ -246,6 +271,7 @@ class SyncEngine:
                     # Checked before every fetch, and again inside the page's commit: a
                     # revocation stops the run before the next request goes out, and a
                     # page fetched while it happened is never committed.
+                    await asyncio.to_thread(self._still_configured, state)
                     await asyncio.to_thread(self._still_authorised, state)
                     page = await connector.fetch_page(PageRequest(mode, cursor, run.since))
                     await asyncio.to_thread(self._commit_page, state, page)
@@ -264,6 +290,24 @@ class SyncEngine:
         if mode is SyncMode.FULL:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
+
+    def _still_configured(self, state: _RunState) -> None:
+        """The admin's later changes reach a running run before its next page: a pause
+        stops it, and so does a new mapping (the run's instruction authorises the old)."""
+        try:
+            current = self.store.get_connector(state.run.tenant, state.run.connector)
+        except NotFound:
+            return  # deleted: its instructions are revoked, which the next check reports
+        if current.paused_at is not None:
+            raise ConnectorPaused(current.id, current.paused_at)
+        if current.mapping_digest != state.instruction.mapping_digest:
+            raise InstructionRefused(
+                "mapping_changed",
+                f"the mapping of connector {current.id} changed to {current.mapping_digest} "
+                f"during the run; instruction {state.instruction.id} authorises "
+                f"{state.instruction.mapping_digest}: a new authorisation is needed",
+                state.instruction.id,
+            )
 
     def _still_authorised(self, state: _RunState) -> None:
         require_still_active(self.store, state.instruction, self.clock())
@@ -341,12 +385,24 @@ class SyncEngine:
         present = store.count_present(run.tenant, run.connector)
         share = len(gone) / present if present else 1.0
         limit = state.record.max_delete_share
-        if share > limit:
+        if share > limit and run.confirm_deletes != len(gone):
+            # The number asked for is on the run (counts.deletes_held), so the admin can
+            # confirm exactly this many for one run, or raise the connector's limit.
+            state.counts["deletes_held"] = len(gone)
+            given = (
+                f" (this run was confirmed for {run.confirm_deletes}, not {len(gone)})"
+                if run.confirm_deletes is not None
+                else ""
+            )
             return "stopped", (
                 f"the full sync would delete {len(gone)} of {present} subjects "
-                f"({share:.0%}), more than the limit of {limit:.0%}; nothing was deleted. "
-                "Check the source export, then raise the limit or run again"
+                f"({share:.0%}), more than the limit of {limit:.0%}; nothing was deleted"
+                f"{given}. Check the source export; if these {len(gone)} people really left, "
+                f'start a sync with {{"mode": "full", "confirm_deletes": {len(gone)}}}, or '
+                "raise the connector's max_delete_share (PATCH the connector)"
             )
+        if share > limit:
+            state.counts["deletes_confirmed"] = len(gone)
         now = self.clock()
         events = [self._event("subject.deleted", sid, None, now, state) for sid in gone]
         digest = content_digest({"gone": True})

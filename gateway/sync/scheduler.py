@@ -5,6 +5,7 @@ simply not due (starting it would only log a refusal every interval). Runs that 
 process left half-way are resumed first. Every tick reads the schedule from the store, so
 connectors added, re-authorised or revoked through the admin API take effect without a
 restart. A run that fails does not stop the loop; its error is on the run record.
+A connector its admin paused is not due either.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp import web
 from connectors.base import SyncMode
 from gateway.runtime.services import Services
 from gateway.store.records import ConnectorRecord
-from gateway.sync.engine import SyncBusy
+from gateway.sync.engine import ConnectorPaused, SyncBusy
 from gateway.sync.instructions import InstructionRefused, require_active
 
 log = logging.getLogger("sluis.scheduler")
@@ -46,6 +47,8 @@ class Scheduler:
 
     def due(self, record: ConnectorRecord, now: datetime) -> bool:
         """Whether a connector should start a run now (interval elapsed, authorised)."""
+        if record.paused_at is not None:
+            return False
         store = self.services.store
         last = store.last_run(record.tenant, record.id)
         if last is not None and last.status == "running":
@@ -86,7 +89,7 @@ class Scheduler:
             mode = await asyncio.to_thread(self.mode_for, record, now)
             try:
                 run = await self.services.engine.start(record.tenant, record.id, mode)
-            except (InstructionRefused, SyncBusy) as exc:
+            except (ConnectorPaused, InstructionRefused, SyncBusy) as exc:
                 log.info("scheduler: %s/%s not started: %s", record.tenant, record.id, exc)
                 continue
             self._spawn(key, self.services.engine.run(run))

@@ -101,6 +101,9 @@ class Api:
     async def delete(self, path: str, **kw: Any) -> Reply:
         return await self.call("DELETE", path, **kw)
 
+    async def patch(self, path: str, json: Any = None, **kw: Any) -> Reply:
+        return await self.call("PATCH", path, json=json, **kw)
+
     def check(self, method: str, path: str, reply: Reply) -> None:
         """The reply's status is documented for its operation and its body validates."""
         bare = path.partition("?")[0]

@@ -57,9 +57,9 @@ async def drain(api: Api, token: str, limit: int, after: str | None = None) -> l
 
 def test_cursor_round_trip() -> None:
     for seq in (0, 1, 99, 10**15):
-        assert decode_cursor(encode_cursor(seq)) == seq
-    assert decode_cursor(None) == 0
-    assert "=" not in encode_cursor(7)
+        assert decode_cursor(encode_cursor(seq, "acme"), "acme") == seq
+    assert decode_cursor(None, "acme") == 0
+    assert "=" not in encode_cursor(7, "acme")
 
 
 async def test_feed_pages_in_order_without_gaps_or_duplicates(api: Api, services: Services) -> None:
@@ -87,7 +87,7 @@ async def test_feed_pages_in_order_without_gaps_or_duplicates(api: Api, services
 async def test_next_cursor_polls(api: Api, services: Services) -> None:
     token, _ = await setup_feed(api)
     empty = await page(api, token)
-    assert empty == {"events": [], "next_cursor": encode_cursor(0), "withheld": 0}
+    assert empty == {"events": [], "next_cursor": encode_cursor(0, "acme"), "withheld": 0}
     insert_events(services, "acme", 3)
     body = await page(api, token, after=empty["next_cursor"])
     assert [e["seq"] for e in body["events"]] == [1, 2, 3]
@@ -159,7 +159,7 @@ async def test_revocation_withholds_events(api: Api, services: Services) -> None
     assert [e["source"] for e in rest["events"]] == ["crm"] * 3
     assert [e["seq"] for e in rest["events"]] == [5, 6, 7]
     assert rest["withheld"] == 2
-    assert decode_cursor(rest["next_cursor"]) == 7
+    assert decode_cursor(rest["next_cursor"], "acme") == 7
     # Withheld for good: re-reading from the start still leaves hr's events out.
     again = await page(api, token)
     assert again["withheld"] == 4 and len(again["events"]) == 3
@@ -170,10 +170,14 @@ async def test_revocation_withholds_events(api: Api, services: Services) -> None
     assert refused[0]["connector"] == "hr"
     assert refused[0]["instruction_id"] == instruction
     assert refused[0]["counts"]["records"] == 2 and refused[0]["subject_ids"] == []
-    # Not queued: after a new grant, a consumer who wants them pages again from the start.
-    await grant(api)
-    assert (await page(api, token, after=rest["next_cursor"]))["events"] == []
-    assert [e["seq"] for e in (await page(api, token))["events"]] == list(range(1, 8))
+    # Not queued, but the re-grant re-emits hr's current state: polling on converges.
+    regrant = await grant(api)
+    assert regrant["reemitted_events"] == 4
+    after = await page(api, token, after=rest["next_cursor"])
+    assert [e["seq"] for e in after["events"]] == [8, 9, 10, 11]
+    assert {e["subject_id"] for e in after["events"]} == {subject_id(n) for n in range(4)}
+    assert {e["instruction_id"] for e in after["events"]} == {regrant["id"]}
+    assert [e["seq"] for e in (await page(api, token))["events"]] == list(range(1, 12))
 
 
 async def test_connector_without_instruction_delivers_nothing(api: Api, services: Services) -> None:

@@ -140,3 +140,54 @@ async def test_sync_end_to_end_leaks_nothing(
             value = person.get(key)
             if value:
                 assert str(value) not in seen, key
+
+
+async def test_mass_delete_guard_can_be_confirmed_for_one_run_or_raised(
+    api: Api, services: Services, aiohttp_server: Any
+) -> None:
+    emulator = await afas_connector(api, aiohttp_server, people=100)
+    env = emulator[afas_emulator.ENVIRONMENT]
+    await grant(api)
+    first = await wait_for_run(
+        api, (await api.post(f"{C}/syncs", {"mode": "full"})).headers["Location"]
+    )
+    present = first["counts"]["upserted"]
+    del env.people[:40]
+    env.version += 1
+
+    async def full(**extra: Any) -> dict[str, Any]:
+        started = await api.post(f"{C}/syncs", {"mode": "full", **extra})
+        assert started.status == 202, started.body
+        return await wait_for_run(api, started.headers["Location"])
+
+    stopped = await full()
+    held = stopped["counts"]["deletes_held"]
+    assert stopped["status"] == "stopped" and held > 0.2 * present
+    assert stopped["counts"]["deleted"] == 0
+    assert f'"confirm_deletes": {held}' in stopped["error"]
+    assert "max_delete_share" in stopped["error"]
+    assert services.store.count_present("acme", "hr") == present
+
+    wrong = await full(confirm_deletes=held - 1)
+    assert wrong["status"] == "stopped" and wrong["counts"]["deleted"] == 0
+    assert f"confirmed for {held - 1}, not {held}" in wrong["error"]
+    assert wrong["confirm_deletes"] == held - 1
+    bad = await api.post(f"{C}/syncs", {"mode": "incremental", "confirm_deletes": held})
+    assert bad.status == 422 and bad.body["errors"][0]["field"] == "confirm_deletes"
+    assert (await api.post(f"{C}/syncs", {"confirm_deletes": held})).status == 422
+    assert (await api.post(f"{C}/syncs", {"mode": "full", "confirm_deletes": 0})).status == 422
+
+    confirmed = await full(confirm_deletes=held)
+    assert confirmed["status"] == "succeeded", confirmed
+    assert confirmed["counts"]["deleted"] == held == confirmed["counts"]["deletes_confirmed"]
+    assert confirmed["confirm_deletes"] == held
+    assert services.store.count_present("acme", "hr") == present - held
+    # The confirmation was for that run only: the next large drop stops again ...
+    del env.people[:30]
+    env.version += 1
+    again = await full()
+    assert again["status"] == "stopped" and again["counts"]["deletes_held"] > 0
+    # ... unless the admin raises the setting.
+    raised = await api.patch(C, {"max_delete_share": 0.9})
+    assert raised.status == 200
+    assert (await full())["status"] == "succeeded"
