@@ -414,15 +414,13 @@ class SyncEngine:
         self.store.finish_run(run.id, status, now, counts, error)
         if status == "succeeded" and state is not None:
             self.store.set_connector_sync_state(run.tenant, run.connector, state.watermark, now)
-            self.metrics.last_success.labels(run.tenant, run.connector).set(now.timestamp())
-        self.metrics.ledger_entries.labels(run.tenant).set(self.ledger(run.tenant).size())
         return self.store.get_run(run.id)
 
     def _report_refusal(
         self, record: ConnectorRecord, refusal: InstructionRefused, run_id: str | None
     ) -> None:
         """A refusal is a ledger entry and a metric, never silent."""
-        self.metrics.refusals.labels(refusal.code).inc()
+        self.metrics.refused(record.tenant, record.id, refusal.code)
         entry = TransferEntry(
             time=self.clock(),
             direction="refused",
