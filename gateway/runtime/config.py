@@ -8,6 +8,7 @@ admin_token = "..."            # bootstrap admin bearer token (or SLUIS_ADMIN_TO
 master_key = "base64..."       # 32 bytes (or SLUIS_MASTER_KEY; else data_dir/master.key)
 scheduler = true               # run each connector on its interval
 allow_private_sources = false  # true lets connectors reach loopback/private addresses
+resume_concurrency = 4         # interrupted runs resumed at the same time at start
 ```
 
 Secrets are better given through the environment than written in the file. Errors name the
@@ -41,10 +42,14 @@ class Settings(BaseModel):
     scheduler: bool = True
     #: Let connectors reach loopback and private addresses (local emulators, a LAN system).
     allow_private_sources: bool = False
+    #: Interrupted runs resumed at start at the same time (one slow source must not hold
+    #: the others back; the bound keeps a restart after an outage from opening them all).
+    resume_concurrency: int = Field(default=4, ge=1, le=64)
 
 
 _ENV_KEYS = (
     "data_dir", "host", "port", "admin_token", "master_key", "scheduler", "allow_private_sources",
+    "resume_concurrency",
 )  # fmt: skip
 
 
