@@ -67,7 +67,7 @@ class Services:
             else load_or_create_master_key(data_dir / "master.key")
         )
         box = SecretBox(master)
-        signer = CheckpointSigner(load_or_create_signing_key(data_dir))
+        signer = CheckpointSigner(load_or_create_signing_key(data_dir), settings.ledger_name)
         store = SqliteStore(data_dir / "sluis.db")
         metrics = GatewayMetrics()
         engine = SyncEngine(
