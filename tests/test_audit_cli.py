@@ -154,7 +154,7 @@ def test_prove_output_verifies_with_merkle(
     root = base64.b64decode(proof["root"])
     merkle.verify_inclusion(leaf, 5, 12, path, root)
     cp = open_checkpoint(proof["checkpoint"], key)
-    assert (cp.origin, cp.size, cp.root) == ("sluis/acme", 12, root)
+    assert (cp.origin, cp.size, cp.root) == (signer_of(data_dir).origin_for("acme"), 12, root)
 
     # At a size with no checkpoint of its own, the proof links to the latest one.
     argv = ["audit", "prove", "1", "--tenant", "acme", "--size", "5"]
@@ -215,11 +215,21 @@ def test_kept_checkpoint_catches_a_vanished_tenant(
     assert "beta: FAILED at entry 0" in out
 
 
+def signer_of(data_dir: Path) -> CheckpointSigner:
+    return CheckpointSigner(load_or_create_signing_key(data_dir))
+
+
 def test_pubkey_formats(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "audit", "pubkey", "--data-dir", str(data_dir), "--format", "vkey")
     assert code == 0
-    name, key_id, blob = out.strip().split("+", 2)
-    assert name == "sluis-ledger" and len(key_id) == 8
+    signer = signer_of(data_dir)
+    lines = out.strip().splitlines()
+    assert [line.split("+")[0] for line in lines] == [
+        signer.origin_for("acme"),
+        signer.origin_for("beta"),
+    ]
+    _, key_id, blob = lines[0].split("+", 2)
+    assert len(key_id) == 8
     assert base64.b64decode(blob)[0] == 1
 
 

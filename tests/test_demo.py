@@ -9,9 +9,13 @@ phone numbers, addresses and the like.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ from connectors.hubspot.emulator import STATE
 from connectors.hubspot.emulator import make_app as hubspot_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
 from gateway.cli import demo
+from gateway.cli.main import main as sluis
 from gateway.ledger.export import write_export
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 
@@ -43,6 +48,43 @@ def _sensitive_values() -> set[str]:
         values |= {str(props[k]) for k in SENSITIVE_PROPERTIES if props.get(k)}
     # Short values ("M", "NL", "griep") could match by accident; the scan is for data.
     return {v for v in values if len(v) >= 6}
+
+
+def _leavers(people: int) -> dict[str, int]:
+    """Who has left in the demo's sources, counted from the emulators' own data."""
+    today = date.today().isoformat()
+    afas = afas_app(people=people, seed=2026)[ENVIRONMENT].people
+    hubspot = hubspot_app(people=people, seed=2026)[STATE].contacts
+    return {
+        "afas": sum(1 for p in afas if str(p.get("Datum_uit_dienst") or "9999")[:10] < today),
+        "hubspot": sum(1 for c in hubspot if c.get("archived")),
+    }
+
+
+async def test_demo_explains_missing_events_and_shows_the_audit_root(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir)
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            assert sluis(["audit", "verify", "--data-dir", str(data_dir)]) == 0
+    finally:
+        await runner.aclose()
+    expected = _leavers(PEOPLE)
+    for name, info in result.connectors.items():
+        counts = info["counts"]
+        assert 0 < info["leavers"] == expected[name]
+        assert counts["upserted"] == counts["passed"] - expected[name]
+        assert (
+            f"{counts['upserted']} events for {counts['passed']} people: the other"
+            f" {expected[name]} are leavers"
+        ) in report
+    audit_root = re.search(r"root (\S+)$", out.getvalue().strip())
+    assert audit_root is not None
+    assert f"root {audit_root.group(1)} " in report
+    assert result.ledger_root == audit_root.group(1)
 
 
 async def test_demo_leaks_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -46,6 +46,9 @@ from gateway.store import StoreConflict
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 from tests.ledger_helpers import T0, Clock, make_entry
 
+LOG_NAME = "ledger.example/sluis"
+ORIGIN = "ledger.example/sluis/acme"
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
@@ -70,7 +73,7 @@ def store(db_path: Path) -> Iterator[SqliteLedgerStore]:
 
 @pytest.fixture
 def ledger(store: SqliteLedgerStore, key: Ed25519PrivateKey) -> Ledger:
-    return Ledger(store, "acme", CheckpointSigner(key), clock=Clock())
+    return Ledger(store, "acme", CheckpointSigner(key, LOG_NAME), clock=Clock())
 
 
 def one_by_one(ledger: Ledger, n: int) -> None:
@@ -137,7 +140,7 @@ def test_append_assigns_indices_and_signs_each_batch(
     assert ledger.append([make_entry(i) for i in range(5)]) == [0, 1, 2, 3, 4]
     assert ledger.append([make_entry(5)]) == [5]
     cp = open_checkpoint(ledger.checkpoint(), key.public_key())
-    assert (cp.origin, cp.size) == ("sluis/acme", 6)
+    assert (cp.origin, cp.size) == (ORIGIN, 6)
     leaves = [merkle.leaf_hash(canonical_bytes(make_entry(i))) for i in range(6)]
     assert cp.root == merkle.reference_root(leaves) == ledger.root()
     assert ledger.verify(key.public_key()).ok
@@ -278,11 +281,12 @@ def test_checkpoint_is_a_c2sp_signed_note(ledger: Ledger, key: Ed25519PrivateKey
     note = ledger.checkpoint()
     body, _, sig_line = note.partition("\n\n")
     origin, size, _root, time_line = body.split("\n")
-    assert (origin, size) == ("sluis/acme", "1")
+    assert (origin, size) == (ORIGIN, "1")
     assert time_line.startswith("time ") and time_line.endswith("Z")
-    assert sig_line.startswith("\u2014 sluis-ledger ") and sig_line.endswith("\n")
+    # C2SP: the key name in the signature line is the origin.
+    assert sig_line.startswith(f"\u2014 {ORIGIN} ") and sig_line.endswith("\n")
     blob = base64.b64decode(sig_line.split(" ")[2])
-    assert blob[:4] == key_id("sluis-ledger", key.public_key())
+    assert blob[:4] == key_id(ORIGIN, key.public_key())
     assert len(blob) == 68
     key.public_key().verify(blob[4:], (body + "\n").encode())
 
@@ -528,7 +532,7 @@ def test_fork_against_a_kept_checkpoint_is_caught(
     signer = CheckpointSigner(key)
     for size in range(3, 11):
         root = fresh_root(db_path, "acme", size)
-        note = signer.sign(Checkpoint("sluis/acme", size, root, T0 + timedelta(minutes=size)))
+        note = signer.sign(Checkpoint(ORIGIN, size, root, T0 + timedelta(minutes=size)))
         sql(db_path, "UPDATE ledger_checkpoints SET note = ? WHERE size = ?", (note, size))
     set_head(db_path, 10)
     assert log10.verify(key.public_key()).ok  # consistent with itself, so only a witness helps
@@ -545,7 +549,7 @@ def test_checkpoint_forged_with_another_key_is_caught(
     forger = CheckpointSigner(Ed25519PrivateKey.generate())
     for size in range(5, 11):
         root = fresh_root(db_path, "acme", size)
-        note = forger.sign(Checkpoint("sluis/acme", size, root, T0 + timedelta(minutes=size)))
+        note = forger.sign(Checkpoint(ORIGIN, size, root, T0 + timedelta(minutes=size)))
         sql(db_path, "UPDATE ledger_checkpoints SET note = ? WHERE size = ?", (note, size))
     check(log10, key, 4, "not signed by the trusted key")
 

@@ -50,10 +50,17 @@ async def get_events(request: web.Request) -> web.Response:
     except BadCursor as exc:
         raise Problem(400, str(exc), slug="bad-cursor") from None
     ledger = s.ledger(tenant)
+    withheld_by: dict[str, int] = {}
     try:
-        body, served, withheld = await asyncio.to_thread(
+        body, served, _ = await asyncio.to_thread(
             lambda: serve_page(
-                s.store, ledger, consumer, now=s.clock(), after=after, limit=query.limit
+                s.store,
+                ledger,
+                consumer,
+                now=s.clock(),
+                after=after,
+                limit=query.limit,
+                withheld_by=withheld_by,
             )
         )
     except CursorBeyondHead as ahead:
@@ -66,8 +73,8 @@ async def get_events(request: web.Request) -> web.Response:
         ) from None
     if served:
         s.metrics.feed_events_served.labels(tenant).inc(served)
-    if withheld:
-        s.metrics.refusals.labels("feed_withheld").inc(withheld)
+    for connector, count in withheld_by.items():
+        s.metrics.refused(tenant, connector, "feed_withheld", count)
     return web.Response(
         body=body, content_type="application/json", headers={"Cache-Control": "no-store"}
     )

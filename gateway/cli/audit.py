@@ -29,9 +29,11 @@ from gateway.keys.signing import (
     signing_key_path,
 )
 from gateway.ledger.checkpoint import (
-    DEFAULT_KEY_NAME,
     CheckpointError,
+    key_name_for,
     open_checkpoint,
+    parse_verifier_key,
+    read_unverified,
     tenant_of,
     verifier_key,
 )
@@ -66,11 +68,25 @@ def _open_store(args: argparse.Namespace) -> SqliteLedgerStore:
 def _trusted_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey, bool]:
     """The key to verify with, and whether it came from the auditor rather than the data dir."""
     if args.public_key:
-        return load_public_key(args.public_key), True
+        return _load_trusted(args.public_key), True
     path = signing_key_path(_data_dir(args))
     if not path.is_file():
         raise _UsageError(f"no signing key at {path}; pass --public-key FILE")
     return load_signing_key(path).public_key(), False
+
+
+def _load_trusted(path: str) -> Ed25519PublicKey:
+    """A PEM key, or a verifier key line (`name+keyid+key`, as `pubkey --format vkey` prints)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if text and "-----BEGIN" not in text and "\n" not in text:
+        try:
+            return parse_verifier_key(text)[1]
+        except CheckpointError as exc:
+            raise _UsageError(f"{path}: {exc}") from None
+    return load_public_key(path)
 
 
 def _read_checkpoint(path: str, key: Ed25519PublicKey) -> tuple[str, str]:
@@ -197,10 +213,27 @@ def _run_pubkey(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise _UsageError(f"no signing key at {path} (it is created by the first ledger append)")
     public = load_signing_key(path).public_key()
-    if args.format == "vkey":
-        print(verifier_key(DEFAULT_KEY_NAME, public))
-    else:
+    if args.format != "vkey":
         sys.stdout.write(public_key_pem(public))
+        return EXIT_OK
+    # A log's checkpoints are signed under its own key name (its origin): one line per log.
+    with _open_store(args) as store:
+        tenants = store.tenants()
+        if args.tenant is not None:
+            if args.tenant not in tenants:
+                raise _UsageError(f"unknown tenant {args.tenant!r}")
+            tenants = [args.tenant]
+        origins = []
+        for tenant in tenants:
+            latest = store.latest_checkpoint(tenant)
+            if latest is not None:
+                origins.append(read_unverified(latest.note).origin)
+    if not origins:
+        raise _UsageError(
+            "the ledger holds no logs yet; a log's key name is set by its first entry"
+        )
+    for origin in origins:
+        print(verifier_key(key_name_for(origin), public))
     return EXIT_OK
 
 
@@ -256,7 +289,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Exit 0 when intact, 1 when a log fails (naming the first bad entry).",
     )
     verify.add_argument("--tenant", metavar="T", help="only this tenant (default: all)")
-    verify.add_argument("--public-key", metavar="FILE", help="trusted public key (PEM)")
+    verify.add_argument(
+        "--public-key", metavar="FILE", help="trusted public key (PEM, or a vkey line)"
+    )
     verify.add_argument(
         "--checkpoint", metavar="FILE", help="a checkpoint you kept earlier: detects truncation"
     )
@@ -292,6 +327,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--format",
         choices=("pem", "vkey"),
         default="pem",
-        help="PEM (default) or a signed-note verifier key line",
+        help="PEM (default), or signed-note verifier keys (name+keyid+key), one per log,"
+        " for golang.org/x/mod/sumdb/note and witnesses",
     )
+    pubkey.add_argument("--tenant", metavar="T", help="vkey: only this tenant's log")
     pubkey.set_defaults(run=_guarded(_run_pubkey))

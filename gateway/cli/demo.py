@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import secrets
 import sys
@@ -150,6 +151,7 @@ async def _walk_through(
             "counts": run["counts"],
             "fields": created["mapping"]["fields"],
             "dropped": set(),
+            "leavers": leavers(run["counts"]),
         }
     consumer = await admin.call("POST", f"{t}/consumers", {"name": "learning-platform"})
     result.feed_token = consumer["token"]
@@ -163,10 +165,19 @@ async def _walk_through(
             result.connectors[entry["connector"]]["dropped"].update(entry["dropped_field_names"])
     led = services.ledger(DEMO_TENANT)
     result.ledger_size = led.size()
-    result.ledger_root = led.root().hex()
+    # The encoding `sluis audit verify` prints, so the two can be compared by eye.
+    result.ledger_root = base64.b64encode(led.root()).decode("ascii")
     report = await asyncio.to_thread(led.verify, services.signer.public_key)
     result.verified, result.verify_reason = report.ok, report.reason
     return result
+
+
+def leavers(counts: dict[str, int]) -> int:
+    """Subjects that passed the door but made no event: the mapping's leaver rule says they
+    have left (an AFAS end date in the past, an archived HubSpot contact), and someone the
+    platform never had needs no account and no deletion."""
+    made = counts["upserted"] + counts["unchanged"] + counts["deleted"]
+    return max(0, counts["passed"] - made)
 
 
 def format_report(result: DemoResult, *, serving: bool = False) -> str:
@@ -177,6 +188,15 @@ def format_report(result: DemoResult, *, serving: bool = False) -> str:
             f"{name:<8} fetched {c['fetched']:>6,}  passed {c['passed']:>6,}  "
             f"quarantined {c['quarantined']:>4,}  feed events {c['upserted']:>6,}"
         )
+        if info["leavers"]:
+            lines += textwrap.wrap(
+                f"{c['upserted']:,} events for {c['passed']:,} people: the other"
+                f" {info['leavers']:,} are leavers (gone per the mapping's [[leaver]] rule),"
+                " who get no account",
+                96,
+                initial_indent=" " * 9,
+                subsequent_indent=" " * 11,
+            )
         fields = ", ".join(f"{k} ({v})" for k, v in info["fields"].items())
         lines += textwrap.wrap(
             f"passed through: {fields}", 96, initial_indent=" " * 9, subsequent_indent=" " * 11
@@ -199,8 +219,8 @@ def format_report(result: DemoResult, *, serving: bool = False) -> str:
     verdict = "intact" if result.verified else f"FAILED ({result.verify_reason})"
     lines += [
         "",
-        f"Ledger: {result.ledger_size} entries, root {result.ledger_root[:16]}…, "
-        f"verification: {verdict}",
+        f"Ledger: {result.ledger_size} entries, verification: {verdict},",
+        f"        root {result.ledger_root} (as `sluis audit verify` prints it)",
         "",
         "Try it:" if serving else "Try it (these URLs answer while `sluis demo --serve` runs):",
         f"  feed     curl -H 'Authorization: Bearer {result.feed_token}' "

@@ -252,9 +252,19 @@ def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consum
 
 
 def serve_page(
-    store: Store, ledger: Ledger, consumer: Consumer, *, now: datetime, after: int, limit: int
+    store: Store,
+    ledger: Ledger,
+    consumer: Consumer,
+    *,
+    now: datetime,
+    after: int,
+    limit: int,
+    withheld_by: dict[str, int] | None = None,
 ) -> tuple[bytes, int, int]:
-    """Build one page, write its ledger entries, return (body, served, withheld)."""
+    """Build one page, write its ledger entries, return (body, served, withheld).
+
+    `withheld_by`, if given, receives the withheld count per source connector (metrics).
+    """
     tenant = consumer.tenant
     rows = store.feed_rows(tenant, after, limit)
     sources: dict[str, _Source] = {}
@@ -284,4 +294,6 @@ def serve_page(
         # Store lock first, then the ledger's: the same order the sync engine takes them in.
         with store.transaction():
             ledger.append(entries)
+    if withheld_by is not None:
+        withheld_by.update({name: src.withheld for name, src in sources.items() if src.withheld})
     return body, len(events), withheld

@@ -5,15 +5,24 @@ A checkpoint is the portable statement "log <origin> had <size> entries with roo
 check a later export against it without our software: the format is the one the Go
 transparency tooling (`golang.org/x/mod/sumdb/note`, `tlog-checkpoint`) reads and writes.
 
-    sluis/acme
+    gateway.example.com/sluis/acme
     1024
     <base64 root>
     time 2025-06-01T10:00:00.000000Z
 
-    — sluis-ledger <base64(4-byte key id || 64-byte signature)>
+    — gateway.example.com/sluis/acme <base64(4-byte key id || 64-byte signature)>
+
+Each tenant's ledger is a log of its own. As C2SP recommends, its origin is a schema-less
+URL naming it uniquely, `<log name>/<tenant>`, where the log name is the gateway's
+`ledger_name` setting (by default `sluis.invalid/<16 hex digits of the signing key's
+SHA-256>`: unique per key and plainly not an address), and the key name in the signature
+line is the origin itself. A log keeps the origin of its first checkpoint for good: logs
+begun before origins were configurable (`sluis/<tenant>`, signed as `sluis-ledger`) carry on
+under those names, so checkpoints an auditor kept still verify and extend.
 
 The key id binds the key name and the public key (first 4 bytes of SHA-256(name || "\\n" ||
 0x01 || key)), so a verifier can tell "signed by a key I do not know" from "signed badly".
+`verifier_key` writes the `name+keyid+key` line Go's `note.NewVerifier` reads.
 
 The signing key's files are handled in `gateway.keys.signing`.
 """
@@ -34,8 +43,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.ledger.merkle import HASH_SIZE
 
-DEFAULT_KEY_NAME: Final = "sluis-ledger"
-ORIGIN_PREFIX: Final = "sluis/"
+#: Key name and origin prefix of logs begun before the origin was configurable.
+LEGACY_KEY_NAME: Final = "sluis-ledger"
+LEGACY_ORIGIN_PREFIX: Final = "sluis/"
+#: A reserved top-level domain (RFC 6761): the default log name names, it does not point.
+DEFAULT_LOG_DOMAIN: Final = "sluis.invalid"
 #: Signature algorithm byte of the signed-note format for Ed25519.
 ED25519_ALG: Final = b"\x01"
 MAX_NOTE_BYTES: Final = 16 * 1024
@@ -43,7 +55,13 @@ _SIG_PREFIX: Final = "\u2014 "
 _TIME_PREFIX: Final = "time "
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
-_KEY_NAME = re.compile(r"[!-*,-~]{1,64}")  # printable ASCII, no space and no '+'
+_KEY_NAME = re.compile(r"[!-*,-~]{1,255}")  # printable ASCII, no space and no '+'
+#: A tenant id as it ends an origin (the ledger's identifier rule, see `ledger.entry`).
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+#: A log name: a schema-less URL (host, then path segments), no spaces, no '+'.
+LOG_NAME_PATTERN: Final = (
+    r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,126}[A-Za-z0-9])?(?:/[A-Za-z0-9._~-]{1,64}){0,8}$"
+)
 
 
 class CheckpointError(ValueError):
@@ -93,23 +111,75 @@ def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
     return f"{name}+{key_id(name, public_key).hex()}+{encoded}"
 
 
-class CheckpointSigner:
-    """Signs checkpoints with one Ed25519 key under one key name."""
+def parse_verifier_key(vkey: str) -> tuple[str, Ed25519PublicKey]:
+    """The key name and Ed25519 key of a `name+hexid+base64` verifier key; `CheckpointError`
+    unless the id is the one the name and key make (as signed-note requires)."""
+    name, sep1, rest = vkey.strip().partition("+")
+    hex_id, sep2, encoded = rest.partition("+")
+    if not (sep1 and sep2) or not _KEY_NAME.fullmatch(name) or len(hex_id) != 8:
+        raise CheckpointError("not a verifier key (name+keyid+key)")
+    try:
+        kid = bytes.fromhex(hex_id)
+        raw = base64.b64decode(encoded, validate=True)
+    except (ValueError, binascii.Error):
+        raise CheckpointError("verifier key id or key is not well encoded") from None
+    if len(raw) != 33 or raw[:1] != ED25519_ALG:
+        raise CheckpointError("verifier key is not an Ed25519 key")
+    public_key = Ed25519PublicKey.from_public_bytes(raw[1:])
+    if key_id(name, public_key) != kid:
+        raise CheckpointError("verifier key id does not match its name and key")
+    return name, public_key
 
-    def __init__(self, private_key: Ed25519PrivateKey, name: str = DEFAULT_KEY_NAME) -> None:
-        if not _KEY_NAME.fullmatch(name):
-            raise ValueError("key name must be 1-64 printable ASCII characters, no space or '+'")
+
+def key_fingerprint(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def default_log_name(public_key: Ed25519PublicKey) -> str:
+    """`sluis.invalid/<fingerprint>`: unique per signing key, stable across hosts."""
+    return f"{DEFAULT_LOG_DOMAIN}/{key_fingerprint(public_key)}"
+
+
+def key_name_for(origin: str) -> str:
+    """The key name a log's checkpoints are signed under: its origin (C2SP), except for
+    logs begun under the legacy `sluis/<tenant>` origins, which keep `sluis-ledger`."""
+    return LEGACY_KEY_NAME if origin.startswith(LEGACY_ORIGIN_PREFIX) else origin
+
+
+class CheckpointSigner:
+    """Signs checkpoints with one Ed25519 key; each log under the key name its origin gives.
+
+    `log_name` (a schema-less URL such as `gateway.example.com/sluis`) makes the origins of
+    new logs, `<log_name>/<tenant>`; without it, `default_log_name` of the key.
+    """
+
+    def __init__(self, private_key: Ed25519PrivateKey, log_name: str | None = None) -> None:
         self._key = private_key
-        self.name = name
         self.public_key = private_key.public_key()
-        self._key_id = key_id(name, self.public_key)
+        self.log_name = log_name or default_log_name(self.public_key)
+        if not re.fullmatch(LOG_NAME_PATTERN, self.log_name):
+            raise ValueError(
+                "the ledger name must be a schema-less URL such as gateway.example.com/sluis"
+            )
+        self._key_ids: dict[str, bytes] = {}
+
+    def origin_for(self, tenant: str) -> str:
+        """The origin a new log of `tenant` gets."""
+        return f"{self.log_name}/{tenant}"
 
     def sign(self, checkpoint: Checkpoint) -> str:
-        """The complete signed note for `checkpoint`."""
+        """The complete signed note for `checkpoint`, under the key name of its origin."""
+        name = key_name_for(checkpoint.origin)
+        if not _KEY_NAME.fullmatch(name):
+            raise ValueError("a key name is 1-255 printable ASCII characters, no space or '+'")
+        kid = self._key_ids.get(name)
+        if kid is None:
+            kid = self._key_ids[name] = key_id(name, self.public_key)
         body = checkpoint.body()
         sig = self._key.sign(body.encode("utf-8"))
-        blob = base64.b64encode(self._key_id + sig).decode("ascii")
-        return f"{body}\n{_SIG_PREFIX}{self.name} {blob}\n"
+        blob = base64.b64encode(kid + sig).decode("ascii")
+        return f"{body}\n{_SIG_PREFIX}{name} {blob}\n"
 
 
 def _split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
@@ -177,6 +247,11 @@ def open_checkpoint(
     must carry the trusted key's id and a valid signature. The key name is taken from the
     line and bound by the key id; pass `name` to insist on one.
     """
+    return parse_body(open_note(note, public_key, name=name))
+
+
+def open_note(note: str, public_key: Ed25519PublicKey, *, name: str | None = None) -> str:
+    """The text of any signed note the trusted key signed (see `open_checkpoint`)."""
     body, sigs = _split_note(note)
     message = body.encode("utf-8")
     trusted = False
@@ -192,15 +267,17 @@ def open_checkpoint(
         trusted = True
     if not trusted:
         raise CheckpointError("not signed by the trusted key (unknown key id)")
-    return parse_body(body)
-
-
-def origin_for(tenant: str) -> str:
-    return f"{ORIGIN_PREFIX}{tenant}"
+    return body
 
 
 def tenant_of(origin: str) -> str | None:
-    """The tenant a Sluis origin names, or None for someone else's log."""
-    if not origin.startswith(ORIGIN_PREFIX):
-        return None
-    return origin[len(ORIGIN_PREFIX) :] or None
+    """The tenant a Sluis origin names (its last path segment), or None if it names none.
+
+    Only a claim: a verifier holds it against the log's own checkpoints.
+    """
+    _, slash, tenant = origin.rpartition("/")
+    return tenant if slash and _TENANT.fullmatch(tenant) else None
+
+
+def names_tenant(origin: str, tenant: str) -> bool:
+    return tenant_of(origin) == tenant

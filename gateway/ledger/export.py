@@ -24,7 +24,7 @@ from typing import IO, Any, Final
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.ledger.checkpoint import origin_for
+from gateway.ledger.checkpoint import read_unverified
 from gateway.ledger.verify import CheckpointRow, VerifyReport, verify_log
 from gateway.store import EntryRow, LedgerReader
 
@@ -44,13 +44,14 @@ def write_export(reader: LedgerReader, tenants: Sequence[str], out: IO[bytes]) -
     total = 0
     for tenant in tenants:
         head = reader.head(tenant)
+        latest = reader.latest_checkpoint(tenant)
         out.write(
             _line(
                 {
                     "type": "log",
                     "format": EXPORT_FORMAT,
                     "tenant": tenant,
-                    "origin": origin_for(tenant),
+                    "origin": read_unverified(latest.note).origin if latest else None,
                     "size": head.size if head else 0,
                 }
             )

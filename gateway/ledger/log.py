@@ -34,8 +34,8 @@ from gateway.ledger.checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointSigner,
+    names_tenant,
     open_checkpoint,
-    origin_for,
     read_unverified,
 )
 from gateway.ledger.entry import (
@@ -147,7 +147,7 @@ def check_inclusion_proof(proof: dict[str, Any], public_key: Ed25519PublicKey) -
         raise merkle.ProofError("leaf hash does not match the entry")
     merkle.verify_inclusion(leaf, index, size, path, root)
     cp = open_checkpoint(note, public_key)
-    if proof.get("tenant") is not None and cp.origin != origin_for(str(proof["tenant"])):
+    if proof.get("tenant") is not None and not names_tenant(cp.origin, str(proof["tenant"])):
         raise CheckpointError("checkpoint is for another log")
     if cp.size == size:
         if cp.root != root or cons:
@@ -200,12 +200,24 @@ class Ledger:
         if not is_identifier(tenant):
             raise LedgerError("tenant must be a short identifier")
         self.tenant = tenant
-        self.origin = origin_for(tenant)
+        self._origin: str | None = None
         self._store = store
         self._signer = signer
         self._clock = clock
         self._lock = threading.Lock()
         self._tree = _StoredTree(store, tenant)
+
+    @property
+    def origin(self) -> str:
+        """The log's origin: the one its first checkpoint named (a log never changes name),
+        or for a log without one yet, the one the signer gives new logs."""
+        if self._origin is None:
+            latest = self._store.latest_checkpoint(self.tenant)
+            if latest is not None:
+                self._origin = read_unverified(latest.note).origin
+            else:
+                return self._require_signer().origin_for(self.tenant)
+        return self._origin
 
     def _require_signer(self) -> CheckpointSigner:
         if self._signer is None:

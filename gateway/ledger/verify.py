@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from gateway.ledger import merkle
-from gateway.ledger.checkpoint import Checkpoint, CheckpointError, open_checkpoint, origin_for
+from gateway.ledger.checkpoint import Checkpoint, CheckpointError, names_tenant, open_checkpoint
 from gateway.ledger.entry import TransferEntry, canonical_bytes, describe_errors
 from gateway.store import EntryRow, LedgerHead, NodeRow
 
@@ -67,9 +67,13 @@ def _same(a: bytes, b: bytes) -> bool:
 class _Checkpoints:
     """Pulls checkpoints in write order, checking signature, origin and monotonicity."""
 
-    def __init__(self, rows: Iterable[CheckpointRow], key: Ed25519PublicKey, origin: str) -> None:
+    def __init__(
+        self, rows: Iterable[CheckpointRow], key: Ed25519PublicKey, tenant: str, origin: str | None
+    ) -> None:
         self._rows = iter(rows)
         self._key = key
+        self._tenant = tenant
+        #: A log keeps one origin: the first checkpoint's (or the kept one's) binds the rest.
         self._origin = origin
         self._last: Checkpoint | None = None
         self.vouched = 0  # entries [0, vouched) matched a signed root
@@ -83,6 +87,8 @@ class _Checkpoints:
             cp = open_checkpoint(note, self._key)
         except CheckpointError as exc:
             raise _Bad(self.vouched, f"checkpoint #{seq}: {exc}") from None
+        if self._origin is None and names_tenant(cp.origin, self._tenant):
+            self._origin = cp.origin
         if cp.origin != self._origin:
             raise _Bad(self.vouched, f"checkpoint #{seq} belongs to another log")
         if cp.size != stored_size:
@@ -130,7 +136,6 @@ class _State:
     def __init__(self, tenant: str, key: Ed25519PublicKey) -> None:
         self.tenant = tenant
         self.key = key
-        self.origin = origin_for(tenant)
         self.frontier = merkle.Frontier()
         self.count = 0
         self.checked = 0
@@ -145,7 +150,8 @@ class _State:
         head: LedgerHead | None,
     ) -> None:
         external = self._external(external_note)
-        cps = _Checkpoints(checkpoint_rows, self.key, self.origin)
+        origin = external.origin if external is not None else None
+        cps = _Checkpoints(checkpoint_rows, self.key, self.tenant, origin)
         pending = cps.next()
         frontier = self.frontier
         stored_nodes: Iterator[NodeRow] | None = iter(nodes) if nodes is not None else None
@@ -190,8 +196,8 @@ class _State:
             cp = open_checkpoint(note, self.key)
         except CheckpointError as exc:
             raise _Bad(None, f"the trusted checkpoint cannot be used: {exc}") from None
-        if cp.origin != self.origin:
-            raise _Bad(None, f"the trusted checkpoint is for {cp.origin!r}, not {self.origin!r}")
+        if not names_tenant(cp.origin, self.tenant):
+            raise _Bad(None, f"the trusted checkpoint is for {cp.origin!r}, not {self.tenant!r}")
         return cp
 
     def _settle(

@@ -8,6 +8,8 @@ admin_token = "..."            # bootstrap admin bearer token (or SLUIS_ADMIN_TO
 master_key = "base64..."       # 32 bytes (or SLUIS_MASTER_KEY; else data_dir/master.key)
 scheduler = true               # run each connector on its interval
 allow_private_sources = false  # true lets connectors reach loopback/private addresses
+resume_concurrency = 4         # interrupted runs resumed at the same time at start
+ledger_name = "gw.example.com/sluis"  # origin prefix of tenant logs (default: from the key)
 ```
 
 Secrets are better given through the environment than written in the file. Errors name the
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.ledger.checkpoint import LOG_NAME_PATTERN
 
 ENV_PREFIX = "SLUIS_"
 
@@ -41,10 +45,18 @@ class Settings(BaseModel):
     scheduler: bool = True
     #: Let connectors reach loopback and private addresses (local emulators, a LAN system).
     allow_private_sources: bool = False
+    #: Interrupted runs resumed at start at the same time (one slow source must not hold
+    #: the others back; the bound keeps a restart after an outage from opening them all).
+    resume_concurrency: int = Field(default=4, ge=1, le=64)
+    #: Names this gateway's ledger: tenant logs get the origin `<ledger_name>/<tenant>`
+    #: (C2SP tlog-checkpoint), e.g. "gateway.example.com/sluis". Default: derived from the
+    #: signing key. Applies to logs begun after it is set; a log never changes its origin.
+    ledger_name: str | None = Field(default=None, pattern=LOG_NAME_PATTERN)
 
 
 _ENV_KEYS = (
     "data_dir", "host", "port", "admin_token", "master_key", "scheduler", "allow_private_sources",
+    "resume_concurrency", "ledger_name",
 )  # fmt: skip
 
 

@@ -3,11 +3,94 @@
 Label values are connector *types*, refusal codes, outcomes, and admin-chosen tenant and
 connector ids: never personal data, never free text. Names follow Prometheus conventions
 (`_total` counters, `_seconds` units).
+
+Two kinds of figure live here. Counters count what this process did, and every label
+combination known in advance (connector types x outcomes, refusal reasons, event types) is
+created at 0, so that `rate()` and alerts see a series before the first increment. Gauges
+that describe *state* (how long a tenant's ledger is, when a connector last synced) are read
+from the store at scrape time instead: they then count every entry whatever wrote it (sync
+pages, feed pages, grants, refusals) and survive restarts, which gauges set by the code
+that happened to run in this process cannot.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from connectors.registry import known_types
+from gateway.sync.instructions import RefusalCode
+
+#: How a finished sync run can end (`RunStatus` without the transient ones).
+SYNC_OUTCOMES: Final = ("succeeded", "failed", "stopped")
+#: Why processing can be refused: the instruction codes, and events the feed held back.
+REFUSAL_REASONS: Final = (*get_args(RefusalCode), "feed_withheld")
+FEED_CHANGE_TYPES: Final = ("subject.upserted", "subject.deleted")
+
+
+@dataclass(frozen=True, slots=True)
+class KnownConnector:
+    """A configured connector as the metrics see it: ids and the time of its last success."""
+
+    tenant: str
+    connector: str
+    last_success: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    """What the store says at scrape time; ids are admin-chosen, never personal data."""
+
+    ledger_sizes: dict[str, int] = field(default_factory=dict)
+    connectors: Sequence[KnownConnector] = ()
+
+
+#: Reads the current state (called once per scrape, on the scraping thread).
+StateReader = Callable[[], GatewayState]
+
+
+class _StateCollector(Collector):
+    """Gauges computed from the store when scraped, and the per-connector series primed."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        read = self._metrics.state_reader
+        if read is None:
+            return self._families()
+        return self._families(read())
+
+    def _families(self, state: GatewayState | None = None) -> Iterator[Metric]:
+        entries = GaugeMetricFamily(
+            "sluis_ledger_entries",
+            "Entries in a tenant's transfer ledger (every direction), read from the store.",
+            labels=["tenant"],
+        )
+        last = GaugeMetricFamily(
+            "sluis_last_successful_sync_timestamp_seconds",
+            "Unix time of the last successful sync of a connector, read from the store.",
+            labels=["tenant", "connector"],
+        )
+        if state is not None:
+            for tenant, size in sorted(state.ledger_sizes.items()):
+                entries.add_metric([tenant], size)
+            for known in state.connectors:
+                self._metrics.prime_connector(known.tenant, known.connector)
+                if known.last_success is not None:
+                    last.add_metric([known.tenant, known.connector], known.last_success)
+            for tenant in state.ledger_sizes:
+                self._metrics.feed_events_served.labels(tenant)
+        yield entries
+        yield last
 
 
 class GatewayMetrics:
@@ -15,7 +98,10 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.state_reader: StateReader | None = None
         r = self.registry
+        # Registered first: a scrape primes the per-connector series before they are read.
+        r.register(_StateCollector(self))
         self.syncs = Counter(
             "sluis_syncs",
             "Sync runs finished, by connector type and outcome.",
@@ -61,8 +147,9 @@ class GatewayMetrics:
         )
         self.refusals = Counter(
             "sluis_authorisation_refusals",
-            "Fetches or deliveries refused for lack of a valid instruction.",
-            ["reason"],
+            "Fetches or deliveries refused for lack of a valid instruction, by tenant,"
+            " connector and reason.",
+            ["tenant", "connector", "reason"],
             registry=r,
         )
         self.source_retries = Counter(
@@ -83,15 +170,30 @@ class GatewayMetrics:
             ["tenant"],
             registry=r,
         )
-        self.ledger_entries = Gauge(
-            "sluis_ledger_entries",
-            "Entries in a tenant's transfer ledger.",
-            ["tenant"],
-            registry=r,
-        )
-        self.last_success = Gauge(
-            "sluis_last_successful_sync_timestamp_seconds",
-            "Unix time of the last successful sync of a connector.",
-            ["tenant", "connector"],
-            registry=r,
-        )
+        self._prime_types(known_types())
+
+    def _prime_types(self, types: Iterable[str]) -> None:
+        """Create every series whose labels are known in advance, at 0."""
+        for ctype in types:
+            for outcome in SYNC_OUTCOMES:
+                self.syncs.labels(ctype, outcome)
+            for change in FEED_CHANGE_TYPES:
+                self.feed_changes.labels(ctype, change)
+            for counter in (
+                self.records_fetched,
+                self.records_emitted,
+                self.records_quarantined,
+                self.fields_dropped,
+                self.source_retries,
+                self.source_rate_limited,
+            ):
+                counter.labels(ctype)
+            self.sync_duration.labels(ctype)
+
+    def prime_connector(self, tenant: str, connector: str) -> None:
+        """Create a connector's refusal series at 0 (idempotent; cheap once created)."""
+        for reason in REFUSAL_REASONS:
+            self.refusals.labels(tenant, connector, reason)
+
+    def refused(self, tenant: str, connector: str, reason: str, count: int = 1) -> None:
+        self.refusals.labels(tenant, connector, reason).inc(count)

@@ -17,7 +17,7 @@ from gateway.keys.signing import load_or_create_signing_key
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.log import Ledger
 from gateway.runtime.config import Settings
-from gateway.runtime.metrics import GatewayMetrics
+from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector
 from gateway.store.sqlite import SqliteStore
 from gateway.sync.engine import PageHook, SyncEngine, utcnow
 
@@ -67,7 +67,7 @@ class Services:
             else load_or_create_master_key(data_dir / "master.key")
         )
         box = SecretBox(master)
-        signer = CheckpointSigner(load_or_create_signing_key(data_dir))
+        signer = CheckpointSigner(load_or_create_signing_key(data_dir), settings.ledger_name)
         store = SqliteStore(data_dir / "sluis.db")
         metrics = GatewayMetrics()
         engine = SyncEngine(
@@ -81,10 +81,23 @@ class Services:
             allow_private_sources=settings.allow_private_sources,
         )
         token = settings.admin_token or _load_or_create_token(data_dir / ADMIN_TOKEN_FILE)
-        return cls(settings, store, box, signer, engine, metrics, token, clock)
+        services = cls(settings, store, box, signer, engine, metrics, token, clock)
+        metrics.state_reader = services.metrics_state
+        return services
 
     def ledger(self, tenant: str) -> Ledger:
         return self.engine.ledger(tenant)
 
     def close(self) -> None:
         self.store.close()
+
+    def metrics_state(self) -> GatewayState:
+        """Ledger sizes and last successes as stored, for `/metrics` (one query each)."""
+        sizes = {t.id: self.ledger(t.id).size() for t in self.store.list_tenants()}
+        connectors = [
+            KnownConnector(
+                c.tenant, c.id, c.last_success_at.timestamp() if c.last_success_at else None
+            )
+            for c in self.store.list_connectors()
+        ]
+        return GatewayState(sizes, connectors)

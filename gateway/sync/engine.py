@@ -200,13 +200,32 @@ class SyncEngine:
         run = await self.start(tenant, connector_id, mode)
         return await self.run(run)
 
-    async def resume_interrupted(self) -> list[RunRecord]:
-        """Continue runs a previous process left running (call once at start-up)."""
+    async def resume_interrupted(self, concurrency: int = 4) -> list[RunRecord]:
+        """Continue runs a previous process left running (call once at start-up).
+
+        Up to `concurrency` at a time, each on its own: one slow or failing source must not
+        hold back (or take down) the resumption of another. Returns the runs that finished.
+        """
+        gate = asyncio.Semaphore(max(1, concurrency))
+        runs = await asyncio.to_thread(self.store.running_runs)
+        outcomes = await asyncio.gather(
+            *(self.resume(run, gate) for run in runs), return_exceptions=True
+        )
         finished = []
-        for run in await asyncio.to_thread(self.store.running_runs):
-            log.info("resuming interrupted run %s of %s/%s", run.id, run.tenant, run.connector)
-            finished.append(await self.run(run))
+        for run, outcome in zip(runs, outcomes, strict=True):
+            if isinstance(outcome, RunRecord):
+                finished.append(outcome)
+            elif isinstance(outcome, Exception):
+                log.error("resuming run %s failed (%s)", run.id, type(outcome).__name__)
+            else:
+                raise outcome
         return finished
+
+    async def resume(self, run: RunRecord, gate: asyncio.Semaphore) -> RunRecord:
+        """Carry one interrupted run on once `gate` admits it."""
+        async with gate:
+            log.info("resuming interrupted run %s of %s/%s", run.id, run.tenant, run.connector)
+            return await self.run(run)
 
     async def run(self, run: RunRecord) -> RunRecord:
         """Drive a claimed run from its cursor to the end (or to a clear stop)."""
@@ -470,15 +489,13 @@ class SyncEngine:
         self.store.finish_run(run.id, status, now, counts, error)
         if status == "succeeded" and state is not None:
             self.store.set_connector_sync_state(run.tenant, run.connector, state.watermark, now)
-            self.metrics.last_success.labels(run.tenant, run.connector).set(now.timestamp())
-        self.metrics.ledger_entries.labels(run.tenant).set(self.ledger(run.tenant).size())
         return self.store.get_run(run.id)
 
     def _report_refusal(
         self, record: ConnectorRecord, refusal: InstructionRefused, run_id: str | None
     ) -> None:
         """A refusal is a ledger entry and a metric, never silent."""
-        self.metrics.refusals.labels(refusal.code).inc()
+        self.metrics.refused(record.tenant, record.id, refusal.code)
         entry = TransferEntry(
             time=self.clock(),
             direction="refused",

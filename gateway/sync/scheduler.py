@@ -2,10 +2,11 @@
 
 The scheduler only starts what an active instruction covers: a connector without one is
 simply not due (starting it would only log a refusal every interval). Runs that a previous
-process left half-way are resumed first. Every tick reads the schedule from the store, so
-connectors added, re-authorised or revoked through the admin API take effect without a
-restart. A run that fails does not stop the loop; its error is on the run record.
-A connector its admin paused is not due either.
+process left half-way are resumed first, several at a time (`resume_concurrency`), each
+as its own task, so that one slow source does not hold back the others. Every tick reads
+the schedule from the store, so connectors added, re-authorised or revoked through the
+admin API take effect without a restart. A run that fails does not stop the loop; its error
+is on the run record. A connector its admin paused is not due either.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class Scheduler:
 
     async def run_forever(self) -> None:
         engine = self.services.engine
+        gate = asyncio.Semaphore(self.services.settings.resume_concurrency)
         for run in await asyncio.to_thread(self.services.store.running_runs):
-            self._spawn((run.tenant, run.connector), engine.run(run))
+            self._spawn((run.tenant, run.connector), engine.resume(run, gate))
         while True:
             await self.tick_once()
             await asyncio.sleep(self.tick)
@@ -129,7 +131,8 @@ def resume_context(services: Services) -> Callable[[web.Application], AsyncItera
     """A `cleanup_ctx` entry that only resumes interrupted runs (scheduler switched off)."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(services.engine.resume_interrupted())
+        concurrency = services.settings.resume_concurrency
+        task = asyncio.create_task(services.engine.resume_interrupted(concurrency))
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
