@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from connectors.registry import known_types
-from gateway.minimise.egress import FORBIDDEN_CHARS
+from gateway.minimise.egress import FORBIDDEN_CHARS, EgressData
 from mappings import bundled_names
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -276,11 +276,8 @@ class ConsumerCreated(_Response):
     token: str = Field(description="bearer token for the feed; shown only in this response")
 
 
-class EventData(_Response):
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    job_title: str | None
+class EventData(EgressData):
+    """An event's personal data: the egress schema itself, so the two cannot drift."""
 
 
 class FeedEvent(_Response):
