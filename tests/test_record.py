@@ -111,3 +111,21 @@ def test_record_alone_appends(store: SqliteStore, ledger: Ledger) -> None:
     record(store, ledger, [_inbound(), _inbound()])
     assert ledger.size() == 2
     assert [r.entry for r in ledger.entries()] == [_inbound(), _inbound()]
+
+
+def test_entries_are_built_only_by_the_factories() -> None:
+    """One path: no writer spells out a `TransferEntry` by hand (they drift apart)."""
+    import ast
+
+    from tests.conftest import REPO
+
+    by_hand = []
+    for path in sorted((REPO / "gateway").rglob("*.py")):
+        if path.relative_to(REPO).as_posix() == "gateway/ledger/entry.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name == "TransferEntry":
+                    by_hand.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not by_hand, f"TransferEntry built by hand (use gateway.ledger.entry): {by_hand}"
