@@ -17,6 +17,7 @@ unit covers fails the check until it is given a place in `RANKS`.
 from __future__ import annotations
 
 import ast
+import re
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -246,3 +247,22 @@ def test_the_checker_catches_planted_bad_imports(tmp_path: Path) -> None:
         ("connectors/base.py", "gateway.store"),
         ("connectors/base.py", "gateway.store.Store"),
     }
+
+
+def _unit_from_path(text: str) -> str:
+    path = text.removesuffix("/").removesuffix(".py").removesuffix("/__init__")
+    return path.replace("/", ".")
+
+
+def test_the_architecture_page_states_these_rules_and_names_real_files() -> None:
+    doc = (REPO / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    stated: dict[str, int] = {}
+    table = doc.split("| rank | units |", 1)[1].split("\n\n", 1)[0]
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and cells[1].isdigit():
+            for name in re.findall(r"`([^`]+)`", cells[2]):
+                stated[_unit_from_path(name)] = int(cells[1])
+    assert stated == RANKS
+    for name in set(re.findall(r"`((?:gateway|connectors|tests|mappings)/[\w/.]+)`", doc)):
+        assert (REPO / name).exists(), f"docs/ARCHITECTURE.md names {name}, which is gone"
