@@ -1,8 +1,10 @@
 """Connector types by name: the client class, its emulator and its bundled mapping.
 
 Each vendor package exports a `CONNECTOR_TYPE`; this module only knows where to find them,
-so adding a vendor is adding a package and one line here. Imports are lazy: the CLI and the
-gateway load only the vendors they use.
+so adding a vendor is adding a package and one line here. Imports are lazy twice over: the
+CLI and the gateway load only the vendors they use, and a vendor's emulator and synthetic
+people are imported only when a test, the demo or a local stand-in asks for them
+(`ConnectorType.emulator`), never by a production sync.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any, Final
 
 from connectors.base import Connector
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 _PACKAGES: Final = {
     "afas": "connectors.afas",
@@ -23,21 +26,54 @@ _PACKAGES: Final = {
 
 
 @dataclass(frozen=True)
+class Emulator:
+    """A vendor's local stand-in, as the demo and the tests start it."""
+
+    #: `make_app(people=N, seed=S, **options) -> web.Application`, served on 127.0.0.1.
+    make_app: Callable[..., web.Application]
+    #: Credentials the emulator accepts.
+    credentials: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class ConnectorType:
     """Everything the gateway needs to know about one kind of source."""
 
     name: str
     connector: type[Connector]
-    #: `emulator(people=N, seed=S, **options) -> web.Application`, served on 127.0.0.1.
-    emulator: Callable[..., web.Application]
+    #: Imports the vendor's emulator module and describes it. Called only on demand, so the
+    #: emulator code and its synthetic data stay out of a gateway that just syncs.
+    load_emulator: Callable[[], Emulator]
     #: Connector settings that work against the emulator (e.g. a GetConnector id).
     default_settings: Mapping[str, Any] = field(default_factory=dict)
     #: Names of the credential keys the connector expects (e.g. ("token",)).
     credential_keys: tuple[str, ...] = ("token",)
-    #: Credentials the emulator accepts, and the path under its root that is the API's
-    #: base URL: what the demo needs to point a connector at a local emulator.
-    emulator_credentials: Mapping[str, str] = field(default_factory=dict)
+    #: The path under the emulator's root that is the API's base URL: what the demo needs
+    #: to point a connector at a local emulator.
     emulator_base_path: str = ""
+
+    def emulator(self, **options: Any) -> web.Application:
+        """A fresh emulator app (`people=N, seed=S, ...`); imports the emulator on first use."""
+        app: web.Application = self.load_emulator().make_app(**options)
+        return app
+
+    @property
+    def emulator_credentials(self) -> Mapping[str, str]:
+        """Credentials the emulator accepts (imports the emulator on first use)."""
+        return self.load_emulator().credentials
+
+
+def emulator_loader(
+    module: str, credentials: Callable[[Any], Mapping[str, str]]
+) -> Callable[[], Emulator]:
+    """A `load_emulator` that imports `module` by name when called: `module.make_app`
+    builds the app, and `credentials(module)` reads the credentials it accepts."""
+
+    def load() -> Emulator:
+        found = importlib.import_module(module)
+        return Emulator(make_app=found.make_app, credentials=credentials(found))
+
+    return load
 
 
 class UnknownConnectorType(KeyError):

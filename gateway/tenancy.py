@@ -26,11 +26,10 @@ from typing import Any, Literal
 import orjson
 
 from connectors.registry import UnknownConnectorType, connector_type
-from gateway.delivery.outbox import deletion_events
 from gateway.keys.master import SecretBox
 from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
-from gateway.store.records import ConnectorRecord, Consumer, Store, Tenant
+from gateway.store.records import ConnectorRecord, Consumer, NewEvent, Store, Tenant, new_event_id
 
 SubjectsOnDelete = Literal["delete", "keep"]
 
@@ -234,3 +233,22 @@ __all__ = [
     "subject_key",
     "token_hash",
 ]
+
+
+def deletion_events(
+    store: Store, tenant: str, connector: str, instruction_id: str, now: datetime
+) -> list[NewEvent]:
+    """`subject.deleted` for every subject the connector has delivered and not deleted."""
+    base = new_event_id()
+    return [
+        NewEvent(
+            id=f"{base}{n:05x}",
+            type="subject.deleted",
+            subject_id=sid,
+            data=None,
+            occurred_at=now,
+            source=connector,
+            instruction_id=instruction_id,
+        )
+        for n, sid in enumerate(store.present_subjects(tenant, connector))
+    ]

@@ -3,22 +3,25 @@
 HubSpot is a CRM, so it has no employment end: an archived (soft-deleted) contact is the
 leaver signal, found by the full sync's pass over `archived=true`; incremental runs use the
 search API on `lastmodifieddate`. See `client.py` for the cursor and watermark semantics and
-`emulator.py` for the local stand-in the tests and the demo run against.
+`emulator.py` for the local stand-in the tests and the demo run against (imported only when
+they ask for it, never by a sync).
 """
 
 from __future__ import annotations
 
-from connectors.hubspot.client import HubSpotConnector
-from connectors.hubspot.emulator import EMULATOR_TOKEN, make_app
-from connectors.registry import ConnectorType
+from typing import Final
 
-CONNECTOR_TYPE = ConnectorType(
+from connectors.hubspot.client import HubSpotConnector
+from connectors.registry import ConnectorType, emulator_loader
+
+CONNECTOR_TYPE: Final = ConnectorType(
     name="hubspot",
     connector=HubSpotConnector,
-    emulator=make_app,
+    load_emulator=emulator_loader(
+        "connectors.hubspot.emulator", lambda emulator: {"token": emulator.EMULATOR_TOKEN}
+    ),
     default_settings={},
     credential_keys=("token",),
-    emulator_credentials={"token": EMULATOR_TOKEN},
 )
 
-__all__ = ["CONNECTOR_TYPE", "HubSpotConnector", "make_app"]
+__all__ = ["CONNECTOR_TYPE", "HubSpotConnector"]

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from connectors.registry import known_types
-from gateway.minimise.egress import FORBIDDEN_CHARS
+from gateway.minimise.egress import FORBIDDEN_CHARS, EgressData
 from mappings import bundled_names
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -403,11 +403,8 @@ class ConsumerList(_Response):
     consumers: list[ConsumerOut]
 
 
-class EventData(_Response):
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    job_title: str | None
+class EventData(EgressData):
+    """An event's personal data: the egress schema itself, so the two cannot drift."""
 
 
 class FeedEvent(_Response):

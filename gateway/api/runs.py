@@ -176,7 +176,7 @@ async def get_ledger(request: web.Request) -> web.Response:
     ledger = s.ledger(tenant)
 
     def read() -> LedgerPage:
-        latest = s.store.latest_checkpoint(tenant)
+        latest = s.store.ledger.latest_checkpoint(tenant)
         return _ledger_page(ledger, query, latest.note if latest else None)
 
     try:

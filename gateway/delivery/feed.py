@@ -56,9 +56,13 @@ from typing import Any, Final
 
 import orjson
 
-from gateway.ledger.log import Ledger, TransferCounts, TransferEntry
+from gateway.ledger import entry as entries
+from gateway.ledger.entry import TransferEntry
+from gateway.ledger.log import Ledger
+from gateway.ledger.record import record
 from gateway.minimise.egress import EGRESS_FIELDS
-from gateway.store.records import Consumer, FeedRow, Instruction, NotFound, Store
+from gateway.store.protocols import Store
+from gateway.store.records import Consumer, FeedRow, Instruction, NotFound
 from gateway.sync.instructions import InstructionRefused, require_active
 from gateway.tenancy import token_hash
 
@@ -197,46 +201,36 @@ def _event(row: FeedRow, covered: frozenset[str]) -> dict[str, Any]:
 def _ledger_entries(
     tenant: str, consumer: Consumer, sources: Iterable[tuple[str, _Source]], now: datetime
 ) -> list[TransferEntry]:
-    entries = []
+    found = []
     destination = f"feed:{consumer.id}"
     for name, src in sources:
         if src.instruction is not None and src.subject_ids:
             ins = src.instruction
-            entries.append(
-                TransferEntry(
+            found.append(
+                entries.outbound(
                     time=now,
-                    direction="outbound",
                     tenant=tenant,
                     connector=name,
                     instruction_id=ins.id,
                     mapping_digest=ins.mapping_digest,
-                    subject_ids=sorted(set(src.subject_ids)),
-                    fields={k: v for k, v in ins.fields.items() if k in src.covered},  # type: ignore[misc]
-                    counts=TransferCounts(
-                        records=len(src.subject_ids), dropped_fields=0, quarantined=0
-                    ),
-                    dropped_field_names=[],
+                    subject_ids=src.subject_ids,
+                    fields={k: v for k, v in ins.fields.items() if k in src.covered},
                     destination=destination,
                 )
             )
         if src.withheld:
             refusal = src.refusal
-            entries.append(
-                TransferEntry(
+            found.append(
+                entries.refused(
                     time=now,
-                    direction="refused",
                     tenant=tenant,
                     connector=name,
                     instruction_id=refusal.instruction_id if refusal else None,
-                    mapping_digest=None,
-                    subject_ids=[],
-                    fields={},
-                    counts=TransferCounts(records=src.withheld, dropped_fields=0, quarantined=0),
-                    dropped_field_names=[],
+                    records=src.withheld,
                     destination=destination,
                 )
             )
-    return entries
+    return found
 
 
 def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consumer:
@@ -289,11 +283,9 @@ def serve_page(
         {"events": events, "next_cursor": encode_cursor(next_seq, tenant), "withheld": withheld},
         option=_JSON,
     )
-    entries = _ledger_entries(tenant, consumer, sources.items(), now)
-    if entries:
-        # Store lock first, then the ledger's: the same order the sync engine takes them in.
-        with store.transaction():
-            ledger.append(entries)
+    written = _ledger_entries(tenant, consumer, sources.items(), now)
+    if written:
+        record(store, ledger, written)
     if withheld_by is not None:
         withheld_by.update({name: src.withheld for name, src in sources.items() if src.withheld})
     return body, len(events), withheld

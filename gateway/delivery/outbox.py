@@ -1,5 +1,5 @@
-"""Feed events written outside a sync: the re-emission that follows a re-grant, and the
-deletions a connector's deletion announces.
+"""Feed events written outside a sync: the re-emission that follows a re-grant, (the deletions a
+connector's deletion announces are built in `gateway.tenancy`).
 
 Why re-emit: the feed checks the instruction when a page is *served*, and passes over
 (withholds) the events of a connector without an active one for its current mapping. Those
@@ -15,17 +15,10 @@ that saw no gap receive the same state twice, which applying by `subject_id` abs
 
 from __future__ import annotations
 
-import secrets
-import time
 from datetime import datetime
 
-from gateway.store.records import Instruction, NewEvent, Store
+from gateway.store.records import Instruction, NewEvent, Store, new_event_id
 from gateway.sync.instructions import InstructionRefused, grant, require_active
-
-
-def event_id() -> str:
-    """Same shape as the sync engine's ids: unique and roughly time-ordered."""
-    return f"evt_{time.time_ns():016x}{secrets.token_hex(8)}"
 
 
 def had_gap(store: Store, tenant: str, connector: str, mapping_digest: str, now: datetime) -> bool:
@@ -42,7 +35,7 @@ def reemit_current_state(
     store: Store, tenant: str, connector: str, instruction: Instruction, now: datetime
 ) -> int:
     """Append each subject's newest event again under `instruction`; returns how many."""
-    base = event_id()
+    base = new_event_id()
     events = [
         NewEvent(
             id=f"{base}{n:05x}",
@@ -84,22 +77,3 @@ def grant_and_converge(
         )
         replayed = reemit_current_state(store, tenant, connector, instruction, now) if gap else 0
     return instruction, replayed
-
-
-def deletion_events(
-    store: Store, tenant: str, connector: str, instruction_id: str, now: datetime
-) -> list[NewEvent]:
-    """`subject.deleted` for every subject the connector has delivered and not deleted."""
-    base = event_id()
-    return [
-        NewEvent(
-            id=f"{base}{n:05x}",
-            type="subject.deleted",
-            subject_id=sid,
-            data=None,
-            occurred_at=now,
-            source=connector,
-            instruction_id=instruction_id,
-        )
-        for n, sid in enumerate(store.present_subjects(tenant, connector))
-    ]

@@ -14,6 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 SIGNING_KEY_FILE: Final = "ledger-signing.key"
+#: A log name, which C2SP has the key be named after: a schema-less URL (host, then path
+#: segments), no spaces, no '+'. Settings validate it with the same pattern.
+LOG_NAME_PATTERN: Final = (
+    r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,126}[A-Za-z0-9])?(?:/[A-Za-z0-9._~-]{1,64}){0,8}$"
+)
 
 
 class SigningKeyError(ValueError):

@@ -41,6 +41,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.keys.signing import LOG_NAME_PATTERN
 from gateway.ledger.merkle import HASH_SIZE
 
 #: Key name and origin prefix of logs begun before the origin was configurable.
@@ -58,10 +59,6 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _KEY_NAME = re.compile(r"[!-*,-~]{1,255}")  # printable ASCII, no space and no '+'
 #: A tenant id as it ends an origin (the ledger's identifier rule, see `ledger.entry`).
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-#: A log name: a schema-less URL (host, then path segments), no spaces, no '+'.
-LOG_NAME_PATTERN: Final = (
-    r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,126}[A-Za-z0-9])?(?:/[A-Za-z0-9._~-]{1,64}){0,8}$"
-)
 
 
 class CheckpointError(ValueError):

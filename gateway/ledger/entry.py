@@ -9,13 +9,17 @@ rejected "id" may well be an email address.
 
 `canonical_bytes` is the one serialisation the Merkle leaf hashes: sorted-key JSON with the
 time always spelled `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+
+Writers build entries with the factories `inbound`, `outbound` and `refused`, one per
+direction, and record them with `gateway.ledger.record` (which owns the lock order).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, cast
 
 import orjson
 from pydantic import (
@@ -72,6 +76,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
 
 
+Direction = Literal["inbound", "outbound", "refused"]
+
+
 class TransferCounts(_Strict):
     records: int = Field(ge=0)
     dropped_fields: int = Field(ge=0)
@@ -83,7 +90,7 @@ class TransferEntry(_Strict):
 
     time: UtcTime
     #: "refused": processing was refused for lack of a valid instruction (no data moved).
-    direction: Literal["inbound", "outbound", "refused"]
+    direction: Direction
     tenant: Identifier
     connector: Identifier
     instruction_id: Identifier | None
@@ -105,6 +112,103 @@ class TransferEntry(_Strict):
     @field_serializer("time")
     def _time_text(self, value: datetime) -> str:
         return format_time(value)
+
+
+def _fields(fields: Mapping[str, str]) -> dict[EgressField, Category]:
+    # Validated by the model like any other input; the cast only names the intent.
+    return cast("dict[EgressField, Category]", dict(fields))
+
+
+def inbound(
+    *,
+    time: datetime,
+    tenant: str,
+    connector: str,
+    instruction_id: str,
+    mapping_digest: str,
+    subject_ids: Iterable[str],
+    fields: Mapping[str, str],
+    records: int,
+    quarantined: int,
+    dropped: Mapping[str, int],
+    run_id: str,
+) -> TransferEntry:
+    """A page fetched from a source into the gateway: `records` read, the keyed ids that
+    passed, `quarantined` refused, and `dropped` source field names with their counts."""
+    return TransferEntry(
+        time=time,
+        direction="inbound",
+        tenant=tenant,
+        connector=connector,
+        instruction_id=instruction_id,
+        mapping_digest=mapping_digest,
+        subject_ids=sorted(set(subject_ids)),
+        fields=_fields(fields),
+        counts=TransferCounts(
+            records=records, dropped_fields=sum(dropped.values()), quarantined=quarantined
+        ),
+        dropped_field_names=sorted(dropped),
+        destination="gateway",
+        run_id=run_id,
+    )
+
+
+def outbound(
+    *,
+    time: datetime,
+    tenant: str,
+    connector: str,
+    instruction_id: str,
+    mapping_digest: str,
+    subject_ids: Iterable[str],
+    fields: Mapping[str, str],
+    destination: str,
+) -> TransferEntry:
+    """Events of one source connector delivered to `destination` (e.g. `feed:<consumer>`):
+    one record per event, and the distinct keyed ids they were about."""
+    ids = list(subject_ids)
+    return TransferEntry(
+        time=time,
+        direction="outbound",
+        tenant=tenant,
+        connector=connector,
+        instruction_id=instruction_id,
+        mapping_digest=mapping_digest,
+        subject_ids=sorted(set(ids)),
+        fields=_fields(fields),
+        counts=TransferCounts(records=len(ids), dropped_fields=0, quarantined=0),
+        dropped_field_names=[],
+        destination=destination,
+    )
+
+
+def refused(
+    *,
+    time: datetime,
+    tenant: str,
+    connector: str,
+    instruction_id: str | None,
+    mapping_digest: str | None = None,
+    records: int = 0,
+    destination: str | None = None,
+    run_id: str | None = None,
+) -> TransferEntry:
+    """Processing refused for want of a valid instruction: no data moved, so no subject ids
+    and no fields; `records` counts what was held back (events withheld from a feed)."""
+    return TransferEntry(
+        time=time,
+        direction="refused",
+        tenant=tenant,
+        connector=connector,
+        instruction_id=instruction_id,
+        mapping_digest=mapping_digest,
+        subject_ids=[],
+        fields={},
+        counts=TransferCounts(records=records, dropped_fields=0, quarantined=0),
+        dropped_field_names=[],
+        destination=destination,
+        run_id=run_id,
+    )
 
 
 def canonical_bytes(entry: TransferEntry) -> bytes:

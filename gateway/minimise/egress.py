@@ -2,9 +2,16 @@
 
 A `Subject` holds a keyed pseudonymous id, first name, last name, email, job title and an
 `active` flag. Nothing else can be expressed: mappings fill a subset of these fields and the
-model forbids extra keys. The value rules live in plain functions (`clean_text`,
-`clean_email`) so that the mapping engine's hot path can apply exactly the same checks
-without building a pydantic model per record; `Subject` wraps them for API boundaries.
+model forbids extra keys.
+
+The fields are declared once, in `EgressData` (the personal data that may leave) and
+`SubjectRecord` (the plain dict the projector emits per record on the hot path, which is
+`EgressData` plus the id and the flag). Everything else is derived from them: the field
+tuples below, the API's `EventData` schema, and the checks that `Subject` matches.
+
+The value rules live in plain functions (`clean_text`, `clean_email`) so that the mapping
+engine's hot path can apply exactly the same checks without building a pydantic model per
+record; `Subject` wraps them for API boundaries.
 
 Error messages name the field and the rule that failed, never the value: they end up in
 quarantine reports and logs, where personal data must not go.
@@ -16,14 +23,50 @@ import re
 import unicodedata
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
 
 from gateway.minimise import guard
 
+
+@with_config(ConfigDict(extra="forbid"))
+class EgressData(TypedDict):
+    """The personal data of one subject as it may leave: every egress field, in output
+    order, None where the mapping fills nothing (a feed event's `data`)."""
+
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    job_title: str | None
+
+
+class SubjectRecord(EgressData):
+    """One minimised record as the projector emits it: a plain dict, no model per record
+    (`Subject` is the validating model for API boundaries)."""
+
+    #: Keyed pseudonymous id: 32 lower-case hex digits.
+    subject_id: str
+    #: False for a leaver: the subject is to be deleted downstream.
+    active: bool
+
+
 #: The personal-data fields a Subject may carry, in output order.
-EGRESS_FIELDS: Final = ("first_name", "last_name", "email", "job_title")
-#: Every key a serialised Subject has.
+EGRESS_FIELDS: Final[tuple[str, ...]] = tuple(EgressData.__annotations__)
+#: Every key a serialised Subject has, in output order.
 SUBJECT_KEYS: Final = ("subject_id", *EGRESS_FIELDS, "active")
+if set(SUBJECT_KEYS) != set(SubjectRecord.__annotations__):  # pragma: no cover
+    raise RuntimeError("SubjectRecord changed: SUBJECT_KEYS must name its keys")
+
+
+def egress_data(subject: SubjectRecord) -> EgressData:
+    """The egress fields of a subject, without its id and flag."""
+    return {
+        "first_name": subject["first_name"],
+        "last_name": subject["last_name"],
+        "email": subject["email"],
+        "job_title": subject["job_title"],
+    }
+
 
 #: Data categories (fideslang vocabulary) each egress field may be tagged with.
 FIELD_CATEGORIES: Final[dict[str, frozenset[str]]] = {
@@ -144,3 +187,7 @@ class Subject(BaseModel):
     email: Email | None = None
     job_title: Text | None = None
     active: bool = True
+
+
+if Subject.model_fields.keys() != set(SUBJECT_KEYS):  # pragma: no cover
+    raise RuntimeError("Subject and SubjectRecord disagree: update both, or neither")

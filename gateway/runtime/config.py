@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.ledger.checkpoint import LOG_NAME_PATTERN
+from gateway.keys.signing import LOG_NAME_PATTERN
 
 ENV_PREFIX = "SLUIS_"
 

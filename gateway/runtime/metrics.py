@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from connectors.registry import known_types
-from gateway.sync.instructions import RefusalCode
+from gateway.store.records import RefusalCode
 
 #: How a finished sync run can end (`RunStatus` without the transient ones).
 SYNC_OUTCOMES: Final = ("succeeded", "failed", "stopped")

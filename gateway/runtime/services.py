@@ -18,6 +18,7 @@ from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.log import Ledger
 from gateway.runtime.config import Settings
 from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector
+from gateway.store.protocols import Store
 from gateway.store.sqlite import SqliteStore
 from gateway.sync.engine import PageHook, SyncEngine, utcnow
 
@@ -41,7 +42,7 @@ def _load_or_create_token(path: Path) -> str:
 @dataclass
 class Services:
     settings: Settings
-    store: SqliteStore
+    store: Store
     box: SecretBox
     signer: CheckpointSigner
     engine: SyncEngine
@@ -68,7 +69,7 @@ class Services:
         )
         box = SecretBox(master)
         signer = CheckpointSigner(load_or_create_signing_key(data_dir), settings.ledger_name)
-        store = SqliteStore(data_dir / "sluis.db")
+        store: Store = SqliteStore(data_dir / "sluis.db")
         metrics = GatewayMetrics()
         engine = SyncEngine(
             store,

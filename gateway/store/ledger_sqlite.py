@@ -19,18 +19,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
-from gateway.store import (
-    EntryRow,
-    LedgerHead,
-    LedgerReader,
-    NodeRow,
-    StoreConflict,
-    StoredCheckpoint,
-    StoreError,
-    StoreMissing,
-)
+from gateway.store.protocols import LedgerReader, StoreConflict, StoreError, StoreMissing
+from gateway.store.records import EntryRow, LedgerHead, NodeRow, StoredCheckpoint
 
 PAGE_ROWS: Final = 5000
 _MIN_INDEX: Final = -(1 << 63)
@@ -82,19 +74,93 @@ def _split_frontier(blob: bytes) -> tuple[bytes, ...]:
     return tuple(blob[i : i + 32] for i in range(0, len(blob), 32))
 
 
-class _Reads:
-    """The read half of the store, over one connection guarded by one lock."""
+class SqliteDatabase:
+    """One SQLite connection behind one re-entrant lock, with transactions that nest.
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._conn = conn
-        self._lock = lock
+    Shared by the gateway store and its ledger store, so that a page's rows and its ledger
+    entry commit in one transaction: the ledger's own append joins the outer one.
+    """
 
-    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+        self.lock = threading.RLock()
+        self._depth = 0
+
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Self:
+        """`create=False` refuses to make a new database; `readonly=True` opens it read-only."""
+        path = Path(path)
+        if not create and not path.is_file():
+            raise StoreMissing(f"no ledger database at {path}")
+        if create and not readonly:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = "ro" if readonly else ("rwc" if create else "rw")
+        return cls(path, _connect(path, mode))
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with self.lock:
             try:
-                return self._conn.execute(sql, params).fetchall()
+                return self.conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"ledger database: {exc}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or nothing when already inside one.
+
+        Nesting lets the gateway store write a page's subjects, events and ledger entry in
+        one transaction: the ledger's own append joins the outer one. Callers hold the
+        (re-entrant) lock.
+        """
+        c = self.conn
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"ledger database: {exc}") from None
+        self._depth = 1
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            c.execute("ROLLBACK")
+            raise StoreConflict("an entry with that index already exists") from None
+        except sqlite3.Error as exc:
+            c.execute("ROLLBACK")
+            raise StoreError(f"ledger database: {exc}") from None
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                c.execute("COMMIT")
+            except sqlite3.Error as exc:
+                c.execute("ROLLBACK")
+                raise StoreError(f"ledger database: commit failed ({exc})") from None
+        finally:
+            self._depth = 0
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+class _Reads:
+    """The read half of the store, over one database connection."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self._conn = database.conn
+        self._lock = database.lock
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self.database.all(sql, params)
 
     def tenants(self) -> list[str]:
         rows = self._all(
@@ -195,19 +261,23 @@ class SqliteLedgerStore(_Reads):
     """The ledger tables in one SQLite file.
 
     `create=False` refuses to make a new database (an audit of a mistyped path must fail, not
-    report an empty, intact log); `readonly=True` opens it read-only for auditors.
+    report an empty, intact log); `readonly=True` opens it read-only for auditors. Given a
+    `database`, the store works on that open connection instead (the gateway store's own,
+    so that its transactions take the ledger's appends in).
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
-        self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise StoreMissing(f"no ledger database at {self.path}")
-        if create and not readonly:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        mode = "ro" if readonly else ("rwc" if create else "rw")
-        conn = _connect(self.path, mode)
-        super().__init__(conn, threading.RLock())
-        self._depth = 0
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        database: SqliteDatabase | None = None,
+    ) -> None:
+        db = database or SqliteDatabase.open(path, create=create, readonly=readonly)
+        super().__init__(db)
+        self.path = db.path
+        conn = db.conn
         try:
             if readonly:
                 self._require_tables()
@@ -225,6 +295,9 @@ class SqliteLedgerStore(_Reads):
         except StoreError:
             conn.close()
             raise
+
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self.database.transaction()
 
     def _require_tables(self) -> None:
         rows = self._conn.execute(
@@ -286,47 +359,6 @@ class SqliteLedgerStore(_Reads):
             (tenant, size, note, tenant),
         )
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, or nothing when already inside one.
-
-        Nesting lets the gateway store write a page's subjects, events and ledger entry in
-        one transaction: the ledger's own append joins the outer one. Callers hold the
-        (re-entrant) lock.
-        """
-        c = self._conn
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        try:
-            c.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"ledger database: {exc}") from None
-        self._depth = 1
-        try:
-            yield
-        except sqlite3.IntegrityError:
-            c.execute("ROLLBACK")
-            raise StoreConflict("an entry with that index already exists") from None
-        except sqlite3.Error as exc:
-            c.execute("ROLLBACK")
-            raise StoreError(f"ledger database: {exc}") from None
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        else:
-            try:
-                c.execute("COMMIT")
-            except sqlite3.Error as exc:
-                c.execute("ROLLBACK")
-                raise StoreError(f"ledger database: commit failed ({exc})") from None
-        finally:
-            self._depth = 0
-
     def snapshot(self) -> AbstractContextManager[LedgerReader]:
         return self._snapshot()
 
@@ -337,14 +369,13 @@ class SqliteLedgerStore(_Reads):
             conn.execute("BEGIN")
             # The first read fixes the snapshot a WAL reader sees until COMMIT.
             conn.execute("SELECT count(*) FROM ledger_heads").fetchone()
-            yield _Reads(conn, threading.RLock())
+            yield _Reads(SqliteDatabase(self.path, conn))
             conn.execute("COMMIT")
         finally:
             conn.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.database.close()
 
     def __enter__(self) -> SqliteLedgerStore:
         return self

@@ -1,10 +1,11 @@
-"""The gateway's state as plain records, and the `Store` protocol every backend implements.
+"""The gateway's state as plain records: the row types of the `Store` and `LedgerStore`
+protocols (`gateway.store.protocols`).
 
 Records hold only what the gateway may keep: ids, configuration, sealed secrets, keyed
 subject ids with the minimised egress data, content digests, and counts. Raw vendor
 payloads have no record type, so no backend can be asked to store one.
 
-The protocol is written for the sync engine's pattern: read what it needs, decide in
+The protocols are written for the sync engine's pattern: read what it needs, decide in
 Python (digests, leavers, deletions), then write a page's subjects, feed events, run
 progress and ledger entry inside one `transaction()`. Backends stay free of business logic,
 so SQLite and PostgreSQL can share one contract test suite.
@@ -12,15 +13,19 @@ so SQLite and PostgreSQL can share one contract test suite.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+import secrets
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple
 
-from gateway.store import LedgerStore
+# Re-exported: the protocol used to live here, and callers still import it from here.
+from gateway.store.protocols import Store as Store  # noqa: PLC0414
 
 RunStatus = Literal["running", "succeeded", "failed", "refused", "stopped"]
+#: Why an instruction does not cover a transfer (refusal problems, metrics, ledger).
+RefusalCode = Literal["missing", "revoked", "expired", "mapping_changed", "superseded"]
 EventType = Literal["subject.upserted", "subject.deleted"]
 
 
@@ -129,6 +134,14 @@ class SubjectWrite:
     present: bool
 
 
+def new_event_id() -> str:
+    """Unique and roughly time-ordered (so the id index grows at its end, not all over).
+
+    Writers that append several events at once number them within one base
+    (`f"{base}{n:05x}"`), which keeps them unique and in order."""
+    return f"evt_{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
 @dataclass(frozen=True)
 class NewEvent:
     id: str
@@ -179,127 +192,26 @@ class Consumer:
     revoked_at: datetime | None = None
 
 
-class Store(LedgerStore, Protocol):
-    """Everything the gateway persists. Implementations: `gateway.store.sqlite`."""
+# --------------------------------------------------------------------------- the ledger's rows
 
-    def transaction(self) -> AbstractContextManager[None]:
-        """All writes inside commit together or not at all (ledger appends included)."""
-        ...
+#: (index, canonical entry bytes, stored leaf hash), in index order.
+EntryRow = tuple[int, bytes, bytes]
+#: (level, index, hash) of a perfect subtree node.
+NodeRow = tuple[int, int, bytes]
 
-    # tenants
-    def create_tenant(self, tenant: Tenant) -> None: ...
-    def get_tenant(self, tenant_id: str) -> Tenant: ...
-    def list_tenants(self) -> list[Tenant]: ...
 
-    # connectors
-    def create_connector(self, record: ConnectorRecord) -> None: ...
-    def get_connector(self, tenant: str, connector_id: str) -> ConnectorRecord: ...
-    def list_connectors(self, tenant: str | None = None) -> list[ConnectorRecord]: ...
-    def set_connector_sync_state(
-        self, tenant: str, connector_id: str, watermark: str | None, succeeded_at: datetime
-    ) -> None: ...
+@dataclass(frozen=True, slots=True)
+class LedgerHead:
+    """Where a tenant's log stands: its size and the frontier to extend it from."""
 
-    # instructions
-    def add_instruction(self, instruction: Instruction) -> None: ...
-    def get_instruction(self, instruction_id: str) -> Instruction: ...
-    def list_instructions(self, tenant: str, connector_id: str) -> list[Instruction]: ...
-    def revoke_instruction(self, instruction_id: str, by: str, at: datetime) -> Instruction: ...
+    size: int
+    frontier: tuple[bytes, ...]
 
-    # runs
-    def start_run(self, run: RunRecord) -> bool:
-        """Insert a running run unless the connector already has one; False if it has."""
-        ...
 
-    def get_run(self, run_id: str) -> RunRecord: ...
-    def running_runs(self) -> list[RunRecord]: ...
-    def save_run_progress(
-        self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
-    ) -> None: ...
-    def finish_run(
-        self,
-        run_id: str,
-        status: RunStatus,
-        at: datetime,
-        counts: Mapping[str, int],
-        error: str | None = None,
-    ) -> None: ...
-    def last_run(self, tenant: str, connector_id: str) -> RunRecord | None: ...
-    def list_runs(self, tenant: str, connector_id: str, limit: int = 20) -> list[RunRecord]:
-        """The connector's most recent runs, newest first."""
-        ...
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint note as stored; `seq` orders them per tenant, `size` is an index."""
 
-    # subjects and events
-    def subject_states(
-        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
-    ) -> dict[str, SubjectState]: ...
-    def write_subjects(
-        self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
-    ) -> None: ...
-    def mark_seen(
-        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
-    ) -> None: ...
-    def count_present(self, tenant: str, connector_id: str) -> int: ...
-    def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]: ...
-    def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]: ...
-    def events_after(self, tenant: str, after_seq: int, limit: int) -> list[EventRow]: ...
-    def feed_rows(self, tenant: str, after_seq: int, limit: int) -> list[FeedRow]:
-        """`events_after`, undecoded: the same events in the same order, for the feed."""
-        ...
-
-    def last_event_seq(self, tenant: str) -> int: ...
-
-    # feed consumers
-    def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
-    def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None: ...
-
-    # connector and consumer lifecycle (admin API)
-    def update_connector(
-        self,
-        tenant: str,
-        connector_id: str,
-        *,
-        sealed_credentials: bytes | None = None,
-        mapping_text: str | None = None,
-        mapping_digest: str | None = None,
-        interval_seconds: int | None = None,
-        max_delete_share: float | None = None,
-    ) -> ConnectorRecord:
-        """Change what is given (None leaves a column as it is); NotFound if deleted."""
-        ...
-
-    def set_connector_paused(
-        self, tenant: str, connector_id: str, paused_at: datetime | None
-    ) -> ConnectorRecord:
-        """Pause (a time) or resume (None) a connector; NotFound if deleted."""
-        ...
-
-    def mark_connector_deleted(
-        self, tenant: str, connector_id: str, at: datetime, subjects: str
-    ) -> None:
-        """Hide the connector from every lookup; its row stays, so its id is never reused."""
-        ...
-
-    def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:
-        """The record of a deleted connector (None if it exists or never did)."""
-        ...
-
-    def stop_running_runs(
-        self, tenant: str, connector_id: str, at: datetime, error: str
-    ) -> list[str]:
-        """Mark the connector's running runs stopped; returns their ids."""
-        ...
-
-    def present_subjects(self, tenant: str, connector_id: str) -> list[str]: ...
-    def set_subjects_absent(
-        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
-    ) -> None: ...
-    def latest_events(self, tenant: str, source: str) -> list[EventRow]:
-        """Each subject's newest event from `source` (one per subject id), in seq order."""
-        ...
-
-    def list_consumers(self, tenant: str) -> list[Consumer]: ...
-    def get_consumer(self, tenant: str, consumer_id: str) -> Consumer: ...
-    def revoke_consumer(self, tenant: str, consumer_id: str, at: datetime) -> Consumer: ...
-    def replace_consumer_token(self, tenant: str, consumer_id: str, token_hash: bytes) -> None:
-        """The old token stops working in the same write that makes the new one valid."""
-        ...
+    seq: int
+    size: int
+    note: str

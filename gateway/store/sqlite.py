@@ -1,11 +1,12 @@
 """The embedded default store: the gateway's state and its ledger in one SQLite file.
 
-One connection (WAL, `synchronous=NORMAL`) behind a re-entrant lock, so the async gateway
-runs store calls on worker threads without two writers ever interleaving. A synced page is
-one transaction: subjects, feed events, run progress and the ledger entry commit together
-(`transaction()` nests the ledger's own append), which is what makes a crash between pages
-resume without loss or duplicates. SQLite has one writer, so the embedded store serves one
-gateway process; several replicas need the PostgreSQL store.
+The gateway store has a ledger store (`SqliteStore.ledger`, `gateway.store.ledger_sqlite`)
+on the same connection. One connection (WAL, `synchronous=NORMAL`) behind a re-entrant lock,
+so the async gateway runs store calls on worker threads without two writers ever
+interleaving. A synced page is one transaction: subjects, feed events, run progress and the
+ledger entry commit together (`transaction()` nests the ledger's own append), which is what
+makes a crash between pages resume without loss or duplicates. SQLite has one writer, so the
+embedded store serves one gateway process; several replicas need the PostgreSQL store.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any, Final, cast
 
 import orjson
 
-from gateway.store import StoreError
-from gateway.store.ledger_sqlite import SqliteLedgerStore
+from gateway.store.ledger_sqlite import SqliteDatabase, SqliteLedgerStore
+from gateway.store.protocols import StoreError
 from gateway.store.records import (
     AlreadyExists,
     ConnectorRecord,
@@ -108,11 +109,17 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqliteStore(SqliteLedgerStore):
+class SqliteStore:
     """Gateway state plus the ledger tables, in `path` (created if missing)."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
-        super().__init__(path, create=create)
+        db = SqliteDatabase.open(path, create=create)
+        #: The transfer log's rows, on this store's connection (one transaction for both).
+        self.ledger = SqliteLedgerStore(db.path, create=create, database=db)
+        self.path = db.path
+        self._db = db
+        self._conn = db.conn
+        self._lock = db.lock
         with self._lock:
             self._conn.execute("PRAGMA foreign_keys = ON")
             # A page commit dirties scattered B-tree pages (subject ids are keyed hashes):
@@ -132,6 +139,15 @@ class SqliteStore(SqliteLedgerStore):
     def _locked_transaction(self) -> Iterator[None]:
         with self._lock, self._transaction():
             yield
+
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self._db.transaction()
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._db.all(sql, params)
+
+    def close(self) -> None:
+        self._db.close()
 
     def _write(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
         with self._lock, self._transaction():

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
-import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
-
-import orjson
+from typing import Any, Final, cast
 
 from connectors.base import (
     ConnectorConfig,
@@ -42,13 +38,17 @@ from connectors.base import (
 from connectors.http import source_session
 from connectors.registry import connector_type
 from gateway.keys.master import SecretBox
+from gateway.ledger import entry as entries
 from gateway.ledger.checkpoint import CheckpointSigner
-from gateway.ledger.log import Ledger, TransferCounts, TransferEntry
-from gateway.minimise.egress import EGRESS_FIELDS
+from gateway.ledger.log import Ledger
+from gateway.ledger.record import record as record_transfer
+from gateway.ledger.record import recording
+from gateway.minimise.egress import SubjectRecord
 from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
 from gateway.minimise.projector import Projector, merge_dropped
 from gateway.runtime.metrics import GatewayMetrics
+from gateway.store.protocols import Store
 from gateway.store.records import (
     ConnectorRecord,
     Instruction,
@@ -56,9 +56,10 @@ from gateway.store.records import (
     NotFound,
     RunRecord,
     RunStatus,
-    Store,
     SubjectWrite,
+    new_event_id,
 )
+from gateway.sync.changes import by_subject_id, content_digest, detect_changes
 from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
 from gateway.tenancy import connector_credentials, subject_key
 
@@ -91,16 +92,6 @@ class SyncBusy(Exception):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def new_event_id() -> str:
-    """Unique and roughly time-ordered (so the id index grows at its end, not all over)."""
-    return f"evt_{time.time_ns():016x}{secrets.token_hex(8)}"
-
-
-def content_digest(subject: Mapping[str, Any]) -> bytes:
-    """What a subject looks like to the platform; unchanged digest → no event."""
-    return hashlib.sha256(orjson.dumps(subject, option=orjson.OPT_SORT_KEYS)).digest()[:16]
 
 
 @dataclass
@@ -146,7 +137,7 @@ class SyncEngine:
 
     def ledger(self, tenant: str) -> Ledger:
         if tenant not in self._ledgers:
-            self._ledgers[tenant] = Ledger(self.store, tenant, self.signer, clock=self.clock)
+            self._ledgers[tenant] = Ledger(self.store.ledger, tenant, self.signer, clock=self.clock)
         return self._ledgers[tenant]
 
     # ------------------------------------------------------------------ entry points
@@ -334,66 +325,50 @@ class SyncEngine:
     def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
         run, store = state.run, self.store
         now = self.clock()
-        latest: dict[str, dict[str, Any]] = {s["subject_id"]: s for s in page.subjects}
+        # The connector's Subject dicts, as the projector made them (connectors/ cannot
+        # name gateway types).
+        latest = by_subject_id(cast("list[SubjectRecord]", page.subjects))
         known = store.subject_states(run.tenant, run.connector, list(latest))
-        writes: list[SubjectWrite] = []
-        events: list[NewEvent] = []
-        unchanged: list[str] = []
-        id_base = new_event_id()  # one unique base per page, numbered within it
-        for sid, subject in latest.items():
-            digest = content_digest(subject)
-            before = known.get(sid)
-            if before is not None and before.digest == digest:
-                unchanged.append(sid)
-                continue
-            present = bool(subject["active"])
-            data = {k: subject[k] for k in EGRESS_FIELDS} if present else None
-            writes.append(SubjectWrite(sid, digest, present))
-            if present:
-                eid = f"{id_base}{len(events):05x}"
-                events.append(self._event("subject.upserted", sid, data, now, state, event_id=eid))
-            elif before is not None and before.present:
-                eid = f"{id_base}{len(events):05x}"
-                events.append(self._event("subject.deleted", sid, None, now, state, event_id=eid))
+        changes = detect_changes(
+            latest,
+            known,
+            event_id_base=new_event_id(),  # one unique base per page, numbered within it
+            occurred_at=now,
+            source=state.record.id,
+            instruction_id=state.instruction.id,
+        )
+        events = changes.events
         counts = state.counts
         counts["fetched"] += page.fetched
         counts["passed"] += len(page.subjects)
         counts["quarantined"] += len(page.rejected)
         dropped_total = sum(page.dropped.values())
         counts["dropped_fields"] += dropped_total
-        counts["unchanged"] += len(unchanged)
-        counts["upserted"] += sum(1 for e in events if e.type == "subject.upserted")
-        counts["deleted"] += sum(1 for e in events if e.type == "subject.deleted")
+        counts.update(changes.counts)
         merge_dropped(state.dropped, page.dropped)
         if page.watermark and (state.watermark is None or page.watermark > state.watermark):
             state.watermark = page.watermark
-        entry = TransferEntry(
+        entry = entries.inbound(
             time=now,
-            direction="inbound",
             tenant=run.tenant,
             connector=run.connector,
             instruction_id=state.instruction.id,
             mapping_digest=state.mapping.digest,
-            subject_ids=sorted(latest),
-            fields=dict(state.mapping.categories),  # type: ignore[arg-type]
-            counts=TransferCounts(
-                records=page.fetched,
-                dropped_fields=dropped_total,
-                quarantined=len(page.rejected),
-            ),
-            dropped_field_names=sorted(page.dropped),
-            destination="gateway",
+            subject_ids=latest,
+            fields=state.mapping.categories,
+            records=page.fetched,
+            quarantined=len(page.rejected),
+            dropped=page.dropped,
             run_id=run.id,
         )
-        with store.transaction():
+        with recording(store, self.ledger(run.tenant), [entry]):
             self._still_authorised(state)
-            store.write_subjects(run.tenant, run.connector, run.id, writes)
-            store.mark_seen(run.tenant, run.connector, run.id, unchanged)
+            store.write_subjects(run.tenant, run.connector, run.id, changes.writes)
+            store.mark_seen(run.tenant, run.connector, run.id, changes.unchanged)
             store.append_events(run.tenant, events)
             store.save_run_progress(
                 run.id, self._seal_cursor(run.id, page.next_cursor), state.watermark, counts
             )
-            self.ledger(run.tenant).append([entry])
         self._count_page(state.record.type, page, dropped_total, events)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
@@ -496,23 +471,15 @@ class SyncEngine:
     ) -> None:
         """A refusal is a ledger entry and a metric, never silent."""
         self.metrics.refused(record.tenant, record.id, refusal.code)
-        entry = TransferEntry(
+        entry = entries.refused(
             time=self.clock(),
-            direction="refused",
             tenant=record.tenant,
             connector=record.id,
             instruction_id=refusal.instruction_id,
             mapping_digest=record.mapping_digest,
-            subject_ids=[],
-            fields={},
-            counts=TransferCounts(records=0, dropped_fields=0, quarantined=0),
-            dropped_field_names=[],
-            destination=None,
             run_id=run_id,
         )
-        # Same lock order as a page commit (store, then ledger), or the two could deadlock.
-        with self.store.transaction():
-            self.ledger(record.tenant).append([entry])
+        record_transfer(self.store, self.ledger(record.tenant), [entry])
         if run_id is None:
             refused = RunRecord(
                 id=f"run_{uuid.uuid4().hex}",

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
 from gateway.minimise.mapping import parse_mapping
-from gateway.store.records import Instruction, Store
-
-RefusalCode = Literal["missing", "revoked", "expired", "mapping_changed", "superseded"]
+from gateway.store.records import Instruction, RefusalCode, Store
 
 
 class InstructionRefused(Exception):

@@ -16,14 +16,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from connectors.base import SyncMode
-from gateway.runtime.services import Services
+from gateway.runtime.config import Settings
+from gateway.store.protocols import Store
 from gateway.store.records import ConnectorRecord
-from gateway.sync.engine import ConnectorPaused, SyncBusy
+from gateway.sync.engine import ConnectorPaused, SyncBusy, SyncEngine
 from gateway.sync.instructions import InstructionRefused, require_active
 
 log = logging.getLogger("sluis.scheduler")
@@ -31,6 +32,20 @@ TICK_SECONDS: Final = 5.0
 #: Incremental runs see changes but not people deleted at the source (or, for HubSpot,
 #: archived): a full sync at least this often catches them.
 FULL_SYNC_EVERY: Final = timedelta(hours=24)
+
+
+class Services(Protocol):
+    """What the scheduler uses of the gateway's services (`gateway.runtime.services`, which
+    sits above sync/ and is passed in, never imported)."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def engine(self) -> SyncEngine: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def settings(self) -> Settings: ...
 
 
 class Scheduler:

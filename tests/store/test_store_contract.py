@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
+from gateway.store.protocols import Store, StoreError
 from gateway.store.records import (
     AlreadyExists,
     ConnectorRecord,
@@ -14,7 +16,6 @@ from gateway.store.records import (
     NewEvent,
     NotFound,
     RunRecord,
-    Store,
     SubjectWrite,
     Tenant,
 )
@@ -126,3 +127,137 @@ def test_consumers_by_token_hash(store: Store) -> None:
     store.create_consumer(Consumer("con_1", "acme", "lms", T0), b"h" * 32)
     assert store.consumer_by_token_hash(b"h" * 32).id == "con_1"  # type: ignore[union-attr]
     assert store.consumer_by_token_hash(b"x" * 32) is None
+
+
+def test_tenants_list_in_id_order_and_connectors_across_tenants(store: Store) -> None:
+    _setup(store)
+    store.create_tenant(Tenant("beta", "Beta BV", T0, b"sealed"))
+    store.create_connector(
+        ConnectorRecord(
+            tenant="beta", id="hub", type="hubspot", base_url="http://127.0.0.1:2",
+            sealed_credentials=b"s", settings={}, mapping_text="m",
+            mapping_digest="sha256:" + "1" * 64, interval_seconds=60, max_delete_share=0.2,
+            created_at=T0,
+        )
+    )  # fmt: skip
+    assert [t.id for t in store.list_tenants()] == ["acme", "beta"]
+    assert store.list_tenants()[0].sealed_key == b"sealed"
+    assert [(c.tenant, c.id) for c in store.list_connectors()] == [
+        ("acme", "afas"),
+        ("beta", "hub"),
+    ]
+    assert [c.id for c in store.list_connectors("beta")] == ["hub"]
+    with pytest.raises(NotFound):
+        store.create_connector(
+            ConnectorRecord(
+                tenant="nope", id="x", type="afas", base_url="http://127.0.0.1:1",
+                sealed_credentials=b"s", settings={}, mapping_text="m",
+                mapping_digest="sha256:" + "0" * 64, interval_seconds=60,
+                max_delete_share=0.2, created_at=T0,
+            )
+        )  # fmt: skip
+
+
+def test_instructions_list_in_grant_order(store: Store) -> None:
+    _setup(store)
+    digest = "sha256:" + "0" * 64
+    for n, hours in ((2, 2), (1, 1)):
+        store.add_instruction(
+            Instruction(f"ins_{n}", "acme", "afas", "a", T0 + timedelta(hours=hours), "p",
+                        digest, {"email": "user.contact.email"})
+        )  # fmt: skip
+    listed = store.list_instructions("acme", "afas")
+    assert [i.id for i in listed] == ["ins_1", "ins_2"]
+    assert listed[0].fields == {"email": "user.contact.email"}
+    assert store.list_instructions("acme", "other") == []
+    with pytest.raises(NotFound):
+        store.get_instruction("ins_9")
+
+
+def test_runs_list_newest_first_and_keep_what_finish_says(store: Store) -> None:
+    _setup(store)
+    for n in range(3):
+        run = RunRecord(f"run_{n}", "acme", "afas", "full", "running", T0 + timedelta(minutes=n))
+        assert store.start_run(run)
+        store.finish_run(f"run_{n}", "failed", T0, {"fetched": n}, error=f"boom {n}")
+    assert [r.id for r in store.list_runs("acme", "afas")] == ["run_2", "run_1", "run_0"]
+    assert [r.id for r in store.list_runs("acme", "afas", limit=2)] == ["run_2", "run_1"]
+    finished = store.get_run("run_1")
+    assert (finished.status, finished.error) == ("failed", "boom 1")
+    assert finished.counts == {"fetched": 1}
+    assert finished.finished_at == T0
+    assert store.running_runs() == []
+    assert store.last_run("acme", "nope") is None
+    with pytest.raises(NotFound):
+        store.get_run("run_9")
+
+
+def test_feed_rows_are_the_events_undecoded(store: Store) -> None:
+    _setup(store)
+    data = {"first_name": "A", "last_name": None, "email": "a@b.nl", "job_title": None}
+    store.append_events(
+        "acme",
+        [
+            NewEvent("evt_1", "subject.upserted", SID[0], data, T0, "afas", "ins_1"),
+            NewEvent("evt_2", "subject.deleted", SID[1], None, T0, "afas", "ins_1"),
+        ],
+    )
+    assert store.append_events("acme", []) == []
+    rows = store.feed_rows("acme", 0, 10)
+    events = store.events_after("acme", 0, 10)
+    assert [r.seq for r in rows] == [e.seq for e in events] == [1, 2]
+    assert [r.id for r in rows] == ["evt_1", "evt_2"]
+    assert rows[0].data_json is not None and orjson.loads(rows[0].data_json) == data
+    assert rows[1].data_json is None and events[1].data is None
+    assert rows[0].occurred_at.endswith("Z")
+    assert datetime.fromisoformat(rows[0].occurred_at) == events[0].occurred_at == T0
+    assert store.feed_rows("acme", 1, 10)[0].id == "evt_2"
+    assert store.feed_rows("acme", 0, 1)[-1].seq == 1
+    assert store.feed_rows("beta", 0, 10) == [] and store.last_event_seq("beta") == 0
+
+
+def test_a_page_transaction_takes_its_ledger_append_in(store: Store) -> None:
+    """The one property the sync engine's crash safety rests on: subjects, events and the
+    ledger rows of a page commit together or not at all."""
+    _setup(store)
+    event = NewEvent("evt_1", "subject.upserted", SID[0], {"email": "a@b.nl"}, T0, "afas", "i")
+
+    def page(fail: bool) -> None:
+        with store.transaction():
+            store.write_subjects("acme", "afas", "r1", [SubjectWrite(SID[0], b"d" * 16, True)])
+            store.append_events("acme", [event])
+            store.ledger.append(
+                "acme", 0, entries=[(b"{}", b"l" * 32)], nodes=[], frontier=[b"l" * 32],
+                checkpoint_note="note 1",
+            )  # fmt: skip
+            if fail:
+                raise RuntimeError("crash before commit")
+
+    with pytest.raises(RuntimeError):
+        page(fail=True)
+    assert store.last_event_seq("acme") == 0
+    assert store.subject_states("acme", "afas", [SID[0]]) == {}
+    assert store.ledger.head("acme") is None and store.ledger.latest_checkpoint("acme") is None
+    page(fail=False)
+    assert store.last_event_seq("acme") == 1
+    assert store.ledger.head("acme").size == 1  # type: ignore[union-attr]
+
+
+def test_consumers_keep_their_revocation_and_belong_to_a_tenant(store: Store) -> None:
+    _setup(store)
+    store.create_consumer(
+        Consumer("con_2", "acme", "lms", T0, revoked_at=T0 + timedelta(days=1)), b"r" * 32
+    )
+    found = store.consumer_by_token_hash(b"r" * 32)
+    assert found is not None and found.revoked_at == T0 + timedelta(days=1)
+    with pytest.raises(AlreadyExists):
+        store.create_consumer(Consumer("con_3", "acme", "again", T0), b"r" * 32)
+    with pytest.raises(NotFound):
+        store.create_consumer(Consumer("con_4", "nope", "lms", T0), b"n" * 32)
+
+
+def test_a_closed_store_refuses_work(store: Store) -> None:
+    _setup(store)
+    store.close()
+    with pytest.raises(StoreError):
+        store.list_tenants()

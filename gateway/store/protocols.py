@@ -1,0 +1,258 @@
+"""The storage seam: the `Store` and `LedgerStore` protocols every backend implements.
+
+A backend is two objects. The gateway store holds tenants, connectors, instructions, runs,
+subjects (digests only), feed events and consumers, and it *has* a ledger store
+(`Store.ledger`) for the transfer log's rows, sharing its transactions: a page's subjects,
+events, run progress and ledger entry commit together inside one `Store.transaction()`.
+
+The ledger store needs very little: append a batch of entries together with the tree
+nodes, the new frontier and a signed checkpoint in one transaction; read entries, leaf
+hashes and stored nodes back by index; and give a consistent snapshot for verification.
+Stores hold bytes and numbers only; they never interpret an entry, and they are not
+trusted: `Ledger.verify` recomputes everything a store hands back.
+
+The row types live in `gateway.store.records`; `tests/store/` is the contract suite every
+backend passes (one fixture adds a backend to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway.store.records import (
+        ConnectorRecord,
+        Consumer,
+        EntryRow,
+        EventRow,
+        FeedRow,
+        Instruction,
+        LedgerHead,
+        NewEvent,
+        NodeRow,
+        RunRecord,
+        RunStatus,
+        StoredCheckpoint,
+        SubjectState,
+        SubjectWrite,
+        Tenant,
+    )
+
+
+class StoreError(Exception):
+    """Storage failed in a way the caller can report; messages hold no entry content."""
+
+
+class StoreMissing(StoreError):
+    """The database (or its ledger tables) does not exist."""
+
+
+class StoreConflict(StoreError):
+    """Another writer appended first; re-read the head and retry."""
+
+
+class LedgerReader(Protocol):
+    """Read access to every tenant's log."""
+
+    def tenants(self) -> list[str]:
+        """Every tenant with any ledger row (entries, checkpoints or head), sorted."""
+        ...
+
+    def head(self, tenant: str) -> LedgerHead | None: ...
+
+    def iter_entries(
+        self, tenant: str, start: int | None = None, stop: int | None = None
+    ) -> Iterator[EntryRow]:
+        """Rows with `start <= index < stop` in index order; None means unbounded."""
+        ...
+
+    def leaf_hashes(self, tenant: str, start: int, stop: int) -> list[bytes]:
+        """Stored leaf hashes of entries `[start, stop)`; shorter if entries are missing."""
+        ...
+
+    def node_hashes(self, tenant: str, level: int, start: int, stop: int) -> list[bytes]:
+        """Stored node hashes at `level` (a multiple of 4) for indices `[start, stop)`."""
+        ...
+
+    def iter_nodes(self, tenant: str) -> Iterator[NodeRow]:
+        """Every stored node in the order appends complete them (by last leaf, then level)."""
+        ...
+
+    def iter_checkpoints(self, tenant: str) -> Iterator[StoredCheckpoint]:
+        """Checkpoints in the order they were written (`seq`)."""
+        ...
+
+    def latest_checkpoint(self, tenant: str) -> StoredCheckpoint | None: ...
+
+    def checkpoint_at(self, tenant: str, size: int) -> StoredCheckpoint | None:
+        """The latest checkpoint written for exactly `size` entries, if any."""
+        ...
+
+
+class LedgerStore(LedgerReader, Protocol):
+    """A ledger store: reads plus atomic appends."""
+
+    def append(
+        self,
+        tenant: str,
+        expected_size: int,
+        *,
+        entries: Sequence[tuple[bytes, bytes]],
+        nodes: Sequence[NodeRow],
+        frontier: Sequence[bytes],
+        checkpoint_note: str,
+    ) -> None:
+        """In one transaction: add `(body, leaf_hash)` entries from index `expected_size`,
+        the completed `nodes`, the new head, and the signed checkpoint for the new size.
+        Inside the owning gateway store's `transaction()`, it joins that transaction.
+
+        Raises `StoreConflict` if the log no longer has `expected_size` entries.
+        """
+        ...
+
+    def add_checkpoint(self, tenant: str, expected_size: int, note: str) -> None:
+        """Store a checkpoint for the current size, if that is still `expected_size`."""
+        ...
+
+    def snapshot(self) -> AbstractContextManager[LedgerReader]:
+        """A reader that sees one consistent state while writers carry on."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """Everything the gateway persists. Implementations: `gateway.store.sqlite`."""
+
+    @property
+    def ledger(self) -> LedgerStore:
+        """The transfer log's rows, in the same database: appends made inside
+        `transaction()` commit or roll back with it."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All writes inside commit together or not at all (ledger appends included)."""
+        ...
+
+    def close(self) -> None: ...
+
+    # tenants
+    def create_tenant(self, tenant: Tenant) -> None: ...
+    def get_tenant(self, tenant_id: str) -> Tenant: ...
+    def list_tenants(self) -> list[Tenant]: ...
+
+    # connectors
+    def create_connector(self, record: ConnectorRecord) -> None: ...
+    def get_connector(self, tenant: str, connector_id: str) -> ConnectorRecord: ...
+    def list_connectors(self, tenant: str | None = None) -> list[ConnectorRecord]: ...
+    def set_connector_sync_state(
+        self, tenant: str, connector_id: str, watermark: str | None, succeeded_at: datetime
+    ) -> None: ...
+
+    # instructions
+    def add_instruction(self, instruction: Instruction) -> None: ...
+    def get_instruction(self, instruction_id: str) -> Instruction: ...
+    def list_instructions(self, tenant: str, connector_id: str) -> list[Instruction]: ...
+    def revoke_instruction(self, instruction_id: str, by: str, at: datetime) -> Instruction: ...
+
+    # runs
+    def start_run(self, run: RunRecord) -> bool:
+        """Insert a running run unless the connector already has one; False if it has."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def running_runs(self) -> list[RunRecord]: ...
+    def save_run_progress(
+        self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
+    ) -> None: ...
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        at: datetime,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None: ...
+    def last_run(self, tenant: str, connector_id: str) -> RunRecord | None: ...
+    def list_runs(self, tenant: str, connector_id: str, limit: int = 20) -> list[RunRecord]:
+        """The connector's most recent runs, newest first."""
+        ...
+
+    # subjects and events
+    def subject_states(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> dict[str, SubjectState]: ...
+    def write_subjects(
+        self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
+    ) -> None: ...
+    def mark_seen(
+        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
+    ) -> None: ...
+    def count_present(self, tenant: str, connector_id: str) -> int: ...
+    def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]: ...
+    def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]: ...
+    def events_after(self, tenant: str, after_seq: int, limit: int) -> list[EventRow]: ...
+    def feed_rows(self, tenant: str, after_seq: int, limit: int) -> list[FeedRow]:
+        """`events_after`, undecoded: the same events in the same order, for the feed."""
+        ...
+
+    def last_event_seq(self, tenant: str) -> int: ...
+
+    # feed consumers
+    def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
+    def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None: ...
+
+    # connector and consumer lifecycle (admin API)
+    def update_connector(
+        self,
+        tenant: str,
+        connector_id: str,
+        *,
+        sealed_credentials: bytes | None = None,
+        mapping_text: str | None = None,
+        mapping_digest: str | None = None,
+        interval_seconds: int | None = None,
+        max_delete_share: float | None = None,
+    ) -> ConnectorRecord:
+        """Change what is given (None leaves a column as it is); NotFound if deleted."""
+        ...
+
+    def set_connector_paused(
+        self, tenant: str, connector_id: str, paused_at: datetime | None
+    ) -> ConnectorRecord:
+        """Pause (a time) or resume (None) a connector; NotFound if deleted."""
+        ...
+
+    def mark_connector_deleted(
+        self, tenant: str, connector_id: str, at: datetime, subjects: str
+    ) -> None:
+        """Hide the connector from every lookup; its row stays, so its id is never reused."""
+        ...
+
+    def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:
+        """The record of a deleted connector (None if it exists or never did)."""
+        ...
+
+    def stop_running_runs(
+        self, tenant: str, connector_id: str, at: datetime, error: str
+    ) -> list[str]:
+        """Mark the connector's running runs stopped; returns their ids."""
+        ...
+
+    def present_subjects(self, tenant: str, connector_id: str) -> list[str]: ...
+    def set_subjects_absent(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> None: ...
+    def latest_events(self, tenant: str, source: str) -> list[EventRow]:
+        """Each subject's newest event from `source` (one per subject id), in seq order."""
+        ...
+
+    def list_consumers(self, tenant: str) -> list[Consumer]: ...
+    def get_consumer(self, tenant: str, consumer_id: str) -> Consumer: ...
+    def revoke_consumer(self, tenant: str, consumer_id: str, at: datetime) -> Consumer: ...
+    def replace_consumer_token(self, tenant: str, consumer_id: str, token_hash: bytes) -> None:
+        """The old token stops working in the same write that makes the new one valid."""
+        ...

@@ -1,0 +1,127 @@
+"""The LedgerStore contract: what `gateway.ledger.log.Ledger` relies on from any backend.
+
+Stores keep bytes and numbers and never interpret them, so these tests feed opaque rows
+(no Merkle maths): what goes in comes back, in order, atomically, per tenant.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.store.protocols import LedgerStore, StoreConflict
+
+
+def _leaf(i: int) -> bytes:
+    return bytes([i % 256]) * 32
+
+
+def _append(store: LedgerStore, tenant: str, start: int, n: int, note: str) -> None:
+    store.append(
+        tenant,
+        start,
+        entries=[(f'{{"i":{start + i}}}'.encode(), _leaf(start + i)) for i in range(n)],
+        nodes=[(4, start // 16, b"n" * 32)] if n >= 16 else [],
+        frontier=[_leaf(start + n - 1)],
+        checkpoint_note=note,
+    )
+
+
+def test_an_empty_store_has_nothing(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    assert s.tenants() == []
+    assert s.head("acme") is None
+    assert list(s.iter_entries("acme")) == []
+    assert s.leaf_hashes("acme", 0, 10) == []
+    assert s.node_hashes("acme", 4, 0, 10) == []
+    assert list(s.iter_nodes("acme")) == []
+    assert list(s.iter_checkpoints("acme")) == []
+    assert s.latest_checkpoint("acme") is None
+    assert s.checkpoint_at("acme", 0) is None
+
+
+def test_appends_come_back_in_order_per_tenant(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    _append(s, "acme", 0, 16, "cp 16")
+    _append(s, "acme", 16, 4, "cp 20")
+    _append(s, "beta", 0, 1, "beta cp 1")
+    assert s.tenants() == ["acme", "beta"]
+    head = s.head("acme")
+    assert head is not None and head.size == 20 and head.frontier == (_leaf(19),)
+    rows = list(s.iter_entries("acme"))
+    assert [r[0] for r in rows] == list(range(20))
+    assert rows[3] == (3, b'{"i":3}', _leaf(3))
+    assert [r[0] for r in s.iter_entries("acme", 5, 8)] == [5, 6, 7]
+    assert [r[0] for r in s.iter_entries("acme", 18)] == [18, 19]
+    assert [r[0] for r in s.iter_entries("acme", None, 2)] == [0, 1]
+    assert s.leaf_hashes("acme", 2, 5) == [_leaf(2), _leaf(3), _leaf(4)]
+    assert s.leaf_hashes("acme", 19, 25) == [_leaf(19)]
+    assert s.node_hashes("acme", 4, 0, 2) == [b"n" * 32]
+    assert list(s.iter_nodes("acme")) == [(4, 0, b"n" * 32)]
+    assert list(s.iter_nodes("beta")) == []
+    assert [(c.size, c.note) for c in s.iter_checkpoints("acme")] == [(16, "cp 16"), (20, "cp 20")]
+    seqs = [c.seq for c in s.iter_checkpoints("acme")]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 2
+    latest = s.latest_checkpoint("acme")
+    assert latest is not None and (latest.size, latest.note) == (20, "cp 20")
+    found = s.checkpoint_at("acme", 16)
+    assert found is not None and found.note == "cp 16"
+    assert s.checkpoint_at("acme", 17) is None
+    assert [r[0] for r in s.iter_entries("beta")] == [0]
+
+
+def test_a_stale_append_conflicts_and_changes_nothing(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    _append(s, "acme", 0, 2, "cp 2")
+    with pytest.raises(StoreConflict):
+        _append(s, "acme", 1, 1, "stale")
+    with pytest.raises(StoreConflict):
+        _append(s, "acme", 3, 1, "ahead")
+    assert s.head("acme").size == 2  # type: ignore[union-attr]
+    assert [c.note for c in s.iter_checkpoints("acme")] == ["cp 2"]
+    assert [r[0] for r in s.iter_entries("acme")] == [0, 1]
+
+
+def test_add_checkpoint_only_at_the_current_size(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    _append(s, "acme", 0, 3, "cp 3")
+    s.add_checkpoint("acme", 3, "cp 3 again")
+    with pytest.raises(StoreConflict):
+        s.add_checkpoint("acme", 2, "too small")
+    latest = s.latest_checkpoint("acme")
+    assert latest is not None and latest.note == "cp 3 again"
+    again = s.checkpoint_at("acme", 3)
+    assert again is not None and again.note == "cp 3 again"
+    s.add_checkpoint("idle", 0, "empty log")
+    assert "idle" in s.tenants() and s.checkpoint_at("idle", 0) is not None
+
+
+def test_a_snapshot_holds_still_while_writers_carry_on(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    _append(s, "acme", 0, 2, "cp 2")
+    with s.snapshot() as reader:
+        _append(s, "acme", 2, 3, "cp 5")
+        assert reader.head("acme").size == 2  # type: ignore[union-attr]
+        assert [r[0] for r in reader.iter_entries("acme")] == [0, 1]
+        assert [c.note for c in reader.iter_checkpoints("acme")] == ["cp 2"]
+        assert reader.tenants() == ["acme"]
+        assert reader.leaf_hashes("acme", 0, 5) == [_leaf(0), _leaf(1)]
+        assert reader.latest_checkpoint("acme").note == "cp 2"  # type: ignore[union-attr]
+        assert reader.checkpoint_at("acme", 5) is None
+        assert reader.node_hashes("acme", 4, 0, 1) == []
+        assert list(reader.iter_nodes("acme")) == []
+    assert s.head("acme").size == 5  # type: ignore[union-attr]
+
+
+def test_entries_page_through_large_logs(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    total = 12_000  # more than one page of rows at a time in the SQLite store
+    s.append(
+        "acme",
+        0,
+        entries=[(b"{}", _leaf(i)) for i in range(total)],
+        nodes=[(4, i, _leaf(i)) for i in range(total // 16)],
+        frontier=[],
+        checkpoint_note="cp",
+    )
+    assert sum(1 for _ in s.iter_entries("acme")) == total
+    assert sum(1 for _ in s.iter_nodes("acme")) == total // 16
