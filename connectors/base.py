@@ -315,7 +315,7 @@ class Connector(ABC):
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, RefusedAddress):
                 raise ConnectorError(
-                    "config", f"{self.type}: {exc.os_error} (allow_private_sources)"
+                    "config", f"{self.type}: {exc.os_error.strerror} (allow_private_sources)"
                 ) from None
             raise ConnectorError(
                 "unavailable", f"{self.type}: cannot reach the source ({type(exc).__name__})"
