@@ -44,9 +44,16 @@ from tenacity import (
 
 from connectors.netguard import RefusedAddress
 
-ErrorKind = Literal["auth", "config", "unavailable", "malformed", "rate_limited", "refused"]
+ErrorKind = Literal[
+    "auth", "config", "unavailable", "malformed", "rate_limited", "refused", "too_large"
+]  # fmt: skip
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
 MAX_RETRY_AFTER_SECONDS: Final = 300.0
+#: The largest response body read from a source unless the connector's `max_response_bytes`
+#: setting says otherwise: far above any sane page, far below what hurts the gateway.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
+MAX_RESPONSE_BYTES_LIMIT: Final = 1024 * 1024 * 1024
+_READ_CHUNK: Final = 64 * 1024
 
 
 class SyncMode(StrEnum):
@@ -58,6 +65,8 @@ class ConnectorError(Exception):
     """A source failed; `kind` says how, the message says what a user can act on.
 
     Never put a response body in the message: it is shown in the admin API and logs.
+    Retried kinds: "unavailable", "malformed", "rate_limited". A body over the size cap
+    ("too_large") is not retried: the same page would be as large the next time.
     """
 
     def __init__(
@@ -206,6 +215,7 @@ class Connector(ABC):
         self.stats = ConnectorStats()
         self._sleep = sleep
         self.base_url = config.base_url.rstrip("/")
+        self.max_response_bytes = max_response_bytes(config.settings)
         self.configure(config.settings)
 
     @abstractmethod
@@ -294,7 +304,7 @@ class Connector(ABC):
                 timeout=DEFAULT_TIMEOUT,
                 allow_redirects=False,
             ) as response:
-                payload = await response.read()
+                payload = await self._read_capped(response)
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if 300 <= status < 400:
@@ -331,6 +341,30 @@ class Connector(ABC):
                 "malformed", f"{self.type}: the source sent a body that is not valid JSON"
             ) from None
 
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, read as it streams in and never beyond `max_response_bytes` (after
+        decompression): an oversized or endless body fails the page at once, without
+        buffering it, and the connection is dropped rather than drained."""
+        limit = self.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            response.close()
+            raise self._too_large(limit)
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
+            if len(body) + len(chunk) > limit:
+                response.close()
+                raise self._too_large(limit)
+            body += chunk
+        return bytes(body)
+
+    def _too_large(self, limit: int) -> ConnectorError:
+        return ConnectorError(
+            "too_large",
+            f"{self.type}: the source sent a response larger than {limit} bytes "
+            "(max_response_bytes); the page was not read",
+        )
+
     def http_error(self, status: int, payload: bytes, retry_after: float | None) -> ConnectorError:
         """Map an HTTP error status to a `ConnectorError`. Vendors refine the message by
         reading *safe* parts of their error body (codes, log references), never the text.
@@ -361,6 +395,22 @@ class Connector(ABC):
             status=status,
             retry_after=retry_after,
         )
+
+
+def max_response_bytes(settings: Mapping[str, Any]) -> int:
+    """The `max_response_bytes` setting (default 32 MiB), checked so that a connector with
+    a nonsensical cap fails when it is configured, not mid-run."""
+    value = settings.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1024 <= value <= MAX_RESPONSE_BYTES_LIMIT
+    ):
+        raise ConnectorError(
+            "config",
+            f"max_response_bytes must be a whole number from 1024 to {MAX_RESPONSE_BYTES_LIMIT}",
+        )
+    return value
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

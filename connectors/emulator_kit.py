@@ -21,7 +21,9 @@ from typing import Final, Literal
 
 from aiohttp import web
 
-FaultKind = Literal["error", "slow", "truncate", "rate_limit"]
+FaultKind = Literal["error", "slow", "truncate", "rate_limit", "huge"]
+#: What a "huge" fault streams: a JSON list of filler rows (valid JSON if it ends).
+_FILLER: Final = b'{"filler":"' + b"x" * 1000 + b'"},'
 
 
 @dataclass
@@ -34,6 +36,10 @@ class Fault:
     path: str | None = None
     #: A `Location` header for the error answer (to test that redirects are not followed).
     location: str | None = None
+    #: "huge": bytes of body to stream (None: without end, until the client hangs up) and
+    #: whether to announce them in `Content-Length` up front.
+    size: int | None = None
+    declare_length: bool = False
 
 
 @dataclass
@@ -76,6 +82,8 @@ class EmulatorControl:
     rate_limit: RateLimit | None = None
     log: list[LoggedRequest] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
+    #: Body bytes written by "huge" faults, to see how far a client read before it stopped.
+    streamed_bytes: int = 0
 
     def inject(self, *faults: Fault) -> None:
         self.faults.extend(faults)
@@ -113,6 +121,10 @@ async def emulator_middleware(
         response = control.too_many(wait)
     elif fault is not None and fault.kind == "rate_limit":
         response = control.too_many(fault.seconds or 1.0)
+    elif fault is not None and fault.kind == "huge":
+        # Logged before the body: a client that hangs up mid-stream still sent the request.
+        control.log.append(LoggedRequest(now, request.method, path, request.query_string, 200))
+        return await _stream_huge(request, control, fault)
     elif fault is not None and fault.kind == "error":
         headers = {"Location": fault.location} if fault.location else None
         response = web.json_response(
@@ -134,6 +146,31 @@ async def emulator_middleware(
     control.log.append(
         LoggedRequest(now, request.method, path, request.query_string, response.status)
     )
+    return response
+
+
+async def _stream_huge(
+    request: web.Request, control: EmulatorControl, fault: Fault
+) -> web.StreamResponse:
+    """A 200 whose JSON body is `fault.size` bytes long, or endless: what a runaway export
+    or a hostile source sends."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    if fault.declare_length and fault.size is not None:
+        response.content_length = fault.size
+    await response.prepare(request)
+    prefix = b'{"rows":['
+    left = None if fault.size is None else fault.size - len(prefix)
+    try:
+        await response.write(prefix)
+        while left is None or left > 0:
+            chunk = _FILLER * 64 if left is None else (_FILLER * 64)[:left]
+            await response.write(chunk)
+            control.streamed_bytes += len(chunk)
+            if left is not None:
+                left -= len(chunk)
+    except (ConnectionError, RuntimeError):
+        return response  # the client hung up: what a capped reader does
+    await response.write_eof()
     return response
 
 
