@@ -7,6 +7,9 @@ signals errors and rate limits. `Connector.fetch_page` wraps the vendor-specific
 
 * retries with exponential backoff and jitter (tenacity) on 5xx, timeouts, connection
   errors and unreadable bodies; a 429 waits exactly as long as `Retry-After` says;
+* a `before_attempt` hook awaited before every attempt, first and retries alike: the
+  sync engine re-checks the customer's authorisation there, so a revocation during a
+  wait stops the next request (the hook raises, and the error is never retried);
 * the projector, applied *at the door*: the raw records of a page are turned into Subject
   dicts before `fetch_page` returns, so raw payloads never reach the sync engine, the store,
   a log line or an exception.
@@ -26,7 +29,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -207,8 +210,10 @@ class Connector(ABC):
         *,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
+        self.before_attempt = before_attempt
         self.projector = projector
         self.session = session
         self.retry = retry or RetryPolicy()
@@ -254,6 +259,8 @@ class Connector(ABC):
         )
         async for attempt in retrying:
             with attempt:
+                if self.before_attempt is not None:
+                    await self.before_attempt()
                 return await self.fetch_raw(request)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
