@@ -49,7 +49,7 @@ import orjson
 from aiohttp import web
 
 from connectors.afas.synthetic import JOB_TITLES, employee, employees
-from connectors.emulator_kit import CONTROL, emulator_middleware, new_control
+from connectors.emulator_kit import CONTROL, add_control_routes, emulator_middleware, new_control
 
 AMSTERDAM: Final = ZoneInfo("Europe/Amsterdam")
 #: The data part of the emulator's default token (`<token><version>1</version><data>…`).
@@ -156,6 +156,9 @@ class AfasEnvironment:
             person["Gewijzigd_op"] = self.now_stamp()
         self.version += 1
         return [p["Medewerker"] for p in chosen]
+
+    def size(self) -> int:
+        return len(self.people)
 
     def break_email(self, count: int) -> list[str]:
         """Clear the work email of `count` people (an admin emptied the field)."""
@@ -503,8 +506,9 @@ def make_app(
     behaviour) caps `take` and echoes the applied value, to test clients' last-page logic.
     """
     app = web.Application(middlewares=[emulator_middleware])
-    app[CONTROL] = new_control(too_many)
-    app[ENVIRONMENT] = AfasEnvironment(
+    control = new_control(too_many)
+    app[CONTROL] = control
+    app[ENVIRONMENT] = control.people = AfasEnvironment(
         connector_id=connector_id,
         token=token,
         people=list(employees(people, seed=seed)),
@@ -516,6 +520,8 @@ def make_app(
     app.router.add_get(root + r"/{c:(?i:connectors)}/{connector_id}", get_connector)
     app.router.add_get(root + r"/{m:(?i:metainfo)}", metainfo)
     app.router.add_get(root + r"/{m:(?i:metainfo)}/{g:(?i:get)}/{connector_id}", metainfo_get)
+    control.vendor = "afas"
+    add_control_routes(app)
     return app
 
 

@@ -29,7 +29,13 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from connectors.emulator_kit import CONTROL, RateLimit, emulator_middleware, new_control
+from connectors.emulator_kit import (
+    CONTROL,
+    RateLimit,
+    add_control_routes,
+    emulator_middleware,
+    new_control,
+)
 from connectors.hubspot import synthetic
 
 CONTACTS_PATH: Final = "/crm/v3/objects/contacts"
@@ -78,6 +84,15 @@ class HubSpotState:
             c["archived"] = True
             c["archivedAt"] = synthetic.mark_modified(c, now)
         return [c["id"] for c in changed]
+
+    def retire(self, count: int) -> list[str]:
+        """The CRM's leaver signal (the control surface's "retire"): archive contacts."""
+        if count > len(self.active()):
+            raise ValueError(f"only {len(self.active())} contacts are active, {count} asked")
+        return self.archive(count)
+
+    def size(self) -> int:
+        return len(self.contacts)
 
     def clear_email(self, count: int, *, now: datetime | None = None) -> list[str]:
         """Empty the email of `count` active contacts from the middle of the portal."""
@@ -141,6 +156,8 @@ async def _hubspot_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Bearer auth, the daily limit and HubSpot-style 400s, in the order HubSpot applies them."""
+    if request.path.startswith("/_emulator"):
+        return await handler(request)  # the emulator's own control surface
     state = request.app[STATE]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or token.strip() != state.token:
@@ -387,7 +404,7 @@ def make_app(
     if ten_secondly is not None:
         control.rate_limit = RateLimit(requests=ten_secondly, window=10.0)
     app[CONTROL] = control
-    app[STATE] = HubSpotState(
+    app[STATE] = control.people = HubSpotState(
         contacts=list(synthetic.contacts(people, seed=seed, archived_share=archived_share)),
         token=token,
         page_cap=page_cap,
@@ -396,4 +413,6 @@ def make_app(
     )
     app.router.add_get(CONTACTS_PATH, _list_contacts)
     app.router.add_post(SEARCH_PATH, _search_contacts)
+    control.vendor = "hubspot"
+    add_control_routes(app)
     return app
