@@ -9,8 +9,13 @@ a polite fake:
   database without an ORDER BY may return them, so a client that forgets to sort loses and
   duplicates rows between pages;
 * `filterfieldids`/`filtervalues`/`operatortypes` are parallel lists (comma = AND,
-  semicolon = OR) with operators 1-9; an unknown field or operator is an HTTP 500 with an
+  semicolon = OR) with operators 1-14; an unknown field or operator is an HTTP 500 with an
   AFAS error body, as are an unknown GetConnector and a blocked one;
+* the text operators are SQL `LIKE`s and take AFAS's `%` wildcard (any run of
+  characters), as AFAS documents them (`6` with `%NL%`): 6 contains, 10 starts with,
+  13 ends with, and their negations 11, 12 and 14; a value without `%` gets the wildcards
+  its operator implies (`NL` under 10 is `NL%`); 7 with a `%` is "does not contain"
+  (AFAS's second reading of 7). An empty field matches none of them, as NULL in SQL;
 * filters and `orderbyfieldids` compare a field the same way, by its data type (numbers
   and dates by value, text case-insensitively by code point, standing in for a
   case-insensitive SQL collation), and an empty value sorts first and passes no comparison,
@@ -298,9 +303,8 @@ def _condition(field_id: str, op_text: str, raw: str) -> Predicate:
         return lambda row: row.get(field_id) in (None, "")
     if op == 9:
         return lambda row: row.get(field_id) not in (None, "")
-    if op == 6:
-        needle = raw.casefold()
-        return lambda row: needle in str(_comparable("string", row.get(field_id)) or "")
+    if op in _LIKE or (op == 7 and "%" in raw):
+        return _like(field_id, raw, *_LIKE.get(op, ("%{}%", True)))
     compare = _COMPARE.get(op)
     if compare is None:
         raise AfasError(500, f"Operatortype '{op_text}' wordt niet ondersteund.")
@@ -314,6 +318,31 @@ def _condition(field_id: str, op_text: str, raw: str) -> Predicate:
         return value is not None and want is not None and compare(value, want)
 
     return _Seekable(test, field_id, op, want) if op in (2, 4) and want is not None else test
+
+
+#: Text operators: (pattern a value without `%` is read as, negated).
+_LIKE: Final[dict[int, tuple[str, bool]]] = {
+    6: ("%{}%", False),
+    10: ("{}%", False),
+    11: ("%{}%", True),
+    12: ("{}%", True),
+    13: ("%{}", False),
+    14: ("%{}", True),
+}
+
+
+def _like(field_id: str, raw: str, implied: str, negated: bool) -> Predicate:
+    """A SQL `LIKE` on the field's text, case-insensitive, with `%` as the wildcard."""
+    pattern = raw if "%" in raw else implied.format(raw)
+    compiled = re.compile(
+        ".*".join(re.escape(part) for part in pattern.casefold().split("%")), re.DOTALL
+    )
+
+    def test(row: Row) -> bool:
+        value = _comparable("string", row.get(field_id))
+        return value is not None and (compiled.fullmatch(value) is None) == negated
+
+    return test
 
 
 @dataclass(frozen=True)
