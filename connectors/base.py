@@ -10,6 +10,9 @@ signals errors and rate limits. `Connector.fetch_page` wraps the vendor-specific
 * a `before_attempt` hook awaited before every attempt, first and retries alike: the
   sync engine re-checks the customer's authorisation there, so a revocation during a
   wait stops the next request (the hook raises, and the error is never retried);
+* bodies read as they stream in, never beyond `max_response_bytes` (a connector setting,
+  default 32 MiB): an oversized or endless page fails at once ("too_large", not retried)
+  instead of filling the gateway's memory;
 * the projector, applied *at the door*: the raw records of a page are turned into Subject
   dicts before `fetch_page` returns, so raw payloads never reach the sync engine, the store,
   a log line or an exception.

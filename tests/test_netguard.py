@@ -173,7 +173,9 @@ async def test_the_admin_api_refuses_a_private_base_url(
     try:
         api = Api(await aiohttp_client(gateway_app(services)))
         await make_tenant(api)
-        for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/", "http://localhost/"):
+        tricky = [f"http://{host}:9/x" for host in TRICKY_LOOPBACK]
+        for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/", "http://localhost/",
+                    *tricky):  # fmt: skip
             reply = await api.post(
                 "/admin/v1/tenants/acme/connectors", {**CONNECTOR, "base_url": url}
             )
