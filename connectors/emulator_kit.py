@@ -187,16 +187,16 @@ async def _stream_huge(
     if fault.declare_length and fault.size is not None:
         response.content_length = fault.size
     await response.prepare(request)
-    prefix = b'{"rows":['
-    left = None if fault.size is None else fault.size - len(prefix)
+    block = _FILLER * 64
+    chunk = (b'{"rows":[' + block)[: fault.size]
+    left = fault.size
     try:
-        await response.write(prefix)
-        while left is None or left > 0:
-            chunk = _FILLER * 64 if left is None else (_FILLER * 64)[:left]
+        while chunk:
             await response.write(chunk)
             control.streamed_bytes += len(chunk)
             if left is not None:
                 left -= len(chunk)
+            chunk = block if left is None else block[:left]
     except (ConnectionError, RuntimeError):
         return response  # the client hung up: what a capped reader does
     await response.write_eof()
