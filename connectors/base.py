@@ -7,6 +7,12 @@ signals errors and rate limits. `Connector.fetch_page` wraps the vendor-specific
 
 * retries with exponential backoff and jitter (tenacity) on 5xx, timeouts, connection
   errors and unreadable bodies; a 429 waits exactly as long as `Retry-After` says;
+* a `before_attempt` hook awaited before every attempt, first and retries alike: the
+  sync engine re-checks the customer's authorisation there, so a revocation during a
+  wait stops the next request (the hook raises, and the error is never retried);
+* bodies read as they stream in, never beyond `max_response_bytes` (a connector setting,
+  default 32 MiB): an oversized or endless page fails at once ("too_large", not retried)
+  instead of filling the gateway's memory;
 * the projector, applied *at the door*: the raw records of a page are turned into Subject
   dicts before `fetch_page` returns, so raw payloads never reach the sync engine, the store,
   a log line or an exception.
@@ -26,7 +32,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -44,9 +50,16 @@ from tenacity import (
 
 from connectors.netguard import RefusedAddress
 
-ErrorKind = Literal["auth", "config", "unavailable", "malformed", "rate_limited", "refused"]
+ErrorKind = Literal[
+    "auth", "config", "unavailable", "malformed", "rate_limited", "refused", "too_large"
+]  # fmt: skip
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
 MAX_RETRY_AFTER_SECONDS: Final = 300.0
+#: The largest response body read from a source unless the connector's `max_response_bytes`
+#: setting says otherwise: far above any sane page, far below what hurts the gateway.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
+MAX_RESPONSE_BYTES_LIMIT: Final = 1024 * 1024 * 1024
+_READ_CHUNK: Final = 64 * 1024
 
 
 class SyncMode(StrEnum):
@@ -58,6 +71,8 @@ class ConnectorError(Exception):
     """A source failed; `kind` says how, the message says what a user can act on.
 
     Never put a response body in the message: it is shown in the admin API and logs.
+    Retried kinds: "unavailable", "malformed", "rate_limited". A body over the size cap
+    ("too_large") is not retried: the same page would be as large the next time.
     """
 
     def __init__(
@@ -198,14 +213,17 @@ class Connector(ABC):
         *,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        before_attempt: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
+        self.before_attempt = before_attempt
         self.projector = projector
         self.session = session
         self.retry = retry or RetryPolicy()
         self.stats = ConnectorStats()
         self._sleep = sleep
         self.base_url = config.base_url.rstrip("/")
+        self.max_response_bytes = max_response_bytes(config.settings)
         self.configure(config.settings)
 
     @abstractmethod
@@ -244,6 +262,8 @@ class Connector(ABC):
         )
         async for attempt in retrying:
             with attempt:
+                if self.before_attempt is not None:
+                    await self.before_attempt()
                 return await self.fetch_raw(request)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
@@ -294,7 +314,7 @@ class Connector(ABC):
                 timeout=DEFAULT_TIMEOUT,
                 allow_redirects=False,
             ) as response:
-                payload = await response.read()
+                payload = await self._read_capped(response)
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if 300 <= status < 400:
@@ -315,7 +335,7 @@ class Connector(ABC):
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, RefusedAddress):
                 raise ConnectorError(
-                    "config", f"{self.type}: {exc.os_error} (allow_private_sources)"
+                    "config", f"{self.type}: {exc.os_error.strerror} (allow_private_sources)"
                 ) from None
             raise ConnectorError(
                 "unavailable", f"{self.type}: cannot reach the source ({type(exc).__name__})"
@@ -330,6 +350,30 @@ class Connector(ABC):
             raise ConnectorError(
                 "malformed", f"{self.type}: the source sent a body that is not valid JSON"
             ) from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, read as it streams in and never beyond `max_response_bytes` (after
+        decompression): an oversized or endless body fails the page at once, without
+        buffering it, and the connection is dropped rather than drained."""
+        limit = self.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            response.close()
+            raise self._too_large(limit)
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
+            if len(body) + len(chunk) > limit:
+                response.close()
+                raise self._too_large(limit)
+            body += chunk
+        return bytes(body)
+
+    def _too_large(self, limit: int) -> ConnectorError:
+        return ConnectorError(
+            "too_large",
+            f"{self.type}: the source sent a response larger than {limit} bytes "
+            "(max_response_bytes); the page was not read",
+        )
 
     def http_error(self, status: int, payload: bytes, retry_after: float | None) -> ConnectorError:
         """Map an HTTP error status to a `ConnectorError`. Vendors refine the message by
@@ -361,6 +405,22 @@ class Connector(ABC):
             status=status,
             retry_after=retry_after,
         )
+
+
+def max_response_bytes(settings: Mapping[str, Any]) -> int:
+    """The `max_response_bytes` setting (default 32 MiB), checked so that a connector with
+    a nonsensical cap fails when it is configured, not mid-run."""
+    value = settings.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1024 <= value <= MAX_RESPONSE_BYTES_LIMIT
+    ):
+        raise ConnectorError(
+            "config",
+            f"max_response_bytes must be a whole number from 1024 to {MAX_RESPONSE_BYTES_LIMIT}",
+        )
+    return value
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -3,8 +3,24 @@
 The emulators (`connectors/<vendor>/emulator.py`) are real aiohttp apps that follow their
 vendor's documented API. Tests and the demo steer them through an `EmulatorControl` kept in
 the app (`app[CONTROL]`): queue faults for the next requests (a 5xx, a slow answer, a body
-cut off mid-JSON, a 429), set a rate limit that answers the way the vendor does, and read
-back which requests arrived and when (to check that a client honoured `Retry-After`).
+cut off mid-JSON, a 429, an endless body), set a rate limit that answers the way the vendor
+does, and read back which requests arrived and when (to check that a client honoured
+`Retry-After`).
+
+The same knobs are served over HTTP under `/_emulator` (`add_control_routes`), for a
+standalone emulator (`sluis emulator`) steered by scripts and tests in other processes:
+
+    GET    /_emulator                 what this is, and how many people it holds
+    GET    /_emulator/requests        the request log
+    POST   /_emulator/faults          {"faults": [{"kind": "error", "status": 503}, ...]}
+    DELETE /_emulator/faults          drop the queued faults
+    PUT    /_emulator/rate_limit      {"requests": 10, "window": 10.0}; DELETE lifts it
+    POST   /_emulator/people/touch    {"count": 5}: change 5 people (a new job title)
+    POST   /_emulator/people/retire   {"count": 2}: 2 people leave (AFAS: employment ends;
+                                      HubSpot: contacts archived)
+
+The control surface has no authentication: an emulator holds only synthetic people and
+listens on 127.0.0.1 unless told otherwise.
 
 Faults are consumed in order, one per matching request, so a test can say "the third page
 fails twice, then works".
@@ -13,15 +29,19 @@ fails twice, then works".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal, Protocol, get_args
 
+import orjson
 from aiohttp import web
 
-FaultKind = Literal["error", "slow", "truncate", "rate_limit"]
+FaultKind = Literal["error", "slow", "truncate", "rate_limit", "huge"]
+#: What a "huge" fault streams: a JSON list of filler rows (valid JSON if it ends).
+_FILLER: Final = b'{"filler":"' + b"x" * 1000 + b'"},'
 
 
 @dataclass
@@ -34,6 +54,10 @@ class Fault:
     path: str | None = None
     #: A `Location` header for the error answer (to test that redirects are not followed).
     location: str | None = None
+    #: "huge": bytes of body to stream (None: without end, until the client hangs up) and
+    #: whether to announce them in `Content-Length` up front.
+    size: int | None = None
+    declare_length: bool = False
 
 
 @dataclass
@@ -67,6 +91,14 @@ class RateLimit:
 TooMany = Callable[[float], web.Response]
 
 
+class People(Protocol):
+    """What a vendor's emulated data offers the control surface."""
+
+    def touch(self, count: int) -> list[str]: ...
+    def retire(self, count: int) -> list[str]: ...
+    def size(self) -> int: ...
+
+
 @dataclass
 class EmulatorControl:
     """The test-facing knobs of one emulator instance."""
@@ -76,6 +108,11 @@ class EmulatorControl:
     rate_limit: RateLimit | None = None
     log: list[LoggedRequest] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
+    #: Body bytes written by "huge" faults, to see how far a client read before it stopped.
+    streamed_bytes: int = 0
+    #: The vendor's data, for the HTTP control surface (touch and retire people).
+    people: People | None = None
+    vendor: str = ""
 
     def inject(self, *faults: Fault) -> None:
         self.faults.extend(faults)
@@ -113,6 +150,10 @@ async def emulator_middleware(
         response = control.too_many(wait)
     elif fault is not None and fault.kind == "rate_limit":
         response = control.too_many(fault.seconds or 1.0)
+    elif fault is not None and fault.kind == "huge":
+        # Logged before the body: a client that hangs up mid-stream still sent the request.
+        control.log.append(LoggedRequest(now, request.method, path, request.query_string, 200))
+        return await _stream_huge(request, control, fault)
     elif fault is not None and fault.kind == "error":
         headers = {"Location": fault.location} if fault.location else None
         response = web.json_response(
@@ -137,5 +178,173 @@ async def emulator_middleware(
     return response
 
 
+async def _stream_huge(
+    request: web.Request, control: EmulatorControl, fault: Fault
+) -> web.StreamResponse:
+    """A 200 whose JSON body is `fault.size` bytes long, or endless: what a runaway export
+    or a hostile source sends."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    if fault.declare_length and fault.size is not None:
+        response.content_length = fault.size
+    await response.prepare(request)
+    block = _FILLER * 64
+    chunk = (b'{"rows":[' + block)[: fault.size]
+    left = fault.size
+    try:
+        while chunk:
+            await response.write(chunk)
+            control.streamed_bytes += len(chunk)
+            if left is not None:
+                left -= len(chunk)
+            chunk = block if left is None else block[:left]
+    except (ConnectionError, RuntimeError):
+        return response  # the client hung up: what a capped reader does
+    await response.write_eof()
+    return response
+
+
 def new_control(too_many: TooMany) -> EmulatorControl:
     return EmulatorControl(too_many=too_many)
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+class _BadControl(Exception):
+    """A control request that cannot be carried out; answered with a 400."""
+
+
+_FAULT_FIELDS: Final = {f.name: f.type for f in dataclasses.fields(Fault)}
+_FAULT_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
+    "status": lambda v: type(v) is int and 100 <= v <= 599,
+    "seconds": lambda v: type(v) in (int, float) and 0 <= v <= 3600,
+    "path": lambda v: v is None or isinstance(v, str),
+    "location": lambda v: v is None or isinstance(v, str),
+    "size": lambda v: v is None or (type(v) is int and v >= 0),
+    "declare_length": lambda v: type(v) is bool,
+}
+_FAULT_KINDS: Final = frozenset(get_args(FaultKind))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        raise _BadControl("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _BadControl("the body must be a JSON object")
+    return body
+
+
+def _fault(spec: Any) -> Fault:
+    if not isinstance(spec, dict):
+        raise _BadControl("each fault must be an object")
+    unknown = set(spec) - set(_FAULT_FIELDS)
+    if unknown:
+        raise _BadControl(f"unknown fault field {sorted(unknown)[0]!r}")
+    if spec.get("kind") not in _FAULT_KINDS:
+        raise _BadControl(f"kind must be one of {sorted(_FAULT_KINDS)}")
+    for name, value in spec.items():
+        if name != "kind" and not _FAULT_CHECKS[name](value):
+            raise _BadControl(f"fault field {name!r} cannot be {value!r}")
+    return Fault(**spec)
+
+
+def _count(body: dict[str, Any]) -> int:
+    count = body.get("count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise _BadControl("count must be a whole number of at least 1")
+    return count
+
+
+def _people(request: web.Request) -> People:
+    people = request.app[CONTROL].people
+    if people is None:
+        raise _BadControl("this emulator has no people to change")
+    return people
+
+
+async def _info(request: web.Request) -> web.Response:
+    control = request.app[CONTROL]
+    people = control.people.size() if control.people is not None else 0
+    return web.json_response(
+        {"vendor": control.vendor, "people": people, "queued_faults": len(control.faults)}
+    )
+
+
+async def _requests(request: web.Request) -> web.Response:
+    log = request.app[CONTROL].log
+    return web.json_response({"requests": [dataclasses.asdict(r) for r in log]})
+
+
+async def _post_faults(request: web.Request) -> web.Response:
+    specs = (await _body(request)).get("faults")
+    if not isinstance(specs, list) or not specs:
+        raise _BadControl("faults must be a non-empty list")
+    faults = [_fault(spec) for spec in specs]
+    control = request.app[CONTROL]
+    control.inject(*faults)
+    return web.json_response({"queued_faults": len(control.faults)})
+
+
+async def _delete_faults(request: web.Request) -> web.Response:
+    request.app[CONTROL].faults.clear()
+    return web.json_response({"queued_faults": 0})
+
+
+async def _put_rate_limit(request: web.Request) -> web.Response:
+    body = await _body(request)
+    requests, window = body.get("requests"), body.get("window")
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise _BadControl("requests must be a whole number of at least 1")
+    if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
+        raise _BadControl("window must be a number of seconds above 0")
+    request.app[CONTROL].rate_limit = RateLimit(requests=requests, window=float(window))
+    return web.json_response({"requests": requests, "window": float(window)})
+
+
+async def _delete_rate_limit(request: web.Request) -> web.Response:
+    request.app[CONTROL].rate_limit = None
+    return web.json_response({"requests": None, "window": None})
+
+
+async def _touch(request: web.Request) -> web.Response:
+    count = _count(await _body(request))
+    try:
+        return web.json_response({"changed": _people(request).touch(count)})
+    except ValueError as exc:
+        raise _BadControl(str(exc)) from None
+
+
+async def _retire(request: web.Request) -> web.Response:
+    count = _count(await _body(request))
+    try:
+        return web.json_response({"changed": _people(request).retire(count)})
+    except ValueError as exc:
+        raise _BadControl(str(exc)) from None
+
+
+@web.middleware
+async def _control_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _BadControl as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+
+
+def add_control_routes(app: web.Application) -> None:
+    """Serve the control surface under `/_emulator` (a sub-app, exempt from faults)."""
+    control = web.Application(middlewares=[_control_errors])
+    control[CONTROL] = app[CONTROL]
+    r = control.router
+    r.add_get("", _info)
+    r.add_get("/requests", _requests)
+    r.add_post("/faults", _post_faults)
+    r.add_delete("/faults", _delete_faults)
+    r.add_put("/rate_limit", _put_rate_limit)
+    r.add_delete("/rate_limit", _delete_rate_limit)
+    r.add_post("/people/touch", _touch)
+    r.add_post("/people/retire", _retire)
+    app.add_subapp("/_emulator", control)

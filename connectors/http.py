@@ -10,12 +10,13 @@ from __future__ import annotations
 import aiohttp
 
 from connectors.base import ConnectorError
-from connectors.netguard import PrivateAddress, PublicOnlyResolver, check_url
+from connectors.netguard import PrivateAddress, PublicOnlyConnector, check_url
 
 
 def source_session(base_url: str, *, allow_private: bool = False) -> aiohttp.ClientSession:
     """A session for one run against `base_url`; unless `allow_private`, it reaches only
-    public addresses (`connectors.netguard`), and the URL is judged before any request."""
+    public addresses (`connectors.netguard`): the URL is judged before any request, and
+    every connection by its peer address before a byte of a request is written."""
     if allow_private:
         return aiohttp.ClientSession()
     try:
@@ -24,4 +25,4 @@ def source_session(base_url: str, *, allow_private: bool = False) -> aiohttp.Cli
         raise ConnectorError(
             "config", f"the source address is refused: {exc} (allow_private_sources)"
         ) from None
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver()))
+    return aiohttp.ClientSession(connector=PublicOnlyConnector())

@@ -7,6 +7,8 @@ asks only for mapped properties, and no sensitive value reaches a page, an error
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable
@@ -397,3 +399,127 @@ def test_harness_steers_the_emulator() -> None:
     assert HARNESS.control(app) is app[CONTROL]
     assert HARNESS.sensitive_fields[0].startswith("properties.")
     assert HARNESS.sensitive_values(app)
+
+
+# --------------------------------------------------------------------------- vendor client
+
+
+async def test_hubspots_own_client_works_against_the_emulator(serve: Any) -> None:
+    """HubSpot's official Python client (hubspot-api-client), pointed at the emulator: list,
+    get by id and by email, search sorted with its string sorts, and a 429 surfacing as its
+    ApiException with HubSpot's rate-limit body and headers."""
+    hubspot = pytest.importorskip("hubspot.crm.contacts")
+    import urllib3
+
+    app, base = await serve(people=30, archived_share=0.0)
+    state = app[STATE]
+    config = hubspot.Configuration(host=base)
+    config.access_token = EMULATOR_TOKEN
+    # urllib3 would wait out the 429's Retry-After and try again; show the 429 instead.
+    config.retries = urllib3.util.Retry(total=0, respect_retry_after_header=False)
+
+    def talk() -> dict[str, Any]:
+        with hubspot.ApiClient(config) as client:
+            basic, search = hubspot.BasicApi(client), hubspot.SearchApi(client)
+            page = basic.get_page(limit=10, properties=["firstname", "jobtitle"])
+            second = basic.get_page(limit=10, after=page.paging.next.after)
+            one = basic.get_by_id(state.contacts[2]["id"], properties=["email", "jobtitle"])
+            email = state.contacts[5]["properties"]["email"]
+            by_email = basic.get_by_id(email, id_property="email", properties=["email"])
+            newest = search.do_search(
+                hubspot.PublicObjectSearchRequest(
+                    sorts=["-lastmodifieddate"], properties=["lastmodifieddate"], limit=5
+                )
+            )
+            oldest = search.do_search(
+                hubspot.PublicObjectSearchRequest(sorts=["lastmodifieddate"], limit=5)
+            )
+            try:
+                basic.get_by_id("999999")
+                missing = None
+            except hubspot.ApiException as exc:
+                missing = exc
+            app[CONTROL].rate_limit = RateLimit(requests=1, window=60.0)
+            basic.get_page(limit=1)
+            try:
+                basic.get_page(limit=1)
+                limited = None
+            except hubspot.ApiException as exc:
+                limited = exc
+            return locals()
+
+    seen = await asyncio.to_thread(talk)
+    assert len(seen["page"].results) == 10 and seen["page"].results[0].id == "1001"
+    assert seen["second"].results[0].id == state.contacts[10]["id"]
+    assert seen["page"].results[0].properties["jobtitle"] is not None
+    assert seen["one"].id == state.contacts[2]["id"] and seen["one"].properties["email"]
+    assert seen["by_email"].id == state.contacts[5]["id"]
+    stamps = [c.properties["lastmodifieddate"] for c in seen["newest"].results]
+    assert stamps == sorted(stamps, reverse=True) and seen["newest"].total == 30
+    oldest = [epoch_ms(c.updated_at.isoformat()) for c in seen["oldest"].results]
+    assert oldest == sorted(oldest)
+    assert seen["missing"].status == 404
+    limited = seen["limited"]
+    assert limited.status == 429
+    body = json.loads(limited.body)
+    assert (body["category"], body["errorType"]) == ("RATE_LIMITS", "RATE_LIMIT")
+    assert body["policyName"] == "TEN_SECONDLY_ROLLING"
+    headers = {k.lower(): v for k, v in limited.headers.items()}
+    for name in ("daily", "daily-remaining", "interval-milliseconds", "max", "remaining",
+                 "secondly", "secondly-remaining"):  # fmt: skip
+        assert f"x-hubspot-ratelimit-{name}" in headers, name
+    assert headers["x-hubspot-ratelimit-remaining"] == "0"
+    assert int(headers["retry-after"]) >= 1
+
+
+async def test_get_contact_by_id(serve: Any, session: Any) -> None:
+    app, base = await serve(people=10, archived_share=0.0)
+    state = app[STATE]
+    url = f"{base}/crm/v3/objects/contacts"
+    one = state.contacts[1]["id"]
+    async with session.get(f"{url}/{one}", headers=AUTH) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+        assert resp.headers["X-HubSpot-RateLimit-Daily"]
+    assert body["id"] == one
+    assert set(body["properties"]) == {"firstname", "lastname", "email"} | ALWAYS
+    async with session.get(f"{url}/{one}?properties=jobtitle", headers=AUTH) as resp:
+        assert set((await resp.json())["properties"]) == {"jobtitle"} | ALWAYS
+    archived = state.archive(1)[0]
+    async with session.get(f"{url}/{archived}", headers=AUTH) as resp:
+        assert resp.status == 404
+        assert (await resp.json())["category"] == "OBJECT_NOT_FOUND"
+    async with session.get(f"{url}/{archived}?archived=true", headers=AUTH) as resp:
+        assert resp.status == 200 and (await resp.json())["archived"] is True
+    async with session.get(f"{url}/{one}?idProperty=jobtitle", headers=AUTH) as resp:
+        assert resp.status == 400
+    async with session.get(f"{url}/{int(one) + 1}", headers=AUTH) as resp:
+        assert resp.status == 404
+    async with session.get(f"{url}/{one}") as resp:
+        assert resp.status == 401
+
+
+@pytest.mark.parametrize(
+    ("sorts", "descending"),
+    [
+        (["lastmodifieddate"], False), (["-lastmodifieddate"], True),
+        ([{"propertyName": "lastmodifieddate"}], False),
+        ([{"propertyName": "lastmodifieddate", "direction": "DESCENDING"}], True),
+    ],
+)  # fmt: skip
+async def test_search_sorts_as_strings_or_objects(
+    serve: Any, session: Any, sorts: list[Any], descending: bool
+) -> None:
+    _, base = await serve(people=20)
+    body = {"sorts": sorts, "properties": ["lastmodifieddate"], "limit": 20}
+    async with session.post(f"{base}{SEARCH_PATH}", json=body, headers=AUTH) as resp:
+        assert resp.status == 200
+        found = [
+            epoch_ms(c["properties"]["lastmodifieddate"]) for c in (await resp.json())["results"]
+        ]
+    assert found == sorted(found, reverse=descending) and len(found) > 1
+    for bad in (["-"], [7], [{"propertyName": "x", "direction": "UP"}]):
+        async with session.post(
+            f"{base}{SEARCH_PATH}", json={**body, "sorts": bad}, headers=AUTH
+        ) as resp:
+            assert resp.status == 400

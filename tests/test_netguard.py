@@ -11,7 +11,15 @@ import pytest
 from connectors.afas.emulator import EMULATOR_TOKEN, make_app
 from connectors.base import SyncMode
 from connectors.emulator_kit import CONTROL
-from connectors.netguard import PrivateAddress, PublicOnlyResolver, check_url, is_public
+from connectors.netguard import (
+    REFUSED_NETWORKS,
+    PrivateAddress,
+    PublicOnlyConnector,
+    PublicOnlyResolver,
+    check_url,
+    embedded_ipv4,
+    is_public,
+)
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.sync.instructions import grant
@@ -28,6 +36,20 @@ from mappings import bundled_mapping
         "http://10.0.0.5/", "http://192.168.1.10/", "http://172.16.0.1/", "http://100.64.0.1/",
         "http://[fe80::1]/", "http://[fc00::1]/", "http://0.0.0.0/", "http://224.0.0.1/",
         "https:///nohost",
+        # What the HTTP client normalises (IDNA/UTS-46) before it connects.
+        "http://１２７.０.０.１/", "http://127。0。0。1/", "http://127．0．0．1/",
+        "http://①②⑦.0.0.1/", "http://ＬＯＣＡＬＨＯＳＴ/", "http://[::ffff:7f00:1]/",
+        # Old numeric spellings, trailing dots, userinfo and percent tricks.
+        "http://0x7f.1/", "http://0x7f.0x0.0x0.0x1/", "http://0177.0.0.1/",
+        "http://127.000.000.001/", "http://0/", "http://127.0.0.1./", "http://127.0.0.1../",
+        "http://localhost./", "http://user:pw@127.0.0.1/", "http://example.com@127.0.0.1/",
+        "http://%31%32%37.0.0.1/", "http://127.0.0.1%2e/", "http://999.0.0.1/",
+        "http://1.2.3.4.5/", "http://[::1%25lo]/", "http://[fe80::1%25eth0]/",
+        # IPv6 forms that carry a private IPv4 address.
+        "http://[::127.0.0.1]/", "http://[::ffff:0:7f00:1]/", "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b::a9fe:a9fe]/", "http://[64:ff9b:1::a00:1]/", "http://[2002:7f00:1::1]/",
+        "http://[2002:a9fe:a9fe::]/", "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+        "file:///etc/passwd", "gopher://127.0.0.1/",
     ],
 )  # fmt: skip
 def test_private_and_local_hosts_are_refused(url: str) -> None:
@@ -36,10 +58,60 @@ def test_private_and_local_hosts_are_refused(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["https://12345.rest.afas.online/profitrestservices", "https://93.184.215.14/"]
-)
+    "url",
+    [
+        "https://12345.rest.afas.online/profitrestservices", "https://93.184.215.14/",
+        "https://api.hubapi.com", "https://ＡＰＩ.hubapi.com/", "https://bücher.example/",
+        "https://[2606:4700::1111]/", "https://[64:ff9b::5db8:d70e]/", "https://example.com./",
+    ],
+)  # fmt: skip
 def test_public_hosts_pass(url: str) -> None:
     check_url(url)
+
+
+#: Verdicts pinned by address, so they cannot drift with `ipaddress.is_global`, whose
+#: answers differ between Python 3.11 and 3.13 for several of these.
+VERDICTS = {
+    "93.184.215.14": True, "8.8.8.8": True, "1.1.1.1": True, "2606:4700::1111": True,
+    "2a00:1450:4001::200e": True, "192.31.196.1": True, "192.52.193.1": True,
+    "0.0.0.0": False, "0.1.2.3": False, "10.1.2.3": False, "100.64.0.1": False,
+    "100.127.255.254": False, "127.0.0.1": False, "127.255.255.254": False,
+    "169.254.169.254": False, "172.16.0.1": False, "172.31.255.255": False,
+    "192.0.0.1": False, "192.0.0.9": False, "192.0.0.10": False, "192.0.0.170": False,
+    "192.0.2.1": False, "192.88.99.1": False, "192.168.0.1": False, "198.18.0.1": False,
+    "198.51.100.1": False, "203.0.113.1": False, "224.0.0.1": False, "239.1.2.3": False,
+    "240.0.0.1": False, "255.255.255.255": False,
+    "::": False, "::1": False, "::ffff:127.0.0.1": False, "::ffff:8.8.8.8": True,
+    "::127.0.0.1": False, "::8.8.8.8": True, "64:ff9b::10.0.0.1": False,
+    "64:ff9b::8.8.8.8": True, "64:ff9b:1::8.8.8.8": False, "100::1": False,
+    "2001::1": False, "2001:1::1": False, "2001:1::2": False, "2001:3::1": False,
+    "2001:4:112::1": False, "2001:20::1": False, "2001:db8::1": False, "2002:808:808::1": True,
+    "2002:c0a8:101::1": False, "2001:0:4136:e378:8000:63bf:f7f7:f7f7": True,
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2": False, "3fff::1": False, "5f00::1": False,
+    "fc00::1": False, "fd12:3456::1": False, "fe80::1": False, "fec0::1": False,
+    "ff02::1": False, "4000::1": False, "fe80::1%eth0": False, "not an address": False,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("address", "public"), VERDICTS.items())
+def test_verdicts_come_from_the_table(address: str, public: bool) -> None:
+    assert is_public(address) is public
+
+
+def test_transition_forms_are_unwrapped() -> None:
+    import ipaddress
+
+    def inner(text: str) -> list[str]:
+        return [str(a) for a in embedded_ipv4(ipaddress.IPv6Address(text))]
+
+    assert inner("::ffff:1.2.3.4") == ["1.2.3.4"]
+    assert inner("::1.2.3.4") == ["1.2.3.4"]
+    assert inner("64:ff9b::1.2.3.4") == ["1.2.3.4"]
+    assert inner("2002:102:304::") == ["1.2.3.4"]
+    # Teredo: the server, then the client with its bits inverted (RFC 4380).
+    assert inner("2001:0:4136:e378:8000:63bf:3fff:fdd2") == ["65.54.227.120", "192.0.2.45"]
+    assert inner("2606:4700::1111") == []
+    assert all(net.network_address == net[0] for net in REFUSED_NETWORKS)
 
 
 def test_is_public() -> None:
@@ -101,7 +173,9 @@ async def test_the_admin_api_refuses_a_private_base_url(
     try:
         api = Api(await aiohttp_client(gateway_app(services)))
         await make_tenant(api)
-        for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/", "http://localhost/"):
+        tricky = [f"http://{host}:9/x" for host in TRICKY_LOOPBACK]
+        for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/", "http://localhost/",
+                    *tricky):  # fmt: skip
             reply = await api.post(
                 "/admin/v1/tenants/acme/connectors", {**CONNECTOR, "base_url": url}
             )
@@ -114,3 +188,68 @@ async def test_the_admin_api_refuses_a_private_base_url(
         assert reply.status == 201, reply.body
     finally:
         services.close()
+
+
+#: Spellings of the emulator's 127.0.0.1 that a check of the host as written let through.
+TRICKY_LOOPBACK = (
+    "１２７.０.０.１", "127。0。0。1", "①②⑦.0.0.1", "127.1", "2130706433", "0x7f.1",
+    "0177.0.0.1", "127.0.0.1.", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]",
+    "source.example@127.0.0.1",
+)  # fmt: skip
+
+
+async def test_no_spelling_of_loopback_reaches_the_emulator(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """End to end: connectors stored with tricky spellings of the emulator's address (as if
+    they got past creation) sync with `allow_private_sources` off; the emulator, which
+    records every request, must never see one, credentials and all."""
+    emulator = make_app(people=5)
+    server = await aiohttp_server(emulator, host="127.0.0.1")
+    now = datetime.now(UTC)
+    settings = Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=False)
+    services = Services.open(settings)
+    try:
+        create_tenant(services.store, services.box, "acme", "Acme", now)
+        for n, host in enumerate(TRICKY_LOOPBACK):
+            url = f"http://{host}:{server.port}/profitrestservices"
+            create_connector(
+                services.store, services.box, tenant="acme", connector_id=f"c{n}",
+                type_name="afas", base_url=url, credentials={"token": EMULATOR_TOKEN},
+                mapping_text=bundled_mapping("afas").read_text(), now=now,
+            )  # fmt: skip
+            grant(services.store, tenant="acme", connector=f"c{n}", granted_by="a",
+                  purpose="p", now=now)  # fmt: skip
+            run = await services.engine.sync("acme", f"c{n}", SyncMode.FULL)
+            assert run.status == "failed", host
+            assert "allow_private_sources" in (run.error or ""), (host, run.error)
+        assert emulator[CONTROL].log == []
+    finally:
+        services.close()
+
+
+class _LyingResolver(PublicOnlyResolver):
+    """Answers 127.0.0.1 for every name, unchecked: a rebinding or poisoned resolver."""
+
+    async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[Any]:
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": 2,
+                 "proto": 0, "flags": 0}]  # fmt: skip
+
+
+@pytest.mark.parametrize("pre_connect_check", [True, False])
+async def test_every_connection_is_judged_by_its_peer(
+    aiohttp_server: Any, pre_connect_check: bool
+) -> None:
+    """Whatever resolved the name, the connector refuses a private peer: before the socket
+    connects and, should that check be bypassed, by the peer address once connected;
+    either way no request is written."""
+    import aiohttp
+
+    emulator = make_app(people=5)
+    server = await aiohttp_server(emulator, host="127.0.0.1")
+    options: dict[str, Any] = {} if pre_connect_check else {"socket_factory": None}
+    connector = PublicOnlyConnector(resolver=_LyingResolver(), **options)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        with pytest.raises(aiohttp.ClientConnectorError, match="not public"):
+            await session.get(f"http://hr.example:{server.port}/profitrestservices/metainfo")
+    assert emulator[CONTROL].log == []

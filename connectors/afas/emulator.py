@@ -9,8 +9,13 @@ a polite fake:
   database without an ORDER BY may return them, so a client that forgets to sort loses and
   duplicates rows between pages;
 * `filterfieldids`/`filtervalues`/`operatortypes` are parallel lists (comma = AND,
-  semicolon = OR) with operators 1-9; an unknown field or operator is an HTTP 500 with an
+  semicolon = OR) with operators 1-14; an unknown field or operator is an HTTP 500 with an
   AFAS error body, as are an unknown GetConnector and a blocked one;
+* the text operators are SQL `LIKE`s and take AFAS's `%` wildcard (any run of
+  characters), as AFAS documents them (`6` with `%NL%`): 6 contains, 10 starts with,
+  13 ends with, and their negations 11, 12 and 14; a value without `%` gets the wildcards
+  its operator implies (`NL` under 10 is `NL%`); 7 with a `%` is "does not contain"
+  (AFAS's second reading of 7). An empty field matches none of them, as NULL in SQL;
 * filters and `orderbyfieldids` compare a field the same way, by its data type (numbers
   and dates by value, text case-insensitively by code point, standing in for a
   case-insensitive SQL collation), and an empty value sorts first and passes no comparison,
@@ -49,7 +54,7 @@ import orjson
 from aiohttp import web
 
 from connectors.afas.synthetic import JOB_TITLES, employee, employees
-from connectors.emulator_kit import CONTROL, emulator_middleware, new_control
+from connectors.emulator_kit import CONTROL, add_control_routes, emulator_middleware, new_control
 
 AMSTERDAM: Final = ZoneInfo("Europe/Amsterdam")
 #: The data part of the emulator's default token (`<token><version>1</version><data>…`).
@@ -156,6 +161,9 @@ class AfasEnvironment:
             person["Gewijzigd_op"] = self.now_stamp()
         self.version += 1
         return [p["Medewerker"] for p in chosen]
+
+    def size(self) -> int:
+        return len(self.people)
 
     def break_email(self, count: int) -> list[str]:
         """Clear the work email of `count` people (an admin emptied the field)."""
@@ -295,9 +303,8 @@ def _condition(field_id: str, op_text: str, raw: str) -> Predicate:
         return lambda row: row.get(field_id) in (None, "")
     if op == 9:
         return lambda row: row.get(field_id) not in (None, "")
-    if op == 6:
-        needle = raw.casefold()
-        return lambda row: needle in str(_comparable("string", row.get(field_id)) or "")
+    if op in _LIKE or (op == 7 and "%" in raw):
+        return _like(field_id, raw, *_LIKE.get(op, ("%{}%", True)))
     compare = _COMPARE.get(op)
     if compare is None:
         raise AfasError(500, f"Operatortype '{op_text}' wordt niet ondersteund.")
@@ -311,6 +318,31 @@ def _condition(field_id: str, op_text: str, raw: str) -> Predicate:
         return value is not None and want is not None and compare(value, want)
 
     return _Seekable(test, field_id, op, want) if op in (2, 4) and want is not None else test
+
+
+#: Text operators: (pattern a value without `%` is read as, negated).
+_LIKE: Final[dict[int, tuple[str, bool]]] = {
+    6: ("%{}%", False),
+    10: ("{}%", False),
+    11: ("%{}%", True),
+    12: ("{}%", True),
+    13: ("%{}", False),
+    14: ("%{}", True),
+}
+
+
+def _like(field_id: str, raw: str, implied: str, negated: bool) -> Predicate:
+    """A SQL `LIKE` on the field's text, case-insensitive, with `%` as the wildcard."""
+    pattern = raw if "%" in raw else implied.format(raw)
+    compiled = re.compile(
+        ".*".join(re.escape(part) for part in pattern.casefold().split("%")), re.DOTALL
+    )
+
+    def test(row: Row) -> bool:
+        value = _comparable("string", row.get(field_id))
+        return value is not None and (compiled.fullmatch(value) is None) == negated
+
+    return test
 
 
 @dataclass(frozen=True)
@@ -503,8 +535,9 @@ def make_app(
     behaviour) caps `take` and echoes the applied value, to test clients' last-page logic.
     """
     app = web.Application(middlewares=[emulator_middleware])
-    app[CONTROL] = new_control(too_many)
-    app[ENVIRONMENT] = AfasEnvironment(
+    control = new_control(too_many)
+    app[CONTROL] = control
+    app[ENVIRONMENT] = control.people = AfasEnvironment(
         connector_id=connector_id,
         token=token,
         people=list(employees(people, seed=seed)),
@@ -516,6 +549,8 @@ def make_app(
     app.router.add_get(root + r"/{c:(?i:connectors)}/{connector_id}", get_connector)
     app.router.add_get(root + r"/{m:(?i:metainfo)}", metainfo)
     app.router.add_get(root + r"/{m:(?i:metainfo)}/{g:(?i:get)}/{connector_id}", metainfo_get)
+    control.vendor = "afas"
+    add_control_routes(app)
     return app
 
 

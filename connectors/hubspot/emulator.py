@@ -4,12 +4,20 @@
   (default 10, silently capped at 100), `properties=a,b` (only those come back, plus the
   `hs_object_id` / `createdate` / `lastmodifieddate` HubSpot always adds; unknown names are
   ignored), `archived=true` for soft-deleted contacts only. `X-HubSpot-RateLimit-*` headers.
-* `POST /crm/v3/objects/contacts/search`: filterGroups (ORed) of filters (ANDed), one sort,
+* `GET /crm/v3/objects/contacts/{contactId}`: one contact by id, or by a unique property
+  named in `idProperty` (`email`, `hs_object_id`), with `properties` and `archived`; a
+  404 with category OBJECT_NOT_FOUND when there is none.
+* `POST /crm/v3/objects/contacts/search`: filterGroups (ORed) of filters (ANDed), one sort
+  (an object `{"propertyName", "direction"}`, or a string as HubSpot's own clients send
+  it: `"lastmodifieddate"` ascending, `"-lastmodifieddate"` descending),
   `limit` up to 200, offset `after`, `total`, and the deep-paging cap: a request with
   `after` at or past 10,000 (`search_cap`) is a 400, so clients must re-anchor their window.
   Archived contacts are never found by search, as in HubSpot.
 * Bearer auth answering 401 with HubSpot's error body; a ten-secondly burst limit (the
-  kit's `RateLimit`) and a daily limit, both answering 429 the way HubSpot does.
+  kit's `RateLimit`) and a daily limit, both answering 429 the way HubSpot does: a body
+  with `category: RATE_LIMITS`, `errorType: RATE_LIMIT` and the `policyName`, and the
+  `X-HubSpot-RateLimit-*` headers (Daily, Daily-Remaining, Interval-Milliseconds, Max,
+  Remaining, Secondly, Secondly-Remaining), which every answer carries.
 
 Tests steer the data through `app[STATE]` (touch, archive, clear an email) and faults, rate
 limits and the request log through `app[CONTROL]`.
@@ -29,7 +37,13 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from connectors.emulator_kit import CONTROL, RateLimit, emulator_middleware, new_control
+from connectors.emulator_kit import (
+    CONTROL,
+    RateLimit,
+    add_control_routes,
+    emulator_middleware,
+    new_control,
+)
 from connectors.hubspot import synthetic
 
 CONTACTS_PATH: Final = "/crm/v3/objects/contacts"
@@ -79,6 +93,15 @@ class HubSpotState:
             c["archivedAt"] = synthetic.mark_modified(c, now)
         return [c["id"] for c in changed]
 
+    def retire(self, count: int) -> list[str]:
+        """The CRM's leaver signal (the control surface's "retire"): archive contacts."""
+        if count > len(self.active()):
+            raise ValueError(f"only {len(self.active())} contacts are active, {count} asked")
+        return self.archive(count)
+
+    def size(self) -> int:
+        return len(self.contacts)
+
     def clear_email(self, count: int, *, now: datetime | None = None) -> list[str]:
         """Empty the email of `count` active contacts from the middle of the portal."""
         candidates = [c for c in self.active() if c["properties"].get("email")]
@@ -118,7 +141,10 @@ def _error(
 def _too_many(wait: float, policy: str = "TEN_SECONDLY_ROLLING") -> web.Response:
     message = f"You have reached your {policy.lower()} limit."
     headers = {"Retry-After": str(max(1, math.ceil(wait)))} if wait > 0 else None
-    return _error(429, message, headers=headers, errorType="RATE_LIMIT", policyName=policy)
+    return _error(
+        429, message, headers=headers, category="RATE_LIMITS", errorType="RATE_LIMIT",
+        policyName=policy,
+    )  # fmt: skip
 
 
 def _limit_headers(request: web.Request) -> dict[str, str]:
@@ -127,13 +153,23 @@ def _limit_headers(request: web.Request) -> dict[str, str]:
         limit, remaining, window = rate.requests, rate.requests - rate._count, rate.window
     else:
         limit, remaining, window = state.burst_max, state.burst_max, 10.0
+    secondly = max(1, math.ceil(limit / window))
     return {
         "X-HubSpot-RateLimit-Max": str(limit),
         "X-HubSpot-RateLimit-Remaining": str(max(0, remaining)),
         "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(window * 1000)),
+        "X-HubSpot-RateLimit-Secondly": str(secondly),
+        "X-HubSpot-RateLimit-Secondly-Remaining": str(min(secondly, max(0, remaining))),
         "X-HubSpot-RateLimit-Daily": str(state.daily_limit),
         "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, state.daily_limit - state.daily_used)),
     }
+
+
+async def _add_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every API answer, a 429 included, says where the caller stands, as HubSpot's do."""
+    if not request.path.startswith("/_emulator"):
+        for name, value in _limit_headers(request).items():
+            response.headers.setdefault(name, value)
 
 
 @web.middleware
@@ -141,6 +177,8 @@ async def _hubspot_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Bearer auth, the daily limit and HubSpot-style 400s, in the order HubSpot applies them."""
+    if request.path.startswith("/_emulator"):
+        return await handler(request)  # the emulator's own control surface
     state = request.app[STATE]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or token.strip() != state.token:
@@ -196,10 +234,7 @@ async def _list_contacts(request: web.Request) -> web.Response:
     limit = _limit(
         query.get("limit"), default=10, maximum=LIST_MAX_LIMIT, clamp=True, cap=state.page_cap
     )
-    archived_flag = query.get("archived", "false").lower()
-    if archived_flag not in ("true", "false"):
-        raise _Invalid("archived must be true or false")
-    archived = archived_flag == "true"
+    archived = _flag(query, "archived")
     after = query.get("after", "")
     start = 0
     if after:
@@ -222,7 +257,44 @@ async def _list_contacts(request: web.Request) -> web.Response:
     if next_after is not None:
         link = str(request.url.update_query(after=next_after))
         body["paging"] = {"next": {"after": next_after, "link": link}}
-    return _json(body, headers=_limit_headers(request))
+    return _json(body)
+
+
+def _flag(query: Any, name: str) -> bool:
+    value = query.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise _Invalid(f"{name} must be true or false")
+    return bool(value == "true")
+
+
+#: Properties HubSpot accepts as `idProperty` for contacts (unique-value properties).
+ID_PROPERTIES: Final = frozenset({"hs_object_id", "email"})
+
+
+async def _get_contact(request: web.Request) -> web.Response:
+    """One contact, by id or by a unique property (`idProperty=email`)."""
+    state, query = request.app[STATE], request.query
+    key = request.match_info["contact_id"]
+    archived = _flag(query, "archived")
+    id_property = query.get("idProperty") or "hs_object_id"
+    if id_property not in ID_PROPERTIES:
+        raise _Invalid(f"{id_property} is not a unique identifier property")
+    found: dict[str, Any] | None = None
+    if id_property == "hs_object_id":
+        if key.isdigit():
+            at = bisect.bisect_left(state.contacts, int(key), key=_id_number)
+            if at < len(state.contacts) and state.contacts[at]["id"] == key:
+                found = state.contacts[at]
+    else:
+        wanted = key.lower()
+        found = next(
+            (c for c in state.contacts if str(c["properties"].get(id_property) or "").lower()
+             == wanted), None,
+        )  # fmt: skip
+    if found is None or found["archived"] != archived:
+        return _error(404, "resource not found", category="OBJECT_NOT_FOUND")
+    asked = [p.strip() for v in query.getall("properties", []) for p in v.split(",") if p.strip()]
+    return _json(_view(found, asked or UNASKED_PROPERTIES))
 
 
 # --------------------------------------------------------------------------- search
@@ -316,9 +388,16 @@ def _ordering(sorts: Any) -> tuple[Callable[[dict[str, Any]], tuple[Any, ...]], 
     if not isinstance(sorts, list) or len(sorts) > 1:
         raise _Invalid("a search can have only one sort")
     spec = sorts[0]
-    if not isinstance(spec, dict) or not isinstance(spec.get("propertyName"), str):
+    if isinstance(spec, str) and spec.strip("-"):
+        # HubSpot's clients send sorts as strings: a property name, "-" for descending.
+        name, descending = spec.removeprefix("-"), spec.startswith("-")
+    elif isinstance(spec, dict) and isinstance(spec.get("propertyName"), str):
+        direction = spec.get("direction", "ASCENDING")
+        if direction not in ("ASCENDING", "DESCENDING"):
+            raise _Invalid("a sort's direction is ASCENDING or DESCENDING")
+        name, descending = spec["propertyName"], direction == "DESCENDING"
+    else:
         raise _Invalid("a sort needs a propertyName")
-    name, descending = spec["propertyName"], spec.get("direction") == "DESCENDING"
 
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
         value = _value_of(name, c)
@@ -387,7 +466,7 @@ def make_app(
     if ten_secondly is not None:
         control.rate_limit = RateLimit(requests=ten_secondly, window=10.0)
     app[CONTROL] = control
-    app[STATE] = HubSpotState(
+    app[STATE] = control.people = HubSpotState(
         contacts=list(synthetic.contacts(people, seed=seed, archived_share=archived_share)),
         token=token,
         page_cap=page_cap,
@@ -396,4 +475,8 @@ def make_app(
     )
     app.router.add_get(CONTACTS_PATH, _list_contacts)
     app.router.add_post(SEARCH_PATH, _search_contacts)
+    app.router.add_get(CONTACTS_PATH + "/{contact_id}", _get_contact)
+    app.on_response_prepare.append(_add_limit_headers)
+    control.vendor = "hubspot"
+    add_control_routes(app)
     return app

@@ -436,6 +436,9 @@ async def revoke_instruction(request: web.Request) -> web.Response:
     if found is None or (found.tenant, found.connector) != (m["tenant"], m["connector"]):
         raise Problem(404, f"not found: instruction {m['instruction']} of this connector")
     revoked = await store_call(s.store.revoke_instruction, found.id, body.revoked_by, s.clock())
+    # Stop this process's fetches under it before answering: after the DELETE returns,
+    # the source receives nothing more under this instruction.
+    await s.engine.revocations.revoke(found.id)
     return model_response(instruction_out(revoked, request))
 
 

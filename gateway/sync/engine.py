@@ -61,6 +61,7 @@ from gateway.store.records import (
 )
 from gateway.sync.changes import by_subject_id, content_digest, detect_changes
 from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
+from gateway.sync.revocation import Revocations
 from gateway.tenancy import connector_credentials, subject_key
 
 log = logging.getLogger("sluis.sync")
@@ -124,8 +125,12 @@ class SyncEngine:
         retry: RetryPolicy | None = None,
         after_page: PageHook | None = None,
         allow_private_sources: bool = False,
+        revocation_poll: float = 1.0,
     ) -> None:
         self.store = store
+        #: Stops fetches under a revoked instruction; the admin API's revoke calls it.
+        self.revocations = Revocations()
+        self.revocation_poll = revocation_poll
         self.allow_private_sources = allow_private_sources
         self.box = box
         self.signer = signer
@@ -274,7 +279,10 @@ class SyncEngine:
         async with source_session(
             record.base_url, allow_private=self.allow_private_sources
         ) as session:
-            connector = kind.connector(config, projector, session, retry=self.retry)
+            connector = kind.connector(
+                config, projector, session, retry=self.retry,
+                before_attempt=lambda: self._check_instruction(state),
+            )  # fmt: skip
 
             try:
                 while True:
@@ -283,7 +291,12 @@ class SyncEngine:
                     # page fetched while it happened is never committed.
                     await asyncio.to_thread(self._still_configured, state)
                     await asyncio.to_thread(self._still_authorised, state)
-                    page = await connector.fetch_page(PageRequest(mode, cursor, run.since))
+                    page = await self.revocations.watch(
+                        state.instruction.id,
+                        connector.fetch_page(PageRequest(mode, cursor, run.since)),
+                        check=lambda: self._check_instruction(state),
+                        poll=self.revocation_poll,
+                    )
                     await asyncio.to_thread(self._commit_page, state, page)
                     pages += 1
                     if self.after_page is not None:
@@ -321,6 +334,16 @@ class SyncEngine:
 
     def _still_authorised(self, state: _RunState) -> None:
         require_still_active(self.store, state.instruction, self.clock())
+
+    async def _check_instruction(self, state: _RunState) -> None:
+        """Before every attempt at a source, and on polls while one runs: revoked here (no
+        store read needed) or in the store, by any process, stops the fetch."""
+        if self.revocations.is_revoked(state.instruction.id):
+            await asyncio.to_thread(self._still_authorised, state)
+            raise self.revocations.refusal(state.instruction.id)
+        await asyncio.to_thread(self._still_authorised, state)
+        if self.revocations.is_revoked(state.instruction.id):
+            raise self.revocations.refusal(state.instruction.id)
 
     def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
         run, store = state.run, self.store

@@ -1,0 +1,135 @@
+"""`sluis emulator afas|hubspot`: one vendor emulator, standalone, until Ctrl-C.
+
+So a user can try a connector without a vendor account, and scripts and tests in other
+processes need no private imports: it prints the base URL and token to configure a
+connector with, and serves the emulator's control surface (faults, rate limit, request
+log, touch and retire people) under `/_emulator` (see `connectors.emulator_kit`).
+A gateway reaches it only with `allow_private_sources = true`: it listens on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import socket
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from connectors.registry import connector_type, known_types
+
+MAX_EMPLOYEES = 1_000_000
+
+
+def _employees(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= MAX_EMPLOYEES:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_EMPLOYEES}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be from 0 (any free port) to 65535")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound here so that `--port 0` can report the port it got."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    kind = connector_type(args.vendor)
+    app: web.Application = kind.emulator(people=args.employees, seed=args.seed)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        sock = _listen(args.host, args.port)
+        await web.SockSite(runner, sock).start()
+        port = sock.getsockname()[1]
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        root = f"http://{host}:{port}"
+        token = next(iter(kind.emulator_credentials.values()), "")
+        lines = [
+            f"sluis emulator: {args.vendor} with {args.employees} people (seed {args.seed})",
+            f"base_url: {root}{kind.emulator_base_path}",
+            f"token: {token}",
+        ]
+        if kind.default_settings:
+            settings = ", ".join(f"{k}={v}" for k, v in kind.default_settings.items())
+            lines.append(f"settings: {settings}")
+        lines += [f"control: {root}/_emulator", "Press Ctrl-C to stop."]
+        print("\n".join(lines), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not _is_loopback(args.host):
+        print(
+            f"sluis emulator: warning: listening on {args.host}; the control surface has no "
+            "authentication, and anyone who can reach it can change the emulated data",
+            file=sys.stderr,
+        )
+    try:
+        asyncio.run(_serve(args))
+    except OSError as exc:
+        print(f"sluis emulator: cannot listen on {args.host}:{args.port} ({exc.strerror})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print("sluis emulator: stopped", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "emulator",
+        help="run one vendor emulator standalone (try a connector without a vendor account)",
+        description=(
+            "Serve an emulated AFAS Profit or HubSpot API with synthetic people, print its "
+            "base URL and token, and serve its control surface (faults, rate limit, request "
+            "log, touch/retire people) under /_emulator, until Ctrl-C."
+        ),
+    )
+    parser.add_argument("vendor", choices=known_types(), help="which vendor API to emulate")
+    parser.add_argument("--port", type=_port, default=0, help="port (default: any free port)")
+    parser.add_argument(
+        "--employees", type=_employees, default=100, help="synthetic people (default 100)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    parser.add_argument("--seed", type=int, default=2026, help="data seed (default 2026)")
+    parser.set_defaults(run=_run)

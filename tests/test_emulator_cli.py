@@ -1,0 +1,192 @@
+"""`sluis emulator`: a standalone emulator, started as a real process and used over HTTP.
+
+The tests read the base URL and token it prints, talk to the emulated API with them, steer
+it through its `/_emulator` control surface, point a real gateway sync at it, and stop it
+with Ctrl-C (SIGINT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from connectors.afas.emulator import token_header
+from connectors.base import SyncMode
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
+from gateway.sync.instructions import grant
+from gateway.tenancy import create_connector, create_tenant
+from mappings import bundled_mapping
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Emulator:
+    def __init__(self, proc: asyncio.subprocess.Process, printed: dict[str, str]) -> None:
+        self.proc = proc
+        self.printed = printed
+        self.base_url = printed["base_url"]
+        self.token = printed["token"]
+        self.control = printed["control"]
+
+
+async def start(vendor: str, *args: str) -> Emulator:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli.main", "emulator", vendor, "--port", "0", *args,
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    printed: dict[str, str] = {}
+    while "control" not in printed:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line, "the emulator ended before printing its address"
+        key, sep, value = line.partition(": ")
+        if sep:
+            printed[key] = value.strip()
+    return Emulator(proc, printed)
+
+
+async def stop(emulator: Emulator) -> tuple[int, str]:
+    emulator.proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(emulator.proc.communicate(), 30)
+    return emulator.proc.returncode or 0, err.decode()
+
+
+@pytest.fixture
+async def afas() -> AsyncIterator[Emulator]:
+    emulator = await start("afas", "--employees", "40", "--seed", "11")
+    yield emulator
+    if emulator.proc.returncode is None:
+        await stop(emulator)
+
+
+async def test_afas_standalone_serves_its_api_and_control_surface(afas: Emulator) -> None:
+    rows_url = f"{afas.base_url}/connectors/{afas.printed['settings'].split('=')[1]}"
+    auth = {"Authorization": token_header(afas.token)}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(rows_url, params={"take": "-1"}, headers=auth) as r:
+            assert r.status == 200
+            rows = (await r.json())["rows"]
+        assert len(rows) == 40
+        async with http.get(rows_url, params={"take": "-1"}) as r:
+            assert r.status == 401
+        async with http.get(afas.control) as r:
+            assert await r.json() == {"vendor": "afas", "people": 40, "queued_faults": 0}
+
+        async with http.post(
+            f"{afas.control}/faults", json={"faults": [{"kind": "error", "status": 503}]}
+        ) as r:
+            assert r.status == 200 and (await r.json())["queued_faults"] == 1
+        async with http.get(rows_url, headers=auth) as r:
+            assert r.status == 503
+        async with http.get(rows_url, headers=auth) as r:
+            assert r.status == 200
+
+        async with http.post(f"{afas.control}/people/touch", json={"count": 3}) as r:
+            touched = (await r.json())["changed"]
+        async with http.post(f"{afas.control}/people/retire", json={"count": 2}) as r:
+            retired = (await r.json())["changed"]
+        assert len(touched) == 3 and len(retired) == 2
+        async with http.get(rows_url, params={"take": "-1"}, headers=auth) as r:
+            after = {row["Medewerker"]: row for row in (await r.json())["rows"]}
+        assert all(after[n]["Datum_uit_dienst"] for n in retired)
+
+        async with http.get(f"{afas.control}/requests") as r:
+            log = (await r.json())["requests"]
+        assert [e["status"] for e in log[:4]] == [200, 401, 503, 200]
+
+        for bad in (
+            {"faults": [{"kind": "explode"}]},
+            {"faults": [{"kind": "error", "status": "503"}]},
+            {"faults": [{"kind": "error", "colour": "red"}]},
+            {"faults": []},
+        ):
+            async with http.post(f"{afas.control}/faults", json=bad) as r:
+                assert r.status == 400 and "error" in await r.json()
+        async with http.post(f"{afas.control}/people/retire", json={"count": 10_000}) as r:
+            assert r.status == 400
+        async with http.post(f"{afas.control}/people/touch", data=b"{") as r:
+            assert r.status == 400
+    code, err = await stop(afas)
+    assert code == 0 and "stopped" in err and "Traceback" not in err
+
+
+async def test_a_gateway_sync_runs_against_the_standalone_emulator(
+    afas: Emulator, tmp_path: Path
+) -> None:
+    services = Services.open(
+        Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+    )
+    now = datetime.now(UTC)
+    try:
+        create_tenant(services.store, services.box, "acme", "Acme", now)
+        create_connector(
+            services.store, services.box, tenant="acme", connector_id="hr", type_name="afas",
+            base_url=afas.base_url, credentials={"token": afas.token}, now=now,
+            mapping_text=bundled_mapping("afas").read_text(),
+        )  # fmt: skip
+        grant(services.store, tenant="acme", connector="hr", granted_by="a", purpose="p", now=now)
+        run = await services.engine.sync("acme", "hr", SyncMode.FULL)
+        assert run.status == "succeeded", run.error
+        assert run.counts["fetched"] == 40
+    finally:
+        services.close()
+
+
+async def test_hubspot_standalone(tmp_path: Path) -> None:
+    hubspot = await start("hubspot", "--employees", "25")
+    try:
+        url = f"{hubspot.base_url}/crm/v3/objects/contacts"
+        auth = {"Authorization": f"Bearer {hubspot.token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, params={"limit": "100"}, headers=auth) as r:
+                assert r.status == 200
+                active = len((await r.json())["results"])
+            async with http.post(f"{hubspot.control}/people/retire", json={"count": 2}) as r:
+                assert r.status == 200, await r.text()
+            async with http.get(url, params={"limit": "100"}, headers=auth) as r:
+                assert len((await r.json())["results"]) == active - 2
+            async with http.put(
+                f"{hubspot.control}/rate_limit", json={"requests": 1, "window": 60}
+            ) as r:
+                assert r.status == 200
+            statuses = []
+            for _ in range(2):
+                async with http.get(url, headers=auth) as r:
+                    statuses.append(r.status)
+            assert statuses == [200, 429]
+    finally:
+        code, err = await stop(hubspot)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["afas", "--employees", "-1"], ["afas", "--port", "70000"], ["workday"], ["afas", "--x"]],
+)
+async def test_bad_arguments_exit_2(args: list[str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli.main", "emulator", *args, cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert b"Traceback" not in err
+
+
+async def test_a_busy_port_is_a_clear_error(afas: Emulator) -> None:
+    port = afas.base_url.split(":")[2].split("/")[0]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli.main", "emulator", "afas", "--port", port, cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert b"cannot listen" in err and b"Traceback" not in err
