@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.keys.location import default_key_dir
+
 ENV_PREFIX = "SLUIS_"
 
 
@@ -60,13 +62,6 @@ class Settings(BaseModel):
     def keys(self) -> Path:
         """The key directory in effect."""
         return self.key_dir if self.key_dir is not None else default_key_dir(self.data_dir)
-
-
-def default_key_dir(data_dir: Path) -> Path:
-    """`<data_dir>-keys`, beside the data directory rather than in it: a copy or backup of
-    the data (the database) then holds no key that opens its sealed secrets."""
-    resolved = data_dir.absolute()
-    return resolved.with_name(resolved.name + "-keys")
 
 
 _ENV_KEYS = tuple(Settings.model_fields)
