@@ -104,7 +104,12 @@ async def read_body(request: web.Request, model: type[M], *, optional: bool = Fa
     duplicate = duplicate_key(raw, data)
     if duplicate is not None:
         raise Problem(400, f"the body names the key {duplicate[:64]!r} twice in one object")
-    return validate(model, data)
+    # Validated as JSON, not as the parsed dict: fields marked strict then take exactly the
+    # JSON type the schema names (no `false` for a number, no 3600 for a date-time).
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
 
 
 def _count_members(value: Any) -> int:
