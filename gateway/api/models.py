@@ -164,7 +164,8 @@ class FeedQuery(_Request):
 
 
 class LedgerQuery(_Request):
-    after: Annotated[int, Field(ge=-1)] | None = None
+    #: Bounded like the store's integers (SQLite's are 64-bit).
+    after: Annotated[int, Field(ge=-1, le=10**18)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 

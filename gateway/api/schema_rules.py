@@ -113,8 +113,22 @@ def connector_rules() -> list[dict[str, Any]]:
     return rules
 
 
+def _closed_maps(node: Any) -> None:
+    """A dict with constrained keys refuses any other key: say so (`patternProperties`
+    alone would let every other name through)."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _closed_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_maps(value)
+
+
 def apply(schemas: dict[str, Any], today: date) -> None:
     """Write the rules into the generated `components.schemas` (in place)."""
+    _closed_maps(schemas)
     connector = schemas["ConnectorCreate"]
     connector["allOf"] = connector_rules()
     connector["description"] = (

@@ -112,3 +112,9 @@ async def test_the_validators_refuse_what_the_rules_refuse(api: Api) -> None:
         {"granted_by": "a@acme.nl", "purpose": "p", "valid_until": past},
     )
     assert reply.status == 422
+
+
+async def test_a_ledger_cursor_beyond_64_bits_is_a_422_not_a_500(api: Api) -> None:
+    await make_tenant(api)
+    reply = await api.get("/admin/v1/tenants/acme/ledger?after=1217994742178328111742976")
+    assert reply.status == 422
