@@ -151,3 +151,43 @@ def test_a_malformed_request_gets_a_problem_that_quotes_nothing(tmp_path: Path) 
     assert "Traceback" not in log
     assert "s3cr3t" not in log and "jan@example.nl" not in log
     assert log.count("refused a malformed HTTP request") >= 2
+
+
+def test_sluis_demo_answers_a_malformed_request_with_a_problem_and_one_line(
+    tmp_path: Path,
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.serve_helpers import REPO
+    from tests.support import free_port
+
+    port = free_port()
+    err_path = tmp_path / "demo.err"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli.main", "demo", "--serve", "--employees", "20",
+             "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(
+                b"GET / HTTP/1.1\r\nAuthorization: Bearer " + b"s3cr3t" * 4000 + b"\r\n\r\n"
+            )
+            reply = raw.recv(65536)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert b"application/problem+json" in reply and b"s3cr3t" not in reply
+    log = err_path.read_text()
+    assert "Traceback" not in log and "s3cr3t" not in log
+    assert log.count("refused a malformed HTTP request") == 1

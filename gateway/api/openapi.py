@@ -137,9 +137,8 @@ def _paths() -> dict[str, Any]:
     return {
         "/healthz": {"get": _op("getHealth", "The process is up", (200, m.Health, "Up"), (),
                                 tag="ops", security=[])},
-        "/readyz": {"get": _op("getReadiness",
-            "The store answers", (200, m.Health, "Ready"), (503,),
-                               tag="ops", security=[])},
+        "/readyz": {"get": _op("getReadiness", "The store answers", (200, m.Health, "Ready"),
+                               (503,), tag="ops", security=[])},
         "/metrics": {"get": {
             "operationId": "getMetrics",
             "summary": "Prometheus metrics (no personal data in labels); behind a bearer "
@@ -156,13 +155,10 @@ def _paths() -> dict[str, Any]:
                                   "content": {"application/json": {"schema": {"type": "object"}}}}},
         }},
         "/admin/v1/tenants": {"post": _op(
-            "createTenant",
-                "Create a tenant", (201, m.TenantOut, "Created"), (400, 401, 409, 413, 422),
-            tag="tenants",
-            body=m.TenantCreate, headers=_LOCATION)},
-        t: {"get": _op("getTenant",
-            "A tenant", (200, m.TenantOut, "The tenant"), _READ, tag="tenants",
-                       params=[tenant])},
+            "createTenant", "Create a tenant", (201, m.TenantOut, "Created"),
+            (400, 401, 409, 413, 422), tag="tenants", body=m.TenantCreate, headers=_LOCATION)},
+        t: {"get": _op("getTenant", "A tenant", (200, m.TenantOut, "The tenant"), _READ,
+                       tag="tenants", params=[tenant])},
         t + "/connectors": {
             "post": _op(
                 "createConnector",
@@ -173,21 +169,21 @@ def _paths() -> dict[str, Any]:
                        (200, m.ConnectorList, "Connectors"), _READ, tag="connectors",
                        params=[tenant]),
         },
-        c: {"get": _op("getConnector",
-            "A connector (no credentials)", (200, m.ConnectorOut, "The connector"),
-                       _READ, tag="connectors", params=tc)},
+        c: {"get": _op("getConnector", "A connector (no credentials)",
+                       (200, m.ConnectorOut, "The connector"), _READ, tag="connectors",
+                       params=tc)},
         c + "/instructions": {
             "post": _op("grantInstruction",
-                "Grant an instruction for the connector's current mapping",
+                        "Grant an instruction for the connector's current mapping",
                         (201, m.InstructionOut, "Granted"), _WRITE, tag="instructions",
                         body=m.InstructionCreate, params=tc, headers=_LOCATION),
-            "get": _op("listInstructions",
-                "The connector's instructions", (200, m.InstructionList, "Instructions"),
-                       _READ, tag="instructions", params=tc),
+            "get": _op("listInstructions", "The connector's instructions",
+                       (200, m.InstructionList, "Instructions"), _READ, tag="instructions",
+                       params=tc),
         },
         c + "/instructions/{instruction}": {"delete": _op(
             "revokeInstruction",
-                "Revoke an instruction (takes effect before the next page fetched or served)",
+            "Revoke an instruction (takes effect before the next page fetched or served)",
             (200, m.InstructionOut, "Revoked"), (400, 401, 404, 413, 422), tag="instructions",
             body=m.InstructionRevoke, body_required=False,
             params=[*tc, _path_param("instruction", "instruction id"),
@@ -196,16 +192,16 @@ def _paths() -> dict[str, Any]:
             "post": _op("startSync", "Start a sync (refused without an active instruction)",
                         (202, m.RunOut, "Started; poll the Location"), _WRITE, tag="syncs",
                         body=m.SyncCreate, body_required=False, params=tc, headers=_LOCATION),
-            "get": _op("listSyncs",
-                "Recent runs, newest first", (200, m.RunList, "Runs"), (*_READ, 400, 422),
-                       tag="syncs", params=[*tc, *_query(m.RunsQuery, "limit")]),
+            "get": _op("listSyncs", "Recent runs, newest first", (200, m.RunList, "Runs"),
+                       (*_READ, 400, 422), tag="syncs",
+                       params=[*tc, *_query(m.RunsQuery, "limit")]),
         },
         c + "/syncs/{run}": {"get": _op(
             "getSync", "A run: status, counts, error, pages", (200, m.RunOut, "The run"), _READ,
             tag="syncs", params=[*tc, _path_param("run", "run id")])},
         t + "/ledger": {"get": _op(
             "listLedgerEntries",
-                "Ledger entries with leaf hashes, and the latest signed checkpoint",
+            "Ledger entries with leaf hashes, and the latest signed checkpoint",
             (200, m.LedgerPage, "Entries"), (*_READ, 400, 422), tag="ledger",
             params=[tenant, *_query(m.LedgerQuery, "after", "limit")])},
         t + "/ledger/proof/{index}": {"get": _op(
@@ -218,7 +214,7 @@ def _paths() -> dict[str, Any]:
             body=m.ConsumerCreate, params=[tenant], headers=_LOCATION)},
         "/feed/v1/tenants/{tenant}/events": {"get": _op(
             "listFeedEvents",
-                "Next page of minimised changes; events of connectors without an active "
+            "Next page of minimised changes; events of connectors without an active "
             "instruction are withheld and counted",
             (200, m.FeedPage, "A page (possibly empty); poll again with next_cursor"),
             (400, 401, 403, 404, 422), tag="feed", security=FEED,
