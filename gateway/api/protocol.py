@@ -42,9 +42,13 @@ ACCESS_LOG: Final = logging.getLogger("aiohttp.access")
 
 #: Errors of `accept()` that mean "out of resources", which asyncio retries after a second.
 _RESOURCE_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: File descriptors kept free for the store, connector sessions and logs when the
-#: connection cap is fitted under the process's limit.
-FD_RESERVE: Final = 64
+#: Backlog of the listening socket: asyncio accepts up to this many connections in one go,
+#: before any of them (over the cap or not) can be closed again.
+BACKLOG: Final = 128
+#: File descriptors kept free when the connection cap is fitted under the process's limit:
+#: one accept burst, plus the store, connector sessions and logs. With the default cap of
+#: 512 a common `ulimit -n` of 1024 needs no fitting.
+FD_RESERVE: Final = BACKLOG + 64
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class HttpLimits:
     #: Seconds to send a complete request head, from connect or from the previous response.
     header_timeout: float = 15.0
     #: Open connections at most; more are answered 503 and closed.
-    max_connections: int = 1000
+    max_connections: int = 512
     #: Longest request line and longest header field, in bytes.
     max_line_size: int = 8190
     max_field_size: int = 8190
@@ -186,7 +190,7 @@ class GatewayRunner(web.AppRunner):
 class GatewaySite(web.BaseSite):
     """A TCP site that caps open connections and builds `ProblemRequestHandler`s."""
 
-    def __init__(self, runner: GatewayRunner, host: str, port: int, *, backlog: int = 128):
+    def __init__(self, runner: GatewayRunner, host: str, port: int, *, backlog: int = BACKLOG):
         super().__init__(runner, backlog=backlog)
         self._gateway_runner = runner
         self._host, self._port = host, port

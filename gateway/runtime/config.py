@@ -11,7 +11,7 @@ metrics_token = "..."          # bearer token /metrics asks for (or SLUIS_METRIC
 scheduler = true               # run each connector on its interval
 allow_private_sources = false  # true lets connectors reach loopback/private addresses
 header_timeout = 15.0          # seconds for a client to send a request head (and idle time)
-max_connections = 1000         # open client connections at most; more get a 503
+max_connections = 512          # open client connections at most; more get a 503
 log_format = "text"            # or "json": one object per line
 log_level = "INFO"             # DEBUG, INFO, WARNING, ERROR
 ```
@@ -54,7 +54,7 @@ class Settings(BaseModel):
     #: Let connectors reach loopback and private addresses (local emulators, a LAN system).
     allow_private_sources: bool = False
     header_timeout: float = Field(default=15.0, gt=0, le=3600)
-    max_connections: int = Field(default=1000, ge=1, le=1_000_000)
+    max_connections: int = Field(default=512, ge=1, le=1_000_000)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
