@@ -108,3 +108,23 @@ def test_database_files_are_owner_only(tmp_path: Path) -> None:
         assert db.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old_umask)
+
+
+def test_sluis_audit_finds_the_signing_key_in_the_key_directory(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    Services.open(Settings(data_dir=data, admin_token=TOKEN)).close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUIS_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "audit", "pubkey", "--data-dir", str(data)],
+        cwd=REPO, env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()
+    assert b"BEGIN PUBLIC KEY" in run.stdout
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "data-keys").rename(moved)
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "audit", "pubkey", "--data-dir", str(data)],
+        cwd=REPO, env={**env, "SLUIS_KEY_DIR": str(moved)}, capture_output=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()
