@@ -82,3 +82,21 @@ async def test_metrics_asks_for_its_token_when_one_is_set(
 
 async def test_metrics_is_open_without_a_token(api: Api) -> None:
     assert (await api.get("/metrics")).status == 200
+
+
+@pytest.mark.parametrize("depth", [200, 900, 1023, 5000])
+@pytest.mark.parametrize("repeat", [False, True])
+async def test_deeply_nested_bodies_are_a_4xx(api: Api, depth: int, repeat: bool) -> None:
+    await api.post("/admin/v1/tenants", {"id": "acme", "name": "Acme"})
+    nested = "[" * depth + "]" * depth
+    twice = ', "a": 1, "a": 2' if repeat else ""
+    body = (
+        '{"id": "hr", "type": "afas", "base_url": "http://127.0.0.1:9/x", "mapping": "afas", '
+        f'"credentials": {{"token": "t"}}, "settings": {{"deep": {nested}{twice}}}}}'
+    )
+    reply = await api.post(
+        "/admin/v1/tenants/acme/connectors",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert 400 <= reply.status < 500, reply.body
