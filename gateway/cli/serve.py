@@ -14,7 +14,7 @@ from gateway.keys.master import SecretError
 from gateway.keys.signing import SigningKeyError
 from gateway.runtime.config import ConfigError, Settings, load_settings
 from gateway.runtime.logs import configure_logging
-from gateway.runtime.services import ADMIN_TOKEN_FILE, Services
+from gateway.runtime.services import Services, admin_token_path
 from gateway.sync.scheduler import resume_context, scheduler_context
 
 log = logging.getLogger("sluis.serve")
@@ -83,7 +83,7 @@ def _announce(settings: Settings) -> None:
     if not settings.admin_token:
         print(
             "sluis serve: no admin_token configured (SLUIS_ADMIN_TOKEN): the admin token is "
-            f"in {settings.data_dir / ADMIN_TOKEN_FILE}",
+            f"in {admin_token_path(settings)}",
             file=sys.stderr,
         )
     if settings.metrics_token is None and settings.host not in {"127.0.0.1", "::1", "localhost"}:

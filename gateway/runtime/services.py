@@ -93,8 +93,14 @@ def _check_master_key(store: SqliteStore, box: SecretBox) -> None:
             ) from None
 
 
+def admin_token_path(settings: Settings) -> Path:
+    """Where the made-up bootstrap admin token is kept: with the keys (an older
+    installation's stays in the data directory)."""
+    return locate(ADMIN_TOKEN_FILE, settings.data_dir, settings.keys).path
+
+
 def _load_or_create_token(path: Path) -> str:
-    """The bootstrap admin token kept in the data directory (owner-only), made on first use,
+    """The bootstrap admin token kept in a file (owner-only), made on first use,
     so that it survives restarts without ever being written to a log."""
     try:
         return path.read_text(encoding="ascii").strip()
@@ -148,7 +154,7 @@ class Services:
             after_page=after_page,
             allow_private_sources=settings.allow_private_sources,
         )
-        token = settings.admin_token or _load_or_create_token(data_dir / ADMIN_TOKEN_FILE)
+        token = settings.admin_token or _load_or_create_token(admin_token_path(settings))
         return cls(settings, store, box, signer, engine, metrics, token, clock)
 
     def ledger(self, tenant: str) -> Ledger:
