@@ -98,7 +98,7 @@ def test_a_new_data_directory_is_private(tmp_path: Path) -> None:
     assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700
 
 
-def test_without_a_configured_token_one_is_kept_in_the_data_directory(tmp_path: Path) -> None:
+def test_without_a_configured_token_one_is_kept_with_the_keys(tmp_path: Path) -> None:
     from gateway.runtime.config import Settings
     from gateway.runtime.services import ADMIN_TOKEN_FILE, Services
 
@@ -107,6 +107,8 @@ def test_without_a_configured_token_one_is_kept_in_the_data_directory(tmp_path: 
     again = Services.open(Settings(data_dir=tmp_path))
     again.close()
     assert first.admin_token == again.admin_token
-    token_file = tmp_path / ADMIN_TOKEN_FILE
+    # With the keys, not beside the database.
+    token_file = Settings(data_dir=tmp_path).keys / ADMIN_TOKEN_FILE
+    assert not (tmp_path / ADMIN_TOKEN_FILE).exists()
     assert token_file.read_text().strip() == first.admin_token
     assert token_file.stat().st_mode & 0o777 == 0o600

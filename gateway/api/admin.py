@@ -37,7 +37,6 @@ from gateway.api.httpkit import (
     services_of,
     store_call,
     unauthorized,
-    validate,
 )
 from gateway.api.models import (
     ConnectorChanged,
@@ -423,10 +422,12 @@ async def revoke_instruction(request: web.Request) -> web.Response:
     """Revoke at once; `revoked_by` comes from the JSON body or the query (default admin-api)."""
     if not request.query.keys() <= {"revoked_by"}:
         raise invalid("query", "only `revoked_by` may be given")
+    # The query is checked even when a body (which wins) is given: nothing sent is ignored.
+    from_query = query_params(request, InstructionRevoke)
     if request.can_read_body:
         body = await read_body(request, InstructionRevoke, optional=True)
     else:
-        body = validate(InstructionRevoke, dict(request.query))
+        body = from_query
     m = request.match_info
     s = services_of(request)
     try:

@@ -25,10 +25,19 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from gateway.api.admin import make_admin_app
 from gateway.api.feed import make_feed_app
-from gateway.api.httpkit import SERVICES, SYNC_TASKS, json_response, model_response, services_of
+from gateway.api.httpkit import (
+    SERVICES,
+    SYNC_TASKS,
+    bearer_token,
+    json_response,
+    model_response,
+    same_secret,
+    services_of,
+    unauthorized,
+)
 from gateway.api.models import Health
 from gateway.api.openapi import document
-from gateway.api.problems import Problem, problem_middleware
+from gateway.api.problems import Handler, Problem, problem_middleware
 from gateway.runtime.services import Services
 
 log = logging.getLogger("sluis.http")
@@ -95,6 +104,22 @@ async def readyz(request: web.Request) -> web.Response:
     return model_response(Health(status="ok"))
 
 
+def metrics_handler(services: Services) -> Handler:
+    """Prometheus exposition, behind `metrics_token` when one is set: the labels name
+    tenants and connectors, which is more than an anonymous caller should learn."""
+    expose = make_aiohttp_handler(services.metrics.registry)
+    expected = services.settings.metrics_token
+
+    async def metrics(request: web.Request) -> StreamResponse:
+        if expected is not None:
+            given = bearer_token(request)
+            if given is None or not same_secret(given, expected):
+                raise unauthorized("metrics", "a valid metrics bearer token is required")
+        return await expose(request)
+
+    return metrics
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(document())
 
@@ -108,9 +133,7 @@ def make_app(services: Services) -> web.Application:
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
-    app.router.add_get(
-        "/metrics", make_aiohttp_handler(services.metrics.registry), allow_head=False
-    )
+    app.router.add_get("/metrics", metrics_handler(services), allow_head=False)
     app.router.add_get("/openapi.json", openapi_json, allow_head=False)
     app.add_subapp("/admin/v1", make_admin_app())
     app.add_subapp("/feed/v1", make_feed_app())

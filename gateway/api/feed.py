@@ -45,7 +45,7 @@ async def get_events(request: web.Request) -> web.Response:
         after = decode_cursor(query.after, tenant)
     except CursorMismatch as exc:
         raise Problem(
-            400, str(exc), slug="cursor-other-tenant", title="The cursor is of another feed"
+            409, str(exc), slug="cursor-other-tenant", title="The cursor is of another feed"
         ) from None
     except BadCursor as exc:
         raise Problem(400, str(exc), slug="bad-cursor") from None

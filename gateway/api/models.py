@@ -132,15 +132,17 @@ class ConnectorCreate(_Request):
     settings: Annotated[dict[SettingKey, JsonValue], Field(max_length=32)] = Field(
         default_factory=dict
     )
-    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
-    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600, strict=True)] = 3600
+    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0, strict=True)] = 0.2
 
 
 class InstructionCreate(_Request):
     granted_by: Annotated[PlainText, Field(max_length=254)]
     purpose: Annotated[PlainText, Field(max_length=1000)]
     valid_until: AwareDatetime | None = Field(
-        default=None, description="must lie in the future (a past time is refused with 422)"
+        default=None,
+        strict=True,
+        description="must lie in the future (a past time is refused with 422)",
     )
 
 
@@ -214,7 +216,8 @@ class FeedQuery(_Request):
 
 
 class LedgerQuery(_Request):
-    after: Annotated[int, Field(ge=-1)] | None = None
+    #: Bounded like the store's integers (SQLite's are 64-bit).
+    after: Annotated[int, Field(ge=-1, le=10**18)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 

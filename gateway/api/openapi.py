@@ -10,7 +10,8 @@ against the schemas documented for their status.
 
 from __future__ import annotations
 
-from functools import cache
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any, Final
 
 from pydantic import BaseModel
@@ -18,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
 from gateway.api import models as m
+from gateway.api import schema_rules
 from gateway.api.problems import PROBLEM_JSON
 
 _REF: Final = "#/components/schemas/{model}"
@@ -31,10 +33,14 @@ _RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     m.Health, m.ProblemDetails,
 )  # fmt: skip
 _PROBLEMS: Final = {
-    400: "Malformed request (bad JSON, a parameter given twice, a bad cursor)",
+    400: (
+        "Malformed request (bad JSON, a key or parameter given twice, two Authorization "
+        "headers, a bad cursor)"
+    ),
     401: "Missing or wrong bearer token",
     403: "The token may not access this tenant",
     404: "No such resource (within this tenant and connector)",
+    408: "The request body did not arrive in time",
     409: "Conflict with the current state",
     413: "Request body too large",
     422: "Validation failed; `errors` names each field",
@@ -44,6 +50,8 @@ _PROBLEMS: Final = {
 Security = list[dict[str, list[str]]]
 ADMIN: Final[Security] = [{"adminBearer": []}]
 FEED: Final[Security] = [{"feedBearer": []}]
+#: Open unless `metrics_token` is set; then a bearer token is required.
+METRICS: Final[Security] = [{}, {"metricsBearer": []}]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -78,6 +86,7 @@ def _query(model: type[BaseModel], *names: str) -> list[dict[str, Any]]:
 
 
 def _op(
+    op_id: str,
     summary: str,
     ok: tuple[int, type[BaseModel], str],
     problems: tuple[int, ...],
@@ -93,7 +102,13 @@ def _op(
     success = _json(model, description)
     if headers:
         success["headers"] = headers
+    if security:
+        problems = (*problems, 400)  # two Authorization headers
+    if body is not None:
+        problems = (*problems, 408)
+    problems = tuple(sorted(set(problems)))
     op: dict[str, Any] = {
+        "operationId": op_id,
         "summary": summary,
         "tags": [tag],
         "security": security,
@@ -120,79 +135,90 @@ def _paths() -> dict[str, Any]:
     t, c = "/admin/v1/tenants/{tenant}", "/admin/v1/tenants/{tenant}/connectors/{connector}"
     tc = [tenant, connector]
     return {
-        "/healthz": {"get": _op("The process is up", (200, m.Health, "Up"), (),
+        "/healthz": {"get": _op("getHealth", "The process is up", (200, m.Health, "Up"), (),
                                 tag="ops", security=[])},
-        "/readyz": {"get": _op("The store answers", (200, m.Health, "Ready"), (503,),
-                               tag="ops", security=[])},
+        "/readyz": {"get": _op("getReadiness", "The store answers", (200, m.Health, "Ready"),
+                               (503,), tag="ops", security=[])},
         "/metrics": {"get": {
-            "summary": "Prometheus metrics (no personal data in labels)",
-            "tags": ["ops"], "security": [],
+            "operationId": "getMetrics",
+            "summary": "Prometheus metrics (no personal data in labels); behind a bearer "
+                       "token when the gateway sets `metrics_token`",
+            "tags": ["ops"], "security": METRICS,
             "responses": {"200": {"description": "Prometheus text exposition",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_problems(400, 401)},
         }},
         "/openapi.json": {"get": {
+            "operationId": "getOpenApi",
             "summary": "This document", "tags": ["ops"], "security": [],
             "responses": {"200": {"description": "OpenAPI 3.1",
                                   "content": {"application/json": {"schema": {"type": "object"}}}}},
         }},
         "/admin/v1/tenants": {"post": _op(
-            "Create a tenant", (201, m.TenantOut, "Created"), (400, 401, 409, 413, 422),
-            tag="tenants",
-            body=m.TenantCreate, headers=_LOCATION)},
-        t: {"get": _op("A tenant", (200, m.TenantOut, "The tenant"), _READ, tag="tenants",
-                       params=[tenant])},
+            "createTenant", "Create a tenant", (201, m.TenantOut, "Created"),
+            (400, 401, 409, 413, 422), tag="tenants", body=m.TenantCreate, headers=_LOCATION)},
+        t: {"get": _op("getTenant", "A tenant", (200, m.TenantOut, "The tenant"), _READ,
+                       tag="tenants", params=[tenant])},
         t + "/connectors": {
             "post": _op(
+                "createConnector",
                 "Add a connector; the answer previews which fields will pass (no credentials)",
                 (201, m.ConnectorOut, "Created"), _WRITE, tag="connectors",
                 body=m.ConnectorCreate, params=[tenant], headers=_LOCATION),
-            "get": _op("The tenant's connectors (no credentials)",
+            "get": _op("listConnectors", "The tenant's connectors (no credentials)",
                        (200, m.ConnectorList, "Connectors"), _READ, tag="connectors",
                        params=[tenant]),
         },
-        c: {"get": _op("A connector (no credentials)", (200, m.ConnectorOut, "The connector"),
-                       _READ, tag="connectors", params=tc)},
+        c: {"get": _op("getConnector", "A connector (no credentials)",
+                       (200, m.ConnectorOut, "The connector"), _READ, tag="connectors",
+                       params=tc)},
         c + "/instructions": {
-            "post": _op("Grant an instruction for the connector's current mapping",
+            "post": _op("grantInstruction",
+                        "Grant an instruction for the connector's current mapping",
                         (201, m.InstructionOut, "Granted"), _WRITE, tag="instructions",
                         body=m.InstructionCreate, params=tc, headers=_LOCATION),
-            "get": _op("The connector's instructions", (200, m.InstructionList, "Instructions"),
-                       _READ, tag="instructions", params=tc),
+            "get": _op("listInstructions", "The connector's instructions",
+                       (200, m.InstructionList, "Instructions"), _READ, tag="instructions",
+                       params=tc),
         },
         c + "/instructions/{instruction}": {"delete": _op(
+            "revokeInstruction",
             "Revoke an instruction (takes effect before the next page fetched or served)",
             (200, m.InstructionOut, "Revoked"), (400, 401, 404, 413, 422), tag="instructions",
             body=m.InstructionRevoke, body_required=False,
             params=[*tc, _path_param("instruction", "instruction id"),
                     *_query(m.InstructionRevoke, "revoked_by")])},
         c + "/syncs": {
-            "post": _op("Start a sync (refused without an active instruction)",
+            "post": _op("startSync", "Start a sync (refused without an active instruction)",
                         (202, m.RunOut, "Started; poll the Location"), _WRITE, tag="syncs",
                         body=m.SyncCreate, body_required=False, params=tc, headers=_LOCATION),
-            "get": _op("Recent runs, newest first", (200, m.RunList, "Runs"), (*_READ, 400, 422),
-                       tag="syncs", params=[*tc, *_query(m.RunsQuery, "limit")]),
+            "get": _op("listSyncs", "Recent runs, newest first", (200, m.RunList, "Runs"),
+                       (*_READ, 400, 422), tag="syncs",
+                       params=[*tc, *_query(m.RunsQuery, "limit")]),
         },
         c + "/syncs/{run}": {"get": _op(
-            "A run: status, counts, error, pages", (200, m.RunOut, "The run"), _READ,
+            "getSync", "A run: status, counts, error, pages", (200, m.RunOut, "The run"), _READ,
             tag="syncs", params=[*tc, _path_param("run", "run id")])},
         t + "/ledger": {"get": _op(
+            "listLedgerEntries",
             "Ledger entries with leaf hashes, and the latest signed checkpoint",
             (200, m.LedgerPage, "Entries"), (*_READ, 400, 422), tag="ledger",
             params=[tenant, *_query(m.LedgerQuery, "after", "limit")])},
         t + "/ledger/proof/{index}": {"get": _op(
-            "Inclusion proof of one entry against a signed checkpoint",
+            "getInclusionProof", "Inclusion proof of one entry against a signed checkpoint",
             (200, m.InclusionProofOut, "The proof"), _READ, tag="ledger",
             params=[tenant, _path_param("index", "entry index", r"^\d{1,18}$")])},
         t + "/consumers": {"post": _op(
-            "Add a feed consumer; its token is shown once",
+            "createConsumer", "Add a feed consumer; its token is shown once",
             (201, m.ConsumerCreated, "Created"), (400, 401, 404, 413, 422), tag="consumers",
             body=m.ConsumerCreate, params=[tenant], headers=_LOCATION)},
         "/feed/v1/tenants/{tenant}/events": {"get": _op(
+            "listFeedEvents",
             "Next page of minimised changes; events of connectors without an active "
             "instruction are withheld and counted",
             (200, m.FeedPage, "A page (possibly empty); poll again with next_cursor"),
             (400, 401, 403, 404, 422), tag="feed", security=FEED,
-            params=[tenant, *_query(m.FeedQuery, "after", "limit")])},
+            params=[tenant, _cursor_param(), *_query(m.FeedQuery, "limit")])},
     }  # fmt: skip
 
 
@@ -224,14 +250,9 @@ _EVENT_SEMANTICS: Final = (
     "events were withheld (instruction revoked, expired, or mapping not yet authorised), "
     "a new grant re-emits each subject's current "
     "state as fresh events, so polling on converges. A cursor of another tenant's feed is "
-    "a 400 `cursor-other-tenant`, one past the newest event a 409 `cursor-beyond-head` "
+    "a 409 `cursor-other-tenant`, one past the newest event a 409 `cursor-beyond-head` "
     "(with `head_cursor`)."
 )
-
-
-def _named(operation_id: str, op: dict[str, Any]) -> dict[str, Any]:
-    op["operationId"] = operation_id
-    return op
 
 
 def _lifecycle_paths() -> dict[str, dict[str, Any]]:
@@ -246,35 +267,40 @@ def _lifecycle_paths() -> dict[str, dict[str, Any]]:
         "schema": {"type": "string", "enum": ["delete", "keep"]},
     }  # fmt: skip
     return {
-        "/admin/v1/tenants": {"get": _named("listTenants", _op(
-            "Every tenant", (200, m.TenantList, "Tenants"), (401,), tag="tenants"))},
+        "/admin/v1/tenants": {"get": _op(
+            "listTenants", "Every tenant", (200, m.TenantList, "Tenants"), (401,),
+            tag="tenants")},
         c: {
-            "patch": _named("updateConnector", _op(
+            "patch": _op(
+                "updateConnector",
                 "Change the mapping, credentials (never returned), interval or delete share, "
                 "or pause/resume; a new mapping needs a new instruction before syncing",
                 (200, m.ConnectorChanged, "Changed; mapping_change says what changes"),
-                _WRITE, tag="connectors", body=m.ConnectorUpdate, params=tc)),
-            "delete": _named("deleteConnector", _op(
+                _WRITE, tag="connectors", body=m.ConnectorUpdate, params=tc),
+            "delete": _op(
+                "deleteConnector",
                 "Stop and delete the connector: instructions revoked, running sync stopped; "
                 "`subjects` says what happens to the subjects already delivered",
                 (200, m.ConnectorDeleted, "Deleted"), (400, 401, 404, 422), tag="connectors",
-                params=[*tc, subjects])),
+                params=[*tc, subjects]),
         },
-        c + "/mapping-preview": {"post": _named("previewMappingChange", _op(
+        c + "/mapping-preview": {"post": _op(
+            "previewMappingChange",
             "What a mapping would change compared with the connector's (nothing is changed)",
             (200, m.MappingChange, "The difference"), _WRITE, tag="connectors",
-            body=m.MappingCandidate, params=tc))},
-        t + "/consumers": {"get": _named("listConsumers", _op(
-            "The tenant's feed consumers (no tokens)", (200, m.ConsumerList, "Consumers"),
-            _READ, tag="consumers", params=[tenant]))},
-        t + "/consumers/{consumer}": {"delete": _named("revokeConsumer", _op(
-            "Revoke a feed consumer: its token stops working at once",
+            body=m.MappingCandidate, params=tc)},
+        t + "/consumers": {"get": _op(
+            "listConsumers", "The tenant's feed consumers (no tokens)",
+            (200, m.ConsumerList, "Consumers"), _READ, tag="consumers", params=[tenant])},
+        t + "/consumers/{consumer}": {"delete": _op(
+            "revokeConsumer", "Revoke a feed consumer: its token stops working at once",
             (200, m.ConsumerOut, "Revoked"), _READ, tag="consumers",
-            params=[tenant, consumer]))},
-        t + "/consumers/{consumer}/token": {"post": _named("rotateConsumerToken", _op(
+            params=[tenant, consumer])},
+        t + "/consumers/{consumer}/token": {"post": _op(
+            "rotateConsumerToken",
             "A new token for the consumer, shown once; the old one stops working at once",
             (200, m.ConsumerCreated, "The new token"), (401, 404, 409), tag="consumers",
-            params=[tenant, consumer]))},
+            params=[tenant, consumer])},
     }  # fmt: skip
 
 
@@ -284,18 +310,30 @@ def _with_lifecycle(paths: dict[str, Any]) -> dict[str, Any]:
     feed = paths["/feed/v1/tenants/{tenant}/events"]["get"]
     feed["description"] = _EVENT_SEMANTICS
     feed["responses"]["409"] = {
-        "description": "The cursor is beyond the newest event (`head_cursor` says where it is)",
+        "description": (
+            "The cursor is of another tenant's feed, or beyond the newest event "
+            "(`head_cursor` says where that is)"
+        ),
         "content": {PROBLEM_JSON: {"schema": _ref(m.ProblemDetails)}},
     }
     return paths
 
 
-@cache
-def _document() -> dict[str, Any]:
+def _cursor_param() -> dict[str, Any]:
+    return {
+        "name": "after", "in": "query", "required": False,
+        "description": "a `next_cursor` this feed handed out; anything else is a 400",
+        "schema": {"type": "string", "pattern": schema_rules.CURSOR_PATTERN},
+    }  # fmt: skip
+
+
+@lru_cache(maxsize=2)
+def _document(today: date) -> dict[str, Any]:
     models = [(x, "validation") for x in (*_REQUESTS, *_LIFECYCLE_REQUESTS)] + [
         (x, "serialization") for x in (*_RESPONSES, *_LIFECYCLE_RESPONSES)
     ]
     _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
+    schema_rules.apply(defs["$defs"], today)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -315,11 +353,14 @@ def _document() -> dict[str, Any]:
                                 "description": "the gateway's admin token"},
                 "feedBearer": {"type": "http", "scheme": "bearer",
                                "description": "a feed consumer's token (one tenant)"},
+                "metricsBearer": {"type": "http", "scheme": "bearer",
+                                  "description": "the gateway's `metrics_token`"},
             },
         },
     }  # fmt: skip
 
 
 def document() -> dict[str, Any]:
-    """The OpenAPI document (built once per process; callers must not mutate it)."""
-    return _document()
+    """The OpenAPI document (built once a day: `valid_until`'s pattern names tomorrow;
+    callers must not mutate it)."""
+    return _document(datetime.now(UTC).date())

@@ -21,12 +21,12 @@ from typing import IO, Final
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway.keys.location import find_signing_key
 from gateway.keys.signing import (
     SigningKeyError,
     load_public_key,
     load_signing_key,
     public_key_pem,
-    signing_key_path,
 )
 from gateway.ledger.checkpoint import (
     CheckpointError,
@@ -69,7 +69,7 @@ def _trusted_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey, bool]:
     """The key to verify with, and whether it came from the auditor rather than the data dir."""
     if args.public_key:
         return _load_trusted(args.public_key), True
-    path = signing_key_path(_data_dir(args))
+    path = find_signing_key(_data_dir(args))
     if not path.is_file():
         raise _UsageError(f"no signing key at {path}; pass --public-key FILE")
     return load_signing_key(path).public_key(), False
@@ -209,7 +209,7 @@ def _run_prove(args: argparse.Namespace) -> int:
 
 
 def _run_pubkey(args: argparse.Namespace) -> int:
-    path = signing_key_path(_data_dir(args))
+    path = find_signing_key(_data_dir(args))
     if not path.is_file():
         raise _UsageError(f"no signing key at {path} (it is created by the first ledger append)")
     public = load_signing_key(path).public_key()

@@ -28,7 +28,9 @@ from aiohttp import web
 
 from connectors.registry import connector_type
 from gateway.api.app import make_app
+from gateway.api.protocol import start_site
 from gateway.runtime.config import Settings
+from gateway.runtime.logs import configure_logging
 from gateway.runtime.services import Services
 
 DEMO_TENANT: Final = "demo"
@@ -55,12 +57,11 @@ class DemoResult:
 
 
 async def _start_site(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{bound}"
+    # The same connection layer as `sluis serve`: limits, problem bodies for unparsable
+    # requests, one log line for each instead of a traceback. No access log: the demo's
+    # output is its report.
+    runner, site = await start_site(app, "127.0.0.1", port, access_log=None)
+    return runner, f"http://127.0.0.1:{site.port}"
 
 
 class _Api:
@@ -264,6 +265,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.employees < 1 or args.employees > 1_000_000:
         print("sluis demo: --employees must be between 1 and 1,000,000", file=sys.stderr)
         return 2
+    configure_logging("text", "INFO")
     try:
         return asyncio.run(_main(args))
     except KeyboardInterrupt:

@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
-import socket
 import sys
 from typing import Any
 
 from aiohttp import web
 
 from connectors.registry import connector_type, known_types
+from gateway.api.protocol import start_site
+from gateway.runtime.logs import configure_logging
 
 MAX_EMPLOYEES = 1_000_000
 
@@ -52,29 +53,14 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket, bound here so that `--port 0` can report the port it got."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def _serve(args: argparse.Namespace) -> None:
     kind = connector_type(args.vendor)
     app: web.Application = kind.emulator(people=args.employees, seed=args.seed)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    # The gateway's own connection layer: limits, and a problem body plus one quiet log
+    # line for a request that cannot be parsed, instead of an echo and a traceback.
+    runner, site = await start_site(app, args.host, args.port, access_log=None)
     try:
-        sock = _listen(args.host, args.port)
-        await web.SockSite(runner, sock).start()
-        port = sock.getsockname()[1]
+        port = site.port
         host = f"[{args.host}]" if ":" in args.host else args.host
         root = f"http://{host}:{port}"
         token = next(iter(kind.emulator_credentials.values()), "")
@@ -105,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
             "authentication, and anyone who can reach it can change the emulated data",
             file=sys.stderr,
         )
+    configure_logging("text", "WARNING")
     try:
         asyncio.run(_serve(args))
     except OSError as exc:

@@ -3,63 +3,91 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 import sys
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
-
 from gateway.api.app import AccessLogger, make_app
+from gateway.api.protocol import HttpLimits, start_site
 from gateway.keys.master import SecretError
-from gateway.runtime.config import ConfigError, load_settings
-from gateway.runtime.services import ADMIN_TOKEN_FILE, Services
+from gateway.keys.signing import SigningKeyError
+from gateway.runtime.config import ConfigError, Settings, load_settings
+from gateway.runtime.logs import configure_logging
+from gateway.runtime.services import Services, admin_token_path
 from gateway.sync.scheduler import resume_context, scheduler_context
 
-
-class _QuietProtocolErrors(logging.Filter):
-    """aiohttp logs a malformed HTTP request with a traceback that quotes the offending
-    bytes; a request nobody could parse deserves one plain line, and its bytes (whatever a
-    client sent) stay out of the log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
-            record.msg, record.args = "rejected a malformed HTTP request", ()
-            record.exc_info, record.exc_text = None, None
-        return True
+log = logging.getLogger("sluis.serve")
 
 
-def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiohttp.server").addFilter(_QuietProtocolErrors())
-    try:
-        settings = load_settings(args.config)
-        services = Services.open(settings)
-    except (ConfigError, SecretError) as exc:
-        print(f"sluis serve: {exc}", file=sys.stderr)
-        return 2
-    if not settings.admin_token:
-        print(
-            "sluis serve: no admin_token configured (SLUIS_ADMIN_TOKEN): the admin token is "
-            f"in {settings.data_dir / ADMIN_TOKEN_FILE}",
-            file=sys.stderr,
-        )
+async def _serve(services: Services) -> None:
+    """Listen until SIGINT or SIGTERM, then stop: sites first, then the app's cleanup."""
+    settings = services.settings
     app = make_app(services)
     # The scheduler resumes runs a previous process left half-way; without it, resume them
     # once (a run left "running" would block its connector for good).
     app.cleanup_ctx.append(
         scheduler_context(services) if settings.scheduler else resume_context(services)
     )
+    limits = HttpLimits(
+        header_timeout=settings.header_timeout, max_connections=settings.max_connections
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner, site = await start_site(
+        app, settings.host, settings.port, limits, access_log_class=AccessLogger
+    )
     try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            print=None,
-            access_log_class=AccessLogger,
-        )
+        log.info("listening on %s", site.name)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"sluis serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        services = Services.open(settings)
+    except (SecretError, SigningKeyError, OSError) as exc:
+        print(f"sluis serve: {_reason(exc)}", file=sys.stderr)
+        return 2
+    _announce(settings)
+    try:
+        asyncio.run(_serve(services))
+    except OSError as exc:  # the port is taken, the host is not ours
+        print(f"sluis serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     finally:
         services.close()
     return 0
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename or 'data directory'}: {exc.strerror}"
+    return str(exc)
+
+
+def _announce(settings: Settings) -> None:
+    if not settings.admin_token:
+        print(
+            "sluis serve: no admin_token configured (SLUIS_ADMIN_TOKEN): the admin token is "
+            f"in {admin_token_path(settings)}",
+            file=sys.stderr,
+        )
+    if settings.metrics_token is None and settings.host not in {"127.0.0.1", "::1", "localhost"}:
+        log.warning("/metrics is open to anyone who reaches %s; set metrics_token", settings.host)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,15 +7,15 @@ is a 403.
 
 Paging: events have a per-tenant sequence number; a page holds the next `limit` events
 (1..1000, default 100) after the cursor, in sequence order, so pages never overlap and never
-skip. The cursor is opaque to consumers: the URL-safe base64 (unpadded) of
-`v2:<seq>:<tenant tag>`, the sequence number of the last event the page passed over and 8
-hex digits of a hash of the tenant id. `next_cursor` is always returned, and equals the
-request's cursor when nothing is new, so a consumer polls with it forever. Two mistakes
-used to look exactly like "nothing new" and are now refused, so a consumer cannot wait
-forever on them: a cursor of another tenant's feed (`CursorMismatch`, told by the tag;
-cursors of the earlier form `v1:<seq>` carry no tag and are still accepted) and a cursor
-beyond the newest event (`CursorBeyondHead`: not handed out by this feed as it now is, e.g.
-a restored backup or another gateway).
+skip. The cursor is opaque to consumers: `v2.<seq>.<tenant tag>`, the sequence number of the
+last event the page passed over and 8 hex digits of a hash of the tenant id (plain text, so
+that the OpenAPI document can state its exact form). `next_cursor` is always returned, and
+equals the request's cursor when nothing is new, so a consumer polls with it forever. Two
+mistakes used to look exactly like "nothing new" and are now refused, so a consumer cannot
+wait forever on them: a cursor of another tenant's feed (`CursorMismatch`, told by the tag;
+cursors of the earlier form, base64url of `v1:<seq>`, carry no tag and are still accepted)
+and a cursor beyond the newest event (`CursorBeyondHead`: not handed out by this feed as it
+now is, e.g. a restored backup or another gateway).
 
 Revocation is checked before every page: an event is delivered only if its source connector
 has an active instruction *now* for the connector's current mapping (`require_active`, asked
@@ -66,10 +66,13 @@ from gateway.store.records import Consumer, FeedRow, Instruction, NotFound
 from gateway.sync.instructions import InstructionRefused, require_active
 from gateway.tenancy import token_hash
 
-CURSOR_VERSION: Final = "v2:"
 MAX_TOKEN_LENGTH: Final = 512
-_CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]{1,40}")
-_CURSOR_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})|v2:(0|[1-9][0-9]{0,17}):([0-9a-f]{8})")
+#: `v2.<seq>.<tenant tag>`: plain text, so that the OpenAPI document can state its exact
+#: form (`gateway.api.schema_rules`); consumers treat it as opaque all the same.
+_CURSOR_V2 = re.compile(r"v2\.(0|[1-9][0-9]{0,17})\.([0-9a-f]{8})")
+#: The first gateways handed out base64url(`v1:<seq>`); still read, never written.
+_CURSOR_V1_TEXT = re.compile(r"[A-Za-z0-9_-]{1,40}")
+_CURSOR_V1_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})")
 _JSON: Final = orjson.OPT_UTC_Z
 _ALL_FIELDS: Final = frozenset(EGRESS_FIELDS)
 
@@ -114,8 +117,7 @@ def _tenant_tag(tenant: str) -> str:
 
 
 def encode_cursor(seq: int, tenant: str) -> str:
-    text = f"{CURSOR_VERSION}{seq}:{_tenant_tag(tenant)}"
-    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+    return f"v2.{seq}.{_tenant_tag(tenant)}"
 
 
 def decode_cursor(cursor: str | None, tenant: str) -> int:
@@ -124,20 +126,21 @@ def decode_cursor(cursor: str | None, tenant: str) -> int:
     if cursor is None:
         return 0
     bad = BadCursor("`after` is not a cursor this feed handed out")
-    if _CURSOR_TEXT.fullmatch(cursor) is None:
+    v2 = _CURSOR_V2.fullmatch(cursor)
+    if v2 is not None:
+        if v2.group(2) != _tenant_tag(tenant):
+            raise CursorMismatch("`after` is a cursor of another tenant's feed, not of this one")
+        return int(v2.group(1))
+    if _CURSOR_V1_TEXT.fullmatch(cursor) is None:
         raise bad
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad from None
-    match = _CURSOR_BODY.fullmatch(text)
-    if match is None:
+    v1 = _CURSOR_V1_BODY.fullmatch(text)
+    if v1 is None:
         raise bad
-    if match.group(1) is not None:
-        return int(match.group(1))
-    if match.group(3) != _tenant_tag(tenant):
-        raise CursorMismatch("`after` is a cursor of another tenant's feed, not of this one")
-    return int(match.group(2))
+    return int(v1.group(1))
 
 
 @dataclass

@@ -220,10 +220,35 @@ _TOML_AT = re.compile(r"\(at line (\d+), column \d+\)")
 _TOML_TWICE = re.compile(r"Cannot (?:declare|overwrite a value) \(?'?([^)]*?)'?\)? twice")
 
 
+#: Deepest nesting of tables and arrays a mapping may have; real ones use three levels.
+MAX_NESTING: Final = 16
+
+
+def _too_deep(raw: dict[str, Any]) -> tuple[str, ...] | None:
+    """The key path where `raw` first nests deeper than `MAX_NESTING`, or None.
+
+    Iterative, so that the check itself cannot overflow the stack it protects."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(raw, ())]
+    while stack:
+        node, loc = stack.pop()
+        if len(loc) > MAX_NESTING:
+            return loc
+        if isinstance(node, dict):
+            stack.extend((v, (*loc, str(k))) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*loc, str(i))) for i, v in enumerate(node))
+    return None
+
+
 def parse_mapping(text: str, path: str = "<mapping>") -> Mapping:
     """Validate mapping text (TOML); `path` only labels error messages."""
+    deep = MappingError(path, None, "", f"nested more than {MAX_NESTING} levels deep")
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        # tomllib parses arrays and inline tables recursively: a few hundred levels of
+        # `[[[...` exhaust the stack before any check of ours could run.
+        raise deep from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         at = _TOML_AT.search(msg)
@@ -233,6 +258,9 @@ def parse_mapping(text: str, path: str = "<mapping>") -> Mapping:
             problem = f"mapped twice: {problem}"
         raise MappingError(path, line, "", f"bad TOML: {problem}") from None
     locate = _Locator(text)
+    too_deep = _too_deep(raw)
+    if too_deep is not None:
+        raise MappingError(path, locate(too_deep[:1]), too_deep[0], deep.problem)
     _refuse_wildcards(raw, path, locate)
     try:
         doc = _MappingFile.model_validate(raw)

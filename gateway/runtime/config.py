@@ -1,19 +1,25 @@
 """Gateway configuration: a small TOML file, overridable by environment variables.
 
 ```toml
-data_dir = "sluis-data"        # SQLite database, ledger signing key, master key file
+data_dir = "sluis-data"        # SQLite database
+key_dir = "sluis-data-keys"    # master key and ledger signing key (default: beside data_dir)
 host = "127.0.0.1"
 port = 8080
 admin_token = "..."            # bootstrap admin bearer token (or SLUIS_ADMIN_TOKEN)
-master_key = "base64..."       # 32 bytes (or SLUIS_MASTER_KEY; else data_dir/master.key)
+master_key = "base64..."       # 32 bytes (or SLUIS_MASTER_KEY; else key_dir/master.key)
+metrics_token = "..."          # bearer token /metrics asks for (or SLUIS_METRICS_TOKEN)
 scheduler = true               # run each connector on its interval
 allow_private_sources = false  # true lets connectors reach loopback/private addresses
 resume_concurrency = 4         # interrupted runs resumed at the same time at start
 ledger_name = "gw.example.com/sluis"  # origin prefix of tenant logs (default: from the key)
+header_timeout = 15.0          # seconds for a client to send a request head (and idle time)
+max_connections = 512          # open client connections at most; more get a 503
+log_format = "text"            # or "json": one object per line
+log_level = "INFO"             # DEBUG, INFO, WARNING, ERROR
 ```
 
-Secrets are better given through the environment than written in the file. Errors name the
-file and the setting.
+Secrets are better given through the environment than written in the file. Errors name
+where the bad value came from: the file and the setting, or the environment variable.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.keys.location import default_key_dir
 from gateway.keys.signing import LOG_NAME_PATTERN
 
 ENV_PREFIX = "SLUIS_"
@@ -38,10 +45,14 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path = Path("sluis-data")
+    #: Where the master key and the ledger signing key live; None: `default_key_dir`.
+    key_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     admin_token: str | None = Field(default=None, min_length=16, repr=False)
     master_key: str | None = Field(default=None, repr=False)
+    #: Bearer token `/metrics` requires; None leaves it open (bind to a private address).
+    metrics_token: str | None = Field(default=None, min_length=16, repr=False)
     scheduler: bool = True
     #: Let connectors reach loopback and private addresses (local emulators, a LAN system).
     allow_private_sources: bool = False
@@ -53,20 +64,32 @@ class Settings(BaseModel):
     #: signing key. Applies to logs begun after it is set; a log never changes its origin.
     ledger_name: str | None = Field(default=None, pattern=LOG_NAME_PATTERN)
 
+    header_timeout: float = Field(default=15.0, gt=0, le=3600)
+    max_connections: int = Field(default=512, ge=1, le=1_000_000)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-_ENV_KEYS = (
-    "data_dir", "host", "port", "admin_token", "master_key", "scheduler", "allow_private_sources",
-    "resume_concurrency", "ledger_name",
-)  # fmt: skip
+    @property
+    def keys(self) -> Path:
+        """The key directory in effect."""
+        return self.key_dir if self.key_dir is not None else default_key_dir(self.data_dir)
+
+
+_ENV_KEYS = tuple(Settings.model_fields)
+
+
+def _case_level(raw: dict[str, Any]) -> None:
+    level = raw.get("log_level")
+    if isinstance(level, str):
+        raw["log_level"] = level.upper()
 
 
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Settings from `path` (optional) with `SLUIS_*` environment variables on top."""
     env = dict(os.environ) if env is None else env
     raw: dict[str, Any] = {}
-    where = "environment"
+    from_env: set[str] = set()
     if path is not None:
-        where = str(path)
         try:
             raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
@@ -77,9 +100,15 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         value = env.get(ENV_PREFIX + key.upper())
         if value is not None and value != "":
             raw[key] = value
+            from_env.add(key)
+    _case_level(raw)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors(include_input=False)[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{where}: {field}: {err['msg']}") from None
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] in from_env:
+            where = ENV_PREFIX + loc[0].upper()
+        else:
+            where = f"{path if path is not None else 'configuration'}: {'.'.join(loc)}"
+        raise ConfigError(f"{where}: {err['msg']}") from None

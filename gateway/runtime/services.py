@@ -4,6 +4,8 @@ the scheduler and the CLI: store, secret box, ledger signer, sync engine, metric
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -12,8 +14,14 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.base import RetryPolicy
-from gateway.keys.master import SecretBox, load_or_create_master_key, parse_master_key
-from gateway.keys.signing import load_or_create_signing_key
+from gateway.keys.location import MASTER_KEY_FILE, KeyFile, locate
+from gateway.keys.master import (
+    SecretBox,
+    SecretError,
+    load_or_create_master_key,
+    parse_master_key,
+)
+from gateway.keys.signing import SIGNING_KEY_FILE, load_or_create_signing_key
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.log import Ledger
 from gateway.runtime.config import Settings
@@ -21,12 +29,79 @@ from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector
 from gateway.store.protocols import Store
 from gateway.store.sqlite import SqliteStore
 from gateway.sync.engine import PageHook, SyncEngine, utcnow
+from gateway.tenancy import subject_key
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
+DB_FILE = "sluis.db"
+
+log = logging.getLogger("sluis.keys")
+
+
+def _open_keys(settings: Settings) -> tuple[SecretBox, CheckpointSigner]:
+    """The master key (environment, else key file) and the ledger signing key, each made on
+    first use in the key directory; a warning for every key file left beside the database."""
+    data_dir, key_dir = settings.data_dir, settings.keys
+    if _inside(key_dir, data_dir):
+        log.warning("key_dir %s is inside the data directory; keep keys apart from data", key_dir)
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if settings.master_key:
+        master = parse_master_key(settings.master_key)
+    else:
+        found = locate(MASTER_KEY_FILE, data_dir, key_dir)
+        _warn_co_located(found, key_dir)
+        master = load_or_create_master_key(found.path)
+    signing = locate(SIGNING_KEY_FILE, data_dir, key_dir)
+    _warn_co_located(signing, key_dir)
+    key = load_or_create_signing_key(signing.path.parent)
+    return SecretBox(master), CheckpointSigner(key, settings.ledger_name)
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    return path.resolve().is_relative_to(directory.resolve())
+
+
+def _warn_co_located(found: KeyFile, key_dir: Path) -> None:
+    if found.co_located and not _inside(key_dir, found.path.parent):
+        log.warning(
+            "%s lies in the data directory beside the database; move it to %s",
+            found.path,
+            key_dir,
+        )
+
+
+def _private_database(path: Path) -> Path:
+    """The database file, its WAL and shared-memory files owner-only (0600). SQLite makes
+    the -wal and -shm files with the database file's mode, so a new one is created 0600
+    before SQLite opens it; files of an older installation are narrowed."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
+    return path
+
+
+def _check_master_key(store: Store, box: SecretBox) -> None:
+    """Refuse a master key that does not open the stored secrets: every sync and every new
+    connector would fail later, one by one, while /readyz said ready."""
+    for tenant in store.list_tenants():
+        try:
+            subject_key(box, tenant)
+        except SecretError:
+            raise SecretError(
+                f"the master key does not open the stored secrets (tenant {tenant.id}); "
+                "give the master key this data directory was created with"
+            ) from None
+
+
+def admin_token_path(settings: Settings) -> Path:
+    """Where the made-up bootstrap admin token is kept: with the keys (an older
+    installation's stays in the data directory)."""
+    return locate(ADMIN_TOKEN_FILE, settings.data_dir, settings.keys).path
 
 
 def _load_or_create_token(path: Path) -> str:
-    """The bootstrap admin token kept in the data directory (owner-only), made on first use,
+    """The bootstrap admin token kept in a file (owner-only), made on first use,
     so that it survives restarts without ever being written to a log."""
     try:
         return path.read_text(encoding="ascii").strip()
@@ -62,14 +137,13 @@ class Services:
         data_dir = settings.data_dir
         # Owner-only: the database holds names and work emails (minimised, but personal).
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        master = (
-            parse_master_key(settings.master_key)
-            if settings.master_key
-            else load_or_create_master_key(data_dir / "master.key")
-        )
-        box = SecretBox(master)
-        signer = CheckpointSigner(load_or_create_signing_key(data_dir), settings.ledger_name)
-        store: Store = SqliteStore(data_dir / "sluis.db")
+        box, signer = _open_keys(settings)
+        store: Store = SqliteStore(_private_database(data_dir / DB_FILE))
+        try:
+            _check_master_key(store, box)
+        except BaseException:
+            store.close()
+            raise
         metrics = GatewayMetrics()
         engine = SyncEngine(
             store,
@@ -81,7 +155,7 @@ class Services:
             after_page=after_page,
             allow_private_sources=settings.allow_private_sources,
         )
-        token = settings.admin_token or _load_or_create_token(data_dir / ADMIN_TOKEN_FILE)
+        token = settings.admin_token or _load_or_create_token(admin_token_path(settings))
         services = cls(settings, store, box, signer, engine, metrics, token, clock)
         metrics.state_reader = services.metrics_state
         return services

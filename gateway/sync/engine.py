@@ -230,6 +230,7 @@ class SyncEngine:
         ctype = record.type
         status: RunStatus = "failed"
         error: str | None = None
+        kind = "unknown"
         state: _RunState | None = None
         try:
             instruction = await asyncio.to_thread(
@@ -247,6 +248,7 @@ class SyncEngine:
             status, error = "stopped", str(paused)
         except ConnectorError as exc:
             status, error = "failed", str(exc)
+            kind = exc.kind
         except asyncio.CancelledError:
             # Shutting down: the run keeps its claim on the connector and its cursor, and
             # `resume_interrupted` carries it on at the next start, as after a crash.
@@ -255,7 +257,15 @@ class SyncEngine:
         except Exception as exc:
             log.exception("sync run %s failed", run.id)
             status, error = "failed", f"internal error ({type(exc).__name__})"
+            kind = "internal"
         finished = await asyncio.to_thread(self._finish, run, status, state, error)
+        if status == "failed":
+            # Ids and the kind of failure only: the error text can quote a source's words.
+            ids = {"tenant": run.tenant, "connector": run.connector, "run_id": run.id}
+            log.warning(
+                "sync run %s of %s/%s failed: %s", run.id, run.tenant, run.connector, kind,
+                extra={**ids, "error_kind": kind},
+            )  # fmt: skip
         self.metrics.syncs.labels(ctype, status).inc()
         self.metrics.sync_duration.labels(ctype).observe(time.monotonic() - started)
         return finished

@@ -62,7 +62,7 @@ async def test_a_cursor_of_another_tenant_is_a_problem(api: Api, services: Servi
     insert_events(services, "globex", 5)
     theirs = (await api.get(FEED.format("globex"), token=globex, params={"limit": 2})).body
     mixed = await api.get(FEED.format("acme"), token=acme, params={"after": theirs["next_cursor"]})
-    assert mixed.status == 400
+    assert mixed.status == 409
     assert mixed.body["type"] == "urn:sluis:problem:cursor-other-tenant"
     assert "another tenant" in mixed.body["detail"]
     assert "globex" not in mixed.text
