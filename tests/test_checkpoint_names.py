@@ -99,7 +99,7 @@ def test_the_ledger_name_setting(tmp_path: Path) -> None:
     assert signer.origin_for("acme") == "gw.example.com/sluis/acme"
     for bad in ("https://gw.example.com/sluis", "gw example", "a+b/c", "gw.example.com/"):
         assert not re.fullmatch(LOG_NAME_PATTERN, bad)
-        with pytest.raises(ConfigError, match="ledger_name"):
+        with pytest.raises(ConfigError, match="SLUIS_LEDGER_NAME"):
             load_settings(None, {"SLUIS_LEDGER_NAME": bad})
 
 
