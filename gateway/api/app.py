@@ -21,7 +21,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder
 
 from gateway.api.admin import make_admin_app
 from gateway.api.feed import make_feed_app
@@ -106,8 +106,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 def metrics_handler(services: Services) -> Handler:
     """Prometheus exposition, behind `metrics_token` when one is set: the labels name
-    tenants and connectors, which is more than an anonymous caller should learn."""
-    expose = make_aiohttp_handler(services.metrics.registry)
+    tenants and connectors, which is more than an anonymous caller should learn.
+
+    Collecting reads the store (ledger sizes, last successes), which waits while a page
+    commits, so it runs in a worker thread: a scrape never stalls the event loop."""
+    registry = services.metrics.registry
     expected = services.settings.metrics_token
 
     async def metrics(request: web.Request) -> StreamResponse:
@@ -115,7 +118,9 @@ def metrics_handler(services: Services) -> Handler:
             given = bearer_token(request)
             if given is None or not same_secret(given, expected):
                 raise unauthorized("metrics", "a valid metrics bearer token is required")
-        return await expose(request)
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = await asyncio.to_thread(encode, registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     return metrics
 

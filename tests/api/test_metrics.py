@@ -146,3 +146,35 @@ async def test_refusals_name_tenant_and_connector(api: Api) -> None:
     assert sample(text, refusals, tenant="acme", connector="crm", reason="revoked") == 1
     assert sample(text, refusals, tenant="acme", connector="crm", reason="missing") == 0
     assert sample(text, refusals, reason="missing") is None
+
+
+async def test_a_scrape_waiting_for_the_store_does_not_stall_the_gateway(
+    api: Api, services: Services
+) -> None:
+    """Collecting reads the store; while a page commit holds it, other requests go on."""
+    import asyncio
+    import threading
+    import time
+
+    await make_tenant(api)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_store() -> None:
+        with services.store.transaction():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_store)
+    holder.start()
+    try:
+        assert held.wait(5)
+        started = time.monotonic()
+        scraping = asyncio.ensure_future(api.get("/metrics"))
+        await asyncio.sleep(0.2)
+        assert (await api.get("/healthz")).status == 200  # the loop serves others...
+        assert time.monotonic() - started < 3.0  # (the store is held for up to 10 s)
+        assert not scraping.done()  # ...while the scrape waits for the store
+    finally:
+        release.set()
+        holder.join()
+    assert (await scraping).status == 200
