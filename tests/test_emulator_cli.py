@@ -190,3 +190,18 @@ async def test_a_busy_port_is_a_clear_error(afas: Emulator) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"cannot listen" in err and b"Traceback" not in err
+
+
+async def test_a_malformed_request_gets_a_problem_that_quotes_nothing(afas: Emulator) -> None:
+    """The same connection layer as `sluis serve`: no echo of the request, no traceback."""
+    port = int(afas.base_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nAuthorization: Bearer " + b"s3cr3t" * 4000 + b"\r\n\r\n")
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(65536), 10)
+    writer.close()
+    code, err = await stop(afas)
+    assert code == 0
+    assert b"application/problem+json" in reply and b"s3cr3t" not in reply
+    assert "Traceback" not in err and "s3cr3t" not in err
+    assert err.count("refused a malformed HTTP request") == 1

@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
             "authentication, and anyone who can reach it can change the emulated data",
             file=sys.stderr,
         )
-    configure_logging("text", "WARNING")
+    configure_logging("text", "INFO")
     try:
         asyncio.run(_serve(args))
     except OSError as exc:
