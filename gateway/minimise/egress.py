@@ -12,10 +12,12 @@ quarantine reports and logs, where personal data must not go.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Annotated, Final
 
+import idna
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from gateway.minimise import guard
@@ -96,10 +98,22 @@ def clean_text(value: str, field: str = "value") -> str:
 
 
 def clean_email(value: str, field: str = "email") -> str:
-    """Trim, lower-case (after NFC) and check the syntax of a work email address."""
+    """Trim, normalise and check the syntax of a work email address.
+
+    The local part is NFC-normalised and lower-cased. The domain is NFKC-normalised (so
+    full-width letters and dots become `example.nl`, as email-validator and browsers do),
+    its ideographic full stops become dots, and it is lower-cased; then every label
+    must be valid IDNA: an `xn--` A-label must decode to a valid U-label, and a non-ASCII
+    U-label must be one. A full-width at-sign is not an at-sign (email-validator refuses it
+    too). The domain check is cached per distinct domain: an export has few of them.
+    """
     value = value.strip()
     if not value.isascii():
-        value = unicodedata.normalize("NFC", value)
+        local, at, domain = value.rpartition("@")
+        if at:
+            value = unicodedata.normalize("NFC", local) + at + _unicode_domain(domain)
+        else:
+            value = unicodedata.normalize("NFC", value)
     value = value.lower()
     if len(value) > MAX_EMAIL_LENGTH:
         raise InvalidValue(field, f"longer than {MAX_EMAIL_LENGTH} characters")
@@ -107,18 +121,39 @@ def clean_email(value: str, field: str = "email") -> str:
         if FORBIDDEN_CHARS.search(value):
             raise InvalidValue(field, "contains a control character")
         raise InvalidValue(field, "not a valid email address")
-    at = value.index("@")
-    domain = value[at + 1 :]
-    if "_" in domain or ("--" in domain and not _hyphens_ok(domain)):
+    split = value.index("@")
+    if not _domain_ok(value[split + 1 :]):
         raise InvalidValue(field, "not a valid email address")
-    if at > MAX_EMAIL_LOCAL_LENGTH:
+    if split > MAX_EMAIL_LOCAL_LENGTH:
         raise InvalidValue(field, f"local part longer than {MAX_EMAIL_LOCAL_LENGTH} characters")
     return value
 
 
-def _hyphens_ok(domain: str) -> bool:
-    # "--" in the third and fourth place is reserved for IDNA A-labels (RFC 5891 4.2.3.1).
-    return all(label[2:4] != "--" or label.startswith("xn--") for label in domain.split("."))
+#: Label separators UTS-46 maps to a full stop; NFKC already maps the full-width one.
+_DOTS: Final = str.maketrans({"\u3002": ".", "\uff61": "."})
+
+
+@functools.lru_cache(maxsize=4096)
+def _unicode_domain(domain: str) -> str:
+    if domain.isascii():
+        return domain
+    return unicodedata.normalize("NFKC", domain).translate(_DOTS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _domain_ok(domain: str) -> bool:
+    """Underscores, reserved hyphens and IDNA validity of a (syntax-checked) domain."""
+    if "_" in domain:
+        return False
+    if domain.isascii() and "--" not in domain:
+        return True
+    try:
+        idna.encode(domain)
+    except (idna.IDNAError, UnicodeError):
+        # Reserved "--" in the third and fourth place (RFC 5891 4.2.3.1), an A-label that
+        # does not decode, or decodes to something IDNA forbids; a disallowed code point.
+        return False
+    return True
 
 
 def _text(value: str) -> str:
