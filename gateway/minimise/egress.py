@@ -47,13 +47,15 @@ FORBIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066
 
 # Dot-atom local part (RFC 5322) with UTF-8 letters allowed (RFC 6531); a domain of at least
 # two labels, letters/digits/hyphens (no underscore, checked apart: it keeps the pattern
-# fast), no leading or trailing hyphen, a non-numeric TLD.
+# fast), no leading or trailing hyphen, a non-numeric TLD. The two parts are matched apart
+# so that the domain's verdict can be cached.
 # Quoted local parts and IP literals are refused: no HR or CRM system issues those as
 # work addresses, and they are a favourite of injection payloads.
 _ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]"
 _LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
 _TLD = r"(?:[^\W\d_]{2,63}|xn--[\w-]{1,59})"
-_EMAIL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}").fullmatch
+_LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*").fullmatch
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)+{_TLD}").fullmatch
 
 
 MAX_FIELD_NAME_LENGTH: Final = 64
@@ -117,14 +119,12 @@ def clean_email(value: str, field: str = "email") -> str:
     value = value.lower()
     if len(value) > MAX_EMAIL_LENGTH:
         raise InvalidValue(field, f"longer than {MAX_EMAIL_LENGTH} characters")
-    if _EMAIL(value) is None:
+    local, at, domain = value.rpartition("@")
+    if not at or _LOCAL(local) is None or not _domain_ok(domain):
         if FORBIDDEN_CHARS.search(value):
             raise InvalidValue(field, "contains a control character")
         raise InvalidValue(field, "not a valid email address")
-    split = value.index("@")
-    if not _domain_ok(value[split + 1 :]):
-        raise InvalidValue(field, "not a valid email address")
-    if split > MAX_EMAIL_LOCAL_LENGTH:
+    if len(local) > MAX_EMAIL_LOCAL_LENGTH:
         raise InvalidValue(field, f"local part longer than {MAX_EMAIL_LOCAL_LENGTH} characters")
     return value
 
@@ -142,8 +142,8 @@ def _unicode_domain(domain: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _domain_ok(domain: str) -> bool:
-    """Underscores, reserved hyphens and IDNA validity of a (syntax-checked) domain."""
-    if "_" in domain:
+    """Syntax, underscores, reserved hyphens and IDNA validity of a lower-cased domain."""
+    if "_" in domain or _DOMAIN(domain) is None:
         return False
     if domain.isascii() and "--" not in domain:
         return True
