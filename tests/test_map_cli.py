@@ -6,7 +6,9 @@ import csv
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -228,3 +230,31 @@ def test_a_json_document_gets_a_clear_error_not_a_flood_of_quarantine(tmp_path: 
     assert run.returncode == 2
     assert b"not JSON Lines" in run.stderr and b"jq -c" in run.stderr
     assert b"123456782" not in run.stderr
+
+
+def test_records_are_projected_as_they_are_read() -> None:
+    """No chunk of parsed records is held: each is written before the next one is read."""
+    from gateway.minimise.mapping import load_mapping
+    from gateway.minimise.projector import Projector
+    from gateway.offline.batch import map_stream
+
+    consumed = 0
+
+    def records() -> Iterator[tuple[int, object]]:
+        nonlocal consumed
+        for line, row in enumerate(employees(60, seed=5), start=1):
+            consumed += 1
+            yield line, row
+
+    seen_at_write: list[int] = []
+
+    class Out(io.BytesIO):
+        def write(self, data: Any) -> int:
+            seen_at_write.append(consumed)
+            return super().write(data)
+
+    out = Out()
+    summary = map_stream(Projector(load_mapping(AFAS), b"k" * 32), records(), out)
+    assert summary.read == 60 and len(seen_at_write) == summary.written > 50
+    assert seen_at_write == sorted(set(seen_at_write)) and seen_at_write[0] <= 2
+    assert len(out.getvalue().splitlines()) == summary.written
