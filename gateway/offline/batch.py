@@ -86,8 +86,9 @@ class ChunkResult:
     output: bytes
     bad: list[tuple[int, str]]
     tally: Tally
-    #: The worker's mapped fields not seen so far (cumulative: intersect them all).
-    unseen: frozenset[str]
+    #: The worker's mapped fields not seen so far (cumulative: intersect them all), or
+    #: None while the worker has seen no record.
+    unseen: frozenset[str] | None
 
 
 @dataclass
@@ -168,7 +169,7 @@ def _compact(dropped: Counter[str]) -> None:
     dropped.update(tidy)
 
 
-def add_tally(summary: MapSummary, tally: Tally, unseen: Iterable[str]) -> None:
+def add_tally(summary: MapSummary, tally: Tally, unseen: Iterable[str] | None) -> None:
     """Fold a stretch's counts into the run's summary (stretches come in input order)."""
     summary.read += tally.read
     summary.written += tally.written
@@ -176,7 +177,7 @@ def add_tally(summary: MapSummary, tally: Tally, unseen: Iterable[str]) -> None:
     merge_dropped(summary.dropped, tally.dropped)
     summary.ids.extend(tally.ids)
     summary.id_lines.extend(tally.id_lines)
-    if tally.read:
+    if unseen is not None:
         summary.unseen = set(unseen) if summary.unseen is None else summary.unseen & set(unseen)
 
 
@@ -211,7 +212,7 @@ def map_stream(
             quarantine_out.write(orjson.dumps({"line": line, "reason": reason}) + b"\n")
 
     tally = map_items(projector, records, out.write, reject)
-    add_tally(summary, tally, projector.unseen_source_fields)
+    add_tally(summary, tally, projector.unseen_source_fields if projector.records_seen else None)
     return summary
 
 
@@ -231,7 +232,7 @@ def _work(job: tuple[int, bytes | None, int]) -> ChunkResult:
     bad: list[tuple[int, str]] = []
     items = parse_jsonl_lines(numbered, max_line_bytes)
     tally = map_items(projector, items, parts.append, lambda line, why: bad.append((line, why)))
-    unseen = frozenset(projector.unseen_source_fields)
+    unseen = frozenset(projector.unseen_source_fields) if projector.records_seen else None
     return ChunkResult(output=b"".join(parts), bad=bad, tally=tally, unseen=unseen)
 
 
