@@ -95,3 +95,11 @@ class GatewayMetrics:
             ["tenant", "connector"],
             registry=r,
         )
+        # Mapping health (mapperf): source field names are mapping config, never data.
+        self.mapping_fields_unseen = Gauge(
+            "sluis_mapping_fields_unseen",
+            "Mapped source fields that no record of a connector's last sync held "
+            "(a typo in the mapping, or a field the source does not send).",
+            ["tenant", "connector"],
+            registry=r,
+        )
