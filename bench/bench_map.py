@@ -178,7 +178,7 @@ def main() -> None:
                 if argv is not None:
                     best[name] = min(best.get(name, (1e9, 0)), timed(argv, work / "out"))
         q_cmd = [*sluis, "--key-file", str(key), "--input", str(quarter), "-o", str(work / "q")]
-        best["sluis (1/4 file)"] = timed(q_cmd, work / "log")
+        best["sluis (par., 1/4)"] = timed(q_cmd, work / "log")
         print(f"input: {args.records:,} records, {size_mb:.0f} MB (best of {args.repeat})")
         print(f"{'tool':<18}{'seconds':>9}{'records/s':>12}{'RSS MiB (sum)':>15}")
         for name, (secs, rss) in best.items():
