@@ -1,10 +1,12 @@
 """`sluis map`: minimise an export offline, to preview a mapping on one's own data.
 
-Streams a JSONL or CSV export through a compiled mapping and writes Subject JSONL, in
-constant memory. Bad records are quarantined with their line number and a reason (never
-their content) and the run goes on; the summary on stderr says what was read, written,
-quarantined and dropped. An output file is written to a temporary name and renamed at the
-end, so an interrupted run never leaves a half-written file that looks complete.
+Streams a JSONL or CSV export through a compiled mapping and writes Subject JSONL, one
+record at a time (16 bytes a record are kept, to find repeated identities). Bad records
+are quarantined with their line number and a reason (never their content) and the run
+goes on; the summary on stderr says what was read, written, quarantined and dropped, and
+warns about mapped fields no record holds and about repeated identities. An output file
+is written to a temporary name and renamed at the end, so an interrupted run never leaves
+a half-written file that looks complete.
 """
 
 from __future__ import annotations

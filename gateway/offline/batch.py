@@ -1,8 +1,8 @@
-"""Minimising a whole export without a server: chunks, summaries and worker processes.
+"""Minimising a whole export without a server: the record loop, summaries and workers.
 
 `sluis map` (gateway.cli.map) reads a file with `gateway.offline.readers` and hands the
-records here. The single-process and the parallel path share `map_chunk`, so their output,
-quarantine and summary are identical (the tests compare them).
+records here, one at a time. The single-process and the parallel path share `map_items`,
+so their output, quarantine and summary are identical (the tests compare them).
 """
 
 from __future__ import annotations
