@@ -120,7 +120,13 @@ def clean_email(value: str, field: str = "email") -> str:
     if len(value) > MAX_EMAIL_LENGTH:
         raise InvalidValue(field, f"longer than {MAX_EMAIL_LENGTH} characters")
     local, at, domain = value.rpartition("@")
-    if not at or _LOCAL(local) is None or not _domain_ok(domain):
+    ok = _DOMAIN_VERDICTS.get(domain) if at else False
+    if ok is None:
+        ok = _domain_ok(domain)
+        if len(_DOMAIN_VERDICTS) >= MAX_CACHED_DOMAINS:
+            _DOMAIN_VERDICTS.clear()
+        _DOMAIN_VERDICTS[domain] = ok
+    if not ok or _LOCAL(local) is None:
         if FORBIDDEN_CHARS.search(value):
             raise InvalidValue(field, "contains a control character")
         raise InvalidValue(field, "not a valid email address")
@@ -140,7 +146,12 @@ def _unicode_domain(domain: str) -> str:
     return unicodedata.normalize("NFKC", domain).translate(_DOTS)
 
 
-@functools.lru_cache(maxsize=4096)
+#: Domain → verdict of `_domain_ok`. An export has few distinct domains; a plain dict is
+#: the cheapest lookup on the hot path (cleared when full, so it stays bounded).
+_DOMAIN_VERDICTS: dict[str, bool] = {}
+MAX_CACHED_DOMAINS: Final = 4096
+
+
 def _domain_ok(domain: str) -> bool:
     """Syntax, underscores, reserved hyphens and IDNA validity of a lower-cased domain."""
     if "_" in domain or _DOMAIN(domain) is None:
