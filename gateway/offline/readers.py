@@ -57,7 +57,9 @@ def iter_lines(
     """
     readline = stream.readline
     limit = max_line_bytes + 2  # the line, a carriage return and the newline
-    line = readline(limit)
+    # The first read leaves room for a byte-order mark, so that the line after it is
+    # judged by the same limit as every other line.
+    line = readline(limit + len(_BOM)) if strip_bom else readline(limit)
     if strip_bom and line.startswith(_BOM):
         line = line[len(_BOM) :]
         if not line:
