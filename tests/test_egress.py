@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import idna
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
@@ -98,30 +99,96 @@ def test_clean_email_rejects(bad: str) -> None:
     assert bad.strip() == "" or bad not in str(info.value)
 
 
-_LOCAL_CHARS = st.sampled_from([*"abcxyz019.-_+'!#~éüßø", "ễ", "ı", "ł", " ", "@", "\x01"])
-_DOMAIN_CHARS = st.sampled_from([*"abcz09-._", "ü", "é"])
+def _a_label(label: str) -> str:
+    try:
+        return idna.encode(label).decode()
+    except idna.IDNAError:
+        return "xn--" + label.encode("punycode").decode()
 
 
-@settings(max_examples=400)
+_LOCAL_CHARS = st.sampled_from([*"abcxyz019.-_+'!#~éüßø", "ễ", "ı", "ł", " ", "@", "\x01", "ｕ"])
+_DOMAIN_CHARS = st.sampled_from([*"abcz09-._", "ü", "é", "ß", "ı"])
+#: Label shapes that trip a hand-written domain check: A-labels (valid ones and random
+#: "xn--" tails that may not decode, or decode to code points IDNA forbids), full-width
+#: letters and dots, ideographic full stops, a full-width at-sign, reserved hyphens.
+_RANDOM_A_LABEL = st.builds(
+    "xn--{}".format, st.text(st.sampled_from([*"abkvz019-"]), min_size=1, max_size=10)
+)
+_U_CHARS = st.sampled_from([*"abcü", "é", "ß", "ø", "ж"])
+_VALID_A_LABEL = st.text(_U_CHARS, min_size=1, max_size=8).map(_a_label)
+_FULL_WIDTH_CHARS = st.sampled_from([*"ｅｘａｍｐｌｅＮＬ", "．", "。", "｡", "－"])
+_FULL_WIDTH = st.text(_FULL_WIDTH_CHARS, min_size=1, max_size=8)
+_LABEL = st.one_of(
+    st.text(_DOMAIN_CHARS, min_size=0, max_size=14),
+    _RANDOM_A_LABEL,
+    _VALID_A_LABEL,
+    _FULL_WIDTH,
+    st.sampled_from(["ab--cd", "a--b", "xn--", "-x", "x-"]),
+)
+
+
+@settings(max_examples=600)
 @given(
     local=st.text(_LOCAL_CHARS, min_size=0, max_size=12),
-    domain=st.text(_DOMAIN_CHARS, min_size=0, max_size=14),
-    tld=st.sampled_from(["nl", "com", "museum", "1", "n", "xn--p1ai"]),
+    labels=st.lists(_LABEL, min_size=1, max_size=3),
+    at=st.sampled_from(["@", "@", "@", "＠"]),
+    tld=st.sampled_from(["nl", "com", "museum", "1", "n", "xn--p1ai", "xn--zz", "ｎｌ", "рф"]),
 )
 def test_every_email_we_accept_is_accepted_by_email_validator(
-    local: str, domain: str, tld: str
+    local: str, labels: list[str], at: str, tld: str
 ) -> None:
-    """Cross-check the hot-path syntax check against the email-validator library."""
-    address = f"{local}@{domain}.{tld}"
+    """Cross-check the hot-path check against the email-validator library: whatever we
+    accept, it accepts, as the same address (we keep A-labels as A-labels; it shows
+    U-labels, so domains are compared in their ASCII form)."""
+    address = f"{local}{at}{'.'.join(labels)}.{tld}"
     try:
         ours = clean_email(address)
     except InvalidValue:
         return
     try:
         theirs = validate_email(ours, check_deliverability=False, test_environment=True)
+        raw = validate_email(address.strip(), check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:  # pragma: no cover - a disagreement is the failure
         pytest.fail(f"we accepted {ours!r}, email-validator says: {exc}")
     assert theirs.local_part.lower() == ours.rpartition("@")[0]
+    assert theirs.ascii_domain == raw.ascii_domain.lower()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "user@xn--zz.nl",  # does not decode
+        "user@xn--a.nl",  # decodes to a control character
+        "user@xn--ls8h.la",  # decodes to an emoji, which IDNA 2008 forbids
+        "user@xn--bcher-kva-.nl",  # trailing hyphen
+        "user@sub.xn--zz",  # in the top-level label
+        "user@ab--cd.nl",  # reserved hyphens outside an A-label
+        "user＠example.nl",  # a full-width at-sign is not an at-sign
+        "user@bü_cher.nl",
+    ],
+)
+def test_invalid_idna_domains_are_rejected(bad: str) -> None:
+    with pytest.raises(InvalidValue, match="not a valid email address"):
+        clean_email(bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("user@ｅｘａｍｐｌｅ.ｎｌ", "user@example.nl"),
+        ("user@ＥＸＡＭＰＬＥ．ＮＬ", "user@example.nl"),
+        ("user@example。nl", "user@example.nl"),
+        ("user@bücher.nl", "user@bücher.nl"),
+        ("user@xn--bcher-kva.nl", "user@xn--bcher-kva.nl"),
+        ("user@XN--BCHER-KVA.NL", "user@xn--bcher-kva.nl"),
+        ("ünal@ｂüｃｈｅｒ.nl", "ünal@bücher.nl"),
+    ],
+)
+def test_full_width_domains_are_normalised(raw: str, clean: str) -> None:
+    assert clean_email(raw) == clean
+    assert validate_email(raw, check_deliverability=False, test_environment=True).ascii_domain == (
+        idna.encode(clean.rpartition("@")[2]).decode()
+    )
 
 
 def test_subject_applies_the_same_rules() -> None:

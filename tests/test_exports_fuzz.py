@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gateway.minimise.mapping import load_mapping
 from gateway.minimise.projector import Projector
 from gateway.offline.batch import map_stream
-from gateway.offline.readers import ExportError, Malformed, read_csv, read_jsonl
+from gateway.offline.readers import ExportError, Malformed, iter_lines, read_csv, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECTOR = Projector(
@@ -57,3 +57,32 @@ def test_csv_bytes(data: bytes) -> None:
 @given(st.one_of(jsonish, st.binary(max_size=300)))
 def test_jsonl_bytes(data: bytes) -> None:
     _drain(read_jsonl(io.BytesIO(data)))
+
+
+def _reference_lines(data: bytes, max_line_bytes: int) -> list[bytes | None]:
+    """What `iter_lines` promises, written the obvious (whole-file) way."""
+    parts = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    return [None if len(p) > max_line_bytes else p.removesuffix(b"\r") for p in parts]
+
+
+@settings(max_examples=400)
+@given(
+    lines=st.lists(
+        st.tuples(st.integers(0, 14), st.sampled_from([b"\n", b"\r\n", b"\r\r\n"])), max_size=8
+    ),
+    bom=st.booleans(),
+    last_newline=st.booleans(),
+)
+def test_iter_lines_agrees_with_splitting_the_whole_file(
+    lines: list[tuple[int, bytes]], bom: bool, last_newline: bool
+) -> None:
+    """Lengths around the limit (10), a byte-order mark before an overlong first line,
+    carriage returns, a last line without its newline."""
+    data = b"\xef\xbb\xbf" if bom else b""
+    for n, (length, ending) in enumerate(lines):
+        data += bytes([97 + n]) * length + ending
+    if lines and not last_newline:
+        data = data.removesuffix(lines[-1][1])
+    assert list(iter_lines(io.BytesIO(data), 10)) == _reference_lines(data, 10)

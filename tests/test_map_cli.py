@@ -6,7 +6,9 @@ import csv
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -228,3 +230,109 @@ def test_a_json_document_gets_a_clear_error_not_a_flood_of_quarantine(tmp_path: 
     assert run.returncode == 2
     assert b"not JSON Lines" in run.stderr and b"jq -c" in run.stderr
     assert b"123456782" not in run.stderr
+
+
+def test_records_are_projected_as_they_are_read() -> None:
+    """No chunk of parsed records is held: each is written before the next one is read."""
+    from gateway.minimise.mapping import load_mapping
+    from gateway.minimise.projector import Projector
+    from gateway.offline.batch import map_stream
+
+    consumed = 0
+
+    def records() -> Iterator[tuple[int, object]]:
+        nonlocal consumed
+        for line, row in enumerate(employees(60, seed=5), start=1):
+            consumed += 1
+            yield line, row
+
+    seen_at_write: list[int] = []
+
+    class Out(io.BytesIO):
+        def write(self, data: Any) -> int:
+            seen_at_write.append(consumed)
+            return super().write(data)
+
+    out = Out()
+    summary = map_stream(Projector(load_mapping(AFAS), b"k" * 32), records(), out)
+    assert summary.read == 60 and len(seen_at_write) == summary.written > 50
+    assert seen_at_write == sorted(set(seen_at_write)) and seen_at_write[0] <= 2
+    assert len(out.getvalue().splitlines()) == summary.written
+
+
+def test_a_mapped_field_missing_from_the_export_and_repeated_identities_are_warned(
+    tmp_path: Path, key_file: Path
+) -> None:
+    """A typo (`Functe`) used to empty job_title for everyone, silently, with exit 0."""
+    mapping = tmp_path / "typo.toml"
+    text = Path(AFAS).read_text()
+    mapping.write_text(text.replace('source = "Functie"', 'source = "Functe"'))
+    typo_line = text.splitlines().index('source = "Functie"') + 1
+    rows = list(employees(2500, seed=4))
+    rows.insert(1200, dict(rows[7]))  # the same person twice, far apart
+    rows.append(dict(rows[2000]))
+    src = tmp_path / "export.jsonl"
+    src.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    errs = []
+    for jobs in ("1", "2"):
+        run = sluis("map", "-m", str(mapping), "-i", str(src), "-o", str(tmp_path / "o"),
+                    "--key-file", str(key_file), "--jobs", jobs)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        errs.append(run.stderr.decode())
+    assert errs[0] == errs[1]
+    err = errs[0]
+    assert f"warning: {mapping}:{typo_line}: fields.job_title: source field 'Functe'" in err
+    assert "job_title is empty for everyone" in err
+    assert "Functie" in err.split("source fields dropped")[1]  # the real column: dropped
+    assert "2 records repeat the identity (Medewerker)" in " ".join(err.split())
+    assert "lines 8, 1,201; lines 2,001, 2,502" in " ".join(err.split())
+    assert rows[7]["Medewerker"] not in err and str(rows[7]["Achternaam"]) not in err
+
+
+def test_a_mapping_that_matches_the_export_gives_no_warning(tmp_path: Path) -> None:
+    src, _ = _export(tmp_path, 50)
+    run = sluis("map", "-m", AFAS, "-i", str(src), "-o", str(tmp_path / "o"))
+    assert run.returncode == 0 and b"warning" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("empty.jsonl", b"", "blank lines"),
+        ("blank.jsonl", b"\n  \n\r\n", "blank lines"),
+        ("header.csv", b"Medewerker;Voornaam;Email_werk\r\n", "a header row"),
+    ],
+)
+def test_an_empty_export_says_so(tmp_path: Path, name: str, content: bytes, kind: str) -> None:
+    src = tmp_path / name
+    src.write_bytes(content)
+    run = sluis("map", "-m", AFAS, "-i", str(src), "-o", str(tmp_path / "o"))
+    assert run.returncode == 0
+    assert f"sluis map: no records in {src}: the input is empty or holds only {kind}" in (
+        run.stderr.decode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "what"),
+    [
+        ("export.xlsx", b"PK\x03\x04\x14\x00\x06\x00", "Excel workbook (.xlsx)"),
+        ("export.csv", b"PK\x03\x04\x14\x00\x06\x00", "Excel workbook (.xlsx)"),
+        ("export.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00", "old-style Excel workbook (.xls)"),
+        ("export.jsonl.gz", b"\x1f\x8b\x08\x00", "gzip-compressed"),
+    ],
+)
+def test_a_workbook_gets_told_how_to_export_csv(
+    tmp_path: Path, name: str, head: bytes, what: str
+) -> None:
+    src = tmp_path / name
+    src.write_bytes(head + b"\x00\x01Medewerker 123456782" * 50)
+    out = tmp_path / "o.jsonl"
+    for args in (["-i", str(src)], ["--format", "csv"]):
+        stdin = src.read_bytes() if "-i" not in args else None
+        run = sluis("map", "-m", AFAS, *args, "-o", str(out), stdin=stdin)
+        assert run.returncode == 2
+        err = run.stderr.decode()
+        assert what in err and "Save As" in err and "CSV UTF-8" in err
+        assert "Traceback" not in err and "123456782" not in err and "quarantined" not in err
+        assert not out.exists()

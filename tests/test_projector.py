@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,47 @@ def test_nested_sources_and_dropped_paths() -> None:
 )
 def test_safe_field_name(name: str, shown: str) -> None:
     assert safe_field_name(name) == shown
+
+
+@pytest.mark.parametrize("key", [KEY, b"a much longer key than one sha256 block holds, " * 3])
+def test_subject_id_is_hmac_sha256_over_namespace_and_identity(
+    afas_mapping_path: Path, key: bytes
+) -> None:
+    """The hot path hashes the HMAC pads once; the ids must stay exactly RFC 2104's."""
+    projector = Projector(load_mapping(afas_mapping_path), key, today=TODAY)
+    out = projector.project(_row(Medewerker=" 100042 "))
+    expected = hmac.new(key, b"afas.employee\x00100042", "sha256").digest()[:16].hex()
+    assert isinstance(out, dict) and out["subject_id"] == expected
+    assert projector.subject_id("100042") == expected
+
+
+def test_cached_verdicts_are_given_every_time(afas: Projector) -> None:
+    """Values are checked once per distinct value; a refusal still refuses every record."""
+    bad = "Teamleider (bel 06-12345678)"
+    for _ in range(3):
+        out = afas.project(_row(Functie=bad))
+        assert isinstance(out, Rejected) and out.reason.startswith("job_title: holds")
+        good = afas.project(_row(Functie="  Teamleider  "))
+        assert isinstance(good, dict) and good["job_title"] == "Teamleider"
+    for _ in range(2):
+        assert isinstance(afas.project(_row(Datum_uit_dienst="gisteren")), Rejected)
+        assert afas.project(_row(Datum_uit_dienst="2020-01-01"))["active"] is False  # type: ignore[index]
+
+
+def test_mapped_fields_missing_from_every_record_are_reported(afas_mapping_path: Path) -> None:
+    text = afas_mapping_path.read_text().replace('source = "Functie"', 'source = "Functe"')
+    projector = Projector(parse_mapping(text), KEY, today=TODAY)
+    projector.project_page(employees(20, seed=1))
+    assert projector.records_seen == 20
+    assert projector.unseen_source_fields == ["Functe"]
+
+
+def test_nested_fields_count_as_seen_when_present() -> None:
+    mapping = parse_mapping(
+        'connector = "crm"\n[identity]\nfields = ["id"]\n'
+        '[fields.email]\nsource = "properties.email"\ncategory = "user.contact.email"\n'
+        '[fields.first_name]\nsource = "properties.firstnam"\ncategory = "user.name.first"\n'
+    )
+    projector = Projector(mapping, KEY)
+    projector.project_page([{"id": "1", "properties": {"email": None, "firstname": "A"}}])
+    assert projector.unseen_source_fields == ["properties.firstnam"]

@@ -1,10 +1,12 @@
 """`sluis map`: minimise an export offline, to preview a mapping on one's own data.
 
-Streams a JSONL or CSV export through a compiled mapping and writes Subject JSONL, in
-constant memory. Bad records are quarantined with their line number and a reason (never
-their content) and the run goes on; the summary on stderr says what was read, written,
-quarantined and dropped. An output file is written to a temporary name and renamed at the
-end, so an interrupted run never leaves a half-written file that looks complete.
+Streams a JSONL or CSV export through a compiled mapping and writes Subject JSONL, one
+record at a time (16 bytes a record are kept, to find repeated identities). Bad records
+are quarantined with their line number and a reason (never their content) and the run
+goes on; the summary on stderr says what was read, written, quarantined and dropped, and
+warns about mapped fields no record holds and about repeated identities. An output file
+is written to a temporary name and renamed at the end, so an interrupted run never leaves
+a half-written file that looks complete.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import textwrap
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
 
 from gateway.keys import subject as keys
 from gateway.minimise.mapping import Mapping, MappingError, load_mapping
@@ -75,7 +77,76 @@ def format_summary(summary: MapSummary, mapping: Mapping, stats: ReadStats, fmt:
                 f"in {label}: {names}", 92, initial_indent="    ", subsequent_indent="      "
             )
         )
+    lines.extend(warnings(summary, mapping))
     return "\n".join(lines)
+
+
+def warnings(summary: MapSummary, mapping: Mapping) -> list[str]:
+    """What looks wrong with the mapping or the export: names, lines and counts, no values."""
+    found: list[str] = []
+    for name in sorted(summary.unseen or ()):
+        line = _line_of(mapping.path, name)
+        where = f"{mapping.path}:{line}" if line else mapping.path
+        role, effect = _role(mapping, name)
+        found.append(
+            f"  warning: {where}: {role}: source field {name!r} is in no record of the input "
+            f"(a typo in the mapping, or a column the export lacks?){effect}"
+        )
+    extra, groups = summary.duplicates()
+    if extra:
+        shown = "; ".join("lines " + ", ".join(f"{n:,}" for n in lines) for lines in groups[:5])
+        more = " …" if len(groups) > 5 else ""
+        found.extend(
+            textwrap.wrap(
+                f"warning: {extra:,} record{'s' if extra != 1 else ''} repeat the identity "
+                f"({', '.join(mapping.identity.fields)}) of an earlier record, so one subject "
+                f"id occurs more than once in the output: {shown}{more}",
+                92,
+                initial_indent="  ",
+                subsequent_indent="    ",
+            )
+        )
+    return found
+
+
+def _role(mapping: Mapping, source: str) -> tuple[str, str]:
+    """Where a mapping uses a source field, and what its absence does to the output."""
+    if source in mapping.identity.fields:
+        return "identity", ", so every record is quarantined"
+    for name, rule in mapping.fields.items():
+        if source in rule.sources:
+            alone = len(rule.sources) == 1
+            return f"fields.{name}", f", so {name} is empty for everyone" if alone else ""
+    return "leaver", ", so no one counts as a leaver by it"
+
+
+def _line_of(path: str, source: str) -> int | None:
+    """The first line of the mapping file that names `source` as a quoted string."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    quoted = (f'"{source}"', f"'{source}'")
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = line.split("#", 1)[0] if "#" not in source else line
+        if any(q in code for q in quoted):
+            return number
+    return None
+
+
+#: File signatures of formats people export by mistake, and what to do instead.
+_NOT_AN_EXPORT: Final = (
+    (b"PK\x03\x04", "a zip file, such as an Excel workbook (.xlsx)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old-style Excel workbook (.xls)"),
+    (b"\x1f\x8b", "gzip-compressed (unpack it first)"),
+)
+
+
+def _not_an_export(head: bytes) -> str | None:
+    for magic, what in _NOT_AN_EXPORT:
+        if head.startswith(magic):
+            return what
+    return None
 
 
 def _fail(message: str) -> int:
@@ -117,6 +188,13 @@ def _run(args: argparse.Namespace) -> int:
             source = stack.enter_context(_open_input(args.input))
         except OSError as exc:
             return _fail(f"{args.input}: cannot open the input ({exc.strerror})")
+        wrong = _not_an_export(_peek(source))
+        if wrong is not None:
+            return _fail(
+                f"{args.input}: this is {wrong}, not CSV or JSON Lines. Export CSV instead: "
+                'in Excel, File > Save As > "CSV UTF-8 (comma delimited) (*.csv)", or choose '
+                "CSV in the HR system's export"
+            )
         fmt: Format = args.format or detect_format(
             None if args.input == "-" else args.input, _peek(source)
         )
@@ -147,6 +225,13 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(f"{args.input}: {exc}")
         except OSError as exc:
             return _fail(f"{args.output}: cannot write ({exc.strerror})")
+    if summary.read == 0:
+        # Exit 0: an empty incremental export is a normal thing for a script to map.
+        print(
+            f"sluis map: no records in {args.input}: the input is empty"
+            + (" or holds only a header row" if fmt == "csv" else " or holds only blank lines"),
+            file=sys.stderr,
+        )
     print(format_summary(summary, mapping, stats, fmt), file=sys.stderr)
     return 0
 

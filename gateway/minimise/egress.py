@@ -19,10 +19,12 @@ quarantine reports and logs, where personal data must not go.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Annotated, Final
 
+import idna
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic reads TypedDicts from here before 3.12
 
@@ -88,13 +90,15 @@ FORBIDDEN_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066
 
 # Dot-atom local part (RFC 5322) with UTF-8 letters allowed (RFC 6531); a domain of at least
 # two labels, letters/digits/hyphens (no underscore, checked apart: it keeps the pattern
-# fast), no leading or trailing hyphen, a non-numeric TLD.
+# fast), no leading or trailing hyphen, a non-numeric TLD. The two parts are matched apart
+# so that the domain's verdict can be cached.
 # Quoted local parts and IP literals are refused: no HR or CRM system issues those as
 # work addresses, and they are a favourite of injection payloads.
 _ATEXT = r"[\w!#$%&'*+/=?^`{|}~-]"
 _LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
 _TLD = r"(?:[^\W\d_]{2,63}|xn--[\w-]{1,59})"
-_EMAIL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}").fullmatch
+_LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*").fullmatch
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)+{_TLD}").fullmatch
 
 
 MAX_FIELD_NAME_LENGTH: Final = 64
@@ -139,29 +143,71 @@ def clean_text(value: str, field: str = "value") -> str:
 
 
 def clean_email(value: str, field: str = "email") -> str:
-    """Trim, lower-case (after NFC) and check the syntax of a work email address."""
+    """Trim, normalise and check the syntax of a work email address.
+
+    The local part is NFC-normalised and lower-cased. The domain is NFKC-normalised (so
+    full-width letters and dots become `example.nl`, as email-validator and browsers do),
+    its ideographic full stops become dots, and it is lower-cased; then every label
+    must be valid IDNA: an `xn--` A-label must decode to a valid U-label, and a non-ASCII
+    U-label must be one. A full-width at-sign is not an at-sign (email-validator refuses it
+    too). The domain check is cached per distinct domain: an export has few of them.
+    """
     value = value.strip()
     if not value.isascii():
-        value = unicodedata.normalize("NFC", value)
+        local, at, domain = value.rpartition("@")
+        if at:
+            value = unicodedata.normalize("NFC", local) + at + _unicode_domain(domain)
+        else:
+            value = unicodedata.normalize("NFC", value)
     value = value.lower()
     if len(value) > MAX_EMAIL_LENGTH:
         raise InvalidValue(field, f"longer than {MAX_EMAIL_LENGTH} characters")
-    if _EMAIL(value) is None:
+    local, at, domain = value.rpartition("@")
+    ok = _DOMAIN_VERDICTS.get(domain) if at else False
+    if ok is None:
+        ok = _domain_ok(domain)
+        if len(_DOMAIN_VERDICTS) >= MAX_CACHED_DOMAINS:
+            _DOMAIN_VERDICTS.clear()
+        _DOMAIN_VERDICTS[domain] = ok
+    if not ok or _LOCAL(local) is None:
         if FORBIDDEN_CHARS.search(value):
             raise InvalidValue(field, "contains a control character")
         raise InvalidValue(field, "not a valid email address")
-    at = value.index("@")
-    domain = value[at + 1 :]
-    if "_" in domain or ("--" in domain and not _hyphens_ok(domain)):
-        raise InvalidValue(field, "not a valid email address")
-    if at > MAX_EMAIL_LOCAL_LENGTH:
+    if len(local) > MAX_EMAIL_LOCAL_LENGTH:
         raise InvalidValue(field, f"local part longer than {MAX_EMAIL_LOCAL_LENGTH} characters")
     return value
 
 
-def _hyphens_ok(domain: str) -> bool:
-    # "--" in the third and fourth place is reserved for IDNA A-labels (RFC 5891 4.2.3.1).
-    return all(label[2:4] != "--" or label.startswith("xn--") for label in domain.split("."))
+#: Label separators UTS-46 maps to a full stop; NFKC already maps the full-width one.
+_DOTS: Final = str.maketrans({"\u3002": ".", "\uff61": "."})
+
+
+@functools.lru_cache(maxsize=4096)
+def _unicode_domain(domain: str) -> str:
+    if domain.isascii():
+        return domain
+    return unicodedata.normalize("NFKC", domain).translate(_DOTS)
+
+
+#: Domain → verdict of `_domain_ok`. An export has few distinct domains; a plain dict is
+#: the cheapest lookup on the hot path (cleared when full, so it stays bounded).
+_DOMAIN_VERDICTS: dict[str, bool] = {}
+MAX_CACHED_DOMAINS: Final = 4096
+
+
+def _domain_ok(domain: str) -> bool:
+    """Syntax, underscores, reserved hyphens and IDNA validity of a lower-cased domain."""
+    if "_" in domain or _DOMAIN(domain) is None:
+        return False
+    if domain.isascii() and "--" not in domain:
+        return True
+    try:
+        idna.encode(domain)
+    except (idna.IDNAError, UnicodeError):
+        # Reserved "--" in the third and fourth place (RFC 5891 4.2.3.1), an A-label that
+        # does not decode, or decodes to something IDNA forbids; a disallowed code point.
+        return False
+    return True
 
 
 def _text(value: str) -> str:

@@ -11,17 +11,13 @@ Candidates are found with our own patterns (runs of digits, IBAN-shaped tokens, 
 then confirmed by the libraries that know the rules: python-stdnum checks the BSN
 eleven-test and the IBAN mod-97 check digits, phonenumbers decides what is a valid phone
 number in NL. Values without a digit or an @ (nearly all names and titles) cost one
-regex search.
+regex search, and the checking libraries are loaded only when a candidate turns up.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Final
-
-import phonenumbers
-from stdnum import iban as stdnum_iban
-from stdnum.nl import bsn as stdnum_bsn
 
 #: Only values with a digit or an @ can hold any of it; everything else skips the scan.
 CANDIDATE: Final = re.compile(r"[\d@]")
@@ -38,6 +34,12 @@ def sensitive_kinds(value: str) -> list[str]:
     """Kinds of sensitive data found in a name or title value (empty: none)."""
     if not CANDIDATE.search(value):
         return []
+    # Imported on first use: most exports never get here (names and titles hold no digit),
+    # and `sluis map` starts faster without loading the phone number metadata.
+    import phonenumbers  # noqa: PLC0415
+    from stdnum import iban as stdnum_iban  # noqa: PLC0415
+    from stdnum.nl import bsn as stdnum_bsn  # noqa: PLC0415
+
     found: list[str] = []
     for match in _BSN.finditer(value):
         if stdnum_bsn.is_valid(re.sub(r"\D", "", match.group())):

@@ -13,7 +13,7 @@ an employee number or an email, unlike a plain hash.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +35,9 @@ from gateway.minimise.mapping import FieldRule, LeaverRule, Mapping
 
 #: Distinct dropped field names tracked per run; the rest are counted as `OTHER_FIELDS`.
 MAX_TRACKED_NAMES: Final = 1000
+#: Distinct raw values whose verdict each field remembers (names and titles repeat a lot
+#: within an export; the verdict is a pure function of the value). Cleared when full.
+MAX_CACHED_VALUES: Final = 8192
 OTHER_FIELDS: Final = "<other fields>"
 UNNAMED_FIELD: Final = "<unnamed field>"
 
@@ -73,18 +76,38 @@ class Projector:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"a subject key needs at least {MIN_KEY_BYTES} bytes of material")
         self.mapping = mapping
-        self._hmac = hmac.new(bytes(key), digestmod="sha256")
+        # HMAC-SHA256 (RFC 2104) with the key pads hashed once and the namespace already
+        # absorbed: per record that leaves two hash copies, which is what `hmac` does
+        # too, without its per-call Python overhead. Same bytes as `hmac.new(key, ...)`.
+        block = bytes(key) if len(key) <= 64 else hashlib.sha256(bytes(key)).digest()
+        block = block.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        self._inner.update(mapping.identity.namespace.encode() + b"\x00")
         self._today = today or datetime.now(UTC).date()
-        self._namespace = mapping.identity.namespace.encode() + b"\x00"
         self._identity = [(name, _getter(name)) for name in mapping.identity.fields]
+        ids = mapping.identity.fields
+        self._one_id = ids[0] if len(ids) == 1 and "." not in ids[0] else ""
         self._fields = [
             (rule.name, rule.required, _field_reader(rule)) for rule in mapping.fields.values()
         ]
-        self._absent = {name: None for name in EGRESS_FIELDS if name not in mapping.fields}
-        self._leavers = [(rule, _getter(rule.field)) for rule in mapping.leavers]
+        absent = {name: None for name in EGRESS_FIELDS if name not in mapping.fields}
+        # Every Subject dict is a copy of this one (keys in output order), filled in: one
+        # allocation of the right size instead of growing a dict key by key.
+        self._template: dict[str, Any] = {
+            "subject_id": None,
+            **dict.fromkeys(mapping.fields),
+            **absent,
+            "active": True,
+        }
+        self._leavers = [self._leaver_check(rule) for rule in mapping.leavers]
         self._tree = _path_tree(mapping.source_fields)
         self._flat = all(sub is _LEAF for sub in self._tree.values())
         self._top = frozenset(self._tree)
+        #: Mapped source fields not yet present in any record seen by this projector.
+        self._unseen = {path: _present(path) for path in mapping.source_fields}
+        #: Records (objects) this projector has looked at.
+        self.records_seen = 0
 
     @property
     def source_fields(self) -> frozenset[str]:
@@ -93,14 +116,76 @@ class Projector:
 
     def subject_id(self, *values: str) -> str:
         """The keyed pseudonym for identity values (in the mapping's identity order)."""
-        mac = self._hmac.copy()
-        mac.update(self._namespace + "\x1f".join(values).encode())
-        return mac.digest()[:16].hex()
+        return self._mac("\x1f".join(values))
+
+    def _mac(self, joined: str) -> str:
+        inner = self._inner.copy()
+        inner.update(joined.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16].hex()
+
+    @property
+    def unseen_source_fields(self) -> list[str]:
+        """Mapped source fields absent from every record so far (a typo in the mapping?).
+
+        Meaningful once `records_seen` is above zero. Names come from the mapping (config),
+        never from the data.
+        """
+        return sorted(self._unseen)
+
+    def note_fields(self, record: dict[str, Any]) -> None:
+        """Count one record and strike the mapped fields it holds off the unseen list."""
+        self.records_seen += 1
+        if self._unseen:
+            for path in [p for p, present in self._unseen.items() if present(record)]:
+                del self._unseen[path]
+
+    def note_layout(self, keys: Iterable[str], records: int) -> None:
+        """`note_fields` for `records` records of one flat key layout (flat mappings only)."""
+        self.records_seen += records
+        if self._unseen:
+            for name in self._unseen.keys() & set(keys):
+                del self._unseen[name]
 
     def project(self, record: Any) -> dict[str, Any] | Rejected:
         """One source record → a Subject dict (all egress keys) or the reason it was refused."""
         if type(record) is not dict:
             return Rejected(f"record is {_kind(record)}, not an object")
+        # One flat text identity field (the usual case) takes two lines; anything else,
+        # and every way to fail, takes `_identity_of`.
+        value = record.get(self._one_id) if self._one_id else None
+        if type(value) is str and (value := value.strip()):
+            joined = value
+        else:
+            found = self._identity_of(record)
+            if type(found) is Rejected:
+                return found
+            joined = found  # type: ignore[assignment]
+        inner = self._inner.copy()
+        inner.update(joined.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        out = self._template.copy()
+        out["subject_id"] = outer.digest()[:16].hex()
+        try:
+            for name, required, read in self._fields:
+                value = read(record)
+                if value is None and required:
+                    return Rejected(f"{name} is required but missing")
+                out[name] = value
+            active = True
+            for has_left in self._leavers:
+                if has_left(record):
+                    active = False
+                    break
+        except InvalidValue as exc:
+            return Rejected(str(exc))
+        out["active"] = active
+        return out
+
+    def _identity_of(self, record: dict[str, Any]) -> str | Rejected:
+        """The identity values joined for the subject id, or why there are none."""
         ids = []
         for name, get in self._identity:
             value = get(record)
@@ -114,26 +199,7 @@ class Projector:
             if not value:
                 return Rejected(f"identity field {name} is empty")
             ids.append(value)
-        mac = self._hmac.copy()
-        mac.update(self._namespace + "\x1f".join(ids).encode())
-        out: dict[str, Any] = {"subject_id": mac.digest()[:16].hex()}
-        try:
-            for name, required, read in self._fields:
-                value = read(record)
-                if value is None and required:
-                    return Rejected(f"{name} is required but missing")
-                out[name] = value
-            active = True
-            for leaver, get in self._leavers:
-                if self._has_left(leaver, get(record)):
-                    active = False
-                    break
-        except InvalidValue as exc:
-            return Rejected(str(exc))
-        if self._absent:
-            out.update(self._absent)
-        out["active"] = active
-        return out
+        return "\x1f".join(ids)
 
     def dropped_names(self, record: dict[str, Any]) -> Iterable[str]:
         """Names of the source fields in `record` that the mapping does not read."""
@@ -141,13 +207,31 @@ class Projector:
             return record.keys() - self._top
         return list(_walk_dropped(record, self._tree, ""))
 
+    @property
+    def flat(self) -> bool:
+        """Does the mapping read top-level fields only (so a key layout says it all)?"""
+        return self._flat
+
+    def count_layout(self, keys: tuple[str, ...], records: int, dropped: Counter[str]) -> None:
+        """Count `records` records sharing one key layout: dropped names, seen fields.
+
+        Records of one export nearly always share one layout, so callers compare layouts
+        and call this once per run of equal ones (flat mappings only).
+        """
+        for name in self.dropped_names(dict.fromkeys(keys)):
+            dropped[name] += records
+        self.note_layout(keys, records)
+
+    def count_record(self, record: dict[str, Any], dropped: Counter[str]) -> None:
+        """Count one record's dropped names and seen fields (any mapping)."""
+        dropped.update(self.dropped_names(record))
+        self.note_fields(record)
+
     def project_page(self, records: Iterable[Any]) -> PageResult:
         """Project many records, collecting rejections and dropped-field counts."""
         result = PageResult()
         subjects, rejected, dropped = result.subjects, result.rejected, result.dropped
-        project, dropped_names = self.project, self.dropped_names
-        # Records of one export nearly always share one key layout: count layouts, and
-        # work out which names they drop once per layout instead of once per record.
+        project = self.project
         layout: tuple[str, ...] = ()
         repeats = 0
         for i, record in enumerate(records):
@@ -159,22 +243,46 @@ class Projector:
             if type(record) is not dict:
                 continue
             if not self._flat:
-                dropped.update(dropped_names(record))
+                self.count_record(record, dropped)
                 continue
             keys = tuple(record)
             if keys == layout:
                 repeats += 1
             else:
                 if repeats:
-                    for name in dropped_names(dict.fromkeys(layout)):
-                        dropped[name] += repeats
+                    self.count_layout(layout, repeats, dropped)
                 layout, repeats = keys, 1
         if repeats:
-            for name in dropped_names(dict.fromkeys(layout)):
-                dropped[name] += repeats
+            self.count_layout(layout, repeats, dropped)
         if dropped:
-            result.dropped = _tidy_names(dropped)
+            result.dropped = tidy_names(dropped)
         return result
+
+    def _leaver_check(self, rule: LeaverRule) -> Callable[[dict[str, Any]], bool]:
+        """`record -> has left?` for one leaver rule, cached per distinct text value."""
+        cache: dict[str, bool | str] = {}
+        src = rule.field
+        get = _getter(src)
+        flat = "." not in src
+
+        def has_left(record: dict[str, Any]) -> bool:
+            value = record.get(src) if flat else get(record)
+            if type(value) is not str:
+                return self._has_left(rule, value)
+            verdict = cache.get(value)
+            if verdict is None:
+                try:
+                    verdict = self._has_left(rule, value)
+                except InvalidValue as exc:
+                    verdict = exc.rule
+                if len(cache) >= MAX_CACHED_VALUES:
+                    cache.clear()
+                cache[value] = verdict
+            if verdict is True or verdict is False:
+                return verdict
+            raise InvalidValue(f"leaver field {rule.field}", verdict)
+
+        return has_left
 
     def _has_left(self, rule: LeaverRule, value: Any) -> bool:
         if value is None or value == "":
@@ -196,10 +304,11 @@ def merge_dropped(total: Counter[str], part: Counter[str]) -> None:
     """Add one page's dropped-name counts to a run's, keeping the name set bounded."""
     total.update(part)
     if len(total) > MAX_TRACKED_NAMES:
-        total.update(_tidy_names(total) - total)
+        total.update(tidy_names(total) - total)
 
 
-def _tidy_names(counts: Counter[str]) -> Counter[str]:
+def tidy_names(counts: Counter[str]) -> Counter[str]:
+    """Counts under reportable names, at most `MAX_TRACKED_NAMES` of them."""
     tidy: Counter[str] = Counter()
     for name, n in counts.items():
         tidy[safe_field_name(name)] += n
@@ -249,6 +358,25 @@ def _field_reader(rule: FieldRule) -> Callable[[dict[str, Any]], str | None]:
             return str(value)
         raise InvalidValue(name, f"source {src} is {_kind(value)}, expected text")
 
+    flat = all("." not in src for src in rule.sources)
+    sources = rule.sources
+    if rule.mode == "join" and flat:
+        sep = rule.separator
+
+        def read_join_flat(record: dict[str, Any]) -> str | None:
+            parts = []
+            for src in sources:
+                value = record.get(src)
+                if type(value) is not str:
+                    value = text_of(src, value)
+                    if value is None:
+                        continue
+                if value := value.strip():
+                    parts.append(value)
+            return finish(sep.join(parts)) if parts else None
+
+        return read_join_flat
+
     if rule.mode == "join":
         sep = rule.separator
 
@@ -274,6 +402,22 @@ def _field_reader(rule: FieldRule) -> Callable[[dict[str, Any]], str | None]:
             return finish(value)
 
         return read_one
+
+    if flat:
+
+        def read_first_flat(record: dict[str, Any]) -> str | None:
+            for src in sources:
+                value = record.get(src)
+                if type(value) is not str:
+                    value = text_of(src, value)
+                    if value is None:
+                        continue
+                value = finish(value)
+                if value is not None:
+                    return value
+            return None
+
+        return read_first_flat
 
     def read_first(record: dict[str, Any]) -> str | None:
         for src, get in getters:
@@ -306,7 +450,7 @@ def _finisher(rule: FieldRule) -> Callable[[str], str | None]:
     collapse = "collapse_whitespace" in rule.normalisers
     cases = [_CASES[n] for n in rule.normalisers if n in _CASES]
 
-    def finish(value: str) -> str | None:
+    def clean(value: str) -> str | None:
         value = value.strip()
         if not value:
             return None
@@ -329,7 +473,33 @@ def _finisher(rule: FieldRule) -> Callable[[str], str | None]:
                 raise InvalidValue(name, why)
         return value
 
+    # The verdict (clean value, None, or the broken rule) depends on the raw value only:
+    # remember it, so a title shared by 4,000 people is checked once.
+    cache: dict[str, str | _Refused | None] = {}
+
+    def finish(value: str) -> str | None:
+        try:
+            verdict = cache[value]
+        except KeyError:
+            try:
+                verdict = clean(value)
+            except InvalidValue as exc:
+                verdict = _Refused(exc.rule)
+            if len(cache) >= MAX_CACHED_VALUES:
+                cache.clear()
+            cache[value] = verdict
+        if type(verdict) is _Refused:
+            raise InvalidValue(name, verdict.rule)
+        return verdict  # type: ignore[return-value]
+
     return finish
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A cached verdict: the value broke `rule` (the exception is raised afresh each time)."""
+
+    rule: str
 
 
 _CASES: Final[dict[str, Callable[[str], str]]] = {
@@ -392,3 +562,20 @@ def _walk_dropped(record: dict[str, Any], tree: dict[str, Any], prefix: str) -> 
             yield prefix + str(key)
         elif sub is not _LEAF and isinstance(value, dict):
             yield from _walk_dropped(value, sub, f"{prefix}{key}.")
+
+
+def _present(path: str) -> Callable[[dict[str, Any]], bool]:
+    """`record -> does it hold the key path` (present, whatever the value)."""
+    parts = path.split(".")
+    last = parts[-1]
+    parents = parts[:-1]
+
+    def present(record: dict[str, Any]) -> bool:
+        node: Any = record
+        for part in parents:
+            node = node.get(part)
+            if not isinstance(node, dict):
+                return False
+        return last in node
+
+    return present

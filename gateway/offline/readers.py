@@ -50,42 +50,34 @@ class ReadStats:
 def iter_lines(
     stream: IO[bytes], max_line_bytes: int = MAX_LINE_BYTES, *, strip_bom: bool = True
 ) -> Iterator[bytes | None]:
-    """Yield each line without its line ending; None for a line over `max_line_bytes`."""
-    pending = b""
-    skipping = False
-    first = strip_bom
-    while True:
-        block = stream.read(BLOCK_BYTES)
-        if not block:
-            break
-        if first:
-            block = block.removeprefix(_BOM)
-            first = False
-        start = 0
-        while True:
-            end = block.find(b"\n", start)
-            if end < 0:
-                break
-            if skipping:
-                skipping = False
-                yield None
-            else:
-                line = pending + block[start:end] if pending else block[start:end]
-                pending = b""
-                if len(line) > max_line_bytes:
-                    yield None
-                else:
-                    yield line[:-1] if line.endswith(b"\r") else line
-            start = end + 1
-        if not skipping:
-            pending += block[start:]
-            if len(pending) > max_line_bytes:
-                pending = b""
-                skipping = True
-    if skipping or len(pending) > max_line_bytes:
-        yield None
-    elif pending:
-        yield pending[:-1] if pending.endswith(b"\r") else pending
+    """Yield each line without its line ending; None for a line over `max_line_bytes`.
+
+    Reads with the stream's own bounded `readline` (C speed, never more than the limit in
+    memory); the rest of an overlong line is read past in pieces of the same size.
+    """
+    readline = stream.readline
+    limit = max_line_bytes + 2  # the line, a carriage return and the newline
+    # The first read leaves room for a byte-order mark, so that the line after it is
+    # judged by the same limit as every other line.
+    line = readline(limit + len(_BOM)) if strip_bom else readline(limit)
+    if strip_bom and line.startswith(_BOM):
+        line = line[len(_BOM) :]
+        if not line:
+            line = readline(limit)
+    while line:
+        if line[-1:] == b"\n":
+            line = line[:-1]
+        elif len(line) >= limit:
+            while (rest := readline(limit)) and rest[-1:] != b"\n":
+                pass
+            yield None
+            line = readline(limit)
+            continue
+        if len(line) > max_line_bytes:
+            yield None
+        else:
+            yield line[:-1] if line[-1:] == b"\r" else line
+        line = readline(limit)
 
 
 def read_jsonl(
@@ -99,10 +91,13 @@ def read_jsonl(
 def numbered_lines(
     stream: IO[bytes], stats: ReadStats, max_line_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[tuple[int, bytes | None]]:
-    """`iter_lines` with 1-based line numbers, keeping `stats.lines` up to date."""
-    for number, line in enumerate(iter_lines(stream, max_line_bytes), start=1):
+    """`iter_lines` with 1-based line numbers; `stats.lines` is set when reading stops."""
+    number = 0
+    try:
+        for number, line in enumerate(iter_lines(stream, max_line_bytes), start=1):
+            yield number, line
+    finally:
         stats.lines = number
-        yield number, line
 
 
 def iter_line_blocks(

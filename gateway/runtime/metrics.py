@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -168,6 +168,14 @@ class GatewayMetrics:
             "sluis_feed_events_served",
             "Events served to platform consumers through the pull feed.",
             ["tenant"],
+            registry=r,
+        )
+        # Mapping health: source field names are mapping config, never data.
+        self.mapping_fields_unseen = Gauge(
+            "sluis_mapping_fields_unseen",
+            "Mapped source fields that no record of a connector's last sync held "
+            "(a typo in the mapping, or a field the source does not send).",
+            ["tenant", "connector"],
             registry=r,
         )
         self._prime_types(known_types())

@@ -320,6 +320,7 @@ class SyncEngine:
                 stats = connector.stats
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
+        self._note_unseen_fields(state, projector)
         if mode is SyncMode.FULL:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
@@ -341,6 +342,23 @@ class SyncEngine:
                 f"{state.instruction.mapping_digest}: a new authorisation is needed",
                 state.instruction.id,
             )
+
+    def _note_unseen_fields(self, state: _RunState, projector: Projector) -> None:
+        """Mapped source fields that no fetched record held: most likely a typo in the
+        mapping, which would leave an egress field empty for everyone without a word.
+        Counted in the run (`unseen_source_fields`), named in the log, and a gauge."""
+        if not projector.records_seen:
+            return
+        unseen = projector.unseen_source_fields
+        run = state.run
+        state.counts["unseen_source_fields"] = len(unseen)
+        self.metrics.mapping_fields_unseen.labels(run.tenant, run.connector).set(len(unseen))
+        if unseen:
+            log.warning(
+                "sync run %s of connector %s: mapped source fields in no fetched record: %s "
+                "(a typo in the mapping?)",
+                run.id, run.connector, ", ".join(unseen),
+            )  # fmt: skip
 
     def _still_authorised(self, state: _RunState) -> None:
         require_still_active(self.store, state.instruction, self.clock())
