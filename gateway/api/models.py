@@ -10,13 +10,14 @@ credentials have no field anywhere in here, so no handler can return them by acc
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -80,6 +81,22 @@ HttpUrl = Annotated[
 ]
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's `integer`, exactly: 3 and 3.0, never "3" or true (pydantic's lax mode
+    takes strings, its strict mode refuses 3.0; the OpenAPI document promises neither)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+#: Put after an int's constraints: a whole number as JSON Schema means it (`_whole_number`).
+WHOLE: Final = BeforeValidator(_whole_number)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -132,7 +149,7 @@ class ConnectorCreate(_Request):
     settings: Annotated[dict[SettingKey, JsonValue], Field(max_length=32)] = Field(
         default_factory=dict
     )
-    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600, strict=True)] = 3600
+    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600), WHOLE] = 3600
     max_delete_share: Annotated[float, Field(ge=0.0, le=1.0, strict=True)] = 0.2
 
 
@@ -151,13 +168,32 @@ class InstructionRevoke(_Request):
 
 
 class SyncCreate(_Request):
-    mode: Literal["full", "incremental"] | None = None
-    confirm_deletes: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
+    # Deleting is for full syncs only: the schema says that an incremental sync with
+    # `confirm_deletes` is refused (as the route does), so generated clients never send one.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "properties": {
+                    "mode": {"const": "incremental"},
+                    "confirm_deletes": {"type": "integer"},
+                },
+                "required": ["mode", "confirm_deletes"],
+            }
+        }
+    )
+
+    mode: Literal["full", "incremental"] | None = Field(
+        default=None,
+        description="default: incremental when the connector has a watermark, else full; "
+        "full whenever confirm_deletes is given",
+    )
+    confirm_deletes: Annotated[int, Field(ge=1, le=10_000_000), WHOLE] | None = Field(
         default=None,
         description=(
-            "only with mode full: lets this one run delete exactly this many subjects past "
-            "the connector's max_delete_share (the number a stopped run reported in "
-            "counts.deletes_held); any other number stops the run again, deleting nothing"
+            "a full sync only (mode full or left out): lets this one run delete exactly this "
+            "many subjects past the connector's max_delete_share (the number a stopped run "
+            "reported in counts.deletes_held); any other number stops the run again, "
+            "deleting nothing"
         ),
     )
 
@@ -169,6 +205,8 @@ class ConsumerCreate(_Request):
 class ConnectorUpdate(_Request):
     """What to change; properties left out stay as they are. A new mapping gets a new
     digest: syncing and delivery wait until an instruction authorises it."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     credentials: (
         Annotated[
@@ -184,10 +222,11 @@ class ConnectorUpdate(_Request):
         ]
         | None
     ) = None
-    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] | None = None
-    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    interval_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600), WHOLE] | None = None
+    max_delete_share: Annotated[float, Field(ge=0.0, le=1.0, strict=True)] | None = None
     paused: bool | None = Field(
         default=None,
+        strict=True,
         description="true: no sync starts and a running one stops before its next page",
     )
 

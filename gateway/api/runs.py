@@ -95,8 +95,10 @@ async def post_sync(request: web.Request) -> web.Response:
     tenant, connector = request.match_info["tenant"], request.match_info["connector"]
     s = services_of(request)
     mode = SyncMode(body.mode) if body.mode else None
-    if body.confirm_deletes is not None and mode is not SyncMode.FULL:
-        raise invalid("confirm_deletes", 'only a full sync deletes: give "mode": "full" too')
+    if body.confirm_deletes is not None:
+        if mode is SyncMode.INCREMENTAL:
+            raise invalid("confirm_deletes", 'only a full sync deletes: give "mode": "full"')
+        mode = SyncMode.FULL
     try:
         run = await s.engine.start(tenant, connector, mode, confirm_deletes=body.confirm_deletes)
     except NotFound as exc:

@@ -395,3 +395,21 @@ async def test_consumers_list_revoke_and_rotate(api: Api, services: Services) ->
     assert listed[0]["revoked_at"] == revoked.body["revoked_at"]
     assert (await api.get("/admin/v1/tenants/nope/consumers")).status == 404
     assert (await api.delete(f"{T}/consumers/con_nope")).status == 404
+
+
+async def test_a_patch_must_change_something_and_takes_exact_types(api: Api) -> None:
+    """What the OpenAPI document says (minProperties 1, booleans and numbers as such) is
+    what the route enforces."""
+    await make_tenant(api)
+    await make_connector(api)
+    path = "/admin/v1/tenants/acme/connectors/hr"
+    assert (await api.patch(path, {})).status == 422
+    for body in ({"paused": 0}, {"paused": "true"}, {"interval_seconds": "3600"},
+                 {"max_delete_share": False}):  # fmt: skip
+        reply = await api.patch(path, body)
+        assert reply.status == 422, body
+    # JSON Schema's integer includes 3600.0, so the route takes it too.
+    changed = await api.patch(path, {"interval_seconds": 7200.0})
+    assert changed.status == 200 and changed.body["connector"]["interval_seconds"] == 7200
+    schema = (await api.get("/openapi.json")).body["components"]["schemas"]["ConnectorUpdate"]
+    assert schema["minProperties"] == 1

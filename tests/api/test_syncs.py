@@ -174,10 +174,14 @@ async def test_mass_delete_guard_can_be_confirmed_for_one_run_or_raised(
     assert wrong["confirm_deletes"] == held - 1
     bad = await api.post(f"{C}/syncs", {"mode": "incremental", "confirm_deletes": held})
     assert bad.status == 422 and bad.body["errors"][0]["field"] == "confirm_deletes"
-    assert (await api.post(f"{C}/syncs", {"confirm_deletes": held})).status == 422
     assert (await api.post(f"{C}/syncs", {"mode": "full", "confirm_deletes": 0})).status == 422
+    assert (await api.post(f"{C}/syncs", {"mode": "full", "confirm_deletes": "3"})).status == 422
 
-    confirmed = await full(confirm_deletes=held)
+    # A confirmation makes the run a full one when no mode is given.
+    started = await api.post(f"{C}/syncs", {"confirm_deletes": held})
+    assert started.status == 202, started.body
+    confirmed = await wait_for_run(api, started.headers["Location"])
+    assert confirmed["mode"] == "full"
     assert confirmed["status"] == "succeeded", confirmed
     assert confirmed["counts"]["deleted"] == held == confirmed["counts"]["deletes_confirmed"]
     assert confirmed["confirm_deletes"] == held
