@@ -21,6 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 ADMIN = "serve-test-admin-token-0123456789"
 
 
+def http_call(
+    url: str, *, body: bytes | None = None, token: str | None = None, method: str | None = None
+) -> tuple[int, bytes]:
+    """One plain HTTP call (stdlib only): the status and body, errors included."""
+    request = urllib.request.Request(url, data=body, method=method or ("POST" if body else "GET"))
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if body:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 @dataclass
 class Gateway:
     proc: subprocess.Popen[bytes]
@@ -42,18 +58,7 @@ class Gateway:
         token: str | None = None,
         method: str | None = None,
     ) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            self.base + path, data=body, method=method or ("POST" if body else "GET")
-        )
-        if token:
-            request.add_header("Authorization", f"Bearer {token}")
-        if body:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        return http_call(self.base + path, body=body, token=token, method=method)
 
 
 def serve_env(data_dir: Path, port: int, **settings: str) -> dict[str, str]:

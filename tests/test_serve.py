@@ -8,27 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from tests.serve_helpers import ADMIN, REPO, http_call
 from tests.support import free_port
-
-REPO = Path(__file__).resolve().parents[1]
-ADMIN = "serve-test-admin-token-0123456789"
-
-
-def _call(url: str, *, body: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method="POST" if body else "GET")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    if body:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
@@ -49,22 +32,24 @@ def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60  # generous: a loaded CI machine starts slowly
         while True:
             try:
-                if _call(f"{base}/healthz")[0] == 200:
+                if http_call(f"{base}/healthz")[0] == 200:
                     break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise AssertionError("sluis serve did not come up") from None
                 time.sleep(0.1)
-        assert _call(f"{base}/readyz")[0] == 200
-        status, _ = _call(f"{base}/admin/v1/tenants", body=b'{"id": "acme", "name": "Acme"}')
+        assert http_call(f"{base}/readyz")[0] == 200
+        status, _ = http_call(f"{base}/admin/v1/tenants", body=b'{"id": "acme", "name": "Acme"}')
         assert status == 401
-        status, _ = _call(
+        status, _ = http_call(
             f"{base}/admin/v1/tenants", body=b'{"id": "acme", "name": "Acme"}', token=ADMIN
         )
         assert status == 201
-        status, _ = _call(f"{base}/admin/v1/tenants/acme?revoked_by=jan@example.nl", token=ADMIN)
+        status, _ = http_call(
+            f"{base}/admin/v1/tenants/acme?revoked_by=jan@example.nl", token=ADMIN
+        )
         assert status in (200, 422)
-        assert _call(f"{base}/metrics")[0] == 200
+        assert http_call(f"{base}/metrics")[0] == 200
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: jan@example.nl\x00\r\n\r\n")
             assert b" 400 " in raw.recv(64)
