@@ -32,6 +32,7 @@ RANKS: dict[str, int] = {
     # surfaces and the composition root
     "gateway.cli": 6,
     "gateway.api": 6,
+    "gateway.console": 6,
     "gateway.runtime.services": 6,
     # the flow's steps that move data
     "gateway.sync": 5,
