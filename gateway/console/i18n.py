@@ -436,7 +436,7 @@ NL: Final[dict[str, str]] = {
     "ledger.verified": "Gecontroleerd: {entries} regels en {checkpoints} checkpoints kloppen.",
     "ledger.broken": "Controle mislukt bij regel {index}: {reason}",
     "ledger.downloads": "Downloads",
-    "ledger.export": "Export (JSON Lines)",
+    "ledger.export": "Exportbestand (JSON Lines)",
     "ledger.public_key": "Publieke sleutel (PEM)",
     "ledger.entries": "Laatste regels",
     "ledger.index": "Nummer",

@@ -1,0 +1,125 @@
+"""Signing in and out of the console: the cookie's flags, rotation, one message for every
+wrong input, CSRF and origin checks, and the language."""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+from gateway.runtime.services import Services
+from tests.console.conftest import Console, World, check_accessible
+
+
+def session_cookie(resp) -> str:  # type: ignore[no-untyped-def]
+    for header in resp.headers.getall("Set-Cookie", []):
+        if header.startswith("sluis_session="):
+            return header
+    raise AssertionError("no session cookie set")
+
+
+async def test_sign_in_page_is_accessible_in_both_languages(console: Console) -> None:
+    page = await console.get("/console/sign-in")
+    assert page.status == 200
+    check_accessible(page.html)
+    assert '<html lang="en">' in page.html
+    dutch = await console.get("/console/sign-in", headers={"Accept-Language": "nl-NL,nl"})
+    assert '<html lang="nl">' in dutch.html and "Aanmelden" in dutch.html
+    check_accessible(dutch.html)
+
+
+async def test_the_language_toggle_sets_a_cookie_that_wins(console: Console) -> None:
+    resp = await console.client.get(
+        "/console/lang?set=nl&next=/console/sign-in", allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/console/sign-in"
+    page = await console.get("/console/sign-in", headers={"Accept-Language": "en"})
+    assert '<html lang="nl">' in page.html
+
+
+async def test_the_toggle_does_not_redirect_off_site(console: Console) -> None:
+    for target in ("https://evil.example/", "//evil.example/", "/console\\@evil"):
+        resp = await console.client.get(
+            f"/console/lang?set=en&next={target}", allow_redirects=False
+        )
+        assert resp.headers["Location"] == "/console/", target
+
+
+async def test_cookie_flags_and_rotation(console: Console, world: World) -> None:
+    data = {"email": world.admin.email, "password": world.admin.password}
+    resp = await console.raw_post("/console/sign-in", {**data, "code": world.admin.code()})
+    assert resp.status == 303
+    header = session_cookie(resp)
+    cookie = SimpleCookie(header)["sluis_session"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+    assert not cookie["secure"]  # plain HTTP here; over TLS the name is __Host-sluis_session
+    first = cookie.value
+    resp = await console.raw_post("/console/sign-in", {**data, "code": world.admin.code()})
+    second = SimpleCookie(session_cookie(resp))["sluis_session"].value
+    assert second != first
+    assert console.client.app is not None
+
+
+async def test_the_old_session_ends_at_a_new_sign_in(
+    console: Console, world: World, services: Services
+) -> None:
+    data = {"email": world.admin.email, "password": world.admin.password}
+    resp = await console.raw_post("/console/sign-in", {**data, "code": world.admin.code()})
+    first = SimpleCookie(session_cookie(resp))["sluis_session"].value
+    await console.raw_post("/console/sign-in", {**data, "code": world.admin.code()})
+    assert services.accounts.session(first) is None
+
+
+async def test_wrong_password_keeps_the_email_and_says_what_to_do(
+    console: Console, world: World
+) -> None:
+    page = await console.post(
+        "/console/sign-in",
+        {"email": world.admin.email, "password": "wrong password!!", "code": world.admin.code()},
+    )
+    assert page.status == 401
+    assert f'value="{world.admin.email}"' in page.html
+    assert "is not right" in page.html
+    assert "wrong password!!" not in page.html
+
+
+async def test_sign_out_needs_csrf_and_ends_the_session(
+    console: Console, world: World, services: Services
+) -> None:
+    home = await console.sign_in(world.admin)
+    assert home.status == 200
+    refused = await console.post("/console/sign-out", {"csrf": "not-the-token"})
+    assert refused.status == 403
+    page = await console.post("/console/sign-out", {"csrf": home.csrf})
+    assert page.status == 200 and "signed out" in page.html
+    again = await console.get("/console/t/acme")
+    assert "/console/sign-in" in str(again.html) or again.status == 200
+    assert 'action="/console/sign-in"' in again.html
+
+
+async def test_a_form_from_another_origin_is_refused(console: Console, world: World) -> None:
+    await console.sign_in(world.operator)
+    page = await console.get("/console/operator/tenants")
+    refused = await console.post(
+        "/console/operator/tenants",
+        {"csrf": page.csrf, "id": "evil", "name": "Evil"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert refused.status == 403
+    assert "did not come from this console" in refused.html
+    listing = await console.get("/console/operator/tenants")
+    assert ">evil<" not in listing.html
+
+
+async def test_a_form_without_the_csrf_token_changes_nothing(
+    console: Console, world: World, services: Services
+) -> None:
+    await console.sign_in(world.operator)
+    refused = await console.post("/console/operator/tenants", {"id": "evil", "name": "Evil"})
+    assert refused.status == 403
+    assert "evil" not in {t.id for t in services.store.list_tenants()}
+
+
+async def test_security_headers(console: Console) -> None:
+    resp = await console.client.get("/console/sign-in")
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert resp.headers["Cache-Control"] == "no-store"
