@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
 from gateway.ledger import merkle
+from gateway.ledger.audit import AuditEntry
 from gateway.ledger.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -45,6 +46,7 @@ from gateway.ledger.entry import (
     describe_errors,
     is_identifier,
 )
+from gateway.ledger.kinds import LedgerEntry, entry_bytes, parse_entry
 from gateway.ledger.verify import VerifyReport, verify_log
 from gateway.store import LedgerReader, LedgerStore
 
@@ -82,7 +84,7 @@ class LedgerCorrupt(LedgerError):
 @dataclass(frozen=True, slots=True)
 class LedgerRecord:
     index: int
-    entry: TransferEntry
+    entry: LedgerEntry
     leaf_hash: bytes
 
 
@@ -233,7 +235,7 @@ class Ledger:
                 now = max(now, read_unverified(latest.note).time)
         return now
 
-    def append(self, entries: Sequence[TransferEntry]) -> list[int]:
+    def append(self, entries: Sequence[LedgerEntry]) -> list[int]:
         """Append a batch and a signed checkpoint for the new size in one transaction.
 
         Returns the indices the entries got, in order.
@@ -243,11 +245,11 @@ class Ledger:
             return []
         bodies: list[bytes] = []
         for entry in entries:
-            if not isinstance(entry, TransferEntry):
-                raise LedgerError("append takes TransferEntry objects")
+            if not isinstance(entry, TransferEntry | AuditEntry):
+                raise LedgerError("append takes TransferEntry or AuditEntry objects")
             if entry.tenant != self.tenant:
                 raise LedgerError("entry belongs to another tenant's log")
-            bodies.append(canonical_bytes(entry))
+            bodies.append(entry_bytes(entry))
         leaves = [merkle.leaf_hash(b) for b in bodies]
         with self._lock:
             head = self._store.head(self.tenant)
@@ -367,9 +369,9 @@ class Ledger:
         records = []
         for idx, body, leaf in self._store.iter_entries(self.tenant, start, start + max(limit, 0)):
             try:
-                entry = TransferEntry.model_validate_json(body)
+                entry = parse_entry(body)
             except ValidationError:
-                raise LedgerCorrupt(f"entry {idx} is not a valid transfer entry") from None
+                raise LedgerCorrupt(f"entry {idx} is not a valid ledger entry") from None
             records.append(LedgerRecord(idx, entry, leaf))
         return records
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from gateway.ledger.entry import TransferEntry
+from gateway.ledger.kinds import LedgerEntry
 from gateway.ledger.log import Ledger
 from gateway.store.protocols import Store
 
 
 @contextmanager
-def recording(store: Store, ledger: Ledger, entries: Sequence[TransferEntry]) -> Iterator[None]:
+def recording(store: Store, ledger: Ledger, entries: Sequence[LedgerEntry]) -> Iterator[None]:
     """Open the store's transaction; after the block's own writes, append `entries` to the
     ledger in it. If the block raises, nothing is appended and nothing is written."""
     with store.transaction():
@@ -26,7 +26,7 @@ def recording(store: Store, ledger: Ledger, entries: Sequence[TransferEntry]) ->
         ledger.append(entries)
 
 
-def record(store: Store, ledger: Ledger, entries: Sequence[TransferEntry]) -> None:
+def record(store: Store, ledger: Ledger, entries: Sequence[LedgerEntry]) -> None:
     """Record `entries` alone (no other writes), in the one lock order."""
     with recording(store, ledger, entries):
         pass

@@ -33,7 +33,8 @@ from pydantic import ValidationError
 
 from gateway.ledger import merkle
 from gateway.ledger.checkpoint import Checkpoint, CheckpointError, names_tenant, open_checkpoint
-from gateway.ledger.entry import TransferEntry, canonical_bytes, describe_errors
+from gateway.ledger.entry import describe_errors
+from gateway.ledger.kinds import entry_bytes, parse_entry
 from gateway.store import EntryRow, LedgerHead, NodeRow
 
 #: (seq, size as stored, signed note) in the order written.
@@ -156,7 +157,7 @@ class _State:
         frontier = self.frontier
         stored_nodes: Iterator[NodeRow] | None = iter(nodes) if nodes is not None else None
         made: list[tuple[int, int, bytes]] | None = [] if stored_nodes is not None else None
-        validate = TransferEntry.model_validate_json
+        validate = parse_entry
         leaf_of = merkle.leaf_hash
         tenant = self.tenant
 
@@ -172,12 +173,10 @@ class _State:
             try:
                 entry = validate(body)
             except ValidationError as exc:
-                raise _Bad(
-                    n, f"entry {n} is not a valid transfer entry ({describe_errors(exc)})"
-                ) from None
+                raise _Bad(n, f"entry {n} is not a valid entry ({describe_errors(exc)})") from None
             if entry.tenant != tenant:
                 raise _Bad(n, f"entry {n} belongs to another tenant")
-            if canonical_bytes(entry) != body:
+            if entry_bytes(entry) != body:
                 raise _Bad(n, f"entry {n} is not in canonical form")
             frontier.append(leaf, made)
             self.count = size = n + 1
