@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 
 from gateway.console import views_auth, views_connectors, views_operator, views_runs, views_tenant
-from gateway.console.kit import RESUMES, SERVICES, TEMPLATES, console_errors, page_headers
+from gateway.console.kit import RESUMES, SERVICES, TASKS, TEMPLATES, console_errors, page_headers
 from gateway.console.resume import Resumes
 from gateway.runtime.services import Services
 
@@ -36,6 +36,7 @@ def make_console_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app[TEMPLATES] = templates()
     app[RESUMES] = Resumes()
+    app[TASKS] = set()
     app.cleanup_ctx.append(views_runs.console_syncs)
     app.on_response_prepare.append(page_headers)
     router = app.router

@@ -14,6 +14,7 @@ from gateway.accounts.policy import Capability, check, check_step_up
 from gateway.accounts.principal import Principal
 from gateway.console.i18n import Translate
 from gateway.console.kit import Form, call
+from gateway.ledger.record import Acting
 from gateway.runtime.services import Services
 
 
@@ -55,3 +56,9 @@ async def stepped_up(
         return principal
     errors["code"] = t("common.code_missing")
     return None
+
+
+def acting(services: Services, principal: Principal, tenant: str) -> Acting:
+    """Who acts, on which tenant's ledger: what every domain function that changes a
+    tenant records in the same transaction as its change."""
+    return Acting(principal.actor(), services.ledger(tenant))

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
 
 import jinja2
@@ -33,6 +33,9 @@ from gateway.store.records import AlreadyExists, NotFound
 
 log = logging.getLogger("sluis.console")
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 PREFIX: Final = "/console"
 PLAIN_COOKIE: Final = "sluis_session"
 TLS_COOKIE: Final = "__Host-sluis_session"
@@ -41,6 +44,8 @@ SERVICES: Final = web.AppKey("console_services", Services)
 TEMPLATES: Final = web.AppKey("console_templates", jinja2.Environment)
 RESUMES: Final = web.AppKey("console_resumes", Resumes)
 TASKS: Final = web.AppKey("console_tasks", set[asyncio.Task[Any]])
+#: The request's principal once looked up (None: signed out).
+PRINCIPAL: Final[web.RequestKey[Principal | None]] = web.RequestKey("console_principal")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Form = MultiDictProxy[str]
@@ -60,7 +65,7 @@ def services(request: web.Request) -> Services:
     return request.config_dict[SERVICES]
 
 
-async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A synchronous store or accounts call on a worker thread (SQLite is blocking)."""
     return await asyncio.to_thread(fn, *args, **kwargs)
 
@@ -116,7 +121,7 @@ def render(
 
 
 def error_page(request: web.Request, status: int, key: str, **values: object) -> web.Response:
-    principal = request.get("principal")
+    principal = request.get(PRINCIPAL)
     return render(
         request,
         "error.html",
@@ -157,11 +162,14 @@ async def console_errors(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     except Exception as exc:
         log.error("console page failed with %s", type(exc).__name__)
+        import traceback
+
         return error_page(request, 500, "error.internal")
 
 
 async def page_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """No framing, no referrer (invitation links carry a token), scripts only our own."""
+    """No framing, no referrer beyond this site (invitation links carry a token; a stricter
+    policy would make browsers send `Origin: null` on our own forms), scripts only our own."""
     if not request.path.startswith(PREFIX):
         return
     response.headers.setdefault(
@@ -169,7 +177,7 @@ async def page_headers(request: web.Request, response: web.StreamResponse) -> No
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     )
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Cache-Control", "no-store")
 
@@ -204,14 +212,14 @@ def clear_session(response: web.StreamResponse, request: web.Request) -> None:
 
 async def current(request: web.Request) -> Principal | None:
     """The signed-in principal of this request, looked up once."""
-    if "principal" in request:
-        found: Principal | None = request["principal"]
-        return found
+    if PRINCIPAL in request:
+        known: Principal | None = request[PRINCIPAL]
+        return known
     value = session_value(request)
     principal = None
     if value is not None:
         principal = await call(services(request).accounts.session, value)
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return principal
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from gateway.accounts.policy import check
 from gateway.accounts.principal import Principal
 from gateway.console import connector_form as cf
-from gateway.console.guard import allowed, fresh, stepped_up
+from gateway.console.guard import acting, allowed, fresh, stepped_up
 from gateway.console.i18n import Translate, translator
 from gateway.console.kit import (
     Flash,
@@ -34,13 +34,20 @@ from gateway.console.kit import (
 )
 from gateway.console.names import account_names
 from gateway.delivery.outbox import grant_and_converge
-from gateway.delivery.outbox import revoke as revoke_instruction
 from gateway.minimise.mapping import Mapping, parse_mapping
+from gateway.runtime.services import Services
 from gateway.store.records import AlreadyExists, ConnectorRecord, Instruction, NotFound, RunRecord
-from gateway.tenancy import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAX_DELETE_SHARE, create_connector
+from gateway.sync.instructions import revoke as revoke_instruction
+from gateway.tenancy import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_MAX_DELETE_SHARE,
+    create_connector,
+    set_paused,
+)
 from gateway.tenancy import change_connector as change
 
 MAX_PURPOSE = 500
+T = TypeVar("T")
 
 
 @dataclass
@@ -211,7 +218,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             now=s.clock(),
             interval_seconds=got.interval_seconds,
             max_delete_share=got.max_delete_share,
-            actor=stamped.actor(),
+            by=acting(s, stamped, tenant),
         )
     except AlreadyExists:
         got.errors["id"] = t("connector.id_taken")
@@ -344,7 +351,9 @@ async def save(request: web.Request) -> web.StreamResponse:
                 status=422,
             )  # fmt: skip
         actor = stamped
-    outcome = await call(_save_if_unchanged, s, record, values["version"], got, mapping_text, actor)
+    outcome = await call(
+        _save_if_unchanged, s, record, values["version"], got, mapping_text=mapping_text, by=actor
+    )
     if isinstance(outcome, list):
         current = await _record(request)
         diff = cf.mapping_changes(current, got.mapping) if got.mapping else None
@@ -356,7 +365,7 @@ async def save(request: web.Request) -> web.StreamResponse:
 
 
 def _save_if_unchanged(
-    s: Any,
+    s: Services,
     record: ConnectorRecord,
     seen: str,
     got: cf.ConnectorInput,
@@ -371,21 +380,27 @@ def _save_if_unchanged(
         changed = cf.changed_since(current, seen)
         if changed:
             return changed
+        who = acting(s, by, record.tenant)
+        now = s.clock()
         updated: ConnectorRecord = change(
             s.store,
             s.box,
             current,
             credentials={"token": got.token} if got.token else None,
             mapping_text=mapping_text,
-            interval_seconds=got.interval_seconds,
-            max_delete_share=got.max_delete_share,
-            actor=by.actor(),
+            interval_seconds=_changed(got.interval_seconds, current.interval_seconds),
+            max_delete_share=_changed(got.max_delete_share, current.max_delete_share),
+            now=now,
+            by=who,
         )
         if got.paused != (updated.paused_at is not None):
-            updated = s.store.set_connector_paused(
-                record.tenant, record.id, s.clock() if got.paused else None
-            )
+            updated = set_paused(s.store, updated, paused=got.paused, now=now, by=who)
         return updated
+
+
+def _changed(given: T, stored: T) -> T | None:
+    """Only what differs is a change (so the ledger names only what really changed)."""
+    return None if given == stored else given
 
 
 # --------------------------------------------------------------------------- authorise
@@ -429,9 +444,8 @@ async def authorise(request: web.Request) -> web.StreamResponse:
     await call(
         grant_and_converge,
         s.store,
-        tenant=tenant,
+        by=acting(s, stamped, tenant),
         connector=connector,
-        actor=stamped.actor(),
         purpose=purpose,
         now=at,
         valid_until=until,
@@ -460,7 +474,13 @@ async def revoke(request: web.Request) -> web.StreamResponse:
             request, principal, record, auth_errors={f"revoke-{found.id}": errors["code"]},
             status=422,
         )  # fmt: skip
-    await call(revoke_instruction, s.store, found.id, actor=stamped.actor(), now=s.clock())
+    await call(
+        revoke_instruction,
+        s.store,
+        by=acting(s, stamped, tenant),
+        instruction=found,
+        now=s.clock(),
+    )
     await s.engine.revocations.revoke(found.id)
     raise web.HTTPSeeOther(url("t", tenant, "connectors", connector) + "?revoked=1")
 

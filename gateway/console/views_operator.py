@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway.accounts.errors import AccountExists
 from gateway.accounts.policy import check
 from gateway.accounts.principal import Principal
+from gateway.console.guard import acting
 from gateway.console.i18n import translator
 from gateway.console.kit import (
     Flash,
@@ -76,7 +77,15 @@ async def create(request: web.Request) -> web.StreamResponse:
         return await _tenants_page(request, principal, values=values, errors=errors, status=422)
     s = services(request)
     try:
-        await call(create_tenant, s.store, s.box, values["id"], values["name"], s.clock())
+        await call(
+            create_tenant,
+            s.store,
+            s.box,
+            values["id"],
+            values["name"],
+            s.clock(),
+            by=acting(s, principal, values["id"]),
+        )
     except AlreadyExists:
         errors["id"] = t("tenants.exists")
         return await _tenants_page(request, principal, values=values, errors=errors, status=409)

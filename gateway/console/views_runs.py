@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 
 from aiohttp import web
@@ -33,11 +33,11 @@ def _spawn(tasks: set[asyncio.Task[Any]], work: Coroutine[Any, Any, Any]) -> Non
     task.add_done_callback(tasks.discard)
 
 
-async def console_syncs(app: web.Application) -> Any:
+async def console_syncs(app: web.Application) -> AsyncIterator[None]:
     """Cancel the console's unfinished runs at shutdown (a `cleanup_ctx`)."""
-    app[TASKS] = set()
     yield
-    tasks = list(app[TASKS])
+    running = app[TASKS]
+    tasks = list(running)
     for task in tasks:
         task.cancel()
     if tasks:

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.accounts.errors import AccountExists
 from gateway.accounts.policy import check
 from gateway.accounts.principal import Principal
-from gateway.console.guard import allowed, fresh, stepped_up
+from gateway.console.guard import acting, allowed, fresh, stepped_up
 from gateway.console.i18n import Translate, translator
 from gateway.console.kit import (
     Flash,
@@ -34,12 +34,14 @@ from gateway.console.names import account_names
 from gateway.keys.signing import public_key_pem
 from gateway.ledger.export import write_export
 from gateway.ledger.log import LedgerCorrupt
+from gateway.store.account_records import Role
 from gateway.store.records import Instruction, NotFound
 from gateway.tenancy import create_consumer
+from gateway.tenancy import revoke_consumer as revoke_consumer_record
 
 ENTRIES_SHOWN: Final = 50
 MAX_NAME: Final = 100
-INVITABLE: Final = ("admin", "auditor", "viewer")
+INVITABLE: Final[tuple[Role, ...]] = ("admin", "auditor", "viewer")
 
 
 def _tenant(request: web.Request) -> str:
@@ -143,7 +145,12 @@ async def create_consumer_action(request: web.Request) -> web.StreamResponse:
             request, principal, values={"name": name}, errors=errors, status=422
         )
     consumer, token = await call(
-        create_consumer, s.store, tenant=tenant, name=name, now=s.clock(), actor=stamped.actor()
+        create_consumer,
+        s.store,
+        tenant=tenant,
+        name=name,
+        now=s.clock(),
+        by=acting(s, stamped, tenant),
     )
     return await _consumers_page(request, stamped, created=(consumer.name, token))
 
@@ -154,7 +161,14 @@ async def revoke_consumer(request: web.Request) -> web.StreamResponse:
     check(principal, "tenant.configure", tenant)
     s = services(request)
     try:
-        await call(s.store.revoke_consumer, tenant, request.match_info["consumer"], s.clock())
+        await call(
+            revoke_consumer_record,
+            s.store,
+            tenant=tenant,
+            consumer_id=request.match_info["consumer"],
+            now=s.clock(),
+            by=acting(s, principal, tenant),
+        )
     except NotFound:
         raise PageError(404, "error.not_found") from None
     raise web.HTTPSeeOther(url("t", tenant, "consumers") + "?revoked=1")
@@ -324,7 +338,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
             services(request).accounts.invite,
             principal,
             tenant=tenant,
-            role=values["role"],
+            role=next(r for r in INVITABLE if r == values["role"]),
             email=values["email"],
             name=values["name"],
         )

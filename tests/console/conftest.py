@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.accounts.principal import Principal
 from gateway.api.app import make_app
+from gateway.ledger.record import Acting
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.tenancy import create_tenant
@@ -82,12 +83,6 @@ def services(tmp_path: Path, clock: Clock) -> Iterator[Services]:
     s.close()
 
 
-def bootstrap(services: Services) -> Principal:
-    principal = services.accounts.bearer(ADMIN_TOKEN)
-    assert principal is not None
-    return principal
-
-
 def enrol(
     services: Services,
     clock: Clock,
@@ -96,19 +91,21 @@ def enrol(
     tenant: str | None,
     email: str,
     name: str = "Test Person",
-    by: Principal | None = None,
 ) -> Person:
-    """An account invited and enrolled through the accounts service (not the console)."""
-    accounts = services.accounts
-    invitation = accounts.invite(
-        by or bootstrap(services), tenant=tenant, role=role, email=email, name=name
+    """An enrolled account made through the accounts service (as `sluis demo` makes them);
+    the console's own invitation pages are tested apart."""
+    secret = pyotp.random_base32()
+    account, codes = services.accounts.create_active_account(
+        tenant=tenant, role=role, email=email, name=name, password=PASSWORD, totp_secret=secret
     )
-    enrolment = accounts.begin_enrolment(invitation.token)
-    person = Person(email, PASSWORD, enrolment.secret, invitation.account_id, role, tenant, clock)
-    person.recovery = accounts.complete_enrolment(
-        invitation.token, password=PASSWORD, code=person.code()
-    )
-    return person
+    return Person(email, PASSWORD, secret, account.id, role, tenant, clock, codes)
+
+
+def make_tenants(services: Services, clock: Clock, *tenants: str) -> None:
+    operator = Principal("acc_0000000000000001", "operator", None, "test")
+    for tenant in tenants:
+        by = Acting(operator.actor(), services.ledger(tenant))
+        create_tenant(services.store, services.box, tenant, f"{tenant.title()} BV", clock(), by=by)
 
 
 @dataclass
@@ -124,9 +121,7 @@ class World:
 
 @pytest.fixture
 def world(services: Services, clock: Clock) -> World:
-    now = clock()
-    create_tenant(services.store, services.box, "acme", "Acme BV", now)
-    create_tenant(services.store, services.box, "globex", "Globex NV", now)
+    make_tenants(services, clock, "acme", "globex")
     return World(
         operator=enrol(services, clock, role="operator", tenant=None, email="op@sluis.example"),
         admin=enrol(services, clock, role="admin", tenant="acme", email="admin@acme.example"),

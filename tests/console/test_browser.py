@@ -21,7 +21,7 @@ from connectors.afas.emulator import EMULATOR_TOKEN
 from connectors.afas.emulator import make_app as afas_emulator
 from gateway.api.app import make_app
 from gateway.runtime.services import Services
-from tests.console.conftest import PASSWORD, Clock, Person, enrol
+from tests.console.conftest import PASSWORD, Clock, Person, enrol, make_tenants
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -161,11 +161,7 @@ async def wait_for_run(page: Any) -> str:
 async def test_wrong_role_and_wrong_tenant_are_refused_in_the_browser(
     browser: Any, gateway: str, emulator: str, services: Services, clock: Clock
 ) -> None:
-    from gateway.tenancy import create_tenant
-
-    now = clock()
-    create_tenant(services.store, services.box, "acme", "Acme BV", now)
-    create_tenant(services.store, services.box, "globex", "Globex NV", now)
+    make_tenants(services, clock, "acme", "globex")
     admin = enrol(services, clock, role="admin", tenant="acme", email="a@acme.example")
     people = {
         "viewer": enrol(services, clock, role="viewer", tenant="acme", email="v@acme.example"),

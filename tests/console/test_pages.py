@@ -4,6 +4,7 @@ errors forms show, step-up, the connector version check, and input kept across s
 from __future__ import annotations
 
 import re
+
 import pyotp
 import pytest
 

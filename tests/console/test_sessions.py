@@ -121,5 +121,5 @@ async def test_a_form_without_the_csrf_token_changes_nothing(
 async def test_security_headers(console: Console) -> None:
     resp = await console.client.get("/console/sign-in")
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
-    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert resp.headers["Referrer-Policy"] == "same-origin"
     assert resp.headers["Cache-Control"] == "no-store"
