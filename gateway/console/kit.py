@@ -162,8 +162,6 @@ async def console_errors(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     except Exception as exc:
         log.error("console page failed with %s", type(exc).__name__)
-        import traceback
-
         return error_page(request, 500, "error.internal")
 
 
