@@ -216,7 +216,8 @@ async def accept_invitation(request: web.Request) -> web.StreamResponse:
                 code=code,
             )
         except WeakPassword as exc:
-            errors["password"] = str(exc)
+            # The accounts service names the rule the password breaks (in English).
+            errors["password"] = t("invite.weak", rule=str(exc))
         except BadCode:
             errors["code"] = t("common.code_bad")
         except InvitationInvalid:

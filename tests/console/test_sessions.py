@@ -3,8 +3,23 @@ wrong input, CSRF and origin checks, and the language."""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
+import ssl
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
 
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.api.app import make_app
 from gateway.runtime.services import Services
 from tests.console.conftest import Console, World, check_accessible
 
@@ -123,3 +138,99 @@ async def test_security_headers(console: Console) -> None:
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
     assert resp.headers["Referrer-Policy"] == "same-origin"
     assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_throttled_sign_in_says_when_to_retry(console: Console, world: World) -> None:
+    wrong = {"email": world.viewer.email, "password": "not the password", "code": "123456"}
+    statuses = [(await console.post("/console/sign-in", wrong)).status for _ in range(8)]
+    assert statuses[0] == 401 and statuses[-1] == 429
+    page = await console.post("/console/sign-in", wrong)
+    assert page.status == 429
+    assert int(page.headers["Retry-After"]) > 0
+    assert re.search(r"Try again in \d+ seconds", page.html)
+    assert f'value="{world.viewer.email}"' in page.html
+
+
+async def test_weak_password_on_the_invitation_says_the_rule(
+    console: Console, world: World, services: Services
+) -> None:
+    await console.sign_in(world.admin)
+    page = await console.get("/console/t/acme/accounts")
+    invited = await console.post(
+        "/console/t/acme/accounts",
+        {"csrf": page.csrf, "name": "Nina", "email": "nina@acme.example", "role": "viewer"},
+    )
+    link = re.search(r'href="https?://[^/]+(/console/invitations/[^"]+)"', invited.html)
+    assert link
+    form = await console.get(link.group(1))
+    assert form.status == 200
+    weak = await console.post(
+        link.group(1), {"password": "password", "password2": "password", "code": "123456"}
+    )
+    assert weak.status == 422
+    assert "Choose another password" in weak.html and 'id="e-password"' in weak.html
+
+
+async def test_no_personal_data_in_the_logs(
+    console: Console, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await console.post(
+        "/console/sign-in",
+        {"email": world.admin.email, "password": "wrong horse 1234", "code": "654321"},
+    )
+    home = await console.sign_in(world.admin)
+    await console.post("/console/t/acme/consumers", {"csrf": home.csrf, "name": "lms-x"})
+    text = caplog.text
+    for secret in (world.admin.email, "wrong horse 1234", "654321", world.admin.password):
+        assert secret not in text
+
+
+async def test_over_tls_the_cookie_is_host_prefixed_and_secure(
+    aiohttp_server: Any, services: Services, world: World, tmp_path: Path
+) -> None:
+    context = self_signed(tmp_path)
+    server = await aiohttp_server(make_app(services), host="127.0.0.1", ssl=context)
+    url = f"https://127.0.0.1:{server.port}/console/sign-in"
+    async with aiohttp.ClientSession() as session:
+        data = {"email": world.admin.email, "password": world.admin.password,
+                "code": world.admin.code()}  # fmt: skip
+        async with session.post(url, data=data, ssl=False, allow_redirects=False) as resp:
+            assert resp.status == 303
+            [header] = [h for h in resp.headers.getall("Set-Cookie") if "sluis_session" in h]
+    cookie = SimpleCookie(header)["__Host-sluis_session"]
+    assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/" and not cookie["domain"]
+
+
+def self_signed(tmp_path: Path) -> ssl.SSLContext:
+    """A throwaway certificate for 127.0.0.1 (the console only needs to see TLS)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context
