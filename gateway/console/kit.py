@@ -221,8 +221,11 @@ async def current(request: web.Request) -> Principal | None:
     return principal
 
 
-def to_sign_in(request: web.Request, *, resume: str | None = None) -> web.HTTPSeeOther:
-    target = url("sign-in") + "?next=" + quote(request.path, safe="/")
+def to_sign_in(path: str, *, expired: bool, resume: str | None = None) -> web.HTTPSeeOther:
+    """To the sign-in page, and back to `path` afterwards (with the kept input, if any)."""
+    target = url("sign-in") + "?next=" + quote(path, safe="/")
+    if expired:
+        target += "&expired=1"
     if resume:
         target += "&resume=" + quote(resume, safe="")
     return web.HTTPSeeOther(target)
@@ -232,7 +235,7 @@ async def signed_in(request: web.Request) -> Principal:
     """The principal, or a redirect to sign in that comes back to this page."""
     principal = await current(request)
     if principal is None:
-        raise to_sign_in(request)
+        raise to_sign_in(request.path, expired=session_value(request) is not None)
     return principal
 
 
@@ -240,12 +243,15 @@ async def signed_in(request: web.Request) -> Principal:
 
 
 def same_origin(request: web.Request) -> bool:
-    """An `Origin` header, when sent, must name this host (a cross-site post is refused)."""
+    """An `Origin` header, when sent, must name this host (a cross-site post is refused).
+
+    The host is compared, not the scheme: behind a proxy that ends TLS the gateway sees
+    plain HTTP while the browser says `https://`."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    expected = f"{request.scheme}://{request.host}"
-    return hmac.compare_digest(origin.encode(), expected.encode())
+    host = urlsplit(origin).netloc
+    return bool(host) and hmac.compare_digest(host.encode(), request.host.encode())
 
 
 async def read_form(request: web.Request) -> Form:
@@ -265,19 +271,12 @@ async def posted(request: web.Request, *, back: str | None = None) -> tuple[Prin
         resume = None
         if back is not None:
             resume = request.config_dict[RESUMES].keep(back, form)
-        raise to_sign_in_path(back or request.path, resume)
+        raise to_sign_in(back or request.path, expired=True, resume=resume)
     given = form.get("csrf", "")
     expected = principal.csrf or ""
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise PageError(403, "error.csrf")
     return principal, form
-
-
-def to_sign_in_path(path: str, resume: str | None) -> web.HTTPSeeOther:
-    target = url("sign-in") + "?next=" + quote(path, safe="/") + "&expired=1"
-    if resume:
-        target += "&resume=" + quote(resume, safe="")
-    return web.HTTPSeeOther(target)
 
 
 def prefill(request: web.Request) -> dict[str, str]:

@@ -20,6 +20,7 @@ from gateway.accounts.errors import (
     WeakPassword,
 )
 from gateway.accounts.policy import check
+from gateway.accounts.service import Enrolment, PendingInvitation
 from gateway.console.i18n import COOKIE as LANG_COOKIE
 from gateway.console.i18n import LANGS, translator
 from gateway.console.kit import (
@@ -170,7 +171,7 @@ async def set_language(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- invitations
 
 
-async def _pending(request: web.Request, token: str) -> tuple[object, object]:
+async def _pending(request: web.Request, token: str) -> tuple[PendingInvitation, Enrolment]:
     s = services(request)
     try:
         pending = await call(s.accounts.invitation, token)
