@@ -11,6 +11,7 @@ Skipped only when /usr/bin/chromium is missing (CI installs it, see `.ci/run`).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ async def test_invite_enrol_connect_authorise_sync_revoke(
     browser: Any, gateway: str, emulator: str, services: Services, clock: Clock
 ) -> None:
     operator = enrol(services, clock, role="operator", tenant=None, email="op@sluis.example")
-    context = await browser.new_context()
+    # Without JavaScript: the core flows must not depend on it.
+    context = await browser.new_context(java_script_enabled=False)
     page = await context.new_page()
 
     # The operator creates the tenant and invites its first customer admin.
@@ -210,3 +212,28 @@ async def test_wrong_role_and_wrong_tenant_are_refused_in_the_browser(
             assert reply.status == 403, (who, action)
         await context.close()
     assert services.store.list_instructions("acme", "hr") == []
+
+
+async def test_keyboard_only_sign_in_and_the_dutch_toggle(
+    browser: Any, gateway: str, services: Services, clock: Clock
+) -> None:
+    make_tenants(services, clock, "acme")
+    viewer = enrol(services, clock, role="viewer", tenant="acme", email="v@acme.example")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(gateway + "/console/sign-in")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.keyboard.press("Enter")
+    await page.get_by_label("Email address").focus()
+    await page.keyboard.type(viewer.email)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(viewer.password)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(viewer.code())
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r".*/console/t/acme$"))
+    await page.get_by_role("link", name="Nederlands").click()
+    assert await page.get_attribute("html", "lang") == "nl"
+    assert await page.get_by_role("heading", name="Overzicht van acme").count() == 1
+    await context.close()
