@@ -193,3 +193,16 @@ def changed_since(record: ConnectorRecord, seen: str) -> list[str]:
         return list(VERSION_PARTS)
     now = version_parts(record)
     return [k for k, before in zip(VERSION_PARTS, old, strict=True) if now[k] != before]
+
+
+def now_showing(record: ConnectorRecord, changed: list[str]) -> dict[str, str]:
+    """What the stored connector now says for each changed property (credentials: nothing,
+    they are never shown)."""
+    shown = {
+        "mapping": record.mapping_digest,
+        "interval": str(record.interval_seconds),
+        "delete_share": str(record.max_delete_share),
+        "paused": "1" if record.paused_at is not None else "0",
+        "credentials": "",
+    }
+    return {k: shown[k] for k in changed}

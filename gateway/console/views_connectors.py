@@ -259,7 +259,7 @@ async def _connector_page(
     auth_values: dict[str, str] | None = None,
     auth_errors: dict[str, str] | None = None,
     diff: Any = None,
-    conflict: list[str] | None = None,
+    conflict: dict[str, str] | None = None,
     flashes: list[Flash] | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -359,7 +359,7 @@ async def save(request: web.Request) -> web.StreamResponse:
         diff = cf.mapping_changes(current, got.mapping) if got.mapping else None
         return await _connector_page(
             request, principal, current, values={**values, "version": cf.version(current)},
-            errors=got.errors, diff=diff, conflict=outcome, status=409,
+            errors=got.errors, diff=diff, conflict=cf.now_showing(current, outcome), status=409,
         )  # fmt: skip
     raise web.HTTPSeeOther(url("t", tenant, "connectors", connector) + "?saved=1")
 

@@ -267,7 +267,7 @@ async def test_a_save_based_on_an_old_version_is_refused(
     second = await console.post(HR, {**form, "version": old, "interval": "900"})
     assert second.status == 409
     assert "Someone else changed this connector" in second.html
-    assert "the sync interval" in second.html
+    assert "the sync interval: now 600" in second.html
     assert 'value="900"' in second.html  # the user's input is kept
     assert services.store.get_connector("acme", "hr").interval_seconds == 600
 
