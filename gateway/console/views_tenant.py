@@ -245,6 +245,27 @@ async def ledger_export(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def latest_checkpoint(request: web.Request) -> web.StreamResponse:
+    """The latest signed checkpoint as a file: what an auditor keeps, so that `sluis audit
+    verify` later catches a history rewritten behind it."""
+    principal = await signed_in(request)
+    tenant = _tenant(request)
+    check(principal, "tenant.audit", tenant)
+    await _known_tenant(request, tenant)
+    latest = await call(services(request).store.ledger.latest_checkpoint, tenant)
+    if latest is None:
+        raise PageError(404, "ledger.no_checkpoint")
+    return web.Response(
+        text=latest.note,
+        content_type="text/plain",
+        headers={
+            "Content-Disposition": (
+                f'attachment; filename="sluis-checkpoint-{tenant}-{latest.size}.txt"'
+            )
+        },
+    )
+
+
 async def public_key(request: web.Request) -> web.StreamResponse:
     principal = await signed_in(request)
     tenant = _tenant(request)
@@ -372,6 +393,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(t + "/ledger", ledger, allow_head=False)
     router.add_get(t + "/ledger/export", ledger_export, allow_head=False)
     router.add_get(t + "/ledger/public-key", public_key, allow_head=False)
+    router.add_get(t + "/ledger/checkpoint", latest_checkpoint, allow_head=False)
     router.add_get(t + "/accounts", accounts, allow_head=False)
     router.add_post(t + "/accounts", invite)
     router.add_post(t + "/accounts/{account}/disable", disable)

@@ -134,7 +134,8 @@ async def test_an_unknown_invitation_is_a_clear_page(console: Console) -> None:
 
 ADMIN_ONLY_GETS = [NEW, "/console/t/acme/accounts"]
 AUDIT_GETS = ["/console/t/acme/ledger", "/console/t/acme/authorisations",
-              "/console/t/acme/ledger/export", "/console/t/acme/ledger/public-key"]  # fmt: skip
+              "/console/t/acme/ledger/export", "/console/t/acme/ledger/public-key",
+              "/console/t/acme/ledger/checkpoint"]  # fmt: skip
 READ_GETS = ["/console/t/acme", "/console/t/acme/consumers", HR, HR + "/runs"]
 
 
@@ -371,6 +372,8 @@ async def test_ledger_page_and_downloads(console: Console, world: World) -> None
     assert export.status == 200
     assert "attachment" in export.headers["Content-Disposition"]
     assert b'"sluis-ledger-export/1"' in await export.read()
+    checkpoint = await console.client.get("/console/t/acme/ledger/checkpoint")
+    assert checkpoint.status == 200 and "/acme\n" in (await checkpoint.text())
     key = await console.client.get("/console/t/acme/ledger/public-key")
     assert (await key.text()).startswith("-----BEGIN PUBLIC KEY-----")
 

@@ -44,6 +44,7 @@ RULES: dict[tuple[str, str], Capability | str] = {
     ("GET", "/t/{tenant}/ledger"): "tenant.audit",
     ("GET", "/t/{tenant}/ledger/export"): "tenant.audit",
     ("GET", "/t/{tenant}/ledger/public-key"): "tenant.audit",
+    ("GET", "/t/{tenant}/ledger/checkpoint"): "tenant.audit",
     ("GET", "/t/{tenant}/accounts"): "tenant.accounts",
     ("POST", "/t/{tenant}/accounts"): "tenant.accounts",
     ("POST", "/t/{tenant}/accounts/{account}/disable"): "tenant.accounts",
