@@ -8,9 +8,10 @@ first (see `connector_form`). Authorising and revoking each need a fresh authent
 
 from __future__ import annotations
 
+from collections.abc import Mapping as Fields
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -35,6 +36,7 @@ from gateway.console.kit import (
 from gateway.console.names import account_names
 from gateway.delivery.outbox import grant_and_converge
 from gateway.minimise.mapping import Mapping, parse_mapping
+from gateway.minimise.mapping_diff import MappingDiff
 from gateway.runtime.services import Services
 from gateway.store.records import AlreadyExists, ConnectorRecord, Instruction, NotFound, RunRecord
 from gateway.sync.instructions import revoke as revoke_instruction
@@ -133,7 +135,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- create
 
 
-def _new_values(form: Any) -> dict[str, str]:
+def _new_values(form: Fields[str, str]) -> dict[str, str]:
     return {
         "id": form.get("id", ""),
         "type": form.get("type", ""),
@@ -203,7 +205,8 @@ async def create(request: web.Request) -> web.StreamResponse:
     stamped = await stepped_up(s, principal, form, got.errors, t)
     if stamped is None:
         return _new_page(request, principal, values, got.errors, status=422, proposed=got.mapping)
-    assert got.mapping_text is not None
+    if got.mapping_text is None:  # read_connector reports a missing mapping as an error
+        raise PageError(422, "error.bad_request")
     try:
         await call(
             create_connector,
@@ -229,7 +232,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- one connector
 
 
-def _edit_values(record: ConnectorRecord, form: Any | None = None) -> dict[str, str]:
+def _edit_values(record: ConnectorRecord, form: Fields[str, str] | None = None) -> dict[str, str]:
     if form is None:
         return {
             "mapping": "",
@@ -258,7 +261,7 @@ async def _connector_page(
     errors: dict[str, str] | None = None,
     auth_values: dict[str, str] | None = None,
     auth_errors: dict[str, str] | None = None,
-    diff: Any = None,
+    diff: MappingDiff | None = None,
     conflict: dict[str, str] | None = None,
     flashes: list[Flash] | None = None,
     status: int = 200,
