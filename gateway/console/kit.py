@@ -144,6 +144,8 @@ async def console_errors(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except web.HTTPException as exc:
+        if exc.status == 404 and request.path == PREFIX:
+            raise web.HTTPPermanentRedirect(PREFIX + "/") from None
         if exc.status == 404:
             return error_page(request, 404, "error.not_found")
         if exc.status in (400, 405, 413):

@@ -234,3 +234,12 @@ def self_signed(tmp_path: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return context
+
+
+async def test_unknown_pages_and_methods_are_readable_pages(console: Console) -> None:
+    missing = await console.get("/console/nope")
+    assert missing.status == 404 and "This page does not exist" in missing.html
+    wrong = await console.client.delete("/console/sign-in")
+    assert wrong.status == 405 and wrong.content_type == "text/html"
+    bare = await console.client.get("/console", allow_redirects=False)
+    assert bare.status == 308 and bare.headers["Location"] == "/console/"
