@@ -243,3 +243,12 @@ async def test_unknown_pages_and_methods_are_readable_pages(console: Console) ->
     assert wrong.status == 405 and wrong.content_type == "text/html"
     bare = await console.client.get("/console", allow_redirects=False)
     assert bare.status == 308 and bare.headers["Location"] == "/console/"
+
+
+async def test_a_recovery_code_signs_in_once(console: Console, world: World) -> None:
+    data = {"email": world.auditor.email, "password": world.auditor.password}
+    first = await console.post("/console/sign-in", {**data, "code": world.auditor.recovery[0]})
+    assert first.status == 200 and "Sign out" in first.html
+    console.client.session.cookie_jar.clear()
+    again = await console.post("/console/sign-in", {**data, "code": world.auditor.recovery[0]})
+    assert again.status == 401
