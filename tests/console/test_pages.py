@@ -32,7 +32,7 @@ def connector_form(**overrides: str) -> dict[str, str]:
 
 
 async def make_connector(console: Console, world: World) -> None:
-    page = await console.submit(NEW, NEW, {**connector_form(), "code": world.admin.code()})
+    page = await console.submit(NEW, NEW, connector_form())
     assert page.status == 200, page.html
     assert "Connector created" in page.html
 
@@ -219,13 +219,23 @@ async def test_preview_shows_what_leaves_before_creating(console: Console, world
     assert (await console.get(HR)).status == 404
 
 
-async def test_create_needs_step_up(console: Console, world: World) -> None:
+async def test_create_then_a_token_change_needs_step_up(console: Console, world: World) -> None:
+    """As in the API: creating needs no code (nothing is processed before an authorisation,
+    which does); changing the credentials or the mapping afterwards does."""
     await console.sign_in(world.admin)
-    page = await console.submit(NEW, NEW, connector_form())
-    assert page.status == 422 and 'id="e-code"' in page.html
-    wrong = await console.post(NEW, {"csrf": page.csrf, **connector_form(), "code": "000000"})
-    assert wrong.status == 422 and "wrong, expired or already used" in wrong.html
     await make_connector(console, world)
+    page = await console.get(HR)
+    form = {"csrf": page.csrf, "version": _version(page.html), "mapping": "",
+            "interval": "3600", "delete_share": "0.2", "action": "save"}  # fmt: skip
+    refused = await console.post(HR, {**form, "credential_token": "new-token-value"})
+    assert refused.status == 422 and 'id="e-code"' in refused.html
+    wrong = await console.post(HR, {**form, "credential_token": "new-token-value", "code": "1"})
+    assert wrong.status == 422 and "wrong, expired or already used" in wrong.html
+    done = await console.post(
+        HR, {**form, "credential_token": "new-token-value", "code": world.admin.code()}
+    )
+    assert done.status == 200 and "Saved." in done.html
+    assert "new-token-value" not in done.html
 
 
 async def test_edit_preview_shows_the_mapping_diff(console: Console, world: World) -> None:
