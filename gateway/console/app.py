@@ -13,7 +13,14 @@ from typing import Final
 import jinja2
 from aiohttp import web
 
-from gateway.console import views_auth, views_connectors, views_operator, views_runs, views_tenant
+from gateway.console import (
+    views_auth,
+    views_authorise,
+    views_connectors,
+    views_operator,
+    views_runs,
+    views_tenant,
+)
 from gateway.console.kit import RESUMES, SERVICES, TASKS, TEMPLATES, console_errors, page_headers
 from gateway.console.resume import Resumes
 from gateway.runtime.services import Services
@@ -42,6 +49,7 @@ def make_console_app(services: Services) -> web.Application:
     router = app.router
     views_auth.add_routes(router)
     views_connectors.add_routes(router)
+    views_authorise.add_routes(router)
     views_runs.add_routes(router)
     views_tenant.add_routes(router)
     views_operator.add_routes(router)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping as Fields
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from typing import TypeVar
 
 from aiohttp import web
@@ -21,7 +21,7 @@ from gateway.accounts.policy import check
 from gateway.accounts.principal import Principal
 from gateway.console import connector_form as cf
 from gateway.console.guard import acting, allowed, fresh, stepped_up
-from gateway.console.i18n import Translate, translator
+from gateway.console.i18n import translator
 from gateway.console.kit import (
     Flash,
     PageError,
@@ -35,12 +35,10 @@ from gateway.console.kit import (
     url,
 )
 from gateway.console.names import account_names
-from gateway.delivery.outbox import grant_and_converge
 from gateway.minimise.mapping import Mapping, parse_mapping
 from gateway.minimise.mapping_diff import MappingDiff
 from gateway.runtime.services import Services
 from gateway.store.records import AlreadyExists, ConnectorRecord, Instruction, NotFound, RunRecord
-from gateway.sync.instructions import revoke as revoke_instruction
 from gateway.tenancy import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_MAX_DELETE_SHARE,
@@ -49,7 +47,6 @@ from gateway.tenancy import (
 )
 from gateway.tenancy import change_connector as change
 
-MAX_PURPOSE = 500
 T = TypeVar("T")
 
 
@@ -75,7 +72,7 @@ def _tenant(request: web.Request) -> str:
     return request.match_info["tenant"]
 
 
-async def _record(request: web.Request) -> ConnectorRecord:
+async def find_connector(request: web.Request) -> ConnectorRecord:
     tenant, connector = _tenant(request), request.match_info["connector"]
     try:
         found: ConnectorRecord = await call(
@@ -229,7 +226,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- one connector
 
 
-def _edit_values(record: ConnectorRecord, form: Fields[str, str] | None = None) -> dict[str, str]:
+def edit_values(record: ConnectorRecord, form: Fields[str, str] | None = None) -> dict[str, str]:
     if form is None:
         return {
             "mapping": "",
@@ -249,7 +246,7 @@ def _edit_values(record: ConnectorRecord, form: Fields[str, str] | None = None) 
     }
 
 
-async def _connector_page(
+async def connector_view(
     request: web.Request,
     principal: Principal,
     record: ConnectorRecord,
@@ -280,7 +277,7 @@ async def _connector_page(
         active=active_instruction(instructions, record, at),
         names=names,
         at=at,
-        values=values or _edit_values(record),
+        values=values or edit_values(record),
         errors=errors or {},
         auth_values=auth_values or {},
         auth_errors=auth_errors or {},
@@ -297,7 +294,7 @@ async def _connector_page(
 async def connector_page(request: web.Request) -> web.StreamResponse:
     principal = await signed_in(request)
     check(principal, "tenant.read", _tenant(request))
-    record = await _record(request)
+    record = await find_connector(request)
     t = translator(lang_of(request))
     kept = prefill(request)
     flashes = []
@@ -311,8 +308,8 @@ async def connector_page(request: web.Request) -> web.StreamResponse:
         if kept.get("form") == "authorise":
             auth_values = kept
         else:
-            values = _edit_values(record, kept)
-    return await _connector_page(
+            values = edit_values(record, kept)
+    return await connector_view(
         request, principal, record, values=values, auth_values=auth_values, flashes=flashes
     )
 
@@ -322,7 +319,7 @@ async def save(request: web.Request) -> web.StreamResponse:
     connector = request.match_info["connector"]
     principal, form = await posted(request, back=url("t", tenant, "connectors", connector))
     check(principal, "tenant.configure", tenant)
-    record = await _record(request)
+    record = await find_connector(request)
     s = services(request)
     t = translator(lang_of(request))
     got = cf.read_connector(
@@ -331,12 +328,12 @@ async def save(request: web.Request) -> web.StreamResponse:
         existing=record,
         allow_private=s.settings.allow_private_sources,
     )
-    values = _edit_values(record, form)
+    values = edit_values(record, form)
     diff = None
     if got.mapping is not None:
         diff = cf.mapping_changes(record, got.mapping)
     if form.get("action") == "preview" or got.errors:
-        return await _connector_page(
+        return await connector_view(
             request, principal, record, values=values, errors=got.errors, diff=diff,
             status=422 if got.errors else 200,
         )  # fmt: skip
@@ -346,7 +343,7 @@ async def save(request: web.Request) -> web.StreamResponse:
     if sensitive:
         stamped = await stepped_up(s, principal, form, got.errors, t)
         if stamped is None:
-            return await _connector_page(
+            return await connector_view(
                 request, principal, record, values=values, errors=got.errors, diff=diff,
                 status=422,
             )  # fmt: skip
@@ -355,9 +352,9 @@ async def save(request: web.Request) -> web.StreamResponse:
         _save_if_unchanged, s, record, values["version"], got, mapping_text=mapping_text, by=actor
     )
     if isinstance(outcome, list):
-        current = await _record(request)
+        current = await find_connector(request)
         diff = cf.mapping_changes(current, got.mapping) if got.mapping else None
-        return await _connector_page(
+        return await connector_view(
             request, principal, current, values={**values, "version": cf.version(current)},
             errors=got.errors, diff=diff, conflict=cf.now_showing(current, outcome), status=409,
         )  # fmt: skip
@@ -403,88 +400,6 @@ def _changed(given: T, stored: T) -> T | None:
     return None if given == stored else given
 
 
-# --------------------------------------------------------------------------- authorise
-
-
-def _valid_until(text: str, t: Translate, at: datetime, errors: dict[str, str]) -> datetime | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        errors["valid_until"] = t("auth.bad_date")
-        return None
-    until = datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
-    if until <= at:
-        errors["valid_until"] = t("auth.bad_date")
-        return None
-    return until
-
-
-async def authorise(request: web.Request) -> web.StreamResponse:
-    tenant, connector = _tenant(request), request.match_info["connector"]
-    principal, form = await posted(request, back=url("t", tenant, "connectors", connector))
-    check(principal, "tenant.authorise", tenant)
-    record = await _record(request)
-    s = services(request)
-    t = translator(lang_of(request))
-    at = s.clock()
-    errors: dict[str, str] = {}
-    purpose = form.get("purpose", "").strip()
-    if not purpose or len(purpose) > MAX_PURPOSE:
-        errors["purpose"] = t("common.required")
-    until = _valid_until(form.get("valid_until", ""), t, at, errors)
-    values = {"purpose": purpose, "valid_until": form.get("valid_until", "")}
-    stamped = None if errors else await stepped_up(s, principal, form, errors, t)
-    if stamped is None:
-        return await _connector_page(
-            request, principal, record, auth_values=values, auth_errors=errors, status=422
-        )
-    await call(
-        grant_and_converge,
-        s.store,
-        by=acting(s, stamped, tenant),
-        connector=connector,
-        purpose=purpose,
-        now=at,
-        valid_until=until,
-    )
-    raise web.HTTPSeeOther(url("t", tenant, "connectors", connector) + "?granted=1")
-
-
-async def revoke(request: web.Request) -> web.StreamResponse:
-    tenant, connector = _tenant(request), request.match_info["connector"]
-    principal, form = await posted(request, back=url("t", tenant, "connectors", connector))
-    check(principal, "tenant.authorise", tenant)
-    record = await _record(request)
-    s = services(request)
-    t = translator(lang_of(request))
-    instruction_id = request.match_info["instruction"]
-    try:
-        found: Instruction = await call(s.store.get_instruction, instruction_id)
-    except NotFound:
-        found = None  # type: ignore[assignment]
-    if found is None or (found.tenant, found.connector) != (tenant, connector):
-        raise PageError(404, "auth.not_found")
-    errors: dict[str, str] = {}
-    stamped = await stepped_up(s, principal, form, errors, t)
-    if stamped is None:
-        return await _connector_page(
-            request, principal, record, auth_errors={f"revoke-{found.id}": errors["code"]},
-            status=422,
-        )  # fmt: skip
-    await call(
-        revoke_instruction,
-        s.store,
-        by=acting(s, stamped, tenant),
-        instruction=found,
-        now=s.clock(),
-    )
-    await s.engine.revocations.revoke(found.id)
-    raise web.HTTPSeeOther(url("t", tenant, "connectors", connector) + "?revoked=1")
-
-
 def add_routes(router: web.UrlDispatcher) -> None:
     t = "/t/{tenant}"
     c = t + "/connectors/{connector}"
@@ -493,5 +408,3 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(t + "/new-connector", create)
     router.add_get(c, connector_page, allow_head=False)
     router.add_post(c, save)
-    router.add_post(c + "/authorise", authorise)
-    router.add_post(c + "/instructions/{instruction}/revoke", revoke)
