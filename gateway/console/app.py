@@ -17,6 +17,7 @@ from gateway.console import (
     views_auth,
     views_authorise,
     views_connectors,
+    views_oidc,
     views_operator,
     views_runs,
     views_tenant,
@@ -48,6 +49,7 @@ def make_console_app(services: Services) -> web.Application:
     app.on_response_prepare.append(page_headers)
     router = app.router
     views_auth.add_routes(router)
+    views_oidc.add_routes(router)
     views_connectors.add_routes(router)
     views_authorise.add_routes(router)
     views_runs.add_routes(router)

@@ -23,6 +23,8 @@ RULES: dict[tuple[str, str], Capability | str] = {
     ("POST", "/sign-in"): PUBLIC,
     ("POST", "/sign-out"): "self",
     ("GET", "/lang"): PUBLIC,
+    ("GET", "/oidc"): PUBLIC,
+    ("GET", "/oidc/callback"): PUBLIC,
     ("GET", "/invitations/{token}"): PUBLIC,
     ("POST", "/invitations/{token}"): PUBLIC,
     ("GET", "/t/{tenant}"): "tenant.read",
