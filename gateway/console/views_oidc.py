@@ -7,7 +7,8 @@ also kept in a short-lived cookie and must come back with the browser that began
 so a callback link made by someone else cannot sign a victim in to the sender's account
 (login CSRF). That cookie is `SameSite=Lax`, since the identity provider's redirect back is
 a cross-site navigation; for the same reason the session cookie (`SameSite=Strict`) is set
-on a page that then moves on by itself, not on a redirect.
+on a page that then moves on by itself, not on a redirect. The way out to the provider is
+such a page too: browsers hold a form's redirect to the console's `form-action 'self'`.
 """
 
 from __future__ import annotations
@@ -51,12 +52,15 @@ async def begin(request: web.Request) -> web.StreamResponse:
     except OidcFailed:
         raise PageError(502, "oidc.failed") from None
     state = parse_qs(urlsplit(target).query).get("state", [""])[0]
-    response = web.HTTPSeeOther(target)
+    # A page that moves on by itself, not a redirect: browsers apply the console's
+    # `form-action 'self'` to a form's redirects, and the provider is another site.
+    t = translator(lang_of(request))
+    response = render(request, "moving_on.html", target=target, message=t("oidc.moving_on"))
     response.set_cookie(
         STATE_COOKIE, state, path=CALLBACK, max_age=STATE_SECONDS, httponly=True,
         secure=request.secure, samesite="Lax",
     )  # fmt: skip
-    raise response
+    return response
 
 
 async def callback(request: web.Request) -> web.StreamResponse:

@@ -52,6 +52,7 @@ EN: Final[dict[str, str]] = {
     "oidc.not_configured": "Sign-in through an identity provider is not set up for that organisation. Sign in with your email address, password and code instead.",
     "oidc.failed": "This sign-in through your organisation did not work or expired. Start it again from the sign-in page.",
     "oidc.no_account": "Your organisation's sign-in worked, but there is no active Sluis account of this organisation with that email address. Ask your administrator for an invitation.",
+    "oidc.moving_on": "On to your organisation's sign-in…",
     "oidc.signed_in": "You are signed in through your organisation.",
     "invite.title": "Accept your invitation",
     "invite.intro": "You are invited as {role} of {tenant}. Choose a password and set up your authenticator app.",

@@ -52,6 +52,7 @@ NL: Final[dict[str, str]] = {
     "oidc.not_configured": "Aanmelden via een identiteitsprovider is voor die organisatie niet ingesteld. Meld u aan met uw e-mailadres, wachtwoord en code.",
     "oidc.failed": "Dit aanmelden via uw organisatie is niet gelukt of verlopen. Begin opnieuw vanaf de aanmeldpagina.",
     "oidc.no_account": "Aanmelden bij uw organisatie is gelukt, maar er is geen actief Sluis-account van deze organisatie met dat e-mailadres. Vraag uw beheerder om een uitnodiging.",
+    "oidc.moving_on": "Door naar het aanmelden van uw organisatie…",
     "oidc.signed_in": "U bent aangemeld via uw organisatie.",
     "invite.title": "Uw uitnodiging aannemen",
     "invite.intro": "U bent uitgenodigd als {role} van {tenant}. Kies een wachtwoord en stel uw authenticator-app in.",

@@ -237,3 +237,35 @@ async def test_keyboard_only_sign_in_and_the_dutch_toggle(
     assert await page.get_attribute("html", "lang") == "nl"
     assert await page.get_by_role("heading", name="Overzicht van acme").count() == 1
     await context.close()
+
+
+async def test_sign_in_through_the_organisations_identity_provider(
+    browser: Any, gateway: str, services: Services, clock: Clock, oidc_issuer: str
+) -> None:
+    """The IdP's redirect back is a cross-site navigation: the console must still end up
+    signed in (its session cookie is SameSite=Strict)."""
+    import aiohttp
+
+    from gateway.accounts.principal import Principal
+
+    make_tenants(services, clock, "acme")
+    admin = enrol(services, clock, role="admin", tenant="acme", email="a@acme.example")
+    services.accounts.configure_oidc(
+        Principal(admin.account_id, "admin", "acme", "test"), "acme",
+        issuer=oidc_issuer, client_id="sluis-acme", client_secret="s3cret",
+    )  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        claims = {"email": admin.email, "email_verified": True}
+        async with http.put(f"{oidc_issuer}/users/anna", json=claims) as r:
+            assert r.status == 204
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(gateway + "/console/sign-in")
+    await page.get_by_label("Organisation id in Sluis").fill("acme")
+    await page.get_by_role("button", name="Continue to your organisation's sign-in").click()
+    assert page.url.startswith(oidc_issuer)
+    await page.locator('input[name="sub"]').fill("anna")
+    await page.locator('form [type="submit"]').first.click()
+    await page.wait_for_url(re.compile(r".*/console/t/acme$"))
+    assert "Signed in as customer admin" in await page.content()
+    await context.close()
