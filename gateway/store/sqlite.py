@@ -39,6 +39,7 @@ from gateway.store.records import (
     SubjectWrite,
     Tenant,
 )
+from gateway.store.sqlite_push import SqliteCheckpointPushes
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS tenants (
@@ -109,7 +110,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqliteStore:
+class SqliteStore(SqliteCheckpointPushes):
     """Gateway state plus the ledger tables, in `path` (created if missing)."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
@@ -129,6 +130,7 @@ class SqliteStore:
             for statement in _SCHEMA:
                 self._conn.execute(statement)
             self._add_lifecycle_columns()
+            self._create_push_table()
 
     # ------------------------------------------------------------------ plumbing
 
