@@ -125,6 +125,7 @@ class CheckpointPusher:
         allow_private: bool = False,
         interval: float = 5.0,
         policy: PushPolicy | None = None,
+        backlog: int = MAX_BACKLOG,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -132,6 +133,7 @@ class CheckpointPusher:
         self._allow_private = allow_private
         self._interval = interval
         self._policy = policy or PushPolicy()
+        self._backlog = backlog
 
     async def run(self) -> None:
         """Push every `interval` seconds until cancelled; a failed round is logged, and
@@ -175,8 +177,8 @@ class CheckpointPusher:
         behind = latest.seq - config.pushed_seq
         if behind <= 0:
             return [], 0
-        skipped = max(behind - MAX_BACKLOG, 0)
-        due = ledger.checkpoints_after(config.tenant, config.pushed_seq + skipped, MAX_BACKLOG)
+        skipped = max(behind - self._backlog, 0)
+        due = ledger.checkpoints_after(config.tenant, config.pushed_seq + skipped, self._backlog)
         return due, skipped
 
     async def _push_tenant(self, session: aiohttp.ClientSession, config: CheckpointPush) -> int:
