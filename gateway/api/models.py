@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from connectors.registry import known_types
+from gateway.ledger.audit import MAX_PURPOSE_LENGTH, purpose_problem
 from gateway.minimise.egress import FORBIDDEN_CHARS, EgressData
 from mappings import bundled_names
 
@@ -153,9 +154,33 @@ class ConnectorCreate(_Request):
     max_delete_share: Annotated[float, Field(ge=0.0, le=1.0, strict=True)] = 0.2
 
 
+def _ledger_purpose(value: str) -> str:
+    problem = purpose_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: What looks like personal data in a purpose (as `purpose_problem` judges): stated in the
+#: schema so that clients and fuzzers know such a purpose is refused.
+PURPOSE_REFUSED_PATTERN: Final = r"\S@\S|\d[\d .-]{6,}\d"
+#: An authorisation's purpose: it goes into the immutable ledger, so it must not carry
+#: personal data (`gateway.ledger.audit.purpose_problem`); refused with a 422 here.
+LedgerPurpose = Annotated[
+    PlainText,
+    Field(
+        max_length=MAX_PURPOSE_LENGTH,
+        description="why the data is processed, one short line; kept in the ledger for good, "
+        "so an email address or a long number (BSN, IBAN, phone) is refused",
+        json_schema_extra={"not": {"pattern": PURPOSE_REFUSED_PATTERN}},
+    ),
+    AfterValidator(_ledger_purpose),
+]
+
+
 class InstructionCreate(_Request):
     granted_by: Annotated[PlainText, Field(max_length=254)]
-    purpose: Annotated[PlainText, Field(max_length=1000)]
+    purpose: LedgerPurpose
     valid_until: AwareDatetime | None = Field(
         default=None,
         strict=True,
