@@ -250,3 +250,23 @@ def test_audit_entry_bytes_round_trip(entry: AuditEntry) -> None:
     assert again == entry
     assert entry_bytes(again) == body
     assert body.startswith(b'{"action":')
+
+
+def test_the_cli_exports_and_proves_a_mixed_log(
+    signed: tuple[Path, Path, Ed25519PrivateKey],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    db, export, key = signed
+    data_dir = str(db.parent)
+    again = tmp_path / "cli-export.jsonl"
+    code = main(["audit", "export", "--data-dir", data_dir, "--output", str(again)])
+    capsys.readouterr()
+    assert code == 0 and again.read_bytes() == export.read_bytes()
+    kinds = {orjson.loads(x)["entry"][:10] for x in again.read_bytes().splitlines()
+             if b'"type":"entry"' in x}  # fmt: skip
+    assert kinds == {'{"action":', '{"connecto'}
+    code = main(["audit", "prove", str(GRANT_INDEX), "--tenant", "acme", "--data-dir", data_dir])
+    proof = orjson.loads(capsys.readouterr().out)
+    assert code == 0 and '"action":"authorisation.granted"' in proof["entry"]
+    check_inclusion_proof(proof, key.public_key())

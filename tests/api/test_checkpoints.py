@@ -13,6 +13,8 @@ import pytest
 from aiohttp import web
 
 from gateway.api.app import make_app
+from gateway.cli.main import main
+from gateway.keys.signing import public_key_pem
 from gateway.ledger.audit import Actor, audit
 from gateway.ledger.checkpoint import open_checkpoint
 from gateway.ledger.record import record
@@ -192,3 +194,27 @@ async def test_the_app_pushes_every_new_checkpoint(
     assert status.body["pushed_seq"] == 3 and status.body["failure"] is None
     metrics = await api.get("/metrics")
     assert 'sluis_checkpoint_pushes_total{outcome="delivered",tenant="acme"} 3.0' in metrics.text
+
+
+async def test_what_the_routes_return_is_what_audit_verify_keeps(
+    api: Api, services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The auditor saves the routes' answers as they are; `sluis audit verify
+    --checkpoints` reads them and holds the log to them."""
+    await make_tenant(api)
+    _grow(services, 3)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    page = await api.get(f"{T}/checkpoints", params={"limit": 2})
+    (kept / "page-1.json").write_text(page.text)
+    latest = await api.get(f"{T}/checkpoints/latest")
+    (kept / "latest.json").write_text(latest.text)
+    (kept / "latest.txt").write_text(latest.body["note"])
+    pub = tmp_path / "sluis.pub"
+    pub.write_text(public_key_pem(services.signer.public_key))
+    code = main(["audit", "verify", "--data-dir", str(services.settings.data_dir),
+                 "--public-key", str(pub), "--checkpoints", str(kept)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "acme: intact: 6 entries, 3 checkpoints" in out
+    assert "acme: 4 kept checkpoints agree with the log" in out
