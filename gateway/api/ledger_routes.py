@@ -127,14 +127,14 @@ async def get_push(request: web.Request) -> web.Response:
 
 
 async def delete_push(request: web.Request) -> web.Response:
+    """Stop pushing; the answer is the setting that was removed."""
     tenant = request.match_info["tenant"]
     s = services_of(request)
     await store_call(s.store.get_tenant, tenant)
     push = await store_call(s.store.get_checkpoint_push, tenant)
-    cleared = push is not None and await store_call(
+    if push is None or not await store_call(
         checkpoint_push.clear, s.store, s.ledger(tenant), actor=_actor(request), now=s.clock()
-    )
-    if push is None or not cleared:
+    ):
         raise Problem(404, f"not found: tenant {tenant} has no checkpoint push")
     return model_response(push_out(push))
 
