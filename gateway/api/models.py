@@ -161,26 +161,17 @@ def _ledger_purpose(value: str) -> str:
     return value
 
 
-#: What looks like personal data in a purpose (as `purpose_problem` judges): stated in the
-#: schema so that clients and fuzzers know such a purpose is refused.
-PURPOSE_REFUSED_PATTERN: Final = r"\S@\S|\d[\d .-]{6,}\d"
-#: An authorisation's purpose: it goes into the immutable ledger, so it must not carry
-#: personal data (`gateway.ledger.audit.purpose_problem`); refused with a 422 here.
-LedgerPurpose = Annotated[
-    PlainText,
-    Field(
-        max_length=MAX_PURPOSE_LENGTH,
-        description="why the data is processed, one short line; kept in the ledger for good, "
-        "so an email address or a long number (BSN, IBAN, phone) is refused",
-        json_schema_extra={"not": {"pattern": PURPOSE_REFUSED_PATTERN}},
-    ),
-    AfterValidator(_ledger_purpose),
-]
-
-
 class InstructionCreate(_Request):
     granted_by: Annotated[PlainText, Field(max_length=254)]
-    purpose: LedgerPurpose
+    purpose: Annotated[
+        PlainText,
+        Field(
+            max_length=MAX_PURPOSE_LENGTH,
+            description="what the platform may use the data for; kept in the ledger forever, "
+            "so an email address or a long number in it is refused",
+        ),
+        AfterValidator(_ledger_purpose),
+    ]
     valid_until: AwareDatetime | None = Field(
         default=None,
         strict=True,
