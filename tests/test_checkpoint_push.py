@@ -80,7 +80,9 @@ class World:
             n = self.ledger.size()
             record(self.store, self.ledger, [make_entry(n)])
 
-    def pusher(self, *, allow_private: bool = True, backlog: int = 100) -> CheckpointPusher:
+    def pusher(
+        self, *, allow_private: bool = True, backlog: int = 100, pause: float = 0
+    ) -> CheckpointPusher:
         return CheckpointPusher(
             self.store,
             self.metrics,
@@ -88,6 +90,7 @@ class World:
             allow_private=allow_private,
             policy=FAST,
             backlog=backlog,
+            pause_after_failure=pause,
         )
 
     def counted(self, outcome: str) -> float:
@@ -169,6 +172,22 @@ async def test_a_failure_is_counted_stored_and_pushed_again_next_round(
     assert "status-400" in logged
     for text in (exposed, logged):
         assert "customer-secret" not in text and "127.0.0.1" not in text
+
+
+async def test_a_failing_receiver_is_left_alone_for_a_while(
+    world: World, aiohttp_server: Any
+) -> None:
+    receiver, url = await _receiver(aiohttp_server)
+    world.grow(1)
+    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    receiver.fail = [404]
+    pusher = world.pusher(pause=3600)
+    assert await pusher.push_once() == 0
+    assert await pusher.push_once() == 0
+    assert receiver.attempts == 1 and world.counted("failed") == 1
+    # Setting the URL again (the receiver is fixed) starts afresh at once.
+    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    assert await pusher.push_once() == 1
 
 
 async def test_redirects_are_not_followed(world: World, aiohttp_server: Any) -> None:

@@ -10,7 +10,8 @@ So pushing is about *getting the note out*, and the pusher is built to be boring
   carries on where the last push ended); it does not matter which code path appended;
 * notes go out oldest first, one POST each (`text/plain`, the note exactly as signed), with
   retries on network errors, timeouts, 408, 429 and 5xx (tenacity, exponential back-off);
-  anything else, a redirect included (never followed), fails the note until the next round;
+  anything else, a redirect included (never followed), fails the note, and the tenant is
+  left alone for a minute before the next try;
 * the backlog is bounded: a tenant more than `MAX_BACKLOG` checkpoints behind skips to the
   newest ones (counted as skipped; each later checkpoint vouches for the earlier log, and
   the auditor can fetch every one from the checkpoints route);
@@ -29,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import aiohttp
@@ -47,6 +48,9 @@ log = logging.getLogger("sluis.checkpoint_push")
 
 #: Checkpoints a tenant may fall behind before older ones are skipped.
 MAX_BACKLOG: Final = 100
+#: Seconds a tenant whose push failed is left alone before the next try (a receiver that is
+#: down is not hammered every round).
+PAUSE_AFTER_FAILURE: Final = 60.0
 #: Tenants pushed to at the same time in one round.
 CONCURRENCY: Final = 8
 CONTENT_TYPE: Final = "text/plain; charset=utf-8"
@@ -126,6 +130,7 @@ class CheckpointPusher:
         interval: float = 5.0,
         policy: PushPolicy | None = None,
         backlog: int = MAX_BACKLOG,
+        pause_after_failure: float = PAUSE_AFTER_FAILURE,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -134,6 +139,7 @@ class CheckpointPusher:
         self._interval = interval
         self._policy = policy or PushPolicy()
         self._backlog = backlog
+        self._pause = timedelta(seconds=pause_after_failure)
 
     async def run(self) -> None:
         """Push every `interval` seconds until cancelled; a failed round is logged, and
@@ -184,6 +190,8 @@ class CheckpointPusher:
     async def _push_tenant(self, session: aiohttp.ClientSession, config: CheckpointPush) -> int:
         tenant = config.tenant
         self._metrics.prime_checkpoint_push(tenant)
+        if config.failed_at is not None and self._clock() < config.failed_at + self._pause:
+            return 0
         due, skipped = await asyncio.to_thread(self._due, config)
         if skipped:
             self._metrics.checkpoint_pushes.labels(tenant, "skipped").inc(skipped)
