@@ -11,13 +11,17 @@ from typing import Any
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.cli.main import main
 from gateway.keys.signing import load_or_create_signing_key, public_key_pem
-from gateway.ledger.checkpoint import CheckpointSigner, read_unverified
+from gateway.ledger import merkle
+from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, open_checkpoint, read_unverified
 from gateway.ledger.log import Ledger
+from gateway.ledger.verify import verify_log
 from gateway.store.ledger_sqlite import SqliteLedgerStore
-from tests.ledger_helpers import Clock, make_entry
+from tests.ledger_helpers import T0, Clock, make_entry
 
 KEY_DIR = "keys"
 
@@ -181,3 +185,58 @@ def test_a_kept_file_that_does_not_verify_is_named(
     code, _, err = _verify(capsys, "--data-dir", str(honest), "--public-key", str(pub),
                            "--checkpoints", str(kept / "missing"))  # fmt: skip
     assert code == 2 and "not a folder of kept checkpoints" in err
+
+
+# --------------------------------------------------------------------------- the property
+
+_SIGNER = CheckpointSigner(Ed25519PrivateKey.generate())
+
+
+def _log(bodies: list[bytes], sizes: list[int]) -> tuple[list[Any], list[Any]]:
+    """Entry rows, and checkpoint rows signed at `sizes` (ascending) with `_SIGNER`."""
+    frontier = merkle.Frontier()
+    rows, cps = [], []
+    wanted = sorted(set(sizes))
+    if 0 in wanted:
+        cps.append((1, 0, _SIGNER.sign(Checkpoint(_ORIGIN, 0, frontier.root(), T0))))
+    for i, body in enumerate(bodies):
+        leaf = merkle.leaf_hash(body)
+        frontier.append(leaf)
+        rows.append((i, body, leaf))
+        if i + 1 in wanted:
+            note = _SIGNER.sign(Checkpoint(_ORIGIN, i + 1, frontier.root(), T0))
+            cps.append((len(cps) + 1, i + 1, note))
+    return rows, cps
+
+
+_ORIGIN = _SIGNER.origin_for("acme")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(1, 40),
+    data=st.data(),
+)
+def test_kept_checkpoints_catch_exactly_the_rewrites_they_cover(size: int, data: Any) -> None:
+    bodies = [orjson.dumps(make_entry(i).model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+              for i in range(size)]  # fmt: skip
+    kept_sizes = data.draw(st.lists(st.integers(0, size), min_size=1, max_size=5))
+    _, honest_cps = _log(bodies, kept_sizes)
+    kept = [(f"kept-{seq}", open_checkpoint(note, _SIGNER.public_key))
+            for seq, _, note in honest_cps]  # fmt: skip
+    # The forger rewrites one entry, keeps or cuts the tail, and signs the result anew.
+    changed = data.draw(st.integers(0, size - 1))
+    length = data.draw(st.integers(0, size))
+    forged = list(bodies[:length])
+    if changed < length:
+        forged[changed] = orjson.dumps(
+            make_entry(changed, run_id="run-forged").model_dump(mode="json"),
+            option=orjson.OPT_SORT_KEYS,
+        )
+    rows, cps = _log(forged, [length])
+    report = verify_log("acme", rows, cps, _SIGNER.public_key, kept=kept)
+    rewritten = changed < length and any(s > changed for s in kept_sizes if s <= length)
+    truncated = any(s > length for s in kept_sizes)
+    assert report.ok == (not rewritten and not truncated), report.reason
+    if not report.ok:
+        assert report.reason is not None and "kept checkpoint kept-" in report.reason
