@@ -1,4 +1,5 @@
-"""`sluis audit`: verify, export and prove the ledger (transfers and audit entries); print the public key.
+"""`sluis audit`: verify, export and prove the ledger (transfers and audit entries); print
+the public key.
 
 These are the commands a customer's auditor runs, often on their own machine with nothing
 but an export, the public key we gave them and a checkpoint they kept from last time, so

@@ -9,8 +9,8 @@ What it establishes, and where it points when something is off (`first_bad_index
 lowest entry index the log can no longer vouch for):
 
 * indices run 0, 1, 2, … without gaps or strays          → the missing or stray index
-* each body is a valid, canonical entry (transfer or audit) for this tenant, and its stored leaf hash
-  is the hash of that body                               → that entry
+* each body is a valid, canonical entry (transfer or audit) for this tenant, and its stored
+  leaf hash is the hash of that body                     → that entry
 * every checkpoint is signed by the trusted key, names this log, and neither its size nor
   its time goes backwards                                → the first entry it would vouch for
 * the root recomputed at each checkpoint size equals the signed root
