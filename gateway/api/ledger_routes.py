@@ -27,7 +27,7 @@ from gateway.api.httpkit import (
     services_of,
     store_call,
 )
-from gateway.api.models import (
+from gateway.api.ledger_models import (
     CheckpointOut,
     CheckpointPage,
     CheckpointPushOut,

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
+from gateway.api import ledger_models as lm
 from gateway.api import models as m
 from gateway.api import schema_rules
 from gateway.api.problems import PROBLEM_JSON
@@ -330,9 +331,9 @@ def _cursor_param() -> dict[str, Any]:
 # --------------------------------------------------------------------------- checkpoints
 # Routes that take signed checkpoints out of the operator's hands (`gateway.api.ledger_routes`).
 
-_LEDGER_REQUESTS: Final[tuple[type[BaseModel], ...]] = (m.CheckpointPushSet,)
+_LEDGER_REQUESTS: Final[tuple[type[BaseModel], ...]] = (lm.CheckpointPushSet,)
 _LEDGER_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
-    m.CheckpointPage, m.CheckpointOut, m.CheckpointPushOut,
+    lm.CheckpointPage, lm.CheckpointOut, lm.CheckpointPushOut,
 )  # fmt: skip
 
 
@@ -344,25 +345,25 @@ def _ledger_paths() -> dict[str, dict[str, Any]]:
             "listCheckpoints",
             "The log's signed checkpoints written after the one with seq `after`, oldest "
             "first (paged): an auditor keeps them to catch a rewritten history later",
-            (200, m.CheckpointPage, "Checkpoints"), (*_READ, 400, 422), tag="ledger",
-            params=[tenant, *_query(m.CheckpointsQuery, "after", "limit")])},
+            (200, lm.CheckpointPage, "Checkpoints"), (*_READ, 400, 422), tag="ledger",
+            params=[tenant, *_query(lm.CheckpointsQuery, "after", "limit")])},
         t + "/checkpoints/latest": {"get": _op(
             "getLatestCheckpoint", "The log's latest signed checkpoint (404 while it has none)",
-            (200, m.CheckpointOut, "The checkpoint"), _READ, tag="ledger", params=[tenant])},
+            (200, lm.CheckpointOut, "The checkpoint"), _READ, tag="ledger", params=[tenant])},
         t + "/checkpoint-push": {
             "put": _op(
                 "setCheckpointPush",
                 "POST every new signed checkpoint (text/plain, the note as signed) to this "
                 "URL, oldest first, with retries; recorded in the ledger (without the URL)",
-                (200, m.CheckpointPushOut, "Set; pushing starts from the latest checkpoint"),
-                (400, 401, 404, 413, 422), tag="ledger", body=m.CheckpointPushSet,
+                (200, lm.CheckpointPushOut, "Set; pushing starts from the latest checkpoint"),
+                (400, 401, 404, 413, 422), tag="ledger", body=lm.CheckpointPushSet,
                 params=[tenant]),
             "get": _op(
                 "getCheckpointPush", "Where checkpoints are pushed, and how far that got",
-                (200, m.CheckpointPushOut, "The push"), _READ, tag="ledger", params=[tenant]),
+                (200, lm.CheckpointPushOut, "The push"), _READ, tag="ledger", params=[tenant]),
             "delete": _op(
                 "clearCheckpointPush", "Stop pushing checkpoints; recorded in the ledger",
-                (200, m.CheckpointPushOut, "Cleared (what it was)"), _READ, tag="ledger",
+                (200, lm.CheckpointPushOut, "Cleared (what it was)"), _READ, tag="ledger",
                 params=[tenant]),
         },
     }  # fmt: skip
