@@ -24,7 +24,7 @@ from gateway.ledger.audit import Actor
 from gateway.ledger.checkpoint import CheckpointSigner, open_checkpoint
 from gateway.ledger.kinds import parse_entry
 from gateway.ledger.log import Ledger
-from gateway.ledger.record import record
+from gateway.ledger.record import Acting, record
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.store.records import Tenant
 from gateway.store.sqlite import SqliteStore
@@ -75,6 +75,10 @@ class World:
     key: Ed25519PrivateKey
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
 
+    @property
+    def acting(self) -> Acting:
+        return Acting(ADMIN, self.ledger)
+
     def grow(self, batches: int) -> None:
         for _ in range(batches):
             n = self.ledger.size()
@@ -119,7 +123,7 @@ async def _receiver(aiohttp_server: Any) -> tuple[Receiver, str]:
 async def test_new_checkpoints_arrive_in_order_as_signed(world: World, aiohttp_server: Any) -> None:
     receiver, url = await _receiver(aiohttp_server)
     world.grow(3)
-    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
     pusher = world.pusher()
     # A new URL starts from the current checkpoint (the one the configuration appended).
     assert await pusher.push_once() == 1
@@ -141,7 +145,7 @@ async def test_new_checkpoints_arrive_in_order_as_signed(world: World, aiohttp_s
 async def test_transient_failures_are_retried(world: World, aiohttp_server: Any) -> None:
     receiver, url = await _receiver(aiohttp_server)
     world.grow(1)
-    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
     receiver.fail = [503, 429]
     assert await world.pusher().push_once() == 1
     assert receiver.attempts == 3 and len(receiver.notes) == 1
@@ -154,7 +158,7 @@ async def test_a_failure_is_counted_stored_and_pushed_again_next_round(
     receiver, url = await _receiver(aiohttp_server)
     url += "?token=customer-secret-9f8e"
     world.grow(1)
-    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
     receiver.fail = [500, 500, 500, 400]
     pusher = world.pusher()
     with caplog.at_level(logging.DEBUG):
@@ -179,14 +183,14 @@ async def test_a_failing_receiver_is_left_alone_for_a_while(
 ) -> None:
     receiver, url = await _receiver(aiohttp_server)
     world.grow(1)
-    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
     receiver.fail = [404]
     pusher = world.pusher(pause=3600)
     assert await pusher.push_once() == 0
     assert await pusher.push_once() == 0
     assert receiver.attempts == 1 and world.counted("failed") == 1
     # Setting the URL again (the receiver is fixed) starts afresh at once.
-    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
     assert await pusher.push_once() == 1
 
 
@@ -194,7 +198,7 @@ async def test_redirects_are_not_followed(world: World, aiohttp_server: Any) -> 
     receiver, url = await _receiver(aiohttp_server)
     world.grow(1)
     moved = url.replace("/cp", "/moved")
-    configure(world.store, world.ledger, moved, actor=ADMIN, now=datetime.now(UTC))
+    configure(world.store, moved, now=datetime.now(UTC), by=world.acting)
     assert await world.pusher().push_once() == 0
     assert receiver.attempts == 1 and not receiver.followed_redirect and not receiver.notes
     push = world.store.get_checkpoint_push("acme")
@@ -207,13 +211,7 @@ async def test_private_addresses_are_refused_unless_allowed(
 ) -> None:
     receiver, url = await _receiver(aiohttp_server)
     world.grow(1)
-    configure(
-        world.store,
-        world.ledger,
-        url.replace("127.0.0.1", host),
-        actor=ADMIN,
-        now=datetime.now(UTC),
-    )
+    configure(world.store, url.replace("127.0.0.1", host), now=datetime.now(UTC), by=world.acting)
     assert await world.pusher(allow_private=False).push_once() == 0
     assert receiver.attempts == 0
     push = world.store.get_checkpoint_push("acme")
@@ -233,13 +231,7 @@ async def test_a_name_resolving_inward_is_refused_at_connect(
         pytest.skip("this machine's name does not resolve to a private address")
     receiver, url = await _receiver(aiohttp_server)
     world.grow(1)
-    configure(
-        world.store,
-        world.ledger,
-        url.replace("127.0.0.1", name),
-        actor=ADMIN,
-        now=datetime.now(UTC),
-    )
+    configure(world.store, url.replace("127.0.0.1", name), now=datetime.now(UTC), by=world.acting)
     assert await world.pusher(allow_private=False).push_once() == 0
     push = world.store.get_checkpoint_push("acme")
     assert push is not None and push.failure == "refused-address"
@@ -249,7 +241,7 @@ async def test_a_name_resolving_inward_is_refused_at_connect(
 async def test_the_backlog_is_bounded(world: World, aiohttp_server: Any) -> None:
     receiver, url = await _receiver(aiohttp_server)
     world.grow(1)
-    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
     pusher = world.pusher(backlog=3)
     assert await pusher.push_once() == 1
     world.grow(7)
@@ -261,9 +253,9 @@ async def test_the_backlog_is_bounded(world: World, aiohttp_server: Any) -> None
 
 async def test_setting_and_clearing_is_audited_without_the_url(world: World) -> None:
     url = "https://archive.acme.example/sluis?key=abc"
-    configure(world.store, world.ledger, url, actor=ADMIN, now=datetime.now(UTC))
-    assert clear(world.store, world.ledger, actor=ADMIN, now=datetime.now(UTC)) is True
-    assert clear(world.store, world.ledger, actor=ADMIN, now=datetime.now(UTC)) is False
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
+    assert clear(world.store, now=datetime.now(UTC), by=world.acting) is True
+    assert clear(world.store, now=datetime.now(UTC), by=world.acting) is False
     bodies = [body for _, body, _ in world.store.ledger.iter_entries("acme")]
     assert len(bodies) == 2
     entries = [parse_entry(b) for b in bodies]

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway.api.auth import acting
 from gateway.api.httpkit import (
     SERVICES,
     model_response,
@@ -36,15 +37,8 @@ from gateway.api.ledger_models import (
 )
 from gateway.api.problems import Problem, invalid
 from gateway.delivery import checkpoint_push
-from gateway.ledger.audit import Actor
 from gateway.ledger.checkpoint import CheckpointError, read_unverified
 from gateway.store.records import CheckpointPush, StoredCheckpoint
-
-
-def _actor(request: web.Request) -> Actor:
-    """Who is acting. Until accounts land the admin token is the bootstrap operator; then
-    this becomes the authenticated principal's `actor()`."""
-    return Actor("bootstrap", "operator")
 
 
 def checkpoint_out(stored: StoredCheckpoint) -> CheckpointOut:
@@ -106,12 +100,7 @@ async def put_push(request: web.Request) -> web.Response:
     if problem is not None:
         raise invalid("url", problem)
     push = await store_call(
-        checkpoint_push.configure,
-        s.store,
-        s.ledger(tenant),
-        body.url,
-        actor=_actor(request),
-        now=s.clock(),
+        checkpoint_push.configure, s.store, body.url, now=s.clock(), by=acting(request, tenant)
     )
     return model_response(push_out(push))
 
@@ -133,7 +122,7 @@ async def delete_push(request: web.Request) -> web.Response:
     await store_call(s.store.get_tenant, tenant)
     push = await store_call(s.store.get_checkpoint_push, tenant)
     if push is None or not await store_call(
-        checkpoint_push.clear, s.store, s.ledger(tenant), actor=_actor(request), now=s.clock()
+        checkpoint_push.clear, s.store, now=s.clock(), by=acting(request, tenant)
     ):
         raise Problem(404, f"not found: tenant {tenant} has no checkpoint push")
     return model_response(push_out(push))

@@ -162,7 +162,8 @@ def _ledger_purpose(value: str) -> str:
 
 
 class InstructionCreate(_Request):
-    granted_by: Annotated[PlainText, Field(max_length=254)]
+    """Who grants is the authenticated principal (with a fresh step-up), never a field."""
+
     purpose: Annotated[
         PlainText,
         Field(
@@ -177,10 +178,6 @@ class InstructionCreate(_Request):
         strict=True,
         description="must lie in the future (a past time is refused with 422)",
     )
-
-
-class InstructionRevoke(_Request):
-    revoked_by: Annotated[PlainText, Field(max_length=254)] = "admin-api"
 
 
 class SyncCreate(_Request):
@@ -373,7 +370,7 @@ class InstructionOut(_Response):
     id: str
     tenant: str
     connector: str
-    granted_by: str
+    granted_by: str = Field(description="the opaque account id of who granted it")
     granted_at: datetime
     purpose: str
     mapping_digest: str
@@ -381,7 +378,7 @@ class InstructionOut(_Response):
     valid_until: datetime | None
     state: Literal["active", "revoked", "expired"]
     revoked_at: datetime | None
-    revoked_by: str | None
+    revoked_by: str | None = Field(description="the opaque account id of who revoked it")
     reemitted_events: int | None = Field(
         default=None,
         description="only in the answer to a grant after a gap (events withheld): how many "

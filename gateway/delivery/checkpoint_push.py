@@ -37,9 +37,7 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.netguard import PrivateAddress, PublicOnlyConnector, RefusedAddress, check_url
-from gateway.ledger.audit import Actor, audit
-from gateway.ledger.log import Ledger
-from gateway.ledger.record import recording
+from gateway.ledger.record import Acting
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.store.protocols import Store
 from gateway.store.records import CheckpointPush, StoredCheckpoint
@@ -89,31 +87,20 @@ def url_problem(url: str, *, allow_private: bool) -> str | None:
     return None
 
 
-def configure(
-    store: Store, ledger: Ledger, url: str, *, actor: Actor, now: datetime
-) -> CheckpointPush:
-    """Set the tenant's push URL and record who did, in one transaction."""
-    entry = audit(
-        "checkpoint_push.configured", time=now, tenant=ledger.tenant, actor=actor, target="url-set"
-    )
-    with recording(store, ledger, [entry]):
-        return store.set_checkpoint_push(ledger.tenant, url, now)
+def configure(store: Store, url: str, *, now: datetime, by: Acting) -> CheckpointPush:
+    """Set the tenant's push URL; the ledger records who did (not the URL), in one
+    transaction."""
+    with by.recording(store, "checkpoint_push.configured", now, target="url-set"):
+        return store.set_checkpoint_push(by.tenant, url, now)
 
 
-def clear(store: Store, ledger: Ledger, *, actor: Actor, now: datetime) -> bool:
+def clear(store: Store, *, now: datetime, by: Acting) -> bool:
     """Stop pushing; recorded in the ledger if a URL was configured. False if none was."""
-    entry = audit(
-        "checkpoint_push.configured",
-        time=now,
-        tenant=ledger.tenant,
-        actor=actor,
-        target="url-cleared",
-    )
     with store.transaction():
-        if store.get_checkpoint_push(ledger.tenant) is None:
+        if store.get_checkpoint_push(by.tenant) is None:
             return False
-        with recording(store, ledger, [entry]):
-            store.clear_checkpoint_push(ledger.tenant)
+        with by.recording(store, "checkpoint_push.configured", now, target="url-cleared"):
+            store.clear_checkpoint_push(by.tenant)
     return True
 
 

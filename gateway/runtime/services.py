@@ -132,7 +132,7 @@ class Services:
             self.store,
             self.box,
             self.ledger,
-            lambda: self.clock(),
+            lambda: self.clock(),  # noqa: PLW0108 - tests may replace the clock
             bootstrap_token=self.admin_token,
         )
 
