@@ -22,6 +22,7 @@ from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from tests.api.conftest import ADMIN_TOKEN, MASTER_KEY, Api, make_tenant
 from tests.ledger_helpers import make_entry
+from tests.principals import People
 
 T = "/admin/v1/tenants/acme"
 ADMIN = Actor("acc_00000000000000aa", "admin")
@@ -234,3 +235,18 @@ async def test_what_the_routes_return_is_what_audit_verify_keeps(
     size = services.ledger("acme").size()
     assert f"acme: intact: {size} entries, {base + 3} checkpoints" in out
     assert "acme: 4 kept checkpoints agree with the log" in out
+
+
+async def test_the_tenants_auditor_fetches_checkpoints_and_others_do_not(
+    api: Api, people: People
+) -> None:
+    await _tenant(api)
+    await make_tenant(api, "beta")
+    auditor = people.token("acme", "auditor")
+    for path in ("/checkpoints", "/checkpoints/latest"):
+        assert (await api.get(f"{T}{path}", token=auditor)).status == 200
+        assert (await api.get(f"{T}{path}", token=people.token("acme", "viewer"))).status == 403
+        assert (await api.get(f"{T}{path}", token=people.token("beta", "admin"))).status == 403
+    push = {"url": "https://archive.acme.example/"}
+    reply = await api.call("PUT", f"{T}/checkpoint-push", json=push, token=auditor)
+    assert reply.status == 403
