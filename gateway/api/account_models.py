@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from gateway.api.models import PlainText, _Request, _Response
+from gateway.api.models import HttpUrl, PlainText, _Request, _Response
 
 RoleName = Literal["operator", "admin", "auditor", "viewer"]
 Email = Annotated[
@@ -90,3 +90,23 @@ class InvitationCreated(_Response):
 
 class AccountList(_Response):
     accounts: list[AccountOut]
+
+
+class OidcSet(_Request):
+    issuer: HttpUrl = Field(description="the identity provider's issuer URL (https)")
+    client_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
+    ]
+    client_secret: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[\x21-\x7e]+$")
+    ] = Field(description="sealed like connector credentials; never returned")
+
+
+class OidcOut(_Response):
+    tenant: str
+    issuer: str
+    client_id: str
+    updated_at: datetime
+    redirect_path: str = Field(
+        description="register this path on the gateway's public URL as the redirect URI"
+    )

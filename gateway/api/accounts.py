@@ -13,6 +13,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.accounts.oidc import OidcFailed
 from gateway.accounts.policy import STEP_UP_SECONDS
 from gateway.accounts.service import Account
 from gateway.api.account_models import (
@@ -21,6 +22,8 @@ from gateway.api.account_models import (
     InvitationCreate,
     InvitationCreated,
     Me,
+    OidcOut,
+    OidcSet,
     StepUp,
     StepUpDone,
     TokenCreate,
@@ -30,8 +33,8 @@ from gateway.api.account_models import (
 )
 from gateway.api.auth import principal_of
 from gateway.api.httpkit import location, model_response, read_body, services_of, store_call
-from gateway.api.problems import Problem
-from gateway.store.account_records import ApiTokenRecord
+from gateway.api.problems import Problem, invalid
+from gateway.store.account_records import ApiTokenRecord, OidcRecord
 
 INVITATION_PATH = "/console/invitations/"
 
@@ -158,6 +161,56 @@ async def disable_account(request: web.Request) -> web.Response:
     return await _disable(request, request.match_info["tenant"])
 
 
+OIDC_CALLBACK = "/console/oidc/callback"
+
+
+def oidc_out(record: OidcRecord) -> OidcOut:
+    return OidcOut(
+        tenant=record.tenant, issuer=record.issuer, client_id=record.client_id,
+        updated_at=record.updated_at, redirect_path=OIDC_CALLBACK,
+    )  # fmt: skip
+
+
+async def get_oidc(request: web.Request) -> web.Response:
+    tenant = request.match_info["tenant"]
+    found = await asyncio.to_thread(services_of(request).accounts.oidc_record, tenant)
+    if found is None:
+        raise Problem(404, "this tenant has no identity provider configured")
+    return model_response(oidc_out(found))
+
+
+async def put_oidc(request: web.Request) -> web.Response:
+    """Let the tenant's people sign in through their own identity provider; the issuer's
+    discovery document must answer (so a typo fails here, not at someone's sign-in)."""
+    body = await read_body(request, OidcSet)
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    issuer = str(body.issuer).rstrip("/")
+    if not issuer.startswith("https://") and not s.settings.allow_private_sources:
+        raise invalid("issuer", "must be an https URL")
+    try:
+        await s.oidc.discover(issuer)
+    except OidcFailed as exc:
+        raise invalid("issuer", str(exc)) from None
+    record = await asyncio.to_thread(
+        s.accounts.configure_oidc, principal_of(request), tenant, issuer=issuer,
+        client_id=body.client_id, client_secret=body.client_secret,
+    )  # fmt: skip
+    return model_response(oidc_out(record))
+
+
+async def delete_oidc(request: web.Request) -> web.Response:
+    """Stop sign-in through the identity provider; answers with what was removed."""
+    tenant = request.match_info["tenant"]
+    accounts = services_of(request).accounts
+    found = await asyncio.to_thread(accounts.oidc_record, tenant)
+    if found is None or not await asyncio.to_thread(
+        accounts.remove_oidc, principal_of(request), tenant
+    ):
+        raise Problem(404, "this tenant has no identity provider configured")
+    return model_response(oidc_out(found))
+
+
 def add_routes(r: web.UrlDispatcher, *, tenant_path: str) -> None:
     r.add_get("/me", me, allow_head=False)
     r.add_post("/step-up", step_up)
@@ -170,3 +223,6 @@ def add_routes(r: web.UrlDispatcher, *, tenant_path: str) -> None:
     r.add_post(tenant_path + "/accounts", invite_account)
     r.add_get(tenant_path + "/accounts", list_accounts, allow_head=False)
     r.add_delete(tenant_path + "/accounts/{account}", disable_account)
+    r.add_get(tenant_path + "/oidc", get_oidc, allow_head=False)
+    r.add_put(tenant_path + "/oidc", put_oidc)
+    r.add_delete(tenant_path + "/oidc", delete_oidc)

@@ -58,6 +58,9 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("POST", T + "/accounts"): ("gateway.operate", "tenant.accounts"),
     ("GET", T + "/accounts"): ("gateway.operate", "tenant.accounts", "tenant.audit"),
     ("DELETE", T + "/accounts/{account}"): ("gateway.operate", "tenant.accounts"),
+    ("GET", T + "/oidc"): ("tenant.accounts", "tenant.audit"),
+    ("PUT", T + "/oidc"): ("tenant.accounts",),
+    ("DELETE", T + "/oidc"): ("tenant.accounts",),
     ("POST", T + "/connectors"): CONFIGURE,
     ("GET", T + "/connectors"): READ,
     ("GET", C): READ,
@@ -91,6 +94,7 @@ STEP_UP: Final[frozenset[tuple[str, str]]] = frozenset(
         ("DELETE", C + "/instructions/{instruction}"),
         ("POST", T + "/consumers"),
         ("POST", T + "/consumers/{consumer}/token"),
+        ("PUT", T + "/oidc"),
     }
 )
 PREFIX: Final = "/admin/v1"

@@ -307,11 +307,11 @@ def _lifecycle_paths() -> dict[str, dict[str, Any]]:
 
 
 _ACCOUNT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
-    am.StepUp, am.TokenCreate, am.InvitationCreate,
+    am.StepUp, am.TokenCreate, am.InvitationCreate, am.OidcSet,
 )  # fmt: skip
 _ACCOUNT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     am.StepUpDone, am.Me, am.TokenOut, am.TokenCreated, am.TokenList, am.AccountOut,
-    am.InvitationCreated, am.AccountList,
+    am.InvitationCreated, am.AccountList, am.OidcOut,
 )  # fmt: skip
 
 
@@ -356,6 +356,16 @@ def _account_paths() -> dict[str, dict[str, Any]]:
             "get": _op("listAccounts", "The tenant's accounts (the register that maps the "
                        "ledger's account ids to people)", (200, am.AccountList, "Accounts"),
                        (404,), tag="accounts", params=[tenant]),
+        },
+        t + "/oidc": {
+            "get": _op("getOidc", "The tenant's identity provider for console sign-in",
+                       (200, am.OidcOut, "Configured"), (404,), tag="accounts", params=[tenant]),
+            "put": _op("setOidc", "Let the tenant's people sign in through its own identity "
+                       "provider (OpenID Connect, code flow with PKCE); the secret is sealed "
+                       "and never returned; needs a step-up", (200, am.OidcOut, "Configured"),
+                       (404, 413, 422), tag="accounts", body=am.OidcSet, params=[tenant]),
+            "delete": _op("removeOidc", "Stop sign-in through the identity provider",
+                          (200, am.OidcOut, "Removed"), (404,), tag="accounts", params=[tenant]),
         },
         t + "/accounts/{account}": {"delete": _op(
             "disableAccount", "Disable an account (sessions end, tokens revoked)",

@@ -46,7 +46,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 42
+    assert len(routes) == 45
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -130,7 +130,7 @@ async def test_a_crash_is_a_generic_500_without_data(
 
 
 async def test_every_operation_answers_as_documented(
-    api: Api, services: Services, people: People
+    api: Api, services: Services, people: People, oidc_issuer: str
 ) -> None:
     """A tour of every route's success answer; the `api` fixture validates each body."""
     token, instruction = await setup_feed(api)
@@ -179,6 +179,10 @@ async def test_every_operation_answers_as_documented(
     op = await api.post("/admin/v1/operators", {"email": "o2@ops.example", "name": "O",
                                                 "role": "operator"})  # fmt: skip
     await api.get("/admin/v1/operators")
+    oidc = {"issuer": oidc_issuer, "client_id": "sluis", "client_secret": "s3cret-value"}
+    await api.call("PUT", f"{t}/oidc", json=oidc)
+    await api.get(f"{t}/oidc")
+    await api.delete(f"{t}/oidc")
     await api.delete(f"/admin/v1/operators/{op.body['account']['id']}")
     success = {(p, m) for p, m, status in SEEN if status < 300}
     assert success >= documented(document())
