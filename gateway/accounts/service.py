@@ -368,7 +368,7 @@ class Accounts:
         if not ok or account is None:
             self._failed(email, client, account, now)
             raise SignInFailed()
-        self.throttle.succeeded(email, client)
+        self.throttle.succeeded(email, client, now)
         if account.password_hash and passwords.needs_rehash(account.password_hash):
             self._accounts.update_account(
                 account.id, password_hash=passwords.hash_password(password)

@@ -414,8 +414,12 @@ class RunList(_Response):
 
 class LedgerEntryOut(_Response):
     index: int = Field(ge=0)
+    kind: Literal["transfer", "audit"] = Field(
+        description="transfer: data moved (has `direction`); audit: someone acted (has "
+        "`action`, the actor's opaque account id and role, never a name)"
+    )
     leaf_hash: str = Field(description="RFC 9162 leaf hash, base64")
-    entry: dict[str, Any] = Field(description="the transfer entry, as canonically hashed")
+    entry: dict[str, Any] = Field(description="the entry, as canonically hashed")
 
 
 class LedgerPage(_Response):

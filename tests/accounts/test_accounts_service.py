@@ -338,3 +338,22 @@ def test_the_ledger_names_accounts_by_id_only(
         assert secret_text.encode() not in raw.lower()
         assert secret_text.lower() not in caplog.text.lower()
     assert account_id.encode() in raw
+
+
+def test_guessing_spread_over_addresses_stops_strangers_not_the_owner(
+    accounts: Accounts, clock: Clock
+) -> None:
+    _, secret, _ = enrol(accounts, clock)
+    home = "198.51.100.20"
+    accounts.sign_in(email=EMAIL, password=PASSWORD, code=code_at(secret, clock), client=home)
+    for n in range(20):  # one guess each from twenty addresses: no pair and no address locks
+        with pytest.raises(SignInFailed):
+            accounts.sign_in(email=EMAIL, password="guess " * 3, code="000000",
+                             client=f"203.0.113.{n}")  # fmt: skip
+    with pytest.raises(Throttled):
+        accounts.sign_in(email=EMAIL, password=PASSWORD, code=code_at(secret, clock),
+                         client="192.0.2.200")  # fmt: skip
+    clock.advance(seconds=30)
+    signed = accounts.sign_in(email=EMAIL, password=PASSWORD, code=code_at(secret, clock),
+                              client=home)  # fmt: skip
+    assert signed.principal.tenant == "acme"
