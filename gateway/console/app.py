@@ -17,6 +17,7 @@ from gateway.console import (
     views_auth,
     views_authorise,
     views_connectors,
+    views_idp,
     views_oidc,
     views_operator,
     views_runs,
@@ -54,6 +55,7 @@ def make_console_app(services: Services) -> web.Application:
     views_authorise.add_routes(router)
     views_runs.add_routes(router)
     views_tenant.add_routes(router)
+    views_idp.add_routes(router)
     views_operator.add_routes(router)
     router.add_static("/static", HERE / "static", append_version=False)
     return app

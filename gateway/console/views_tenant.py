@@ -281,7 +281,7 @@ async def public_key(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- accounts
 
 
-async def _accounts_page(
+async def accounts_view(
     request: web.Request,
     principal: Principal,
     *,
@@ -290,9 +290,13 @@ async def _accounts_page(
     invited: tuple[str, str, str] | None = None,
     flashes: list[Flash] | None = None,
     status: int = 200,
+    idp_values: dict[str, str] | None = None,
+    idp_errors: dict[str, str] | None = None,
 ) -> web.Response:
     tenant = _tenant(request)
-    accounts = await call(services(request).accounts.list_accounts, principal, tenant)
+    s = services(request)
+    accounts = await call(s.accounts.list_accounts, principal, tenant)
+    idp = await call(s.accounts.oidc_record, tenant)
     return render(
         request,
         "accounts.html",
@@ -305,6 +309,11 @@ async def _accounts_page(
         errors=errors or {},
         invited=invited,
         flashes=flashes or [],
+        idp=idp,
+        idp_values=idp_values or {},
+        idp_errors=idp_errors or {},
+        callback=f"{request.scheme}://{request.host}{url('oidc', 'callback')}",
+        fresh=fresh(principal, s.clock()),
     )
 
 
@@ -318,7 +327,11 @@ async def accounts(request: web.Request) -> web.StreamResponse:
     flashes = [Flash("info", t("signin.resumed"))] if kept else []
     if request.query.get("disabled"):
         flashes.append(Flash("ok", t("accounts.disabled")))
-    return await _accounts_page(request, principal, values=kept or None, flashes=flashes)
+    if request.query.get("idp") in ("set", "removed"):
+        flashes.append(Flash("ok", t("idp." + request.query["idp"])))
+    return await accounts_view(
+        request, principal, values=kept or None, idp_values=kept, flashes=flashes
+    )
 
 
 def invitation_link(request: web.Request, token: str) -> str:
@@ -353,7 +366,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
     t = translator(lang_of(request))
     values, errors = read_invitee(form, INVITABLE, t)
     if errors:
-        return await _accounts_page(request, principal, values=values, errors=errors, status=422)
+        return await accounts_view(request, principal, values=values, errors=errors, status=422)
     try:
         invitation = await call(
             services(request).accounts.invite,
@@ -365,10 +378,10 @@ async def invite(request: web.Request) -> web.StreamResponse:
         )
     except AccountExists:
         errors["email"] = t("accounts.exists")
-        return await _accounts_page(request, principal, values=values, errors=errors, status=409)
+        return await accounts_view(request, principal, values=values, errors=errors, status=409)
     link = invitation_link(request, invitation.token)
     expires = invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC")
-    return await _accounts_page(request, principal, invited=(values["name"], link, expires))
+    return await accounts_view(request, principal, invited=(values["name"], link, expires))
 
 
 async def disable(request: web.Request) -> web.StreamResponse:

@@ -81,3 +81,32 @@ async def test_an_unknown_organisation_or_person_is_a_clear_page(
     parts = urlsplit(back)
     refused = await console.get(f"{parts.path}?{parts.query}")
     assert refused.status == 401 and "Ask your administrator" in refused.html
+
+
+async def test_the_admin_sets_and_removes_the_identity_provider(
+    console: Console, world: World, services: Services, oidc_issuer: str
+) -> None:
+    await console.sign_in(world.admin)
+    page = await console.get("/console/t/acme/accounts")
+    assert "/console/oidc/callback" in page.html
+    form = {"csrf": page.csrf, "client_id": "sluis-acme", "client_secret": "s3cret"}
+    wrong = await console.post(
+        "/console/t/acme/identity-provider",
+        {**form, "issuer": "http://127.0.0.1:9", "code": world.admin.code()},
+    )
+    assert wrong.status == 422 and 'id="e-issuer"' in wrong.html
+    assert 'value="sluis-acme"' in wrong.html and "s3cret" not in wrong.html
+    no_code = await console.post(
+        "/console/t/acme/identity-provider", {**form, "issuer": oidc_issuer}
+    )
+    assert no_code.status == 422 and 'id="e-code"' in no_code.html
+    saved = await console.post(
+        "/console/t/acme/identity-provider",
+        {**form, "issuer": oidc_issuer, "code": world.admin.code()},
+    )
+    assert saved.status == 200 and "Identity provider saved" in saved.html
+    assert services.accounts.oidc_client("acme") is not None
+    assert "s3cret" not in saved.html
+    removed = await console.post("/console/t/acme/identity-provider/remove", {"csrf": saved.csrf})
+    assert removed.status == 200 and "is off" in removed.html
+    assert services.accounts.oidc_client("acme") is None

@@ -50,6 +50,8 @@ RULES: dict[tuple[str, str], Capability | str] = {
     ("GET", "/t/{tenant}/accounts"): "tenant.accounts",
     ("POST", "/t/{tenant}/accounts"): "tenant.accounts",
     ("POST", "/t/{tenant}/accounts/{account}/disable"): "tenant.accounts",
+    ("POST", "/t/{tenant}/identity-provider"): "tenant.accounts",
+    ("POST", "/t/{tenant}/identity-provider/remove"): "tenant.accounts",
     ("GET", "/operator/tenants"): "gateway.operate",
     ("POST", "/operator/tenants"): "gateway.operate",
     ("GET", "/operator/tenants/{tenant}"): "gateway.operate",
