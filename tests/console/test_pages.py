@@ -4,6 +4,7 @@ errors forms show, step-up, the connector version check, and input kept across s
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pyotp
 import pytest
@@ -413,3 +414,27 @@ async def test_admin_invites_and_disables_accounts(
         f"/console/t/acme/accounts/{world.other_admin.account_id}/disable", {"csrf": page.csrf}
     )
     assert other.status == 404
+
+
+async def test_an_idle_session_ends_and_the_form_comes_back(
+    console: Console, world: World, clock: Clock
+) -> None:
+    """The same, with the session ending as it does in life: idle for over 30 minutes."""
+    await console.sign_in(world.admin)
+    page = await console.get("/console/t/acme/consumers")
+    clock.offset += timedelta(minutes=31)
+    resp = await console.raw_post(
+        "/console/t/acme/consumers", {"csrf": page.csrf, "name": "lms-two", "code": "123456"}
+    )
+    assert resp.status == 303 and "resume=" in resp.headers["Location"]
+    sign_in = await console.get(resp.headers["Location"])
+    resume = re.search(r'name="resume" value="([^"]+)"', sign_in.html)
+    assert resume
+    back = await console.post(
+        "/console/sign-in",
+        {"email": world.admin.email, "password": world.admin.password,
+         "code": world.admin.code(), "next": "/console/t/acme/consumers",
+         "resume": resume.group(1)},
+    )  # fmt: skip
+    assert back.status == 200 and 'value="lms-two"' in back.html
+    assert "123456" not in back.html
