@@ -115,7 +115,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
             alerts.append(t("alert.paused", connector=row.record.id))
         if row.active is None:
             alerts.append(t("alert.no_authorisation", connector=row.record.id))
-        if row.last is not None and row.last.status == "failed":
+        if row.last is not None and row.last.status in ("failed", "refused"):
             alerts.append(
                 t("alert.run_failed", connector=row.record.id, error=row.last.error or "?")
             )
