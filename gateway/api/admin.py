@@ -26,6 +26,7 @@ from aiohttp import web
 
 from connectors.netguard import PrivateAddress, check_url
 from connectors.registry import UnknownConnectorType, connector_type, known_types
+from gateway.api import preview as previews
 from gateway.api import runs as admin_ops
 from gateway.api.httpkit import (
     bearer_token,
@@ -533,4 +534,5 @@ def make_admin_app() -> web.Application:
     r.add_delete(T + "/consumers/{consumer}", revoke_consumer)
     r.add_post(T + "/consumers/{consumer}/token", rotate_token)
     admin_ops.add_routes(r, tenant_path=T, connector_path=C)
+    previews.mount(app, connector_path=C)
     return app
