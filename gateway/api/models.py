@@ -558,6 +558,7 @@ class PreviewOut(_Response):
     tenant: str
     connector: str
     made_at: datetime
+    made_by: str = Field(description="the opaque id of the account that asked")
     expires_at: datetime
     mapping_digest: str = Field(description="the mapping previewed")
     current_digest: str = Field(description="the connector's current mapping")

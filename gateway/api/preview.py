@@ -54,6 +54,7 @@ def preview_out(preview: Preview, cache: PreviewCache) -> PreviewOut:
         tenant=p.tenant,
         connector=p.connector,
         made_at=p.made_at,
+        made_by=p.actor,
         expires_at=cache.expires_at(p),
         mapping_digest=p.mapping_digest,
         current_digest=p.current_digest,

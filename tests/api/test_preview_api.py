@@ -132,6 +132,7 @@ async def test_a_preview_is_made_without_an_instruction_and_read_back(
     assert len(entries) == 1 and isinstance(entries[0], AuditEntry)
     assert (entries[0].action, entries[0].target) == ("preview.made", body["id"])
     assert (entries[0].actor, entries[0].role) == ("system", "system")
+    assert body["made_by"] == "system"
 
     # The people's data is in the answer only: not in the logs, not in the ledger.
     logged = "\n".join(r.getMessage() for r in caplog.records)
