@@ -47,7 +47,8 @@ from gateway.api.models import (
     SyncCreate,
 )
 from gateway.api.problems import Problem, invalid
-from gateway.ledger.log import Ledger, LedgerCorrupt, LedgerError, canonical_bytes
+from gateway.ledger.kinds import entry_bytes
+from gateway.ledger.log import Ledger, LedgerCorrupt, LedgerError
 from gateway.store.records import NotFound, RunRecord
 from gateway.sync.engine import ConnectorPaused, SyncBusy
 from gateway.sync.instructions import InstructionRefused
@@ -157,7 +158,7 @@ def _ledger_page(ledger: Ledger, query: LedgerQuery, latest_note: str | None) ->
     records = ledger.entries(query.after, query.limit)
     entries = [
         LedgerEntryOut(
-            index=r.index, leaf_hash=_b64(r.leaf_hash), entry=orjson.loads(canonical_bytes(r.entry))
+            index=r.index, leaf_hash=_b64(r.leaf_hash), entry=orjson.loads(entry_bytes(r.entry))
         )
         for r in records
     ]

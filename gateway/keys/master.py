@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION: Final = b"\x01"
 _NONCE: Final = 12
@@ -35,6 +37,15 @@ class SecretBox:
         if len(master_key) != 32:
             raise SecretError("the master key must be exactly 32 bytes")
         self._aead = AESGCM(master_key)
+        self._master = master_key
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (HKDF-SHA256 over the master key), e.g. to key
+        the hashes of client addresses: stable across restarts and replicas, useless
+        without the master key."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            self._master
+        )
 
     def seal(self, plaintext: bytes, owner: str) -> bytes:
         nonce = os.urandom(_NONCE)

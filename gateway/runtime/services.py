@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.base import RetryPolicy
+from gateway.accounts.service import Accounts
 from gateway.keys.location import MASTER_KEY_FILE, KeyFile, locate
 from gateway.keys.master import (
     SecretBox,
@@ -124,6 +125,16 @@ class Services:
     metrics: GatewayMetrics
     admin_token: str = field(repr=False)
     clock: Callable[[], datetime] = utcnow
+    accounts: Accounts = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = Accounts(
+            self.store,
+            self.box,
+            self.ledger,
+            lambda: self.clock(),
+            bootstrap_token=self.admin_token,
+        )
 
     @classmethod
     def open(

@@ -23,6 +23,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from gateway.store.account_records import (
+        AccountRecord,
+        AccountStatus,
+        ApiTokenRecord,
+        InvitationRecord,
+        SessionRecord,
+        ThrottleRecord,
+    )
     from gateway.store.records import (
         ConnectorRecord,
         Consumer,
@@ -124,8 +132,82 @@ class LedgerStore(LedgerReader, Protocol):
     def close(self) -> None: ...
 
 
+class AccountStore(Protocol):
+    """The account register: accounts, invitations, console sessions, API tokens and
+    sign-in throttles. Lookups by secret take its SHA-256 hash; compare-and-set methods
+    (`advance_totp_step`, `use_recovery_code`, `use_invitation`) answer whether they won,
+    so two requests racing with one code or link cannot both succeed."""
+
+    def create_account(self, account: AccountRecord) -> None:
+        """AlreadyExists when the id or the email is taken."""
+        ...
+
+    def get_account(self, account_id: str) -> AccountRecord: ...
+    def account_by_email(self, email: str) -> AccountRecord | None: ...
+    def list_accounts(self, tenant: str | None) -> list[AccountRecord]:
+        """The tenant's accounts (None: the operators), oldest first."""
+        ...
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        status: AccountStatus | None = None,
+        password_hash: str | None = None,
+        sealed_totp: bytes | None = None,
+        recovery_hashes: Sequence[bytes] | None = None,
+        disabled_at: datetime | None = None,
+    ) -> AccountRecord:
+        """Change what is given (None leaves it)."""
+        ...
+
+    def advance_totp_step(self, account_id: str, step: int) -> bool:
+        """Record `step` as used if it is later than the last one used; False if not."""
+        ...
+
+    def use_recovery_code(self, account_id: str, code_hash: bytes) -> bool:
+        """Remove the code if the account has it; False if it had not (or already used)."""
+        ...
+
+    def add_invitation(self, invitation: InvitationRecord) -> None: ...
+    def invitation_by_hash(self, token_hash: bytes) -> InvitationRecord | None: ...
+    def set_invitation_totp(self, token_hash: bytes, sealed_totp: bytes) -> None: ...
+    def use_invitation(self, token_hash: bytes, at: datetime) -> bool:
+        """Mark the invitation used; False if it was used already."""
+        ...
+
+    def create_session(self, session: SessionRecord) -> None: ...
+    def session_by_hash(self, token_hash: bytes) -> SessionRecord | None: ...
+    def touch_session(self, session_id: str, at: datetime) -> None: ...
+    def set_session_step_up(self, session_id: str, at: datetime) -> None: ...
+    def delete_session(self, session_id: str) -> None: ...
+    def delete_sessions_of(self, account_id: str) -> int:
+        """End every session of the account (disabled, or password changed)."""
+        ...
+
+    def create_token(self, token: ApiTokenRecord) -> None: ...
+    def token_by_hash(self, token_hash: bytes) -> ApiTokenRecord | None: ...
+    def get_token(self, token_id: str) -> ApiTokenRecord: ...
+    def list_tokens(self, tenant: str | None) -> list[ApiTokenRecord]:
+        """The tenant's tokens (None: the operators'), oldest first, revoked included."""
+        ...
+
+    def revoke_token(self, token_id: str, at: datetime) -> ApiTokenRecord: ...
+    def revoke_tokens_of(self, account_id: str, at: datetime) -> int: ...
+    def set_token_step_up(self, token_id: str, at: datetime) -> None: ...
+
+    def get_throttle(self, key: str) -> ThrottleRecord | None: ...
+    def put_throttle(self, record: ThrottleRecord) -> None: ...
+    def clear_throttle(self, key: str) -> None: ...
+
+
 class Store(Protocol):
     """Everything the gateway persists. Implementations: `gateway.store.sqlite`."""
+
+    @property
+    def accounts(self) -> AccountStore:
+        """The account register, in the same database (and transactions)."""
+        ...
 
     @property
     def ledger(self) -> LedgerStore:

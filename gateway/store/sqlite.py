@@ -21,6 +21,7 @@ from typing import Any, Final, cast
 
 import orjson
 
+from gateway.store.accounts_sqlite import SqliteAccountStore
 from gateway.store.ledger_sqlite import SqliteDatabase, SqliteLedgerStore
 from gateway.store.protocols import StoreError
 from gateway.store.records import (
@@ -129,6 +130,8 @@ class SqliteStore:
             for statement in _SCHEMA:
                 self._conn.execute(statement)
             self._add_lifecycle_columns()
+        #: The account register, on this store's connection (its transactions included).
+        self.accounts = SqliteAccountStore(db)
 
     # ------------------------------------------------------------------ plumbing
 

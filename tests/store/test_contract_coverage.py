@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from gateway.store.protocols import LedgerReader, LedgerStore, Store
+from gateway.store.protocols import AccountStore, LedgerReader, LedgerStore, Store
 
 HERE = Path(__file__).resolve().parent
 
@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 def _protocol_methods() -> set[str]:
     return {
         name
-        for proto in (Store, LedgerStore, LedgerReader)
+        for proto in (Store, LedgerStore, LedgerReader, AccountStore)
         for name in vars(proto)
         if not name.startswith("_")
     }

@@ -1,0 +1,85 @@
+"""Backoff after failed sign-ins, per (account, client address) pair and per address.
+
+Counting per pair rather than per account is what keeps an attacker from locking a victim
+out: failures from the attacker's address lock the attacker's pair, never the victim's
+sign-in from their own address. Each address is also limited over all accounts it tries
+(password spraying). Locks grow exponentially from 30 seconds and are capped (15 minutes
+for a pair, an hour for an address); a success clears the pair. Failure counts fall back to
+zero a day after the first one.
+
+Keys are HMACs of the email and address under a key derived from the master key: the
+table holds no address or email, and its keys are stable across replicas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from gateway.store.account_records import ThrottleRecord
+from gateway.store.protocols import AccountStore
+
+
+@dataclass(frozen=True)
+class Limit:
+    failures: int
+    cap: timedelta
+
+
+PAIR: Final = Limit(5, timedelta(minutes=15))
+ADDRESS: Final = Limit(20, timedelta(hours=1))
+FIRST_LOCK: Final = timedelta(seconds=30)
+FORGET_AFTER: Final = timedelta(days=1)
+
+
+def lock_for(limit: Limit, failures: int) -> timedelta | None:
+    """How long a key is locked after its `failures`-th failure (None: not locked)."""
+    over = failures - limit.failures
+    if over < 0:
+        return None
+    wait: timedelta = min(FIRST_LOCK * (2 ** min(over, 16)), limit.cap)
+    return wait
+
+
+class Throttle:
+    def __init__(self, store: AccountStore, key: bytes) -> None:
+        self._store = store
+        self._key = key
+
+    def _hash(self, kind: str, *parts: str) -> str:
+        mac = hmac.new(self._key, "\x00".join((kind, *parts)).encode(), hashlib.sha256)
+        return f"{kind}:{mac.hexdigest()[:40]}"
+
+    def keys(self, email: str, client: str) -> tuple[str, str]:
+        return self._hash("pair", email, client), self._hash("addr", client)
+
+    def retry_after(self, email: str, client: str, now: datetime) -> int | None:
+        """Seconds until a sign-in may be tried again, or None if it may now."""
+        waits = []
+        for key in self.keys(email, client):
+            found = self._store.get_throttle(key)
+            if found is not None and found.locked_until is not None and found.locked_until > now:
+                waits.append((found.locked_until - now).total_seconds())
+        return max(1, int(max(waits)) + 1) if waits else None
+
+    def failed(self, email: str, client: str, now: datetime) -> bool:
+        """Count a failure; True if it locked the (account, address) pair just now."""
+        pair, address = self.keys(email, client)
+        locked = False
+        for key, limit in ((pair, PAIR), (address, ADDRESS)):
+            found = self._store.get_throttle(key)
+            if found is None or now - found.first_failure_at > FORGET_AFTER:
+                found = ThrottleRecord(key, 0, now)
+            failures = found.failures + 1
+            wait = lock_for(limit, failures)
+            until = now + wait if wait is not None else None
+            self._store.put_throttle(ThrottleRecord(key, failures, found.first_failure_at, until))
+            if key == pair and failures == limit.failures:
+                locked = True
+        return locked
+
+    def succeeded(self, email: str, client: str) -> None:
+        self._store.clear_throttle(self.keys(email, client)[0])

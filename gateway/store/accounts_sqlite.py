@@ -1,0 +1,337 @@
+"""The account register on the embedded SQLite database (`SqliteStore.accounts`).
+
+It shares the gateway store's connection, lock and transactions, so an admin action, its
+account change and its ledger entry commit together. Compare-and-set updates (`UPDATE ...
+WHERE step < ?`) make one-time codes and links single-use even under concurrent requests.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, cast
+
+import orjson
+
+from gateway.store.account_records import (
+    AccountRecord,
+    AccountStatus,
+    ApiTokenRecord,
+    InvitationRecord,
+    Role,
+    SessionRecord,
+    ThrottleRecord,
+)
+from gateway.store.ledger_sqlite import SqliteDatabase
+from gateway.store.protocols import StoreError
+from gateway.store.records import AlreadyExists, NotFound
+
+SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS accounts (
+        id TEXT PRIMARY KEY, tenant TEXT REFERENCES tenants (id), role TEXT NOT NULL,
+        email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, status TEXT NOT NULL,
+        created_at TEXT NOT NULL, password_hash TEXT, sealed_totp BLOB,
+        totp_step INTEGER NOT NULL DEFAULT 0, recovery_hashes TEXT NOT NULL DEFAULT '[]',
+        disabled_at TEXT)""",
+    "CREATE INDEX IF NOT EXISTS accounts_by_tenant ON accounts (tenant, created_at)",
+    """CREATE TABLE IF NOT EXISTS invitations (
+        token_hash BLOB PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts (id),
+        created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT,
+        sealed_pending_totp BLOB)""",
+    """CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE,
+        account_id TEXT NOT NULL REFERENCES accounts (id), created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL, csrf TEXT NOT NULL, step_up_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS api_tokens (
+        id TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE,
+        account_id TEXT NOT NULL REFERENCES accounts (id), tenant TEXT, role TEXT NOT NULL,
+        name TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+        revoked_at TEXT, step_up_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS signin_throttles (
+        key TEXT PRIMARY KEY, failures INTEGER NOT NULL, first_failure_at TEXT NOT NULL,
+        locked_until TEXT)""",
+)
+
+_ACCOUNT: Final = (
+    "id, tenant, role, email, name, status, created_at, password_hash, sealed_totp,"
+    " totp_step, recovery_hashes, disabled_at"
+)
+_SESSION: Final = "id, token_hash, account_id, created_at, last_seen_at, csrf, step_up_at"
+_API_KEY_COLUMNS: Final = (
+    "id, token_hash, account_id, tenant, role, name, created_at, expires_at, revoked_at, step_up_at"
+)
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _need(value: str | None) -> datetime:
+    parsed = _dt(value)
+    if parsed is None:  # pragma: no cover - NOT NULL columns
+        raise StoreError("a required time is missing")
+    return parsed
+
+
+def _account(r: Sequence[Any]) -> AccountRecord:
+    hashes = tuple(bytes.fromhex(h) for h in orjson.loads(r[10]))
+    return AccountRecord(
+        id=r[0], tenant=r[1], role=cast("Role", r[2]), email=r[3], name=r[4],
+        status=cast("AccountStatus", r[5]), created_at=_need(r[6]), password_hash=r[7],
+        sealed_totp=r[8], totp_step=r[9], recovery_hashes=hashes, disabled_at=_dt(r[11]),
+    )  # fmt: skip
+
+
+def _session(r: Sequence[Any]) -> SessionRecord:
+    return SessionRecord(r[0], r[1], r[2], _need(r[3]), _need(r[4]), r[5], _dt(r[6]))
+
+
+def _token(r: Sequence[Any]) -> ApiTokenRecord:
+    return ApiTokenRecord(
+        r[0], r[1], r[2], r[3], cast("Role", r[4]), r[5], _need(r[6]), _need(r[7]),
+        _dt(r[8]), _dt(r[9]),
+    )  # fmt: skip
+
+
+class SqliteAccountStore:
+    """`AccountStore` over a `SqliteDatabase` shared with the gateway store."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database
+        self._conn = database.conn
+        self._lock = database.lock
+        with self._lock:
+            for statement in SCHEMA:
+                self._conn.execute(statement)
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._db.all(sql, params)
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> int:
+        with self._lock, self._db.transaction():
+            try:
+                return self._conn.execute(sql, params).rowcount
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    raise NotFound("it refers to a record that does not exist") from None
+                raise AlreadyExists("a record with that id or email already exists") from None
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_account(self, account: AccountRecord) -> None:
+        a = account
+        self._write(
+            f"INSERT INTO accounts ({_ACCOUNT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                a.id, a.tenant, a.role, a.email, a.name, a.status, _ts(a.created_at),
+                a.password_hash, a.sealed_totp, a.totp_step,
+                orjson.dumps([h.hex() for h in a.recovery_hashes]).decode(), _ts(a.disabled_at),
+            ),
+        )  # fmt: skip
+
+    def get_account(self, account_id: str) -> AccountRecord:
+        rows = self._all(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
+        if not rows:
+            raise NotFound(f"account {account_id}")
+        return _account(rows[0])
+
+    def account_by_email(self, email: str) -> AccountRecord | None:
+        rows = self._all(f"SELECT {_ACCOUNT} FROM accounts WHERE email = ?", (email,))
+        return _account(rows[0]) if rows else None
+
+    def list_accounts(self, tenant: str | None) -> list[AccountRecord]:
+        if tenant is None:
+            sql = f"SELECT {_ACCOUNT} FROM accounts WHERE tenant IS NULL ORDER BY created_at, id"
+            return [_account(r) for r in self._all(sql)]
+        sql = f"SELECT {_ACCOUNT} FROM accounts WHERE tenant = ? ORDER BY created_at, id"
+        return [_account(r) for r in self._all(sql, (tenant,))]
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        status: AccountStatus | None = None,
+        password_hash: str | None = None,
+        sealed_totp: bytes | None = None,
+        recovery_hashes: Sequence[bytes] | None = None,
+        disabled_at: datetime | None = None,
+    ) -> AccountRecord:
+        hashes = (
+            None
+            if recovery_hashes is None
+            else orjson.dumps([h.hex() for h in recovery_hashes]).decode()
+        )
+        with self._lock, self._db.transaction():
+            self.get_account(account_id)
+            self._conn.execute(
+                "UPDATE accounts SET status = COALESCE(?, status),"
+                " password_hash = COALESCE(?, password_hash),"
+                " sealed_totp = COALESCE(?, sealed_totp),"
+                " recovery_hashes = COALESCE(?, recovery_hashes),"
+                " disabled_at = COALESCE(?, disabled_at) WHERE id = ?",
+                (status, password_hash, sealed_totp, hashes, _ts(disabled_at), account_id),
+            )
+            return self.get_account(account_id)
+
+    def advance_totp_step(self, account_id: str, step: int) -> bool:
+        done = self._write(
+            "UPDATE accounts SET totp_step = ? WHERE id = ? AND totp_step < ?",
+            (step, account_id, step),
+        )
+        return done == 1
+
+    def use_recovery_code(self, account_id: str, code_hash: bytes) -> bool:
+        with self._lock, self._db.transaction():
+            account = self.get_account(account_id)
+            if code_hash not in account.recovery_hashes:
+                return False
+            left = [h.hex() for h in account.recovery_hashes if h != code_hash]
+            self._conn.execute(
+                "UPDATE accounts SET recovery_hashes = ? WHERE id = ?",
+                (orjson.dumps(left).decode(), account_id),
+            )
+            return True
+
+    # ------------------------------------------------------------------ invitations
+
+    def add_invitation(self, invitation: InvitationRecord) -> None:
+        i = invitation
+        self._write(
+            "INSERT INTO invitations (token_hash, account_id, created_at, expires_at, used_at,"
+            " sealed_pending_totp) VALUES (?, ?, ?, ?, ?, ?)",
+            (i.token_hash, i.account_id, _ts(i.created_at), _ts(i.expires_at),
+             _ts(i.used_at), i.sealed_pending_totp),
+        )  # fmt: skip
+
+    def invitation_by_hash(self, token_hash: bytes) -> InvitationRecord | None:
+        rows = self._all(
+            "SELECT token_hash, account_id, created_at, expires_at, used_at,"
+            " sealed_pending_totp FROM invitations WHERE token_hash = ?",
+            (token_hash,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return InvitationRecord(r[0], r[1], _need(r[2]), _need(r[3]), _dt(r[4]), r[5])
+
+    def set_invitation_totp(self, token_hash: bytes, sealed_totp: bytes) -> None:
+        if not self._write(
+            "UPDATE invitations SET sealed_pending_totp = ? WHERE token_hash = ?",
+            (sealed_totp, token_hash),
+        ):
+            raise NotFound("invitation")
+
+    def use_invitation(self, token_hash: bytes, at: datetime) -> bool:
+        done = self._write(
+            "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+            (_ts(at), token_hash),
+        )
+        return done == 1
+
+    # ------------------------------------------------------------------ sessions
+
+    def create_session(self, session: SessionRecord) -> None:
+        s = session
+        self._write(
+            f"INSERT INTO sessions ({_SESSION}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (s.id, s.token_hash, s.account_id, _ts(s.created_at), _ts(s.last_seen_at),
+             s.csrf, _ts(s.step_up_at)),
+        )  # fmt: skip
+
+    def session_by_hash(self, token_hash: bytes) -> SessionRecord | None:
+        rows = self._all(f"SELECT {_SESSION} FROM sessions WHERE token_hash = ?", (token_hash,))
+        return _session(rows[0]) if rows else None
+
+    def touch_session(self, session_id: str, at: datetime) -> None:
+        self._write("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (_ts(at), session_id))
+
+    def set_session_step_up(self, session_id: str, at: datetime) -> None:
+        self._write("UPDATE sessions SET step_up_at = ? WHERE id = ?", (_ts(at), session_id))
+
+    def delete_session(self, session_id: str) -> None:
+        self._write("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    def delete_sessions_of(self, account_id: str) -> int:
+        return self._write("DELETE FROM sessions WHERE account_id = ?", (account_id,))
+
+    # ------------------------------------------------------------------ API tokens
+
+    def create_token(self, token: ApiTokenRecord) -> None:
+        t = token
+        self._write(
+            f"INSERT INTO api_tokens ({_API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (t.id, t.token_hash, t.account_id, t.tenant, t.role, t.name, _ts(t.created_at),
+             _ts(t.expires_at), _ts(t.revoked_at), _ts(t.step_up_at)),
+        )  # fmt: skip
+
+    def token_by_hash(self, token_hash: bytes) -> ApiTokenRecord | None:
+        sql = f"SELECT {_API_KEY_COLUMNS} FROM api_tokens WHERE token_hash = ?"
+        rows = self._all(sql, (token_hash,))
+        return _token(rows[0]) if rows else None
+
+    def get_token(self, token_id: str) -> ApiTokenRecord:
+        rows = self._all(f"SELECT {_API_KEY_COLUMNS} FROM api_tokens WHERE id = ?", (token_id,))
+        if not rows:
+            raise NotFound(f"API token {token_id}")
+        return _token(rows[0])
+
+    def list_tokens(self, tenant: str | None) -> list[ApiTokenRecord]:
+        if tenant is None:
+            sql = (
+                f"SELECT {_API_KEY_COLUMNS} FROM api_tokens WHERE tenant IS NULL"
+                " ORDER BY created_at, id"
+            )
+            return [_token(r) for r in self._all(sql)]
+        sql = f"SELECT {_API_KEY_COLUMNS} FROM api_tokens WHERE tenant = ? ORDER BY created_at, id"
+        return [_token(r) for r in self._all(sql, (tenant,))]
+
+    def revoke_token(self, token_id: str, at: datetime) -> ApiTokenRecord:
+        with self._lock, self._db.transaction():
+            self.get_token(token_id)
+            self._conn.execute(
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                (_ts(at), token_id),
+            )
+            return self.get_token(token_id)
+
+    def revoke_tokens_of(self, account_id: str, at: datetime) -> int:
+        return self._write(
+            "UPDATE api_tokens SET revoked_at = ? WHERE account_id = ? AND revoked_at IS NULL",
+            (_ts(at), account_id),
+        )
+
+    def set_token_step_up(self, token_id: str, at: datetime) -> None:
+        self._write("UPDATE api_tokens SET step_up_at = ? WHERE id = ?", (_ts(at), token_id))
+
+    # ------------------------------------------------------------------ throttles
+
+    def get_throttle(self, key: str) -> ThrottleRecord | None:
+        rows = self._all(
+            "SELECT key, failures, first_failure_at, locked_until FROM signin_throttles"
+            " WHERE key = ?",
+            (key,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return ThrottleRecord(r[0], r[1], _need(r[2]), _dt(r[3]))
+
+    def put_throttle(self, record: ThrottleRecord) -> None:
+        r = record
+        self._write(
+            "INSERT INTO signin_throttles (key, failures, first_failure_at, locked_until)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,"
+            " first_failure_at = excluded.first_failure_at,"
+            " locked_until = excluded.locked_until",
+            (r.key, r.failures, _ts(r.first_failure_at), _ts(r.locked_until)),
+        )
+
+    def clear_throttle(self, key: str) -> None:
+        self._write("DELETE FROM signin_throttles WHERE key = ?", (key,))
