@@ -29,7 +29,6 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +38,7 @@ from connectors.base import (
     ConnectorConfig,
     ConnectorError,
     ErrorKind,
+    MinimisedPage,
     Minimiser,
     PageRequest,
     ProjectedPage,
@@ -252,21 +252,13 @@ async def make_preview(
     )
 
 
-@dataclass
-class _Page:
-    subjects: list[dict[str, Any]]
-    rejected: list[tuple[int, str]]
-    dropped: Counter[str]
-    next_cursor: str | None
-
-
 async def _fetch_one(
     config: ConnectorConfig,
     door: Minimiser,
     allow_private: bool,
     retry: RetryPolicy,
     timeout: float,
-) -> _Page:
+) -> MinimisedPage:
     """One page through the connector's own client, as a sync's first page; connector
     failures (and the deadline) become `PreviewFailed`."""
     try:
@@ -282,7 +274,7 @@ async def _fetch_one(
         raise PreviewFailed(
             "unavailable", f"{config.type}: the source did not answer within {timeout:g} s"
         ) from None
-    return _Page(page.subjects, page.rejected, page.dropped, page.next_cursor)
+    return page
 
 
 def _person(subject: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
