@@ -34,6 +34,8 @@ import orjson
 from connectors.afas.emulator import EMULATOR_TOKEN, token_header
 from connectors.base import ConnectorConfig, PageRequest, SyncMode
 from connectors.registry import connector_type
+from gateway.ledger.audit import SYSTEM
+from gateway.ledger.record import Acting
 from gateway.minimise.mapping import parse_mapping
 from gateway.minimise.projector import Projector
 from gateway.runtime.config import Settings
@@ -124,15 +126,35 @@ async def bench(args: argparse.Namespace) -> None:
             )
             services = Services.open(settings)
             now = datetime.now(UTC)
-            create_tenant(services.store, services.box, "bench", "Bench BV", now)
+            by = Acting(SYSTEM, services.ledger("bench"))
+            create_tenant(
+                services.store,
+                services.box,
+                "bench",
+                "Bench BV",
+                now,
+                by=by,
+            )
             create_connector(
-                services.store, services.box, tenant="bench", connector_id="afas",
-                type_name="afas", base_url=base, credentials={"token": EMULATOR_TOKEN},
+                services.store,
+                services.box,
+                tenant="bench",
+                by=by,
+                connector_id="afas",
+                type_name="afas",
+                base_url=base,
+                credentials={"token": EMULATOR_TOKEN},
                 mapping_text=bundled_mapping("afas").read_text(),
-                settings={"page_size": args.page_size}, now=now,
-            )  # fmt: skip
-            grant(services.store, tenant="bench", connector="afas", granted_by="bench",
-                  purpose="benchmark", now=now)  # fmt: skip
+                settings={"page_size": args.page_size},
+                now=now,
+            )
+            grant(
+                services.store,
+                by=by,
+                connector="afas",
+                purpose="benchmark",
+                now=now,
+            )
             rows, raw_s = await download_only(base, args.page_size)
             skip_rows, skip_s = await download_by_skip(base, args.page_size)
             assert skip_rows == rows, (skip_rows, rows)

@@ -27,6 +27,8 @@ import orjson
 
 from connectors.registry import UnknownConnectorType, connector_type
 from gateway.keys.master import SecretBox
+from gateway.ledger.audit import AuditAction, AuditCounts, ChangedProperty
+from gateway.ledger.record import Acting
 from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
 from gateway.store.records import ConnectorRecord, Consumer, NewEvent, Store, Tenant, new_event_id
@@ -45,11 +47,15 @@ def _connector_owner(tenant: str, connector: str) -> str:
     return f"connector:{tenant}/{connector}"
 
 
-def create_tenant(store: Store, box: SecretBox, tenant_id: str, name: str, now: datetime) -> Tenant:
-    """A tenant with a fresh 256-bit subject key, sealed under the master key."""
+def create_tenant(
+    store: Store, box: SecretBox, tenant_id: str, name: str, now: datetime, *, by: Acting
+) -> Tenant:
+    """A tenant with a fresh 256-bit subject key, sealed under the master key; its ledger
+    begins with who created it."""
     key = secrets.token_bytes(32)
     tenant = Tenant(tenant_id, name, now, box.seal(key, _tenant_owner(tenant_id)))
-    store.create_tenant(tenant)
+    with by.recording(store, "tenant.created", now):
+        store.create_tenant(tenant)
     return tenant
 
 
@@ -68,6 +74,7 @@ def create_connector(
     credentials: Mapping[str, str],
     mapping_text: str,
     now: datetime,
+    by: Acting,
     settings: Mapping[str, Any] | None = None,
     interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
     max_delete_share: float = DEFAULT_MAX_DELETE_SHARE,
@@ -97,7 +104,11 @@ def create_connector(
         max_delete_share=max_delete_share,
         created_at=now,
     )
-    store.create_connector(record)
+    with by.recording(
+        store, "connector.created", now, connector=connector_id, mapping_digest=mapping.digest,
+        fields=mapping.categories,
+    ):  # fmt: skip
+        store.create_connector(record)
     return record, mapping
 
 
@@ -112,12 +123,32 @@ def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def create_consumer(store: Store, *, tenant: str, name: str, now: datetime) -> tuple[Consumer, str]:
+def create_consumer(
+    store: Store, *, tenant: str, name: str, now: datetime, by: Acting
+) -> tuple[Consumer, str]:
     """A feed consumer and its bearer token (returned once, stored only as a hash)."""
     consumer = Consumer(id=f"con_{secrets.token_hex(8)}", tenant=tenant, name=name, created_at=now)
     token = f"sluis_feed_{secrets.token_urlsafe(32)}"
-    store.create_consumer(consumer, token_hash(token))
+    with by.recording(store, "consumer.created", now, target=consumer.id):
+        store.create_consumer(consumer, token_hash(token))
     return consumer, token
+
+
+def revoke_consumer(
+    store: Store, *, tenant: str, consumer_id: str, now: datetime, by: Acting
+) -> Consumer:
+    """The consumer's token stops working at once; the consumer stays listed as revoked."""
+    with by.recording(store, "consumer.revoked", now, target=consumer_id):
+        return store.revoke_consumer(tenant, consumer_id, now)
+
+
+def set_paused(
+    store: Store, record: ConnectorRecord, *, paused: bool, now: datetime, by: Acting
+) -> ConnectorRecord:
+    """Pause (no run starts, a running one stops) or resume a connector."""
+    action: AuditAction = "connector.paused" if paused else "connector.resumed"
+    with by.recording(store, action, now, connector=record.id):
+        return store.set_connector_paused(record.tenant, record.id, now if paused else None)
 
 
 # --------------------------------------------------------------------------- lifecycle
@@ -132,8 +163,11 @@ def change_connector(
     mapping_text: str | None = None,
     interval_seconds: int | None = None,
     max_delete_share: float | None = None,
+    now: datetime,
+    by: Acting,
 ) -> ConnectorRecord:
-    """Apply the given changes; new credentials are sealed like the first ones.
+    """Apply the given changes; new credentials are sealed like the first ones. The ledger's
+    `connector.changed` entry names the properties changed (never their values).
 
     Raises `MappingError` for a mapping that does not parse, ValueError naming the field for
     missing credentials or a mapping written for another connector type.
@@ -151,15 +185,26 @@ def change_connector(
         if mapping.connector != record.type:
             raise ValueError(f"mapping: written for connector type {mapping.connector}")
         digest = mapping.digest
-    return store.update_connector(
-        record.tenant,
-        record.id,
-        sealed_credentials=sealed,
-        mapping_text=mapping_text,
-        mapping_digest=digest,
-        interval_seconds=interval_seconds,
-        max_delete_share=max_delete_share,
-    )
+    given: dict[ChangedProperty, object] = {
+        "credentials": credentials, "mapping": mapping_text,
+        "interval_seconds": interval_seconds, "max_delete_share": max_delete_share,
+    }  # fmt: skip
+    changed = [k for k, v in given.items() if v is not None]
+    if not changed:
+        return record
+    with by.recording(
+        store, "connector.changed", now, connector=record.id, mapping_digest=digest,
+        changed=changed,
+    ):  # fmt: skip
+        return store.update_connector(
+            record.tenant,
+            record.id,
+            sealed_credentials=sealed,
+            mapping_text=mapping_text,
+            mapping_digest=digest,
+            interval_seconds=interval_seconds,
+            max_delete_share=max_delete_share,
+        )
 
 
 @dataclass(frozen=True)
@@ -181,7 +226,7 @@ def delete_connector(
     tenant: str,
     connector: str,
     subjects: SubjectsOnDelete,
-    by: str,
+    by: Acting,
     now: datetime,
 ) -> Deletion:
     """Stop and delete a connector in one commit (see the module docstring)."""
@@ -190,7 +235,7 @@ def delete_connector(
         instructions = store.list_instructions(tenant, connector)
         revoked = [i.id for i in instructions if i.revoked_at is None]
         for instruction_id in revoked:
-            store.revoke_instruction(instruction_id, by, now)
+            store.revoke_instruction(instruction_id, by.actor.id, now)
         stopped = store.stop_running_runs(
             tenant, connector, now, f"connector {connector} was deleted"
         )
@@ -201,6 +246,17 @@ def delete_connector(
             store.append_events(tenant, events)
             store.set_subjects_absent(tenant, connector, [e.subject_id for e in events])
         store.mark_connector_deleted(tenant, connector, now, subjects)
+        # Each authorisation ended by the deletion is revoked in the ledger by the same
+        # person, so the chain "granted ... revoked" stays whole for the auditor.
+        ended = [
+            by.entry("authorisation.revoked", now, connector=connector, target=i.id,
+                     mapping_digest=i.mapping_digest, fields=i.fields)
+            for i in instructions if i.id in revoked
+        ]  # fmt: skip
+        deleted = by.entry(
+            "connector.deleted", now, connector=connector, counts=AuditCounts(records=len(events))
+        )
+        by.ledger.append([*ended, deleted])
     return Deletion(
         subjects=subjects,
         instructions_revoked=revoked,
@@ -210,13 +266,16 @@ def delete_connector(
     )
 
 
-def rotate_consumer_token(store: Store, *, tenant: str, consumer_id: str) -> tuple[Consumer, str]:
+def rotate_consumer_token(
+    store: Store, *, tenant: str, consumer_id: str, now: datetime, by: Acting
+) -> tuple[Consumer, str]:
     """A new token for the consumer; the old one stops working in the same write."""
     consumer = store.get_consumer(tenant, consumer_id)
     if consumer.revoked_at is not None:
         raise ValueError(f"consumer {consumer_id} is revoked; create a new one")
     token = f"sluis_feed_{secrets.token_urlsafe(32)}"
-    store.replace_consumer_token(tenant, consumer_id, token_hash(token))
+    with by.recording(store, "consumer.token_rotated", now, target=consumer_id):
+        store.replace_consumer_token(tenant, consumer_id, token_hash(token))
     return consumer, token
 
 
@@ -229,7 +288,9 @@ __all__ = [
     "create_consumer",
     "create_tenant",
     "delete_connector",
+    "revoke_consumer",
     "rotate_consumer_token",
+    "set_paused",
     "subject_key",
     "token_hash",
 ]

@@ -104,3 +104,33 @@ def running_gateway(tmp_path: Path, **settings: str) -> Iterator[Gateway]:
             proc.kill()
             proc.wait()
             raise
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """API tokens of people provisioned in a data directory before `sluis serve` starts."""
+
+    operator: str
+    admin: str
+
+
+def provision(data_dir: Path, tenant: str = "acme", **settings: object) -> Tokens:
+    """Tenant `tenant` with an admin, and an operator, each with an API token (the admin's
+    stepped up for the next five minutes), written into `data_dir` as `sluis serve` will
+    open it. (A served gateway signs people in through its console; tests of other things
+    start from enrolled accounts.)"""
+    from gateway.runtime.config import Settings
+    from gateway.runtime.services import Services
+    from gateway.tenancy import create_tenant
+    from tests.principals import People, system
+
+    services = Services.open(Settings(data_dir=data_dir, admin_token=ADMIN, **settings))  # type: ignore[arg-type]
+    try:
+        create_tenant(
+            services.store, services.box, tenant, tenant.title(), services.clock(),
+            by=system(services, tenant),
+        )  # fmt: skip
+        people = People(services)
+        return Tokens(people.operator(), people.token(tenant, "admin"))
+    finally:
+        services.close()

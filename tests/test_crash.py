@@ -20,10 +20,12 @@ import aiohttp
 
 from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, make_app
 from connectors.emulator_kit import CONTROL, Fault
+from tests.serve_helpers import provision
 from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-ADMIN = {"Authorization": "Bearer crash-test-admin-token-0123456789"}
+BOOTSTRAP = "crash-test-admin-token-0123456789"
+ADMIN: dict[str, str] = {}
 PEOPLE = 600
 
 
@@ -32,7 +34,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         **os.environ,
         "SLUIS_DATA_DIR": str(data_dir),
         "SLUIS_PORT": str(port),
-        "SLUIS_ADMIN_TOKEN": ADMIN["Authorization"].split()[1],
+        "SLUIS_ADMIN_TOKEN": BOOTSTRAP,
         "SLUIS_SCHEDULER": "false",
         "SLUIS_ALLOW_PRIVATE_SOURCES": "true",
     }
@@ -67,18 +69,19 @@ async def test_kill_9_between_pages_then_restart(tmp_path: Path, aiohttp_server:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     t = f"{base}/admin/v1/tenants/acme"
+    tokens = provision(tmp_path)
+    ADMIN["Authorization"] = f"Bearer {tokens.admin}"
     proc = _serve(tmp_path, port)
     try:
         async with aiohttp.ClientSession() as http:
             await _up(http, base)
-            await _json(http, "POST", f"{base}/admin/v1/tenants", {"id": "acme", "name": "A"})
             await _json(http, "POST", f"{t}/connectors", {
                 "id": "hr", "type": "afas", "mapping": "afas",
                 "base_url": str(server.make_url("/profitrestservices")),
                 "credentials": {"token": EMULATOR_TOKEN},
             })  # fmt: skip
             await _json(http, "POST", f"{t}/connectors/hr/instructions",
-                        {"granted_by": "admin@acme.example", "purpose": "accounts"})  # fmt: skip
+                        {"purpose": "accounts"})  # fmt: skip
             run = await _json(http, "POST", f"{t}/connectors/hr/syncs", {"mode": "full"})
             url = f"{t}/connectors/hr/syncs/{run['id']}"
             while (await _json(http, "GET", url))["pages"] < 2:

@@ -24,6 +24,7 @@ from gateway.runtime.services import Services
 from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
+from tests.principals import system
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,9 +40,18 @@ class Emulator:
 
 async def start(vendor: str, *args: str) -> Emulator:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli.main", "emulator", vendor, "--port", "0", *args,
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "gateway.cli.main",
+        "emulator",
+        vendor,
+        "--port",
+        "0",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     printed: dict[str, str] = {}
     while "control" not in printed:
@@ -126,13 +136,22 @@ async def test_a_gateway_sync_runs_against_the_standalone_emulator(
     )
     now = datetime.now(UTC)
     try:
-        create_tenant(services.store, services.box, "acme", "Acme", now)
+        create_tenant(
+            services.store, services.box, "acme", "Acme", now, by=system(services, "acme")
+        )
         create_connector(
-            services.store, services.box, tenant="acme", connector_id="hr", type_name="afas",
-            base_url=afas.base_url, credentials={"token": afas.token}, now=now,
+            services.store,
+            services.box,
+            tenant="acme",
+            by=system(services, "acme"),
+            connector_id="hr",
+            type_name="afas",
+            base_url=afas.base_url,
+            credentials={"token": afas.token},
+            now=now,
             mapping_text=bundled_mapping("afas").read_text(),
-        )  # fmt: skip
-        grant(services.store, tenant="acme", connector="hr", granted_by="a", purpose="p", now=now)
+        )
+        grant(services.store, by=system(services, "acme"), connector="hr", purpose="p", now=now)
         run = await services.engine.sync("acme", "hr", SyncMode.FULL)
         assert run.status == "succeeded", run.error
         assert run.counts["fetched"] == 40
@@ -173,9 +192,15 @@ async def test_hubspot_standalone(tmp_path: Path) -> None:
 )
 async def test_bad_arguments_exit_2(args: list[str]) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli.main", "emulator", *args, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "gateway.cli.main",
+        "emulator",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"Traceback" not in err
@@ -184,9 +209,17 @@ async def test_bad_arguments_exit_2(args: list[str]) -> None:
 async def test_a_busy_port_is_a_clear_error(afas: Emulator) -> None:
     port = afas.base_url.split(":")[2].split("/")[0]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli.main", "emulator", "afas", "--port", port, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "gateway.cli.main",
+        "emulator",
+        "afas",
+        "--port",
+        port,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"cannot listen" in err and b"Traceback" not in err

@@ -19,6 +19,7 @@ from gateway.keys.signing import SIGNING_KEY_FILE
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.tenancy import create_tenant
+from tests.principals import system
 from tests.serve_helpers import REPO, serve_env
 from tests.support import free_port
 
@@ -26,7 +27,9 @@ TOKEN = "p" * 32
 
 
 def _tenant(services: Services, tenant: str = "acme") -> None:
-    create_tenant(services.store, services.box, tenant, "Acme", services.clock())
+    create_tenant(
+        services.store, services.box, tenant, "Acme", services.clock(), by=system(services, tenant)
+    )
 
 
 def test_new_keys_go_to_a_directory_beside_the_data(tmp_path: Path) -> None:
@@ -83,8 +86,12 @@ def test_a_master_key_that_does_not_open_the_secrets_is_refused(tmp_path: Path) 
     env = serve_env(tmp_path / "d", port, master_key=other)
     run = subprocess.run(
         [sys.executable, "-m", "gateway.cli.main", "serve"],
-        cwd=REPO, env=env, capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 2
     err = run.stderr.decode()
     assert "does not open the stored secrets" in err
@@ -116,15 +123,22 @@ def test_sluis_audit_finds_the_signing_key_in_the_key_directory(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUIS_")}
     run = subprocess.run(
         [sys.executable, "-m", "gateway.cli.main", "audit", "pubkey", "--data-dir", str(data)],
-        cwd=REPO, env=env, capture_output=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr.decode()
     assert b"BEGIN PUBLIC KEY" in run.stdout
     moved = tmp_path / "elsewhere"
     (tmp_path / "data-keys").rename(moved)
     run = subprocess.run(
         [sys.executable, "-m", "gateway.cli.main", "audit", "pubkey", "--data-dir", str(data)],
-        cwd=REPO, env={**env, "SLUIS_KEY_DIR": str(moved)}, capture_output=True, timeout=60,
+        cwd=REPO,
+        env={**env, "SLUIS_KEY_DIR": str(moved)},
+        capture_output=True,
+        timeout=60,
         check=False,
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stderr.decode()

@@ -25,33 +25,67 @@ from gateway.runtime.services import Services
 from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
+from tests.principals import system
 
 
 @pytest.mark.parametrize(
     "url",
     [
-        "http://127.0.0.1/x", "http://127.1/", "http://2130706433/", "http://0x7f000001/",
-        "http://localhost:8080/", "http://api.localhost/", "http://[::1]/",
-        "http://[::ffff:127.0.0.1]/", "http://169.254.169.254/latest/meta-data/",
-        "http://10.0.0.5/", "http://192.168.1.10/", "http://172.16.0.1/", "http://100.64.0.1/",
-        "http://[fe80::1]/", "http://[fc00::1]/", "http://0.0.0.0/", "http://224.0.0.1/",
+        "http://127.0.0.1/x",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://localhost:8080/",
+        "http://api.localhost/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/",
+        "http://192.168.1.10/",
+        "http://172.16.0.1/",
+        "http://100.64.0.1/",
+        "http://[fe80::1]/",
+        "http://[fc00::1]/",
+        "http://0.0.0.0/",
+        "http://224.0.0.1/",
         "https:///nohost",
         # What the HTTP client normalises (IDNA/UTS-46) before it connects.
-        "http://１２７.０.０.１/", "http://127。0。0。1/", "http://127．0．0．1/",
-        "http://①②⑦.0.0.1/", "http://ＬＯＣＡＬＨＯＳＴ/", "http://[::ffff:7f00:1]/",
+        "http://１２７.０.０.１/",
+        "http://127。0。0。1/",
+        "http://127．0．0．1/",
+        "http://①②⑦.0.0.1/",
+        "http://ＬＯＣＡＬＨＯＳＴ/",
+        "http://[::ffff:7f00:1]/",
         # Old numeric spellings, trailing dots, userinfo and percent tricks.
-        "http://0x7f.1/", "http://0x7f.0x0.0x0.0x1/", "http://0177.0.0.1/",
-        "http://127.000.000.001/", "http://0/", "http://127.0.0.1./", "http://127.0.0.1../",
-        "http://localhost./", "http://user:pw@127.0.0.1/", "http://example.com@127.0.0.1/",
-        "http://%31%32%37.0.0.1/", "http://127.0.0.1%2e/", "http://999.0.0.1/",
-        "http://1.2.3.4.5/", "http://[::1%25lo]/", "http://[fe80::1%25eth0]/",
+        "http://0x7f.1/",
+        "http://0x7f.0x0.0x0.0x1/",
+        "http://0177.0.0.1/",
+        "http://127.000.000.001/",
+        "http://0/",
+        "http://127.0.0.1./",
+        "http://127.0.0.1../",
+        "http://localhost./",
+        "http://user:pw@127.0.0.1/",
+        "http://example.com@127.0.0.1/",
+        "http://%31%32%37.0.0.1/",
+        "http://127.0.0.1%2e/",
+        "http://999.0.0.1/",
+        "http://1.2.3.4.5/",
+        "http://[::1%25lo]/",
+        "http://[fe80::1%25eth0]/",
         # IPv6 forms that carry a private IPv4 address.
-        "http://[::127.0.0.1]/", "http://[::ffff:0:7f00:1]/", "http://[64:ff9b::7f00:1]/",
-        "http://[64:ff9b::a9fe:a9fe]/", "http://[64:ff9b:1::a00:1]/", "http://[2002:7f00:1::1]/",
-        "http://[2002:a9fe:a9fe::]/", "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
-        "file:///etc/passwd", "gopher://127.0.0.1/",
+        "http://[::127.0.0.1]/",
+        "http://[::ffff:0:7f00:1]/",
+        "http://[64:ff9b::7f00:1]/",
+        "http://[64:ff9b::a9fe:a9fe]/",
+        "http://[64:ff9b:1::a00:1]/",
+        "http://[2002:7f00:1::1]/",
+        "http://[2002:a9fe:a9fe::]/",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1/",
     ],
-)  # fmt: skip
+)
 def test_private_and_local_hosts_are_refused(url: str) -> None:
     with pytest.raises(PrivateAddress):
         check_url(url)
@@ -60,11 +94,16 @@ def test_private_and_local_hosts_are_refused(url: str) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "https://12345.rest.afas.online/profitrestservices", "https://93.184.215.14/",
-        "https://api.hubapi.com", "https://ＡＰＩ.hubapi.com/", "https://bücher.example/",
-        "https://[2606:4700::1111]/", "https://[64:ff9b::5db8:d70e]/", "https://example.com./",
+        "https://12345.rest.afas.online/profitrestservices",
+        "https://93.184.215.14/",
+        "https://api.hubapi.com",
+        "https://ＡＰＩ.hubapi.com/",
+        "https://bücher.example/",
+        "https://[2606:4700::1111]/",
+        "https://[64:ff9b::5db8:d70e]/",
+        "https://example.com./",
     ],
-)  # fmt: skip
+)
 def test_public_hosts_pass(url: str) -> None:
     check_url(url)
 
@@ -72,25 +111,69 @@ def test_public_hosts_pass(url: str) -> None:
 #: Verdicts pinned by address, so they cannot drift with `ipaddress.is_global`, whose
 #: answers differ between Python 3.11 and 3.13 for several of these.
 VERDICTS = {
-    "93.184.215.14": True, "8.8.8.8": True, "1.1.1.1": True, "2606:4700::1111": True,
-    "2a00:1450:4001::200e": True, "192.31.196.1": True, "192.52.193.1": True,
-    "0.0.0.0": False, "0.1.2.3": False, "10.1.2.3": False, "100.64.0.1": False,
-    "100.127.255.254": False, "127.0.0.1": False, "127.255.255.254": False,
-    "169.254.169.254": False, "172.16.0.1": False, "172.31.255.255": False,
-    "192.0.0.1": False, "192.0.0.9": False, "192.0.0.10": False, "192.0.0.170": False,
-    "192.0.2.1": False, "192.88.99.1": False, "192.168.0.1": False, "198.18.0.1": False,
-    "198.51.100.1": False, "203.0.113.1": False, "224.0.0.1": False, "239.1.2.3": False,
-    "240.0.0.1": False, "255.255.255.255": False,
-    "::": False, "::1": False, "::ffff:127.0.0.1": False, "::ffff:8.8.8.8": True,
-    "::127.0.0.1": False, "::8.8.8.8": True, "64:ff9b::10.0.0.1": False,
-    "64:ff9b::8.8.8.8": True, "64:ff9b:1::8.8.8.8": False, "100::1": False,
-    "2001::1": False, "2001:1::1": False, "2001:1::2": False, "2001:3::1": False,
-    "2001:4:112::1": False, "2001:20::1": False, "2001:db8::1": False, "2002:808:808::1": True,
-    "2002:c0a8:101::1": False, "2001:0:4136:e378:8000:63bf:f7f7:f7f7": True,
-    "2001:0:4136:e378:8000:63bf:3fff:fdd2": False, "3fff::1": False, "5f00::1": False,
-    "fc00::1": False, "fd12:3456::1": False, "fe80::1": False, "fec0::1": False,
-    "ff02::1": False, "4000::1": False, "fe80::1%eth0": False, "not an address": False,
-}  # fmt: skip
+    "93.184.215.14": True,
+    "8.8.8.8": True,
+    "1.1.1.1": True,
+    "2606:4700::1111": True,
+    "2a00:1450:4001::200e": True,
+    "192.31.196.1": True,
+    "192.52.193.1": True,
+    "0.0.0.0": False,
+    "0.1.2.3": False,
+    "10.1.2.3": False,
+    "100.64.0.1": False,
+    "100.127.255.254": False,
+    "127.0.0.1": False,
+    "127.255.255.254": False,
+    "169.254.169.254": False,
+    "172.16.0.1": False,
+    "172.31.255.255": False,
+    "192.0.0.1": False,
+    "192.0.0.9": False,
+    "192.0.0.10": False,
+    "192.0.0.170": False,
+    "192.0.2.1": False,
+    "192.88.99.1": False,
+    "192.168.0.1": False,
+    "198.18.0.1": False,
+    "198.51.100.1": False,
+    "203.0.113.1": False,
+    "224.0.0.1": False,
+    "239.1.2.3": False,
+    "240.0.0.1": False,
+    "255.255.255.255": False,
+    "::": False,
+    "::1": False,
+    "::ffff:127.0.0.1": False,
+    "::ffff:8.8.8.8": True,
+    "::127.0.0.1": False,
+    "::8.8.8.8": True,
+    "64:ff9b::10.0.0.1": False,
+    "64:ff9b::8.8.8.8": True,
+    "64:ff9b:1::8.8.8.8": False,
+    "100::1": False,
+    "2001::1": False,
+    "2001:1::1": False,
+    "2001:1::2": False,
+    "2001:3::1": False,
+    "2001:4:112::1": False,
+    "2001:20::1": False,
+    "2001:db8::1": False,
+    "2002:808:808::1": True,
+    "2002:c0a8:101::1": False,
+    "2001:0:4136:e378:8000:63bf:f7f7:f7f7": True,
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2": False,
+    "3fff::1": False,
+    "5f00::1": False,
+    "fc00::1": False,
+    "fd12:3456::1": False,
+    "fe80::1": False,
+    "fec0::1": False,
+    "ff02::1": False,
+    "4000::1": False,
+    "fe80::1%eth0": False,
+    "not an address": False,
+}
 
 
 @pytest.mark.parametrize(("address", "public"), VERDICTS.items())
@@ -141,16 +224,30 @@ async def test_a_sync_never_reaches_a_private_source_unless_allowed(
         )
         services = Services.open(settings)
         try:
-            create_tenant(services.store, services.box, "acme", "Acme", now)
+            create_tenant(
+                services.store, services.box, "acme", "Acme", now, by=system(services, "acme")
+            )
             for name, host in (("ip", "127.0.0.1"), ("name", "localhost")):
                 url = str(server.make_url("/profitrestservices")).replace("127.0.0.1", host)
                 create_connector(
-                    services.store, services.box, tenant="acme", connector_id=name,
-                    type_name="afas", base_url=url, credentials={"token": EMULATOR_TOKEN},
-                    mapping_text=bundled_mapping("afas").read_text(), now=now,
-                )  # fmt: skip
-                grant(services.store, tenant="acme", connector=name, granted_by="a",
-                      purpose="p", now=now)  # fmt: skip
+                    services.store,
+                    services.box,
+                    tenant="acme",
+                    by=system(services, "acme"),
+                    connector_id=name,
+                    type_name="afas",
+                    base_url=url,
+                    credentials={"token": EMULATOR_TOKEN},
+                    mapping_text=bundled_mapping("afas").read_text(),
+                    now=now,
+                )
+                grant(
+                    services.store,
+                    by=system(services, "acme"),
+                    connector=name,
+                    purpose="p",
+                    now=now,
+                )
                 before = len(emulator[CONTROL].log)
                 run = await services.engine.sync("acme", name, SyncMode.FULL)
                 if allowed:
@@ -174,8 +271,12 @@ async def test_the_admin_api_refuses_a_private_base_url(
         api = Api(await aiohttp_client(gateway_app(services)))
         await make_tenant(api)
         tricky = [f"http://{host}:9/x" for host in TRICKY_LOOPBACK]
-        for url in ("http://127.0.0.1:9/x", "http://169.254.169.254/", "http://localhost/",
-                    *tricky):  # fmt: skip
+        for url in (
+            "http://127.0.0.1:9/x",
+            "http://169.254.169.254/",
+            "http://localhost/",
+            *tricky,
+        ):
             reply = await api.post(
                 "/admin/v1/tenants/acme/connectors", {**CONNECTOR, "base_url": url}
             )
@@ -192,10 +293,18 @@ async def test_the_admin_api_refuses_a_private_base_url(
 
 #: Spellings of the emulator's 127.0.0.1 that a check of the host as written let through.
 TRICKY_LOOPBACK = (
-    "１２７.０.０.１", "127。0。0。1", "①②⑦.0.0.1", "127.1", "2130706433", "0x7f.1",
-    "0177.0.0.1", "127.0.0.1.", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]",
+    "１２７.０.０.１",
+    "127。0。0。1",
+    "①②⑦.0.0.1",
+    "127.1",
+    "2130706433",
+    "0x7f.1",
+    "0177.0.0.1",
+    "127.0.0.1.",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
     "source.example@127.0.0.1",
-)  # fmt: skip
+)
 
 
 async def test_no_spelling_of_loopback_reaches_the_emulator(
@@ -210,16 +319,26 @@ async def test_no_spelling_of_loopback_reaches_the_emulator(
     settings = Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=False)
     services = Services.open(settings)
     try:
-        create_tenant(services.store, services.box, "acme", "Acme", now)
+        create_tenant(
+            services.store, services.box, "acme", "Acme", now, by=system(services, "acme")
+        )
         for n, host in enumerate(TRICKY_LOOPBACK):
             url = f"http://{host}:{server.port}/profitrestservices"
             create_connector(
-                services.store, services.box, tenant="acme", connector_id=f"c{n}",
-                type_name="afas", base_url=url, credentials={"token": EMULATOR_TOKEN},
-                mapping_text=bundled_mapping("afas").read_text(), now=now,
-            )  # fmt: skip
-            grant(services.store, tenant="acme", connector=f"c{n}", granted_by="a",
-                  purpose="p", now=now)  # fmt: skip
+                services.store,
+                services.box,
+                tenant="acme",
+                by=system(services, "acme"),
+                connector_id=f"c{n}",
+                type_name="afas",
+                base_url=url,
+                credentials={"token": EMULATOR_TOKEN},
+                mapping_text=bundled_mapping("afas").read_text(),
+                now=now,
+            )
+            grant(
+                services.store, by=system(services, "acme"), connector=f"c{n}", purpose="p", now=now
+            )
             run = await services.engine.sync("acme", f"c{n}", SyncMode.FULL)
             assert run.status == "failed", host
             assert "allow_private_sources" in (run.error or ""), (host, run.error)
@@ -232,8 +351,16 @@ class _LyingResolver(PublicOnlyResolver):
     """Answers 127.0.0.1 for every name, unchecked: a rebinding or poisoned resolver."""
 
     async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[Any]:
-        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": 2,
-                 "proto": 0, "flags": 0}]  # fmt: skip
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": 2,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
 
 
 @pytest.mark.parametrize("pre_connect_check", [True, False])

@@ -28,6 +28,7 @@ from gateway.sync.instructions import grant
 from gateway.sync.scheduler import Scheduler
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
+from tests.principals import system
 from tests.test_sync import FAST, Crash
 
 SLOW_SECONDS = 2.5
@@ -54,7 +55,7 @@ async def _interrupted_pair(
     hook: list[PageHook] = []
     services = _open(tmp_path, hook)
     now = datetime.now(UTC)
-    create_tenant(services.store, services.box, "acme", "Acme BV", now)
+    create_tenant(services.store, services.box, "acme", "Acme BV", now, by=system(services, "acme"))
     emulators: dict[str, web.Application] = {}
     for name in ("slow", "quick"):  # `slow` first: it is the first run resumed
         emulators[name] = make_app(people=300, seed=5)
@@ -63,6 +64,7 @@ async def _interrupted_pair(
             services.store,
             services.box,
             tenant="acme",
+            by=system(services, "acme"),
             connector_id=name,
             type_name="afas",
             base_url=str(server.make_url("/profitrestservices")),
@@ -73,9 +75,8 @@ async def _interrupted_pair(
         )
         grant(
             services.store,
-            tenant="acme",
+            by=system(services, "acme"),
             connector=name,
-            granted_by="admin@acme.example",
             purpose="training",
             now=now,
         )

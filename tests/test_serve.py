@@ -10,12 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from tests.serve_helpers import ADMIN, REPO, http_call
+from tests.serve_helpers import ADMIN, REPO, http_call, provision
 from tests.support import free_port
 
 
 def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
     port = free_port()
+    tokens = provision(tmp_path / "data")
     env = {
         **os.environ,
         "SLUIS_DATA_DIR": str(tmp_path / "data"),
@@ -39,14 +40,18 @@ def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
                     raise AssertionError("sluis serve did not come up") from None
                 time.sleep(0.1)
         assert http_call(f"{base}/readyz")[0] == 200
-        status, _ = http_call(f"{base}/admin/v1/tenants", body=b'{"id": "acme", "name": "Acme"}')
+        status, _ = http_call(f"{base}/admin/v1/tenants", body=b'{"id": "globex", "name": "G"}')
         assert status == 401
         status, _ = http_call(
-            f"{base}/admin/v1/tenants", body=b'{"id": "acme", "name": "Acme"}', token=ADMIN
+            f"{base}/admin/v1/tenants", body=b'{"id": "globex", "name": "G"}', token=ADMIN
+        )
+        assert status == 401  # an operator has enrolled: the bootstrap token is closed
+        status, _ = http_call(
+            f"{base}/admin/v1/tenants", body=b'{"id": "globex", "name": "G"}', token=tokens.operator
         )
         assert status == 201
         status, _ = http_call(
-            f"{base}/admin/v1/tenants/acme?revoked_by=jan@example.nl", token=ADMIN
+            f"{base}/admin/v1/tenants/acme?revoked_by=jan@example.nl", token=tokens.admin
         )
         assert status in (200, 422)
         assert http_call(f"{base}/metrics")[0] == 200

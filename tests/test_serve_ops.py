@@ -12,32 +12,33 @@ from pathlib import Path
 
 import orjson
 
-from tests.serve_helpers import ADMIN, REPO, running_gateway, serve_env
+from tests.serve_helpers import REPO, provision, running_gateway, serve_env
 from tests.support import free_port
 
 CREDENTIAL = "credential-never-in-logs-0123"
 
 
 def test_json_logs_say_where_it_listens_and_which_sync_failed(tmp_path: Path) -> None:
+    tokens = provision(tmp_path / "data")
     with running_gateway(tmp_path, log_format="json", allow_private_sources="true") as gw:
-        assert gw.call("/admin/v1/tenants", body=b'{"id":"acme","name":"Acme"}', token=ADMIN)[0]
+        admin = tokens.admin
         base = "/admin/v1/tenants/acme/connectors"
         connector = {
             "id": "hr", "type": "afas", "mapping": "afas",
             # The gateway itself, where no AFAS lives: the first page fails at once.
             "base_url": f"{gw.base}/not-afas", "credentials": {"token": CREDENTIAL},
         }  # fmt: skip
-        assert gw.call(base, body=orjson.dumps(connector), token=ADMIN)[0] == 201
-        grant = {"granted_by": "dpo@acme.example", "purpose": "accounts"}
-        assert gw.call(f"{base}/hr/instructions", body=orjson.dumps(grant), token=ADMIN)[0] == 201
-        status, body = gw.call(f"{base}/hr/syncs", body=b"{}", token=ADMIN)
+        assert gw.call(base, body=orjson.dumps(connector), token=admin)[0] == 201
+        grant = {"purpose": "accounts"}
+        assert gw.call(f"{base}/hr/instructions", body=orjson.dumps(grant), token=admin)[0] == 201
+        status, body = gw.call(f"{base}/hr/syncs", body=b"{}", token=admin)
         assert status == 202
         run = orjson.loads(body)
         for _ in range(100):
             if run["status"] != "running":
                 break
             time.sleep(0.1)
-            run = orjson.loads(gw.call(f"{base}/hr/syncs/{run['id']}", token=ADMIN)[1])
+            run = orjson.loads(gw.call(f"{base}/hr/syncs/{run['id']}", token=admin)[1])
         assert run["status"] == "failed"
     lines = [json.loads(line) for line in gw.log().splitlines() if line.strip()]
     assert all({"ts", "level", "logger", "message"} <= line.keys() for line in lines)

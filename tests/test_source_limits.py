@@ -28,6 +28,7 @@ from gateway.runtime.services import Services
 from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
+from tests.principals import system
 
 MIB = 1024 * 1024
 #: Loopback socket buffers (sender and receiver) can hold this much past the reader.
@@ -37,7 +38,7 @@ KERNEL_SLACK = 16 * MIB
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
     s = Services.open(Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True))
-    create_tenant(s.store, s.box, "acme", "Acme", datetime.now(UTC))
+    create_tenant(s.store, s.box, "acme", "Acme", datetime.now(UTC), by=system(s, "acme"))
     yield s
     s.close()
 
@@ -45,11 +46,19 @@ def services(tmp_path: Path) -> Iterator[Services]:
 async def _sync(services: Services, emulator_url: str, **settings: Any) -> Any:
     now = datetime.now(UTC)
     create_connector(
-        services.store, services.box, tenant="acme", connector_id="hr", type_name="afas",
-        base_url=emulator_url, credentials={"token": EMULATOR_TOKEN}, now=now,
-        mapping_text=bundled_mapping("afas").read_text(), settings=settings,
-    )  # fmt: skip
-    grant(services.store, tenant="acme", connector="hr", granted_by="a", purpose="p", now=now)
+        services.store,
+        services.box,
+        tenant="acme",
+        by=system(services, "acme"),
+        connector_id="hr",
+        type_name="afas",
+        base_url=emulator_url,
+        credentials={"token": EMULATOR_TOKEN},
+        now=now,
+        mapping_text=bundled_mapping("afas").read_text(),
+        settings=settings,
+    )
+    grant(services.store, by=system(services, "acme"), connector="hr", purpose="p", now=now)
     started = time.monotonic()
     run = await services.engine.sync("acme", "hr", SyncMode.FULL)
     return run, time.monotonic() - started

@@ -24,12 +24,15 @@ from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, make_app
 from connectors.afas.synthetic import SENSITIVE_FIELDS
 from connectors.base import RetryPolicy, SyncMode
 from connectors.emulator_kit import CONTROL, Fault
+from gateway.ledger.audit import AuditEntry
+from gateway.ledger.entry import TransferEntry
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.sync.engine import PageHook
 from gateway.sync.instructions import InstructionRefused, grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
+from tests.principals import system
 
 FAST = RetryPolicy(attempts=4, initial_wait=0.001, max_wait=0.01)
 PEOPLE = 250
@@ -78,11 +81,12 @@ async def world(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIter
     hook: list[PageHook] = []
     services = _services(tmp_path, hook)
     now = datetime.now(UTC)
-    create_tenant(services.store, services.box, "acme", "Acme BV", now)
+    create_tenant(services.store, services.box, "acme", "Acme BV", now, by=system(services, "acme"))
     create_connector(
         services.store,
         services.box,
         tenant="acme",
+        by=system(services, "acme"),
         connector_id="afas",
         type_name="afas",
         base_url=str(server.make_url("/profitrestservices")),
@@ -98,9 +102,8 @@ async def world(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIter
 def _authorise(world: World) -> str:
     return grant(
         world.store,
-        tenant="acme",
+        by=system(world.services, "acme"),
         connector="afas",
-        granted_by="admin@acme.example",
         purpose="accounts for the e-learning platform",
         now=datetime.now(UTC),
     ).id
@@ -142,7 +145,10 @@ async def test_full_sync_then_no_change_resync(world: World) -> None:
     assert len(world.events()) == len(events)
 
     ledger = world.services.ledger("acme")
-    assert ledger.size() == 6
+    # tenant.created, connector.created, authorisation.granted, then six transfers.
+    assert ledger.size() == 3 + 6
+    assert [r.entry.action for r in ledger.entries(limit=3) if isinstance(r.entry, AuditEntry)] == [
+        "tenant.created", "connector.created", "authorisation.granted"]  # fmt: skip
     report = ledger.verify(world.services.signer.public_key)
     assert report.ok, report.reason
     exported = b"".join(r.entry.model_dump_json().encode() for r in ledger.entries(limit=100))
@@ -205,7 +211,8 @@ async def test_no_instruction_no_processing(world: World) -> None:
     last = world.store.last_run("acme", "afas")
     assert last.status == "refused" and "no instruction" in last.error
     entries = world.services.ledger("acme").entries(limit=10)
-    assert [r.entry.direction for r in entries] == ["refused"]
+    assert [r.entry.direction for r in entries if isinstance(r.entry, TransferEntry)] == [
+        "refused"]  # fmt: skip
 
 
 async def test_revocation_after_a_page_stops_the_next_fetch(world: World) -> None:
@@ -240,7 +247,8 @@ async def test_a_page_fetched_while_revoking_is_never_committed(world: World) ->
     assert run.status == "stopped" and run.pages == 0
     assert world.events() == []
     assert world.store.count_present("acme", "afas") == 0
-    directions = [r.entry.direction for r in world.services.ledger("acme").entries(limit=10)]
+    entries = world.services.ledger("acme").entries(limit=10)
+    directions = [r.entry.direction for r in entries if isinstance(r.entry, TransferEntry)]
     assert directions == ["refused"]
 
 

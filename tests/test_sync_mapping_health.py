@@ -18,6 +18,7 @@ from connectors.base import SyncMode
 from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector
 from mappings import bundled_mapping
+from tests.principals import system
 from tests.test_sync import World, world  # noqa: F401  (the fixture)
 
 
@@ -32,6 +33,7 @@ async def test_a_mapped_field_no_record_holds_is_counted_logged_and_measured(
             world.store,
             world.services.box,
             tenant="acme",
+            by=system(world.services, "acme"),
             connector_id=connector,
             type_name="afas",
             base_url=str(world.server.make_url("/profitrestservices")),
@@ -40,8 +42,13 @@ async def test_a_mapped_field_no_record_holds_is_counted_logged_and_measured(
             settings={"page_size": 100},
             now=now,
         )
-        grant(world.store, tenant="acme", connector=connector, granted_by="admin@acme.example",
-              purpose="accounts", now=now)  # fmt: skip
+        grant(
+            world.store,
+            by=system(world.services, "acme"),
+            connector=connector,
+            purpose="accounts",
+            now=now,
+        )
     with caplog.at_level(logging.WARNING, logger="sluis.sync"):
         typo = await world.services.engine.sync("acme", "typo", SyncMode.FULL)
         ok = await world.services.engine.sync("acme", "ok", SyncMode.FULL)

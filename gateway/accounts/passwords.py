@@ -45,6 +45,11 @@ def check_rules(password: str, *, context: tuple[str, ...] = ()) -> None:
         raise WeakPassword(f"the password may have at most {MAX_LENGTH} characters")
     if not password.isprintable():
         raise WeakPassword("the password may not contain control characters")
+    lowered = password.lower()
+    for item in context:
+        local = item.lower().partition("@")[0]
+        if len(local) >= 3 and local in lowered:
+            raise WeakPassword("the password may not contain your name or email address")
     words = [w for c in context for w in c.lower().replace("@", " ").replace(".", " ").split()]
     result = zxcvbn(password[:_JUDGED], user_inputs=[*words, "sluis"])
     if int(result["score"]) < MIN_SCORE:

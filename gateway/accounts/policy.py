@@ -16,6 +16,7 @@ from gateway.accounts.principal import Principal
 from gateway.store.account_records import Role
 
 Capability = Literal[
+    "gateway.bootstrap",
     "gateway.operate",
     "tenant.read",
     "tenant.configure",
@@ -26,6 +27,8 @@ Capability = Literal[
 ]
 
 GRANTS: Final[dict[Capability, frozenset[Role]]] = {
+    #: Inviting operators: the only thing the configuration's bootstrap token may do.
+    "gateway.bootstrap": frozenset({"operator"}),
     "gateway.operate": frozenset({"operator"}),
     "tenant.read": frozenset({"admin", "auditor", "viewer"}),
     "tenant.configure": frozenset({"admin"}),
@@ -48,11 +51,12 @@ def allowed(principal: Principal, capability: Capability, tenant: str | None) ->
 
 def check(principal: Principal, capability: Capability, tenant: str | None) -> None:
     """Raise `Forbidden` unless the principal's role has the capability for this tenant."""
-    if principal.is_bootstrap and capability != "gateway.operate":
+    if principal.is_bootstrap and capability != "gateway.bootstrap":
         raise Forbidden("the bootstrap token can only create the first operator account")
     if not allowed(principal, capability, tenant):
+        article = "an" if principal.role[0] in "aeiou" else "a"
         raise Forbidden(
-            f"a {principal.role} may not do this"
+            f"{article} {principal.role} may not do this"
             + ("" if tenant is None or principal.tenant == tenant else " for this tenant")
         )
 

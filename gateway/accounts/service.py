@@ -32,6 +32,7 @@ from gateway.accounts.errors import (
     Throttled,
     UnknownAccount,
 )
+from gateway.accounts.oidc import Identity, OidcClientConfig, OidcFailed
 from gateway.accounts.policy import check
 from gateway.accounts.principal import BOOTSTRAP, Principal, at_most, may_grant_role
 from gateway.accounts.throttle import Throttle
@@ -44,6 +45,7 @@ from gateway.store.account_records import (
     AccountRecord,
     ApiTokenRecord,
     InvitationRecord,
+    OidcRecord,
     Role,
     SessionRecord,
 )
@@ -71,6 +73,10 @@ def normalise_email(email: str) -> str:
 
 def _totp_owner(account_id: str) -> str:
     return f"totp:{account_id}"
+
+
+def _oidc_owner(tenant: str) -> str:
+    return f"oidc:{tenant}"
 
 
 @dataclass(frozen=True)
@@ -362,11 +368,15 @@ class Accounts:
         if not ok or account is None:
             self._failed(email, client, account, now)
             raise SignInFailed()
-        self.throttle.succeeded(email, client)
+        self.throttle.succeeded(email, client, now)
         if account.password_hash and passwords.needs_rehash(account.password_hash):
             self._accounts.update_account(
                 account.id, password_hash=passwords.hash_password(password)
             )
+        return self._new_session(account)
+
+    def _new_session(self, account: AccountRecord) -> SignedIn:
+        now = self._clock()
         value = secrets.token_urlsafe(32)
         session = SessionRecord(
             id=f"ses_{secrets.token_hex(8)}", token_hash=secret_hash(value),
@@ -486,6 +496,49 @@ class Accounts:
         if found is None or found.revoked_at is not None or found.expires_at <= self._clock():
             return None
         return Principal(found.account_id, found.role, found.tenant, found.id, found.step_up_at)
+
+    # ------------------------------------------------------------------ identity providers
+
+    def configure_oidc(
+        self, by: Principal, tenant: str, *, issuer: str, client_id: str, client_secret: str
+    ) -> OidcRecord:
+        """Let the tenant's people sign in through its identity provider."""
+        check(by, "tenant.accounts", tenant)
+        now = self._clock()
+        record = OidcRecord(
+            tenant, issuer.rstrip("/"), client_id,
+            self._box.seal(client_secret.encode(), _oidc_owner(tenant)), now,
+        )  # fmt: skip
+        with self._write(tenant, self._audit("oidc.configured", tenant, by.actor())):
+            self._accounts.put_oidc(record)
+        return record
+
+    def remove_oidc(self, by: Principal, tenant: str) -> bool:
+        check(by, "tenant.accounts", tenant)
+        with self._write(tenant, self._audit("oidc.removed", tenant, by.actor())):
+            return self._accounts.delete_oidc(tenant)
+
+    def oidc_record(self, tenant: str) -> OidcRecord | None:
+        return self._accounts.get_oidc(tenant)
+
+    def oidc_client(self, tenant: str) -> OidcClientConfig | None:
+        """The tenant's registration with its secret opened (None: not configured)."""
+        found = self._accounts.get_oidc(tenant)
+        if found is None:
+            return None
+        secret = self._box.open(found.sealed_secret, _oidc_owner(tenant)).decode()
+        return OidcClientConfig(tenant, found.issuer, found.client_id, secret)
+
+    def sign_in_oidc(self, identity: Identity) -> SignedIn:
+        """A session for the active account of the identity's tenant with its verified
+        email; the IdP vouched for the person, the register decides what they may do."""
+        account = self._accounts.account_by_email(normalise_email(identity.email))
+        if account is None or account.tenant != identity.tenant or account.status != "active":
+            raise OidcFailed(
+                "your organisation's sign-in worked, but no active Sluis account of this "
+                "organisation has that email address; ask your administrator for an invitation"
+            )
+        return self._new_session(account)
 
     # ------------------------------------------------------------------ the register
 

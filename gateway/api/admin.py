@@ -20,24 +20,22 @@ and given a new token (the old one stops at once).
 from __future__ import annotations
 
 import asyncio
-from typing import Final
 
 from aiohttp import web
 
 from connectors.netguard import PrivateAddress, check_url
 from connectors.registry import UnknownConnectorType, connector_type, known_types
+from gateway.api import accounts as account_routes
 from gateway.api import preview as previews
 from gateway.api import runs as admin_ops
+from gateway.api.auth import acting, admin_auth, require_step_up
 from gateway.api.httpkit import (
-    bearer_token,
     location,
     model_response,
     query_params,
     read_body,
-    same_secret,
     services_of,
     store_call,
-    unauthorized,
 )
 from gateway.api.models import (
     ConnectorChanged,
@@ -56,7 +54,6 @@ from gateway.api.models import (
     InstructionCreate,
     InstructionList,
     InstructionOut,
-    InstructionRevoke,
     MappingCandidate,
     MappingChange,
     MappingPreview,
@@ -65,11 +62,12 @@ from gateway.api.models import (
     TenantList,
     TenantOut,
 )
-from gateway.api.problems import Handler, Problem, field_error, invalid
+from gateway.api.problems import Problem, field_error, invalid
 from gateway.delivery.outbox import grant_and_converge
 from gateway.minimise.mapping import Mapping, MappingError, parse_mapping
 from gateway.minimise.mapping_diff import FieldSide, diff_mappings
 from gateway.store.records import ConnectorRecord, Consumer, Instruction, NotFound
+from gateway.sync.instructions import revoke
 from gateway.tenancy import (
     change_connector,
     create_connector,
@@ -77,21 +75,10 @@ from gateway.tenancy import (
     create_tenant,
     delete_connector,
     rotate_consumer_token,
+    set_paused,
 )
+from gateway.tenancy import revoke_consumer as end_consumer
 from mappings import bundled_mapping
-
-REALM: Final = "sluis-admin"
-
-
-@web.middleware
-async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    token = bearer_token(request)
-    if token is None:
-        raise unauthorized(REALM, "the admin API needs a bearer token")
-    if not same_secret(token, services_of(request).admin_token):
-        raise unauthorized(REALM, "the bearer token is not valid for the admin API")
-    return await handler(request)
-
 
 # --------------------------------------------------------------------------- views
 
@@ -156,7 +143,9 @@ async def list_tenants(request: web.Request) -> web.Response:
 async def post_tenant(request: web.Request) -> web.Response:
     body = await read_body(request, TenantCreate)
     s = services_of(request)
-    tenant = await store_call(create_tenant, s.store, s.box, body.id, body.name, s.clock())
+    tenant = await store_call(
+        create_tenant, s.store, s.box, body.id, body.name, s.clock(), by=acting(request, body.id)
+    )
     out = TenantOut(id=tenant.id, name=tenant.name, created_at=tenant.created_at)
     return model_response(out, 201, {"Location": location(request, tenant.id)})
 
@@ -253,6 +242,7 @@ async def post_connector(request: web.Request) -> web.Response:
         credentials=body.credentials,
         mapping_text=text,
         now=s.clock(),
+        by=acting(request, tenant),
         settings=body.settings,
         interval_seconds=body.interval_seconds,
         max_delete_share=body.max_delete_share,
@@ -319,6 +309,9 @@ async def patch_connector(request: web.Request) -> web.Response:
         change = mapping_change(before, after)
     if body.credentials is not None:
         _check_credentials(record.type, body.credentials)
+    if body.credentials is not None or (change is not None and not change.same):
+        require_step_up(request)
+    by = acting(request, record.tenant)
     updated = await store_call(
         change_connector,
         s.store,
@@ -328,11 +321,12 @@ async def patch_connector(request: web.Request) -> web.Response:
         mapping_text=text,
         interval_seconds=body.interval_seconds,
         max_delete_share=body.max_delete_share,
+        now=s.clock(),
+        by=by,
     )
     if body.paused is not None and body.paused != (updated.paused_at is not None):
-        paused_at = s.clock() if body.paused else None
         updated = await store_call(
-            s.store.set_connector_paused, record.tenant, record.id, paused_at
+            set_paused, s.store, updated, paused=body.paused, now=s.clock(), by=by
         )
     return model_response(ConnectorChanged(connector=connector_out(updated), mapping_change=change))
 
@@ -360,7 +354,7 @@ async def remove_connector(request: web.Request) -> web.Response:
         tenant=m["tenant"],
         connector=m["connector"],
         subjects=query.subjects,
-        by="admin-api (connector deleted)",
+        by=acting(request, m["tenant"]),
         now=now,
     )
     out = ConnectorDeleted(
@@ -397,9 +391,8 @@ async def post_instruction(request: web.Request) -> web.Response:
     instruction, reemitted = await store_call(
         grant_and_converge,
         s.store,
-        tenant=m["tenant"],
+        by=acting(request, m["tenant"]),
         connector=m["connector"],
-        granted_by=body.granted_by,
         purpose=body.purpose,
         now=now,
         valid_until=body.valid_until,
@@ -420,15 +413,11 @@ async def list_instructions(request: web.Request) -> web.Response:
 
 
 async def revoke_instruction(request: web.Request) -> web.Response:
-    """Revoke at once; `revoked_by` comes from the JSON body or the query (default admin-api)."""
-    if not request.query.keys() <= {"revoked_by"}:
-        raise invalid("query", "only `revoked_by` may be given")
-    # The query is checked even when a body (which wins) is given: nothing sent is ignored.
-    from_query = query_params(request, InstructionRevoke)
-    if request.can_read_body:
-        body = await read_body(request, InstructionRevoke, optional=True)
-    else:
-        body = from_query
+    """Revoke at once, in the name of the authenticated principal (after a step-up)."""
+    if request.query:
+        raise invalid("query", "takes no query parameters (who revokes is the caller)")
+    if request.can_read_body and await request.read():
+        raise invalid("body", "takes no body (who revokes is the caller)")
     m = request.match_info
     s = services_of(request)
     try:
@@ -437,7 +426,9 @@ async def revoke_instruction(request: web.Request) -> web.Response:
         found = None
     if found is None or (found.tenant, found.connector) != (m["tenant"], m["connector"]):
         raise Problem(404, f"not found: instruction {m['instruction']} of this connector")
-    revoked = await store_call(s.store.revoke_instruction, found.id, body.revoked_by, s.clock())
+    revoked = await store_call(
+        revoke, s.store, by=acting(request, found.tenant), instruction=found, now=s.clock()
+    )
     # Stop this process's fetches under it before answering: after the DELETE returns,
     # the source receives nothing more under this instruction.
     await s.engine.revocations.revoke(found.id)
@@ -450,9 +441,11 @@ async def revoke_instruction(request: web.Request) -> web.Response:
 async def post_consumer(request: web.Request) -> web.Response:
     body = await read_body(request, ConsumerCreate)
     s = services_of(request)
+    tenant = request.match_info["tenant"]
     consumer, token = await store_call(
-        create_consumer, s.store, tenant=request.match_info["tenant"], name=body.name, now=s.clock()
-    )
+        create_consumer, s.store, tenant=tenant, name=body.name, now=s.clock(),
+        by=acting(request, tenant),
+    )  # fmt: skip
     out = ConsumerCreated(
         id=consumer.id,
         tenant=consumer.tenant,
@@ -483,7 +476,10 @@ async def revoke_consumer(request: web.Request) -> web.Response:
     """The consumer's token stops working at once; the consumer stays listed as revoked."""
     m = request.match_info
     s = services_of(request)
-    revoked = await store_call(s.store.revoke_consumer, m["tenant"], m["consumer"], s.clock())
+    revoked = await store_call(
+        end_consumer, s.store, tenant=m["tenant"], consumer_id=m["consumer"], now=s.clock(),
+        by=acting(request, m["tenant"]),
+    )  # fmt: skip
     return model_response(consumer_out(revoked))
 
 
@@ -493,8 +489,9 @@ async def rotate_token(request: web.Request) -> web.Response:
     s = services_of(request)
     try:
         consumer, token = await store_call(
-            rotate_consumer_token, s.store, tenant=m["tenant"], consumer_id=m["consumer"]
-        )
+            rotate_consumer_token, s.store, tenant=m["tenant"], consumer_id=m["consumer"],
+            now=s.clock(), by=acting(request, m["tenant"]),
+        )  # fmt: skip
     except ValueError as exc:
         raise Problem(409, str(exc), slug="consumer-revoked") from None
     out = ConsumerCreated(
@@ -534,5 +531,6 @@ def make_admin_app() -> web.Application:
     r.add_delete(T + "/consumers/{consumer}", revoke_consumer)
     r.add_post(T + "/consumers/{consumer}/token", rotate_token)
     admin_ops.add_routes(r, tenant_path=T, connector_path=C)
+    account_routes.add_routes(r, tenant_path=T)
     previews.mount(app, connector_path=C)
     return app

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from connectors.registry import known_types
+from gateway.ledger.audit import MAX_PURPOSE_LENGTH, purpose_problem
 from gateway.minimise.egress import FORBIDDEN_CHARS, EgressData
 from mappings import bundled_names
 
@@ -153,18 +154,30 @@ class ConnectorCreate(_Request):
     max_delete_share: Annotated[float, Field(ge=0.0, le=1.0, strict=True)] = 0.2
 
 
+def _ledger_purpose(value: str) -> str:
+    problem = purpose_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class InstructionCreate(_Request):
-    granted_by: Annotated[PlainText, Field(max_length=254)]
-    purpose: Annotated[PlainText, Field(max_length=1000)]
+    """Who grants is the authenticated principal (with a fresh step-up), never a field."""
+
+    purpose: Annotated[
+        PlainText,
+        Field(
+            max_length=MAX_PURPOSE_LENGTH,
+            description="what the platform may use the data for; kept in the ledger forever, "
+            "so an email address or a long number in it is refused",
+        ),
+        AfterValidator(_ledger_purpose),
+    ]
     valid_until: AwareDatetime | None = Field(
         default=None,
         strict=True,
         description="must lie in the future (a past time is refused with 422)",
     )
-
-
-class InstructionRevoke(_Request):
-    revoked_by: Annotated[PlainText, Field(max_length=254)] = "admin-api"
 
 
 class SyncCreate(_Request):
@@ -357,7 +370,7 @@ class InstructionOut(_Response):
     id: str
     tenant: str
     connector: str
-    granted_by: str
+    granted_by: str = Field(description="the opaque account id of who granted it")
     granted_at: datetime
     purpose: str
     mapping_digest: str
@@ -365,7 +378,7 @@ class InstructionOut(_Response):
     valid_until: datetime | None
     state: Literal["active", "revoked", "expired"]
     revoked_at: datetime | None
-    revoked_by: str | None
+    revoked_by: str | None = Field(description="the opaque account id of who revoked it")
     reemitted_events: int | None = Field(
         default=None,
         description="only in the answer to a grant after a gap (events withheld): how many "

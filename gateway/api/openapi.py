@@ -18,13 +18,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
+from gateway.api import account_models as am
 from gateway.api import models as m
 from gateway.api import schema_rules
 from gateway.api.problems import PROBLEM_JSON
 
 _REF: Final = "#/components/schemas/{model}"
 _REQUESTS: Final[tuple[type[BaseModel], ...]] = (
-    m.TenantCreate, m.ConnectorCreate, m.InstructionCreate, m.InstructionRevoke,
+    m.TenantCreate, m.ConnectorCreate, m.InstructionCreate,
     m.SyncCreate, m.ConsumerCreate,
 )  # fmt: skip
 _RESPONSES: Final[tuple[type[BaseModel], ...]] = (
@@ -108,6 +109,8 @@ def _op(
         success["headers"] = headers
     if security:
         problems = (*problems, 400)  # two Authorization headers
+    if security == ADMIN:
+        problems = (*problems, 401, 403)  # every admin route checks role and tenant
     if body is not None:
         problems = (*problems, 408)
     problems = tuple(sorted(set(problems)))
@@ -129,8 +132,8 @@ def _op(
 
 
 _LOCATION: Final = {"Location": {"schema": {"type": "string"}, "description": "the new resource"}}
-_WRITE: Final = (400, 401, 404, 409, 413, 422)
-_READ: Final = (401, 404)
+_WRITE: Final = (400, 401, 403, 404, 409, 413, 422)
+_READ: Final = (401, 403, 404)
 
 
 def _paths() -> dict[str, Any]:
@@ -188,10 +191,8 @@ def _paths() -> dict[str, Any]:
         c + "/instructions/{instruction}": {"delete": _op(
             "revokeInstruction",
             "Revoke an instruction (takes effect before the next page fetched or served)",
-            (200, m.InstructionOut, "Revoked"), (400, 401, 404, 413, 422), tag="instructions",
-            body=m.InstructionRevoke, body_required=False,
-            params=[*tc, _path_param("instruction", "instruction id"),
-                    *_query(m.InstructionRevoke, "revoked_by")])},
+            (200, m.InstructionOut, "Revoked"), (400, 401, 403, 404, 422), tag="instructions",
+            params=[*tc, _path_param("instruction", "instruction id")])},
         c + "/syncs": {
             "post": _op("startSync", "Start a sync (refused without an active instruction)",
                         (202, m.RunOut, "Started; poll the Location"), _WRITE, tag="syncs",
@@ -308,8 +309,78 @@ def _lifecycle_paths() -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
+_ACCOUNT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
+    am.StepUp, am.TokenCreate, am.InvitationCreate, am.OidcSet,
+)  # fmt: skip
+_ACCOUNT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
+    am.StepUpDone, am.Me, am.TokenOut, am.TokenCreated, am.TokenList, am.AccountOut,
+    am.InvitationCreated, am.AccountList, am.OidcOut,
+)  # fmt: skip
+
+
+def _account_paths() -> dict[str, dict[str, Any]]:
+    tenant = _path_param("tenant", "tenant id")
+    account = _path_param("account", "account id")
+    t = "/admin/v1/tenants/{tenant}"
+    invite = "Invite: a one-time link (shown once) for the invitee to set a password and "
+    return {
+        "/admin/v1/me": {"get": _op("getMe", "Who this token acts as",
+                                    (200, am.Me, "The principal"), (), tag="accounts")},
+        "/admin/v1/step-up": {"post": _op(
+            "stepUp", "Give a fresh authenticator code: for five minutes this credential may "
+            "grant and revoke authorisations, change mappings or credentials, create consumers",
+            (200, am.StepUpDone, "Stepped up"), (413, 422), tag="accounts", body=am.StepUp)},
+        "/admin/v1/tokens": {
+            "get": _op("listTokens", "API tokens (an admin sees the tenant's)",
+                       (200, am.TokenList, "Tokens"), (), tag="accounts"),
+            "post": _op("createToken", "A token for automation, with a role no higher than "
+                        "the account's; shown once", (201, am.TokenCreated, "Created"),
+                        (413, 422), tag="accounts", body=am.TokenCreate, headers=_LOCATION),
+        },
+        "/admin/v1/tokens/{token}": {"delete": _op(
+            "revokeToken", "Revoke a token at once", (200, am.TokenOut, "Revoked"), (404,),
+            tag="accounts", params=[_path_param("token", "token id")])},
+        "/admin/v1/operators": {
+            "post": _op("inviteOperator", invite + "enrol an authenticator (the bootstrap "
+                        "token may do this until the first operator has enrolled)",
+                        (201, am.InvitationCreated, "Invited"), (409, 413, 422),
+                        tag="accounts", body=am.InvitationCreate, headers=_LOCATION),
+            "get": _op("listOperators", "The operators", (200, am.AccountList, "Operators"),
+                       (), tag="accounts"),
+        },
+        "/admin/v1/operators/{account}": {"delete": _op(
+            "disableOperator", "Disable an operator (sessions end, tokens revoked)",
+            (200, am.AccountOut, "Disabled"), (404,), tag="accounts", params=[account])},
+        t + "/accounts": {
+            "post": _op("inviteAccount", invite + "enrol an authenticator",
+                        (201, am.InvitationCreated, "Invited"), (404, 409, 413, 422),
+                        tag="accounts", body=am.InvitationCreate, params=[tenant],
+                        headers=_LOCATION),
+            "get": _op("listAccounts", "The tenant's accounts (the register that maps the "
+                       "ledger's account ids to people)", (200, am.AccountList, "Accounts"),
+                       (404,), tag="accounts", params=[tenant]),
+        },
+        t + "/oidc": {
+            "get": _op("getOidc", "The tenant's identity provider for console sign-in",
+                       (200, am.OidcOut, "Configured"), (404,), tag="accounts", params=[tenant]),
+            "put": _op("setOidc", "Let the tenant's people sign in through its own identity "
+                       "provider (OpenID Connect, code flow with PKCE); the secret is sealed "
+                       "and never returned; needs a step-up", (200, am.OidcOut, "Configured"),
+                       (404, 413, 422), tag="accounts", body=am.OidcSet, params=[tenant]),
+            "delete": _op("removeOidc", "Stop sign-in through the identity provider",
+                          (200, am.OidcOut, "Removed"), (404,), tag="accounts", params=[tenant]),
+        },
+        t + "/accounts/{account}": {"delete": _op(
+            "disableAccount", "Disable an account (sessions end, tokens revoked)",
+            (200, am.AccountOut, "Disabled"), (404,), tag="accounts",
+            params=[tenant, account])},
+    }  # fmt: skip
+
+
 def _with_lifecycle(paths: dict[str, Any]) -> dict[str, Any]:
     for path, ops in _lifecycle_paths().items():
+        paths.setdefault(path, {}).update(ops)
+    for path, ops in _account_paths().items():
         paths.setdefault(path, {}).update(ops)
     feed = paths["/feed/v1/tenants/{tenant}/events"]["get"]
     feed["description"] = _EVENT_SEMANTICS
@@ -372,8 +443,8 @@ def _cursor_param() -> dict[str, Any]:
 
 @lru_cache(maxsize=2)
 def _document(today: date) -> dict[str, Any]:
-    requests = (*_REQUESTS, *_LIFECYCLE_REQUESTS, *_PREVIEW_REQUESTS)
-    responses = (*_RESPONSES, *_LIFECYCLE_RESPONSES, *_PREVIEW_RESPONSES)
+    requests = (*_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_PREVIEW_REQUESTS)
+    responses = (*_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_PREVIEW_RESPONSES)
     models = [(x, "validation") for x in requests] + [(x, "serialization") for x in responses]
     _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
     schema_rules.apply(defs["$defs"], today)
@@ -393,7 +464,8 @@ def _document(today: date) -> dict[str, Any]:
             "schemas": defs["$defs"],
             "securitySchemes": {
                 "adminBearer": {"type": "http", "scheme": "bearer",
-                                "description": "the gateway's admin token"},
+                                "description": "an API token (`sluis_tok_...`) made by an "
+                                "account; its role and tenant decide what it may do"},
                 "feedBearer": {"type": "http", "scheme": "bearer",
                                "description": "a feed consumer's token (one tenant)"},
                 "metricsBearer": {"type": "http", "scheme": "bearer",

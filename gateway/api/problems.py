@@ -25,6 +25,8 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.accounts.errors import AccountsError, Throttled
+
 log = logging.getLogger("sluis.http")
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -167,6 +169,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except Problem as problem:
         return problem.response()
+    except AccountsError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+        return Problem(exc.status, str(exc), slug=exc.slug, headers=headers).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -20,18 +20,22 @@ import tempfile
 import textwrap
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+import pyotp
 from aiohttp import web
 
 from connectors.registry import connector_type
+from gateway.accounts.principal import Principal
 from gateway.api.app import make_app
 from gateway.api.protocol import start_site
 from gateway.runtime.config import Settings
 from gateway.runtime.logs import configure_logging
 from gateway.runtime.services import Services
+from gateway.store.account_records import Role
 
 DEMO_TENANT: Final = "demo"
 #: (connector id, connector type): one HRM and one CRM.
@@ -42,12 +46,25 @@ class DemoError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class DemoPerson:
+    """An enrolled demo account: what a person needs to sign in to the console."""
+
+    role: str
+    email: str
+    password: str = field(repr=False)
+    totp_secret: str = field(repr=False)
+    #: An API token of this account (for curl).
+    token: str = field(repr=False)
+
+
 @dataclass
 class DemoResult:
     gateway_url: str
     admin_token: str
     feed_token: str
     data_dir: Path
+    people: list[DemoPerson] = field(default_factory=list)
     connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     ledger_size: int = 0
@@ -104,13 +121,33 @@ async def run_demo(
             urls[connector_id] = url + kind.emulator_base_path
         runner, gateway_url = await _start_site(make_app(services), port)
         runners.append(runner)
+        operator = await asyncio.to_thread(
+            _person, services, tenant=None, role="operator", email="operator@gateway.example",
+            name="Demo Operator",
+        )  # fmt: skip
         async with aiohttp.ClientSession() as session:
-            result = await _walk_through(session, gateway_url, services, urls, data_dir)
+            result = await _walk_through(
+                session, gateway_url, services, urls, data_dir, operator=operator
+            )
         yield result
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
         services.close()
+
+
+def _person(
+    services: Services, *, tenant: str | None, role: Role, email: str, name: str
+) -> DemoPerson:
+    password = "-".join(secrets.token_urlsafe(6) for _ in range(3))
+    secret = pyotp.random_base32()
+    account, _ = services.accounts.create_active_account(
+        tenant=tenant, role=role, email=email, name=name, password=password, totp_secret=secret
+    )
+    me = Principal(account.id, role, tenant, "demo")
+    until = services.clock() + timedelta(days=7)
+    _, token = services.accounts.create_token(me, name="sluis demo", role=role, expires_at=until)
+    return DemoPerson(role, email, password, secret, token)
 
 
 async def _walk_through(
@@ -119,11 +156,21 @@ async def _walk_through(
     services: Services,
     urls: dict[str, str],
     data_dir: Path,
+    *,
+    operator: DemoPerson,
 ) -> DemoResult:
-    admin = _Api(session, gateway_url, services.admin_token)
+    as_operator = _Api(session, gateway_url, operator.token)
     t = f"/admin/v1/tenants/{DEMO_TENANT}"
-    await admin.call("POST", "/admin/v1/tenants", {"id": DEMO_TENANT, "name": "Demo BV"})
-    result = DemoResult(gateway_url, services.admin_token, "", data_dir)
+    await as_operator.call("POST", "/admin/v1/tenants", {"id": DEMO_TENANT, "name": "Demo BV"})
+    # The customer's admin: enrolled with a password and an authenticator, acting through
+    # an API token; the guarded steps (authorise, create a consumer) need a fresh code.
+    made = await asyncio.to_thread(
+        _person, services, tenant=DEMO_TENANT, role="admin", email="admin@demo.example",
+        name="Demo Admin",
+    )  # fmt: skip
+    admin = _Api(session, gateway_url, made.token)
+    await admin.call("POST", "/admin/v1/step-up", {"code": pyotp.TOTP(made.totp_secret).now()})
+    result = DemoResult(gateway_url, made.token, "", data_dir, [operator, made])
     for connector_id, type_name in _SOURCES:
         credentials = dict(connector_type(type_name).emulator_credentials)
         created = await admin.call(
@@ -140,7 +187,7 @@ async def _walk_through(
         await admin.call(
             "POST",
             f"{t}/connectors/{connector_id}/instructions",
-            {"granted_by": "admin@demo.example", "purpose": "Accounts on the learning platform"},
+            {"purpose": "Accounts on the learning platform"},
         )
         run = await admin.call("POST", f"{t}/connectors/{connector_id}/syncs", {"mode": "full"})
         while run["status"] == "running":
@@ -162,7 +209,7 @@ async def _walk_through(
     ledger = await admin.call("GET", f"{t}/ledger?limit=1000")
     for item in ledger["entries"]:
         entry = item["entry"]
-        if entry["direction"] == "inbound" and entry["connector"] in result.connectors:
+        if entry.get("direction") == "inbound" and entry["connector"] in result.connectors:
             result.connectors[entry["connector"]]["dropped"].update(entry["dropped_field_names"])
     led = services.ledger(DEMO_TENANT)
     result.ledger_size = led.size()
@@ -231,7 +278,15 @@ def format_report(result: DemoResult, *, serving: bool = False) -> str:
         f"  metrics  curl {result.gateway_url}/metrics",
         f"  openapi  {result.gateway_url}/openapi.json",
         f"  audit    sluis audit verify --data-dir {result.data_dir}",
+        "",
+        f"Sign in to the console at {result.gateway_url}/console/ "
+        "(add the TOTP secret to an authenticator app):",
     ]
+    for person in result.people:
+        lines.append(
+            f"  {person.role:<9} {person.email}  password {person.password}  "
+            f"TOTP secret {person.totp_secret}"
+        )
     return "\n".join(lines)
 
 

@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     except (SecretError, SigningKeyError, OSError) as exc:
         print(f"sluis serve: {_reason(exc)}", file=sys.stderr)
         return 2
-    _announce(settings)
+    _announce(settings, services)
     try:
         asyncio.run(_serve(services))
     except OSError as exc:  # the port is taken, the host is not ours
@@ -79,13 +79,21 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _announce(settings: Settings) -> None:
-    if not settings.admin_token:
-        print(
-            "sluis serve: no admin_token configured (SLUIS_ADMIN_TOKEN): the admin token is "
-            f"in {admin_token_path(settings)}",
-            file=sys.stderr,
-        )
+def _announce(settings: Settings, services: Services) -> None:
+    if not services.accounts.bootstrap_open():
+        return
+    where = (
+        "SLUIS_ADMIN_TOKEN"
+        if settings.admin_token
+        else f"the bootstrap token in {admin_token_path(settings)}"
+    )
+    print(
+        "sluis serve: no operator has enrolled yet. Invite the first one with "
+        f"{where}: POST /admin/v1/operators "
+        '{"email": ..., "name": ..., "role": "operator"}, then open the invitation_url it '
+        "returns; the bootstrap token stops working once an operator has enrolled.",
+        file=sys.stderr,
+    )
     if settings.metrics_token is None and settings.host not in {"127.0.0.1", "::1", "localhost"}:
         log.warning("/metrics is open to anyone who reaches %s; set metrics_token", settings.host)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from gateway.ledger.record import Acting
 from gateway.store.records import Instruction, NewEvent, Store, new_event_id
 from gateway.sync.instructions import InstructionRefused, grant, require_active
 
@@ -55,22 +56,21 @@ def reemit_current_state(
 def grant_and_converge(
     store: Store,
     *,
-    tenant: str,
+    by: Acting,
     connector: str,
-    granted_by: str,
     purpose: str,
     now: datetime,
     valid_until: datetime | None = None,
 ) -> tuple[Instruction, int]:
     """Grant an instruction; after a gap, re-emit the current state in the same commit."""
+    tenant = by.tenant
     with store.transaction():
         record = store.get_connector(tenant, connector)
         gap = had_gap(store, tenant, connector, record.mapping_digest, now)
         instruction = grant(
             store,
-            tenant=tenant,
+            by=by,
             connector=connector,
-            granted_by=granted_by,
             purpose=purpose,
             now=now,
             valid_until=valid_until,

@@ -61,6 +61,8 @@ AuditAction = Literal[
     "token.revoked",
     "signin.throttled",
     "checkpoint_push.configured",
+    "oidc.configured",
+    "oidc.removed",
 ]
 ActorRole = Literal["operator", "admin", "auditor", "viewer", "system"]
 #: Properties a `connector.changed` entry may name (names only, never values).

@@ -10,8 +10,12 @@ at all, which is what lets a crashed sync resume without loss or duplicates.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from gateway.ledger.audit import Actor, AuditAction, AuditEntry, audit
 from gateway.ledger.kinds import LedgerEntry
 from gateway.ledger.log import Ledger
 from gateway.store.protocols import Store
@@ -30,3 +34,27 @@ def record(store: Store, ledger: Ledger, entries: Sequence[LedgerEntry]) -> None
     """Record `entries` alone (no other writes), in the one lock order."""
     with recording(store, ledger, entries):
         pass
+
+
+@dataclass(frozen=True, slots=True)
+class Acting:
+    """Someone acting on one tenant: who (the ledger's `Actor`) and the tenant's ledger the
+    action is recorded in. Domain functions that change a tenant's processing take one and
+    append their audit entry in the same transaction as their writes, so no caller (API,
+    console, CLI) can change anything without the ledger saying who did."""
+
+    actor: Actor
+    ledger: Ledger
+
+    @property
+    def tenant(self) -> str:
+        return self.ledger.tenant
+
+    def entry(self, action: AuditAction, now: datetime, **details: Any) -> AuditEntry:
+        return audit(action, time=now, tenant=self.ledger.tenant, actor=self.actor, **details)
+
+    def recording(
+        self, store: Store, action: AuditAction, now: datetime, **details: Any
+    ) -> AbstractContextManager[None]:
+        """The store's transaction, ending with this action's audit entry."""
+        return recording(store, self.ledger, [self.entry(action, now, **details)])

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.base import RetryPolicy
+from gateway.accounts.oidc import OidcLogins
 from gateway.accounts.service import Accounts
 from gateway.keys.location import MASTER_KEY_FILE, KeyFile, locate
 from gateway.keys.master import (
@@ -126,15 +127,18 @@ class Services:
     admin_token: str = field(repr=False)
     clock: Callable[[], datetime] = utcnow
     accounts: Accounts = field(init=False, repr=False)
+    #: Sign-ins through tenants' own identity providers, pending in this process.
+    oidc: OidcLogins = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(
             self.store,
             self.box,
             self.ledger,
-            lambda: self.clock(),
+            lambda: self.clock(),  # noqa: PLW0108 - tests may replace the clock
             bootstrap_token=self.admin_token,
         )
+        self.oidc = OidcLogins(allow_private=self.settings.allow_private_sources)
 
     @classmethod
     def open(

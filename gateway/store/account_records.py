@@ -80,3 +80,14 @@ class ThrottleRecord:
     failures: int
     first_failure_at: datetime
     locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OidcRecord:
+    """A tenant's registration at its own identity provider (the secret sealed)."""
+
+    tenant: str
+    issuer: str
+    client_id: str
+    sealed_secret: bytes = field(repr=False)
+    updated_at: datetime

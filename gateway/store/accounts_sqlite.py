@@ -19,6 +19,7 @@ from gateway.store.account_records import (
     AccountStatus,
     ApiTokenRecord,
     InvitationRecord,
+    OidcRecord,
     Role,
     SessionRecord,
     ThrottleRecord,
@@ -48,6 +49,9 @@ SCHEMA: Final = (
         account_id TEXT NOT NULL REFERENCES accounts (id), tenant TEXT, role TEXT NOT NULL,
         name TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
         revoked_at TEXT, step_up_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS tenant_oidc (
+        tenant TEXT PRIMARY KEY REFERENCES tenants (id), issuer TEXT NOT NULL,
+        client_id TEXT NOT NULL, sealed_secret BLOB NOT NULL, updated_at TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS signin_throttles (
         key TEXT PRIMARY KEY, failures INTEGER NOT NULL, first_failure_at TEXT NOT NULL,
         locked_until TEXT)""",
@@ -335,3 +339,29 @@ class SqliteAccountStore:
 
     def clear_throttle(self, key: str) -> None:
         self._write("DELETE FROM signin_throttles WHERE key = ?", (key,))
+
+    # ------------------------------------------------------------------ identity providers
+
+    def put_oidc(self, record: OidcRecord) -> None:
+        r = record
+        self._write(
+            "INSERT INTO tenant_oidc (tenant, issuer, client_id, sealed_secret, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant) DO UPDATE SET issuer = excluded.issuer,"
+            " client_id = excluded.client_id, sealed_secret = excluded.sealed_secret,"
+            " updated_at = excluded.updated_at",
+            (r.tenant, r.issuer, r.client_id, r.sealed_secret, _ts(r.updated_at)),
+        )
+
+    def get_oidc(self, tenant: str) -> OidcRecord | None:
+        rows = self._all(
+            "SELECT tenant, issuer, client_id, sealed_secret, updated_at FROM tenant_oidc"
+            " WHERE tenant = ?",
+            (tenant,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return OidcRecord(r[0], r[1], r[2], r[3], _need(r[4]))
+
+    def delete_oidc(self, tenant: str) -> bool:
+        return self._write("DELETE FROM tenant_oidc WHERE tenant = ?", (tenant,)) == 1

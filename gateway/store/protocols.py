@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         AccountStatus,
         ApiTokenRecord,
         InvitationRecord,
+        OidcRecord,
         SessionRecord,
         ThrottleRecord,
     )
@@ -199,6 +200,13 @@ class AccountStore(Protocol):
     def get_throttle(self, key: str) -> ThrottleRecord | None: ...
     def put_throttle(self, record: ThrottleRecord) -> None: ...
     def clear_throttle(self, key: str) -> None: ...
+
+    def put_oidc(self, record: OidcRecord) -> None:
+        """Set (or replace) the tenant's identity provider."""
+        ...
+
+    def get_oidc(self, tenant: str) -> OidcRecord | None: ...
+    def delete_oidc(self, tenant: str) -> bool: ...
 
 
 class Store(Protocol):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from gateway.ledger.audit import purpose_problem
+from gateway.ledger.record import Acting
 from gateway.minimise.mapping import parse_mapping
 from gateway.store.records import Instruction, RefusalCode, Store
 
@@ -29,31 +31,50 @@ class InstructionRefused(Exception):
 def grant(
     store: Store,
     *,
-    tenant: str,
+    by: Acting,
     connector: str,
-    granted_by: str,
     purpose: str,
     now: datetime,
     valid_until: datetime | None = None,
 ) -> Instruction:
-    """Record an authorisation for the connector's current mapping (digest and fields)."""
+    """Record an authorisation for the connector's current mapping (digest and fields),
+    and the ledger's `authorisation.granted` entry naming who gave it, in one commit."""
+    tenant = by.tenant
     record = store.get_connector(tenant, connector)
     mapping = parse_mapping(record.mapping_text, f"connector {connector}")
     if valid_until is not None and valid_until <= now:
         raise ValueError("valid_until must lie in the future")
+    problem = purpose_problem(purpose)
+    if problem is not None:
+        raise ValueError(f"purpose {problem}")
     instruction = Instruction(
         id=f"ins_{uuid.uuid4().hex}",
         tenant=tenant,
         connector=connector,
-        granted_by=granted_by,
+        granted_by=by.actor.id,
         granted_at=now,
         purpose=purpose,
         mapping_digest=mapping.digest,
         fields=mapping.categories,
         valid_until=valid_until,
     )
-    store.add_instruction(instruction)
+    with by.recording(
+        store, "authorisation.granted", now, connector=connector, target=instruction.id,
+        mapping_digest=mapping.digest, fields=mapping.categories, purpose=purpose,
+        valid_until=valid_until,
+    ):  # fmt: skip
+        store.add_instruction(instruction)
     return instruction
+
+
+def revoke(store: Store, *, by: Acting, instruction: Instruction, now: datetime) -> Instruction:
+    """Revoke at once, with the ledger's `authorisation.revoked` entry, in one commit."""
+    with by.recording(
+        store, "authorisation.revoked", now, connector=instruction.connector,
+        target=instruction.id, mapping_digest=instruction.mapping_digest,
+        fields=instruction.fields,
+    ):  # fmt: skip
+        return store.revoke_instruction(instruction.id, by.actor.id, now)
 
 
 def require_active(

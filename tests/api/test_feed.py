@@ -28,7 +28,10 @@ from tests.api.conftest import (
     make_tenant,
     setup_feed,
     subject_id,
+    transfer_rows,
+    transfers,
 )
+from tests.principals import People, system
 
 FEED = "/feed/v1/tenants/{}/events"
 
@@ -167,7 +170,7 @@ async def test_revocation_withholds_events(api: Api, services: Services) -> None
     withheld = '{connector="hr",reason="feed_withheld",tenant="acme"} 6.0'
     assert f"sluis_authorisation_refusals_total{withheld}" in metrics
     ledger = (await api.get("/admin/v1/tenants/acme/ledger")).body
-    refused = [e["entry"] for e in ledger["entries"] if e["entry"]["direction"] == "refused"]
+    refused = [e for e in transfers(ledger) if e["direction"] == "refused"]
     assert refused[0]["connector"] == "hr"
     assert refused[0]["instruction_id"] == instruction
     assert refused[0]["counts"]["records"] == 2 and refused[0]["subject_ids"] == []
@@ -209,7 +212,7 @@ async def test_uncovered_fields_are_sent_as_null(api: Api, services: Services) -
         "job_title": None,
     }
     ledger = (await api.get("/admin/v1/tenants/acme/ledger")).body
-    assert ledger["entries"][-1]["entry"]["fields"] == {"email": "user.contact.email"}
+    assert transfers(ledger)[-1]["fields"] == {"email": "user.contact.email"}
 
 
 async def test_every_served_page_is_an_outbound_ledger_entry(api: Api, services: Services) -> None:
@@ -217,11 +220,13 @@ async def test_every_served_page_is_an_outbound_ledger_entry(api: Api, services:
     consumer_id = None
     insert_events(services, "acme", 30)
     await drain(api, token, 20)
-    reply = await api.get("/admin/v1/tenants/acme/ledger", params={"limit": 10})
+    reply = await api.get("/admin/v1/tenants/acme/ledger", params={"limit": 100})
     ledger = reply.body
-    assert ledger["size"] == 2
+    rows = transfer_rows(ledger)
+    first, last = rows[0]["index"], rows[-1]["index"]
+    assert ledger["size"] == last + 1
     assert ledger["checkpoint"].startswith(services.signer.origin_for("acme") + "\n")
-    entries = [e["entry"] for e in ledger["entries"]]
+    entries = [e["entry"] for e in rows]
     assert [e["direction"] for e in entries] == ["outbound", "outbound"]
     assert [e["counts"]["records"] for e in entries] == [20, 10]
     assert entries[0]["subject_ids"] == sorted(subject_id(n) for n in range(20))
@@ -233,35 +238,35 @@ async def test_every_served_page_is_an_outbound_ledger_entry(api: Api, services:
         consumer_id = consumer_id or entry["destination"]
         assert entry["destination"] == consumer_id
         assert "First" not in str(entry) and "example-employer" not in str(entry)
-    after = await api.get("/admin/v1/tenants/acme/ledger", params={"after": 0})
-    assert [e["index"] for e in after.body["entries"]] == [1]
-    assert after.body["next_after"] == 1
-    proof = await api.get("/admin/v1/tenants/acme/ledger/proof/1")
+    after = await api.get("/admin/v1/tenants/acme/ledger", params={"after": first})
+    assert [e["index"] for e in after.body["entries"]] == [last]
+    assert after.body["next_after"] == last
+    proof = await api.get(f"/admin/v1/tenants/acme/ledger/proof/{last}")
     assert proof.status == 200
     checkpoint = check_inclusion_proof(proof.body, services.signer.public_key)
-    assert checkpoint.size == 2
-    assert (await api.get("/admin/v1/tenants/acme/ledger/proof/2")).status == 404
-    assert (await api.get("/admin/v1/tenants/nope/ledger")).status == 404
+    assert checkpoint.size == last + 1
+    assert (await api.get(f"/admin/v1/tenants/acme/ledger/proof/{last + 1}")).status == 404
+    assert (await api.get("/admin/v1/tenants/nope/ledger")).status == 403
     assert (await api.get("/admin/v1/tenants/acme/ledger", params={"limit": 0})).status == 422
     metrics = (await api.get("/metrics")).text
     assert 'sluis_feed_events_served_total{tenant="acme"} 30.0' in metrics
 
 
-async def test_empty_ledger(api: Api) -> None:
+async def test_a_new_tenants_ledger_begins_with_who_created_it(api: Api, people: People) -> None:
     await make_tenant(api)
     body = (await api.get("/admin/v1/tenants/acme/ledger")).body
-    assert body == {
-        "tenant": "acme",
-        "size": 0,
-        "checkpoint": None,
-        "entries": [],
-        "next_after": None,
-    }
-    assert (await api.get("/admin/v1/tenants/acme/ledger/proof/0")).status == 404
+    actions = [e["entry"]["action"] for e in body["entries"]]
+    # The tenant's creation by an operator, then the accounts this test's admin needed.
+    assert actions[0] == "tenant.created"
+    assert body["entries"][0]["entry"]["actor"] == people.account(None, "operator")
+    assert transfers(body) == []
+    assert (await api.get(f"/admin/v1/tenants/acme/ledger/proof/{body['size']}")).status == 404
 
 
 def test_feed_rows_match_events_after(services: Services) -> None:
-    create_tenant(services.store, services.box, "acme", "Acme", services.clock())
+    create_tenant(
+        services.store, services.box, "acme", "Acme", services.clock(), by=system(services, "acme")
+    )
     insert_events(services, "acme", 20, deleted_every=3)
     decoded = services.store.events_after("acme", 5, 10)
     raw = services.store.feed_rows("acme", 5, 10)
@@ -312,11 +317,11 @@ async def test_expired_instruction_withholds(aiohttp_client: Any, tmp_path: Path
         clock=lambda: now[0],
     )
     try:
-        api = Api(await aiohttp_client(make_app(services)))
+        api = Api(await aiohttp_client(make_app(services)), people=People(services))
         await make_tenant(api)
         await make_connector(api)
         until = (now[0] + timedelta(hours=1)).isoformat()
-        body = {"granted_by": "a@acme.nl", "purpose": "p", "valid_until": until}
+        body = {"purpose": "p", "valid_until": until}
         ins = (await api.post("/admin/v1/tenants/acme/connectors/hr/instructions", body)).body
         token = await make_consumer(api)
         insert_events(services, "acme", 2)

@@ -127,7 +127,7 @@ async def test_the_validators_refuse_what_the_rules_refuse(api: Api) -> None:
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     reply = await api.post(
         "/admin/v1/tenants/acme/connectors/hr/instructions",
-        {"granted_by": "a@acme.nl", "purpose": "p", "valid_until": past},
+        {"purpose": "p", "valid_until": past},
     )
     assert reply.status == 422
 

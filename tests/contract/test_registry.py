@@ -38,6 +38,7 @@ from pathlib import Path
 
 from connectors.base import RetryPolicy, SyncMode
 from connectors.registry import connector_type, known_types
+from tests.principals import system
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.sync.instructions import grant
@@ -49,16 +50,16 @@ settings = Settings(data_dir=Path(args["data_dir"]), admin_token="t" * 32, sched
                     allow_private_sources=True)
 services = Services.open(settings, retry=RetryPolicy(attempts=2, initial_wait=0.001))
 now = datetime.now(UTC)
-create_tenant(services.store, services.box, "acme", "Acme BV", now)
+create_tenant(services.store, services.box, "acme", "Acme BV", now, by=system(services, "acme"))
 fetched = {}
 for name in known_types():
     connector_type(name)
     source = args["sources"][name]
-    create_connector(services.store, services.box, tenant="acme", connector_id=name,
+    create_connector(
+        services.store, services.box, tenant="acme", by=system(services, "acme"), connector_id=name,
                      type_name=name, base_url=source["url"], credentials=source["credentials"],
                      mapping_text=bundled_mapping(name).read_text(), now=now)
-    grant(services.store, tenant="acme", connector=name, granted_by="admin@acme.example",
-          purpose="test", now=now)
+    grant(services.store, by=system(services, "acme"), connector=name, purpose="test", now=now)
     run = asyncio.run(services.engine.sync("acme", name, SyncMode.FULL))
     assert run.status == "succeeded", run.error
     fetched[name] = run.counts["fetched"]
@@ -82,9 +83,14 @@ async def test_a_production_sync_imports_no_emulator_or_synthetic_data(
         }
     args = json.dumps({"data_dir": str(tmp_path / "data"), "sources": sources})
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _SYNC_SCRIPT, args, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-c",
+        _SYNC_SCRIPT,
+        args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 0, err.decode()[-2000:]
     report = json.loads(out.decode().strip().splitlines()[-1])

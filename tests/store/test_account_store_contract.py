@@ -10,6 +10,7 @@ from gateway.store.account_records import (
     AccountRecord,
     ApiTokenRecord,
     InvitationRecord,
+    OidcRecord,
     SessionRecord,
     ThrottleRecord,
 )
@@ -182,3 +183,17 @@ def test_account_writes_join_the_gateway_transaction(register: Store) -> None:
     with pytest.raises(RuntimeError):
         write_then_fail()
     assert register.accounts.list_accounts("acme") == []
+
+
+def test_a_tenants_identity_provider_is_set_replaced_and_removed(register: Store) -> None:
+    a = register.accounts
+    assert a.get_oidc("acme") is None
+    a.put_oidc(OidcRecord("acme", "https://idp.example", "sluis", b"sealed", T0))
+    a.put_oidc(OidcRecord("acme", "https://idp2.example", "sluis2", b"sealed2", T0))
+    assert a.get_oidc("acme") == OidcRecord(
+        "acme", "https://idp2.example", "sluis2", b"sealed2", T0
+    )
+    assert a.get_oidc("other") is None
+    assert a.delete_oidc("acme") and not a.delete_oidc("acme")
+    with pytest.raises(NotFound):
+        a.put_oidc(OidcRecord("nope", "https://idp.example", "x", b"s", T0))
