@@ -45,6 +45,7 @@ from gateway.sync.preview import (
 from gateway.sync.preview_cache import PreviewCache
 from gateway.tenancy import create_connector, create_tenant, subject_key
 from mappings import bundled_mapping
+from tests.principals import system
 
 PEOPLE = 500
 ADMIN = Actor("acc_0123456789abcdef", "admin")
@@ -85,10 +86,12 @@ class World:
             if kind == "afas"
             else {"base_url": self.hubspot_url, "credentials": {"token": HUBSPOT_TOKEN}}
         )
+        tenant = kw.pop("tenant", "acme")
         create_connector(
             self.services.store,
             self.services.box,
-            tenant=kw.pop("tenant", "acme"),
+            tenant=tenant,
+            by=system(self.services, tenant),
             connector_id=connector_id,
             type_name=kind,
             mapping_text=bundled_mapping(kind).read_text(),
@@ -96,8 +99,17 @@ class World:
             **{**defaults, **kw},
         )
 
-    def ledger_entries(self, tenant: str = "acme") -> list[Any]:
+    def all_entries(self, tenant: str = "acme") -> list[Any]:
         return [r.entry for r in self.services.ledger(tenant).entries(limit=1000)]
+
+    def ledger_entries(self, tenant: str = "acme") -> list[Any]:
+        """The tenant's `preview.made` entries (its log also says who made the tenant and
+        its connectors)."""
+        return [
+            e
+            for e in self.all_entries(tenant)
+            if isinstance(e, AuditEntry) and e.action == "preview.made"
+        ]
 
 
 @pytest.fixture
@@ -113,7 +125,9 @@ async def world(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIter
     services = Services.open(settings)
     now = datetime.now(UTC)
     for tenant in ("acme", "other"):
-        create_tenant(services.store, services.box, tenant, f"{tenant} BV", now)
+        create_tenant(
+            services.store, services.box, tenant, f"{tenant} BV", now, by=system(services, tenant)
+        )
     w = World(
         services,
         afas,
@@ -196,9 +210,11 @@ async def test_a_preview_needs_no_instruction_reads_one_bounded_page_and_writes_
     assert entry.counts.dropped_fields == sum(preview.dropped.values())
     assert entry.dropped_field_names == sorted(preview.dropped)
     assert world.services.ledger("acme").verify(world.services.signer.public_key).ok
+    assert [e.action for e in world.all_entries()][-1] == "preview.made"
 
     # No personal data in the ledger or the logs; the preview's own values only in it.
-    ledger_text = orjson.dumps([e.model_dump(mode="json") for e in entries]).decode()
+    everything = world.all_entries()
+    ledger_text = orjson.dumps([e.model_dump(mode="json") for e in everything]).decode()
     logged = "\n".join(r.getMessage() + repr(r.__dict__) for r in caplog.records)
     secrets = _afas_secrets(world)
     assert [s for s in secrets if s in ledger_text or s in logged] == []

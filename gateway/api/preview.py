@@ -20,6 +20,7 @@ from typing import Final
 
 from aiohttp import web
 
+from gateway.api.auth import principal_of
 from gateway.api.httpkit import model_response, read_body, services_of, store_call
 from gateway.api.mapping_views import change_out, mapping_text, usable_mapping
 from gateway.api.models import (
@@ -30,7 +31,7 @@ from gateway.api.models import (
     QuarantinedOut,
 )
 from gateway.api.problems import Problem, invalid
-from gateway.ledger.audit import SYSTEM, Actor
+from gateway.ledger.audit import Actor
 from gateway.minimise.mapping import Mapping
 from gateway.store.records import NotFound
 from gateway.sync.preview import Preview, PreviewFailed, PreviewRefused, make_preview
@@ -42,9 +43,9 @@ _NO_STORE: Final = {"Cache-Control": "no-store"}
 
 
 def _actor(request: web.Request) -> Actor:
-    """Who is asking, as the ledger names them. Until principals reach requests, every
-    preview is the system's; the accounts work swaps this one function."""
-    return SYSTEM
+    """Who is asking, as the ledger names them: the authenticated principal (the access
+    table lets a tenant's admins only through to these routes)."""
+    return principal_of(request).actor()
 
 
 def preview_out(preview: Preview, cache: PreviewCache) -> PreviewOut:

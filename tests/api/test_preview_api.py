@@ -92,6 +92,15 @@ async def _setup(api: Api, sources: Sources, tenant: str = "acme") -> None:
     )
 
 
+def _previews(services: Services, tenant: str = "acme") -> list[AuditEntry]:
+    """The tenant's `preview.made` entries (its log also records who set it up)."""
+    return [
+        r.entry
+        for r in services.ledger(tenant).entries(limit=1000)
+        if isinstance(r.entry, AuditEntry) and r.entry.action == "preview.made"
+    ]
+
+
 def _secrets(sources: Sources) -> set[str]:
     people = sources.afas[ENVIRONMENT].people
     return {str(p[k]) for p in people for k in (*SENSITIVE_FIELDS, "Email_werk") if p.get(k)}
@@ -128,15 +137,18 @@ async def test_a_preview_is_made_without_an_instruction_and_read_back(
     assert store.list_runs("acme", "hr") == []
     assert store.events_after("acme", 0, 100) == []
     assert store.count_present("acme", "hr") == 0
-    entries = [r.entry for r in services.ledger("acme").entries()]
-    assert len(entries) == 1 and isinstance(entries[0], AuditEntry)
+    everything = [r.entry for r in services.ledger("acme").entries()]
+    entries = _previews(services)
+    assert len(entries) == 1 and everything[-1] is not None
+    assert [e.action for e in everything if isinstance(e, AuditEntry)][-1] == "preview.made"
     assert (entries[0].action, entries[0].target) == ("preview.made", body["id"])
-    assert (entries[0].actor, entries[0].role) == ("system", "system")
-    assert body["made_by"] == "system"
+    admin = api.people.account("acme") if api.people else None
+    assert (entries[0].actor, entries[0].role) == (admin, "admin")
+    assert body["made_by"] == admin
 
     # The people's data is in the answer only: not in the logs, not in the ledger.
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    ledger_text = orjson.dumps([e.model_dump(mode="json") for e in entries]).decode()
+    ledger_text = orjson.dumps([e.model_dump(mode="json") for e in everything]).decode()
     shown = [p["email"] for p in body["people"]] + [p["last_name"] for p in body["people"]]
     assert [v for v in shown if v in logged or v in ledger_text] == []
     assert [s for s in _secrets(sources) if s in logged or s in ledger_text] == []
@@ -229,14 +241,29 @@ async def test_an_unknown_connector_is_404(api: Api, sources: Sources) -> None:
     await _setup(api, sources)
     reply = await api.post("/admin/v1/tenants/acme/connectors/nope/preview")
     assert reply.status == 404
-    reply = await api.post("/admin/v1/tenants/nope/connectors/hr/preview")
-    assert reply.status == 404
 
 
-async def test_the_routes_need_the_admin_token(api: Api, sources: Sources) -> None:
+async def test_only_the_tenants_admins_may_preview(api: Api, sources: Sources) -> None:
+    """Reading people's records before an authorisation is the customer admin's call: the
+    auditor, the viewer, an operator and another tenant's admin are refused, and nothing is
+    fetched."""
     await _setup(api, sources)
+    await _setup(api, sources, "other")
+    made = await api.post(f"{C}/preview", {"limit": 1})
+    assert made.status == 201
+    sources.afas[CONTROL].log.clear()
+    assert api.people is not None
+    refused = [
+        api.people.token("acme", "auditor"),
+        api.people.token("acme", "viewer"),
+        api.people.operator(),
+        api.people.token("other", "admin"),
+    ]
+    for token in refused:
+        assert (await api.post(f"{C}/preview", token=token)).status == 403
+        assert (await api.get(made.headers["Location"], token=token)).status == 403
     assert (await api.post(f"{C}/preview", token=None)).status == 401
-    assert (await api.get(f"{C}/previews/prv_{'0' * 32}", token="wrong")).status == 401
+    assert (await api.get(made.headers["Location"], token="wrong")).status == 401
     assert sources.afas[CONTROL].log == []
 
 
@@ -261,7 +288,7 @@ async def test_a_failing_source_is_a_502_with_the_error_kind(
     assert reply.body["type"] == "urn:sluis:problem:source-failed"
     assert "Traceback" not in reply.text
     assert [s for s in _secrets(sources) if s in reply.text] == []
-    assert [r.entry for r in services.ledger("acme").entries()] == []
+    assert _previews(services) == []
 
 
 async def test_a_source_answering_503_is_a_502_unavailable(api: Api, sources: Sources) -> None:
