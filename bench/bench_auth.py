@@ -56,6 +56,8 @@ from gateway.api.admin import list_connectors  # noqa: E402
 from gateway.api.app import make_app  # noqa: E402
 from gateway.api.httpkit import SERVICES, bearer_token, same_secret, unauthorized  # noqa: E402
 from gateway.api.problems import Handler, problem_middleware  # noqa: E402
+from gateway.ledger.audit import SYSTEM  # noqa: E402
+from gateway.ledger.record import Acting  # noqa: E402
 from gateway.runtime.config import Settings  # noqa: E402
 from gateway.runtime.services import Services  # noqa: E402
 from gateway.tenancy import create_connector, create_tenant  # noqa: E402
@@ -92,12 +94,14 @@ def percentile(values: list[float], q: float) -> float:
 
 def prepare(services: Services, count: int) -> list[Admin]:
     store, box, now = services.store, services.box, datetime.now(UTC)
-    create_tenant(store, box, TENANT, "Bench BV", now)
+    system = Acting(SYSTEM, services.ledger(TENANT))
+    create_tenant(store, box, TENANT, "Bench BV", now, by=system)
     for n in range(3):
         create_connector(
             store, box, tenant=TENANT, connector_id=f"hr{n}", type_name="afas",
             base_url="http://127.0.0.1:9/profitrestservices", credentials={"token": "x"},
             mapping_text=bundled_mapping("afas").read_text(encoding="utf-8"), now=now,
+            by=system,
         )  # fmt: skip
     admins = []
     for n in range(count):
