@@ -129,10 +129,19 @@ async def bench_sign_in_route(request: web.Request) -> web.Response:
     return web.Response(status=303, headers={"Set-Cookie": f"s={signed.session}; HttpOnly"})
 
 
-def sign_in_path(app: web.Application) -> str:
+def _paths(app: web.Application) -> set[str]:
+    """Every route's path template, sub-apps included (they carry their prefix)."""
+    found = set()
     for resource in app.router.resources():
-        if resource.canonical == "/console/sign-in":
-            return "/console/sign-in"
+        sub = resource.get_info().get("app")
+        found |= _paths(sub) if isinstance(sub, web.Application) else {resource.canonical}
+    return found
+
+
+def sign_in_path(app: web.Application) -> str:
+    """The console's sign-in form when the console is mounted, else the bench route."""
+    if "/console/sign-in" in _paths(app):
+        return "/console/sign-in"
     app.router.add_post("/bench/sign-in", bench_sign_in_route)
     return "/bench/sign-in"
 
