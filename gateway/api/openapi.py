@@ -416,7 +416,8 @@ def _preview_paths() -> dict[str, dict[str, Any]]:
             "Preview the connector's mapping (or a proposed one) on one small page of the "
             "source's records, before any authorisation: fields, minimised sample people, "
             "dropped and unseen source fields, quarantined records; recorded in the ledger, "
-            "nothing else written; the result is kept 10 minutes",
+            "nothing else written; the result is kept 10 minutes; one at a time per "
+            "connector (409 `preview-busy`)",
             (201, m.PreviewOut, "The preview"), (*_WRITE, 502), tag="previews",
             body=m.PreviewCreate, body_required=False, params=[tenant, connector],
             headers={**_LOCATION, **_NO_STORE})},

@@ -7,7 +7,7 @@ ledger) and answers 201 with the result and its `Location`; `GET .../previews/{p
 reads it back for ten minutes (`gateway.sync.preview_cache`), after which, like any id of
 another tenant, it is a 404. A source that fails is a 502 problem whose `code` is the
 connector error kind (`auth`, `unavailable`, `too_large`, `config`, ...), never a response
-body.
+body; a second preview of a connector while one is being made is a 409 `preview-busy`.
 
 The result holds personal data (the sample people): it is sent with `Cache-Control:
 no-store`, kept only in memory, and never logged.
@@ -39,6 +39,9 @@ from gateway.sync.preview_cache import PreviewCache
 
 #: The previews this app made, until they expire.
 PREVIEWS: Final = web.AppKey("previews", PreviewCache)
+#: Connectors (tenant, connector) with a preview being made: one at a time each, so a
+#: double click or a loop in a script cannot fire a burst of requests at the source.
+MAKING: Final = web.AppKey("previews_making", set[tuple[str, str]])
 _NO_STORE: Final = {"Cache-Control": "no-store"}
 
 
@@ -83,6 +86,14 @@ async def post_preview(request: web.Request) -> web.Response:
     if body.mapping is not None:
         text = await asyncio.to_thread(mapping_text, body.mapping)
         proposed = usable_mapping(text, record.type)
+    making = request.config_dict[MAKING]
+    if (tenant, connector) in making:
+        raise Problem(
+            409,
+            "a preview of this connector is being made; ask again when it is done",
+            slug="preview-busy",
+        )
+    making.add((tenant, connector))
     try:
         preview = await make_preview(
             s.store,
@@ -108,6 +119,8 @@ async def post_preview(request: web.Request) -> web.Response:
             title="Source failed",
             code=exc.kind,
         ) from None
+    finally:
+        making.discard((tenant, connector))
     cache = request.config_dict[PREVIEWS]
     cache.put(preview, s.clock())
     where = request.path.rstrip("/").removesuffix("/preview") + f"/previews/{preview.id}"
@@ -129,5 +142,6 @@ async def get_preview(request: web.Request) -> web.Response:
 def mount(app: web.Application, *, connector_path: str) -> None:
     """Add the preview routes (under `connector_path`) and their cache to the admin app."""
     app[PREVIEWS] = PreviewCache()
+    app[MAKING] = set()
     app.router.add_post(connector_path + "/preview", post_preview)
     app.router.add_get(connector_path + "/previews/{preview}", get_preview, allow_head=False)

@@ -3,6 +3,7 @@ real AFAS and HubSpot emulators, every answer checked against the OpenAPI docume
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -297,3 +298,17 @@ async def test_a_source_answering_503_is_a_502_unavailable(api: Api, sources: So
     reply = await api.post(f"{C}/preview")
     assert (reply.status, reply.body["code"]) == (502, "unavailable")
     assert "503" in reply.body["detail"]
+
+
+async def test_one_preview_of_a_connector_at_a_time(api: Api, sources: Sources) -> None:
+    await _setup(api, sources)
+    control = sources.afas[CONTROL]
+    control.inject(Fault("slow", seconds=1.0))
+    first = asyncio.ensure_future(api.post(f"{C}/preview", {"limit": 2}))
+    while control.faults:  # the first request has reached the source
+        await asyncio.sleep(0.01)
+    busy = await api.post(f"{C}/preview", {"limit": 2})
+    assert busy.status == 409
+    assert busy.body["type"] == "urn:sluis:problem:preview-busy"
+    assert (await first).status == 201
+    assert (await api.post(f"{C}/preview", {"limit": 2})).status == 201
