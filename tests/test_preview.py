@@ -423,3 +423,14 @@ def test_preview_ids_are_unguessable() -> None:
     ids = {preview_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(len(i) == 36 and i.startswith("prv_") for i in ids)
+
+
+async def test_an_empty_source_gives_an_empty_preview_and_still_records_it(world: World) -> None:
+    world.afas[ENVIRONMENT].people = []
+    preview = await world.preview()
+    assert (preview.records_read, preview.people, preview.quarantined) == (0, (), ())
+    assert not preview.more_available
+    assert preview.dropped == {}
+    assert preview.unseen_source_fields == ()  # nothing read, nothing to say
+    [entry] = world.ledger_entries()
+    assert entry.counts.records == 0
