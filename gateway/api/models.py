@@ -170,6 +170,7 @@ class InstructionCreate(_Request):
             max_length=MAX_PURPOSE_LENGTH,
             description="what the platform may use the data for; kept in the ledger forever, "
             "so an email address or a long number in it is refused",
+            json_schema_extra={"not": {"pattern": r"\S@\S|\d[\d .-]{6,}\d"}},
         ),
         AfterValidator(_ledger_purpose),
     ]
