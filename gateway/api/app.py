@@ -35,6 +35,7 @@ from gateway.api.httpkit import (
     services_of,
     unauthorized,
 )
+from gateway.api.ledger_routes import checkpoint_pusher
 from gateway.api.models import Health
 from gateway.api.openapi import document
 from gateway.api.problems import Handler, Problem, problem_middleware
@@ -135,6 +136,7 @@ def make_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app[SYNC_TASKS] = set()
     app.cleanup_ctx.append(background_syncs)
+    app.cleanup_ctx.append(checkpoint_pusher)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

@@ -170,6 +170,7 @@ class InstructionCreate(_Request):
             max_length=MAX_PURPOSE_LENGTH,
             description="what the platform may use the data for; kept in the ledger forever, "
             "so an email address or a long number in it is refused",
+            json_schema_extra={"not": {"pattern": r"\S@\S|\d[\d .-]{6,}\d"}},
         ),
         AfterValidator(_ledger_purpose),
     ]
@@ -414,8 +415,12 @@ class RunList(_Response):
 
 class LedgerEntryOut(_Response):
     index: int = Field(ge=0)
+    kind: Literal["transfer", "audit"] = Field(
+        description="transfer: data moved (has `direction`); audit: someone acted (has "
+        "`action`, the actor's opaque account id and role, never a name)"
+    )
     leaf_hash: str = Field(description="RFC 9162 leaf hash, base64")
-    entry: dict[str, Any] = Field(description="the transfer entry, as canonically hashed")
+    entry: dict[str, Any] = Field(description="the entry, as canonically hashed")
 
 
 class LedgerPage(_Response):

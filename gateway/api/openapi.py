@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
 from gateway.api import account_models as am
+from gateway.api import ledger_models as lm
 from gateway.api import models as m
 from gateway.api import schema_rules
 from gateway.api.problems import PROBLEM_JSON
@@ -442,10 +443,63 @@ def _cursor_param() -> dict[str, Any]:
     }  # fmt: skip
 
 
+# --------------------------------------------------------------------------- checkpoints
+# Routes that take signed checkpoints out of the operator's hands (`gateway.api.ledger_routes`).
+
+_LEDGER_REQUESTS: Final[tuple[type[BaseModel], ...]] = (lm.CheckpointPushSet,)
+_LEDGER_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
+    lm.CheckpointPage, lm.CheckpointOut, lm.CheckpointPushOut,
+)  # fmt: skip
+
+
+def _ledger_paths() -> dict[str, dict[str, Any]]:
+    tenant = _path_param("tenant", "tenant id", m.TENANT_ID_PATTERN)
+    t = "/admin/v1/tenants/{tenant}"
+    return {
+        t + "/checkpoints": {"get": _op(
+            "listCheckpoints",
+            "The log's signed checkpoints written after the one with seq `after`, oldest "
+            "first (paged): an auditor keeps them to catch a rewritten history later",
+            (200, lm.CheckpointPage, "Checkpoints"), (*_READ, 400, 422), tag="ledger",
+            params=[tenant, *_query(lm.CheckpointsQuery, "after", "limit")])},
+        t + "/checkpoints/latest": {"get": _op(
+            "getLatestCheckpoint", "The log's latest signed checkpoint (404 while it has none)",
+            (200, lm.CheckpointOut, "The checkpoint"), _READ, tag="ledger", params=[tenant])},
+        t + "/checkpoint-push": {
+            "put": _op(
+                "setCheckpointPush",
+                "POST every new signed checkpoint (text/plain, the note as signed) to this "
+                "URL, oldest first, with retries; recorded in the ledger (without the URL)",
+                (200, lm.CheckpointPushOut, "Set; pushing starts from the latest checkpoint"),
+                (400, 401, 404, 413, 422), tag="ledger", body=lm.CheckpointPushSet,
+                params=[tenant]),
+            "get": _op(
+                "getCheckpointPush", "Where checkpoints are pushed, and how far that got",
+                (200, lm.CheckpointPushOut, "The push"), _READ, tag="ledger", params=[tenant]),
+            "delete": _op(
+                "clearCheckpointPush", "Stop pushing checkpoints; recorded in the ledger",
+                (200, lm.CheckpointPushOut, "Cleared (what it was)"), _READ, tag="ledger",
+                params=[tenant]),
+        },
+    }  # fmt: skip
+
+
+def _with_ledger(paths: dict[str, Any]) -> dict[str, Any]:
+    for path, ops in _ledger_paths().items():
+        paths.setdefault(path, {}).update(ops)
+    return paths
+
+
 @lru_cache(maxsize=2)
 def _document(today: date) -> dict[str, Any]:
-    requests = (*_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_PREVIEW_REQUESTS)
-    responses = (*_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_PREVIEW_RESPONSES)
+    requests = (
+        *_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_LEDGER_REQUESTS,
+        *_PREVIEW_REQUESTS,
+    )  # fmt: skip
+    responses = (
+        *_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_LEDGER_RESPONSES,
+        *_PREVIEW_RESPONSES,
+    )  # fmt: skip
     models = [(x, "validation") for x in requests] + [(x, "serialization") for x in responses]
     _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
     schema_rules.apply(defs["$defs"], today)
@@ -460,7 +514,7 @@ def _document(today: date) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": _with_previews(_with_lifecycle(_paths())),
+        "paths": _with_previews(_with_ledger(_with_lifecycle(_paths()))),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from connectors.base import SyncMode
+from gateway.api import ledger_routes
 from gateway.api.httpkit import (
     SYNC_TASKS,
     location,
@@ -47,6 +48,7 @@ from gateway.api.models import (
     SyncCreate,
 )
 from gateway.api.problems import Problem, invalid
+from gateway.ledger.audit import AuditEntry
 from gateway.ledger.kinds import entry_bytes
 from gateway.ledger.log import Ledger, LedgerCorrupt, LedgerError
 from gateway.store.records import NotFound, RunRecord
@@ -158,7 +160,10 @@ def _ledger_page(ledger: Ledger, query: LedgerQuery, latest_note: str | None) ->
     records = ledger.entries(query.after, query.limit)
     entries = [
         LedgerEntryOut(
-            index=r.index, leaf_hash=_b64(r.leaf_hash), entry=orjson.loads(entry_bytes(r.entry))
+            index=r.index,
+            kind="audit" if isinstance(r.entry, AuditEntry) else "transfer",
+            leaf_hash=_b64(r.leaf_hash),
+            entry=orjson.loads(entry_bytes(r.entry)),
         )
         for r in records
     ]
@@ -215,3 +220,4 @@ def add_routes(router: web.UrlDispatcher, *, tenant_path: str, connector_path: s
     router.add_get(connector_path + "/syncs/{run}", get_sync, allow_head=False)
     router.add_get(tenant_path + "/ledger", get_ledger, allow_head=False)
     router.add_get(tenant_path + r"/ledger/proof/{index:\d{1,18}}", get_proof, allow_head=False)
+    ledger_routes.add_routes(router, tenant_path=tenant_path)

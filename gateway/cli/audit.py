@@ -1,4 +1,5 @@
-"""`sluis audit`: verify, export and prove the transfer ledger; print the public key.
+"""`sluis audit`: verify, export and prove the ledger (transfers and audit entries); print
+the public key.
 
 These are the commands a customer's auditor runs, often on their own machine with nothing
 but an export, the public key we gave them and a checkpoint they kept from last time, so
@@ -39,7 +40,7 @@ from gateway.ledger.checkpoint import (
 )
 from gateway.ledger.export import ExportFormatError, export_tenants, verify_export, write_export
 from gateway.ledger.log import Ledger, LedgerError
-from gateway.ledger.verify import VerifyReport
+from gateway.ledger.verify import KeptCheckpoint, VerifyReport
 from gateway.store import StoreError
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 
@@ -106,6 +107,61 @@ def _read_checkpoint(path: str, key: Ed25519PublicKey) -> tuple[str, str]:
     return note, tenant
 
 
+def _notes_in(path: Path) -> list[tuple[str, str]]:
+    """The notes one kept file holds, each with a label naming the file: a note as signed,
+    or the JSON of the checkpoints routes (a page, one checkpoint, or a list of them)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _UsageError(f"{path}: cannot read the checkpoint ({exc})") from None
+    if not text.lstrip().startswith(("{", "[")):
+        return [(str(path), text if text.endswith("\n") else text + "\n")]
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise _UsageError(f"{path}: neither a checkpoint note nor valid JSON") from None
+    if isinstance(doc, dict):
+        doc = doc.get("checkpoints", [doc])
+    if not isinstance(doc, list):
+        raise _UsageError(f"{path}: JSON holds no checkpoints")
+    notes = []
+    for i, item in enumerate(doc):
+        note = item.get("note") if isinstance(item, dict) else None
+        if not isinstance(note, str):
+            raise _UsageError(f"{path}: item {i} holds no checkpoint note")
+        seq = item.get("seq")
+        label = f"{path} (seq {seq})" if isinstance(seq, int) else f"{path} (item {i})"
+        notes.append((label if len(doc) > 1 else str(path), note))
+    return notes
+
+
+def _read_kept(directory: str, key: Ed25519PublicKey) -> dict[str, list[KeptCheckpoint]]:
+    """Every checkpoint in `directory` (and below; hidden files left out), opened with the
+    trusted key, by the tenant whose log it names."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise _UsageError(f"{directory}: not a folder of kept checkpoints")
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    kept: dict[str, list[KeptCheckpoint]] = {}
+    for path in files:
+        for label, note in _notes_in(path):
+            try:
+                cp = open_checkpoint(note, key)
+            except CheckpointError as exc:
+                raise _UsageError(f"{label}: {exc}") from None
+            tenant = tenant_of(cp.origin)
+            if tenant is None:
+                raise _UsageError(f"{label}: checkpoint is for {cp.origin!r}, not a Sluis log")
+            kept.setdefault(tenant, []).append((label, cp))
+    if not kept:
+        raise _UsageError(f"{directory}: holds no checkpoints")
+    return kept
+
+
 def _print_report(report: VerifyReport) -> None:
     root = base64.b64encode(report.root).decode("ascii")
     if report.ok:
@@ -133,11 +189,15 @@ def _run_verify(args: argparse.Namespace) -> int:
         if tenant is not None and tenant != cp_tenant:
             raise _UsageError(f"--checkpoint is for tenant {cp_tenant!r}, not {tenant!r}")
         tenant = cp_tenant
+    kept = _read_kept(args.checkpoints, key) if args.checkpoints else {}
     if tenant is not None:
         # With a kept checkpoint a vanished tenant is a finding (exit 1), not a typo.
-        if tenant not in tenants and external is None:
+        if tenant not in tenants and external is None and tenant not in kept:
             raise _UsageError(f"unknown tenant {tenant!r}")
         tenants = [tenant]
+    else:
+        # A tenant the auditor kept checkpoints of must still have its log.
+        tenants = [*tenants, *sorted(t for t in kept if t not in tenants)]
     if not tenants:
         print("the ledger holds no logs yet")
         return EXIT_OK
@@ -147,9 +207,13 @@ def _run_verify(args: argparse.Namespace) -> int:
             " an auditor should pass --public-key",
             file=sys.stderr,
         )
-    reports = [_verify_one(args, t, key, external) for t in tenants]
+    reports = [_verify_one(args, t, key, external, kept.get(t, [])) for t in tenants]
     for report in reports:
         _print_report(report)
+        if report.ok and kept.get(report.tenant):
+            print(
+                f"{report.tenant}: {len(kept[report.tenant])} kept checkpoints agree with the log"
+            )
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
 
 
@@ -163,15 +227,19 @@ def _export_tenants(path: str) -> list[str]:
 
 
 def _verify_one(
-    args: argparse.Namespace, tenant: str, key: Ed25519PublicKey, external: str | None
+    args: argparse.Namespace,
+    tenant: str,
+    key: Ed25519PublicKey,
+    external: str | None,
+    kept: list[KeptCheckpoint],
 ) -> VerifyReport:
     if args.export:
         try:
-            return verify_export(args.export, tenant, key, external)
+            return verify_export(args.export, tenant, key, external, kept)
         except ExportFormatError as exc:
             return VerifyReport(tenant, False, 0, 0, b"", None, f"export is damaged: {exc}")
     with _open_store(args) as store:
-        return Ledger(store, tenant).verify(key, external)
+        return Ledger(store, tenant).verify(key, external, kept)
 
 
 @contextmanager
@@ -294,6 +362,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     verify.add_argument(
         "--checkpoint", metavar="FILE", help="a checkpoint you kept earlier: detects truncation"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="a folder of checkpoints you kept (notes, or the JSON the checkpoints routes"
+        " return): each must verify and agree with the log, so a rewritten history is caught",
     )
     verify.add_argument("--export", metavar="FILE", help="verify an export file, without a DB")
     verify.set_defaults(run=_guarded(_run_verify))

@@ -25,7 +25,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.ledger.checkpoint import read_unverified
-from gateway.ledger.verify import CheckpointRow, VerifyReport, verify_log
+from gateway.ledger.verify import CheckpointRow, KeptCheckpoint, VerifyReport, verify_log
 from gateway.store import EntryRow, LedgerReader
 
 EXPORT_FORMAT: Final = "sluis-ledger-export/1"
@@ -143,8 +143,10 @@ def verify_export(
     tenant: str,
     trusted_key: Ed25519PublicKey,
     external_checkpoint: str | None = None,
+    kept: Sequence[KeptCheckpoint] = (),
 ) -> VerifyReport:
-    """Verify one tenant's log from an export file; `ExportFormatError` if it is unreadable."""
+    """Verify one tenant's log from an export file; `ExportFormatError` if it is unreadable.
+    `kept`: checkpoints the auditor kept (see `verify_log`)."""
     p = Path(path)
     return verify_log(
         tenant,
@@ -152,4 +154,5 @@ def verify_export(
         _checkpoints(p, tenant),
         trusted_key,
         external_checkpoint=external_checkpoint,
+        kept=kept,
     )

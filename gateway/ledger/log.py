@@ -47,7 +47,7 @@ from gateway.ledger.entry import (
     is_identifier,
 )
 from gateway.ledger.kinds import LedgerEntry, entry_bytes, parse_entry
-from gateway.ledger.verify import VerifyReport, verify_log
+from gateway.ledger.verify import KeptCheckpoint, VerifyReport, verify_log
 from gateway.store import LedgerReader, LedgerStore
 
 __all__ = [
@@ -376,9 +376,13 @@ class Ledger:
         return records
 
     def verify(
-        self, trusted_public_key: Ed25519PublicKey, external_checkpoint: str | None = None
+        self,
+        trusted_public_key: Ed25519PublicKey,
+        external_checkpoint: str | None = None,
+        kept: Sequence[KeptCheckpoint] = (),
     ) -> VerifyReport:
-        """Recompute the whole log from a consistent snapshot; see `ledger_verify`."""
+        """Recompute the whole log from a consistent snapshot; see `ledger_verify`.
+        `kept`: checkpoints the auditor kept, each labelled (see `verify_log`)."""
         with self._store.snapshot() as reader:
             return verify_log(
                 self.tenant,
@@ -388,6 +392,7 @@ class Ledger:
                 external_checkpoint=external_checkpoint,
                 nodes=reader.iter_nodes(self.tenant),
                 head=reader.head(self.tenant),
+                kept=kept,
             )
 
 

@@ -9,8 +9,8 @@ What it establishes, and where it points when something is off (`first_bad_index
 lowest entry index the log can no longer vouch for):
 
 * indices run 0, 1, 2, … without gaps or strays          → the missing or stray index
-* each body is a valid, canonical `TransferEntry` for this tenant, and its stored leaf hash
-  is the hash of that body                               → that entry
+* each body is a valid, canonical entry (transfer or audit) for this tenant, and its stored
+  leaf hash is the hash of that body                     → that entry
 * every checkpoint is signed by the trusted key, names this log, and neither its size nor
   its time goes backwards                                → the first entry it would vouch for
 * the root recomputed at each checkpoint size equals the signed root
@@ -18,6 +18,8 @@ lowest entry index the log can no longer vouch for):
 * no entries lie beyond the last checkpoint (appends sign in the same transaction)
 * a checkpoint the auditor kept from earlier is consistent: same root at its size, and the
   log is not shorter than it                             → truncation or a fork
+* so is every one of the checkpoints the auditor kept (`kept`, each named by where it
+  came from, e.g. its file): a history rebuilt even with the signing key cannot match them
 
 It reports the first problem found and stops: after one broken link, later ones say little.
 """
@@ -39,6 +41,9 @@ from gateway.store import EntryRow, LedgerHead, NodeRow
 
 #: (seq, size as stored, signed note) in the order written.
 CheckpointRow = tuple[int, int, str]
+#: A checkpoint the auditor kept, already opened with the trusted key, and what to call it
+#: in a finding (the file it came from).
+KeptCheckpoint = tuple[str, Checkpoint]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,7 @@ def verify_log(
     external_checkpoint: str | None = None,
     nodes: Iterable[NodeRow] | None = None,
     head: LedgerHead | None = None,
+    kept: Iterable[KeptCheckpoint] = (),
 ) -> VerifyReport:
     """Check one tenant's log; see the module docstring for what is checked.
 
@@ -125,6 +131,7 @@ def verify_log(
     """
     state = _State(tenant, trusted_key)
     try:
+        state.kept(kept)
         state.run(entries, checkpoints, external_checkpoint, nodes=nodes, head=head)
     except _Bad as bad:
         return VerifyReport(
@@ -140,6 +147,28 @@ class _State:
         self.frontier = merkle.Frontier()
         self.count = 0
         self.checked = 0
+        #: Kept checkpoints by size, and the origin they bind the log to.
+        self.kept_at: dict[int, list[KeptCheckpoint]] = {}
+        self.kept_origin: str | None = None
+
+    def kept(self, kept: Iterable[KeptCheckpoint]) -> None:
+        for label, cp in kept:
+            if not names_tenant(cp.origin, self.tenant):
+                raise _Bad(None, f"kept checkpoint {label} is for {cp.origin!r}, not this log")
+            if self.kept_origin is not None and cp.origin != self.kept_origin:
+                raise _Bad(None, f"kept checkpoint {label} names another log ({cp.origin!r})")
+            self.kept_origin = cp.origin
+            self.kept_at.setdefault(cp.size, []).append((label, cp))
+
+    def _check_kept(self, size: int) -> None:
+        root = self.frontier.root()
+        for label, cp in self.kept_at.get(size, ()):
+            if not _same(cp.root, root):
+                raise _Bad(
+                    0,
+                    f"kept checkpoint {label} (size {size}) disagrees with the log: an entry in"
+                    f" 0..{size - 1} was rewritten after that checkpoint was issued (a fork)",
+                )
 
     def run(
         self,
@@ -151,7 +180,10 @@ class _State:
         head: LedgerHead | None,
     ) -> None:
         external = self._external(external_note)
-        origin = external.origin if external is not None else None
+        origin = external.origin if external is not None else self.kept_origin
+        if external is not None and self.kept_origin not in (None, external.origin):
+            raise _Bad(None, "the trusted checkpoint and the kept ones name different logs")
+        kept_at = self.kept_at
         cps = _Checkpoints(checkpoint_rows, self.key, self.tenant, origin)
         pending = cps.next()
         frontier = self.frontier
@@ -162,6 +194,8 @@ class _State:
         tenant = self.tenant
 
         pending = self._settle(pending, cps, external)
+        if 0 in kept_at:
+            self._check_kept(0)
         for n, (idx, body, stored_leaf) in enumerate(entries):
             if idx != n:
                 if idx > n:
@@ -186,6 +220,8 @@ class _State:
                 pending = self._settle(pending, cps, external)
             elif external is not None and external.size == size:
                 self._settle(None, cps, external)
+            if kept_at and size in kept_at:
+                self._check_kept(size)
         self._finish(pending, cps, external, stored_nodes, head)
 
     def _external(self, note: str | None) -> Checkpoint | None:
@@ -269,6 +305,15 @@ class _State:
                 n,
                 f"the trusted checkpoint vouches for {external.size} entries but the log has"
                 f" {n}: entries from {n} on were removed (truncated)",
+            )
+        beyond = [(label, cp) for size, kept in self.kept_at.items() if size > n
+                  for label, cp in kept]  # fmt: skip
+        if beyond:
+            label, cp = max(beyond, key=lambda k: k[1].size)
+            raise _Bad(
+                n,
+                f"kept checkpoint {label} vouches for {cp.size} entries but the log has {n}:"
+                f" entries from {n} on were removed (truncated)",
             )
         if stored_nodes is not None and next(stored_nodes, None) is not None:
             raise _Bad(None, "the store holds proof nodes beyond the log")

@@ -16,6 +16,7 @@ header_timeout = 15.0          # seconds for a client to send a request head (an
 max_connections = 512          # open client connections at most; more get a 503
 log_format = "text"            # or "json": one object per line
 log_level = "INFO"             # DEBUG, INFO, WARNING, ERROR
+checkpoint_push_interval = 5.0 # seconds between looks for new checkpoints to push
 ```
 
 Secrets are better given through the environment than written in the file. Errors name
@@ -68,6 +69,8 @@ class Settings(BaseModel):
     max_connections: int = Field(default=512, ge=1, le=1_000_000)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Seconds between looks for new signed checkpoints to POST to tenants' push URLs.
+    checkpoint_push_interval: float = Field(default=5.0, gt=0, le=3600)
 
     @property
     def keys(self) -> Path:

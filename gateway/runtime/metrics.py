@@ -31,6 +31,8 @@ SYNC_OUTCOMES: Final = ("succeeded", "failed", "stopped")
 #: Why processing can be refused: the instruction codes, and events the feed held back.
 REFUSAL_REASONS: Final = (*get_args(RefusalCode), "feed_withheld")
 FEED_CHANGE_TYPES: Final = ("subject.upserted", "subject.deleted")
+#: What became of a signed checkpoint due for a tenant's push URL.
+CHECKPOINT_PUSH_OUTCOMES: Final = ("delivered", "failed", "skipped")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,14 @@ class GatewayMetrics:
             ["tenant", "connector"],
             registry=r,
         )
+        self.checkpoint_pushes = Counter(
+            "sluis_checkpoint_pushes",
+            "Signed checkpoints due for a tenant's push URL, by outcome: delivered, failed"
+            " (after retries; pushed again next round) or skipped (a backlog beyond the bound;"
+            " a later checkpoint vouches for them).",
+            ["tenant", "outcome"],
+            registry=r,
+        )
         self._prime_types(known_types())
 
     def _prime_types(self, types: Iterable[str]) -> None:
@@ -202,6 +212,11 @@ class GatewayMetrics:
         """Create a connector's refusal series at 0 (idempotent; cheap once created)."""
         for reason in REFUSAL_REASONS:
             self.refusals.labels(tenant, connector, reason)
+
+    def prime_checkpoint_push(self, tenant: str) -> None:
+        """Create a tenant's checkpoint push series at 0 (idempotent)."""
+        for outcome in CHECKPOINT_PUSH_OUTCOMES:
+            self.checkpoint_pushes.labels(tenant, outcome)
 
     def refused(self, tenant: str, connector: str, reason: str, count: int = 1) -> None:
         self.refusals.labels(tenant, connector, reason).inc(count)

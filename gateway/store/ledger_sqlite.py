@@ -256,6 +256,14 @@ class _Reads:
         )
         return StoredCheckpoint(*rows[0]) if rows else None
 
+    def checkpoints_after(self, tenant: str, after_seq: int, limit: int) -> list[StoredCheckpoint]:
+        rows = self._all(
+            "SELECT seq, size, note FROM ledger_checkpoints WHERE tenant = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (tenant, max(after_seq, _MIN_INDEX), max(limit, 0)),
+        )
+        return [StoredCheckpoint(*r) for r in rows]
+
 
 class SqliteLedgerStore(_Reads):
     """The ledger tables in one SQLite file.

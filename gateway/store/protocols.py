@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ThrottleRecord,
     )
     from gateway.store.records import (
+        CheckpointPush,
         ConnectorRecord,
         Consumer,
         EntryRow,
@@ -98,6 +99,10 @@ class LedgerReader(Protocol):
 
     def checkpoint_at(self, tenant: str, size: int) -> StoredCheckpoint | None:
         """The latest checkpoint written for exactly `size` entries, if any."""
+        ...
+
+    def checkpoints_after(self, tenant: str, after_seq: int, limit: int) -> list[StoredCheckpoint]:
+        """Up to `limit` checkpoints with `seq > after_seq`, oldest first (a page)."""
         ...
 
 
@@ -345,4 +350,28 @@ class Store(Protocol):
     def revoke_consumer(self, tenant: str, consumer_id: str, at: datetime) -> Consumer: ...
     def replace_consumer_token(self, tenant: str, consumer_id: str, token_hash: bytes) -> None:
         """The old token stops working in the same write that makes the new one valid."""
+        ...
+
+    # checkpoint push: a URL of the tenant's own that receives every new signed checkpoint
+    def set_checkpoint_push(self, tenant: str, url: str, at: datetime) -> CheckpointPush:
+        """Set (or replace) the tenant's push URL; progress starts afresh. NotFound if no
+        such tenant."""
+        ...
+
+    def get_checkpoint_push(self, tenant: str) -> CheckpointPush | None: ...
+    def clear_checkpoint_push(self, tenant: str) -> bool:
+        """Stop pushing; False if nothing was configured."""
+        ...
+
+    def list_checkpoint_pushes(self) -> list[CheckpointPush]:
+        """Every configured push, by tenant."""
+        ...
+
+    def checkpoint_pushed(self, tenant: str, url: str, seq: int, at: datetime) -> None:
+        """Record that checkpoint `seq` reached `url` (ignored if the URL was replaced or
+        cleared meanwhile, or `seq` is not newer than what was recorded)."""
+        ...
+
+    def checkpoint_push_failed(self, tenant: str, url: str, reason: str, at: datetime) -> None:
+        """Record a failed push (a short reason code); ignored if the URL was replaced."""
         ...

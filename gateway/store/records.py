@@ -215,3 +215,19 @@ class StoredCheckpoint:
     seq: int
     size: int
     note: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointPush:
+    """Where a tenant's new signed checkpoints are POSTed, and how far that has got.
+
+    `failure` is a short reason code (`status-503`, `refused-address`, ...), never a
+    response body."""
+
+    tenant: str
+    url: str
+    configured_at: datetime
+    pushed_seq: int | None = None
+    pushed_at: datetime | None = None
+    failed_at: datetime | None = None
+    failure: str | None = None

@@ -40,6 +40,7 @@ from gateway.store.records import (
     SubjectWrite,
     Tenant,
 )
+from gateway.store.sqlite_push import SqliteCheckpointPushes
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS tenants (
@@ -110,7 +111,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqliteStore:
+class SqliteStore(SqliteCheckpointPushes):
     """Gateway state plus the ledger tables, in `path` (created if missing)."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
@@ -130,6 +131,7 @@ class SqliteStore:
             for statement in _SCHEMA:
                 self._conn.execute(statement)
             self._add_lifecycle_columns()
+            self._create_push_table()
         #: The account register, on this store's connection (its transactions included).
         self.accounts = SqliteAccountStore(db)
 

@@ -46,7 +46,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 42  # 40 + the live preview (POST preview, GET previews/{id})
+    assert len(routes) == 47  # 45 + the live preview (POST preview, GET previews/{id})
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -147,6 +147,11 @@ async def test_every_operation_answers_as_documented(
     await api.get("/feed/v1/tenants/acme/events", token=token)
     await api.get(f"{t}/ledger")
     await api.get(f"{t}/ledger/proof/0")
+    await api.get(f"{t}/checkpoints")
+    await api.get(f"{t}/checkpoints/latest")
+    await api.call("PUT", f"{t}/checkpoint-push", json={"url": "http://127.0.0.1:9/cp"})
+    await api.get(f"{t}/checkpoint-push")
+    await api.delete(f"{t}/checkpoint-push")
     await api.delete(f"{c}/instructions/{instruction}")
     await api.post(f"{c}/instructions", {"purpose": "p"})
     started = await api.post(f"{c}/syncs", {"mode": "full"})

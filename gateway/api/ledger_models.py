@@ -1,0 +1,59 @@
+"""Request and response shapes of the checkpoint routes (`gateway.api.ledger_routes`).
+
+The tenant's auditor takes every signed checkpoint out of the operator's hands: paged from
+one they hold, the latest, or pushed to a URL of their own. Kept beside `gateway.api.models`
+(whose conventions they follow) so each module stays small.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field
+
+from gateway.api.models import HttpUrl, _Request, _Response
+
+
+class CheckpointsQuery(_Request):
+    after: Annotated[int, Field(ge=0, le=10**18)] = Field(
+        default=0, description="a checkpoint's `seq`: only later ones are listed (0: all)"
+    )
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class CheckpointOut(_Response):
+    seq: int = Field(ge=1, description="orders a log's checkpoints; pass as `after`")
+    size: int = Field(ge=0, description="entries the checkpoint vouches for")
+    time: datetime
+    note: str = Field(
+        description="the signed note (C2SP tlog-checkpoint), exactly as signed: keep it; "
+        "`sluis audit verify --checkpoints DIR` checks the log against every note kept"
+    )
+
+
+class CheckpointPage(_Response):
+    tenant: str
+    origin: str | None = Field(description="the log's origin, as its checkpoints name it")
+    checkpoints: list[CheckpointOut] = Field(description="oldest first")
+    next_after: int = Field(ge=0, description="pass as `after` for the next page")
+
+
+class CheckpointPushSet(_Request):
+    url: HttpUrl = Field(
+        description="receives each new signed checkpoint as a text/plain POST; must reach a "
+        "public address unless the gateway allows private sources; redirects are not followed"
+    )
+
+
+class CheckpointPushOut(_Response):
+    tenant: str
+    url: str
+    configured_at: datetime
+    pushed_seq: int | None = Field(description="the last checkpoint delivered (`seq`)")
+    pushed_at: datetime | None
+    failed_at: datetime | None = Field(description="the last failed push, until one succeeds")
+    failure: str | None = Field(
+        description="why it failed: status-<code>, redirect-<code>, network, timeout or "
+        "refused-address"
+    )
