@@ -156,6 +156,22 @@ async def test_a_preview_is_made_without_an_instruction_and_read_back(
     assert [s for s in _secrets(sources) if s in made.text and "@" not in s] == []
 
 
+async def test_the_auditor_reads_the_preview_in_the_ledger(api: Api, sources: Sources) -> None:
+    await _setup(api, sources)
+    made = await api.post(f"{C}/preview", {"limit": 5})
+    assert api.people is not None
+    auditor = api.people.token("acme", "auditor")
+    page = await api.get("/admin/v1/tenants/acme/ledger", token=auditor)
+    assert page.status == 200
+    entries = [e["entry"] for e in page.body["entries"]]
+    [entry] = [e for e in entries if e.get("action") == "preview.made"]
+    assert entry["target"] == made.body["id"]
+    assert entry["counts"]["records"] == 5
+    assert entry["actor"] == made.body["made_by"]
+    assert entry["dropped_field_names"] == sorted(made.body["dropped"])
+    assert [p["email"] for p in made.body["people"] if p["email"] in page.text] == []
+
+
 async def test_a_preview_expires_after_ten_minutes(
     api: Api, sources: Sources, clock: Clock
 ) -> None:
