@@ -33,8 +33,9 @@ sign-in alone ~20 ms): with the machine to itself, 20 at once gave p50 153-167 m
 255-268 ms through the bench route (floor 190-209 ms), and p50 160-166 ms, p99 281-286 ms
 through the console's form (main merged with the console branch): the target is met, with
 little to spare. While other engineers' test suites ran (load 2-4) p99 rose to 430-980 ms,
-since the last of 20 hashes waits for the other 19 on whatever cores are left. An API token added 0.16-0.21 ms per call (p50 1.55 vs 1.38 ms;
-the lookup itself is ~11 us, the rest is the hop to a worker thread).
+since the last of 20 hashes waits for the other 19 on whatever cores are left. An API
+token added 0.16-0.23 ms per call (p50 1.55 vs 1.38 ms; the lookup itself is ~11 us, the
+rest is the hop to a worker thread).
 """
 
 from __future__ import annotations
