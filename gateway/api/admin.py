@@ -26,6 +26,7 @@ from aiohttp import web
 from connectors.netguard import PrivateAddress, check_url
 from connectors.registry import UnknownConnectorType, connector_type, known_types
 from gateway.api import accounts as account_routes
+from gateway.api import preview as previews
 from gateway.api import runs as admin_ops
 from gateway.api.auth import acting, admin_auth, require_step_up
 from gateway.api.httpkit import (
@@ -531,4 +532,5 @@ def make_admin_app() -> web.Application:
     r.add_post(T + "/consumers/{consumer}/token", rotate_token)
     admin_ops.add_routes(r, tenant_path=T, connector_path=C)
     account_routes.add_routes(r, tenant_path=T)
+    previews.mount(app, connector_path=C)
     return app
