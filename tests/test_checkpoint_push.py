@@ -260,8 +260,8 @@ async def test_setting_and_clearing_is_audited_without_the_url(world: World) -> 
     assert len(bodies) == 2
     entries = [parse_entry(b) for b in bodies]
     assert [(e.action, e.actor, e.target) for e in entries] == [  # type: ignore[union-attr]
-        ("checkpoint_push.configured", ADMIN.id, "url-set"),
-        ("checkpoint_push.configured", ADMIN.id, "url-cleared"),
+        ("checkpoint_push.configured", ADMIN.id, None),
+        ("checkpoint_push.cleared", ADMIN.id, None),
     ]
     assert not any(b"archive" in b or b"key=abc" in b for b in bodies)
     assert world.store.get_checkpoint_push("acme") is None

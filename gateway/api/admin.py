@@ -26,6 +26,7 @@ from aiohttp import web
 from connectors.netguard import PrivateAddress, check_url
 from connectors.registry import UnknownConnectorType, connector_type, known_types
 from gateway.api import accounts as account_routes
+from gateway.api import preview as previews
 from gateway.api import runs as admin_ops
 from gateway.api.auth import acting, admin_auth, require_step_up
 from gateway.api.httpkit import (
@@ -36,6 +37,7 @@ from gateway.api.httpkit import (
     services_of,
     store_call,
 )
+from gateway.api.mapping_views import change_out, mapping_text, usable_mapping
 from gateway.api.models import (
     ConnectorChanged,
     ConnectorCreate,
@@ -48,23 +50,20 @@ from gateway.api.models import (
     ConsumerCreated,
     ConsumerList,
     ConsumerOut,
-    FieldChangeOut,
-    FieldSideOut,
     InstructionCreate,
     InstructionList,
     InstructionOut,
     MappingCandidate,
     MappingChange,
     MappingPreview,
-    MappingText,
     TenantCreate,
     TenantList,
     TenantOut,
 )
 from gateway.api.problems import Problem, field_error, invalid
 from gateway.delivery.outbox import grant_and_converge
-from gateway.minimise.mapping import Mapping, MappingError, parse_mapping
-from gateway.minimise.mapping_diff import FieldSide, diff_mappings
+from gateway.minimise.mapping import Mapping, parse_mapping
+from gateway.minimise.mapping_diff import diff_mappings
 from gateway.store.records import ConnectorRecord, Consumer, Instruction, NotFound
 from gateway.sync.instructions import revoke
 from gateway.tenancy import (
@@ -77,7 +76,6 @@ from gateway.tenancy import (
     set_paused,
 )
 from gateway.tenancy import revoke_consumer as end_consumer
-from mappings import bundled_mapping
 
 # --------------------------------------------------------------------------- views
 
@@ -157,35 +155,6 @@ async def get_tenant(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- connectors
 
 
-def _mapping_text(choice: str | MappingText) -> str:
-    if isinstance(choice, MappingText):
-        return choice.toml
-    try:
-        return bundled_mapping(choice).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise invalid("mapping", "there is no bundled mapping of that name") from None
-
-
-def _usable_mapping(text: str, connector_type_name: str) -> Mapping:
-    """The parsed mapping, or a 422 naming the line and field (or the wrong type)."""
-    try:
-        mapping = parse_mapping(text, "mapping")
-    except MappingError as exc:
-        where = f"line {exc.line}" if exc.line else "mapping"
-        message = f"{where}: {exc.field}: {exc.problem}" if exc.field else f"{where}: {exc.problem}"
-        raise Problem(
-            422,
-            f"the mapping cannot be used: {message}",
-            errors=[field_error("mapping", message, line=exc.line, mapping_field=exc.field)],
-        ) from None
-    if mapping.connector != connector_type_name:
-        raise invalid(
-            "mapping",
-            f"written for connector type {mapping.connector}, not {connector_type_name}",
-        )
-    return mapping
-
-
 def _check_credentials(type_name: str, credentials: dict[str, str]) -> None:
     missing = [k for k in connector_type(type_name).credential_keys if not credentials.get(k)]
     if missing:
@@ -203,7 +172,7 @@ def _check_connector(body: ConnectorCreate, text: str) -> None:
     except UnknownConnectorType:
         known = ", ".join(known_types())
         raise invalid("type", f"unknown connector type; known types: {known}") from None
-    _usable_mapping(text, body.type)
+    usable_mapping(text, body.type)
     _check_credentials(body.type, body.credentials)
 
 
@@ -212,7 +181,7 @@ async def post_connector(request: web.Request) -> web.Response:
     tenant = request.match_info["tenant"]
     s = services_of(request)
     await store_call(s.store.get_tenant, tenant)
-    text = await asyncio.to_thread(_mapping_text, body.mapping)
+    text = await asyncio.to_thread(mapping_text, body.mapping)
     _check_connector(body, text)
     gone = await asyncio.to_thread(s.store.deleted_connector, tenant, body.id)
     if gone is not None:
@@ -267,27 +236,8 @@ async def get_connector(request: web.Request) -> web.Response:
     return model_response(connector_out(record))
 
 
-def _side(side: FieldSide) -> FieldSideOut:
-    return FieldSideOut(category=side.category, sources=list(side.sources))
-
-
 def mapping_change(before: Mapping, after: Mapping) -> MappingChange:
-    d = diff_mappings(before, after)
-    return MappingChange(
-        before_digest=d.before_digest,
-        after_digest=d.after_digest,
-        same=d.same,
-        added={k: _side(v) for k, v in d.added.items()},
-        removed={k: _side(v) for k, v in d.removed.items()},
-        changed={
-            k: FieldChangeOut(before=_side(b), after=_side(a)) for k, (b, a) in d.changed.items()
-        },
-        source_fields_added=list(d.source_fields_added),
-        source_fields_removed=list(d.source_fields_removed),
-        identity_changed=d.identity_changed,
-        leaver_rules_changed=d.leaver_rules_changed,
-        needs_authorisation=not d.same,
-    )
+    return change_out(diff_mappings(before, after))
 
 
 async def patch_connector(request: web.Request) -> web.Response:
@@ -302,8 +252,8 @@ async def patch_connector(request: web.Request) -> web.Response:
     change: MappingChange | None = None
     text = None
     if body.mapping is not None:
-        text = await asyncio.to_thread(_mapping_text, body.mapping)
-        after = _usable_mapping(text, record.type)
+        text = await asyncio.to_thread(mapping_text, body.mapping)
+        after = usable_mapping(text, record.type)
         before = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
         change = mapping_change(before, after)
     if body.credentials is not None:
@@ -335,8 +285,8 @@ async def preview_mapping(request: web.Request) -> web.Response:
     body = await read_body(request, MappingCandidate)
     m = request.match_info
     record = await store_call(services_of(request).store.get_connector, m["tenant"], m["connector"])
-    text = await asyncio.to_thread(_mapping_text, body.mapping)
-    after = _usable_mapping(text, record.type)
+    text = await asyncio.to_thread(mapping_text, body.mapping)
+    after = usable_mapping(text, record.type)
     before = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
     return model_response(mapping_change(before, after))
 
@@ -531,4 +481,5 @@ def make_admin_app() -> web.Application:
     r.add_post(T + "/consumers/{consumer}/token", rotate_token)
     admin_ops.add_routes(r, tenant_path=T, connector_path=C)
     account_routes.add_routes(r, tenant_path=T)
+    previews.mount(app, connector_path=C)
     return app

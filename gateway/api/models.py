@@ -170,6 +170,7 @@ class InstructionCreate(_Request):
             max_length=MAX_PURPOSE_LENGTH,
             description="what the platform may use the data for; kept in the ledger forever, "
             "so an email address or a long number in it is refused",
+            json_schema_extra={"not": {"pattern": r"\S@\S|\d[\d .-]{6,}\d"}},
         ),
         AfterValidator(_ledger_purpose),
     ]
@@ -517,3 +518,83 @@ class ProblemDetails(BaseModel):
     code: str | None = None
     instruction_id: str | None = None
     run_id: str | None = None
+
+
+# --------------------------------------------------------------------------- live preview
+# Appended for the live preview (`gateway.api.preview`); kept together so merges stay easy.
+
+PREVIEW_ID_PATTERN = r"^prv_[0-9a-f]{32}$"
+
+
+class PreviewCreate(_Request):
+    """A preview of the connector's mapping (or of `mapping`, proposed in its place) on one
+    small page of the source's records."""
+
+    mapping: (
+        Annotated[
+            Annotated[BundledName, Tag("#bundled")] | Annotated[MappingText, Tag("#inline")],
+            Discriminator(_mapping_kind),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="a proposed mapping (a bundled name or its TOML text); default: the "
+        "connector's current mapping",
+    )
+    limit: Annotated[int, Field(ge=1, le=50), WHOLE] = Field(
+        default=20, description="records to read from the source (at most 50)"
+    )
+
+
+class PreviewFieldOut(_Response):
+    category: str
+    sources: list[str]
+
+
+class PreviewPerson(_Response):
+    """A sample person as the platform would receive them (fields the mapping does not
+    fill are left out)."""
+
+    subject_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    job_title: str | None = None
+    active: bool = Field(description="false: a leaver, to be deleted downstream")
+
+
+class QuarantinedOut(_Response):
+    position: int = Field(ge=0, description="the record's position in the page read")
+    reason: str = Field(description="field names and rules, never values")
+
+
+class PreviewOut(_Response):
+    """What the mapping makes of one small page. Holds personal data: not cached, kept by
+    the gateway for `expires_at` only."""
+
+    id: str = Field(pattern=PREVIEW_ID_PATTERN)
+    tenant: str
+    connector: str
+    made_at: datetime
+    made_by: str = Field(description="the opaque id of the account that asked")
+    expires_at: datetime
+    mapping_digest: str = Field(description="the mapping previewed")
+    current_digest: str = Field(description="the connector's current mapping")
+    proposed: bool = Field(description="a proposed mapping was previewed, not the current one")
+    limit: int = Field(ge=1)
+    records_read: int = Field(ge=0)
+    more_available: bool = Field(description="the source holds more records than were read")
+    fields: dict[str, PreviewFieldOut] = Field(
+        description="egress field -> its category and source field(s)"
+    )
+    people: list[PreviewPerson] = Field(description="minimised sample people")
+    dropped: dict[str, int] = Field(
+        description="source field -> records it was dropped from (names only, never values)"
+    )
+    quarantined: list[QuarantinedOut] = Field(description="records that would be quarantined")
+    unseen_source_fields: list[str] = Field(
+        description="mapped source fields no record read held (a typo in the mapping?)"
+    )
+    mapping_change: MappingChange | None = Field(
+        description="current -> proposed mapping; null without a proposed mapping"
+    )

@@ -47,6 +47,10 @@ _PROBLEMS: Final = {
     413: "Request body too large",
     422: "Validation failed; `errors` names each field",
     500: "Unexpected failure (generic detail; nothing of the request is echoed)",
+    502: (
+        "The source failed; `code` is the connector error kind (auth, unavailable, "
+        "too_large, config, malformed, rate_limited, refused); no response body is quoted"
+    ),
     503: "Not ready",
 }
 Security = list[dict[str, list[str]]]
@@ -391,6 +395,46 @@ def _with_lifecycle(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+# --------------------------------------------------------------------------- live preview
+# Appended for the live preview (`gateway.api.preview`); `_with_previews` merges them in.
+
+_PREVIEW_REQUESTS: Final[tuple[type[BaseModel], ...]] = (m.PreviewCreate,)
+_PREVIEW_RESPONSES: Final[tuple[type[BaseModel], ...]] = (m.PreviewOut,)
+_NO_STORE: Final = {
+    "Cache-Control": {"schema": {"type": "string", "const": "no-store"},
+                      "description": "the result holds personal data: never cached"},
+}  # fmt: skip
+
+
+def _preview_paths() -> dict[str, dict[str, Any]]:
+    tenant = _path_param("tenant", "tenant id", m.TENANT_ID_PATTERN)
+    connector = _path_param("connector", "connector id")
+    preview = _path_param("preview", "preview id (from the Location of the POST)")
+    c = "/admin/v1/tenants/{tenant}/connectors/{connector}"
+    return {
+        c + "/preview": {"post": _op(
+            "createPreview",
+            "Preview the connector's mapping (or a proposed one) on one small page of the "
+            "source's records, before any authorisation: fields, minimised sample people, "
+            "dropped and unseen source fields, quarantined records; recorded in the ledger, "
+            "nothing else written; the result is kept 10 minutes; one at a time per "
+            "connector (409 `preview-busy`)",
+            (201, m.PreviewOut, "The preview"), (*_WRITE, 502), tag="previews",
+            body=m.PreviewCreate, body_required=False, params=[tenant, connector],
+            headers={**_LOCATION, **_NO_STORE})},
+        c + "/previews/{preview}": {"get": _op(
+            "getPreview", "A preview made within the last 10 minutes",
+            (200, m.PreviewOut, "The preview"), _READ, tag="previews",
+            params=[tenant, connector, preview], headers=_NO_STORE)},
+    }  # fmt: skip
+
+
+def _with_previews(paths: dict[str, Any]) -> dict[str, Any]:
+    for path, ops in _preview_paths().items():
+        paths.setdefault(path, {}).update(ops)
+    return paths
+
+
 def _cursor_param() -> dict[str, Any]:
     return {
         "name": "after", "in": "query", "required": False,
@@ -448,8 +492,14 @@ def _with_ledger(paths: dict[str, Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=2)
 def _document(today: date) -> dict[str, Any]:
-    requests = (*_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_LEDGER_REQUESTS)
-    responses = (*_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_LEDGER_RESPONSES)
+    requests = (
+        *_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_LEDGER_REQUESTS,
+        *_PREVIEW_REQUESTS,
+    )  # fmt: skip
+    responses = (
+        *_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_LEDGER_RESPONSES,
+        *_PREVIEW_RESPONSES,
+    )  # fmt: skip
     models = [(x, "validation") for x in requests] + [(x, "serialization") for x in responses]
     _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
     schema_rules.apply(defs["$defs"], today)
@@ -464,7 +514,7 @@ def _document(today: date) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": _with_ledger(_with_lifecycle(_paths())),
+        "paths": _with_previews(_with_ledger(_with_lifecycle(_paths()))),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

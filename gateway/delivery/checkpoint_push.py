@@ -90,7 +90,7 @@ def url_problem(url: str, *, allow_private: bool) -> str | None:
 def configure(store: Store, url: str, *, now: datetime, by: Acting) -> CheckpointPush:
     """Set the tenant's push URL; the ledger records who did (not the URL), in one
     transaction."""
-    with by.recording(store, "checkpoint_push.configured", now, target="url-set"):
+    with by.recording(store, "checkpoint_push.configured", now):
         return store.set_checkpoint_push(by.tenant, url, now)
 
 
@@ -99,7 +99,7 @@ def clear(store: Store, *, now: datetime, by: Acting) -> bool:
     with store.transaction():
         if store.get_checkpoint_push(by.tenant) is None:
             return False
-        with by.recording(store, "checkpoint_push.configured", now, target="url-cleared"):
+        with by.recording(store, "checkpoint_push.cleared", now):
             store.clear_checkpoint_push(by.tenant)
     return True
 

@@ -61,6 +61,7 @@ AuditAction = Literal[
     "token.revoked",
     "signin.throttled",
     "checkpoint_push.configured",
+    "checkpoint_push.cleared",
     "oidc.configured",
     "oidc.removed",
 ]

@@ -123,8 +123,8 @@ async def test_push_url_is_set_read_and_cleared(api: Api, services: Services) ->
     entries = [e["entry"] for e in ledger.body["entries"]]
     admin = api.people.account("acme") if api.people else None
     assert [(e["action"], e["target"], e["actor"], e["role"]) for e in entries] == [
-        ("checkpoint_push.configured", "url-set", admin, "admin"),
-        ("checkpoint_push.configured", "url-cleared", admin, "admin"),
+        ("checkpoint_push.configured", None, admin, "admin"),
+        ("checkpoint_push.cleared", None, admin, "admin"),
     ]
     assert "127.0.0.1" not in ledger.text
 

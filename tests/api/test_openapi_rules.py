@@ -42,6 +42,11 @@ OPERATION_IDS = {
     ("/admin/v1/tenants/{tenant}/ledger/proof/{index}", "get"): "getInclusionProof",
     ("/admin/v1/tenants/{tenant}/consumers", "post"): "createConsumer",
     ("/feed/v1/tenants/{tenant}/events", "get"): "listFeedEvents",
+    ("/admin/v1/tenants/{tenant}/connectors/{connector}/preview", "post"): "createPreview",
+    (
+        "/admin/v1/tenants/{tenant}/connectors/{connector}/previews/{preview}",
+        "get",
+    ): "getPreview",
 }
 
 

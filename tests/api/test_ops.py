@@ -48,7 +48,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 45
+    assert len(routes) == 47  # 45 + the live preview (POST preview, GET previews/{id})
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -132,7 +132,7 @@ async def test_a_crash_is_a_generic_500_without_data(
 
 
 async def test_every_operation_answers_as_documented(
-    api: Api, services: Services, people: People, oidc_issuer: str
+    api: Api, services: Services, people: People, oidc_issuer: str, aiohttp_server: Any
 ) -> None:
     """A tour of every route's success answer; the `api` fixture validates each body."""
     token, instruction = await setup_feed(api)
@@ -161,6 +161,7 @@ async def test_every_operation_answers_as_documented(
     await api.get(f"{c}/syncs")
     await api.get("/admin/v1/tenants")
     await api.post(f"{c}/mapping-preview", {"mapping": "afas"})
+    await _tour_preview(api, aiohttp_server)
     await api.call("PATCH", c, json={"interval_seconds": 600})
     consumer = (await api.get(f"{t}/consumers")).body["consumers"][0]["id"]
     await api.post(f"{t}/consumers/{consumer}/token")
@@ -188,6 +189,19 @@ async def test_every_operation_answers_as_documented(
     await api.delete(f"/admin/v1/operators/{op.body['account']['id']}")
     success = {(p, m) for p, m, status in SEEN if status < 300}
     assert success >= documented(document())
+
+
+async def _tour_preview(api: Api, aiohttp_server: Any) -> None:
+    """The live preview needs a source that answers: an AFAS emulator."""
+    from connectors.afas.emulator import EMULATOR_TOKEN
+    from connectors.afas.emulator import make_app as afas_app
+
+    source = await aiohttp_server(afas_app(people=5), host="127.0.0.1")
+    await api.post("/admin/v1/tenants/acme/connectors", {
+        "id": "src", "type": "afas", "base_url": str(source.make_url("/profitrestservices")),
+        "credentials": {"token": EMULATOR_TOKEN}, "mapping": "afas"})  # fmt: skip
+    made = await api.post("/admin/v1/tenants/acme/connectors/src/preview", {"limit": 2})
+    await api.get(made.headers["Location"])
 
 
 async def test_responses_are_not_cached_or_sniffed(api: Api) -> None:
