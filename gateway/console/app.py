@@ -20,6 +20,7 @@ from gateway.console import (
     views_idp,
     views_oidc,
     views_operator,
+    views_preview,
     views_runs,
     views_tenant,
 )
@@ -52,6 +53,7 @@ def make_console_app(services: Services) -> web.Application:
     views_auth.add_routes(router)
     views_oidc.add_routes(router)
     views_connectors.add_routes(router)
+    views_preview.add_routes(router)
     views_authorise.add_routes(router)
     views_runs.add_routes(router)
     views_tenant.add_routes(router)

@@ -39,6 +39,7 @@ from gateway.minimise.mapping import Mapping, parse_mapping
 from gateway.minimise.mapping_diff import MappingDiff
 from gateway.runtime.services import Services
 from gateway.store.records import AlreadyExists, ConnectorRecord, Instruction, NotFound, RunRecord
+from gateway.sync.preview import Preview
 from gateway.tenancy import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_MAX_DELETE_SHARE,
@@ -259,6 +260,7 @@ async def connector_view(
     conflict: dict[str, str] | None = None,
     flashes: list[Flash] | None = None,
     status: int = 200,
+    live: Preview | None = None,
 ) -> web.Response:
     s = services(request)
     at = s.clock()
@@ -283,6 +285,7 @@ async def connector_view(
         auth_errors=auth_errors or {},
         diff=diff,
         conflict=conflict,
+        live=live,
         mappings=cf.mapping_options(),
         fresh=fresh(principal, at),
         can_configure=allowed(principal, "tenant.configure", record.tenant),

@@ -124,6 +124,11 @@ async def test_invite_enrol_connect_authorise_sync_revoke(
     await page.get_by_role("button", name="Create connector").click()
     assert "Connector created" in await page.content(), await page.content()
 
+    # The live preview: one bounded page of her own source, minimised as a sync would.
+    await page.get_by_role("button", name="Preview on our own data").click()
+    assert await page.locator("#live-people tbody tr").count() == 20, await page.content()
+    assert "user.contact.email" in await page.locator("#live-preview").inner_text()
+
     # Authorise with step-up, then sync and watch the run finish.
     form = page.locator("#authorise-form")
     await form.get_by_label("Purpose").fill("training records of employees")

@@ -37,6 +37,7 @@ RULES: dict[tuple[str, str], Capability | str] = {
         "tenant.authorise"
     ),
     ("POST", "/t/{tenant}/connectors/{connector}/sync"): "tenant.configure",
+    ("POST", "/t/{tenant}/connectors/{connector}/live-preview"): "tenant.authorise",
     ("GET", "/t/{tenant}/connectors/{connector}/runs"): "tenant.read",
     ("GET", "/t/{tenant}/connectors/{connector}/runs/{run}"): "tenant.read",
     ("GET", "/t/{tenant}/authorisations"): "tenant.audit",
