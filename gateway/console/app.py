@@ -23,6 +23,7 @@ from gateway.console import (
     views_preview,
     views_runs,
     views_tenant,
+    views_tokens,
 )
 from gateway.console.kit import RESUMES, SERVICES, TASKS, TEMPLATES, console_errors, page_headers
 from gateway.console.resume import Resumes
@@ -58,6 +59,7 @@ def make_console_app(services: Services) -> web.Application:
     views_runs.add_routes(router)
     views_tenant.add_routes(router)
     views_idp.add_routes(router)
+    views_tokens.add_routes(router)
     views_operator.add_routes(router)
     router.add_static("/static", HERE / "static", append_version=False)
     return app

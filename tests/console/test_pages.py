@@ -438,3 +438,36 @@ async def test_an_idle_session_ends_and_the_form_comes_back(
     )  # fmt: skip
     assert back.status == 200 and 'value="lms-two"' in back.html
     assert "123456" not in back.html
+
+
+async def test_api_tokens_shown_once_no_higher_than_the_role_and_revocable(
+    console: Console, world: World, services: Services
+) -> None:
+    await console.sign_in(world.viewer)
+    page = await console.get("/console/tokens")
+    assert page.status == 200
+    check_accessible(page.html)
+    assert '<option value="admin"' not in page.html  # a viewer cannot make an admin token
+    higher = await console.post(
+        "/console/tokens", {"csrf": page.csrf, "name": "ci", "role": "admin", "days": "30"}
+    )
+    assert higher.status == 422 and 'id="e-role"' in higher.html
+    made = await console.post(
+        "/console/tokens", {"csrf": page.csrf, "name": "ci", "role": "viewer", "days": "30"}
+    )
+    token = re.search(r'id="api-token">([^<]+)<', made.html)
+    assert token and token.group(1).startswith("sluis_tok_")
+    principal = services.accounts.bearer(token.group(1))
+    assert principal is not None and principal.role == "viewer" and principal.tenant == "acme"
+    listing = await console.get("/console/tokens")
+    assert token.group(1) not in listing.html and ">ci<" in listing.html
+    [record] = services.accounts.list_tokens(principal)
+    revoked = await console.post(f"/console/tokens/{record.id}/revoke", {"csrf": listing.csrf})
+    assert revoked.status == 200 and "Token revoked" in revoked.html
+    assert services.accounts.bearer(token.group(1)) is None
+    # Another tenant's admin cannot revoke it (nor see it).
+    await console.sign_in(world.other_admin)
+    other = await console.get("/console/tokens")
+    assert ">ci<" not in other.html
+    refused = await console.post(f"/console/tokens/{record.id}/revoke", {"csrf": other.csrf})
+    assert refused.status == 404
