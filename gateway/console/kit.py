@@ -135,6 +135,8 @@ def error_page(request: web.Request, status: int, key: str, **values: object) ->
 _ACCOUNT_ERRORS: Final = {
     "forbidden": "error.forbidden",
     "step-up-required": "error.step_up",
+    "not-found": "error.not_found",
+    "oidc-failed": "oidc.failed",
 }
 
 
