@@ -34,6 +34,7 @@ from gateway.console.names import account_names
 from gateway.keys.signing import public_key_pem
 from gateway.ledger.export import write_export
 from gateway.ledger.log import LedgerCorrupt
+from gateway.ledger.verify import VerifyReport
 from gateway.store.account_records import Role
 from gateway.store.records import Instruction, NotFound
 from gateway.tenancy import create_consumer
@@ -185,17 +186,20 @@ class EntryView:
 
 
 async def ledger(request: web.Request) -> web.StreamResponse:
+    """Entries, the latest checkpoint and downloads; the whole log is recomputed and checked
+    against its signed checkpoints only when asked (`?verify=1`): that reads every entry."""
     principal = await signed_in(request)
     tenant = _tenant(request)
     check(principal, "tenant.audit", tenant)
     await _known_tenant(request, tenant)
     s = services(request)
     log = s.ledger(tenant)
+    verify = request.query.get("verify") == "1"
 
-    def read() -> tuple[int, str | None, object, list[EntryView]]:
+    def read() -> tuple[int, str | None, VerifyReport | None, list[EntryView]]:
         size = log.size()
         latest = s.store.ledger.latest_checkpoint(tenant)
-        report = log.verify(s.signer.public_key)
+        report = log.verify(s.signer.public_key) if verify else None
         start = max(size - ENTRIES_SHOWN, 0)
         records = log.entries(start - 1 if start else None, ENTRIES_SHOWN)
         views = [
@@ -208,10 +212,11 @@ async def ledger(request: web.Request) -> web.StreamResponse:
         ]
         return size, latest.note if latest else None, report, views
 
+    corrupt = False
     try:
         size, note, report, entries = await call(read)
     except LedgerCorrupt:
-        size, note, report, entries = 0, None, None, []
+        size, note, report, entries, corrupt = 0, None, None, [], True
     return render(
         request,
         "ledger.html",
@@ -220,6 +225,7 @@ async def ledger(request: web.Request) -> web.StreamResponse:
         size=size,
         checkpoint=note,
         report=report,
+        corrupt=corrupt,
         entries=entries,
     )
 

@@ -216,6 +216,8 @@ EN: Final[dict[str, str]] = {
     "ledger.verification": "Verification",
     "ledger.verified": "Verified: {entries} entries and {checkpoints} checkpoints check out.",
     "ledger.broken": "Verification failed at entry {index}: {reason}",
+    "ledger.verify_now": "Verify the whole log now (recomputes every entry against the signed checkpoints)",
+    "ledger.corrupt": "The ledger failed its self-check. Run `sluis audit verify` on this gateway and tell the operator.",
     "ledger.downloads": "Downloads",
     "ledger.export": "Export (JSON Lines)",
     "ledger.public_key": "Public key (PEM)",

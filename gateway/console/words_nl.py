@@ -216,6 +216,8 @@ NL: Final[dict[str, str]] = {
     "ledger.verification": "Controle",
     "ledger.verified": "Gecontroleerd: {entries} regels en {checkpoints} checkpoints kloppen.",
     "ledger.broken": "Controle mislukt bij regel {index}: {reason}",
+    "ledger.verify_now": "Het hele logboek nu controleren (herberekent elke regel tegen de ondertekende checkpoints)",
+    "ledger.corrupt": "Het logboek faalde zijn zelfcontrole. Voer `sluis audit verify` uit op deze gateway en meld het de beheerder.",
     "ledger.downloads": "Downloads",
     "ledger.export": "Exportbestand (JSON Lines)",
     "ledger.public_key": "Publieke sleutel (PEM)",

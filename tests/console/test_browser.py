@@ -151,6 +151,12 @@ async def test_invite_enrol_connect_authorise_sync_revoke(
     history = await page.goto(gateway + "/console/t/acme/authorisations")
     assert history is not None and history.status == 200
     assert "Anna Admin" in await page.content()
+    # The ledger names who authorised and who revoked, and still verifies.
+    await page.goto(gateway + "/console/t/acme/ledger")
+    await page.get_by_role("link", name=re.compile("Verify the whole log now")).click()
+    assert await page.locator("#verification").get_attribute("data-ok") == "1"
+    kinds = await page.locator("table tbody td:nth-child(2)").all_inner_texts()
+    assert {"authorisation.granted", "authorisation.revoked", "preview.made"} <= set(kinds)
     await context.close()
 
 
