@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+import segno
 from aiohttp import web
 
 from gateway.accounts.errors import (
@@ -181,6 +182,11 @@ async def _pending(request: web.Request, token: str) -> tuple[PendingInvitation,
     return pending, enrolment
 
 
+def qr_code(uri: str) -> str:
+    """The otpauth URI as a QR code (an SVG data URI), for the authenticator app's camera."""
+    return str(segno.make(uri, error="m").svg_data_uri(scale=4))
+
+
 async def invitation_form(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     pending, enrolment = await _pending(request, token)
@@ -189,6 +195,7 @@ async def invitation_form(request: web.Request) -> web.StreamResponse:
         "invitation.html",
         pending=pending,
         enrolment=enrolment,
+        qr=qr_code(enrolment.uri),
         errors={},
         action=request.path,
     )
@@ -231,6 +238,7 @@ async def accept_invitation(request: web.Request) -> web.StreamResponse:
         422,
         pending=pending,
         enrolment=enrolment,
+        qr=qr_code(enrolment.uri),
         errors=errors,
         action=request.path,
     )

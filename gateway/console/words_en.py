@@ -64,6 +64,7 @@ EN: Final[dict[str, str]] = {
     "invite.mismatch": "The two passwords differ. Type the same password twice.",
     "invite.totp": "Set up two-step sign-in",
     "invite.totp_intro": "Add this account to your authenticator app: open the link on your phone, or type the secret by hand.",
+    "invite.qr": "QR code of the setup link for your authenticator app (the secret below is the same, for typing in)",
     "invite.uri": "Setup link",
     "invite.secret": "Secret for manual entry",
     "invite.code": "Code your app now shows",

@@ -64,6 +64,7 @@ NL: Final[dict[str, str]] = {
     "invite.mismatch": "De twee wachtwoorden verschillen. Typ twee keer hetzelfde wachtwoord.",
     "invite.totp": "Aanmelden in twee stappen instellen",
     "invite.totp_intro": "Voeg dit account toe aan uw authenticator-app: open de link op uw telefoon, of typ de sleutel over.",
+    "invite.qr": "QR-code van de instellink voor uw authenticator-app (de sleutel hieronder is dezelfde, om over te typen)",
     "invite.uri": "Instellink",
     "invite.secret": "Sleutel om over te typen",
     "invite.code": "Code die uw app nu toont",

@@ -99,6 +99,8 @@ async def test_invite_enrol_connect_authorise_sync_revoke(
     await page.goto(link)
     secret = (await page.locator("#totp-secret").inner_text()).strip()
     assert (await page.locator("#otpauth-uri").inner_text()).startswith("otpauth://")
+    # The QR code loads under the console's content security policy.
+    assert await page.locator("img.qr").evaluate("img => img.naturalWidth") > 0
     anna = Person("anna@acme.example", PASSWORD, secret, "", "admin", "acme", clock)
     await page.get_by_label("New password").fill(PASSWORD)
     await page.get_by_label("Repeat the password").fill(PASSWORD)

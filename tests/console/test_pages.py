@@ -104,6 +104,7 @@ async def test_invitation_flow_in_the_console(
     check_accessible(form.html)
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', form.html)
     assert secret and "otpauth://" in form.html
+    assert '<img src="data:image/svg+xml' in form.html
     totp = pyotp.TOTP(secret.group(1))
     mismatch = await console.post(
         path, {"password": "a long enough password 1", "password2": "other", "code": "000000"}
