@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, cast
 
 import orjson
@@ -25,8 +25,10 @@ from gateway.store.account_records import (
     ThrottleRecord,
 )
 from gateway.store.ledger_sqlite import SqliteDatabase
-from gateway.store.protocols import StoreError
 from gateway.store.records import AlreadyExists, NotFound
+from gateway.store.sqltime import from_text as _dt
+from gateway.store.sqltime import required as _need
+from gateway.store.sqltime import to_text as _ts
 
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS accounts (
@@ -65,23 +67,6 @@ _SESSION: Final = "id, token_hash, account_id, created_at, last_seen_at, csrf, s
 _API_KEY_COLUMNS: Final = (
     "id, token_hash, account_id, tenant, role, name, created_at, expires_at, revoked_at, step_up_at"
 )
-
-
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _need(value: str | None) -> datetime:
-    parsed = _dt(value)
-    if parsed is None:  # pragma: no cover - NOT NULL columns
-        raise StoreError("a required time is missing")
-    return parsed
 
 
 def _account(r: Sequence[Any]) -> AccountRecord:

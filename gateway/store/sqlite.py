@@ -15,7 +15,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -23,7 +23,6 @@ import orjson
 
 from gateway.store.accounts_sqlite import SqliteAccountStore
 from gateway.store.ledger_sqlite import SqliteDatabase, SqliteLedgerStore
-from gateway.store.protocols import StoreError
 from gateway.store.records import (
     AlreadyExists,
     ConnectorRecord,
@@ -41,6 +40,9 @@ from gateway.store.records import (
     Tenant,
 )
 from gateway.store.sqlite_push import SqliteCheckpointPushes
+from gateway.store.sqltime import from_text as _dt
+from gateway.store.sqltime import required as _need
+from gateway.store.sqltime import to_text as _ts
 
 _SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS tenants (
@@ -88,23 +90,6 @@ _SCHEMA: Final = (
         name TEXT NOT NULL, token_hash BLOB NOT NULL UNIQUE, created_at TEXT NOT NULL,
         revoked_at TEXT)""",
 )
-
-
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _need(value: str | None) -> datetime:
-    parsed = _dt(value)
-    if parsed is None:  # pragma: no cover - NOT NULL columns
-        raise StoreError("a required time is missing")
-    return parsed
 
 
 def _json(value: Any) -> str:

@@ -12,20 +12,14 @@ from typing import Any, Final
 
 from gateway.store.ledger_sqlite import SqliteDatabase
 from gateway.store.records import CheckpointPush, NotFound
+from gateway.store.sqltime import from_text as _dt
+from gateway.store.sqltime import to_text as _ts
 
 PUSH_SCHEMA: Final = """CREATE TABLE IF NOT EXISTS checkpoint_pushes (
     tenant TEXT PRIMARY KEY REFERENCES tenants (id), url TEXT NOT NULL,
     configured_at TEXT NOT NULL, pushed_seq INTEGER, pushed_at TEXT,
     failed_at TEXT, failure TEXT)"""
 _COLUMNS: Final = "tenant, url, configured_at, pushed_seq, pushed_at, failed_at, failure"
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def _push(row: Any) -> CheckpointPush:
