@@ -1,0 +1,208 @@
+"""The connector form: reading and checking it, the mapping it names, and the version
+that protects a save from overwriting someone else's.
+
+The edit form carries `version`: the connector's mapping digest, interval, delete share,
+pause state and a digest of its sealed credentials, as the form saw them. A save whose
+version no longer matches the stored connector is refused, and the page says which of
+those changed (credentials only as "changed", never a value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping as Fields
+from dataclasses import dataclass, field
+from typing import Final
+
+from connectors.netguard import PrivateAddress, check_url
+from connectors.registry import UnknownConnectorType, connector_type, known_types
+from gateway.console.i18n import Translate
+from gateway.minimise.mapping import Mapping, MappingError, parse_mapping
+from gateway.minimise.mapping_diff import MappingDiff, diff_mappings
+from gateway.store.records import ConnectorRecord
+from mappings import bundled_mapping, bundled_names
+
+ID_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+CUSTOM: Final = "custom"
+MAX_TOML_CHARS: Final = 64 * 1024
+MIN_INTERVAL: Final = 60
+MAX_INTERVAL: Final = 7 * 24 * 3600
+
+
+@dataclass
+class ConnectorInput:
+    """What the form asked for, checked; `errors` maps a field name to its message."""
+
+    id: str = ""
+    type: str = ""
+    base_url: str = ""
+    token: str = ""
+    mapping_choice: str = ""
+    mapping_toml: str = ""
+    interval: str = ""
+    delete_share: str = ""
+    paused: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+    mapping: Mapping | None = None
+    mapping_text: str | None = None
+
+    @property
+    def interval_seconds(self) -> int:
+        return int(self.interval)
+
+    @property
+    def max_delete_share(self) -> float:
+        return float(self.delete_share)
+
+
+def type_options() -> list[str]:
+    return known_types()
+
+
+def mapping_options() -> list[str]:
+    return bundled_names()
+
+
+def _mapping_text(choice: str, toml: str, t: Translate, errors: dict[str, str]) -> str | None:
+    if choice == CUSTOM:
+        if not toml.strip():
+            errors["mapping_toml"] = t("common.required")
+            return None
+        return toml
+    try:
+        return bundled_mapping(choice).read_text(encoding="utf-8")
+    except (FileNotFoundError, ValueError):
+        errors["mapping"] = t("connector.no_bundled")
+        return None
+
+
+def usable_mapping(text: str, type_name: str, t: Translate) -> tuple[Mapping | None, str | None]:
+    """The parsed mapping, or the message to show (line and field named)."""
+    try:
+        mapping = parse_mapping(text, "mapping")
+    except MappingError as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        what = f"{exc.field}: " if exc.field else ""
+        return None, t("connector.bad_mapping", problem=f"{where}{what}{exc.problem}")
+    if mapping.connector != type_name:
+        return None, t(
+            "connector.bad_mapping", problem=f"written for {mapping.connector}, not {type_name}"
+        )
+    return mapping, None
+
+
+def read_connector(
+    form: Fields[str, str],
+    t: Translate,
+    *,
+    existing: ConnectorRecord | None,
+    allow_private: bool,
+) -> ConnectorInput:
+    """Check a create (no `existing`) or edit form. Edits keep type, id and base URL."""
+    get = form.get
+    got = ConnectorInput(
+        id=str(get("id", "")).strip() if existing is None else existing.id,
+        type=str(get("type", "")).strip() if existing is None else existing.type,
+        base_url=str(get("base_url", "")).strip()[:2048],
+        token=str(get("credential_token", "")).strip()[:4096],
+        mapping_choice=str(get("mapping", "")).strip(),
+        mapping_toml=str(get("mapping_toml", ""))[:MAX_TOML_CHARS].replace("\r\n", "\n"),
+        interval=str(get("interval", "")).strip(),
+        delete_share=str(get("delete_share", "")).strip(),
+        paused=get("paused", "") == "on",
+    )
+    errors = got.errors
+    if existing is None:
+        if not ID_PATTERN.fullmatch(got.id):
+            errors["id"] = t("connector.bad_id")
+        try:
+            connector_type(got.type)
+        except UnknownConnectorType:
+            errors["type"] = t("connector.unknown_type")
+        if not got.token:
+            errors["credential_token"] = t("connector.token_required")
+    if existing is None or got.base_url != existing.base_url:
+        _check_url(got, t, allow_private)
+    try:
+        seconds = int(got.interval)
+        if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+            raise ValueError
+    except ValueError:
+        errors["interval"] = t("connector.bad_interval")
+    try:
+        share = float(got.delete_share)
+        if not 0.0 <= share <= 1.0:
+            raise ValueError
+    except ValueError:
+        errors["delete_share"] = t("connector.bad_share")
+    if got.mapping_choice:
+        text = _mapping_text(got.mapping_choice, got.mapping_toml, t, errors)
+        if text is not None and "type" not in errors:
+            mapping, problem = usable_mapping(text, got.type, t)
+            if problem:
+                errors["mapping_toml" if got.mapping_choice == CUSTOM else "mapping"] = problem
+            got.mapping, got.mapping_text = mapping, text
+    elif existing is None:
+        errors["mapping"] = t("common.required")
+    return got
+
+
+def _check_url(got: ConnectorInput, t: Translate, allow_private: bool) -> None:
+    if not re.match(r"https?://[^/\s]+", got.base_url):
+        got.errors["base_url"] = t("connector.bad_url")
+        return
+    if not allow_private:
+        try:
+            check_url(got.base_url)
+        except PrivateAddress:
+            got.errors["base_url"] = t("connector.private_url")
+        except ValueError:
+            got.errors["base_url"] = t("connector.bad_url")
+
+
+def mapping_changes(record: ConnectorRecord, proposed: Mapping) -> MappingDiff:
+    current = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
+    return diff_mappings(current, proposed)
+
+
+# --------------------------------------------------------------------------- versions
+
+VERSION_PARTS: Final = ("mapping", "interval", "delete_share", "paused", "credentials")
+
+
+def version_parts(record: ConnectorRecord) -> dict[str, str]:
+    return {
+        "mapping": record.mapping_digest,
+        "interval": str(record.interval_seconds),
+        "delete_share": repr(record.max_delete_share),
+        "paused": "1" if record.paused_at is not None else "0",
+        "credentials": hashlib.sha256(record.sealed_credentials).hexdigest()[:16],
+    }
+
+
+def version(record: ConnectorRecord) -> str:
+    """What the form was based on, readable back by `changed_since`."""
+    return "~".join(version_parts(record)[k] for k in VERSION_PARTS)
+
+
+def changed_since(record: ConnectorRecord, seen: str) -> list[str]:
+    """The properties that differ from the version a form was based on (all when unreadable)."""
+    old = seen.split("~")
+    if len(old) != len(VERSION_PARTS):
+        return list(VERSION_PARTS)
+    now = version_parts(record)
+    return [k for k, before in zip(VERSION_PARTS, old, strict=True) if now[k] != before]
+
+
+def now_showing(record: ConnectorRecord, changed: list[str]) -> dict[str, str]:
+    """What the stored connector now says for each changed property (credentials: nothing,
+    they are never shown)."""
+    shown = {
+        "mapping": record.mapping_digest,
+        "interval": str(record.interval_seconds),
+        "delete_share": str(record.max_delete_share),
+        "paused": "1" if record.paused_at is not None else "0",
+        "credentials": "",
+    }
+    return {k: shown[k] for k in changed}
