@@ -187,8 +187,20 @@ async def page_headers(request: web.Request, response: web.StreamResponse) -> No
 # --------------------------------------------------------------------------- sessions
 
 
+def is_secure(request: web.Request) -> bool:
+    """Over TLS: this connection, or the proxy in front (`public_url` says https)."""
+    public = services(request).settings.public_url
+    return request.secure or (public is not None and public.startswith("https://"))
+
+
+def public_base(request: web.Request) -> str:
+    """How browsers reach this gateway: `public_url`, else this request's scheme and host."""
+    public = services(request).settings.public_url
+    return public if public is not None else f"{request.scheme}://{request.host}"
+
+
 def cookie_name(request: web.Request) -> str:
-    return TLS_COOKIE if request.secure else PLAIN_COOKIE
+    return TLS_COOKIE if is_secure(request) else PLAIN_COOKIE
 
 
 def session_value(request: web.Request) -> str | None:
@@ -201,14 +213,14 @@ def set_session(response: web.StreamResponse, request: web.Request, value: str) 
         value,
         path="/",
         httponly=True,
-        secure=request.secure,
+        secure=is_secure(request),
         samesite="Strict",
     )
 
 
 def clear_session(response: web.StreamResponse, request: web.Request) -> None:
     response.del_cookie(
-        cookie_name(request), path="/", secure=request.secure, httponly=True, samesite="Strict"
+        cookie_name(request), path="/", secure=is_secure(request), httponly=True, samesite="Strict"
     )
 
 
@@ -255,7 +267,9 @@ def same_origin(request: web.Request) -> bool:
     if origin is None:
         return True
     host = urlsplit(origin).netloc
-    return bool(host) and hmac.compare_digest(host.encode(), request.host.encode())
+    public = services(request).settings.public_url
+    ours = [request.host] + ([urlsplit(public).netloc] if public else [])
+    return bool(host) and any(hmac.compare_digest(host.encode(), h.encode()) for h in ours)
 
 
 async def read_form(request: web.Request) -> Form:

@@ -29,6 +29,7 @@ from gateway.console.kit import (
     call,
     clear_session,
     current,
+    is_secure,
     lang_of,
     posted,
     read_form,
@@ -163,7 +164,7 @@ async def set_language(request: web.Request) -> web.StreamResponse:
             path="/",
             max_age=365 * 24 * 3600,
             samesite="Strict",
-            secure=request.secure,
+            secure=is_secure(request),
             httponly=True,
         )
     raise response

@@ -24,7 +24,9 @@ from gateway.console.i18n import translator
 from gateway.console.kit import (
     PageError,
     call,
+    is_secure,
     lang_of,
+    public_base,
     render,
     services,
     session_value,
@@ -38,7 +40,7 @@ CALLBACK: Final = "/console/oidc/callback"
 
 
 def redirect_uri(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}{CALLBACK}"
+    return public_base(request) + CALLBACK
 
 
 async def begin(request: web.Request) -> web.StreamResponse:
@@ -58,7 +60,7 @@ async def begin(request: web.Request) -> web.StreamResponse:
     response = render(request, "moving_on.html", target=target, message=t("oidc.moving_on"))
     response.set_cookie(
         STATE_COOKIE, state, path=CALLBACK, max_age=STATE_SECONDS, httponly=True,
-        secure=request.secure, samesite="Lax",
+        secure=is_secure(request), samesite="Lax",
     )  # fmt: skip
     return response
 

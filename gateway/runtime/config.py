@@ -5,6 +5,7 @@ data_dir = "sluis-data"        # SQLite database
 key_dir = "sluis-data-keys"    # master key and ledger signing key (default: beside data_dir)
 host = "127.0.0.1"
 port = 8080
+public_url = "https://sluis.example.com"  # how browsers reach it (behind a TLS proxy)
 admin_token = "..."            # bootstrap token: invites the first operator (or SLUIS_ADMIN_TOKEN)
 master_key = "base64..."       # 32 bytes (or SLUIS_MASTER_KEY; else key_dir/master.key)
 metrics_token = "..."          # bearer token /metrics asks for (or SLUIS_METRICS_TOKEN)
@@ -50,6 +51,12 @@ class Settings(BaseModel):
     key_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    #: Where browsers reach the gateway, when a proxy ends TLS in front of it: the
+    #: console's cookies are then Secure, and the OIDC redirect address is built from it
+    #: rather than from the request's Host header. None: as each request arrives.
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=255
+    )
     admin_token: str | None = Field(default=None, min_length=16, repr=False)
     master_key: str | None = Field(default=None, repr=False)
     #: Bearer token `/metrics` requires; None leaves it open (bind to a private address).

@@ -252,3 +252,26 @@ async def test_a_recovery_code_signs_in_once(console: Console, world: World) -> 
     console.client.session.cookie_jar.clear()
     again = await console.post("/console/sign-in", {**data, "code": world.auditor.recovery[0]})
     assert again.status == 401
+
+
+async def test_behind_a_tls_proxy_public_url_makes_the_cookie_secure(
+    aiohttp_client: Any, services: Services, world: World
+) -> None:
+    """`sluis serve` speaks plain HTTP to the proxy that ends TLS: `public_url` tells it
+    what browsers see, so the cookie is still `__Host-` and Secure, and the proxy's
+    public host is accepted as the forms' Origin."""
+    services.settings = services.settings.model_copy(
+        update={"public_url": "https://sluis.acme.example"}
+    )
+    client = await aiohttp_client(make_app(services))
+    data = {"email": world.admin.email, "password": world.admin.password,
+            "code": world.admin.code()}  # fmt: skip
+    resp = await client.post("/console/sign-in", data=data, allow_redirects=False,
+                             headers={"Origin": "https://sluis.acme.example"})  # fmt: skip
+    assert resp.status == 303
+    [header] = [h for h in resp.headers.getall("Set-Cookie") if "sluis_session" in h]
+    cookie = SimpleCookie(header)["__Host-sluis_session"]
+    assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Strict"
+    evil = await client.post("/console/sign-in", data=data, allow_redirects=False,
+                             headers={"Origin": "https://evil.example"})  # fmt: skip
+    assert evil.status == 403
