@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -207,6 +207,38 @@ def change_connector(
         )
 
 
+# --------------------------------------------------------------------------- versions
+# An edit is based on what its author saw. The version names that view, property by
+# property, so a save based on an older one is refused with the properties that moved on
+# (console forms carry it; the admin API sends it as the connector's ETag).
+
+VERSION_PARTS: Final = ("mapping", "interval", "delete_share", "paused", "credentials")
+
+
+def version_parts(record: ConnectorRecord) -> dict[str, str]:
+    return {
+        "mapping": record.mapping_digest,
+        "interval": str(record.interval_seconds),
+        "delete_share": repr(record.max_delete_share),
+        "paused": "1" if record.paused_at is not None else "0",
+        "credentials": hashlib.sha256(record.sealed_credentials).hexdigest()[:16],
+    }
+
+
+def version(record: ConnectorRecord) -> str:
+    """The connector's editable state, readable back by `changed_since`."""
+    return "~".join(version_parts(record)[k] for k in VERSION_PARTS)
+
+
+def changed_since(record: ConnectorRecord, seen: str) -> list[str]:
+    """The properties that differ from the version `seen` (all of them when unreadable)."""
+    old = seen.split("~")
+    if len(old) != len(VERSION_PARTS):
+        return list(VERSION_PARTS)
+    now = version_parts(record)
+    return [k for k, before in zip(VERSION_PARTS, old, strict=True) if now[k] != before]
+
+
 @dataclass(frozen=True)
 class Deletion:
     """What deleting a connector did."""
@@ -283,6 +315,7 @@ __all__ = [
     "Deletion",
     "UnknownConnectorType",
     "change_connector",
+    "changed_since",
     "connector_credentials",
     "create_connector",
     "create_consumer",
@@ -293,6 +326,7 @@ __all__ = [
     "set_paused",
     "subject_key",
     "token_hash",
+    "version",
 ]
 
 

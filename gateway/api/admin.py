@@ -68,12 +68,14 @@ from gateway.store.records import ConnectorRecord, Consumer, Instruction, NotFou
 from gateway.sync.instructions import revoke
 from gateway.tenancy import (
     change_connector,
+    changed_since,
     create_connector,
     create_consumer,
     create_tenant,
     delete_connector,
     rotate_consumer_token,
     set_paused,
+    version,
 )
 from gateway.tenancy import revoke_consumer as end_consumer
 
@@ -233,7 +235,20 @@ async def get_connector(request: web.Request) -> web.Response:
             f"not found: connector {gone.id} was deleted at {gone.deleted_at.isoformat()} "
             f"(subjects: {gone.deleted_subjects})",
         ) from None
-    return model_response(connector_out(record))
+    return model_response(connector_out(record), headers={"ETag": etag(record)})
+
+
+def etag(record: ConnectorRecord) -> str:
+    """The connector's version as an HTTP entity tag (`If-Match` on PATCH compares it)."""
+    return f'"{version(record)}"'
+
+
+def _if_match(request: web.Request) -> str | None:
+    """The version an edit is based on (None: no `If-Match`, or `*`)."""
+    given = request.headers.get("If-Match")
+    if given is None or given.strip() == "*":
+        return None
+    return given.strip().removeprefix("W/").strip('"')
 
 
 def mapping_change(before: Mapping, after: Mapping) -> MappingChange:
@@ -261,23 +276,42 @@ async def patch_connector(request: web.Request) -> web.Response:
     if body.credentials is not None or (change is not None and not change.same):
         require_step_up(request)
     by = acting(request, record.tenant)
-    updated = await store_call(
-        change_connector,
-        s.store,
-        s.box,
-        record,
-        credentials=body.credentials,
-        mapping_text=text,
-        interval_seconds=body.interval_seconds,
-        max_delete_share=body.max_delete_share,
-        now=s.clock(),
-        by=by,
-    )
-    if body.paused is not None and body.paused != (updated.paused_at is not None):
-        updated = await store_call(
-            set_paused, s.store, updated, paused=body.paused, now=s.clock(), by=by
+    seen = _if_match(request)
+
+    def apply() -> ConnectorRecord | list[str]:
+        # One transaction: the version is compared with what is stored when the change
+        # is written, so two saves based on one view cannot both land.
+        with s.store.transaction():
+            current = s.store.get_connector(record.tenant, record.id)
+            moved = changed_since(current, seen) if seen is not None else []
+            if moved:
+                return moved
+            now = s.clock()
+            updated = change_connector(
+                s.store, s.box, current, credentials=body.credentials, mapping_text=text,
+                interval_seconds=body.interval_seconds, max_delete_share=body.max_delete_share,
+                now=now, by=by,
+            )  # fmt: skip
+            if body.paused is not None and body.paused != (updated.paused_at is not None):
+                updated = set_paused(s.store, updated, paused=body.paused, now=now, by=by)
+            return updated
+
+    outcome = await store_call(apply)
+    if isinstance(outcome, list):
+        current = await store_call(s.store.get_connector, record.tenant, record.id)
+        raise Problem(
+            412,
+            "the connector changed since the version this edit is based on "
+            f"({', '.join(outcome)}); GET it again and re-apply the edit",
+            slug="connector-changed",
+            headers={"ETag": etag(current)},
+            changed=outcome,
         )
-    return model_response(ConnectorChanged(connector=connector_out(updated), mapping_change=change))
+    updated = outcome
+    return model_response(
+        ConnectorChanged(connector=connector_out(updated), mapping_change=change),
+        headers={"ETag": etag(updated)},
+    )
 
 
 async def preview_mapping(request: web.Request) -> web.Response:

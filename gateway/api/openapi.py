@@ -44,6 +44,7 @@ _PROBLEMS: Final = {
     404: "No such resource (within this tenant and connector)",
     408: "The request body did not arrive in time",
     409: "Conflict with the current state",
+    412: "The resource changed since the version If-Match names; `changed` says what",
     413: "Request body too large",
     422: "Validation failed; `errors` names each field",
     500: "Unexpected failure (generic detail; nothing of the request is echoed)",
@@ -134,6 +135,14 @@ def _op(
 
 _LOCATION: Final = {"Location": {"schema": {"type": "string"}, "description": "the new resource"}}
 _WRITE: Final = (400, 401, 403, 404, 409, 413, 422)
+_ETAG: Final = {"ETag": {"schema": {"type": "string"},
+                         "description": "the connector's version, for If-Match"}}  # fmt: skip
+_IF_MATCH: Final = {
+    "name": "If-Match", "in": "header", "required": False,
+    "description": "the ETag the edit is based on: if the connector changed since, the edit "
+    "is refused with 412 and `changed` names the properties that moved on",
+    "schema": {"type": "string", "maxLength": 512},
+}  # fmt: skip
 _READ: Final = (401, 403, 404)
 
 
@@ -177,9 +186,10 @@ def _paths() -> dict[str, Any]:
                        (200, m.ConnectorList, "Connectors"), _READ, tag="connectors",
                        params=[tenant]),
         },
-        c: {"get": _op("getConnector", "A connector (no credentials)",
+        c: {"get": _op("getConnector", "A connector (no credentials); its ETag is the version "
+                       "a PATCH can name in If-Match",
                        (200, m.ConnectorOut, "The connector"), _READ, tag="connectors",
-                       params=tc)},
+                       params=tc, headers=_ETAG)},
         c + "/instructions": {
             "post": _op("grantInstruction",
                         "Grant an instruction for the connector's current mapping",
@@ -282,7 +292,8 @@ def _lifecycle_paths() -> dict[str, dict[str, Any]]:
                 "Change the mapping, credentials (never returned), interval or delete share, "
                 "or pause/resume; a new mapping needs a new instruction before syncing",
                 (200, m.ConnectorChanged, "Changed; mapping_change says what changes"),
-                _WRITE, tag="connectors", body=m.ConnectorUpdate, params=tc),
+                (*_WRITE, 412), tag="connectors", body=m.ConnectorUpdate,
+                params=[*tc, _IF_MATCH], headers=_ETAG),
             "delete": _op(
                 "deleteConnector",
                 "Stop and delete the connector: instructions revoked, running sync stopped; "

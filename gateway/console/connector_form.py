@@ -9,7 +9,6 @@ those changed (credentials only as "changed", never a value).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping as Fields
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from gateway.console.i18n import Translate
 from gateway.minimise.mapping import Mapping, MappingError, parse_mapping
 from gateway.minimise.mapping_diff import MappingDiff, diff_mappings
 from gateway.store.records import ConnectorRecord
+from gateway.tenancy import changed_since, version
 from mappings import bundled_mapping, bundled_names
 
 ID_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -168,32 +168,6 @@ def mapping_changes(record: ConnectorRecord, proposed: Mapping) -> MappingDiff:
 
 # --------------------------------------------------------------------------- versions
 
-VERSION_PARTS: Final = ("mapping", "interval", "delete_share", "paused", "credentials")
-
-
-def version_parts(record: ConnectorRecord) -> dict[str, str]:
-    return {
-        "mapping": record.mapping_digest,
-        "interval": str(record.interval_seconds),
-        "delete_share": repr(record.max_delete_share),
-        "paused": "1" if record.paused_at is not None else "0",
-        "credentials": hashlib.sha256(record.sealed_credentials).hexdigest()[:16],
-    }
-
-
-def version(record: ConnectorRecord) -> str:
-    """What the form was based on, readable back by `changed_since`."""
-    return "~".join(version_parts(record)[k] for k in VERSION_PARTS)
-
-
-def changed_since(record: ConnectorRecord, seen: str) -> list[str]:
-    """The properties that differ from the version a form was based on (all when unreadable)."""
-    old = seen.split("~")
-    if len(old) != len(VERSION_PARTS):
-        return list(VERSION_PARTS)
-    now = version_parts(record)
-    return [k for k, before in zip(VERSION_PARTS, old, strict=True) if now[k] != before]
-
 
 def now_showing(record: ConnectorRecord, changed: list[str]) -> dict[str, str]:
     """What the stored connector now says for each changed property (credentials: nothing,
@@ -206,3 +180,6 @@ def now_showing(record: ConnectorRecord, changed: list[str]) -> dict[str, str]:
         "credentials": "",
     }
     return {k: shown[k] for k in changed}
+
+
+__all__ = ["changed_since", "version"]

@@ -413,3 +413,21 @@ async def test_a_patch_must_change_something_and_takes_exact_types(api: Api) -> 
     assert changed.status == 200 and changed.body["connector"]["interval_seconds"] == 7200
     schema = (await api.get("/openapi.json")).body["components"]["schemas"]["ConnectorUpdate"]
     assert schema["minProperties"] == 1
+
+
+async def test_a_patch_based_on_an_old_version_is_refused_with_what_changed(api: Api) -> None:
+    await make_tenant(api)
+    await make_connector(api)
+    seen = await api.get(C)
+    tag = seen.headers["ETag"]
+    first = await api.patch(C, {"interval_seconds": 900}, headers={"If-Match": tag})
+    assert first.status == 200 and first.headers["ETag"] != tag
+    second = await api.patch(C, {"paused": True}, headers={"If-Match": tag})
+    assert second.status == 412 and second.body["type"] == "urn:sluis:problem:connector-changed"
+    assert second.body["changed"] == ["interval"]
+    assert second.headers["ETag"] == first.headers["ETag"]
+    assert (await api.get(C)).body["paused_at"] is None  # nothing of the refused edit landed
+    again = await api.patch(C, {"paused": True}, headers={"If-Match": second.headers["ETag"]})
+    assert again.status == 200 and again.body["connector"]["paused_at"] is not None
+    assert (await api.patch(C, {"paused": False}, headers={"If-Match": "*"})).status == 200
+    assert (await api.patch(C, {"paused": True}, headers={"If-Match": '"junk"'})).status == 412
