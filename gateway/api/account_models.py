@@ -62,12 +62,21 @@ class TokenList(_Response):
 
 
 class InvitationCreate(_Request):
+    """An invitation into a tenant: operators invite its admins, its admins anyone."""
+
     email: Email
     name: Annotated[PlainText, Field(max_length=200)]
-    role: RoleName = Field(
-        description="operators invite operators (at /operators) and a tenant's admins; "
-        "a tenant's admins invite admins, auditors and viewers"
+    role: Literal["admin", "auditor", "viewer"] = Field(
+        description="an operator may invite admins; a tenant's admin any of the three"
     )
+
+
+class OperatorInvitationCreate(_Request):
+    """An invitation to run the gateway (operators belong to no tenant)."""
+
+    email: Email
+    name: Annotated[PlainText, Field(max_length=200)]
+    role: Literal["operator"] = "operator"
 
 
 class AccountOut(_Response):

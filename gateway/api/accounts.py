@@ -24,6 +24,7 @@ from gateway.api.account_models import (
     Me,
     OidcOut,
     OidcSet,
+    OperatorInvitationCreate,
     StepUp,
     StepUpDone,
     TokenCreate,
@@ -97,16 +98,14 @@ async def delete_token(request: web.Request) -> web.Response:
 
 
 async def _invite(request: web.Request, tenant: str | None) -> web.Response:
-    body = await read_body(request, InvitationCreate)
+    body: InvitationCreate | OperatorInvitationCreate
+    if tenant is None:
+        body = await read_body(request, OperatorInvitationCreate)
+    else:
+        body = await read_body(request, InvitationCreate)
     s = services_of(request)
     if tenant is not None:
         await store_call(s.store.get_tenant, tenant)
-    if (body.role == "operator") != (tenant is None):
-        raise Problem(
-            422,
-            "operators are invited at /operators, a tenant's accounts at its /accounts",
-            slug="validation",
-        )
     invitation = await asyncio.to_thread(
         s.accounts.invite, principal_of(request), tenant=tenant, role=body.role,
         email=body.email, name=body.name,

@@ -9,10 +9,13 @@ credentials have no field anywhere in here, so no handler can return them by acc
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
+import yarl
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -60,7 +63,27 @@ def _http_url(value: str) -> str:
         raise ValueError("must not have a fragment or a bad port")
     if FORBIDDEN_CHARS.search(value) or " " in value:
         raise ValueError("must not contain spaces or control characters")
+    # The client parses it with yarl (IDNA included): what it cannot use is refused now,
+    # not at the first sync.
+    try:
+        host = yarl.URL(value).raw_host or ""
+    except ValueError:
+        raise ValueError("not a valid URL (the host name cannot be encoded)") from None
+    if not (_HOST_NAME.fullmatch(host) or _is_ip(host)):
+        raise ValueError("the host is not a valid host name or IP address")
     return value
+
+
+_HOST_NAME = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
+                        r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?")  # fmt: skip
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 _CTRL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"

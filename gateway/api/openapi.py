@@ -322,7 +322,7 @@ def _lifecycle_paths() -> dict[str, dict[str, Any]]:
 
 
 _ACCOUNT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
-    am.StepUp, am.TokenCreate, am.InvitationCreate, am.OidcSet,
+    am.StepUp, am.TokenCreate, am.InvitationCreate, am.OperatorInvitationCreate, am.OidcSet,
 )  # fmt: skip
 _ACCOUNT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     am.StepUpDone, am.Me, am.TokenOut, am.TokenCreated, am.TokenList, am.AccountOut,
@@ -356,7 +356,7 @@ def _account_paths() -> dict[str, dict[str, Any]]:
             "post": _op("inviteOperator", invite + "enrol an authenticator (the bootstrap "
                         "token may do this until the first operator has enrolled)",
                         (201, am.InvitationCreated, "Invited"), (409, 413, 422),
-                        tag="accounts", body=am.InvitationCreate, headers=_LOCATION),
+                        tag="accounts", body=am.OperatorInvitationCreate, headers=_LOCATION),
             "get": _op("listOperators", "The operators", (200, am.AccountList, "Operators"),
                        (), tag="accounts"),
         },

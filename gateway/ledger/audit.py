@@ -39,6 +39,7 @@ from gateway.ledger.entry import (
     _fields,
     _Strict,
 )
+from gateway.minimise.egress import FORBIDDEN_CHARS
 
 AuditAction = Literal[
     "tenant.created",
@@ -88,8 +89,8 @@ def purpose_problem(text: str) -> str | None:
         return "must not be empty"
     if len(text) > MAX_PURPOSE_LENGTH:
         return f"at most {MAX_PURPOSE_LENGTH} characters"
-    if not text.isprintable():
-        return "must be one line of printable text"
+    if FORBIDDEN_CHARS.search(text):
+        return "must be one line of text without control characters"
     if _EMAIL_LIKE.search(text):
         return "must not contain an email address (the ledger keeps it forever)"
     if _LONG_NUMBER.search(text):
