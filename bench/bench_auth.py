@@ -28,14 +28,15 @@ difference of the medians; `/healthz` is printed as the floor. Target: < 1 ms. A
 in-process figure (the token lookup alone, `Accounts.bearer`, against `same_secret`) is
 printed too, free of HTTP noise.
 
-Figures on the project's shared 2-core machine (2026-11-30, argon2id t=2 m=19 MiB p=1, a
-sign-in alone ~20 ms): with the machine to itself, 20 at once gave p50 153-167 ms and p99
-255-268 ms through the bench route (floor 190-209 ms), and p50 160-166 ms, p99 281-286 ms
-through the console's form (main merged with the console branch): the target is met, with
-little to spare. While other engineers' test suites ran (load 2-4) p99 rose to 430-980 ms,
-since the last of 20 hashes waits for the other 19 on whatever cores are left. An API
-token added 0.16-0.23 ms per call (p50 1.55 vs 1.38 ms; the lookup itself is ~11 us, the
-rest is the hop to a worker thread).
+Figures on the project's shared 2-core machine (2026-11-30, through the console's form):
+with argon2id t=2 m=19 MiB p=1, 20 at once gave p99 281-312 ms (floor ~200 ms), at or
+over the target; the shipped t=4 m=9 MiB p=1 (an equivalent OWASP setting whose smaller
+working set does not fight over the shared cache) gave p50 122-139 ms and p99 218-288 ms
+in four runs, one sign-in alone 18-20 ms, /healthz at the same concurrency 5-6 ms. While
+other test suites ran (load 2-4) p99 rose to 430-980 ms: the last of 20 hashes waits for
+the other 19 on whatever cores are left. An API token added 0.20-0.28 ms per call (p50
+1.77 vs 1.54 ms with the static-token check; the lookup itself is ~11 us, the rest is the
+hop to a worker thread).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Passwords: argon2id hashes (argon2-cffi) and the rules a new password must meet.
 
-Parameters are OWASP's argon2id minimum (19 MiB, 2 passes, 1 lane): about 20 ms a hash on
-this project's 2-core reference machine, so 20 people signing in at once stay well under
-300 ms each (`bench/bench_auth.py`), while an offline guess still costs 19 MiB of memory.
-Stored hashes carry their parameters, so raising them later re-hashes at the next sign-in
-(`needs_rehash`).
+Parameters are one of OWASP's equivalent argon2id minimums: 9 MiB, 4 passes, 1 lane (the
+list: 46/1, 19/2, 12/3, 9/4, 7/5 MiB/passes). Measured on this project's 2-core reference
+machine, 20 hashes at once (two at a time) took 240-254 ms with 9/4 against 289-410 ms with
+19/2, whose larger working sets fight over the shared cache, while one hash alone costs
+about the same (17 vs 19-25 ms); so 20 people signing in at once stay under 300 ms
+(`bench/bench_auth.py`). Stored hashes carry their parameters: a hash made with others is
+re-made at its owner's next sign-in (`needs_rehash`).
 
 Strength is judged by zxcvbn (a maintained port of Dropbox's estimator, with lists of common
 passwords, names and keyboard patterns) and by length; the rules are NIST SP 800-63B's:
@@ -13,6 +15,8 @@ length over composition, no common or context-derived passwords, no forced rotat
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Final
 
 from argon2 import PasswordHasher
@@ -31,7 +35,11 @@ MIN_SCORE: Final = 3
 #: password passes on length anyway.
 _JUDGED: Final = 64
 
-HASHER: Final = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+HASHER: Final = PasswordHasher(time_cost=4, memory_cost=9 * 1024, parallelism=1)
+#: At most one hash per core at a time. Sign-ins arrive on the worker-thread pool (more
+#: threads than cores); letting every thread hash at once makes each one slower and the
+#: last of a burst later still (measured: 20 hashes took 241 ms on 6 threads, 218 ms on 2).
+_SLOTS: Final = threading.BoundedSemaphore(os.cpu_count() or 2)
 #: A hash to verify against when the account does not exist, so that an unknown email
 #: takes as long as a wrong password (no timing oracle for who has an account).
 _DUMMY: Final = HASHER.hash("sluis-no-such-account")
@@ -60,7 +68,8 @@ def check_rules(password: str, *, context: tuple[str, ...] = ()) -> None:
 
 
 def hash_password(password: str) -> str:
-    return HASHER.hash(password)
+    with _SLOTS:
+        return HASHER.hash(password)
 
 
 def verify_password(stored: str | None, password: str) -> bool:
@@ -68,9 +77,9 @@ def verify_password(stored: str | None, password: str) -> bool:
     if len(password) > MAX_LENGTH:
         password = password[:MAX_LENGTH]
     try:
-        return HASHER.verify(stored if stored is not None else _DUMMY, password) and (
-            stored is not None
-        )
+        with _SLOTS:
+            matched = HASHER.verify(stored if stored is not None else _DUMMY, password)
+        return matched and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
