@@ -357,3 +357,18 @@ def test_guessing_spread_over_addresses_stops_strangers_not_the_owner(
     signed = accounts.sign_in(email=EMAIL, password=PASSWORD, code=code_at(secret, clock),
                               client=home)  # fmt: skip
     assert signed.principal.tenant == "acme"
+
+
+def test_a_hash_made_with_other_parameters_is_remade_at_sign_in(
+    accounts: Accounts, clock: Clock, services: Services
+) -> None:
+    from argon2 import PasswordHasher
+
+    account_id, secret, _ = enrol(accounts, clock)
+    old = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1).hash(PASSWORD)
+    services.store.accounts.update_account(account_id, password_hash=old)
+    accounts.sign_in(
+        email=EMAIL, password=PASSWORD, code=code_at(secret, clock), client="192.0.2.1"
+    )
+    remade = services.store.accounts.get_account(account_id).password_hash
+    assert remade is not None and remade != old and "m=9216,t=4,p=1" in remade
