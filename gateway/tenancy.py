@@ -138,8 +138,9 @@ def revoke_consumer(
     store: Store, *, tenant: str, consumer_id: str, now: datetime, by: Acting
 ) -> Consumer:
     """The consumer's token stops working at once; the consumer stays listed as revoked."""
-    with by.recording(store, "consumer.revoked", now, target=consumer_id):
-        return store.revoke_consumer(tenant, consumer_id, now)
+    consumer = store.get_consumer(tenant, consumer_id)  # NotFound before any entry is made
+    with by.recording(store, "consumer.revoked", now, target=consumer.id):
+        return store.revoke_consumer(tenant, consumer.id, now)
 
 
 def set_paused(

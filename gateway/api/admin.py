@@ -238,6 +238,10 @@ async def get_connector(request: web.Request) -> web.Response:
     return model_response(connector_out(record), headers={"ETag": etag(record)})
 
 
+#: Longer than any version this gateway hands out (documented in the OpenAPI document).
+MAX_IF_MATCH = 512
+
+
 def etag(record: ConnectorRecord) -> str:
     """The connector's version as an HTTP entity tag (`If-Match` on PATCH compares it)."""
     return f'"{version(record)}"'
@@ -248,6 +252,8 @@ def _if_match(request: web.Request) -> str | None:
     given = request.headers.get("If-Match")
     if given is None or given.strip() == "*":
         return None
+    if len(given) > MAX_IF_MATCH:
+        raise Problem(400, f"If-Match is longer than {MAX_IF_MATCH} characters")
     return given.strip().removeprefix("W/").strip('"')
 
 

@@ -431,3 +431,12 @@ async def test_a_patch_based_on_an_old_version_is_refused_with_what_changed(api:
     assert again.status == 200 and again.body["connector"]["paused_at"] is not None
     assert (await api.patch(C, {"paused": False}, headers={"If-Match": "*"})).status == 200
     assert (await api.patch(C, {"paused": True}, headers={"If-Match": '"junk"'})).status == 412
+
+
+async def test_odd_ids_and_headers_are_4xx_not_500(api: Api) -> None:
+    await make_tenant(api)
+    await make_connector(api)
+    odd = "%40%C3%AA%21%C2%86.%C2%B9L%08"
+    assert (await api.delete(f"{T}/consumers/{odd}")).status == 404
+    long = await api.patch(C, {"interval_seconds": 900}, headers={"If-Match": "!" * 600})
+    assert long.status == 400
