@@ -34,7 +34,7 @@ from gateway.accounts.errors import (
 )
 from gateway.accounts.oidc import Identity, OidcClientConfig, OidcFailed
 from gateway.accounts.policy import check
-from gateway.accounts.principal import BOOTSTRAP, Principal, at_most, may_grant_role
+from gateway.accounts.principal import Principal, at_most, bootstrap_principal, may_grant_role
 from gateway.accounts.throttle import Throttle
 from gateway.keys.master import SecretBox
 from gateway.ledger.audit import SYSTEM, Actor, AuditAction, AuditCounts, audit
@@ -209,7 +209,7 @@ class Accounts:
             return None
         if not self.bootstrap_open():
             return None
-        return Principal(BOOTSTRAP, "operator", None, BOOTSTRAP)
+        return bootstrap_principal()
 
     # ------------------------------------------------------------------ invitations
 
@@ -449,9 +449,7 @@ class Accounts:
     ) -> tuple[ApiTokenRecord, str]:
         """A token for automation, acting as `by`'s account with `role` (no more than the
         account's own), until `expires_at`; the plain token is returned once."""
-        check(by, "self", by.tenant)
-        if by.is_bootstrap:
-            raise Forbidden("the bootstrap token cannot make tokens; sign in as an operator")
+        check(by, "self", by.tenant)  # refuses the bootstrap token too
         if not at_most(role, by.role):
             raise Forbidden(f"a {by.role} may not make a token with the {role} role")
         now = self._clock()
@@ -558,9 +556,7 @@ class Accounts:
         if by.role == "operator":
             check(by, "gateway.operate", None)
         else:
-            check(by, "tenant.accounts", account.tenant)
-        if account.tenant != by.tenant and by.role != "operator":
-            raise UnknownAccount(f"no account {account_id}")
+            check(by, "tenant.accounts", account.tenant)  # another tenant's: refused here
         if account.id == by.account_id:
             raise Forbidden("you cannot disable your own account")
         now = self._clock()
