@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +47,7 @@ from gateway.ledger.entry import (
 )
 from gateway.ledger.kinds import LedgerEntry, entry_bytes, parse_entry
 from gateway.ledger.verify import KeptCheckpoint, VerifyReport, verify_log
-from gateway.store import LedgerReader, LedgerStore
+from gateway.store import LedgerReader, LedgerStore, StoreConflict
 
 __all__ = [
     "ConsistencyProof",
@@ -65,6 +64,9 @@ __all__ = [
     "describe_errors",
 ]
 
+#: Tries at an append raced by other writers (the first conflict inside a transaction
+#: takes the tenant's lock, so the second normally succeeds).
+APPEND_ATTEMPTS: Final = 8
 #: Stored proof nodes sit at every 4th level (leaves are level 0).
 NODE_STRIDE: Final = 4
 
@@ -186,9 +188,11 @@ def _utc_now() -> datetime:
 class Ledger:
     """One tenant's transfer log over a `LedgerStore`.
 
-    Without a signer the ledger is read-only (proofs, verification). Appends from several
-    threads are serialised by a lock; a second process appending at the same time makes
-    one of them fail with `StoreConflict` rather than fork the log.
+    Without a signer the ledger is read-only (proofs, verification). Appends are
+    optimistic: the head is read, the batch built on it, and the store refuses it
+    (`StoreConflict`) if another thread or replica appended first; the append then starts
+    again from the new head. No lock is held in this process across a database wait, so
+    the store's own locks are the only ones two replicas can wait on.
     """
 
     def __init__(
@@ -206,7 +210,6 @@ class Ledger:
         self._store = store
         self._signer = signer
         self._clock = clock
-        self._lock = threading.Lock()
         self._tree = _StoredTree(store, tenant)
 
     @property
@@ -251,22 +254,31 @@ class Ledger:
                 raise LedgerError("entry belongs to another tenant's log")
             bodies.append(entry_bytes(entry))
         leaves = [merkle.leaf_hash(b) for b in bodies]
-        with self._lock:
+        for attempt in range(APPEND_ATTEMPTS):
             head = self._store.head(self.tenant)
             frontier = merkle.Frontier(head.size, head.frontier) if head else merkle.Frontier()
             start = frontier.size
             nodes: list[tuple[int, int, bytes]] = []
             frontier.extend(leaves, nodes)
             cp = Checkpoint(self.origin, frontier.size, frontier.root(), self._next_time())
-            self._store.append(
-                self.tenant,
-                start,
-                entries=list(zip(bodies, leaves, strict=True)),
-                nodes=nodes,
-                frontier=frontier.hashes,
-                checkpoint_note=signer.sign(cp),
-            )
-        return list(range(start, start + len(entries)))
+            try:
+                self._store.append(
+                    self.tenant,
+                    start,
+                    entries=list(zip(bodies, leaves, strict=True)),
+                    nodes=nodes,
+                    frontier=frontier.hashes,
+                    checkpoint_note=signer.sign(cp),
+                )
+            except StoreConflict:
+                # Another writer (thread or replica) appended since the head was read.
+                # Inside a transaction the store now holds the tenant's lock, so the
+                # next read is the head this append will build on.
+                if attempt + 1 == APPEND_ATTEMPTS:
+                    raise
+                continue
+            return list(range(start, start + len(entries)))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def size(self) -> int:
         head = self._store.head(self.tenant)
@@ -282,12 +294,18 @@ class Ledger:
             if latest is not None:
                 return latest.note
         signer = self._require_signer()
-        with self._lock:
+        for attempt in range(APPEND_ATTEMPTS):
             size = self.size()
             cp = Checkpoint(self.origin, size, self.root(size), self._next_time())
             note = signer.sign(cp)
-            self._store.add_checkpoint(self.tenant, size, note)
-        return note
+            try:
+                self._store.add_checkpoint(self.tenant, size, note)
+            except StoreConflict:
+                if attempt + 1 == APPEND_ATTEMPTS:
+                    raise
+                continue
+            return note
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_size(self, size: int) -> None:
         current = self.size()

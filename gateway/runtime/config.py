@@ -1,7 +1,11 @@
 """Gateway configuration: a small TOML file, overridable by environment variables.
 
 ```toml
-data_dir = "sluis-data"        # SQLite database
+data_dir = "sluis-data"        # SQLite database (the embedded default)
+database_url = "postgresql://sluis@db:5432/sluis"  # PostgreSQL instead (or SLUIS_DATABASE_URL)
+database_password = "..."      # if not in the URL (better: SLUIS_DATABASE_PASSWORD, PGPASSFILE)
+database_pool_size = 10        # connections per process
+run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
 key_dir = "sluis-data-keys"    # master key and ledger signing key (default: beside data_dir)
 host = "127.0.0.1"
 port = 8080
@@ -47,6 +51,16 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data_dir: Path = Path("sluis-data")
+    #: PostgreSQL instead of SQLite: several replicas can then share one database.
+    database_url: str | None = Field(
+        default=None, pattern=r"^postgres(ql)?://", max_length=2048, repr=False
+    )
+    #: The database password, when the URL has none (libpq's PGPASSWORD/PGPASSFILE work too).
+    database_password: str | None = Field(default=None, repr=False)
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    #: How long a sync run stays with a replica that stopped renewing its lease; another
+    #: replica then resumes it from its last committed page.
+    run_lease_seconds: float = Field(default=30.0, ge=2, le=3600)
     #: Where the master key and the ledger signing key live; None: `default_key_dir`.
     key_dir: Path | None = None
     host: str = "127.0.0.1"

@@ -4,7 +4,6 @@ the scheduler and the CLI: store, secret box, ledger signer, sync engine, metric
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -28,13 +27,12 @@ from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.log import Ledger
 from gateway.runtime.config import Settings
 from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector
+from gateway.runtime.storage import open_store
 from gateway.store.protocols import Store
-from gateway.store.sqlite import SqliteStore
 from gateway.sync.engine import PageHook, SyncEngine, utcnow
 from gateway.tenancy import subject_key
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
-DB_FILE = "sluis.db"
 
 log = logging.getLogger("sluis.keys")
 
@@ -69,18 +67,6 @@ def _warn_co_located(found: KeyFile, key_dir: Path) -> None:
             found.path,
             key_dir,
         )
-
-
-def _private_database(path: Path) -> Path:
-    """The database file, its WAL and shared-memory files owner-only (0600). SQLite makes
-    the -wal and -shm files with the database file's mode, so a new one is created 0600
-    before SQLite opens it; files of an older installation are narrowed."""
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(f"{path}{suffix}", 0o600)
-    return path
 
 
 def _check_master_key(store: Store, box: SecretBox) -> None:
@@ -153,7 +139,7 @@ class Services:
         # Owner-only: the database holds names and work emails (minimised, but personal).
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         box, signer = _open_keys(settings)
-        store: Store = SqliteStore(_private_database(data_dir / DB_FILE))
+        store = open_store(settings)
         try:
             _check_master_key(store, box)
         except BaseException:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +16,6 @@ from gateway.store.records import (
     SubjectWrite,
     Tenant,
 )
-from gateway.store.sqlite import _SCHEMA, SqliteStore
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SID = [f"{i:032x}" for i in range(6)]
@@ -139,28 +136,3 @@ def test_consumers_list_revoke_and_rekey(store: Store) -> None:
         store.revoke_consumer("acme", "con_2", at)
     with pytest.raises(NotFound):
         store.replace_consumer_token("acme", "con_2", b"h4")
-
-
-def test_an_older_sqlite_database_gains_the_lifecycle_columns(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    with sqlite3.connect(path) as conn:
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        conn.execute(
-            "INSERT INTO tenants VALUES ('acme', 'Acme', '2026-11-22T12:00:00.000000Z', x'00')"
-        )
-        conn.execute(
-            "INSERT INTO connectors VALUES ('acme', 'afas', 'afas', 'http://x', x'00', '{}',"
-            " 'm', 'sha256:0', 60, 0.2, '2026-11-22T12:00:00.000000Z', NULL, NULL)"
-        )
-    conn.close()
-    store = SqliteStore(path)
-    try:
-        assert store.get_connector("acme", "afas").paused_at is None
-        store.set_connector_paused("acme", "afas", T0)
-        assert store.get_connector("acme", "afas").paused_at == T0
-    finally:
-        store.close()
-    reopened = SqliteStore(path)
-    assert reopened.get_connector("acme", "afas").paused_at == T0
-    reopened.close()

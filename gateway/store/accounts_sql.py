@@ -1,13 +1,13 @@
-"""The account register on the embedded SQLite database (`SqliteStore.accounts`).
+"""The account register in SQL (`SqlStore.accounts`), for both engines.
 
-It shares the gateway store's connection, lock and transactions, so an admin action, its
-account change and its ledger entry commit together. Compare-and-set updates (`UPDATE ...
-WHERE step < ?`) make one-time codes and links single-use even under concurrent requests.
+It shares the gateway store's database and transactions, so an admin action, its account
+change and its ledger entry commit together. Compare-and-set updates (`UPDATE ... WHERE
+step < ?`) make one-time codes and links single-use even under concurrent requests, from
+any number of processes.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, cast
@@ -24,40 +24,10 @@ from gateway.store.account_records import (
     SessionRecord,
     ThrottleRecord,
 )
-from gateway.store.ledger_sqlite import SqliteDatabase
-from gateway.store.records import AlreadyExists, NotFound
-from gateway.store.sqltime import from_text as _dt
-from gateway.store.sqltime import required as _need
-from gateway.store.sqltime import to_text as _ts
-
-SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS accounts (
-        id TEXT PRIMARY KEY, tenant TEXT REFERENCES tenants (id), role TEXT NOT NULL,
-        email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, status TEXT NOT NULL,
-        created_at TEXT NOT NULL, password_hash TEXT, sealed_totp BLOB,
-        totp_step INTEGER NOT NULL DEFAULT 0, recovery_hashes TEXT NOT NULL DEFAULT '[]',
-        disabled_at TEXT)""",
-    "CREATE INDEX IF NOT EXISTS accounts_by_tenant ON accounts (tenant, created_at)",
-    """CREATE TABLE IF NOT EXISTS invitations (
-        token_hash BLOB PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts (id),
-        created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT,
-        sealed_pending_totp BLOB)""",
-    """CREATE TABLE IF NOT EXISTS sessions (
-        id TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE,
-        account_id TEXT NOT NULL REFERENCES accounts (id), created_at TEXT NOT NULL,
-        last_seen_at TEXT NOT NULL, csrf TEXT NOT NULL, step_up_at TEXT)""",
-    """CREATE TABLE IF NOT EXISTS api_tokens (
-        id TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE,
-        account_id TEXT NOT NULL REFERENCES accounts (id), tenant TEXT, role TEXT NOT NULL,
-        name TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
-        revoked_at TEXT, step_up_at TEXT)""",
-    """CREATE TABLE IF NOT EXISTS tenant_oidc (
-        tenant TEXT PRIMARY KEY REFERENCES tenants (id), issuer TEXT NOT NULL,
-        client_id TEXT NOT NULL, sealed_secret BLOB NOT NULL, updated_at TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS signin_throttles (
-        key TEXT PRIMARY KEY, failures INTEGER NOT NULL, first_failure_at TEXT NOT NULL,
-        locked_until TEXT)""",
-)
+from gateway.store.database import Database
+from gateway.store.database import need_time as _need
+from gateway.store.database import read_time as _dt
+from gateway.store.records import NotFound
 
 _ACCOUNT: Final = (
     "id, tenant, role, email, name, status, created_at, password_hash, sealed_totp,"
@@ -89,28 +59,18 @@ def _token(r: Sequence[Any]) -> ApiTokenRecord:
     )  # fmt: skip
 
 
-class SqliteAccountStore:
-    """`AccountStore` over a `SqliteDatabase` shared with the gateway store."""
+class SqlAccountStore:
+    """`AccountStore` over a `Database` shared with the gateway store."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: Database) -> None:
         self._db = database
-        self._conn = database.conn
-        self._lock = database.lock
-        with self._lock:
-            for statement in SCHEMA:
-                self._conn.execute(statement)
+        self._t = database.time
 
     def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self._db.all(sql, params)
 
     def _write(self, sql: str, params: Sequence[object] = ()) -> int:
-        with self._lock, self._db.transaction():
-            try:
-                return self._conn.execute(sql, params).rowcount
-            except sqlite3.IntegrityError as exc:
-                if "FOREIGN KEY" in str(exc):
-                    raise NotFound("it refers to a record that does not exist") from None
-                raise AlreadyExists("a record with that id or email already exists") from None
+        return self._db.execute(sql, params)
 
     # ------------------------------------------------------------------ accounts
 
@@ -119,9 +79,9 @@ class SqliteAccountStore:
         self._write(
             f"INSERT INTO accounts ({_ACCOUNT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                a.id, a.tenant, a.role, a.email, a.name, a.status, _ts(a.created_at),
+                a.id, a.tenant, a.role, a.email, a.name, a.status, self._t(a.created_at),
                 a.password_hash, a.sealed_totp, a.totp_step,
-                orjson.dumps([h.hex() for h in a.recovery_hashes]).decode(), _ts(a.disabled_at),
+                orjson.dumps([h.hex() for h in a.recovery_hashes]).decode(), self._t(a.disabled_at),
             ),
         )  # fmt: skip
 
@@ -157,15 +117,15 @@ class SqliteAccountStore:
             if recovery_hashes is None
             else orjson.dumps([h.hex() for h in recovery_hashes]).decode()
         )
-        with self._lock, self._db.transaction():
+        with self._db.transaction():
             self.get_account(account_id)
-            self._conn.execute(
+            self._db.execute(
                 "UPDATE accounts SET status = COALESCE(?, status),"
                 " password_hash = COALESCE(?, password_hash),"
                 " sealed_totp = COALESCE(?, sealed_totp),"
                 " recovery_hashes = COALESCE(?, recovery_hashes),"
                 " disabled_at = COALESCE(?, disabled_at) WHERE id = ?",
-                (status, password_hash, sealed_totp, hashes, _ts(disabled_at), account_id),
+                (status, password_hash, sealed_totp, hashes, self._t(disabled_at), account_id),
             )
             return self.get_account(account_id)
 
@@ -177,12 +137,12 @@ class SqliteAccountStore:
         return done == 1
 
     def use_recovery_code(self, account_id: str, code_hash: bytes) -> bool:
-        with self._lock, self._db.transaction():
+        with self._db.transaction():
             account = self.get_account(account_id)
             if code_hash not in account.recovery_hashes:
                 return False
             left = [h.hex() for h in account.recovery_hashes if h != code_hash]
-            self._conn.execute(
+            self._db.execute(
                 "UPDATE accounts SET recovery_hashes = ? WHERE id = ?",
                 (orjson.dumps(left).decode(), account_id),
             )
@@ -195,8 +155,8 @@ class SqliteAccountStore:
         self._write(
             "INSERT INTO invitations (token_hash, account_id, created_at, expires_at, used_at,"
             " sealed_pending_totp) VALUES (?, ?, ?, ?, ?, ?)",
-            (i.token_hash, i.account_id, _ts(i.created_at), _ts(i.expires_at),
-             _ts(i.used_at), i.sealed_pending_totp),
+            (i.token_hash, i.account_id, self._t(i.created_at), self._t(i.expires_at),
+             self._t(i.used_at), i.sealed_pending_totp),
         )  # fmt: skip
 
     def invitation_by_hash(self, token_hash: bytes) -> InvitationRecord | None:
@@ -220,7 +180,7 @@ class SqliteAccountStore:
     def use_invitation(self, token_hash: bytes, at: datetime) -> bool:
         done = self._write(
             "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
-            (_ts(at), token_hash),
+            (self._t(at), token_hash),
         )
         return done == 1
 
@@ -230,8 +190,8 @@ class SqliteAccountStore:
         s = session
         self._write(
             f"INSERT INTO sessions ({_SESSION}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (s.id, s.token_hash, s.account_id, _ts(s.created_at), _ts(s.last_seen_at),
-             s.csrf, _ts(s.step_up_at)),
+            (s.id, s.token_hash, s.account_id, self._t(s.created_at), self._t(s.last_seen_at),
+             s.csrf, self._t(s.step_up_at)),
         )  # fmt: skip
 
     def session_by_hash(self, token_hash: bytes) -> SessionRecord | None:
@@ -239,10 +199,10 @@ class SqliteAccountStore:
         return _session(rows[0]) if rows else None
 
     def touch_session(self, session_id: str, at: datetime) -> None:
-        self._write("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (_ts(at), session_id))
+        self._write("UPDATE sessions SET last_seen_at = ? WHERE id = ?", (self._t(at), session_id))
 
     def set_session_step_up(self, session_id: str, at: datetime) -> None:
-        self._write("UPDATE sessions SET step_up_at = ? WHERE id = ?", (_ts(at), session_id))
+        self._write("UPDATE sessions SET step_up_at = ? WHERE id = ?", (self._t(at), session_id))
 
     def delete_session(self, session_id: str) -> None:
         self._write("DELETE FROM sessions WHERE id = ?", (session_id,))
@@ -256,8 +216,8 @@ class SqliteAccountStore:
         t = token
         self._write(
             f"INSERT INTO api_tokens ({_API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (t.id, t.token_hash, t.account_id, t.tenant, t.role, t.name, _ts(t.created_at),
-             _ts(t.expires_at), _ts(t.revoked_at), _ts(t.step_up_at)),
+            (t.id, t.token_hash, t.account_id, t.tenant, t.role, t.name, self._t(t.created_at),
+             self._t(t.expires_at), self._t(t.revoked_at), self._t(t.step_up_at)),
         )  # fmt: skip
 
     def token_by_hash(self, token_hash: bytes) -> ApiTokenRecord | None:
@@ -282,22 +242,22 @@ class SqliteAccountStore:
         return [_token(r) for r in self._all(sql, (tenant,))]
 
     def revoke_token(self, token_id: str, at: datetime) -> ApiTokenRecord:
-        with self._lock, self._db.transaction():
+        with self._db.transaction():
             self.get_token(token_id)
-            self._conn.execute(
+            self._db.execute(
                 "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-                (_ts(at), token_id),
+                (self._t(at), token_id),
             )
             return self.get_token(token_id)
 
     def revoke_tokens_of(self, account_id: str, at: datetime) -> int:
         return self._write(
             "UPDATE api_tokens SET revoked_at = ? WHERE account_id = ? AND revoked_at IS NULL",
-            (_ts(at), account_id),
+            (self._t(at), account_id),
         )
 
     def set_token_step_up(self, token_id: str, at: datetime) -> None:
-        self._write("UPDATE api_tokens SET step_up_at = ? WHERE id = ?", (_ts(at), token_id))
+        self._write("UPDATE api_tokens SET step_up_at = ? WHERE id = ?", (self._t(at), token_id))
 
     # ------------------------------------------------------------------ throttles
 
@@ -319,7 +279,7 @@ class SqliteAccountStore:
             " VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET failures = excluded.failures,"
             " first_failure_at = excluded.first_failure_at,"
             " locked_until = excluded.locked_until",
-            (r.key, r.failures, _ts(r.first_failure_at), _ts(r.locked_until)),
+            (r.key, r.failures, self._t(r.first_failure_at), self._t(r.locked_until)),
         )
 
     def clear_throttle(self, key: str) -> None:
@@ -334,7 +294,7 @@ class SqliteAccountStore:
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant) DO UPDATE SET issuer = excluded.issuer,"
             " client_id = excluded.client_id, sealed_secret = excluded.sealed_secret,"
             " updated_at = excluded.updated_at",
-            (r.tenant, r.issuer, r.client_id, r.sealed_secret, _ts(r.updated_at)),
+            (r.tenant, r.issuer, r.client_id, r.sealed_secret, self._t(r.updated_at)),
         )
 
     def get_oidc(self, tenant: str) -> OidcRecord | None:

@@ -1,0 +1,64 @@
+"""Which store the settings ask for: SQLite in the data directory (the embedded default), or
+PostgreSQL at `database_url` (several replicas). Opened here for `serve`, `demo` and the
+`db` and `audit` commands alike, so they all find the same database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Final
+
+from gateway.runtime.config import Settings
+from gateway.store.ledger_sql import SqlLedgerStore
+from gateway.store.ledger_sqlite import SqliteLedgerStore
+from gateway.store.postgres import PostgresLedgerStore, PostgresStore
+from gateway.store.protocols import Store
+from gateway.store.sqlite import SqliteStore
+
+DB_FILE: Final = "sluis.db"
+
+
+def sqlite_path(settings: Settings) -> Path:
+    return settings.data_dir / DB_FILE
+
+
+def describe(settings: Settings) -> str:
+    """Where the store is, for messages (never with a password)."""
+    if settings.database_url:
+        return "PostgreSQL"
+    return str(sqlite_path(settings))
+
+
+def _private_file(path: Path) -> Path:
+    """The database file, its WAL and shared-memory files owner-only (0600). SQLite makes
+    the -wal and -shm files with the database file's mode, so a new one is created 0600
+    before SQLite opens it; files of an older installation are narrowed."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
+    return path
+
+
+def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
+    """The gateway store the settings name, its schema brought up to date (`upgrade`), or
+    only checked not to be newer than this code."""
+    if settings.database_url:
+        return PostgresStore(
+            settings.database_url,
+            password=settings.database_password,
+            pool_size=settings.database_pool_size,
+            upgrade=upgrade,
+        )
+    return SqliteStore(_private_file(sqlite_path(settings)), upgrade=upgrade)
+
+
+def open_ledger_reader(settings: Settings) -> SqlLedgerStore:
+    """The ledger tables, for an auditor: read-only on SQLite; nothing made anywhere."""
+    if settings.database_url:
+        return PostgresLedgerStore(settings.database_url, password=settings.database_password)
+    return SqliteLedgerStore(sqlite_path(settings), create=False, readonly=True)

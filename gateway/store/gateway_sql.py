@@ -1,0 +1,590 @@
+"""The gateway's state in SQL, once for both engines: tenants, connectors, instructions, runs,
+subjects (digests only), feed events and consumers, with the ledger and the account
+register beside it on the same database.
+
+`SqlStore` runs plain SQL on a `Database` (`gateway.store.database`): SQLite for the embedded
+default (`gateway.store.sqlite`), PostgreSQL for several replicas (`gateway.store.postgres`).
+A synced page is one transaction: subjects, feed events, run progress and the ledger entry
+commit together (`transaction()` nests the ledger's own append), which is what makes a
+crash between pages resume without loss or duplicates. The tables are made and upgraded by
+`gateway.store.migrate`, never here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Final, cast
+
+import orjson
+
+from gateway.store.accounts_sql import SqlAccountStore
+from gateway.store.database import Database, time_text
+from gateway.store.database import need_time as _need
+from gateway.store.database import read_time as _dt
+from gateway.store.ledger_sql import SqlLedgerStore
+from gateway.store.push_sql import SqlCheckpointPushes
+from gateway.store.records import (
+    AlreadyExists,
+    ConnectorRecord,
+    Consumer,
+    EventRow,
+    EventType,
+    FeedRow,
+    Instruction,
+    NewEvent,
+    NotFound,
+    RunRecord,
+    RunStatus,
+    SubjectState,
+    SubjectWrite,
+    Tenant,
+)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class SqlStore(SqlCheckpointPushes):
+    """The `Store` protocol over one `Database` whose schema is up to date."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._t = database.time
+        #: The transfer log's rows, on this store's database (one transaction for both).
+        self.ledger = SqlLedgerStore(database)
+        #: The account register, on this store's database (its transactions included).
+        self.accounts = SqlAccountStore(database)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return self._db.transaction()
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self._db.all(sql, params)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> int:
+        return self._db.execute(sql, params)
+
+    def _one(self, sql: str, params: Sequence[object], what: str) -> Any:
+        rows = self._all(sql, params)
+        if not rows:
+            raise NotFound(what)
+        return rows[0]
+
+    # ------------------------------------------------------------------ tenants
+
+    def create_tenant(self, tenant: Tenant) -> None:
+        self._write(
+            "INSERT INTO tenants (id, name, created_at, sealed_key) VALUES (?, ?, ?, ?)",
+            (tenant.id, tenant.name, self._t(tenant.created_at), tenant.sealed_key),
+        )
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        row = self._one(
+            "SELECT id, name, created_at, sealed_key FROM tenants WHERE id = ?",
+            (tenant_id,),
+            f"tenant {tenant_id}",
+        )
+        return Tenant(row[0], row[1], _need(row[2]), row[3])
+
+    def list_tenants(self) -> list[Tenant]:
+        rows = self._all("SELECT id, name, created_at, sealed_key FROM tenants ORDER BY id")
+        return [Tenant(r[0], r[1], _need(r[2]), r[3]) for r in rows]
+
+    # ------------------------------------------------------------------ connectors
+
+    _CONNECTOR_COLUMNS: Final = (
+        "tenant, id, type, base_url, sealed_credentials, settings, mapping_text,"
+        " mapping_digest, interval_seconds, max_delete_share, created_at, watermark,"
+        " last_success_at"
+    )
+    _CONNECTOR_READ: Final = _CONNECTOR_COLUMNS + ", paused_at, deleted_at, deleted_subjects"
+
+    def create_connector(self, record: ConnectorRecord) -> None:
+        self.get_tenant(record.tenant)
+        self._write(
+            f"INSERT INTO connectors ({self._CONNECTOR_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.tenant, record.id, record.type, record.base_url,
+                record.sealed_credentials, _json(dict(record.settings)), record.mapping_text,
+                record.mapping_digest, record.interval_seconds, record.max_delete_share,
+                self._t(record.created_at), record.watermark, self._t(record.last_success_at),
+            ),
+        )  # fmt: skip
+
+    def get_connector(self, tenant: str, connector_id: str) -> ConnectorRecord:
+        row = self._one(
+            f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE tenant = ? AND id = ?"
+            " AND deleted_at IS NULL",
+            (tenant, connector_id),
+            f"connector {connector_id} of tenant {tenant}",
+        )
+        return _connector(row)
+
+    def list_connectors(self, tenant: str | None = None) -> list[ConnectorRecord]:
+        if tenant is None:
+            rows = self._all(
+                f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE deleted_at IS NULL"
+                " ORDER BY 1, 2"
+            )
+        else:
+            rows = self._all(
+                f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE tenant = ?"
+                " AND deleted_at IS NULL ORDER BY 2",
+                (tenant,),
+            )
+        return [_connector(r) for r in rows]
+
+    def set_connector_sync_state(
+        self, tenant: str, connector_id: str, watermark: str | None, succeeded_at: datetime
+    ) -> None:
+        self._write(
+            "UPDATE connectors SET watermark = COALESCE(?, watermark), last_success_at = ?"
+            " WHERE tenant = ? AND id = ?",
+            (watermark, self._t(succeeded_at), tenant, connector_id),
+        )
+
+    # ------------------------------------------------------------------ instructions
+
+    _INSTRUCTION_COLUMNS: Final = (
+        "id, tenant, connector, granted_by, granted_at, purpose, mapping_digest, fields,"
+        " valid_until, revoked_at, revoked_by"
+    )
+
+    def add_instruction(self, instruction: Instruction) -> None:
+        i = instruction
+        self.get_connector(i.tenant, i.connector)
+        self._write(
+            f"INSERT INTO instructions ({self._INSTRUCTION_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                i.id, i.tenant, i.connector, i.granted_by, self._t(i.granted_at), i.purpose,
+                i.mapping_digest, _json(dict(i.fields)), self._t(i.valid_until),
+                self._t(i.revoked_at), i.revoked_by,
+            ),
+        )  # fmt: skip
+
+    def get_instruction(self, instruction_id: str) -> Instruction:
+        row = self._one(
+            f"SELECT {self._INSTRUCTION_COLUMNS} FROM instructions WHERE id = ?",
+            (instruction_id,),
+            f"instruction {instruction_id}",
+        )
+        return _instruction(row)
+
+    def list_instructions(self, tenant: str, connector_id: str) -> list[Instruction]:
+        rows = self._all(
+            f"SELECT {self._INSTRUCTION_COLUMNS} FROM instructions"
+            " WHERE tenant = ? AND connector = ? ORDER BY granted_at, id",
+            (tenant, connector_id),
+        )
+        return [_instruction(r) for r in rows]
+
+    def revoke_instruction(self, instruction_id: str, by: str, at: datetime) -> Instruction:
+        with self._db.transaction():
+            current = self.get_instruction(instruction_id)
+            if current.revoked_at is None:
+                self._db.execute(
+                    "UPDATE instructions SET revoked_at = ?, revoked_by = ? WHERE id = ?",
+                    (self._t(at), by, instruction_id),
+                )
+        return self.get_instruction(instruction_id)
+
+    # ------------------------------------------------------------------ runs
+
+    _RUN_COLUMNS: Final = (
+        "id, tenant, connector, mode, status, started_at, finished_at, cursor, watermark,"
+        " counts, error, instruction_id, pages, since, confirm_deletes"
+    )
+
+    def start_run(self, run: RunRecord) -> bool:
+        try:
+            self._write(
+                f"INSERT INTO sync_runs ({self._RUN_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id, run.tenant, run.connector, run.mode, run.status,
+                    self._t(run.started_at), self._t(run.finished_at), run.cursor, run.watermark,
+                    _json(dict(run.counts)), run.error, run.instruction_id, run.pages,
+                    run.since, run.confirm_deletes,
+                ),
+            )  # fmt: skip
+        except AlreadyExists:
+            if run.status == "running":
+                return False
+            raise
+        return True
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self._one(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE id = ?", (run_id,), f"run {run_id}"
+        )
+        return _run(row)
+
+    def running_runs(self) -> list[RunRecord]:
+        rows = self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE status = 'running'"
+            " ORDER BY started_at"
+        )
+        return [_run(r) for r in rows]
+
+    def last_run(self, tenant: str, connector_id: str) -> RunRecord | None:
+        rows = self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE tenant = ? AND connector = ?"
+            " ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            (tenant, connector_id),
+        )
+        return _run(rows[0]) if rows else None
+
+    def list_runs(self, tenant: str, connector_id: str, limit: int = 20) -> list[RunRecord]:
+        rows = self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM sync_runs WHERE tenant = ? AND connector = ?"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (tenant, connector_id, limit),
+        )
+        return [_run(r) for r in rows]
+
+    def save_run_progress(
+        self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
+    ) -> None:
+        self._write(
+            "UPDATE sync_runs SET cursor = ?, watermark = ?, counts = ?, pages = pages + 1"
+            " WHERE id = ?",
+            (cursor, watermark, _json(dict(counts)), run_id),
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        at: datetime,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        self._write(
+            "UPDATE sync_runs SET status = ?, finished_at = ?, counts = ?, error = ? WHERE id = ?",
+            (status, self._t(at), _json(dict(counts)), error, run_id),
+        )
+
+    # ------------------------------------------------------------------ subjects, events
+
+    def subject_states(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> dict[str, SubjectState]:
+        found: dict[str, SubjectState] = {}
+        for start in range(0, len(subject_ids), 500):
+            chunk = list(subject_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._all(
+                "SELECT subject_id, digest, present FROM subjects"
+                f" WHERE tenant = ? AND connector = ? AND subject_id IN ({marks})",
+                (tenant, connector_id, *chunk),
+            )
+            for sid, digest, present in rows:
+                found[sid] = SubjectState(sid, digest, bool(present))
+        return found
+
+    def write_subjects(
+        self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
+    ) -> None:
+        seen = _run_mark(run_id)
+        with self._db.transaction():
+            self._db.executemany(
+                "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
+                " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
+                [
+                    (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
+                    for r in rows
+                ],
+            )  # fmt: skip
+
+    def mark_seen(
+        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
+    ) -> None:
+        with self._db.transaction():
+            seen = _run_mark(run_id)
+            self._db.executemany(
+                "UPDATE subjects SET seen = ? WHERE tenant = ? AND connector = ?"
+                " AND subject_id = ?",
+                [(seen, tenant, connector_id, sid) for sid in subject_ids],
+            )
+
+    def count_present(self, tenant: str, connector_id: str) -> int:
+        rows = self._all(
+            "SELECT count(*) FROM subjects WHERE tenant = ? AND connector = ? AND present = 1",
+            (tenant, connector_id),
+        )
+        return int(rows[0][0])
+
+    def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]:
+        rows = self._all(
+            "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ?"
+            " AND present = 1 AND seen != ? ORDER BY subject_id",
+            (tenant, connector_id, _run_mark(run_id)),
+        )
+        return iter([r[0] for r in rows])
+
+    def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]:
+        if not events:
+            return []
+        with self._db.transaction():
+            # Numbers are given under the tenant's lock, held to COMMIT: a reader never
+            # sees seq n+1 before n, whichever process wrote them.
+            self._db.lock_tenant(tenant)
+            start = self.last_event_seq(tenant) + 1
+            stamps: dict[datetime, object] = {}  # a page's events share one time
+            rows = []
+            for i, e in enumerate(events):
+                stamp = stamps.get(e.occurred_at)
+                if stamp is None:
+                    stamp = stamps[e.occurred_at] = self._t(e.occurred_at)
+                data = None if e.data is None else orjson.dumps(e.data).decode()
+                rows.append((tenant, start + i, e.id, e.type, e.subject_id, data, stamp,
+                             e.source, e.instruction_id))  # fmt: skip
+            self._db.executemany(
+                "INSERT INTO events (tenant, seq, id, type, subject_id, data, occurred_at,"
+                " source, instruction_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return list(range(start, start + len(events)))
+
+    def events_after(self, tenant: str, after_seq: int, limit: int) -> list[EventRow]:
+        rows = self._all(
+            "SELECT tenant, seq, id, type, subject_id, data, occurred_at, source,"
+            " instruction_id FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (tenant, after_seq, limit),
+        )
+        return [_event_row(r) for r in rows]
+
+    def feed_rows(self, tenant: str, after_seq: int, limit: int) -> list[FeedRow]:
+        rows = self._all(
+            "SELECT seq, id, type, subject_id, data, occurred_at, source, instruction_id"
+            " FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (tenant, after_seq, limit),
+        )
+        if rows and not isinstance(rows[0][5], str):  # an engine with a time type
+            return [
+                FeedRow(r[0], r[1], r[2], r[3], r[4], time_text(r[5]), r[6], r[7]) for r in rows
+            ]
+        return list(map(FeedRow._make, rows))
+
+    def last_event_seq(self, tenant: str) -> int:
+        rows = self._all("SELECT MAX(seq) FROM events WHERE tenant = ?", (tenant,))
+        return int(rows[0][0] or 0)
+
+    # ------------------------------------------------------------------ consumers
+
+    def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None:
+        self.get_tenant(consumer.tenant)
+        self._write(
+            "INSERT INTO consumers (id, tenant, name, token_hash, created_at, revoked_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (consumer.id, consumer.tenant, consumer.name, token_hash,
+             self._t(consumer.created_at), self._t(consumer.revoked_at)),
+        )  # fmt: skip
+
+    def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None:
+        rows = self._all(
+            "SELECT id, tenant, name, created_at, revoked_at FROM consumers WHERE token_hash = ?",
+            (token_hash,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
+
+    # ------------------------------------------------------------------ lifecycle (admin API)
+    # Updating, pausing and deleting connectors, and managing feed consumers.
+
+    def update_connector(
+        self,
+        tenant: str,
+        connector_id: str,
+        *,
+        sealed_credentials: bytes | None = None,
+        mapping_text: str | None = None,
+        mapping_digest: str | None = None,
+        interval_seconds: int | None = None,
+        max_delete_share: float | None = None,
+    ) -> ConnectorRecord:
+        changes = {
+            "sealed_credentials": sealed_credentials,
+            "mapping_text": mapping_text,
+            "mapping_digest": mapping_digest,
+            "interval_seconds": interval_seconds,
+            "max_delete_share": max_delete_share,
+        }
+        given = {k: v for k, v in changes.items() if v is not None}
+        with self._db.transaction():
+            self.get_connector(tenant, connector_id)
+            if given:
+                sets = ", ".join(f"{k} = ?" for k in given)
+                self._db.execute(
+                    f"UPDATE connectors SET {sets} WHERE tenant = ? AND id = ?",
+                    (*given.values(), tenant, connector_id),
+                )
+            return self.get_connector(tenant, connector_id)
+
+    def set_connector_paused(
+        self, tenant: str, connector_id: str, paused_at: datetime | None
+    ) -> ConnectorRecord:
+        with self._db.transaction():
+            self.get_connector(tenant, connector_id)
+            self._db.execute(
+                "UPDATE connectors SET paused_at = ? WHERE tenant = ? AND id = ?",
+                (self._t(paused_at), tenant, connector_id),
+            )
+            return self.get_connector(tenant, connector_id)
+
+    def mark_connector_deleted(
+        self, tenant: str, connector_id: str, at: datetime, subjects: str
+    ) -> None:
+        with self._db.transaction():
+            self.get_connector(tenant, connector_id)
+            self._db.execute(
+                "UPDATE connectors SET deleted_at = ?, deleted_subjects = ?"
+                " WHERE tenant = ? AND id = ?",
+                (self._t(at), subjects, tenant, connector_id),
+            )
+
+    def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:
+        rows = self._all(
+            f"SELECT {self._CONNECTOR_READ} FROM connectors WHERE tenant = ? AND id = ?"
+            " AND deleted_at IS NOT NULL",
+            (tenant, connector_id),
+        )
+        return _connector(rows[0]) if rows else None
+
+    def stop_running_runs(
+        self, tenant: str, connector_id: str, at: datetime, error: str
+    ) -> list[str]:
+        with self._db.transaction():
+            rows = self._all(
+                "SELECT id FROM sync_runs WHERE tenant = ? AND connector = ?"
+                " AND status = 'running'",
+                (tenant, connector_id),
+            )
+            self._db.execute(
+                "UPDATE sync_runs SET status = 'stopped', finished_at = ?, error = ?"
+                " WHERE tenant = ? AND connector = ? AND status = 'running'",
+                (self._t(at), error, tenant, connector_id),
+            )
+        return [r[0] for r in rows]
+
+    def present_subjects(self, tenant: str, connector_id: str) -> list[str]:
+        rows = self._all(
+            "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ? AND present = 1"
+            " ORDER BY subject_id",
+            (tenant, connector_id),
+        )
+        return [r[0] for r in rows]
+
+    def set_subjects_absent(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> None:
+        with self._db.transaction():
+            self._db.executemany(
+                "UPDATE subjects SET present = 0 WHERE tenant = ? AND connector = ?"
+                " AND subject_id = ?",
+                [(tenant, connector_id, sid) for sid in subject_ids],
+            )
+
+    def latest_events(self, tenant: str, source: str) -> list[EventRow]:
+        rows = self._all(
+            "SELECT tenant, seq, id, type, subject_id, data, occurred_at, source,"
+            " instruction_id FROM (SELECT *, ROW_NUMBER() OVER"
+            " (PARTITION BY subject_id ORDER BY seq DESC) AS newest"
+            " FROM events WHERE tenant = ? AND source = ?) AS latest"
+            " WHERE newest = 1 ORDER BY seq",
+            (tenant, source),
+        )
+        return [_event_row(r) for r in rows]
+
+    def list_consumers(self, tenant: str) -> list[Consumer]:
+        rows = self._all(
+            "SELECT id, tenant, name, created_at, revoked_at FROM consumers WHERE tenant = ?"
+            " ORDER BY created_at, id",
+            (tenant,),
+        )
+        return [Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4])) for r in rows]
+
+    def get_consumer(self, tenant: str, consumer_id: str) -> Consumer:
+        r = self._one(
+            "SELECT id, tenant, name, created_at, revoked_at FROM consumers"
+            " WHERE tenant = ? AND id = ?",
+            (tenant, consumer_id),
+            f"consumer {consumer_id} of tenant {tenant}",
+        )
+        return Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
+
+    def revoke_consumer(self, tenant: str, consumer_id: str, at: datetime) -> Consumer:
+        with self._db.transaction():
+            self.get_consumer(tenant, consumer_id)
+            self._db.execute(
+                "UPDATE consumers SET revoked_at = COALESCE(revoked_at, ?)"
+                " WHERE tenant = ? AND id = ?",
+                (self._t(at), tenant, consumer_id),
+            )
+            return self.get_consumer(tenant, consumer_id)
+
+    def replace_consumer_token(self, tenant: str, consumer_id: str, token_hash: bytes) -> None:
+        with self._db.transaction():
+            self.get_consumer(tenant, consumer_id)
+            self._db.execute(
+                "UPDATE consumers SET token_hash = ? WHERE tenant = ? AND id = ?",
+                (token_hash, tenant, consumer_id),
+            )
+
+
+def _run_mark(run_id: str) -> int:
+    """A run id as a 63-bit number: the `seen` mark is 8 bytes a row instead of 36."""
+    return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big") >> 1
+
+
+def _event_row(r: Sequence[Any]) -> EventRow:
+    return EventRow(
+        r[0], r[1], r[2], cast(EventType, r[3]), r[4],
+        orjson.loads(r[5]) if r[5] is not None else None, _need(r[6]), r[7], r[8],
+    )  # fmt: skip
+
+
+def _connector(r: Sequence[Any]) -> ConnectorRecord:
+    return ConnectorRecord(
+        tenant=r[0], id=r[1], type=r[2], base_url=r[3], sealed_credentials=r[4],
+        settings=orjson.loads(r[5]), mapping_text=r[6], mapping_digest=r[7],
+        interval_seconds=r[8], max_delete_share=r[9], created_at=_need(r[10]),
+        watermark=r[11], last_success_at=_dt(r[12]), paused_at=_dt(r[13]),
+        deleted_at=_dt(r[14]), deleted_subjects=r[15],
+    )  # fmt: skip
+
+
+def _instruction(r: Sequence[Any]) -> Instruction:
+    return Instruction(
+        id=r[0], tenant=r[1], connector=r[2], granted_by=r[3], granted_at=_need(r[4]),
+        purpose=r[5], mapping_digest=r[6], fields=orjson.loads(r[7]),
+        valid_until=_dt(r[8]), revoked_at=_dt(r[9]), revoked_by=r[10],
+    )  # fmt: skip
+
+
+def _run(r: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        id=r[0], tenant=r[1], connector=r[2], mode=r[3], status=cast(RunStatus, r[4]),
+        started_at=_need(r[5]), finished_at=_dt(r[6]), cursor=r[7], watermark=r[8],
+        counts=orjson.loads(r[9]), error=r[10], instruction_id=r[11], pages=r[12],
+        since=r[13], confirm_deletes=r[14],
+    )  # fmt: skip

@@ -1,0 +1,218 @@
+"""The ledger's rows in SQL, once for both engines.
+
+One transaction per appended batch (rows go in with `executemany`): per-row commits would
+be tens of times slower, and a batch is the unit the ledger signs anyway. The append takes
+the tenant's write lock first (`Database.lock_tenant`: nothing more on SQLite, whose
+BEGIN IMMEDIATE already admits one writer; an advisory lock on PostgreSQL), then checks the
+head it was given: a writer that read an older head gets `StoreConflict`, re-reads and
+tries again, so replicas never fork a log. Verification reads through `snapshot`, one
+consistent state that does not block appends.
+
+Tables are prefixed `ledger_` so they share the database with the rest of the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Final, Self
+
+from gateway.store.database import Database
+from gateway.store.protocols import LedgerReader, StoreConflict
+from gateway.store.records import EntryRow, LedgerHead, NodeRow, StoredCheckpoint
+
+PAGE_ROWS: Final = 5000
+_MIN_INDEX: Final = -(1 << 63)
+_MAX_INDEX: Final = (1 << 63) - 1
+
+
+def _split_frontier(blob: bytes) -> tuple[bytes, ...]:
+    return tuple(blob[i : i + 32] for i in range(0, len(blob), 32))
+
+
+class _Reads:
+    """The read half of the store, over one database connection."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self.database.all(sql, params)
+
+    def tenants(self) -> list[str]:
+        rows = self._all(
+            "SELECT tenant FROM ledger_heads UNION SELECT tenant FROM ledger_checkpoints"
+            " UNION SELECT DISTINCT tenant FROM ledger_entries ORDER BY 1"
+        )
+        return [str(r[0]) for r in rows]
+
+    def head(self, tenant: str) -> LedgerHead | None:
+        rows = self._all("SELECT size, frontier FROM ledger_heads WHERE tenant = ?", (tenant,))
+        if not rows:
+            return None
+        size, blob = rows[0]
+        return LedgerHead(int(size), _split_frontier(bytes(blob)))
+
+    def iter_entries(
+        self, tenant: str, start: int | None = None, stop: int | None = None
+    ) -> Iterator[EntryRow]:
+        # Keyset pages: the lock is held per page, never across a yield.
+        low = _MIN_INDEX if start is None else start
+        high = _MAX_INDEX if stop is None else stop
+        while low < high:
+            rows = self._all(
+                "SELECT idx, body, leaf_hash FROM ledger_entries"
+                " WHERE tenant = ? AND idx >= ? AND idx < ? ORDER BY idx LIMIT ?",
+                (tenant, low, high, PAGE_ROWS),
+            )
+            yield from rows
+            if len(rows) < PAGE_ROWS:
+                return
+            low = int(rows[-1][0]) + 1
+
+    def leaf_hashes(self, tenant: str, start: int, stop: int) -> list[bytes]:
+        rows = self._all(
+            "SELECT leaf_hash FROM ledger_entries WHERE tenant = ? AND idx >= ? AND idx < ?"
+            " ORDER BY idx",
+            (tenant, start, stop),
+        )
+        return [r[0] for r in rows]
+
+    def node_hashes(self, tenant: str, level: int, start: int, stop: int) -> list[bytes]:
+        rows = self._all(
+            "SELECT hash FROM ledger_nodes WHERE tenant = ? AND level = ? AND idx >= ?"
+            " AND idx < ? ORDER BY idx",
+            (tenant, level, start, stop),
+        )
+        return [r[0] for r in rows]
+
+    def iter_nodes(self, tenant: str) -> Iterator[NodeRow]:
+        # Completion order: a node at (level, idx) completes with leaf (idx + 1) << level.
+        after = (-1, -1)
+        while True:
+            rows = self._all(
+                "SELECT level, idx, hash, (idx + 1) << CAST(level AS INTEGER) AS done"
+                " FROM ledger_nodes WHERE tenant = ? AND ((idx + 1) << CAST(level AS INTEGER) > ?"
+                " OR ((idx + 1) << CAST(level AS INTEGER) = ? AND level > ?))"
+                " ORDER BY done, level LIMIT ?",
+                (tenant, after[0], after[0], after[1], PAGE_ROWS),
+            )
+            for level, idx, hash_, _ in rows:
+                yield level, idx, hash_
+            if len(rows) < PAGE_ROWS:
+                return
+            after = (int(rows[-1][3]), int(rows[-1][0]))
+
+    def iter_checkpoints(self, tenant: str) -> Iterator[StoredCheckpoint]:
+        after = _MIN_INDEX
+        while True:
+            rows = self._all(
+                "SELECT seq, size, note FROM ledger_checkpoints WHERE tenant = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (tenant, after, PAGE_ROWS),
+            )
+            for seq, size, note in rows:
+                yield StoredCheckpoint(seq, size, note)
+            if len(rows) < PAGE_ROWS:
+                return
+            after = int(rows[-1][0])
+
+    def latest_checkpoint(self, tenant: str) -> StoredCheckpoint | None:
+        rows = self._all(
+            "SELECT seq, size, note FROM ledger_checkpoints WHERE tenant = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (tenant,),
+        )
+        return StoredCheckpoint(*rows[0]) if rows else None
+
+    def checkpoint_at(self, tenant: str, size: int) -> StoredCheckpoint | None:
+        rows = self._all(
+            "SELECT seq, size, note FROM ledger_checkpoints WHERE tenant = ? AND size = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (tenant, size),
+        )
+        return StoredCheckpoint(*rows[0]) if rows else None
+
+    def checkpoints_after(self, tenant: str, after_seq: int, limit: int) -> list[StoredCheckpoint]:
+        rows = self._all(
+            "SELECT seq, size, note FROM ledger_checkpoints WHERE tenant = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (tenant, max(after_seq, _MIN_INDEX), max(limit, 0)),
+        )
+        return [StoredCheckpoint(*r) for r in rows]
+
+
+class SqlLedgerStore(_Reads):
+    """The ledger tables on a `Database` (the gateway store's own, so that its transactions
+    take the ledger's appends in)."""
+
+    def append(
+        self,
+        tenant: str,
+        expected_size: int,
+        *,
+        entries: Sequence[tuple[bytes, bytes]],
+        nodes: Sequence[NodeRow],
+        frontier: Sequence[bytes],
+        checkpoint_note: str,
+    ) -> None:
+        new_size = expected_size + len(entries)
+        rows = [(tenant, expected_size + i, body, leaf) for i, (body, leaf) in enumerate(entries)]
+        db = self.database
+        with db.transaction():
+            self._check_size(tenant, expected_size)
+            db.executemany(
+                "INSERT INTO ledger_entries (tenant, idx, body, leaf_hash) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            if nodes:
+                db.executemany(
+                    "INSERT INTO ledger_nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)",
+                    [(tenant, level, idx, h) for level, idx, h in nodes],
+                )
+            self._insert_checkpoint(tenant, new_size, checkpoint_note)
+            db.execute(
+                "INSERT INTO ledger_heads (tenant, size, frontier) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant) DO UPDATE SET size = excluded.size,"
+                " frontier = excluded.frontier",
+                (tenant, new_size, b"".join(frontier)),
+            )
+
+    def add_checkpoint(self, tenant: str, expected_size: int, note: str) -> None:
+        with self.database.transaction():
+            self._check_size(tenant, expected_size)
+            self._insert_checkpoint(tenant, expected_size, note)
+
+    def _check_size(self, tenant: str, expected: int) -> None:
+        """Under the tenant's lock (held to COMMIT): the head cannot move after this."""
+        self.database.lock_tenant(tenant)
+        rows = self._all("SELECT size FROM ledger_heads WHERE tenant = ?", (tenant,))
+        if (rows[0][0] if rows else 0) != expected:
+            raise StoreConflict("the log grew since its head was read")
+
+    def _insert_checkpoint(self, tenant: str, size: int, note: str) -> None:
+        rows = self._all(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_checkpoints WHERE tenant = ?",
+            (tenant,),
+        )
+        self.database.execute(
+            "INSERT INTO ledger_checkpoints (tenant, seq, size, note) VALUES (?, ?, ?, ?)",
+            (tenant, int(rows[0][0]), size, note),
+        )
+
+    def snapshot(self) -> AbstractContextManager[LedgerReader]:
+        return self._snapshot()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[LedgerReader]:
+        with self.database.snapshot() as view:
+            yield _Reads(view)
+
+    def close(self) -> None:
+        self.database.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,261 @@
+"""PostgreSQL under the SQL stores: a psycopg 3 connection pool, transactions per thread.
+
+The async gateway runs store calls on worker threads (`asyncio.to_thread`), so a
+transaction belongs to a thread: `transaction()` takes a connection from the pool, binds it
+to the calling thread until COMMIT, and every statement that thread runs meanwhile (by any
+of the three stores) goes to it; nested calls join. Outside a transaction each statement
+borrows a connection for itself (autocommit), so reads never wait for a long page commit.
+
+Several gateway processes share one database, so what SQLite gets from having one writer is
+taken from PostgreSQL explicitly: a tenant's ledger appends and feed event numbers are
+serialised by a transaction-scoped advisory lock on the tenant (`lock_tenant`), held until
+COMMIT, so numbers become visible in the order they were given and no two replicas fork a
+log. Run ownership uses row locks (`FOR UPDATE SKIP LOCKED`, see the run lease queries).
+
+Messages of PostgreSQL errors can quote row values (a duplicate key's DETAIL names it), so
+errors are reported by SQLSTATE and class only, never by their text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from gateway.store.database import Dialect
+from gateway.store.protocols import StoreConflict, StoreError, StoreMissing
+from gateway.store.records import AlreadyExists, NotFound
+
+log = logging.getLogger("sluis.store")
+
+#: Seconds to wait for a pooled connection (or for the server, at start) before failing.
+CONNECT_TIMEOUT: Final = 15.0
+
+
+@lru_cache(maxsize=1024)
+def _pg(sql: str) -> str:
+    """The stores' `?` placeholders as psycopg's `%s` (the SQL holds no `%` of its own)."""
+    if "%" in sql:  # pragma: no cover - a programming error, caught by the contract suite
+        raise StoreError("store SQL must not contain '%'")
+    return sql.replace("?", "%s")
+
+
+def _failure(exc: psycopg.Error, *, batch: bool = False) -> Exception:
+    """Our error for a driver error, without its text (which can quote values)."""
+    if isinstance(exc, errors.UniqueViolation):
+        return (StoreConflict if batch else AlreadyExists)("a record with that key already exists")
+    if isinstance(exc, errors.ForeignKeyViolation):
+        if batch:
+            return StoreConflict("a row refers to a record that does not exist")
+        return NotFound("it refers to a record that does not exist")
+    if isinstance(exc, errors.SerializationFailure | errors.DeadlockDetected):
+        return StoreConflict("another writer got there first; try again")
+    if isinstance(exc, errors.UndefinedTable):
+        return StoreMissing("the database has no Sluis schema; run `sluis db upgrade`")
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(f"database unavailable ({type(exc).__name__})")
+    return StoreError(f"database error {exc.sqlstate or ''} ({type(exc).__name__})".strip())
+
+
+def tenant_lock_key(tenant: str) -> int:
+    """A tenant's advisory lock key: 64 bits of a hash (a collision only serialises two
+    tenants' writes, it never lets two writers of one tenant through)."""
+    digest = hashlib.sha256(b"sluis/tenant/" + tenant.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class _Bound(threading.local):
+    conn: psycopg.Connection[Any] | None = None
+    depth: int = 0
+
+
+class PostgresDatabase:
+    """A pool of connections to one PostgreSQL database (one schema)."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], url: str) -> None:
+        self._pool = pool
+        self._bound = _Bound()
+        #: The database URL without its password (for messages).
+        self.url = url
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        pool_size: int = 10,
+        schema: str | None = None,
+        timeout: float = CONNECT_TIMEOUT,
+    ) -> PostgresDatabase:
+        """Connect (waiting up to `timeout` seconds for the server) or raise `StoreError`.
+
+        `schema` confines every table to one schema (`search_path`): tests give each test
+        its own; an installation normally keeps the default."""
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(timeout))}
+        if password is not None:
+            kwargs["password"] = password
+        options = ["-c timezone=UTC"]
+        if schema is not None:
+            options.append(f"-c search_path={schema}")
+        kwargs["options"] = " ".join(options)
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise StoreError("database_url is not a valid PostgreSQL URL") from None
+        shown = url if "password" not in info else url.replace(str(info["password"]), "***")
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=max(1, pool_size),
+            open=False,
+            check=ConnectionPool.check_connection,
+            timeout=timeout,
+            name="sluis",
+        )
+        try:
+            pool.open(wait=True, timeout=timeout)
+        except PoolTimeout:
+            pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL at {shown}") from None
+        return cls(pool, shown)
+
+    def time(self, value: datetime | None) -> object:
+        return value
+
+    # ------------------------------------------------------------------ statements
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        bound = self._bound.conn
+        if bound is not None:
+            yield bound
+            return
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreError("no database connection free in time (pool exhausted)") from None
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        try:
+            with self._conn() as conn:
+                return conn.execute(_pg(sql), params).fetchall()
+        except psycopg.Error as exc:
+            raise _failure(exc) from None
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        try:
+            with self._conn() as conn:
+                return conn.execute(_pg(sql), params).rowcount
+        except psycopg.Error as exc:
+            raise _failure(exc) from None
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if not rows:
+            return
+        try:
+            with self._conn() as conn, conn.cursor() as cur:
+                cur.executemany(_pg(sql), rows)
+        except psycopg.Error as exc:
+            raise _failure(exc, batch=True) from None
+
+    def script(self, statements: Sequence[str]) -> None:
+        """Schema statements, inside the caller's transaction."""
+        for statement in statements:
+            self.execute(statement)
+
+    def lock_tenant(self, tenant: str) -> None:
+        if self._bound.conn is None:  # pragma: no cover - a programming error
+            raise StoreError("lock_tenant needs a transaction")
+        self.all("SELECT pg_advisory_xact_lock(?)", (tenant_lock_key(tenant),))
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        bound = self._bound
+        if bound.conn is not None:
+            bound.depth += 1
+            try:
+                yield
+            finally:
+                bound.depth -= 1
+            return
+        try:
+            conn = self._pool.getconn()
+        except PoolTimeout:
+            raise StoreError("no database connection free in time (pool exhausted)") from None
+        try:
+            conn.execute("BEGIN")
+        except psycopg.Error as exc:
+            self._pool.putconn(conn)
+            raise _failure(exc) from None
+        bound.conn, bound.depth = conn, 1
+        try:
+            yield
+        except BaseException:
+            self._rollback(conn)
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                self._rollback(conn)
+                raise _failure(exc) from None
+        finally:
+            bound.conn, bound.depth = None, 0
+            self._pool.putconn(conn)
+
+    @staticmethod
+    def _rollback(conn: psycopg.Connection[Any]) -> None:
+        # A broken connection cannot roll back; the server ends its transaction, and the
+        # pool discards the connection when it is given back.
+        try:
+            conn.execute("ROLLBACK")
+        except psycopg.Error:
+            log.warning("rollback failed; the connection is discarded")
+
+    def snapshot(self) -> AbstractContextManager[PostgresDatabase]:
+        return self._snapshot()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[PostgresDatabase]:
+        """A REPEATABLE READ, READ ONLY transaction on a connection of its own: every read
+        through the view sees the state of its first read."""
+        view = PostgresDatabase(self._pool, self.url)
+        with view.transaction():
+            view.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            view.all("SELECT 1")  # the first query fixes the snapshot
+            yield view
+
+    # ------------------------------------------------------------------ introspection
+
+    def tables(self) -> set[str]:
+        rows = self.all(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        return {str(r[0]) for r in rows}
+
+    def columns(self, table: str) -> list[str]:
+        rows = self.all(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,172 @@
+"""The embedded engine: one SQLite file, one connection, one re-entrant lock.
+
+WAL with `synchronous=NORMAL`: a page commit is one fsync-free write to the log, and readers
+(a long audit) never block the writer. One connection shared across threads behind an
+`RLock`, because SQLite has one writer anyway and the async gateway runs store calls on
+worker threads; a transaction holds the lock from BEGIN IMMEDIATE to COMMIT, so two
+threads' writes never interleave. SQLite serves one gateway process; several replicas need
+PostgreSQL (`gateway.store.postgres_db`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+from gateway.store.database import Dialect, time_text
+from gateway.store.protocols import StoreConflict, StoreError, StoreMissing
+from gateway.store.records import AlreadyExists, NotFound
+
+
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode={mode}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    except sqlite3.OperationalError:
+        raise StoreMissing(f"no database at {path}") from None
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def _integrity(exc: sqlite3.IntegrityError) -> Exception:
+    if "FOREIGN KEY" in str(exc):
+        return NotFound("it refers to a record that does not exist")
+    return AlreadyExists("a record with that id already exists")
+
+
+class SqliteDatabase:
+    """One SQLite connection behind one re-entrant lock, with transactions that nest."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False) -> None:
+        self.path = path
+        self.conn = conn
+        self.lock = threading.RLock()
+        self.readonly = readonly
+        self._depth = 0
+
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Self:
+        """`create=False` refuses to make a new database; `readonly=True` opens it read-only."""
+        path = Path(path)
+        if not create and not path.is_file():
+            raise StoreMissing(f"no database at {path}")
+        if create and not readonly:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = "ro" if readonly else ("rwc" if create else "rw")
+        db = cls(path, _connect(path, mode), readonly=readonly)
+        if not readonly:
+            try:
+                db.conn.execute("PRAGMA journal_mode = WAL")
+                db.conn.execute("PRAGMA synchronous = NORMAL")
+                db.conn.execute("PRAGMA foreign_keys = ON")
+                # A page commit dirties scattered B-tree pages (subject ids are keyed
+                # hashes): keep them cached, and checkpoint the WAL less often than 4 MB.
+                db.conn.execute("PRAGMA cache_size = -65536")
+                db.conn.execute("PRAGMA wal_autocheckpoint = 8192")
+            except sqlite3.DatabaseError as exc:
+                db.conn.close()
+                raise StoreError(f"{path}: not a usable database ({exc})") from None
+        return db
+
+    def time(self, value: datetime | None) -> object:
+        return None if value is None else time_text(value)
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with self.lock:
+            try:
+                return self.conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"database: {exc}") from None
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        with self.lock, self.transaction():
+            try:
+                return self.conn.execute(sql, params).rowcount
+            except sqlite3.IntegrityError as exc:
+                raise _integrity(exc) from None
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self.lock, self.transaction():
+            try:
+                self.conn.executemany(sql, rows)
+            except sqlite3.IntegrityError:
+                raise StoreConflict("a row with that key was written by another writer") from None
+
+    def script(self, statements: Sequence[str]) -> None:
+        """Schema statements, inside the caller's transaction (never `executescript`,
+        which commits on its own)."""
+        for statement in statements:
+            self.conn.execute(statement)
+
+    def lock_tenant(self, tenant: str) -> None:
+        """BEGIN IMMEDIATE already made this transaction the only writer."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT under the lock, or nothing when already inside one."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            c = self.conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"database: {exc}") from None
+            self._depth = 1
+            try:
+                yield
+            except sqlite3.IntegrityError:
+                c.execute("ROLLBACK")
+                raise StoreConflict("a row with that key already exists") from None
+            except sqlite3.Error as exc:
+                c.execute("ROLLBACK")
+                raise StoreError(f"database: {exc}") from None
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    c.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    c.execute("ROLLBACK")
+                    raise StoreError(f"database: commit failed ({exc})") from None
+            finally:
+                self._depth = 0
+
+    def snapshot(self) -> AbstractContextManager[SqliteDatabase]:
+        return self._snapshot()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[SqliteDatabase]:
+        conn = _connect(self.path, "ro")
+        try:
+            conn.execute("BEGIN")
+            # The first read fixes the snapshot a WAL reader sees until COMMIT.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            yield SqliteDatabase(self.path, conn, readonly=True)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def tables(self) -> set[str]:
+        rows = self.all("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(r[0]) for r in rows}
+
+    def columns(self, table: str) -> list[str]:
+        return [str(r[1]) for r in self.all(f"PRAGMA table_info({table})")]
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
