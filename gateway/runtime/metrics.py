@@ -119,6 +119,7 @@ class _StateCollector(Collector):
                 self._metrics.feed_events_served.labels(tenant)
                 for outcome in LEDGER_VERIFY_OUTCOMES:
                     self._metrics.ledger_verifications.labels(tenant, outcome)
+                self._metrics.prime_checkpoint_push(tenant)
         yield entries
         yield last
         yield from self._connector_families(state)
