@@ -37,6 +37,7 @@ ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
 DB_FILE = "sluis.db"
 
 log = logging.getLogger("sluis.keys")
+ledger_log = logging.getLogger("sluis.ledger")
 
 
 def _open_keys(settings: Settings) -> tuple[SecretBox, CheckpointSigner]:
@@ -210,14 +211,15 @@ class Services:
     def verify_ledgers(self) -> dict[str, bool]:
         """Recompute every tenant's ledger against its signed checkpoints (the self-check
         `sluis serve` runs at start and daily); each outcome goes to the metrics, and a
-        failure to the log with the tenant and the index (never an entry's content)."""
+        failure to the log with the tenant and the reason, which names the first bad index
+        and never an entry's content."""
         outcomes = {}
         for tenant in self.store.ledger.tenants():
             report = self.ledger(tenant).verify(self.signer.public_key)
             outcomes[tenant] = report.ok
             self.metrics.ledger_verified(tenant, report.ok)
             if not report.ok:
-                log.error(
+                ledger_log.error(
                     "the ledger of tenant %s failed its self-check: %s; "
                     "run `sluis audit verify --tenant %s`",
                     tenant, report.reason, tenant,
