@@ -71,6 +71,7 @@ async def get_events(request: web.Request) -> web.Response:
             title="The cursor is beyond the newest event",
             head_cursor=encode_cursor(ahead.head, tenant),
         ) from None
+    s.metrics.feed_polled(tenant, consumer.id, after, s.clock().timestamp())
     if served:
         s.metrics.feed_events_served.labels(tenant).inc(served)
     for connector, count in withheld_by.items():

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from aiohttp import web
 
 from gateway.api.app import AccessLogger, make_app
 from gateway.api.protocol import HttpLimits, start_site
@@ -19,6 +24,38 @@ from gateway.sync.scheduler import resume_context, scheduler_context
 
 log = logging.getLogger("sluis.serve")
 
+#: Seconds between self-checks of every ledger (the first runs at start).
+LEDGER_CHECK_SECONDS: Final = 24 * 3600.0
+
+
+def ledger_check_context(
+    services: Services, *, interval: float = LEDGER_CHECK_SECONDS
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A `cleanup_ctx` entry that recomputes every tenant's ledger at start and then daily.
+
+    `sluis audit verify` is a command someone has to run; a damaged or rewritten ledger
+    (a bad restore, a disk error, a hand edit of the database) should page the operator
+    without that. The outcome goes to `sluis_ledger_intact{tenant}`, which an alert rule
+    watches. It runs on a worker thread, one tenant after the other, off the request path;
+    every replica checks (a verification reads, never writes)."""
+
+    async def check_forever() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(services.verify_ledgers)
+            except Exception as exc:  # the store is down: not a verdict on the ledger
+                log.warning("the ledger self-check could not run (%s)", type(exc).__name__)
+            await asyncio.sleep(interval)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(check_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
 
 async def _serve(services: Services) -> None:
     """Listen until SIGINT or SIGTERM, then stop: sites first, then the app's cleanup."""
@@ -29,6 +66,7 @@ async def _serve(services: Services) -> None:
     app.cleanup_ctx.append(
         scheduler_context(services) if settings.scheduler else resume_context(services)
     )
+    app.cleanup_ctx.append(ledger_check_context(services))
     limits = HttpLimits(
         header_timeout=settings.header_timeout, max_connections=settings.max_connections
     )

@@ -24,8 +24,12 @@ log_level = "INFO"             # DEBUG, INFO, WARNING, ERROR
 checkpoint_push_interval = 5.0 # seconds between looks for new checkpoints to push
 ```
 
-Secrets are better given through the environment than written in the file. Errors name
-where the bad value came from: the file and the setting, or the environment variable.
+Secrets are better given through the environment than written in the file, and better
+still as files the environment points at: `SLUIS_<KEY>_FILE=/run/secrets/...` reads the
+setting from that file (one trailing newline dropped), which is how Docker and Kubernetes
+secrets arrive, and keeps the value out of `docker inspect` and `/proc/<pid>/environ`.
+Errors name where the bad value came from: the file and the setting, the environment
+variable, or the variable and the file it names (never the value).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from gateway.keys.location import default_key_dir
 from gateway.keys.signing import LOG_NAME_PATTERN
 
 ENV_PREFIX = "SLUIS_"
+#: `SLUIS_<KEY>_FILE`: the setting is read from the named file.
+FILE_SUFFIX = "_FILE"
 
 
 class ConfigError(ValueError):
@@ -120,8 +126,18 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
             raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: bad TOML ({exc})") from None
+    from_file: dict[str, str] = {}
     for key in _ENV_KEYS:
-        value = env.get(ENV_PREFIX + key.upper())
+        name = ENV_PREFIX + key.upper()
+        value = env.get(name)
+        file_name = env.get(name + FILE_SUFFIX)
+        if file_name:
+            if value:
+                raise ConfigError(
+                    f"{name} and {name}{FILE_SUFFIX} are both set; give the setting one way"
+                )
+            value = _read_setting_file(name + FILE_SUFFIX, file_name)
+            from_file[key] = f"{name}{FILE_SUFFIX} ({file_name})"
         if value is not None and value != "":
             raw[key] = value
             from_env.add(key)
@@ -131,8 +147,26 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     except ValidationError as exc:
         err = exc.errors(include_input=False)[0]
         loc = [str(p) for p in err["loc"]]
-        if loc and loc[0] in from_env:
+        if loc and loc[0] in from_file:
+            where = from_file[loc[0]]
+        elif loc and loc[0] in from_env:
             where = ENV_PREFIX + loc[0].upper()
         else:
             where = f"{path if path is not None else 'configuration'}: {'.'.join(loc)}"
         raise ConfigError(f"{where}: {err['msg']}") from None
+
+
+def _read_setting_file(variable: str, file_name: str) -> str:
+    """A setting's value from the file `variable` names: the whole file less one trailing
+    newline (what `echo` and editors add). An empty file is refused: an unset secret must
+    not pass for a set one."""
+    try:
+        text = Path(file_name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {file_name} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}: {file_name} is not UTF-8 text") from None
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise ConfigError(f"{variable}: {file_name} is empty")
+    return value

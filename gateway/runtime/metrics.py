@@ -11,10 +11,17 @@ that describe *state* (how long a tenant's ledger is, when a connector last sync
 from the store at scrape time instead: they then count every entry whatever wrote it (sync
 pages, feed pages, grants, refusals) and survive restarts, which gauges set by the code
 that happened to run in this process cannot.
+
+A few figures only this process can know are kept in memory and joined with the store's at
+scrape time: where each feed consumer last asked to continue from (its lag is the tenant's
+newest event minus that), and the outcome of the last full verification of each ledger.
+With several replicas each reports what it saw; the dashboard and the alert rules take the
+minimum lag over replicas (the replica that served the consumer last knows best).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, get_args
@@ -33,15 +40,22 @@ REFUSAL_REASONS: Final = (*get_args(RefusalCode), "feed_withheld")
 FEED_CHANGE_TYPES: Final = ("subject.upserted", "subject.deleted")
 #: What became of a signed checkpoint due for a tenant's push URL.
 CHECKPOINT_PUSH_OUTCOMES: Final = ("delivered", "failed", "skipped")
+#: What a full recomputation of a tenant's ledger found.
+LEDGER_VERIFY_OUTCOMES: Final = ("intact", "failed")
 
 
 @dataclass(frozen=True, slots=True)
 class KnownConnector:
-    """A configured connector as the metrics see it: ids and the time of its last success."""
+    """A configured connector as the metrics see it: ids, type, schedule and the time of its
+    last success (times as Unix seconds)."""
 
     tenant: str
     connector: str
     last_success: float | None = None
+    connector_type: str | None = None
+    interval: float | None = None
+    paused: bool = False
+    created: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,18 @@ class GatewayState:
 
     ledger_sizes: dict[str, int] = field(default_factory=dict)
     connectors: Sequence[KnownConnector] = ()
+    #: Each tenant's newest feed event (its sequence number; 0 before the first).
+    feed_heads: dict[str, int] = field(default_factory=dict)
+    #: The (tenant, consumer id) pairs not revoked.
+    consumers: Sequence[tuple[str, str]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPosition:
+    """Where a consumer last asked the feed to continue from, and when (Unix seconds)."""
+
+    after: int
+    at: float
 
 
 #: Reads the current state (called once per scrape, on the scraping thread).
@@ -86,13 +112,80 @@ class _StateCollector(Collector):
             for tenant, size in sorted(state.ledger_sizes.items()):
                 entries.add_metric([tenant], size)
             for known in state.connectors:
-                self._metrics.prime_connector(known.tenant, known.connector)
+                self._metrics.prime_connector(known.tenant, known.connector, known.connector_type)
                 if known.last_success is not None:
                     last.add_metric([known.tenant, known.connector], known.last_success)
             for tenant in state.ledger_sizes:
                 self._metrics.feed_events_served.labels(tenant)
+                for outcome in LEDGER_VERIFY_OUTCOMES:
+                    self._metrics.ledger_verifications.labels(tenant, outcome)
+                self._metrics.prime_checkpoint_push(tenant)
         yield entries
         yield last
+        yield from self._connector_families(state)
+        yield from self._feed_families(state)
+
+    def _connector_families(self, state: GatewayState | None) -> Iterator[Metric]:
+        """A connector's schedule as stored, so that "no success for twice the interval"
+        can be said in PromQL (paused connectors and ones never synced told apart)."""
+        labels = ["tenant", "connector"]
+        interval = GaugeMetricFamily(
+            "sluis_connector_interval_seconds",
+            "A connector's sync interval, read from the store.",
+            labels=labels,
+        )
+        paused = GaugeMetricFamily(
+            "sluis_connector_paused",
+            "1 while a connector is paused by its admin (the scheduler skips it), else 0.",
+            labels=labels,
+        )
+        created = GaugeMetricFamily(
+            "sluis_connector_created_timestamp_seconds",
+            "Unix time a connector was created, read from the store.",
+            labels=labels,
+        )
+        for known in state.connectors if state is not None else ():
+            ids = [known.tenant, known.connector]
+            if known.interval is not None:
+                interval.add_metric(ids, known.interval)
+            paused.add_metric(ids, 1 if known.paused else 0)
+            if known.created is not None:
+                created.add_metric(ids, known.created)
+        yield interval
+        yield paused
+        yield created
+
+    def _feed_families(self, state: GatewayState | None) -> Iterator[Metric]:
+        head = GaugeMetricFamily(
+            "sluis_feed_last_seq",
+            "Sequence number of a tenant's newest feed event, read from the store.",
+            labels=["tenant"],
+        )
+        lag = GaugeMetricFamily(
+            "sluis_feed_consumer_lag_events",
+            "Feed events after the cursor a consumer last polled with on this replica (the"
+            " tenant's newest event minus it); take the minimum over replicas.",
+            labels=["tenant", "consumer"],
+        )
+        polled = GaugeMetricFamily(
+            "sluis_feed_consumer_last_poll_timestamp_seconds",
+            "Unix time a consumer last polled the feed on this replica.",
+            labels=["tenant", "consumer"],
+        )
+        if state is not None:
+            for tenant, seq in sorted(state.feed_heads.items()):
+                head.add_metric([tenant], seq)
+            positions = self._metrics.feed_positions()
+            for tenant, consumer in state.consumers:
+                position = positions.get((tenant, consumer))
+                if position is None:
+                    continue  # not polled on this replica since it started
+                newest = state.feed_heads.get(tenant, 0)
+                lag.add_metric([tenant, consumer], max(newest - position.after, 0))
+                polled.add_metric([tenant, consumer], position.at)
+        yield head
+        yield lag
+        yield polled
 
 
 class GatewayMetrics:
@@ -101,6 +194,8 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.state_reader: StateReader | None = None
+        self._positions: dict[tuple[str, str], FeedPosition] = {}
+        self._positions_lock = threading.Lock()
         r = self.registry
         # Registered first: a scrape primes the per-connector series before they are read.
         r.register(_StateCollector(self))
@@ -188,6 +283,27 @@ class GatewayMetrics:
             ["tenant", "outcome"],
             registry=r,
         )
+        self.mass_delete_stops = Counter(
+            "sluis_mass_delete_stops",
+            "Full syncs stopped by the mass-delete guard (more subjects gone than the"
+            " connector's max_delete_share; nothing deleted until an admin confirms).",
+            ["connector_type", "tenant", "connector"],
+            registry=r,
+        )
+        self.ledger_verifications = Counter(
+            "sluis_ledger_verifications",
+            "Full recomputations of a tenant's ledger in this process (the self-check of"
+            " `sluis serve`), by outcome: intact or failed.",
+            ["tenant", "outcome"],
+            registry=r,
+        )
+        self.ledger_intact = Gauge(
+            "sluis_ledger_intact",
+            "1 if the last full recomputation of a tenant's ledger in this process found it"
+            " intact, 0 if it failed (run `sluis audit verify` for the first bad index).",
+            ["tenant"],
+            registry=r,
+        )
         self._prime_types(known_types())
 
     def _prime_types(self, types: Iterable[str]) -> None:
@@ -208,10 +324,13 @@ class GatewayMetrics:
                 counter.labels(ctype)
             self.sync_duration.labels(ctype)
 
-    def prime_connector(self, tenant: str, connector: str) -> None:
-        """Create a connector's refusal series at 0 (idempotent; cheap once created)."""
+    def prime_connector(self, tenant: str, connector: str, ctype: str | None = None) -> None:
+        """Create a connector's refusal series (and, its type known, its mass-delete stops)
+        at 0 (idempotent; cheap once created)."""
         for reason in REFUSAL_REASONS:
             self.refusals.labels(tenant, connector, reason)
+        if ctype is not None:
+            self.mass_delete_stops.labels(ctype, tenant, connector)
 
     def prime_checkpoint_push(self, tenant: str) -> None:
         """Create a tenant's checkpoint push series at 0 (idempotent)."""
@@ -220,3 +339,21 @@ class GatewayMetrics:
 
     def refused(self, tenant: str, connector: str, reason: str, count: int = 1) -> None:
         self.refusals.labels(tenant, connector, reason).inc(count)
+
+    def mass_delete_stopped(self, ctype: str, tenant: str, connector: str) -> None:
+        self.mass_delete_stops.labels(ctype, tenant, connector).inc()
+
+    def feed_polled(self, tenant: str, consumer: str, after: int, at: float) -> None:
+        """A consumer asked for the events after `after`: everything up to it is applied on
+        its side, so the consumer's lag is counted from there."""
+        with self._positions_lock:
+            self._positions[(tenant, consumer)] = FeedPosition(after, at)
+
+    def feed_positions(self) -> dict[tuple[str, str], FeedPosition]:
+        with self._positions_lock:
+            return dict(self._positions)
+
+    def ledger_verified(self, tenant: str, intact: bool) -> None:
+        """The outcome of a full recomputation of `tenant`'s ledger."""
+        self.ledger_verifications.labels(tenant, "intact" if intact else "failed").inc()
+        self.ledger_intact.labels(tenant).set(1 if intact else 0)

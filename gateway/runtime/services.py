@@ -35,6 +35,7 @@ from gateway.tenancy import subject_key
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
 
 log = logging.getLogger("sluis.keys")
+ledger_log = logging.getLogger("sluis.ledger")
 
 
 def _open_keys(settings: Settings) -> tuple[SecretBox, CheckpointSigner]:
@@ -168,12 +169,46 @@ class Services:
         self.store.close()
 
     def metrics_state(self) -> GatewayState:
-        """Ledger sizes and last successes as stored, for `/metrics` (one query each)."""
-        sizes = {t.id: self.ledger(t.id).size() for t in self.store.list_tenants()}
+        """Ledger sizes, connectors' schedules and last successes, feed heads and consumers
+        as stored, for `/metrics` (a few queries per tenant)."""
+        tenants = [t.id for t in self.store.list_tenants()]
+        sizes = {t: self.ledger(t).size() for t in tenants}
         connectors = [
             KnownConnector(
-                c.tenant, c.id, c.last_success_at.timestamp() if c.last_success_at else None
+                c.tenant,
+                c.id,
+                c.last_success_at.timestamp() if c.last_success_at else None,
+                connector_type=c.type,
+                interval=c.interval_seconds,
+                paused=c.paused_at is not None,
+                created=c.created_at.timestamp(),
             )
             for c in self.store.list_connectors()
         ]
-        return GatewayState(sizes, connectors)
+        heads = {t: self.store.last_event_seq(t) for t in tenants}
+        consumers = [
+            (c.tenant, c.id)
+            for t in tenants
+            for c in self.store.list_consumers(t)
+            if c.revoked_at is None
+        ]
+        return GatewayState(sizes, connectors, heads, consumers)
+
+    def verify_ledgers(self) -> dict[str, bool]:
+        """Recompute every tenant's ledger against its signed checkpoints (the self-check
+        `sluis serve` runs at start and daily); each outcome goes to the metrics, and a
+        failure to the log with the tenant and the reason, which names the first bad index
+        and never an entry's content."""
+        outcomes = {}
+        for tenant in self.store.ledger.tenants():
+            report = self.ledger(tenant).verify(self.signer.public_key)
+            outcomes[tenant] = report.ok
+            self.metrics.ledger_verified(tenant, report.ok)
+            if not report.ok:
+                ledger_log.error(
+                    "the ledger of tenant %s failed its self-check: %s; "
+                    "run `sluis audit verify --tenant %s`",
+                    tenant, report.reason, tenant,
+                    extra={"tenant": tenant},
+                )  # fmt: skip
+        return outcomes

@@ -434,6 +434,7 @@ class SyncEngine:
             # The number asked for is on the run (counts.deletes_held), so the admin can
             # confirm exactly this many for one run, or raise the connector's limit.
             state.counts["deletes_held"] = len(gone)
+            self.metrics.mass_delete_stopped(state.record.type, run.tenant, run.connector)
             given = (
                 f" (this run was confirmed for {run.confirm_deletes}, not {len(gone)})"
                 if run.confirm_deletes is not None
