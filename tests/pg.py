@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +27,12 @@ SERVER_URL: Final = os.environ.get(
 DATABASE: Final = "sluis_test"
 
 
-def database_url() -> str:
-    info = psycopg.conninfo.conninfo_to_dict(SERVER_URL)
-    info["dbname"] = DATABASE
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+def database_url(schema: str | None = None) -> str:
+    """The suite's database as a URL (what `database_url` takes), optionally confined to
+    one schema through libpq's `options`."""
+    parts = urllib.parse.urlsplit(SERVER_URL)
+    query = f"options=-csearch_path%3D{schema}" if schema else ""
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{DATABASE}", query, ""))
 
 
 @functools.cache

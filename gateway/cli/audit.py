@@ -42,7 +42,9 @@ from gateway.ledger.export import ExportFormatError, export_tenants, verify_expo
 from gateway.ledger.log import Ledger, LedgerError
 from gateway.ledger.verify import KeptCheckpoint, VerifyReport
 from gateway.store import StoreError
+from gateway.store.ledger_sql import SqlLedgerStore
 from gateway.store.ledger_sqlite import SqliteLedgerStore
+from gateway.store.postgres import PostgresLedgerStore
 
 DB_FILE: Final = "sluis.db"
 DEFAULT_DATA_DIR: Final = "./sluis-data"
@@ -62,7 +64,12 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return Path(value)
 
 
-def _open_store(args: argparse.Namespace) -> SqliteLedgerStore:
+def _open_store(args: argparse.Namespace) -> SqlLedgerStore:
+    """The ledger tables: PostgreSQL when a database URL is given (or SLUIS_DATABASE_URL),
+    else DIR/sluis.db, read-only."""
+    url = args.database_url or os.environ.get("SLUIS_DATABASE_URL")
+    if url:
+        return PostgresLedgerStore(url, password=os.environ.get("SLUIS_DATABASE_PASSWORD"))
     return SqliteLedgerStore(_data_dir(args) / DB_FILE, create=False, readonly=True)
 
 
@@ -341,7 +348,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--data-dir",
         metavar="DIR",
         help=f"data directory (default: $SLUIS_DATA_DIR or {DEFAULT_DATA_DIR});"
-        f" the ledger is DIR/{DB_FILE}",
+        f" the ledger is DIR/{DB_FILE}, the signing key in DIR-keys",
+    )
+    common.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="read the ledger from PostgreSQL instead (default: $SLUIS_DATABASE_URL;"
+        " password: $SLUIS_DATABASE_PASSWORD or libpq's PGPASSWORD/PGPASSFILE)",
     )
     audit = sub.add_parser(
         "audit",

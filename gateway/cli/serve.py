@@ -20,6 +20,7 @@ from gateway.keys.signing import SigningKeyError
 from gateway.runtime.config import ConfigError, Settings, load_settings
 from gateway.runtime.logs import configure_logging
 from gateway.runtime.services import Services, admin_token_path
+from gateway.store.protocols import StoreError
 from gateway.sync.scheduler import resume_context, scheduler_context
 
 log = logging.getLogger("sluis.serve")
@@ -64,7 +65,9 @@ async def _serve(services: Services) -> None:
     # The scheduler resumes runs a previous process left half-way; without it, resume them
     # once (a run left "running" would block its connector for good).
     app.cleanup_ctx.append(
-        scheduler_context(services) if settings.scheduler else resume_context(services)
+        scheduler_context(services, tick=settings.scheduler_tick)
+        if settings.scheduler
+        else resume_context(services)
     )
     app.cleanup_ctx.append(ledger_check_context(services))
     limits = HttpLimits(
@@ -96,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     try:
         services = Services.open(settings)
-    except (SecretError, SigningKeyError, OSError) as exc:
+    except (SecretError, SigningKeyError, StoreError, OSError) as exc:
         print(f"sluis serve: {_reason(exc)}", file=sys.stderr)
         return 2
     _announce(settings, services)

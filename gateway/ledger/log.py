@@ -47,7 +47,7 @@ from gateway.ledger.entry import (
 )
 from gateway.ledger.kinds import LedgerEntry, entry_bytes, parse_entry
 from gateway.ledger.verify import KeptCheckpoint, VerifyReport, verify_log
-from gateway.store import LedgerReader, LedgerStore, StoreConflict
+from gateway.store import LedgerReader, LedgerStore
 
 __all__ = [
     "ConsistencyProof",
@@ -64,9 +64,6 @@ __all__ = [
     "describe_errors",
 ]
 
-#: Tries at an append raced by other writers (the first conflict inside a transaction
-#: takes the tenant's lock, so the second normally succeeds).
-APPEND_ATTEMPTS: Final = 8
 #: Stored proof nodes sit at every 4th level (leaves are level 0).
 NODE_STRIDE: Final = 4
 
@@ -188,11 +185,13 @@ def _utc_now() -> datetime:
 class Ledger:
     """One tenant's transfer log over a `LedgerStore`.
 
-    Without a signer the ledger is read-only (proofs, verification). Appends are
-    optimistic: the head is read, the batch built on it, and the store refuses it
-    (`StoreConflict`) if another thread or replica appended first; the append then starts
-    again from the new head. No lock is held in this process across a database wait, so
-    the store's own locks are the only ones two replicas can wait on.
+    Without a signer the ledger is read-only (proofs, verification). An append takes the
+    tenant's write lock in the store first (`LedgerStore.writing`: the transaction's own
+    on SQLite, an advisory lock on PostgreSQL, held to COMMIT) and reads the head inside
+    it, so threads and replicas append one after the other and never fork the log; the
+    store still refuses (`StoreConflict`) a batch built on a head that is not current. No
+    lock of this process is held across a database wait, so the store's locks are the only
+    ones two writers can wait on, and there is one order to take them in.
     """
 
     def __init__(
@@ -254,31 +253,23 @@ class Ledger:
                 raise LedgerError("entry belongs to another tenant's log")
             bodies.append(entry_bytes(entry))
         leaves = [merkle.leaf_hash(b) for b in bodies]
-        for attempt in range(APPEND_ATTEMPTS):
+        # The tenant's write lock first, then the head: nobody can append in between.
+        with self._store.writing(self.tenant):
             head = self._store.head(self.tenant)
             frontier = merkle.Frontier(head.size, head.frontier) if head else merkle.Frontier()
             start = frontier.size
             nodes: list[tuple[int, int, bytes]] = []
             frontier.extend(leaves, nodes)
             cp = Checkpoint(self.origin, frontier.size, frontier.root(), self._next_time())
-            try:
-                self._store.append(
-                    self.tenant,
-                    start,
-                    entries=list(zip(bodies, leaves, strict=True)),
-                    nodes=nodes,
-                    frontier=frontier.hashes,
-                    checkpoint_note=signer.sign(cp),
-                )
-            except StoreConflict:
-                # Another writer (thread or replica) appended since the head was read.
-                # Inside a transaction the store now holds the tenant's lock, so the
-                # next read is the head this append will build on.
-                if attempt + 1 == APPEND_ATTEMPTS:
-                    raise
-                continue
-            return list(range(start, start + len(entries)))
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._store.append(
+                self.tenant,
+                start,
+                entries=list(zip(bodies, leaves, strict=True)),
+                nodes=nodes,
+                frontier=frontier.hashes,
+                checkpoint_note=signer.sign(cp),
+            )
+        return list(range(start, start + len(entries)))
 
     def size(self) -> int:
         head = self._store.head(self.tenant)
@@ -294,18 +285,12 @@ class Ledger:
             if latest is not None:
                 return latest.note
         signer = self._require_signer()
-        for attempt in range(APPEND_ATTEMPTS):
+        with self._store.writing(self.tenant):
             size = self.size()
             cp = Checkpoint(self.origin, size, self.root(size), self._next_time())
             note = signer.sign(cp)
-            try:
-                self._store.add_checkpoint(self.tenant, size, note)
-            except StoreConflict:
-                if attempt + 1 == APPEND_ATTEMPTS:
-                    raise
-                continue
-            return note
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._store.add_checkpoint(self.tenant, size, note)
+        return note
 
     def _check_size(self, size: int) -> None:
         current = self.size()

@@ -6,6 +6,7 @@ database_url = "postgresql://sluis@db:5432/sluis"  # PostgreSQL instead (or SLUI
 database_password = "..."      # if not in the URL (better: SLUIS_DATABASE_PASSWORD, PGPASSFILE)
 database_pool_size = 10        # connections per process
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
+scheduler_tick = 5.0           # seconds between the scheduler's looks at what is due
 key_dir = "sluis-data-keys"    # master key and ledger signing key (default: beside data_dir)
 host = "127.0.0.1"
 port = 8080
@@ -64,6 +65,8 @@ class Settings(BaseModel):
     #: The database password, when the URL has none (libpq's PGPASSWORD/PGPASSFILE work too).
     database_password: str | None = Field(default=None, repr=False)
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    #: Seconds between the scheduler's looks at what is due (and at runs to take over).
+    scheduler_tick: float = Field(default=5.0, gt=0, le=3600)
     #: How long a sync run stays with a replica that stopped renewing its lease; another
     #: replica then resumes it from its last committed page.
     run_lease_seconds: float = Field(default=30.0, ge=2, le=3600)

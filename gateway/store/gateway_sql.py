@@ -25,6 +25,7 @@ from gateway.store.database import Database, time_text
 from gateway.store.database import need_time as _need
 from gateway.store.database import read_time as _dt
 from gateway.store.ledger_sql import SqlLedgerStore
+from gateway.store.protocols import LeaseLost
 from gateway.store.push_sql import SqlCheckpointPushes
 from gateway.store.records import (
     AlreadyExists,
@@ -64,6 +65,10 @@ class SqlStore(SqlCheckpointPushes):
     @property
     def database(self) -> Database:
         return self._db
+
+    @property
+    def shared(self) -> bool:
+        return self._db.dialect != "sqlite"
 
     def transaction(self) -> AbstractContextManager[None]:
         return self._db.transaction()
@@ -207,19 +212,19 @@ class SqlStore(SqlCheckpointPushes):
 
     _RUN_COLUMNS: Final = (
         "id, tenant, connector, mode, status, started_at, finished_at, cursor, watermark,"
-        " counts, error, instruction_id, pages, since, confirm_deletes"
+        " counts, error, instruction_id, pages, since, confirm_deletes, owner, lease_until"
     )
 
     def start_run(self, run: RunRecord) -> bool:
         try:
             self._write(
                 f"INSERT INTO sync_runs ({self._RUN_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.tenant, run.connector, run.mode, run.status,
                     self._t(run.started_at), self._t(run.finished_at), run.cursor, run.watermark,
                     _json(dict(run.counts)), run.error, run.instruction_id, run.pages,
-                    run.since, run.confirm_deletes,
+                    run.since, run.confirm_deletes, run.owner, self._t(run.lease_until),
                 ),
             )  # fmt: skip
         except AlreadyExists:
@@ -258,13 +263,23 @@ class SqlStore(SqlCheckpointPushes):
         return [_run(r) for r in rows]
 
     def save_run_progress(
-        self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
+        self,
+        run_id: str,
+        cursor: str | None,
+        watermark: str | None,
+        counts: Mapping[str, int],
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
     ) -> None:
-        self._write(
-            "UPDATE sync_runs SET cursor = ?, watermark = ?, counts = ?, pages = pages + 1"
-            " WHERE id = ?",
-            (cursor, watermark, _json(dict(counts)), run_id),
+        sql = (
+            "UPDATE sync_runs SET cursor = ?, watermark = ?, counts = ?, pages = pages + 1,"
+            " lease_until = COALESCE(?, lease_until) WHERE id = ?"
         )
+        params: tuple[object, ...] = (
+            cursor, watermark, _json(dict(counts)), self._t(lease_until), run_id,
+        )  # fmt: skip
+        self._fenced(sql, params, owner)
 
     def finish_run(
         self,
@@ -273,11 +288,64 @@ class SqlStore(SqlCheckpointPushes):
         at: datetime,
         counts: Mapping[str, int],
         error: str | None = None,
+        *,
+        owner: str | None = None,
     ) -> None:
-        self._write(
-            "UPDATE sync_runs SET status = ?, finished_at = ?, counts = ?, error = ? WHERE id = ?",
+        self._fenced(
+            "UPDATE sync_runs SET status = ?, finished_at = ?, counts = ?, error = ?,"
+            " lease_until = NULL WHERE id = ?",
             (status, self._t(at), _json(dict(counts)), error, run_id),
+            owner,
+            running=False,
         )
+
+    def _fenced(
+        self, sql: str, params: tuple[object, ...], owner: str | None, *, running: bool = True
+    ) -> None:
+        """An update of one run; with `owner`, only while that process owns it (and, with
+        `running`, while it still runs): a process that lost the run must not write over
+        its successor's progress. An admin's stop leaves the owner, who records the end."""
+        if owner is None:
+            self._write(sql, params)
+            return
+        fence = " AND owner = ? AND status = 'running'" if running else " AND owner = ?"
+        if not self._write(sql + fence, (*params, owner)):
+            raise LeaseLost("the run is no longer this process's to write")
+
+    def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        changed = self._write(
+            "UPDATE sync_runs SET lease_until = ? WHERE id = ? AND owner = ?"
+            " AND status = 'running'",
+            (self._t(until), run_id, owner),
+        )
+        return changed == 1
+
+    def claim_runs(
+        self, owner: str, until: datetime, limit: int, *, expired_before: datetime | None
+    ) -> list[RunRecord]:
+        if limit <= 0:
+            return []
+        expired = ""
+        params: list[object] = []
+        if expired_before is not None:
+            expired = " AND (lease_until IS NULL OR lease_until < ?)"
+            params.append(self._t(expired_before))
+        # SKIP LOCKED: a run another replica is claiming right now is passed over, not
+        # waited for, so claimers never queue behind each other or take the same run.
+        lock = " FOR UPDATE SKIP LOCKED" if self._db.dialect == "postgres" else ""
+        with self._db.transaction():
+            rows = self._all(
+                f"SELECT id FROM sync_runs WHERE status = 'running'{expired}"
+                f" ORDER BY started_at LIMIT ?{lock}",
+                (*params, limit),
+            )
+            ids = [r[0] for r in rows]
+            for run_id in ids:
+                self._write(
+                    "UPDATE sync_runs SET owner = ?, lease_until = ? WHERE id = ?",
+                    (owner, self._t(until), run_id),
+                )
+            return [self.get_run(run_id) for run_id in ids]
 
     # ------------------------------------------------------------------ subjects, events
 
@@ -285,6 +353,16 @@ class SqlStore(SqlCheckpointPushes):
         self, tenant: str, connector_id: str, subject_ids: Sequence[str]
     ) -> dict[str, SubjectState]:
         found: dict[str, SubjectState] = {}
+        if self._db.dialect == "postgres":
+            # One array parameter: a statement PostgreSQL prepares once and plans as an
+            # index lookup (a prepared IN list of 500 parameters got a generic plan that
+            # scanned the table, 0.4 s a page at 20,000 subjects).
+            rows = self._all(
+                "SELECT subject_id, digest, present FROM subjects"
+                " WHERE tenant = ? AND connector = ? AND subject_id = ANY(?)",
+                (tenant, connector_id, list(subject_ids)),
+            )
+            return {sid: SubjectState(sid, digest, bool(present)) for sid, digest, present in rows}
         for start in range(0, len(subject_ids), 500):
             chunk = list(subject_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
@@ -301,28 +379,46 @@ class SqlStore(SqlCheckpointPushes):
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None:
         seen = _run_mark(run_id)
-        with self._db.transaction():
-            self._db.executemany(
-                "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
-                " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
-                [
-                    (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
-                    for r in rows
-                ],
-            )  # fmt: skip
+        upsert = (
+            " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
+            " digest = excluded.digest, present = excluded.present, seen = excluded.seen"
+        )
+        if self._db.dialect == "postgres":
+            # A page in one statement over arrays: row-by-row upserts cost the server about
+            # 50 us each (50 ms a page of 1,000), this about a tenth of that.
+            if rows:
+                self._db.execute(
+                    "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
+                    " SELECT ?, ?, u.s, u.d, u.p, ? FROM unnest(?::text[], ?::bytea[],"
+                    f" ?::smallint[]) AS u(s, d, p){upsert}",
+                    (
+                        tenant, connector_id, seen, [r.subject_id for r in rows],
+                        [r.digest for r in rows], [int(r.present) for r in rows],
+                    ),
+                )  # fmt: skip
+            return
+        self._db.executemany(
+            "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
+            f" VALUES (?, ?, ?, ?, ?, ?){upsert}",
+            [(tenant, connector_id, r.subject_id, r.digest, int(r.present), seen) for r in rows],
+        )
 
     def mark_seen(
         self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
     ) -> None:
-        with self._db.transaction():
-            seen = _run_mark(run_id)
-            self._db.executemany(
-                "UPDATE subjects SET seen = ? WHERE tenant = ? AND connector = ?"
-                " AND subject_id = ?",
-                [(seen, tenant, connector_id, sid) for sid in subject_ids],
-            )
+        seen = _run_mark(run_id)
+        if self._db.dialect == "postgres":
+            if subject_ids:
+                self._db.execute(
+                    "UPDATE subjects SET seen = ? WHERE tenant = ? AND connector = ?"
+                    " AND subject_id = ANY(?)",
+                    (seen, tenant, connector_id, list(subject_ids)),
+                )
+            return
+        self._db.executemany(
+            "UPDATE subjects SET seen = ? WHERE tenant = ? AND connector = ? AND subject_id = ?",
+            [(seen, tenant, connector_id, sid) for sid in subject_ids],
+        )
 
     def count_present(self, tenant: str, connector_id: str) -> int:
         rows = self._all(
@@ -586,5 +682,5 @@ def _run(r: Sequence[Any]) -> RunRecord:
         id=r[0], tenant=r[1], connector=r[2], mode=r[3], status=cast(RunStatus, r[4]),
         started_at=_need(r[5]), finished_at=_dt(r[6]), cursor=r[7], watermark=r[8],
         counts=orjson.loads(r[9]), error=r[10], instruction_id=r[11], pages=r[12],
-        since=r[13], confirm_deletes=r[14],
+        since=r[13], confirm_deletes=r[14], owner=r[15], lease_until=_dt(r[16]),
     )  # fmt: skip

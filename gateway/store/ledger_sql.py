@@ -178,6 +178,12 @@ class SqlLedgerStore(_Reads):
                 (tenant, new_size, b"".join(frontier)),
             )
 
+    @contextmanager
+    def writing(self, tenant: str) -> Iterator[None]:
+        with self.database.transaction():
+            self.database.lock_tenant(tenant)
+            yield
+
     def add_checkpoint(self, tenant: str, expected_size: int, note: str) -> None:
         with self.database.transaction():
             self._check_size(tenant, expected_size)

@@ -64,6 +64,11 @@ class StoreConflict(StoreError):
     """Another writer appended first; re-read the head and retry."""
 
 
+class LeaseLost(StoreConflict):
+    """The run is no longer this process's: its lease ran out and another took it over, or
+    it was stopped. Nothing was written."""
+
+
 class LedgerReader(Protocol):
     """Read access to every tenant's log."""
 
@@ -129,6 +134,12 @@ class LedgerStore(LedgerReader, Protocol):
 
     def add_checkpoint(self, tenant: str, expected_size: int, note: str) -> None:
         """Store a checkpoint for the current size, if that is still `expected_size`."""
+        ...
+
+    def writing(self, tenant: str) -> AbstractContextManager[None]:
+        """A transaction (or the one already open) holding the tenant's write lock: the
+        head read inside stays the head until it ends, so an append built on it cannot be
+        raced, by a thread or by another process."""
         ...
 
     def snapshot(self) -> AbstractContextManager[LedgerReader]:
@@ -234,6 +245,12 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def shared(self) -> bool:
+        """Whether several processes may use this store at once (PostgreSQL). An unshared
+        store (SQLite) has one process, so at its start every running run is orphaned."""
+        ...
+
     # tenants
     def create_tenant(self, tenant: Tenant) -> None: ...
     def get_tenant(self, tenant_id: str) -> Tenant: ...
@@ -261,8 +278,19 @@ class Store(Protocol):
     def get_run(self, run_id: str) -> RunRecord: ...
     def running_runs(self) -> list[RunRecord]: ...
     def save_run_progress(
-        self, run_id: str, cursor: str | None, watermark: str | None, counts: Mapping[str, int]
-    ) -> None: ...
+        self,
+        run_id: str,
+        cursor: str | None,
+        watermark: str | None,
+        counts: Mapping[str, int],
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
+        """Record a committed page. With `owner`: only if the run is still running and that
+        process's (its lease extended to `lease_until`), else `LeaseLost`."""
+        ...
+
     def finish_run(
         self,
         run_id: str,
@@ -270,7 +298,26 @@ class Store(Protocol):
         at: datetime,
         counts: Mapping[str, int],
         error: str | None = None,
-    ) -> None: ...
+        *,
+        owner: str | None = None,
+    ) -> None:
+        """End a run. With `owner`: only if that process still owns it, else `LeaseLost`
+        (another process carries it on). A run an admin stopped keeps its owner, who may
+        still record how it ended."""
+        ...
+
+    def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
+        """Extend the owner's lease on a running run; False if it is no longer theirs."""
+        ...
+
+    def claim_runs(
+        self, owner: str, until: datetime, limit: int, *, expired_before: datetime | None
+    ) -> list[RunRecord]:
+        """Take over up to `limit` running runs whose lease ran out before `expired_before`
+        (None: every running run, for an unshared store at start), oldest first. Two
+        processes claiming at once never get the same run."""
+        ...
+
     def last_run(self, tenant: str, connector_id: str) -> RunRecord | None: ...
     def list_runs(self, tenant: str, connector_id: str, limit: int = 20) -> list[RunRecord]:
         """The connector's most recent runs, newest first."""

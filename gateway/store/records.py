@@ -116,6 +116,9 @@ class RunRecord:
     since: str | None = None
     #: How many deletions the admin confirmed for this (full) run, past the delete guard.
     confirm_deletes: int | None = None
+    #: The process (replica) running it, and until when it may without renewing.
+    owner: str | None = None
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True)

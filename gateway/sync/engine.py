@@ -12,19 +12,29 @@ A full sync also learns who is gone: subjects present before but not seen in thi
 become `subject.deleted` events, unless that would delete more than the connector's
 `max_delete_share` (default 20%), in which case the run stops and says so instead of
 mass-deleting (a half-empty export is likelier than half the staff leaving).
+
+Several processes (replicas on PostgreSQL) may run syncs against one store: a run belongs
+to the process that started or claimed it, for as long as it keeps renewing its lease (with
+every committed page, and a heartbeat while a page is being fetched). Every page commit is
+fenced by that ownership, so a process that stalled past its lease cannot write over the
+replica that took the run over; a run whose owner died is claimed by another
+(`claim_orphans`) and carried on from its last committed page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import os
+import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 from connectors.base import (
@@ -48,7 +58,7 @@ from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
 from gateway.minimise.projector import Projector, merge_dropped
 from gateway.runtime.metrics import GatewayMetrics
-from gateway.store.protocols import Store
+from gateway.store.protocols import LeaseLost, Store, StoreError
 from gateway.store.records import (
     ConnectorRecord,
     Instruction,
@@ -104,11 +114,25 @@ class _RunState:
     counts: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     watermark: str | None = None
+    #: Set by the heartbeat when another process has taken the run over.
+    lease_lost: bool = False
 
 
 #: Called after each committed page with (run id, pages committed so far); tests use it to
 #: revoke or "crash" between pages.
 PageHook = Callable[[str, int], Any]
+#: Default seconds a run stays with a process that stopped renewing its lease.
+LEASE_SECONDS: Final = 30.0
+
+
+def replica_name() -> str:
+    """This process's name as a run owner: host, pid and a random part (a restarted
+    process with a reused pid is another owner)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class RunTakenOver(Exception):
+    """The run's lease ran out and another process carries it on (or it was stopped)."""
 
 
 class SyncEngine:
@@ -126,8 +150,13 @@ class SyncEngine:
         after_page: PageHook | None = None,
         allow_private_sources: bool = False,
         revocation_poll: float = 1.0,
+        replica: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.store = store
+        #: This process as the owner of the runs it runs.
+        self.replica = replica or replica_name()
+        self.lease = timedelta(seconds=lease_seconds)
         #: Stops fetches under a revoked instruction; the admin API's revoke calls it.
         self.revocations = Revocations()
         self.revocation_poll = revocation_poll
@@ -185,6 +214,8 @@ class SyncEngine:
             since=record.watermark if mode is SyncMode.INCREMENTAL else None,
             counts=dict.fromkeys(COUNT_KEYS, 0),
             confirm_deletes=confirm_deletes,
+            owner=self.replica,
+            lease_until=now + self.lease,
         )
         if not await asyncio.to_thread(self.store.start_run, run):
             last = await asyncio.to_thread(self.store.last_run, tenant, connector_id)
@@ -203,7 +234,7 @@ class SyncEngine:
         hold back (or take down) the resumption of another. Returns the runs that finished.
         """
         gate = asyncio.Semaphore(max(1, concurrency))
-        runs = await asyncio.to_thread(self.store.running_runs)
+        runs = await self.claim_orphans(starting=True)
         outcomes = await asyncio.gather(
             *(self.resume(run, gate) for run in runs), return_exceptions=True
         )
@@ -216,6 +247,19 @@ class SyncEngine:
             else:
                 raise outcome
         return finished
+
+    async def claim_orphans(self, *, starting: bool = False, limit: int = 100) -> list[RunRecord]:
+        """Take over running runs no live process owns: on a shared store those whose
+        lease ran out; on an unshared one at start, all of them (its one process died)."""
+        now = self.clock()
+        expired_before = None if starting and not self.store.shared else now
+        return await asyncio.to_thread(
+            self.store.claim_runs,
+            self.replica,
+            now + self.lease,
+            limit,
+            expired_before=expired_before,
+        )
 
     async def resume(self, run: RunRecord, gate: asyncio.Semaphore) -> RunRecord:
         """Carry one interrupted run on once `gate` admits it."""
@@ -240,7 +284,12 @@ class SyncEngine:
             state = _RunState(record, mapping, instruction, run)
             state.counts.update({k: int(v) for k, v in run.counts.items()})
             state.watermark = run.watermark
-            status, error = await self._pages(state)
+            async with self._heartbeat(state):
+                status, error = await self._pages(state)
+        except (RunTakenOver, LeaseLost):
+            # Another process owns the run now (or it was stopped): it is theirs to finish.
+            log.warning("sync run %s is no longer this process's; left to its owner", run.id)
+            return await asyncio.to_thread(self.store.get_run, run.id)
         except InstructionRefused as refusal:
             await asyncio.to_thread(self._report_refusal, record, refusal, run.id)
             status, error = "stopped", str(refusal)
@@ -258,7 +307,11 @@ class SyncEngine:
             log.exception("sync run %s failed", run.id)
             status, error = "failed", f"internal error ({type(exc).__name__})"
             kind = "internal"
-        finished = await asyncio.to_thread(self._finish, run, status, state, error)
+        try:
+            finished = await asyncio.to_thread(self._finish, run, status, state, error)
+        except LeaseLost:
+            log.warning("sync run %s was taken over before it finished here", run.id)
+            return await asyncio.to_thread(self.store.get_run, run.id)
         if status == "failed":
             # Ids and the kind of failure only: the error text can quote a source's words.
             ids = {"tenant": run.tenant, "connector": run.connector, "run_id": run.id}
@@ -269,6 +322,39 @@ class SyncEngine:
         self.metrics.syncs.labels(ctype, status).inc()
         self.metrics.sync_duration.labels(ctype).observe(time.monotonic() - started)
         return finished
+
+    # ------------------------------------------------------------------ ownership
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, state: _RunState) -> AsyncIterator[None]:
+        """Renew the run's lease every third of its length while the run goes on. A lease
+        found taken marks the state; the next check before or during a fetch stops the run.
+        A store that cannot be reached is tried again; if it stays away past the lease,
+        another process may take the run and this one's next commit is refused."""
+
+        async def beat() -> None:
+            interval = self.lease.total_seconds() / 3
+            while True:
+                await asyncio.sleep(interval)
+                until = self.clock() + self.lease
+                try:
+                    mine = await asyncio.to_thread(
+                        self.store.renew_lease, state.run.id, self.replica, until
+                    )
+                except StoreError:
+                    log.warning("could not renew the lease of run %s; retrying", state.run.id)
+                    continue
+                if not mine:
+                    state.lease_lost = True
+                    return
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # ------------------------------------------------------------------ the page loop
 
@@ -299,6 +385,8 @@ class SyncEngine:
                     # Checked before every fetch, and again inside the page's commit: a
                     # revocation stops the run before the next request goes out, and a
                     # page fetched while it happened is never committed.
+                    if state.lease_lost:
+                        raise RunTakenOver(run.id)
                     await asyncio.to_thread(self._still_configured, state)
                     await asyncio.to_thread(self._still_authorised, state)
                     page = await self.revocations.watch(
@@ -365,7 +453,10 @@ class SyncEngine:
 
     async def _check_instruction(self, state: _RunState) -> None:
         """Before every attempt at a source, and on polls while one runs: revoked here (no
-        store read needed) or in the store, by any process, stops the fetch."""
+        store read needed) or in the store, by any process, stops the fetch; so does the run
+        having been taken over by another process."""
+        if state.lease_lost:
+            raise RunTakenOver(state.run.id)
         if self.revocations.is_revoked(state.instruction.id):
             await asyncio.to_thread(self._still_authorised, state)
             raise self.revocations.refusal(state.instruction.id)
@@ -418,8 +509,9 @@ class SyncEngine:
             store.mark_seen(run.tenant, run.connector, run.id, changes.unchanged)
             store.append_events(run.tenant, events)
             store.save_run_progress(
-                run.id, self._seal_cursor(run.id, page.next_cursor), state.watermark, counts
-            )
+                run.id, self._seal_cursor(run.id, page.next_cursor), state.watermark, counts,
+                owner=self.replica, lease_until=now + self.lease,
+            )  # fmt: skip
         self._count_page(state.record.type, page, dropped_total, events)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
@@ -453,6 +545,8 @@ class SyncEngine:
         events = [self._event("subject.deleted", sid, None, now, state) for sid in gone]
         digest = content_digest({"gone": True})
         with store.transaction():
+            if not store.renew_lease(run.id, self.replica, now + self.lease):
+                raise LeaseLost("the run was taken over before its leavers were written")
             store.write_subjects(
                 run.tenant,
                 run.connector,
@@ -513,7 +607,7 @@ class SyncEngine:
     ) -> RunRecord:
         now = self.clock()
         counts = dict(state.counts) if state else dict(run.counts)
-        self.store.finish_run(run.id, status, now, counts, error)
+        self.store.finish_run(run.id, status, now, counts, error, owner=self.replica)
         if status == "succeeded" and state is not None:
             self.store.set_connector_sync_state(run.tenant, run.connector, state.watermark, now)
         return self.store.get_run(run.id)

@@ -7,6 +7,11 @@ as its own task, so that one slow source does not hold back the others. Every ti
 the schedule from the store, so connectors added, re-authorised or revoked through the
 admin API take effect without a restart. A run that fails does not stop the loop; its error
 is on the run record. A connector its admin paused is not due either.
+
+Several replicas can each run a scheduler on one PostgreSQL store with no leader: starting
+a run inserts it, and the database admits one running run per connector, so the replica
+that loses the race just moves on; every tick also claims runs whose owner stopped renewing
+its lease (a replica that died) and carries them on from their last committed page.
 """
 
 from __future__ import annotations
@@ -86,15 +91,23 @@ class Scheduler:
         return SyncMode.FULL
 
     async def run_forever(self) -> None:
-        engine = self.services.engine
         gate = asyncio.Semaphore(self.services.settings.resume_concurrency)
-        for run in await asyncio.to_thread(self.services.store.running_runs):
-            self._spawn((run.tenant, run.connector), engine.resume(run, gate))
+        for run in await self.services.engine.claim_orphans(starting=True):
+            self._spawn((run.tenant, run.connector), self.services.engine.resume(run, gate))
         while True:
-            await self.tick_once()
+            await self.tick_once(gate)
             await asyncio.sleep(self.tick)
 
-    async def tick_once(self) -> None:
+    async def tick_once(self, gate: asyncio.Semaphore | None = None) -> None:
+        engine = self.services.engine
+        if self.services.store.shared:
+            gate = gate or asyncio.Semaphore(self.services.settings.resume_concurrency)
+            for run in await engine.claim_orphans():
+                if (run.tenant, run.connector) in self._running:
+                    continue  # still ours: the task running it carries on, lease renewed
+                log.info("scheduler: taking over run %s of %s/%s", run.id, run.tenant,
+                         run.connector)  # fmt: skip
+                self._spawn((run.tenant, run.connector), engine.resume(run, gate))
         now = self.services.clock()
         records = await asyncio.to_thread(self.services.store.list_connectors)
         for record in records:

@@ -6,6 +6,9 @@ Stores keep bytes and numbers and never interpret them, so these tests feed opaq
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from gateway.store.protocols import LedgerStore, StoreConflict
@@ -125,3 +128,25 @@ def test_entries_page_through_large_logs(ledger_store: LedgerStore) -> None:
     )
     assert sum(1 for _ in s.iter_entries("acme")) == total
     assert sum(1 for _ in s.iter_nodes("acme")) == total // 16
+
+
+def test_writing_keeps_other_writers_of_the_tenant_out_until_it_ends(
+    ledger_store: LedgerStore,
+) -> None:
+    s = ledger_store
+    order: list[str] = []
+
+    def other() -> None:
+        with s.writing("acme"):
+            order.append("other")
+            _append(s, "acme", 1, 1, "cp 2")
+
+    with s.writing("acme"):
+        waiting = threading.Thread(target=other)
+        waiting.start()
+        time.sleep(0.3)
+        order.append("first")
+        _append(s, "acme", 0, 1, "cp 1")
+    waiting.join(timeout=10)
+    assert order == ["first", "other"]
+    assert s.head("acme").size == 2  # type: ignore[union-attr]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from gateway.store.protocols import Store, StoreError
+from gateway.store.protocols import LeaseLost, Store, StoreError
 from gateway.store.records import (
     AlreadyExists,
     ConnectorRecord,
@@ -261,3 +261,82 @@ def test_a_closed_store_refuses_work(store: Store) -> None:
     store.close()
     with pytest.raises(StoreError):
         store.list_tenants()
+
+
+def _connector(store: Store, connector_id: str) -> None:
+    store.create_connector(
+        ConnectorRecord(
+            tenant="acme", id=connector_id, type="afas", base_url="http://127.0.0.1:1",
+            sealed_credentials=b"sealed", settings={}, mapping_text="m",
+            mapping_digest="sha256:" + "0" * 64, interval_seconds=60, max_delete_share=0.2,
+            created_at=T0,
+        )
+    )  # fmt: skip
+
+
+def test_a_run_belongs_to_its_owner_while_the_lease_is_renewed(store: Store) -> None:
+    _setup(store)
+    lease = timedelta(seconds=30)
+    run = RunRecord(
+        "run_1", "acme", "afas", "full", "running", T0, owner="a", lease_until=T0 + lease
+    )
+    assert store.start_run(run)
+    got = store.get_run("run_1")
+    assert (got.owner, got.lease_until) == ("a", T0 + lease)
+    assert store.renew_lease("run_1", "a", T0 + 2 * lease)
+    assert not store.renew_lease("run_1", "b", T0 + 2 * lease)
+    assert store.get_run("run_1").lease_until == T0 + 2 * lease
+
+    store.save_run_progress(
+        "run_1", "c1", None, {"fetched": 1}, owner="a", lease_until=T0 + 3 * lease
+    )
+    assert store.get_run("run_1").lease_until == T0 + 3 * lease
+    # Another process may not write the run's progress or its end.
+    with pytest.raises(LeaseLost):
+        store.save_run_progress("run_1", "c2", None, {"fetched": 2}, owner="b")
+    with pytest.raises(LeaseLost):
+        store.finish_run("run_1", "succeeded", T0, {"fetched": 2}, owner="b")
+    assert (store.get_run("run_1").cursor, store.get_run("run_1").pages) == ("c1", 1)
+
+    # Nobody claims a run with a live lease; once it runs out, one claimer gets it.
+    assert store.claim_runs("b", T0 + lease, 10, expired_before=T0 + 2 * lease) == []
+    claimed = store.claim_runs("b", T0 + 5 * lease, 10, expired_before=T0 + 4 * lease)
+    assert [(r.id, r.owner, r.cursor) for r in claimed] == [("run_1", "b", "c1")]
+    assert store.claim_runs("c", T0 + 5 * lease, 10, expired_before=T0 + 4 * lease) == []
+    with pytest.raises(LeaseLost):
+        store.save_run_progress("run_1", "c9", None, {}, owner="a")
+    assert not store.renew_lease("run_1", "a", T0 + 9 * lease)
+    store.finish_run("run_1", "succeeded", T0 + lease, {"fetched": 9}, owner="b")
+    done = store.get_run("run_1")
+    assert (done.status, done.lease_until) == ("succeeded", None)
+    with pytest.raises(LeaseLost):  # finished: no longer anyone's to write
+        store.save_run_progress("run_1", "c10", None, {}, owner="b")
+
+
+def test_claiming_takes_the_oldest_first_up_to_the_limit(store: Store) -> None:
+    _setup(store)
+    for n in range(3):
+        _connector(store, f"c{n}")
+        started = T0 + timedelta(minutes=n)
+        store.start_run(RunRecord(f"run_{n}", "acme", f"c{n}", "full", "running", started))
+    store.start_run(RunRecord("run_x", "acme", "afas", "full", "succeeded", T0))
+    # Runs without a lease (left by a process before leases, or unshared) are claimable.
+    first = store.claim_runs("me", T0 + timedelta(hours=1), 2, expired_before=T0)
+    assert [r.id for r in first] == ["run_0", "run_1"]
+    rest = store.claim_runs("me", T0 + timedelta(hours=1), 5, expired_before=T0)
+    assert [r.id for r in rest] == ["run_2"]
+    # At an unshared store's start every running run is taken, leases or not.
+    everything = store.claim_runs("next", T0, 10, expired_before=None)
+    assert [r.id for r in everything] == ["run_0", "run_1", "run_2"]
+    assert store.claim_runs("x", T0, 0, expired_before=None) == []
+    assert isinstance(store.shared, bool)
+
+
+def test_an_admin_stop_leaves_the_owner_to_record_the_end(store: Store) -> None:
+    _setup(store)
+    store.start_run(RunRecord("run_1", "acme", "afas", "full", "running", T0, owner="a"))
+    assert store.stop_running_runs("acme", "afas", T0, "revoked") == ["run_1"]
+    with pytest.raises(LeaseLost):  # no page after a stop
+        store.save_run_progress("run_1", "c", None, {}, owner="a")
+    store.finish_run("run_1", "stopped", T0, {"fetched": 5}, "revoked", owner="a")
+    assert store.get_run("run_1").counts == {"fetched": 5}
