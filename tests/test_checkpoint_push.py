@@ -85,7 +85,12 @@ class World:
             record(self.store, self.ledger, [make_entry(n)])
 
     def pusher(
-        self, *, allow_private: bool = True, backlog: int = 100, pause: float = 0
+        self,
+        *,
+        allow_private: bool = True,
+        backlog: int = 100,
+        pause: float = 0,
+        owner: str = "replica-a",
     ) -> CheckpointPusher:
         return CheckpointPusher(
             self.store,
@@ -95,6 +100,7 @@ class World:
             policy=FAST,
             backlog=backlog,
             pause_after_failure=pause,
+            owner=owner,
         )
 
     def counted(self, outcome: str) -> float:
@@ -265,3 +271,14 @@ async def test_setting_and_clearing_is_audited_without_the_url(world: World) -> 
     ]
     assert not any(b"archive" in b or b"key=abc" in b for b in bodies)
     assert world.store.get_checkpoint_push("acme") is None
+
+
+async def test_of_several_replicas_one_pushes_each_note(world: World, aiohttp_server: Any) -> None:
+    receiver, url = await _receiver(aiohttp_server)
+    configure(world.store, url, now=datetime.now(UTC), by=world.acting)
+    a, b = world.pusher(owner="replica-a"), world.pusher(owner="replica-b")
+    assert await a.push_once() == 1
+    world.grow(2)
+    assert await b.push_once() == 0  # replica-a holds the tenant's pushes
+    assert await a.push_once() == 2
+    assert len(receiver.notes) == len(set(receiver.notes)) == 3

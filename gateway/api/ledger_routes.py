@@ -138,6 +138,7 @@ async def checkpoint_pusher(app: web.Application) -> AsyncIterator[None]:
         s.clock,
         allow_private=s.settings.allow_private_sources,
         interval=s.settings.checkpoint_push_interval,
+        owner=s.engine.replica,
     )
     task = asyncio.create_task(pusher.run())
     yield

@@ -17,6 +17,9 @@ So pushing is about *getting the note out*, and the pusher is built to be boring
   the auditor can fetch every one from the checkpoints route);
 * the URL is judged like a connector's source (`connectors.netguard`): public addresses
   only, checked on every connection, unless `allow_private_sources`;
+* several replicas poll, one posts: a tenant's pushes are claimed in the store for a
+  minute at a time and renewed each round by the replica holding the claim, so a receiver
+  gets each note once, and another replica carries on when the holder stops;
 * failures are counted (`sluis_checkpoint_pushes_total{outcome="failed"}`) and stored as a
   short reason code; neither logs nor metrics nor the store ever hold the URL's answer.
 
@@ -52,6 +55,9 @@ PAUSE_AFTER_FAILURE: Final = 60.0
 #: Tenants pushed to at the same time in one round.
 CONCURRENCY: Final = 8
 CONTENT_TYPE: Final = "text/plain; charset=utf-8"
+#: How long a replica's claim on a tenant's pushes lasts without renewal (at least three
+#: polling intervals, so the holder renews it well before it runs out).
+CLAIM_SECONDS: Final = 60.0
 
 
 class PushFailed(Exception):
@@ -118,8 +124,12 @@ class CheckpointPusher:
         policy: PushPolicy | None = None,
         backlog: int = MAX_BACKLOG,
         pause_after_failure: float = PAUSE_AFTER_FAILURE,
+        owner: str = "sluis",
+        claim_seconds: float = CLAIM_SECONDS,
     ) -> None:
         self._store = store
+        self._owner = owner
+        self._claim = timedelta(seconds=max(claim_seconds, interval * 3))
         self._metrics = metrics
         self._clock = clock
         self._allow_private = allow_private
@@ -179,6 +189,13 @@ class CheckpointPusher:
         self._metrics.prime_checkpoint_push(tenant)
         if config.failed_at is not None and self._clock() < config.failed_at + self._pause:
             return 0
+        now = self._clock()
+        mine = await asyncio.to_thread(
+            self._store.claim_checkpoint_push, tenant, config.url, self._owner,
+            now + self._claim, now,
+        )  # fmt: skip
+        if not mine:
+            return 0  # another replica pushes this tenant's checkpoints
         due, skipped = await asyncio.to_thread(self._due, config)
         if skipped:
             self._metrics.checkpoint_pushes.labels(tenant, "skipped").inc(skipped)

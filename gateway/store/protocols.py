@@ -422,3 +422,11 @@ class Store(Protocol):
     def checkpoint_push_failed(self, tenant: str, url: str, reason: str, at: datetime) -> None:
         """Record a failed push (a short reason code); ignored if the URL was replaced."""
         ...
+
+    def claim_checkpoint_push(
+        self, tenant: str, url: str, owner: str, until: datetime, now: datetime
+    ) -> bool:
+        """Make `owner` the one process pushing the tenant's checkpoints until `until`:
+        True if it held the claim already or the last claim ran out by `now`; False if
+        another process holds it (or the URL was replaced)."""
+        ...

@@ -65,3 +65,15 @@ class SqlCheckpointPushes:
             "UPDATE checkpoint_pushes SET failed_at = ?, failure = ? WHERE tenant = ? AND url = ?",
             (self._db.time(at), reason[:64], tenant, url),
         )
+
+    def claim_checkpoint_push(
+        self, tenant: str, url: str, owner: str, until: datetime, now: datetime
+    ) -> bool:
+        db = self._db
+        changed = db.execute(
+            "UPDATE checkpoint_pushes SET claimed_by = ?, claimed_until = ?"
+            " WHERE tenant = ? AND url = ?"
+            " AND (claimed_by = ? OR claimed_until IS NULL OR claimed_until < ?)",
+            (owner, db.time(until), tenant, url, owner, db.time(now)),
+        )
+        return changed == 1

@@ -82,3 +82,17 @@ def test_push_progress_only_moves_forward_and_only_for_the_current_url(tenants: 
     s.checkpoint_push_failed("acme", "https://old.example/", "network", t2)
     after = s.get_checkpoint_push("acme")
     assert after is not None and after.pushed_seq == 4 and after.failure is None
+
+
+def test_one_process_holds_a_tenants_pushes_until_its_claim_runs_out(store: Store) -> None:
+    store.create_tenant(Tenant("acme", "Acme", T0, b"k"))
+    minute = timedelta(minutes=1)
+    assert not store.claim_checkpoint_push("acme", URL, "a", T0 + minute, T0)  # none set
+    store.set_checkpoint_push("acme", URL, T0)
+    assert store.claim_checkpoint_push("acme", URL, "a", T0 + minute, T0)
+    assert not store.claim_checkpoint_push("acme", URL, "b", T0 + minute, T0)
+    assert store.claim_checkpoint_push("acme", URL, "a", T0 + 2 * minute, T0 + minute)
+    assert not store.claim_checkpoint_push("acme", "https://other.example/", "a", T0, T0)
+    # The holder stopped renewing: another process takes over once the claim ran out.
+    assert store.claim_checkpoint_push("acme", URL, "b", T0 + 4 * minute, T0 + 3 * minute)
+    assert not store.claim_checkpoint_push("acme", URL, "a", T0 + 4 * minute, T0 + 3 * minute)
