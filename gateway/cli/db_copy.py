@@ -59,9 +59,9 @@ def where(db: MigratingDatabase, url: str | None = None) -> str:
 class _Progress:
     """Rows copied and rows per second on stderr, every `PROGRESS_EVERY` seconds."""
 
-    def __init__(self, every: float = PROGRESS_EVERY) -> None:
+    def __init__(self, every: float | None = None) -> None:
         self.started = self.shown = time.monotonic()
-        self.every = every
+        self.every = PROGRESS_EVERY if every is None else every
         self.done: dict[str, int] = {}
 
     def __call__(self, table: str, done: int, total: int) -> None:
