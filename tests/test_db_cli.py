@@ -23,6 +23,7 @@ import pytest
 
 from gateway.cli import db_copy
 from gateway.cli.main import main
+from gateway.store import migrate
 from gateway.store.copy import TABLES
 from gateway.store.postgres import PostgresStore
 from gateway.store.postgres_db import PostgresDatabase
@@ -32,6 +33,9 @@ from tests.pg import database_url, fresh_schema, require_postgres
 
 REPO = Path(__file__).resolve().parents[1]
 TENANT = "demo"
+#: The newest schema version, and every migration's name, as `db` prints them.
+LATEST = migrate.latest_version("sqlite")
+NAMES = [f"{m.version:04d}_{m.name}" for m in migrate.migrations("sqlite")]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -160,12 +164,12 @@ def test_copy_of_a_demo_installation_serves_the_same_gateway(
         pg_url(schema, password="pw-S3cr3t"),
     )
     assert code == 0, out + err
-    assert "row counts: all 18 tables agree" in out
+    assert f"row counts: all {len(TABLES)} tables agree" in out
     assert f"ledger {TENANT}: " in out and "verified on the target; same head as the source" in out
     assert out.rstrip().endswith(
         "copy verified: set database_url to the target and start with the same keys"
     )
-    assert "rows/s" in err and "upgraded the target schema: 0001_initial" in err
+    assert "rows/s" in err and f"upgraded the target schema: {', '.join(NAMES)}" in err
     assert f"(schema {schema})" in out
     # No password and no personal data in anything the command printed.
     assert "pw-S3cr3t" not in out + err
@@ -211,7 +215,7 @@ def test_copy_of_a_demo_installation_serves_the_same_gateway(
     # The copy is an installation `sluis audit` and `sluis db status` accept as it is.
     monkeypatch.setenv("SLUIS_DATABASE_URL", pg_url(schema))
     code, out, _ = run(capsys, "db", "status")
-    assert code == 0 and "schema version: 1" in out and "pending: none" in out
+    assert code == 0 and f"schema version: {LATEST} " in out and "pending: none" in out
 
 
 def test_a_target_with_sluis_rows_is_refused(
@@ -291,7 +295,7 @@ def test_a_copy_whose_ledger_does_not_verify_exits_1(
     _tamper(install / "sluis.db", "UPDATE ledger_entries SET body = X'7b7d' WHERE idx = 1")
     code, out, err = run(capsys, "db", "copy", "--data-dir", str(install), "--to", pg_url(schema))
     assert code == 1, out + err
-    assert "row counts: all 18 tables agree" in out
+    assert f"row counts: all {len(TABLES)} tables agree" in out
     assert f"ledger {TENANT}: FAILED on the target at entry 1" in out
     assert out.rstrip().endswith("copy NOT verified: do not switch to the target")
 
@@ -353,20 +357,26 @@ def test_status_and_upgrade_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 0
     assert out.splitlines() == [
         f"database: {path} (not created yet)",
-        "schema version: 0 (this Sluis knows up to 1)",
-        "pending: 0001_initial",
+        f"schema version: 0 (this Sluis knows up to {LATEST})",
+        f"pending: {', '.join(NAMES)}",
     ]
     assert not path.exists()  # looking made nothing
 
     code, out, _ = run(capsys, "db", "upgrade", "--config", config)
     assert code == 0
-    assert out.splitlines() == [f"{path}: applied 0001_initial", f"{path}: now at version 1"]
+    assert out.splitlines() == [
+        *(f"{path}: applied {name}" for name in NAMES),
+        f"{path}: now at version {LATEST}",
+    ]
     assert path.stat().st_mode & 0o777 == 0o600
 
-    assert run(capsys, "db", "upgrade", "--config", config)[1] == f"{path}: already at version 1\n"
+    assert (
+        run(capsys, "db", "upgrade", "--config", config)[1]
+        == f"{path}: already at version {LATEST}\n"
+    )
     code, out, _ = run(capsys, "db", "status", "--config", config)
     assert code == 0 and out.splitlines()[1:] == [
-        "schema version: 1 (this Sluis knows up to 1)",
+        f"schema version: {LATEST} (this Sluis knows up to {LATEST})",
         "pending: none",
     ]
 
@@ -380,14 +390,20 @@ def test_status_and_upgrade_on_postgres(
     assert code == 0
     assert out.splitlines() == [
         f"database: {shown}",
-        "schema version: 0 (this Sluis knows up to 1)",
-        "pending: 0001_initial",
+        f"schema version: 0 (this Sluis knows up to {LATEST})",
+        f"pending: {', '.join(NAMES)}",
     ]
     code, out, _ = run(capsys, "db", "upgrade", "--config", config)
     assert code == 0
-    assert out.splitlines() == [f"{shown}: applied 0001_initial", f"{shown}: now at version 1"]
+    assert out.splitlines() == [
+        *(f"{shown}: applied {name}" for name in NAMES),
+        f"{shown}: now at version {LATEST}",
+    ]
     assert set(_counts_pg(schema)) == {t for t, _ in TABLES}  # in the schema the URL named
-    assert run(capsys, "db", "upgrade", "--config", config)[1] == f"{shown}: already at version 1\n"
+    assert (
+        run(capsys, "db", "upgrade", "--config", config)[1]
+        == f"{shown}: already at version {LATEST}\n"
+    )
     code, out, _ = run(capsys, "db", "status", "--config", config)
     assert code == 0 and out.splitlines()[-1] == "pending: none"
 
@@ -417,10 +433,10 @@ def test_a_schema_newer_than_the_code_is_one_line_and_exit_2(
             assert code == 2, action
             assert err.count("\n") == 1, err
             assert err.startswith(f"sluis db {action}: the database schema is at version 999,")
-            assert "newer than this Sluis knows (1)" in err
+            assert f"newer than this Sluis knows ({LATEST})" in err
             assert "Traceback" not in out + err
         code, out, _ = run(capsys, "db", "status", "--config", config)
-        assert "schema version: 999 (this Sluis knows up to 1)" in out
+        assert f"schema version: 999 (this Sluis knows up to {LATEST})" in out
 
 
 def test_a_config_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
