@@ -23,10 +23,12 @@ import pytest
 
 from gateway.cli import db_copy
 from gateway.cli.main import main
+from gateway.runtime.storage import postgres_location
 from gateway.store import migrate
 from gateway.store.copy import TABLES
 from gateway.store.postgres import PostgresStore
 from gateway.store.postgres_db import PostgresDatabase
+from gateway.store.protocols import StoreError
 from gateway.store.records import RunRecord
 from gateway.store.sqlite import SqliteStore
 from tests.pg import database_url, fresh_schema, require_postgres
@@ -333,6 +335,33 @@ def test_copy_without_a_source_says_so(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 2 and out == ""
     assert err == f"sluis db copy: no database at {tmp_path / 'none' / 'sluis.db'}\n"
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u@h:5432/db", ("postgresql://u@h:5432/db", None)),
+        ("postgresql://u@h/db?options=-csearch_path%3Ds1", ("postgresql://u@h/db", "s1")),
+        ("postgresql://u@h/db?options=-c%20search_path%3Da,b", ("postgresql://u@h/db", "a,b")),
+        (
+            "postgresql://u:pw@h/db?sslmode=require&options=--search_path%3Ds1",
+            ("postgresql://u:pw@h/db?sslmode=require", "s1"),
+        ),
+    ],
+)
+def test_a_search_path_in_the_url_becomes_the_schema(
+    url: str, expected: tuple[str, str | None]
+) -> None:
+    assert postgres_location(url) == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    ["-cstatement_timeout%3D0", "-csearch_path%3Ds1%20-cwork_mem%3D1MB", "-csearch_path%3D"],
+)
+def test_other_url_options_are_refused_not_dropped(options: str) -> None:
+    with pytest.raises(StoreError, match="options can only set search_path"):
+        postgres_location(f"postgresql://u@h/db?options={options}")
 
 
 # ---------------------------------------------------------------------------- status, upgrade

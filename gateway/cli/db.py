@@ -26,7 +26,6 @@ from gateway.store import migrate
 from gateway.store.protocols import StoreError, StoreMissing
 
 EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
 EXIT_ERROR: Final = 2
 
 Command = Callable[[argparse.Namespace], int]
@@ -47,14 +46,14 @@ def _pending(names: list[str]) -> str:
 
 def _run_status(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    latest = migrate.migrations("postgres" if settings.database_url else "sqlite")
+    known = migrate.migrations("postgres" if settings.database_url else "sqlite")
     try:
         db = open_database(settings, create=False)
     except StoreMissing:
         # Nothing to look at yet: `upgrade` (or the first `serve`) makes it.
         print(f"database: {sqlite_path(settings)} (not created yet)")
-        print(f"schema version: 0 (this Sluis knows up to {len(latest)})")
-        print(f"pending: {_pending([f'{m.version:04d}_{m.name}' for m in latest])}")
+        print(f"schema version: 0 (this Sluis knows up to {len(known)})")
+        print(f"pending: {_pending([f'{m.version:04d}_{m.name}' for m in known])}")
         return EXIT_OK
     with closing(db):
         state = migrate.status(db)
