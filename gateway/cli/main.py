@@ -26,6 +26,7 @@ COMMANDS: Final = {
     "map": "gateway.cli.map",
     "keygen": "gateway.cli.keygen",
     "audit": "gateway.cli.audit",
+    "db": "gateway.cli.db",
     "emulator": "gateway.cli.emulator",
 }
 
