@@ -23,12 +23,11 @@ import pytest
 
 from gateway.cli import db_copy
 from gateway.cli.main import main
-from gateway.runtime.storage import postgres_location
+from gateway.runtime.storage import open_postgres
 from gateway.store import migrate
 from gateway.store.copy import TABLES
 from gateway.store.postgres import PostgresStore
 from gateway.store.postgres_db import PostgresDatabase
-from gateway.store.protocols import StoreError
 from gateway.store.records import RunRecord
 from gateway.store.sqlite import SqliteStore
 from tests.pg import database_url, fresh_schema, require_postgres
@@ -316,10 +315,7 @@ def test_copy_needs_the_signing_key_before_it_writes(
     ("to", "message"),
     [
         ("mysql://db/sluis", "--to must be a postgresql:// URL"),
-        (
-            "postgresql://postgres@127.0.0.1:5432/sluis_test?options=-cstatement_timeout%3D0",
-            "options can only set search_path",
-        ),
+        ("postgresql://postgres@127.0.0.1:5432/sluis_test?sslmode=bogus", "invalid sslmode"),
     ],
 )
 def test_copy_refuses_a_bad_target_url(
@@ -337,31 +333,20 @@ def test_copy_without_a_source_says_so(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (tmp_path / "none").exists()
 
 
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("postgresql://u@h:5432/db", ("postgresql://u@h:5432/db", None)),
-        ("postgresql://u@h/db?options=-csearch_path%3Ds1", ("postgresql://u@h/db", "s1")),
-        ("postgresql://u@h/db?options=-c%20search_path%3Da,b", ("postgresql://u@h/db", "a,b")),
-        (
-            "postgresql://u:pw@h/db?sslmode=require&options=--search_path%3Ds1",
-            ("postgresql://u:pw@h/db?sslmode=require", "s1"),
-        ),
-    ],
-)
-def test_a_search_path_in_the_url_becomes_the_schema(
-    url: str, expected: tuple[str, str | None]
-) -> None:
-    assert postgres_location(url) == expected
-
-
-@pytest.mark.parametrize(
-    "options",
-    ["-cstatement_timeout%3D0", "-csearch_path%3Ds1%20-cwork_mem%3D1MB", "-csearch_path%3D"],
-)
-def test_other_url_options_are_refused_not_dropped(options: str) -> None:
-    with pytest.raises(StoreError, match="options can only set search_path"):
-        postgres_location(f"postgresql://u@h/db?options={options}")
+def test_the_urls_own_options_are_kept() -> None:
+    """libpq options in the URL (a schema, a statement timeout) reach the connection, beside
+    the ones the store sets itself."""
+    with fresh_schema() as schema:
+        url = database_url(schema).replace(
+            "options=-csearch_path%3D", "options=-cstatement_timeout%3D4321%20-csearch_path%3D"
+        )
+        db = open_postgres(url, password=None)
+        try:
+            assert db.all("SELECT current_schema()")[0][0] == schema
+            assert db.all("SHOW statement_timeout")[0][0] == "4321ms"
+            assert db.all("SHOW timezone")[0][0] == "UTC"
+        finally:
+            db.close()
 
 
 # ---------------------------------------------------------------------------- status, upgrade
@@ -414,7 +399,7 @@ def test_status_and_upgrade_on_postgres(
     tmp_path: Path, schema: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = str(_pg_config(tmp_path, schema))
-    shown = f"PostgreSQL at {pg_url(schema).split('?')[0]} (schema {schema})"
+    shown = f"PostgreSQL at {pg_url(schema)} (schema {schema})"
     code, out, _ = run(capsys, "db", "status", "--config", config)
     assert code == 0
     assert out.splitlines() == [

@@ -57,7 +57,7 @@ def _run_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     with closing(db):
         state = migrate.status(db)
-        print(f"database: {where(db, settings.database_url)}")
+        print(f"database: {where(db)}")
         print(f"schema version: {state.current} (this Sluis knows up to {state.latest})")
         migrate.check_not_newer(db)
         print(f"pending: {_pending([f'{m.version:04d}_{m.name}' for m in state.pending])}")
@@ -67,7 +67,7 @@ def _run_status(args: argparse.Namespace) -> int:
 def _run_upgrade(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     with closing(open_database(settings, create=True)) as db:
-        shown = where(db, settings.database_url)
+        shown = where(db)
         applied = migrate.upgrade(db)
         if not applied:
             print(f"{shown}: already at version {migrate.current_version(db)}")

@@ -29,7 +29,7 @@ from gateway.keys.location import find_signing_key
 from gateway.keys.signing import SigningKeyError, load_signing_key
 from gateway.ledger.log import Ledger
 from gateway.runtime.config import Settings
-from gateway.runtime.storage import open_postgres, postgres_location, sqlite_path
+from gateway.runtime.storage import open_postgres, sqlite_path
 from gateway.store import migrate
 from gateway.store.copy import CopyReport, copy_database, ensure_empty, plan, row_counts
 from gateway.store.ledger_sql import SqlLedgerStore
@@ -45,12 +45,12 @@ _POSTGRES_URL: Final = re.compile(r"^postgres(ql)?://")
 PROGRESS_EVERY: Final = 2.0
 
 
-def where(db: MigratingDatabase, url: str | None = None) -> str:
+def where(db: MigratingDatabase) -> str:
     """The database, for a message: the SQLite file, or the PostgreSQL URL without its
-    password (and the schema, when the URL names one)."""
+    password (and its schema, when not the default)."""
     if isinstance(db, PostgresDatabase):
-        schema = postgres_location(url)[1] if url else None
-        return f"PostgreSQL at {db.url}" + (f" (schema {schema})" if schema else "")
+        schema = db.all("SELECT current_schema()")[0][0]
+        return f"PostgreSQL at {db.url}" + (f" (schema {schema})" if schema != "public" else "")
     if isinstance(db, SqliteDatabase):
         return str(db.path)
     return db.dialect  # pragma: no cover - the two engines above
@@ -162,7 +162,7 @@ def copy_and_verify(settings: Settings, to: str) -> int:
         key = _public_key(settings) if SqlLedgerStore(source).tenants() else None
         target = open_postgres(to, password=settings.database_password, pool_size=3)
         stack.callback(target.close)
-        shown_source, shown_target = where(source), where(target, to)
+        shown_source, shown_target = where(source), where(target)
         ensure_empty(target)  # before upgrading it: a database in use is left as it was
         for side, db in (("source", source), ("target", target)):
             applied = migrate.upgrade(db)

@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 from typing import Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from gateway.runtime.config import Settings
 from gateway.store.ledger_sql import SqlLedgerStore
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 from gateway.store.postgres import PostgresLedgerStore, PostgresStore
 from gateway.store.postgres_db import PostgresDatabase
-from gateway.store.protocols import Store, StoreError
+from gateway.store.protocols import Store
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite_db import SqliteDatabase
 
 DB_FILE: Final = "sluis.db"
-_OPTION: Final = re.compile(
-    r"^(?:-c\s*|--)search_path=([A-Za-z_][A-Za-z0-9_$]*(?:,[A-Za-z_][A-Za-z0-9_$]*)*)$"
-)
 
 
 def sqlite_path(settings: Settings) -> Path:
@@ -51,32 +46,10 @@ def _private_file(path: Path) -> Path:
     return path
 
 
-def postgres_location(url: str) -> tuple[str, str | None]:
-    """The URL to connect to and the schema to use: a `search_path` given in the URL's
-    `options` (`?options=-c%20search_path%3Dsluis`, as libpq URLs allow) becomes the store's
-    `schema`, because the store sets `options` of its own and the URL's would be lost.
-    Any other option is refused rather than dropped without a word."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    given = [value for key, value in query if key == "options"]
-    if not given:
-        return url, None
-    schema = None
-    for value in given:
-        match = _OPTION.match(value.strip())
-        if match is None:
-            raise StoreError(
-                "the database URL's options can only set search_path (-c search_path=NAME)"
-            )
-        schema = match.group(1)
-    rest = urlencode([(k, v) for k, v in query if k != "options"])
-    return urlunsplit(parts._replace(query=rest)), schema
-
-
 def open_postgres(url: str, *, password: str | None, pool_size: int = 2) -> PostgresDatabase:
-    """A PostgreSQL database by URL, its schema neither made nor upgraded."""
-    address, schema = postgres_location(url)
-    return PostgresDatabase.open(address, password=password, pool_size=pool_size, schema=schema)
+    """A PostgreSQL database by URL (its `options`, a `search_path` say, are kept), its
+    schema neither made nor upgraded."""
+    return PostgresDatabase.open(url, password=password, pool_size=pool_size)
 
 
 def open_database(settings: Settings, *, create: bool) -> SqliteDatabase | PostgresDatabase:
@@ -94,12 +67,10 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     """The gateway store the settings name, its schema brought up to date (`upgrade`), or
     only checked not to be newer than this code."""
     if settings.database_url:
-        url, schema = postgres_location(settings.database_url)
         return PostgresStore(
-            url,
+            settings.database_url,
             password=settings.database_password,
             pool_size=settings.database_pool_size,
-            schema=schema,
             upgrade=upgrade,
         )
     return SqliteStore(_private_file(sqlite_path(settings)), upgrade=upgrade)
@@ -108,6 +79,5 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
 def open_ledger_reader(settings: Settings) -> SqlLedgerStore:
     """The ledger tables, for an auditor: read-only on SQLite; nothing made anywhere."""
     if settings.database_url:
-        url, schema = postgres_location(settings.database_url)
-        return PostgresLedgerStore(url, password=settings.database_password, schema=schema)
+        return PostgresLedgerStore(settings.database_url, password=settings.database_password)
     return SqliteLedgerStore(sqlite_path(settings), create=False, readonly=True)

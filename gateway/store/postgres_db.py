@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -73,6 +74,35 @@ def tenant_lock_key(tenant: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+#: libpq's words for a server that is not (yet) there: worth waiting for at start. Anything
+#: else (a bad parameter, a refused login, a missing database) fails at once.
+_NOT_YET: Final = (
+    "connection refused",
+    "could not connect",
+    "timeout expired",
+    "the database system is starting up",
+    "no route to host",
+    "could not translate host name",
+)
+
+
+def _first_connection(url: str, kwargs: dict[str, Any], shown: str, timeout: float) -> None:
+    """One direct connection before the pool: a server that is starting is waited for (up
+    to `timeout`), a mistake in the settings is reported at once, in libpq's words (they
+    name hosts, users and databases, never rows), instead of a pool retrying it quietly."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(url, **kwargs).close()
+            return
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            waiting = any(word in reason.lower() for word in _NOT_YET)
+            if not waiting or time.monotonic() >= deadline:
+                raise StoreError(f"cannot connect to PostgreSQL at {shown}: {reason}") from None
+            time.sleep(0.5)
+
+
 class _Bound(threading.local):
     conn: psycopg.Connection[Any] | None = None
     depth: int = 0
@@ -121,6 +151,7 @@ class PostgresDatabase:
             options.append(f"-c search_path={schema}")
         kwargs["options"] = " ".join(options)
         shown = url if "password" not in info else url.replace(str(info["password"]), "***")
+        _first_connection(url, kwargs, shown, timeout)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             kwargs=kwargs,
