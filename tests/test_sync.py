@@ -230,7 +230,9 @@ async def test_revocation_after_a_page_stops_the_next_fetch(world: World) -> Non
     assert run.status == "stopped"
     assert instruction in (run.error or "") and "revoked" in (run.error or "")
     fetches = world.emulator[CONTROL].requests_to("/profitrestservices/connectors")
-    assert len(fetches) == 1
+    # The second page may have been on its way already (fetched while the first
+    # committed); nothing was asked for after the revocation, and nothing of it is stored.
+    assert len(fetches) <= 2
     assert all(f.at < revoked_at[0] for f in fetches)
     assert run.pages == 1
     assert len(world.events()) == run.counts["upserted"] <= 100

@@ -380,31 +380,53 @@ class SyncEngine:
                 before_attempt=lambda: self._check_instruction(state),
             )  # fmt: skip
 
+            # A page commits in a worker thread while the next one is fetched: the store's
+            # work and the source's answer overlap instead of adding up. Commits stay in
+            # page order (each waits for the one before), and every commit checks the
+            # instruction and the connector again inside its transaction, so a page
+            # fetched while a revocation, pause or new mapping landed is never committed.
+            committing: asyncio.Future[None] | None = None
+            fetching: asyncio.Future[MinimisedPage] | None = None
             try:
                 while True:
-                    # Checked before every fetch, and again inside the page's commit: a
-                    # revocation stops the run before the next request goes out, and a
-                    # page fetched while it happened is never committed.
+                    # Checked before every fetch: a revocation stops the run before the
+                    # next request goes out.
                     if state.lease_lost:
                         raise RunTakenOver(run.id)
                     await asyncio.to_thread(self._still_configured, state)
                     await asyncio.to_thread(self._still_authorised, state)
-                    page = await self.revocations.watch(
-                        state.instruction.id,
-                        connector.fetch_page(PageRequest(mode, cursor, run.since)),
-                        check=lambda: self._check_instruction(state),
-                        poll=self.revocation_poll,
+                    fetching = asyncio.ensure_future(
+                        self.revocations.watch(
+                            state.instruction.id,
+                            connector.fetch_page(PageRequest(mode, cursor, run.since)),
+                            check=lambda: self._check_instruction(state),
+                            poll=self.revocation_poll,
+                        )
                     )
-                    await asyncio.to_thread(self._commit_page, state, page)
-                    pages += 1
-                    if self.after_page is not None:
-                        outcome = self.after_page(run.id, pages)
-                        if asyncio.iscoroutine(outcome):
-                            await outcome
+                    if committing is not None:
+                        await committing
+                        committing = None
+                        pages += 1
+                        await self._page_done(run.id, pages)
+                    page = await fetching
+                    committing = asyncio.ensure_future(
+                        asyncio.to_thread(self._commit_page, state, page)
+                    )
                     if page.last:
                         break
                     cursor = page.next_cursor
+                await committing
+                committing = None
+                pages += 1
+                await self._page_done(run.id, pages)
             finally:
+                if fetching is not None and not fetching.done():
+                    fetching.cancel()  # the page after one that failed, or a stop
+                    await asyncio.wait([fetching])
+                if committing is not None and not committing.done():
+                    # A worker thread cannot be stopped: let the commit it is making end
+                    # before the run is finished (or left to resume).
+                    await asyncio.wait([committing])
                 stats = connector.stats
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
@@ -412,6 +434,12 @@ class SyncEngine:
         if mode is SyncMode.FULL:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
+
+    async def _page_done(self, run_id: str, pages: int) -> None:
+        if self.after_page is not None:
+            outcome = self.after_page(run_id, pages)
+            if asyncio.iscoroutine(outcome):
+                await outcome
 
     def _still_configured(self, state: _RunState) -> None:
         """The admin's later changes reach a running run before its next page: a pause
@@ -480,16 +508,18 @@ class SyncEngine:
             instruction_id=state.instruction.id,
         )
         events = changes.events
-        counts = state.counts
+        # The run's figures with this page in them; they become the run's only once the
+        # page has committed (a page refused inside its transaction counts for nothing).
+        counts = Counter(state.counts)
         counts["fetched"] += page.fetched
         counts["passed"] += len(page.subjects)
         counts["quarantined"] += len(page.rejected)
         dropped_total = sum(page.dropped.values())
         counts["dropped_fields"] += dropped_total
         counts.update(changes.counts)
-        merge_dropped(state.dropped, page.dropped)
-        if page.watermark and (state.watermark is None or page.watermark > state.watermark):
-            state.watermark = page.watermark
+        watermark = state.watermark
+        if page.watermark and (watermark is None or page.watermark > watermark):
+            watermark = page.watermark
         entry = entries.inbound(
             time=now,
             tenant=run.tenant,
@@ -504,14 +534,17 @@ class SyncEngine:
             run_id=run.id,
         )
         with recording(store, self.ledger(run.tenant), [entry]):
+            self._still_configured(state)
             self._still_authorised(state)
             store.write_subjects(run.tenant, run.connector, run.id, changes.writes)
             store.mark_seen(run.tenant, run.connector, run.id, changes.unchanged)
             store.append_events(run.tenant, events)
             store.save_run_progress(
-                run.id, self._seal_cursor(run.id, page.next_cursor), state.watermark, counts,
+                run.id, self._seal_cursor(run.id, page.next_cursor), watermark, counts,
                 owner=self.replica, lease_until=now + self.lease,
             )  # fmt: skip
+        state.counts, state.watermark = counts, watermark
+        merge_dropped(state.dropped, page.dropped)
         self._count_page(state.record.type, page, dropped_total, events)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:

@@ -259,7 +259,9 @@ async def test_pause_stops_a_running_sync_before_its_next_page(
     run = await full_sync(api)
     assert run["status"] == "stopped" and run["pages"] == 1
     assert "paused" in run["error"]
-    assert len(emulator[CONTROL].requests_to("/profitrestservices/connectors")) == 1
+    # The second page may have been on its way (fetched while the first committed); it was
+    # not committed, and nothing was asked for after it.
+    assert len(emulator[CONTROL].requests_to("/profitrestservices/connectors")) <= 2
     services.engine.after_page = None
     await api.patch(C, {"paused": False})
     assert (await full_sync(api))["status"] == "succeeded"
@@ -279,7 +281,9 @@ async def test_a_new_mapping_stops_a_running_sync_before_its_next_page(
     run = await full_sync(api)
     assert run["status"] == "stopped" and run["pages"] == 1
     assert "mapping" in run["error"] and ins["id"] in run["error"]
-    assert len(emulator[CONTROL].requests_to("/profitrestservices/connectors")) == 1
+    # The second page may have been on its way (fetched while the first committed); it was
+    # not committed, and nothing was asked for after it.
+    assert len(emulator[CONTROL].requests_to("/profitrestservices/connectors")) <= 2
 
 
 # --------------------------------------------------------------------------- delete
