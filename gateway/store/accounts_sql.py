@@ -3,7 +3,8 @@
 It shares the gateway store's database and transactions, so an admin action, its account
 change and its ledger entry commit together. Compare-and-set updates (`UPDATE ... WHERE
 step < ?`) make one-time codes and links single-use even under concurrent requests, from
-any number of processes.
+any number of processes; a pending OIDC login is taken the same way, by the one DELETE
+that removes its row.
 """
 
 from __future__ import annotations

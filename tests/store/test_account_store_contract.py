@@ -216,8 +216,8 @@ def test_a_pending_login_is_kept_found_and_taken_once(register: Store) -> None:
     assert a.take_oidc_pending(_pending(1).state_hash) == _pending(1)
     assert a.take_oidc_pending(_pending(1).state_hash) is None
     assert a.get_oidc_pending(_pending(1).state_hash) is None
+    a.put_oidc_pending(_pending(2), keep=10)
     with pytest.raises(AlreadyExists):
-        a.put_oidc_pending(_pending(2), keep=10)
         a.put_oidc_pending(_pending(2), keep=10)
     with pytest.raises(NotFound):
         a.put_oidc_pending(_pending(3, tenant="nope"), keep=10)
