@@ -12,19 +12,34 @@ Step-up stays a Sluis TOTP code, so authorising processing still takes the facto
 customer enrolled with Sluis.
 
 Requests to the IdP follow the connectors' network rules (public addresses only, unless
-`allow_private_sources`), never follow redirects, read at most 1 MiB and time out. The
-pending logins (state, nonce, verifier) are kept in this process for ten minutes: the
-callback must reach the replica that began the login (sticky sessions behind a balancer).
+`allow_private_sources`), never follow redirects, read at most 1 MiB and time out.
+
+Pending logins live in the store for ten minutes, so the IdP's callback may reach any
+replica, not only the one that began the login. A row is found by the SHA-256 of the
+`state`, never the state itself. The nonce, the verifier, the redirect URI and the
+provider's endpoints are one blob sealed under the master key with the tenant and state
+hash as associated data: a copy of the database finishes nobody's login, and someone who
+can write to it cannot point the code exchange (which carries the client secret) at a
+server of their own, nor move a login to another row or tenant. A callback takes its login
+from the store once (`AccountStore.take_oidc_pending`): a replayed callback fails, on
+whichever replica it lands. Each tenant keeps at most `MAX_PENDING_PER_TENANT`; beyond
+that the oldest is dropped rather than the new one refused, so someone starting logins in
+bulk must outpace a real person's minute at their IdP, not just fill the table once every
+ten minutes, to keep that person out. Logins can be begun only for tenants with an IdP
+configured, so the table stays within that many caps; expired ones are purged whenever a
+login begins.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import logging
 import secrets
-import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote_plus, urlencode
 
@@ -37,12 +52,17 @@ from joserfc.jwk import KeySet
 from connectors.base import ConnectorError
 from connectors.http import source_session
 from gateway.accounts.errors import AccountsError
+from gateway.keys.master import SecretBox, SecretError
+from gateway.store.account_records import OidcPendingRecord
+from gateway.store.protocols import AccountStore
 
 PENDING_SECONDS: Final = 600
-MAX_PENDING: Final = 1024
+MAX_PENDING_PER_TENANT: Final = 1024
 MAX_BODY: Final = 1024 * 1024
 TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 ALGORITHMS: Final = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
+
+log = logging.getLogger("sluis.accounts")
 
 
 class OidcFailed(AccountsError):
@@ -70,18 +90,48 @@ class Provider:
 
 @dataclass(frozen=True)
 class Pending:
+    """What the callback needs to finish a login (sealed in the store)."""
+
     tenant: str
     nonce: str
     verifier: str
     redirect_uri: str
     provider: Provider
-    started: float
+
+    def to_bytes(self) -> bytes:
+        p = self.provider
+        return orjson.dumps({
+            "nonce": self.nonce, "verifier": self.verifier, "redirect_uri": self.redirect_uri,
+            "issuer": p.issuer, "authorization_endpoint": p.authorization_endpoint,
+            "token_endpoint": p.token_endpoint, "jwks_uri": p.jwks_uri,
+        })  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, tenant: str, raw: bytes) -> Pending:
+        d = orjson.loads(raw)
+        provider = Provider(
+            d["issuer"], d["authorization_endpoint"], d["token_endpoint"], d["jwks_uri"]
+        )
+        return cls(tenant, d["nonce"], d["verifier"], d["redirect_uri"], provider)
 
 
 @dataclass(frozen=True)
 class Identity:
     tenant: str
     email: str
+
+
+def state_hash(state: str) -> bytes:
+    return hashlib.sha256(state.encode()).digest()
+
+
+def _sealed_owner(tenant: str, hashed: bytes) -> str:
+    """The associated data of a pending login's seal: it opens on its own row only."""
+    return f"oidc-pending:{tenant}:{hashed.hex()}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def code_challenge(verifier: str) -> str:
@@ -92,11 +142,21 @@ def code_challenge(verifier: str) -> str:
 
 
 class OidcLogins:
-    """Begins and completes logins; one per gateway process."""
+    """Begins and completes logins; one per gateway process, any of which may complete a
+    login another began (they share the store and the master key)."""
 
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        box: SecretBox,
+        *,
+        allow_private: bool,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._accounts = accounts
+        self._box = box
         self._allow_private = allow_private
-        self._pending: OrderedDict[str, Pending] = OrderedDict()
+        self._clock = clock
 
     async def _get_json(self, url: str, *, data: dict[str, str] | None = None,
                         authorization: str | None = None) -> Any:  # fmt: skip
@@ -144,23 +204,28 @@ class OidcLogins:
         return provider
 
     def _remember(self, state: str, pending: Pending) -> None:
-        now = time.monotonic()
-        while self._pending and (
-            len(self._pending) >= MAX_PENDING
-            or now - next(iter(self._pending.values())).started > PENDING_SECONDS
-        ):
-            self._pending.popitem(last=False)
-        self._pending[state] = pending
+        now = self._clock()
+        hashed = state_hash(state)
+        sealed = self._box.seal(pending.to_bytes(), _sealed_owner(pending.tenant, hashed))
+        record = OidcPendingRecord(
+            hashed, pending.tenant, sealed, now, now + timedelta(seconds=PENDING_SECONDS)
+        )
+        self._accounts.purge_oidc_pending(now)
+        dropped = self._accounts.put_oidc_pending(record, keep=MAX_PENDING_PER_TENANT)
+        if dropped:
+            log.warning(
+                "tenant %s has more than %d sign-ins pending at its identity provider; "
+                "the oldest %d were dropped",
+                pending.tenant, MAX_PENDING_PER_TENANT, dropped,
+            )  # fmt: skip
 
     async def begin(self, config: OidcClientConfig, redirect_uri: str) -> str:
         """The IdP URL to send the browser to."""
         provider = await self.discover(config.issuer)
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)
-        self._remember(
-            state,
-            Pending(config.tenant, nonce, verifier, redirect_uri, provider, time.monotonic()),
-        )
+        pending = Pending(config.tenant, nonce, verifier, redirect_uri, provider)
+        await asyncio.to_thread(self._remember, state, pending)
         query = urlencode({
             "response_type": "code", "client_id": config.client_id,
             "redirect_uri": redirect_uri, "scope": "openid email profile", "state": state,
@@ -170,18 +235,28 @@ class OidcLogins:
         sep = "&" if "?" in provider.authorization_endpoint else "?"
         return f"{provider.authorization_endpoint}{sep}{query}"
 
-    def pending_tenant(self, state: str) -> str | None:
+    async def pending_tenant(self, state: str) -> str | None:
         """The tenant a returning browser's login began for (None: unknown or expired)."""
-        found = self._pending.get(state)
-        if found is None or time.monotonic() - found.started > PENDING_SECONDS:
+        found = await asyncio.to_thread(self._accounts.get_oidc_pending, state_hash(state))
+        if found is None or found.expires_at <= self._clock():
             return None
         return found.tenant
 
+    def _open(self, record: OidcPendingRecord | None) -> Pending:
+        if record is None or record.expires_at <= self._clock():
+            raise OidcFailed("this sign-in expired or was used already; start again")
+        try:
+            raw = self._box.open(
+                record.sealed_login, _sealed_owner(record.tenant, record.state_hash)
+            )
+            return Pending.from_bytes(record.tenant, raw)
+        except (SecretError, orjson.JSONDecodeError, KeyError, TypeError):
+            raise OidcFailed("this sign-in cannot be finished here; start again") from None
+
     async def complete(self, config: OidcClientConfig, state: str, code: str) -> Identity:
         """Exchange the code and verify the ID token; the verified email and tenant."""
-        pending = self._pending.pop(state, None)
-        if pending is None or time.monotonic() - pending.started > PENDING_SECONDS:
-            raise OidcFailed("this sign-in expired or was used already; start again")
+        taken = await asyncio.to_thread(self._accounts.take_oidc_pending, state_hash(state))
+        pending = self._open(taken)
         if pending.tenant != config.tenant:
             raise OidcFailed("this sign-in began for another organisation")
         tokens = await self._get_json(

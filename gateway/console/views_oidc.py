@@ -72,7 +72,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     if not state or not code or not hmac.compare_digest(state.encode(), kept.encode()):
         raise PageError(400, "oidc.failed")
     s = services(request)
-    tenant = s.oidc.pending_tenant(state)
+    tenant = await s.oidc.pending_tenant(state)
     config = await call(s.accounts.oidc_client, tenant) if tenant else None
     if config is None:
         raise PageError(400, "oidc.failed")

@@ -114,7 +114,8 @@ class Services:
     admin_token: str = field(repr=False)
     clock: Callable[[], datetime] = utcnow
     accounts: Accounts = field(init=False, repr=False)
-    #: Sign-ins through tenants' own identity providers, pending in this process.
+    #: Sign-ins through tenants' own identity providers (pending ones kept in the store,
+    #: so any replica finishes a login another began).
     oidc: OidcLogins = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -125,7 +126,12 @@ class Services:
             lambda: self.clock(),  # noqa: PLW0108 - tests may replace the clock
             bootstrap_token=self.admin_token,
         )
-        self.oidc = OidcLogins(allow_private=self.settings.allow_private_sources)
+        self.oidc = OidcLogins(
+            self.store.accounts,
+            self.box,
+            allow_private=self.settings.allow_private_sources,
+            clock=lambda: self.clock(),  # noqa: PLW0108 - tests may replace the clock
+        )
 
     @classmethod
     def open(

@@ -91,3 +91,20 @@ class OidcRecord:
     client_id: str
     sealed_secret: bytes = field(repr=False)
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class OidcPendingRecord:
+    """A sign-in begun at a tenant's identity provider, waiting for the provider's callback.
+
+    Found by the SHA-256 of the login's `state`, never the state itself: a copy of the
+    database must not let anyone finish someone else's login. What the callback needs
+    (nonce, PKCE verifier, the provider's endpoints, the redirect URI) is one blob sealed
+    under the master key by `gateway.accounts.oidc`; the store never opens it.
+    """
+
+    state_hash: bytes = field(repr=False)
+    tenant: str
+    sealed_login: bytes = field(repr=False)
+    created_at: datetime
+    expires_at: datetime

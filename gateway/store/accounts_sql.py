@@ -3,7 +3,8 @@
 It shares the gateway store's database and transactions, so an admin action, its account
 change and its ledger entry commit together. Compare-and-set updates (`UPDATE ... WHERE
 step < ?`) make one-time codes and links single-use even under concurrent requests, from
-any number of processes.
+any number of processes; a pending OIDC login is taken the same way, by the one DELETE
+that removes its row.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.store.account_records import (
     AccountStatus,
     ApiTokenRecord,
     InvitationRecord,
+    OidcPendingRecord,
     OidcRecord,
     Role,
     SessionRecord,
@@ -37,6 +39,7 @@ _SESSION: Final = "id, token_hash, account_id, created_at, last_seen_at, csrf, s
 _API_KEY_COLUMNS: Final = (
     "id, token_hash, account_id, tenant, role, name, created_at, expires_at, revoked_at, step_up_at"
 )
+_PENDING: Final = "state_hash, tenant, sealed_login, created_at, expires_at"
 
 
 def _account(r: Sequence[Any]) -> AccountRecord:
@@ -50,6 +53,10 @@ def _account(r: Sequence[Any]) -> AccountRecord:
 
 def _session(r: Sequence[Any]) -> SessionRecord:
     return SessionRecord(r[0], r[1], r[2], _need(r[3]), _need(r[4]), r[5], _dt(r[6]))
+
+
+def _pending(r: Sequence[Any]) -> OidcPendingRecord:
+    return OidcPendingRecord(bytes(r[0]), r[1], bytes(r[2]), _need(r[3]), _need(r[4]))
 
 
 def _token(r: Sequence[Any]) -> ApiTokenRecord:
@@ -310,3 +317,42 @@ class SqlAccountStore:
 
     def delete_oidc(self, tenant: str) -> bool:
         return self._write("DELETE FROM tenant_oidc WHERE tenant = ?", (tenant,)) == 1
+
+    # ------------------------------------------------------------------ pending logins
+
+    def put_oidc_pending(self, record: OidcPendingRecord, *, keep: int) -> int:
+        r = record
+        with self._db.transaction():
+            self._db.execute(
+                f"INSERT INTO oidc_pending ({_PENDING}) VALUES (?, ?, ?, ?, ?)",
+                (r.state_hash, r.tenant, r.sealed_login, self._t(r.created_at),
+                 self._t(r.expires_at)),
+            )  # fmt: skip
+            count = self._db.all("SELECT COUNT(*) FROM oidc_pending WHERE tenant = ?", (r.tenant,))
+            excess = int(count[0][0]) - max(keep, 1)
+            if excess <= 0:
+                return 0
+            # Oldest first; the new one is spared even when its clock ties with others.
+            return self._db.execute(
+                "DELETE FROM oidc_pending WHERE state_hash IN (SELECT state_hash FROM"
+                " oidc_pending WHERE tenant = ? AND state_hash <> ?"
+                " ORDER BY created_at, state_hash LIMIT ?)",
+                (r.tenant, r.state_hash, excess),
+            )
+
+    def get_oidc_pending(self, state_hash: bytes) -> OidcPendingRecord | None:
+        rows = self._all(f"SELECT {_PENDING} FROM oidc_pending WHERE state_hash = ?", (state_hash,))
+        return _pending(rows[0]) if rows else None
+
+    def take_oidc_pending(self, state_hash: bytes) -> OidcPendingRecord | None:
+        # Read, then delete: only the caller whose DELETE removed the row has it. Another
+        # replica's DELETE of the same row waits for this one's commit and then finds none.
+        with self._db.transaction():
+            found = self.get_oidc_pending(state_hash)
+            if found is None:
+                return None
+            done = self._db.execute("DELETE FROM oidc_pending WHERE state_hash = ?", (state_hash,))
+            return found if done == 1 else None
+
+    def purge_oidc_pending(self, now: datetime) -> int:
+        return self._write("DELETE FROM oidc_pending WHERE expires_at <= ?", (self._t(now),))

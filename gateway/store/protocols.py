@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         AccountStatus,
         ApiTokenRecord,
         InvitationRecord,
+        OidcPendingRecord,
         OidcRecord,
         SessionRecord,
         ThrottleRecord,
@@ -150,10 +151,11 @@ class LedgerStore(LedgerReader, Protocol):
 
 
 class AccountStore(Protocol):
-    """The account register: accounts, invitations, console sessions, API tokens and
-    sign-in throttles. Lookups by secret take its SHA-256 hash; compare-and-set methods
-    (`advance_totp_step`, `use_recovery_code`, `use_invitation`) answer whether they won,
-    so two requests racing with one code or link cannot both succeed."""
+    """The account register: accounts, invitations, console sessions, API tokens,
+    sign-in throttles, tenants' identity providers and the logins pending at them.
+    Lookups by secret take its SHA-256 hash; compare-and-set methods (`advance_totp_step`,
+    `use_recovery_code`, `use_invitation`, `take_oidc_pending`) answer whether they won,
+    so two requests racing with one code, link or login cannot both succeed."""
 
     def create_account(self, account: AccountRecord) -> None:
         """AlreadyExists when the id or the email is taken."""
@@ -223,6 +225,25 @@ class AccountStore(Protocol):
 
     def get_oidc(self, tenant: str) -> OidcRecord | None: ...
     def delete_oidc(self, tenant: str) -> bool: ...
+
+    def put_oidc_pending(self, record: OidcPendingRecord, *, keep: int) -> int:
+        """Keep a login begun at the tenant's identity provider, then drop the tenant's
+        oldest pending logins beyond `keep` (never this one); how many were dropped.
+        NotFound for an unknown tenant."""
+        ...
+
+    def get_oidc_pending(self, state_hash: bytes) -> OidcPendingRecord | None:
+        """A pending login, left in place (expired ones too: the caller has the clock)."""
+        ...
+
+    def take_oidc_pending(self, state_hash: bytes) -> OidcPendingRecord | None:
+        """Remove a pending login and return it; None if there is none. Of any number of
+        callers with the same hash, in any number of processes, one gets it."""
+        ...
+
+    def purge_oidc_pending(self, now: datetime) -> int:
+        """Remove every pending login that expired at or before `now`; how many."""
+        ...
 
 
 class Store(Protocol):

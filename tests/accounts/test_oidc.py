@@ -14,6 +14,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from gateway.accounts import oidc
 from gateway.accounts.oidc import (
     OidcClientConfig,
     OidcFailed,
@@ -86,7 +87,7 @@ async def test_a_person_of_the_tenant_signs_in_through_its_provider(
     )
     returned = parse_qs(urlsplit(back).query)
     state, code = returned["state"][0], returned["code"][0]
-    assert services.oidc.pending_tenant(state) == "acme"
+    assert await services.oidc.pending_tenant(state) == "acme"
     identity = await services.oidc.complete(config, state, code)
     signed = services.accounts.sign_in_oidc(identity)
     assert signed.principal.account_id == dana.account_id
@@ -126,7 +127,7 @@ def test_an_id_token_signed_by_another_key_or_for_another_nonce_is_refused() -> 
     ours, theirs = RSAKey.generate_key(2048), RSAKey.generate_key(2048)
     provider = Provider("https://idp.example", "https://idp.example/a", "https://idp.example/t",
                         "https://idp.example/jwks")  # fmt: skip
-    pending = Pending("acme", "n-1", "v", REDIRECT, provider, time.monotonic())
+    pending = Pending("acme", "n-1", "v", REDIRECT, provider)
     config = OidcClientConfig("acme", "https://idp.example", "sluis", "s")
     now = int(time.time())
     claims = {
@@ -149,8 +150,31 @@ def test_an_id_token_signed_by_another_key_or_for_another_nonce_is_refused() -> 
 
 
 async def test_an_unreachable_or_lying_provider_is_a_clear_error(services: Services) -> None:
-    logins = OidcLogins(allow_private=False)
+    logins = OidcLogins(services.store.accounts, services.box, allow_private=False)
     with pytest.raises(OidcFailed, match="cannot be reached"):
         await logins.discover("http://127.0.0.1:9")
     with pytest.raises(OidcFailed, match="cannot be reached"):
         await services.oidc.discover("http://127.0.0.1:9")
+
+
+async def test_logins_begun_in_bulk_evict_the_tenants_oldest(
+    services: Services, oidc_issuer: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(oidc, "MAX_PENDING_PER_TENANT", 2)
+    dana = admin(services)
+    services.accounts.configure_oidc(
+        dana, "acme", issuer=oidc_issuer, client_id="sluis-acme", client_secret="s3cret"
+    )
+    config = services.accounts.oidc_client("acme")
+    assert config is not None
+    states = []
+    for _ in range(3):
+        url = await services.oidc.begin(config, REDIRECT)
+        states.append(parse_qs(urlsplit(url).query)["state"][0])
+    assert [await services.oidc.pending_tenant(s) for s in states] == [None, "acme", "acme"]
+    (warning,) = [r for r in caplog.records if r.name == "sluis.accounts"]
+    assert "acme" in warning.getMessage() and "dropped" in warning.getMessage()
+    assert not any(s in warning.getMessage() for s in states)
+    with pytest.raises(OidcFailed, match="expired or was used"):
+        await services.oidc.complete(config, states[0], "any-code")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from gateway.store.account_records import (
     AccountRecord,
     ApiTokenRecord,
     InvitationRecord,
+    OidcPendingRecord,
     OidcRecord,
     SessionRecord,
     ThrottleRecord,
@@ -197,3 +199,73 @@ def test_a_tenants_identity_provider_is_set_replaced_and_removed(register: Store
     assert a.delete_oidc("acme") and not a.delete_oidc("acme")
     with pytest.raises(NotFound):
         a.put_oidc(OidcRecord("nope", "https://idp.example", "x", b"s", T0))
+
+
+def _pending(n: int, tenant: str = "acme", at: datetime = T0) -> OidcPendingRecord:
+    return OidcPendingRecord(
+        n.to_bytes(32, "big"), tenant, b"sealed-%d" % n, at, at + timedelta(minutes=10)
+    )
+
+
+def test_a_pending_login_is_kept_found_and_taken_once(register: Store) -> None:
+    a = register.accounts
+    assert a.get_oidc_pending(_pending(1).state_hash) is None
+    assert a.put_oidc_pending(_pending(1), keep=10) == 0
+    assert a.get_oidc_pending(_pending(1).state_hash) == _pending(1)
+    assert a.get_oidc_pending(_pending(1).state_hash) == _pending(1)  # looking leaves it
+    assert a.take_oidc_pending(_pending(1).state_hash) == _pending(1)
+    assert a.take_oidc_pending(_pending(1).state_hash) is None
+    assert a.get_oidc_pending(_pending(1).state_hash) is None
+    a.put_oidc_pending(_pending(2), keep=10)
+    with pytest.raises(AlreadyExists):
+        a.put_oidc_pending(_pending(2), keep=10)
+    with pytest.raises(NotFound):
+        a.put_oidc_pending(_pending(3, tenant="nope"), keep=10)
+
+
+def test_a_pending_login_is_taken_by_one_of_many_racing_callers(register: Store) -> None:
+    """Two callbacks with one state (a replay, or a browser retrying through another
+    replica) race; on PostgreSQL the threads hold connections of their own."""
+    a = register.accounts
+    a.put_oidc_pending(_pending(1), keep=10)
+    start = threading.Barrier(4)
+    won: list[OidcPendingRecord | None] = []
+
+    def take() -> None:
+        start.wait()
+        won.append(a.take_oidc_pending(_pending(1).state_hash))
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(w is not None for w in won) == [False, False, False, True]
+
+
+def test_a_tenants_pending_logins_are_capped_oldest_first(register: Store) -> None:
+    a = register.accounts
+    for n in range(1, 4):
+        assert a.put_oidc_pending(_pending(n, at=T0 + timedelta(seconds=n)), keep=3) == 0
+    a.put_oidc_pending(_pending(9, tenant="other"), keep=3)
+    assert a.put_oidc_pending(_pending(4, at=T0 + timedelta(seconds=4)), keep=3) == 1
+    kept = [n for n in range(1, 5) if a.get_oidc_pending(_pending(n).state_hash)]
+    assert kept == [2, 3, 4]
+    assert a.get_oidc_pending(_pending(9).state_hash) is not None  # other tenants untouched
+    # A clock that stands still: the newest is never the one evicted.
+    for n in range(10, 15):
+        a.put_oidc_pending(_pending(n, at=T0), keep=2)
+        assert a.get_oidc_pending(_pending(n).state_hash) is not None
+    assert sum(a.get_oidc_pending(_pending(n).state_hash) is not None
+               for n in (2, 3, 4, *range(10, 15))) == 2  # fmt: skip
+
+
+def test_expired_pending_logins_are_purged(register: Store) -> None:
+    a = register.accounts
+    a.put_oidc_pending(_pending(1, at=T0), keep=10)
+    a.put_oidc_pending(_pending(2, at=T0 + timedelta(minutes=5)), keep=10)
+    a.put_oidc_pending(_pending(3, tenant="other", at=T0), keep=10)
+    assert a.purge_oidc_pending(T0 + timedelta(minutes=9)) == 0
+    assert a.purge_oidc_pending(T0 + timedelta(minutes=10)) == 2
+    assert a.get_oidc_pending(_pending(1).state_hash) is None
+    assert a.get_oidc_pending(_pending(2).state_hash) is not None
