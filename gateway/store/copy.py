@@ -54,6 +54,7 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("api_tokens", ("id",)),
     ("tenant_oidc", ("tenant",)),
     ("signin_throttles", ("key",)),
+    ("oidc_pending", ("state_hash",)),
     ("ledger_entries", ("tenant", "idx")),
     ("ledger_nodes", ("tenant", "level", "idx")),
     ("ledger_checkpoints", ("tenant", "seq")),
