@@ -49,6 +49,24 @@ class Database(Protocol):
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+    ) -> None:
+        """Many new rows at once (a page's events, a batch of ledger entries): the fastest
+        way the engine has. A duplicate key is a `StoreConflict`."""
+        ...
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: Sequence[Sequence[object]],
+    ) -> None:
+        """Many rows at once, each inserted or, where its `key` exists, its other columns
+        replaced (a page's subject digests)."""
+        ...
+
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or not at all; an inner call joins the outer
         transaction of the same thread."""

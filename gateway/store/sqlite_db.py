@@ -99,6 +99,27 @@ class SqliteDatabase:
             except sqlite3.IntegrityError:
                 raise StoreConflict("a row with that key was written by another writer") from None
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+    ) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def upsert_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: Sequence[Sequence[object]],
+    ) -> None:
+        marks = ", ".join("?" * len(columns))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        self.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}",
+            rows,
+        )
+
     def script(self, statements: Sequence[str]) -> None:
         """Schema statements, inside the caller's transaction (never `executescript`,
         which commits on its own)."""

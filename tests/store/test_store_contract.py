@@ -340,3 +340,15 @@ def test_an_admin_stop_leaves_the_owner_to_record_the_end(store: Store) -> None:
         store.save_run_progress("run_1", "c", None, {}, owner="a")
     store.finish_run("run_1", "stopped", T0, {"fetched": 5}, "revoked", owner="a")
     assert store.get_run("run_1").counts == {"fetched": 5}
+
+
+def test_a_subject_written_twice_in_one_batch_keeps_the_last(store: Store) -> None:
+    _setup(store)
+    store.write_subjects(
+        "acme", "afas", "r1",
+        [SubjectWrite(SID[0], b"a" * 16, True), SubjectWrite(SID[0], b"b" * 16, False)],
+    )  # fmt: skip
+    state = store.subject_states("acme", "afas", [SID[0]])[SID[0]]
+    assert (state.digest, state.present) == (b"b" * 16, False)
+    store.write_subjects("acme", "afas", "r2", [])
+    assert store.count_present("acme", "afas") == 0
