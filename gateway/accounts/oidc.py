@@ -37,6 +37,8 @@ import base64
 import hashlib
 import logging
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,6 +61,9 @@ from gateway.store.protocols import AccountStore
 PENDING_SECONDS: Final = 600
 MAX_PENDING_PER_TENANT: Final = 1024
 MAX_BODY: Final = 1024 * 1024
+#: How long a provider's discovery document is kept, and for how many issuers at most.
+DISCOVERY_SECONDS: Final = 300.0
+MAX_PROVIDERS: Final = 256
 TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 ALGORITHMS: Final = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
 
@@ -157,6 +162,9 @@ class OidcLogins:
         self._box = box
         self._allow_private = allow_private
         self._clock = clock
+        #: issuer -> (provider, monotonic expiry): the sign-in page is open to anyone, so a
+        #: burst of it must not become a burst of requests to the customer's IdP.
+        self._providers: OrderedDict[str, tuple[Provider, float]] = OrderedDict()
 
     async def _get_json(self, url: str, *, data: dict[str, str] | None = None,
                         authorization: str | None = None) -> Any:  # fmt: skip
@@ -187,6 +195,19 @@ class OidcLogins:
             raise OidcFailed("the identity provider's answer is not JSON") from None
 
     async def discover(self, issuer: str) -> Provider:
+        """The provider's endpoints, from its discovery document (kept for
+        `DISCOVERY_SECONDS` per issuer, at most `MAX_PROVIDERS` issuers)."""
+        kept = self._providers.get(issuer)
+        if kept is not None and kept[1] > time.monotonic():
+            return kept[0]
+        provider = await self._discover(issuer)
+        self._providers[issuer] = (provider, time.monotonic() + DISCOVERY_SECONDS)
+        self._providers.move_to_end(issuer)
+        while len(self._providers) > MAX_PROVIDERS:
+            self._providers.popitem(last=False)
+        return provider
+
+    async def _discover(self, issuer: str) -> Provider:
         meta = await self._get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
         if not isinstance(meta, dict):
             raise OidcFailed("the identity provider's configuration is not an object")

@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
@@ -178,3 +180,28 @@ async def test_logins_begun_in_bulk_evict_the_tenants_oldest(
     assert not any(s in warning.getMessage() for s in states)
     with pytest.raises(OidcFailed, match="expired or was used"):
         await services.oidc.complete(config, states[0], "any-code")
+
+
+async def test_the_providers_discovery_is_kept_not_fetched_for_every_sign_in(
+    services: Services, aiohttp_server: Any
+) -> None:
+    """The sign-in page is open to anyone: a burst of it asks the IdP once, not each time."""
+    hits: list[str] = []
+
+    async def discovery(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        base = str(request.url.origin())
+        return web.json_response({
+            "issuer": base, "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token", "jwks_uri": f"{base}/jwks",
+        })  # fmt: skip
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    issuer = str(server.make_url("")).rstrip("/")
+    logins = OidcLogins(services.store.accounts, services.box, allow_private=True)
+    first = await logins.discover(issuer)
+    for _ in range(5):
+        assert await logins.discover(issuer) == first
+    assert hits == ["/.well-known/openid-configuration"]
