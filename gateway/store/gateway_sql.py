@@ -24,6 +24,7 @@ from gateway.store.accounts_sql import SqlAccountStore
 from gateway.store.database import Database, time_text
 from gateway.store.database import need_time as _need
 from gateway.store.database import read_time as _dt
+from gateway.store.event_wire import event_wire
 from gateway.store.ledger_sql import SqlLedgerStore
 from gateway.store.push_sql import SqlCheckpointPushes
 from gateway.store.records import (
@@ -347,18 +348,25 @@ class SqlStore(SqlCheckpointPushes):
             # sees seq n+1 before n, whichever process wrote them.
             self._db.lock_tenant(tenant)
             start = self.last_event_seq(tenant) + 1
-            stamps: dict[datetime, object] = {}  # a page's events share one time
+            # A page's events share one time: bound and spelled once.
+            stamps: dict[datetime, tuple[object, str]] = {}
             rows = []
             for i, e in enumerate(events):
                 stamp = stamps.get(e.occurred_at)
                 if stamp is None:
-                    stamp = stamps[e.occurred_at] = self._t(e.occurred_at)
+                    text = time_text(e.occurred_at)
+                    stamp = stamps[e.occurred_at] = (self._t(e.occurred_at), text)
                 data = None if e.data is None else orjson.dumps(e.data).decode()
-                rows.append((tenant, start + i, e.id, e.type, e.subject_id, data, stamp,
-                             e.source, e.instruction_id))  # fmt: skip
+                # The feed's bytes for the event, made once here (gateway.store.event_wire).
+                wire = event_wire(
+                    seq=start + i, id=e.id, type=e.type, subject_id=e.subject_id, data=e.data,
+                    occurred_at=stamp[1], source=e.source, instruction_id=e.instruction_id,
+                )  # fmt: skip
+                rows.append((tenant, start + i, e.id, e.type, e.subject_id, data, stamp[0],
+                             e.source, e.instruction_id, wire))  # fmt: skip
             self._db.executemany(
                 "INSERT INTO events (tenant, seq, id, type, subject_id, data, occurred_at,"
-                " source, instruction_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " source, instruction_id, wire) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
         return list(range(start, start + len(events)))
@@ -372,16 +380,35 @@ class SqlStore(SqlCheckpointPushes):
         return [_event_row(r) for r in rows]
 
     def feed_rows(self, tenant: str, after_seq: int, limit: int) -> list[FeedRow]:
-        rows = self._all(
-            "SELECT seq, id, type, subject_id, data, occurred_at, source, instruction_id"
-            " FROM events WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
+        rows: list[FeedRow] = self._all(
+            "SELECT seq, type, subject_id, source, wire FROM events"
+            " WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?",
             (tenant, after_seq, limit),
         )
-        if rows and not isinstance(rows[0][5], str):  # an engine with a time type
-            return [
-                FeedRow(r[0], r[1], r[2], r[3], r[4], time_text(r[5]), r[6], r[7]) for r in rows
-            ]
-        return list(map(FeedRow._make, rows))
+        if any(r[4] is None for r in rows):
+            return self._with_legacy_wire(tenant, rows)
+        return rows
+
+    def _with_legacy_wire(self, tenant: str, rows: list[FeedRow]) -> list[FeedRow]:
+        """Events stored before the wire column existed get theirs built now, by the same
+        function, and not written back: a feed read stays a read (it never waits for the
+        write lock a sync holds), and such events are read once per consumer at most."""
+        legacy = self._all(
+            "SELECT seq, id, data, occurred_at, instruction_id FROM events"
+            " WHERE tenant = ? AND seq >= ? AND seq <= ? AND wire IS NULL",
+            (tenant, rows[0][0], rows[-1][0]),
+        )
+        stored = {r[0]: r for r in rows}
+        built: dict[int, bytes] = {}
+        for seq, event_id, data, occurred_at, instruction_id in legacy:
+            _, kind, subject_id, source, _ = stored[seq]
+            built[seq] = event_wire(
+                seq=seq, id=event_id, type=kind, subject_id=subject_id,
+                data=None if data is None else orjson.loads(data),
+                occurred_at=time_text(_need(occurred_at)), source=source,
+                instruction_id=instruction_id,
+            )  # fmt: skip
+        return [r if r[4] is not None else (*r[:4], built[r[0]]) for r in rows]
 
     def last_event_seq(self, tenant: str) -> int:
         rows = self._all("SELECT MAX(seq) FROM events WHERE tenant = ?", (tenant,))
