@@ -204,6 +204,9 @@ class Syncs:
     """Full AFAS syncs one after another, each into a new connector of the bench tenant
     (so each writes `people` new feed events), until stopped."""
 
+    #: Connectors made so far, across instances (names must stay unique in the tenant).
+    made = 0
+
     def __init__(self, services: object, people: int) -> None:
         from bench_sync import free_port, start_emulator
 
@@ -213,7 +216,6 @@ class Syncs:
         self.services = services
         self.records = 0
         self.runs = 0
-        self._n = 0
 
     async def loop(self, stop: asyncio.Event) -> None:
         from connectors.afas.emulator import EMULATOR_TOKEN
@@ -229,8 +231,8 @@ class Syncs:
         assert isinstance(s, Services)
         mapping = bundled_mapping("afas").read_text()
         while not stop.is_set():
-            self._n += 1
-            name, now = f"sync{self._n}", datetime.now(UTC)
+            Syncs.made += 1
+            name, now = f"sync{Syncs.made}", datetime.now(UTC)
             by = Acting(SYSTEM, s.ledger(TENANT))
 
             def setup(name: str = name, now: datetime = now, by: Acting = by) -> None:
@@ -333,9 +335,11 @@ async def bench(args: argparse.Namespace) -> int:
                                 )
                             finally:
                                 stop.set()
-                                with suppress(asyncio.CancelledError):
-                                    await task
-                                syncs.close()
+                                try:
+                                    with suppress(asyncio.CancelledError):
+                                        await task
+                                finally:
+                                    syncs.close()
                             base = quiet[n]
                             _row(f"feed + sync, {n} consumer(s)", busy, None)
                             print(

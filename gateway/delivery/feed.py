@@ -163,6 +163,13 @@ class _Source:
     #: A connector deleted with `subjects=delete`: only its `subject.deleted` events leave.
     deletes_only: bool = False
 
+    @property
+    def leaves_as_stored(self) -> bool:
+        """Every event of this source leaves, each exactly as its wire bytes hold it."""
+        return (
+            self.instruction is not None and not self.deletes_only and (self.covered is _ALL_FIELDS)
+        )
+
 
 def _standing(store: Store, tenant: str, connector: str, now: datetime) -> _Source:
     try:
@@ -266,12 +273,7 @@ def serve_page(
     }
     withheld = 0
     only = next(iter(sources.values())) if len(sources) == 1 else None
-    if (
-        only is not None
-        and only.instruction is not None
-        and not only.deletes_only
-        and (only.covered is _ALL_FIELDS)
-    ):
+    if only is not None and only.leaves_as_stored:
         # The common page: one source, fully covered; every event leaves as stored.
         parts = [r[4] for r in rows]
         only.subject_ids = [r[2] for r in rows]
