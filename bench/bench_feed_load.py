@@ -40,6 +40,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -168,10 +169,9 @@ def fresh_database(server_url: str | None) -> Iterator[str | None]:
     name = f"sluis_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(server_url)
-    info["dbname"] = name
+    parts = urlsplit(server_url)
     try:
-        yield psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+        yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
