@@ -34,35 +34,47 @@ async def get_events(request: web.Request) -> web.Response:
         raise unauthorized(REALM, "the feed needs a consumer's bearer token")
     s = services_of(request)
     tenant = request.match_info["tenant"]
+    # The query is read here, but a bad one is answered only once the token has passed,
+    # as before: who may not read the feed learns nothing from its answers.
+    after = limit = 0
+    bad: Problem | None = None
     try:
-        consumer = await asyncio.to_thread(authenticate, s.store, s.clock(), token, tenant)
+        query = query_params(request, FeedQuery)
+        after, limit = decode_cursor(query.after, tenant), query.limit
+    except Problem as problem:
+        bad = problem
+    except CursorMismatch as exc:
+        bad = Problem(
+            409, str(exc), slug="cursor-other-tenant", title="The cursor is of another feed"
+        )
+    except BadCursor as exc:
+        bad = Problem(400, str(exc), slug="bad-cursor")
+    ledger = s.ledger(tenant)
+    withheld_by: dict[str, int] = {}
+
+    def page() -> tuple[bytes, int, str]:
+        # One worker thread per request: the token, then the page (each hop costs a wait
+        # in the executor's queue, which 64 consumers at once make long).
+        consumer = authenticate(s.store, s.clock(), token, tenant)
+        if bad is not None:
+            raise bad
+        body, served, _ = serve_page(
+            s.store,
+            ledger,
+            consumer,
+            now=s.clock(),
+            after=after,
+            limit=limit,
+            withheld_by=withheld_by,
+        )
+        return body, served, consumer.id
+
+    try:
+        body, served, consumer_id = await asyncio.to_thread(page)
     except FeedDenied as denied:
         if denied.status == 401:
             raise unauthorized(REALM, denied.detail) from None
         raise Problem(denied.status, denied.detail) from None
-    query = query_params(request, FeedQuery)
-    try:
-        after = decode_cursor(query.after, tenant)
-    except CursorMismatch as exc:
-        raise Problem(
-            409, str(exc), slug="cursor-other-tenant", title="The cursor is of another feed"
-        ) from None
-    except BadCursor as exc:
-        raise Problem(400, str(exc), slug="bad-cursor") from None
-    ledger = s.ledger(tenant)
-    withheld_by: dict[str, int] = {}
-    try:
-        body, served, _ = await asyncio.to_thread(
-            lambda: serve_page(
-                s.store,
-                ledger,
-                consumer,
-                now=s.clock(),
-                after=after,
-                limit=query.limit,
-                withheld_by=withheld_by,
-            )
-        )
     except CursorBeyondHead as ahead:
         raise Problem(
             409,
@@ -71,7 +83,7 @@ async def get_events(request: web.Request) -> web.Response:
             title="The cursor is beyond the newest event",
             head_cursor=encode_cursor(ahead.head, tenant),
         ) from None
-    s.metrics.feed_polled(tenant, consumer.id, after, s.clock().timestamp())
+    s.metrics.feed_polled(tenant, consumer_id, after, s.clock().timestamp())
     if served:
         s.metrics.feed_events_served.labels(tenant).inc(served)
     for connector, count in withheld_by.items():

@@ -35,10 +35,15 @@ sent: one `outbound` entry per source connector in the page (instruction, mappin
 covered fields, keyed subject ids, count, destination `feed:<consumer id>`), appended in one
 batch. If the ledger cannot be written, the page is not sent.
 
-Speed: one store query for the events (`feed_rows`: stored JSON and times, not decoded
-records), one for each connector's instruction, one ledger append, and the JSON built with
-orjson, all in one worker thread per page. Event data is still rebuilt from the four egress
-field names rather than passed through, so nothing else stored could ever leave here.
+Speed: each event is serialised once, when it is written: the store keeps its wire JSON
+(`gateway.store.event_wire`), and a page is those bytes spliced together (`orjson.Fragment`)
+with the cursor and `withheld` around them, so serving an event costs no decoding and no
+rebuilding. Per page there is one store query for the events (`feed_rows`), one standing per
+source connector (its record and instructions, asked once per page whatever the number of
+its events), one ledger append, all in one worker thread. Nothing else stored can leave
+here: the wire bytes are built by one function from the egress field names alone
+(`event_wire.DATA_FIELDS`, held equal to `EGRESS_FIELDS` below), and an event whose
+instruction covers fewer fields is rebuilt from those names with the rest as null.
 
 This module is the feed's logic only; its HTTP route is `gateway.api.feed`.
 """
@@ -52,7 +57,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import orjson
 
@@ -61,8 +66,9 @@ from gateway.ledger.entry import TransferEntry
 from gateway.ledger.log import Ledger
 from gateway.ledger.record import record
 from gateway.minimise.egress import EGRESS_FIELDS
+from gateway.store.event_wire import DATA_FIELDS
 from gateway.store.protocols import Store
-from gateway.store.records import Consumer, FeedRow, Instruction, NotFound
+from gateway.store.records import Consumer, Instruction, NotFound
 from gateway.sync.instructions import InstructionRefused, require_active
 from gateway.tenancy import token_hash
 
@@ -75,6 +81,8 @@ _CURSOR_V1_TEXT = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _CURSOR_V1_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})")
 _JSON: Final = orjson.OPT_UTC_Z
 _ALL_FIELDS: Final = frozenset(EGRESS_FIELDS)
+if DATA_FIELDS != EGRESS_FIELDS:  # pragma: no cover - the store's wire bytes would drift
+    raise RuntimeError("gateway.store.event_wire.DATA_FIELDS must equal EGRESS_FIELDS")
 
 
 class BadCursor(ValueError):
@@ -155,6 +163,13 @@ class _Source:
     #: A connector deleted with `subjects=delete`: only its `subject.deleted` events leave.
     deletes_only: bool = False
 
+    @property
+    def leaves_as_stored(self) -> bool:
+        """Every event of this source leaves, each exactly as its wire bytes hold it."""
+        return (
+            self.instruction is not None and not self.deletes_only and (self.covered is _ALL_FIELDS)
+        )
+
 
 def _standing(store: Store, tenant: str, connector: str, now: datetime) -> _Source:
     try:
@@ -178,27 +193,15 @@ def _standing(store: Store, tenant: str, connector: str, now: datetime) -> _Sour
     return _Source(instruction, covered=_ALL_FIELDS if covered == _ALL_FIELDS else covered)
 
 
-def _event(row: FeedRow, covered: frozenset[str]) -> dict[str, Any]:
-    data: dict[str, Any] | None = None
-    if row.data_json is not None:
-        # Only the egress fields can leave: anything else stored is rebuilt away.
-        stored = orjson.loads(row.data_json)
-        if not isinstance(stored, dict):
-            stored = {}
-        if covered is _ALL_FIELDS and stored.keys() == _ALL_FIELDS:
-            data = stored
-        else:
-            data = {k: stored.get(k) if k in covered else None for k in EGRESS_FIELDS}
-    return {
-        "id": row.id,
-        "seq": row.seq,
-        "type": row.type,
-        "subject_id": row.subject_id,
-        "data": data,
-        "occurred_at": row.occurred_at,
-        "source": row.source,
-        "instruction_id": row.instruction_id,
-    }
+def _narrowed(wire: bytes, covered: frozenset[str]) -> bytes:
+    """An event's wire bytes with the fields its instruction no longer covers sent as
+    null: rebuilt from the egress field names, as every event once was."""
+    event = orjson.loads(wire)
+    data = event.get("data")
+    if data is None:
+        return wire
+    event["data"] = {k: data.get(k) if k in covered else None for k in EGRESS_FIELDS}
+    return orjson.dumps(event)
 
 
 def _ledger_entries(
@@ -264,31 +267,41 @@ def serve_page(
     """
     tenant = consumer.tenant
     rows = store.feed_rows(tenant, after, limit)
-    sources: dict[str, _Source] = {}
-    events: list[dict[str, Any]] = []
+    # Each source's standing once per page, in order of first appearance (ledger order).
+    sources = {
+        name: _standing(store, tenant, name, now) for name in dict.fromkeys(r[3] for r in rows)
+    }
     withheld = 0
-    for row in rows:
-        src = sources.get(row.source)
-        if src is None:
-            src = sources[row.source] = _standing(store, tenant, row.source, now)
-        if src.instruction is None or (src.deletes_only and row.type != "subject.deleted"):
-            src.withheld += 1
-            withheld += 1
-            continue
-        events.append(_event(row, src.covered))
-        src.subject_ids.append(row.subject_id)
+    only = next(iter(sources.values())) if len(sources) == 1 else None
+    if only is not None and only.leaves_as_stored:
+        # The common page: one source, fully covered; every event leaves as stored.
+        parts = [r[4] for r in rows]
+        only.subject_ids = [r[2] for r in rows]
+    else:
+        parts = []
+        for _, kind, subject_id, source, wire in rows:
+            src = sources[source]
+            if src.instruction is None or (src.deletes_only and kind != "subject.deleted"):
+                src.withheld += 1
+                withheld += 1
+                continue
+            parts.append(wire if src.covered is _ALL_FIELDS else _narrowed(wire, src.covered))
+            src.subject_ids.append(subject_id)
     if not rows and after:
         head = store.last_event_seq(tenant)
         if after > head:
             raise CursorBeyondHead(after, head)
-    next_seq = rows[-1].seq if rows else after
-    body = orjson.dumps(
-        {"events": events, "next_cursor": encode_cursor(next_seq, tenant), "withheld": withheld},
-        option=_JSON,
-    )
+    next_seq = rows[-1][0] if rows else after
+    page = {
+        # The events as stored at write time, spliced in: no event is decoded or rebuilt.
+        "events": orjson.Fragment(b"[" + b",".join(parts) + b"]"),
+        "next_cursor": encode_cursor(next_seq, tenant),
+        "withheld": withheld,
+    }
+    body = orjson.dumps(page, option=_JSON)
     written = _ledger_entries(tenant, consumer, sources.items(), now)
     if written:
         record(store, ledger, written)
     if withheld_by is not None:
         withheld_by.update({name: src.withheld for name, src in sources.items() if src.withheld})
-    return body, len(events), withheld
+    return body, len(parts), withheld

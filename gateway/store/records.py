@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 # Re-exported: the protocol used to live here, and callers still import it from here.
 from gateway.store.protocols import Store as Store  # noqa: PLC0414
@@ -169,19 +169,12 @@ class EventRow:
     instruction_id: str
 
 
-class FeedRow(NamedTuple):
-    """An event as the pull feed reads it: the egress data still as its stored JSON text
-    and the time as RFC 3339 UTC text, so a page of 1,000 is served without building a
-    datetime and a record per event (`events_after` gives the decoded `EventRow`)."""
-
-    seq: int
-    id: str
-    type: EventType
-    subject_id: str
-    data_json: str | None
-    occurred_at: str
-    source: str
-    instruction_id: str
+#: An event as the pull feed reads it: `(seq, type, subject_id, source, wire)`, what the
+#: feed decides on (source connector, type, keyed subject id for the ledger) and the event's
+#: wire JSON, the bytes it sends for it (`gateway.store.event_wire`). A plain tuple as the
+#: driver returns it, so a page of 1,000 is spliced together without building an object,
+#: decoding or rebuilding anything per event (`events_after` gives the decoded `EventRow`).
+FeedRow = tuple[int, EventType, str, str, bytes]
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,20 @@
-"""The embedded engine: one SQLite file, one connection, one re-entrant lock.
+"""The embedded engine: one SQLite file, one writing connection behind one re-entrant lock,
+and a few reading connections beside it.
 
 WAL with `synchronous=NORMAL`: a page commit is one fsync-free write to the log, and readers
-(a long audit) never block the writer. One connection shared across threads behind an
-`RLock`, because SQLite has one writer anyway and the async gateway runs store calls on
+never block the writer nor wait for it. Writes share one connection across threads behind
+an `RLock`, because SQLite has one writer anyway and the async gateway runs store calls on
 worker threads; a transaction holds the lock from BEGIN IMMEDIATE to COMMIT, so two
-threads' writes never interleave. SQLite serves one gateway process; several replicas need
-PostgreSQL (`gateway.store.postgres_db`).
+threads' writes never interleave, and every statement of the thread inside it (reads
+included) goes to that connection, so it sees its own writes.
+
+A read outside a transaction takes a connection of its own from a small pool instead
+(`READERS` kept open): feed pages and admin reads of many threads then run side by side
+(SQLite releases the GIL while it steps), and none of them waits behind a sync's page
+commit holding the writer, which they did when every statement queued for the one lock.
+Each such read sees what was committed when it began, as a read on the writer outside a
+transaction did. SQLite serves one gateway process; several replicas need PostgreSQL
+(`gateway.store.postgres_db`).
 """
 
 from __future__ import annotations
@@ -16,11 +25,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from gateway.store.database import Dialect, time_text
 from gateway.store.protocols import StoreConflict, StoreError, StoreMissing
 from gateway.store.records import AlreadyExists, NotFound
+
+#: Reading connections kept open for reuse (more are opened while more threads read at once).
+READERS: Final = 4
 
 
 def _connect(path: Path, mode: str) -> sqlite3.Connection:
@@ -44,12 +56,20 @@ class SqliteDatabase:
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False, readers: int = 0
+    ) -> None:
         self.path = path
         self.conn = conn
         self.lock = threading.RLock()
         self.readonly = readonly
         self._depth = 0
+        #: The thread inside a transaction on `conn`, if any.
+        self._owner: int | None = None
+        self._readers = readers
+        self._idle: list[sqlite3.Connection] = []
+        self._idle_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Self:
@@ -60,7 +80,7 @@ class SqliteDatabase:
         if create and not readonly:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode = "ro" if readonly else ("rwc" if create else "rw")
-        db = cls(path, _connect(path, mode), readonly=readonly)
+        db = cls(path, _connect(path, mode), readonly=readonly, readers=READERS)
         if not readonly:
             try:
                 db.conn.execute("PRAGMA journal_mode = WAL")
@@ -79,11 +99,33 @@ class SqliteDatabase:
         return None if value is None else time_text(value)
 
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        if self._readers and self._owner != threading.get_ident():
+            return self._read(sql, params)
         with self.lock:
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"database: {exc}") from None
+
+    def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        """A read outside this thread's transaction, on a reading connection."""
+        with self._idle_lock:
+            if self._closed:
+                raise StoreError("database: the store is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = _connect(self.path, "ro")
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database: {exc}") from None
+        finally:
+            with self._idle_lock:
+                keep = not self._closed and len(self._idle) < self._readers
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         with self.lock, self.transaction():
@@ -145,7 +187,7 @@ class SqliteDatabase:
                 c.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"database: {exc}") from None
-            self._depth = 1
+            self._depth, self._owner = 1, threading.get_ident()
             try:
                 yield
             except sqlite3.IntegrityError:
@@ -164,7 +206,7 @@ class SqliteDatabase:
                     c.execute("ROLLBACK")
                     raise StoreError(f"database: commit failed ({exc})") from None
             finally:
-                self._depth = 0
+                self._depth, self._owner = 0, None
 
     def snapshot(self) -> AbstractContextManager[SqliteDatabase]:
         return self._snapshot()
@@ -189,5 +231,10 @@ class SqliteDatabase:
         return [str(r[1]) for r in self.all(f"PRAGMA table_info({table})")]
 
     def close(self) -> None:
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         with self.lock:
             self.conn.close()

@@ -270,17 +270,18 @@ def test_feed_rows_match_events_after(services: Services) -> None:
     insert_events(services, "acme", 20, deleted_every=3)
     decoded = services.store.events_after("acme", 5, 10)
     raw = services.store.feed_rows("acme", 5, 10)
-    assert [r.seq for r in raw] == [e.seq for e in decoded] == list(range(6, 16))
-    for row, event in zip(raw, decoded, strict=True):
-        assert (row.id, row.type, row.subject_id, row.source, row.instruction_id) == (
-            event.id,
+    assert [r[0] for r in raw] == [e.seq for e in decoded] == list(range(6, 16))
+    for (seq, kind, subject, source, wire), event in zip(raw, decoded, strict=True):
+        assert (seq, kind, subject, source) == (
+            event.seq,
             event.type,
             event.subject_id,
             event.source,
-            event.instruction_id,
         )
-        assert (orjson.loads(row.data_json) if row.data_json else None) == event.data
-        assert datetime.fromisoformat(row.occurred_at) == event.occurred_at
+        sent = orjson.loads(wire)
+        assert (sent["id"], sent["instruction_id"]) == (event.id, event.instruction_id)
+        assert sent["data"] == event.data
+        assert datetime.fromisoformat(sent["occurred_at"]) == event.occurred_at
 
 
 async def test_only_egress_fields_leave_whatever_is_stored(api: Api, services: Services) -> None:

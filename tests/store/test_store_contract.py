@@ -205,14 +205,18 @@ def test_feed_rows_are_the_events_undecoded(store: Store) -> None:
     assert store.append_events("acme", []) == []
     rows = store.feed_rows("acme", 0, 10)
     events = store.events_after("acme", 0, 10)
-    assert [r.seq for r in rows] == [e.seq for e in events] == [1, 2]
-    assert [r.id for r in rows] == ["evt_1", "evt_2"]
-    assert rows[0].data_json is not None and orjson.loads(rows[0].data_json) == data
-    assert rows[1].data_json is None and events[1].data is None
-    assert rows[0].occurred_at.endswith("Z")
-    assert datetime.fromisoformat(rows[0].occurred_at) == events[0].occurred_at == T0
-    assert store.feed_rows("acme", 1, 10)[0].id == "evt_2"
-    assert store.feed_rows("acme", 0, 1)[-1].seq == 1
+    assert [r[0] for r in rows] == [e.seq for e in events] == [1, 2]
+    assert [r[1:4] for r in rows] == [
+        ("subject.upserted", SID[0], "afas"),
+        ("subject.deleted", SID[1], "afas"),
+    ]
+    sent = [orjson.loads(r[4]) for r in rows]
+    assert [s["id"] for s in sent] == ["evt_1", "evt_2"]
+    assert sent[0]["data"] == data and sent[1]["data"] is None and events[1].data is None
+    assert sent[0]["occurred_at"].endswith("Z")
+    assert datetime.fromisoformat(sent[0]["occurred_at"]) == events[0].occurred_at == T0
+    assert store.feed_rows("acme", 1, 10)[0][0] == 2
+    assert store.feed_rows("acme", 0, 1)[-1][0] == 1
     assert store.feed_rows("beta", 0, 10) == [] and store.last_event_seq("beta") == 0
 
 
