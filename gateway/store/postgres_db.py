@@ -252,7 +252,7 @@ class PostgresDatabase:
                 f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}"
                 f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
             )
-            self.execute(f"TRUNCATE {stage}")
+            self.execute(f"DELETE FROM {stage}")
 
     def script(self, statements: Sequence[str]) -> None:
         """Schema statements, inside the caller's transaction."""
