@@ -153,6 +153,19 @@ def upgrade(db: MigratingDatabase) -> list[Migration]:
         return pending
 
 
+def ready(db: MigratingDatabase, *, apply_migrations: bool) -> None:
+    """Make an opened database fit for a store: upgraded (`apply_migrations`) or only
+    checked not to be newer than this code. The database is closed if it is not fit."""
+    try:
+        if apply_migrations:
+            upgrade(db)
+        else:
+            check_not_newer(db)
+    except BaseException:
+        db.close()
+        raise
+
+
 def _adopt_legacy_sqlite(db: MigratingDatabase) -> None:
     """Bring a SQLite database made before versioning to the point the baseline assumes."""
     tables = db.tables()

@@ -28,14 +28,7 @@ class PostgresStore(SqlStore):
         upgrade: bool = True,
     ) -> None:
         db = PostgresDatabase.open(url, password=password, pool_size=pool_size, schema=schema)
-        try:
-            if upgrade:
-                migrate.upgrade(db)
-            else:
-                migrate.check_not_newer(db)
-        except BaseException:
-            db.close()
-            raise
+        migrate.ready(db, apply_migrations=upgrade)
         super().__init__(db)
         self.url = db.url
 

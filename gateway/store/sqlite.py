@@ -19,13 +19,6 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: str | Path, *, create: bool = True, upgrade: bool = True) -> None:
         db = SqliteDatabase.open(path, create=create)
-        try:
-            if upgrade:
-                migrate.upgrade(db)
-            else:
-                migrate.check_not_newer(db)
-        except BaseException:
-            db.close()
-            raise
+        migrate.ready(db, apply_migrations=upgrade)
         super().__init__(db)
         self.path = db.path
