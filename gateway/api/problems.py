@@ -26,6 +26,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.accounts.errors import AccountsError, Throttled
+from gateway.store.protocols import StoreConflict, StoreUnavailable
 
 log = logging.getLogger("sluis.http")
 
@@ -177,6 +178,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return _from_http(exc).response()
+    except (StoreUnavailable, StoreConflict) as exc:
+        # The database is failing over or busy, or another replica won a race: nothing was
+        # written, and the same request will most likely succeed in a moment.
+        log.warning("store %s at %s (%s %s)", type(exc).__name__, _where(exc),
+                    request.method, _route(request))  # fmt: skip
+        return Problem(
+            503,
+            "the database is not available right now; nothing was changed, try again shortly",
+            slug="store-unavailable",
+            headers={"Retry-After": "5"},
+        ).response()
     except Exception as exc:
         log.error(
             "unhandled %s at %s (%s %s)",

@@ -65,6 +65,11 @@ class StoreConflict(StoreError):
     """Another writer appended first; re-read the head and retry."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (down, restarting, failing over, or every
+    pooled connection busy): nothing was written; the same request may succeed shortly."""
+
+
 class LeaseLost(StoreConflict):
     """The run is no longer this process's: its lease ran out and another took it over, or
     it was stopped. Nothing was written."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 from gateway.store.database import Dialect, time_text
-from gateway.store.protocols import StoreConflict, StoreError, StoreMissing
+from gateway.store.protocols import StoreConflict, StoreError, StoreMissing, StoreUnavailable
 from gateway.store.records import AlreadyExists, NotFound
 
 #: Reading connections kept open for reuse (more are opened while more threads read at once).
@@ -98,6 +98,12 @@ class SqliteDatabase:
     def time(self, value: datetime | None) -> object:
         return None if value is None else time_text(value)
 
+    def _failure(self, exc: sqlite3.Error) -> StoreError:
+        """Busy past `busy_timeout` is worth retrying; anything else is not."""
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return StoreUnavailable("the database is busy; try again")
+        return StoreError(f"database: {exc}")
+
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         if self._readers and self._owner != threading.get_ident():
             return self._read(sql, params)
@@ -105,7 +111,7 @@ class SqliteDatabase:
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise StoreError(f"database: {exc}") from None
+                raise self._failure(exc) from None
 
     def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
         """A read outside this thread's transaction, on a reading connection."""
@@ -118,7 +124,7 @@ class SqliteDatabase:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"database: {exc}") from None
+            raise self._failure(exc) from None
         finally:
             with self._idle_lock:
                 keep = not self._closed and len(self._idle) < self._readers
@@ -186,7 +192,7 @@ class SqliteDatabase:
             try:
                 c.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"database: {exc}") from None
+                raise self._failure(exc) from None
             self._depth, self._owner = 1, threading.get_ident()
             try:
                 yield
@@ -195,7 +201,7 @@ class SqliteDatabase:
                 raise StoreConflict("a row with that key already exists") from None
             except sqlite3.Error as exc:
                 c.execute("ROLLBACK")
-                raise StoreError(f"database: {exc}") from None
+                raise self._failure(exc) from None
             except BaseException:
                 c.execute("ROLLBACK")
                 raise
