@@ -41,12 +41,10 @@ from gateway.ledger.checkpoint import (
 from gateway.ledger.export import ExportFormatError, export_tenants, verify_export, write_export
 from gateway.ledger.log import Ledger, LedgerError
 from gateway.ledger.verify import KeptCheckpoint, VerifyReport
+from gateway.runtime.storage import DB_FILE, open_ledger_reader
 from gateway.store import StoreError
 from gateway.store.ledger_sql import SqlLedgerStore
-from gateway.store.ledger_sqlite import SqliteLedgerStore
-from gateway.store.postgres import PostgresLedgerStore
 
-DB_FILE: Final = "sluis.db"
 DEFAULT_DATA_DIR: Final = "./sluis-data"
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -67,10 +65,11 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _open_store(args: argparse.Namespace) -> SqlLedgerStore:
     """The ledger tables: PostgreSQL when a database URL is given (or SLUIS_DATABASE_URL),
     else DIR/sluis.db, read-only."""
-    url = args.database_url or os.environ.get("SLUIS_DATABASE_URL")
-    if url:
-        return PostgresLedgerStore(url, password=os.environ.get("SLUIS_DATABASE_PASSWORD"))
-    return SqliteLedgerStore(_data_dir(args) / DB_FILE, create=False, readonly=True)
+    return open_ledger_reader(
+        _data_dir(args),
+        database_url=args.database_url or os.environ.get("SLUIS_DATABASE_URL"),
+        password=os.environ.get("SLUIS_DATABASE_PASSWORD"),
+    )
 
 
 def _trusted_key(args: argparse.Namespace) -> tuple[Ed25519PublicKey, bool]:

@@ -76,8 +76,11 @@ def open_store(settings: Settings, *, upgrade: bool = True) -> Store:
     return SqliteStore(_private_file(sqlite_path(settings)), upgrade=upgrade)
 
 
-def open_ledger_reader(settings: Settings) -> SqlLedgerStore:
-    """The ledger tables, for an auditor: read-only on SQLite; nothing made anywhere."""
-    if settings.database_url:
-        return PostgresLedgerStore(settings.database_url, password=settings.database_password)
-    return SqliteLedgerStore(sqlite_path(settings), create=False, readonly=True)
+def open_ledger_reader(
+    data_dir: Path, *, database_url: str | None, password: str | None
+) -> SqlLedgerStore:
+    """The ledger tables, for an auditor (who may have no configuration file): PostgreSQL
+    at `database_url`, else `data_dir`'s SQLite file read-only; nothing made anywhere."""
+    if database_url:
+        return PostgresLedgerStore(database_url, password=password)
+    return SqliteLedgerStore(data_dir / DB_FILE, create=False, readonly=True)

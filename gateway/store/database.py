@@ -38,6 +38,13 @@ class Database(Protocol):
     """
 
     dialect: Dialect
+    #: What a SELECT appends to lock the rows it returns, passing over rows another
+    #: transaction holds ("" where one writer is all there is).
+    skip_locked: str
+
+    def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
+        """`column <this>` matching any of `values` (not empty): the SQL and its params."""
+        ...
 
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Every row of a query (inside the current transaction, if there is one)."""

@@ -115,6 +115,9 @@ class PostgresDatabase:
     """A pool of connections to one PostgreSQL database (one schema)."""
 
     dialect: Dialect = "postgres"
+    # A run another replica is claiming right now is passed over, not waited for, so
+    # claimers never queue behind each other or take the same run.
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]], url: str) -> None:
         self._pool = pool
@@ -174,6 +177,12 @@ class PostgresDatabase:
             pool.close()
             raise StoreError(f"cannot connect to PostgreSQL at {shown}") from None
         return cls(pool, shown)
+
+    def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
+        """One array parameter: a statement prepared once and planned as an index lookup
+        (a prepared `IN` list of 500 parameters got a generic plan that scanned the
+        table, 0.4 s a page at 20,000 subjects)."""
+        return "= ANY(?)", [list(values)]
 
     def time(self, value: datetime | None) -> object:
         return value

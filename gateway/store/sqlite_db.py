@@ -55,6 +55,7 @@ class SqliteDatabase:
     """One SQLite connection behind one re-entrant lock, with transactions that nest."""
 
     dialect: Dialect = "sqlite"
+    skip_locked = ""  # BEGIN IMMEDIATE: the transaction is the only writer
 
     def __init__(
         self, path: Path, conn: sqlite3.Connection, *, readonly: bool = False, readers: int = 0
@@ -94,6 +95,9 @@ class SqliteDatabase:
                 db.conn.close()
                 raise StoreError(f"{path}: not a usable database ({exc})") from None
         return db
+
+    def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
+        return f"IN ({', '.join('?' * len(values))})", list(values)
 
     def time(self, value: datetime | None) -> object:
         return None if value is None else time_text(value)
