@@ -64,11 +64,10 @@ import orjson
 from gateway.ledger import entry as entries
 from gateway.ledger.entry import TransferEntry
 from gateway.ledger.log import Ledger
-from gateway.ledger.record import record
 from gateway.minimise.egress import EGRESS_FIELDS
 from gateway.store.event_wire import DATA_FIELDS
 from gateway.store.protocols import Store
-from gateway.store.records import Consumer, Instruction, NotFound
+from gateway.store.records import Consumer, FeedBlock, Instruction, NotFound
 from gateway.sync.instructions import InstructionRefused, require_active
 from gateway.tenancy import token_hash
 
@@ -251,6 +250,39 @@ def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consum
     return consumer
 
 
+def _serve_block(
+    ledger: Ledger,
+    consumer: Consumer,
+    block: FeedBlock,
+    src: _Source,
+    *,
+    now: datetime,
+    withheld_by: dict[str, int] | None,
+) -> tuple[bytes, int, int]:
+    """The common page: one source, every event leaving as stored (or, without an
+    instruction, every one withheld); the block's joined bytes go out as they are."""
+    if src.instruction is None:
+        src.withheld, wire, served = block.count, b"", 0
+        if withheld_by is not None:
+            withheld_by[block.source] = block.count
+    else:
+        src.subject_ids, wire, served = block.subject_ids, block.wire, block.count
+    body = _body(wire, block.last_seq, consumer.tenant, src.withheld)
+    ledger.append_grouped(_ledger_entries(consumer.tenant, consumer, [(block.source, src)], now))
+    return body, served, src.withheld
+
+
+def _body(events: bytes, next_seq: int, tenant: str, withheld: int) -> bytes:
+    """A page: `events` (wire JSON joined by commas, as stored at write time) spliced in,
+    so no event is decoded or rebuilt, with the cursor and the withheld count around."""
+    page = {
+        "events": orjson.Fragment(b"[" + events + b"]"),
+        "next_cursor": encode_cursor(next_seq, tenant),
+        "withheld": withheld,
+    }
+    return orjson.dumps(page, option=_JSON)
+
+
 def serve_page(
     store: Store,
     ledger: Ledger,
@@ -266,6 +298,11 @@ def serve_page(
     `withheld_by`, if given, receives the withheld count per source connector (metrics).
     """
     tenant = consumer.tenant
+    block = store.feed_block(tenant, after, limit)
+    if block is not None:
+        src = _standing(store, tenant, block.source, now)
+        if src.leaves_as_stored or src.instruction is None:
+            return _serve_block(ledger, consumer, block, src, now=now, withheld_by=withheld_by)
     rows = store.feed_rows(tenant, after, limit)
     # Each source's standing once per page, in order of first appearance (ledger order).
     sources = {
@@ -292,16 +329,9 @@ def serve_page(
         if after > head:
             raise CursorBeyondHead(after, head)
     next_seq = rows[-1][0] if rows else after
-    page = {
-        # The events as stored at write time, spliced in: no event is decoded or rebuilt.
-        "events": orjson.Fragment(b"[" + b",".join(parts) + b"]"),
-        "next_cursor": encode_cursor(next_seq, tenant),
-        "withheld": withheld,
-    }
-    body = orjson.dumps(page, option=_JSON)
+    body = _body(b",".join(parts), next_seq, tenant, withheld)
     written = _ledger_entries(tenant, consumer, sources.items(), now)
-    if written:
-        record(store, ledger, written)
+    ledger.append_grouped(written)
     if withheld_by is not None:
         withheld_by.update({name: src.withheld for name, src in sources.items() if src.withheld})
     return body, len(parts), withheld

@@ -46,6 +46,16 @@ class Database(Protocol):
         """`column <this>` matching any of `values` (not empty): the SQL and its params."""
         ...
 
+    def in_key_order(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """`all` for a keyset page (`WHERE key > ? ORDER BY key LIMIT ?`), which walking the
+        key's index in order is always right for, whatever the table's statistics say."""
+        ...
+
+    def joined(self, expr: str, order: str, *, binary: bool = False) -> str:
+        """An aggregate: `expr` of every row, in `order`, joined by commas (text, or bytes
+        when `binary`), one value for a whole page of rows."""
+        ...
+
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Every row of a query (inside the current transaction, if there is one)."""
         ...

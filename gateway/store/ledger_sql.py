@@ -60,7 +60,7 @@ class _Reads:
         low = _MIN_INDEX if start is None else start
         high = _MAX_INDEX if stop is None else stop
         while low < high:
-            rows = self._all(
+            rows = self.database.in_key_order(
                 "SELECT idx, body, leaf_hash FROM ledger_entries"
                 " WHERE tenant = ? AND idx >= ? AND idx < ? ORDER BY idx LIMIT ?",
                 (tenant, low, high, PAGE_ROWS),

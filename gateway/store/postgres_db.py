@@ -178,6 +178,10 @@ class PostgresDatabase:
             raise StoreError(f"cannot connect to PostgreSQL at {shown}") from None
         return cls(pool, shown)
 
+    def joined(self, expr: str, order: str, *, binary: bool = False) -> str:
+        separator = "'\\x2c'::bytea" if binary else "','"
+        return f"string_agg({expr}, {separator} ORDER BY {order})"
+
     def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
         """One array parameter: a statement prepared once and planned as an index lookup
         (a prepared `IN` list of 500 parameters got a generic plan that scanned the
@@ -202,11 +206,26 @@ class PostgresDatabase:
             raise StoreUnavailable("no database connection free in time (pool exhausted)") from None
 
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """Results in binary: bytes come over as they are rather than spelled in hex and
+        parsed back (a page of feed events read 2.4 ms in text, 1.2 ms in binary)."""
         try:
             with self._conn() as conn:
-                return conn.execute(_pg(sql), params).fetchall()
+                return conn.execute(_pg(sql), params, binary=True).fetchall()
         except psycopg.Error as exc:
             raise _failure(exc) from None
+
+    def in_key_order(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """With statistics older than a bulk load (autovacuum off, or not yet round), the
+        planner took a page of 1,000 feed events after a 100,000-event sync for 400 rows,
+        and scanned and sorted all 95,000 after the cursor: 47 ms instead of 0.5 ms. A
+        plan that sorts is kept out of this one statement (`SET LOCAL`), which leaves the
+        ordered index walk; inside a caller's transaction the setting would outlive the
+        statement, so there the query runs as it is."""
+        if self._bound.conn is not None:
+            return self.all(sql, params)
+        with self.transaction():
+            self.execute("SET LOCAL enable_sort = off")
+            return self.all(sql, params)
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         try:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         Consumer,
         EntryRow,
         EventRow,
+        FeedBlock,
         FeedRow,
         Instruction,
         LedgerHead,
@@ -371,6 +372,11 @@ class Store(Protocol):
         """`events_after` as the feed sends them: the same events in the same order, each
         with its wire JSON (stored at write time; built on read, by the same function, for
         events written before the wire column existed)."""
+        ...
+
+    def feed_block(self, tenant: str, after_seq: int, limit: int) -> FeedBlock | None:
+        """The events `feed_rows` would give, as one `FeedBlock`, or None when they are not
+        one block (more than one source connector, an event without wire JSON, or none)."""
         ...
 
     def last_event_seq(self, tenant: str) -> int: ...

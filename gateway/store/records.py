@@ -177,6 +177,23 @@ class EventRow:
 FeedRow = tuple[int, EventType, str, str, bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class FeedBlock:
+    """The next page of a feed as one block, read as one aggregate row: the events of a
+    page that all come from one source connector and all carry wire JSON. The common page;
+    the feed serves it without touching an event in Python (`gateway.delivery.feed`)."""
+
+    #: How many events, and the sequence number of the last (the next cursor).
+    count: int
+    last_seq: int
+    #: The one source connector of every event in the block.
+    source: str
+    #: Their keyed subject ids, in sequence order (the ledger's outbound entry).
+    subject_ids: list[str]
+    #: Their wire JSON joined by commas, in sequence order: a JSON array's insides.
+    wire: bytes
+
+
 @dataclass(frozen=True)
 class Consumer:
     """A platform consumer of a tenant's feed; only a hash of its token is kept."""

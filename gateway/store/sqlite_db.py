@@ -99,6 +99,16 @@ class SqliteDatabase:
     def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
         return f"IN ({', '.join('?' * len(values))})", list(values)
 
+    def in_key_order(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self.all(sql, params)
+
+    def joined(self, expr: str, order: str, *, binary: bool = False) -> str:
+        """`group_concat` has no ORDER BY before SQLite 3.44: the rows must come from a
+        subquery with `ORDER BY order LIMIT n`, which SQLite never flattens into an
+        aggregate, so the aggregate reads them in that order (the contract suite checks)."""
+        joined = f"group_concat({expr}, ',')"
+        return f"CAST({joined} AS BLOB)" if binary else joined
+
     def time(self, value: datetime | None) -> object:
         return None if value is None else time_text(value)
 
