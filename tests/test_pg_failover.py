@@ -48,6 +48,28 @@ def test_the_pool_reconnects_after_its_connections_are_killed() -> None:
             store.close()
 
 
+def test_connections_dropped_while_idle_are_replaced_where_nothing_can_run_twice() -> None:
+    """Borrowed connections are not checked when they were in use a moment ago: one the
+    server dropped meanwhile is found when used. A read or a transaction's BEGIN is sent
+    again on a sound connection; a single write outside a transaction may have run, so it
+    is reported (StoreUnavailable) and not repeated, and the pool is sound after it."""
+    with fresh_schema() as schema:
+        store = PostgresStore(database_url(schema), pool_size=3)
+        try:
+            store.create_tenant(Tenant("acme", "Acme", T0, b"k"))
+            _kill_connections(schema)
+            with store.transaction():  # BEGIN on a dropped connection, then on a sound one
+                store.create_tenant(Tenant("beta", "Beta", T0, b"k"))
+            _kill_connections(schema)
+            with pytest.raises(StoreUnavailable):
+                store.create_tenant(Tenant("gamma", "Gamma", T0, b"k"))
+            assert [t.id for t in store.list_tenants()] == ["acme", "beta"]
+            store.create_tenant(Tenant("gamma", "Gamma", T0, b"k"))
+            assert len(store.list_tenants()) == 3
+        finally:
+            store.close()
+
+
 def test_a_transaction_cut_off_writes_nothing_and_says_unavailable() -> None:
     with fresh_schema() as schema:
         store = PostgresStore(database_url(schema), pool_size=3)
