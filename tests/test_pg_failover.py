@@ -16,6 +16,7 @@ import pytest
 from gateway.api.app import make_app
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
+from gateway.store import postgres_db
 from gateway.store.postgres import PostgresStore
 from gateway.store.protocols import StoreUnavailable
 from gateway.store.records import Tenant
@@ -66,6 +67,23 @@ def test_connections_dropped_while_idle_are_replaced_where_nothing_can_run_twice
             assert [t.id for t in store.list_tenants()] == ["acme", "beta"]
             store.create_tenant(Tenant("gamma", "Gamma", T0, b"k"))
             assert len(store.list_tenants()) == 3
+        finally:
+            store.close()
+
+
+def test_a_connection_idle_for_a_while_is_checked_before_it_is_handed_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the idle limit (here: at once) the pool checks a connection before handing it
+    out, so even a lone write after a restart finds a sound one."""
+    monkeypatch.setattr(postgres_db, "IDLE_CHECK_SECONDS", 0.0)
+    with fresh_schema() as schema:
+        store = PostgresStore(database_url(schema), pool_size=3)
+        try:
+            store.create_tenant(Tenant("acme", "Acme", T0, b"k"))
+            _kill_connections(schema)
+            store.create_tenant(Tenant("beta", "Beta", T0, b"k"))
+            assert len(store.list_tenants()) == 2
         finally:
             store.close()
 

@@ -186,17 +186,20 @@ class _Liveness:
     sent again on a sound one."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()  # the pool calls both from any thread
         self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
             weakref.WeakKeyDictionary()
         )
 
     def check(self, conn: psycopg.Connection[Any]) -> None:
-        returned = self._returned.get(conn)
+        with self._lock:
+            returned = self._returned.get(conn)
         if returned is None or time.monotonic() - returned > IDLE_CHECK_SECONDS:
             ConnectionPool.check_connection(conn)
 
     def returned(self, conn: psycopg.Connection[Any]) -> None:
-        self._returned[conn] = time.monotonic()
+        with self._lock:
+            self._returned[conn] = time.monotonic()
 
 
 class PostgresDatabase:
