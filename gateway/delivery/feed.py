@@ -33,14 +33,19 @@ the uncovered fields are sent as null.
 Each page that delivers something is written to the tenant's ledger BEFORE the response is
 sent: one `outbound` entry per source connector in the page (instruction, mapping digest,
 covered fields, keyed subject ids, count, destination `feed:<consumer id>`), appended in one
-batch. If the ledger cannot be written, the page is not sent.
+batch. Pages served at the same moment have their batches committed together, with one
+checkpoint (`Ledger.append_grouped`); each page still waits for its own. If the ledger
+cannot be written, the page is not sent.
 
 Speed: each event is serialised once, when it is written: the store keeps its wire JSON
 (`gateway.store.event_wire`), and a page is those bytes spliced together (`orjson.Fragment`)
 with the cursor and `withheld` around them, so serving an event costs no decoding and no
-rebuilding. Per page there is one store query for the events (`feed_rows`), one standing per
-source connector (its record and instructions, asked once per page whatever the number of
-its events), one ledger append, all in one worker thread. Nothing else stored can leave
+rebuilding. The common page (every event from one source connector, all leaving as
+stored) is read as one aggregate row, the database joining the wire bytes and subject ids
+(`Store.feed_block`), so it costs no Python per event at all; other pages are read row by
+row (`feed_rows`). Per page there is that one query, one standing per source connector (its
+record and instructions, asked once per page whatever the number of its events), and one
+ledger append, all in one worker thread. Nothing else stored can leave
 here: the wire bytes are built by one function from the egress field names alone
 (`event_wire.DATA_FIELDS`, held equal to `EGRESS_FIELDS` below), and an event whose
 instruction covers fewer fields is rebuilt from those names with the rest as null.

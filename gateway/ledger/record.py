@@ -1,10 +1,13 @@
 """One path for recording a transfer: the store's transaction first, then the ledger.
 
-Every writer of the ledger (a synced page, a refusal, a feed page) records through here, so
+Every writer of the ledger that also writes the store (a synced page, a refusal, an admin
+action) records through here, so
 the lock order is written once: the store's transaction (and its lock) is taken first, the
 ledger's append (and the ledger's lock) inside it. Two writers taking them in opposite
 orders could deadlock; writes made in the same transaction commit with the entries or not
-at all, which is what lets a crashed sync resume without loss or duplicates.
+at all, which is what lets a crashed sync resume without loss or duplicates. A feed page
+writes nothing but its entries, outside any transaction, and appends them grouped with
+other pages' (`Ledger.append_grouped`).
 """
 
 from __future__ import annotations
