@@ -79,6 +79,7 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/ledger/proof/{index}"): AUDIT,
     ("GET", T + "/checkpoints"): AUDIT,
     ("GET", T + "/checkpoints/latest"): AUDIT,
+    ("GET", T + "/reports/breach"): AUDIT,
     ("GET", T + "/checkpoint-push"): AUDIT,
     ("PUT", T + "/checkpoint-push"): CONFIGURE,
     ("DELETE", T + "/checkpoint-push"): CONFIGURE,

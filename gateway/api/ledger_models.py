@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
-from gateway.api.models import HttpUrl, _Request, _Response
+from gateway.api.models import ConnectorId, HttpUrl, _Request, _Response
 
 
 class CheckpointsQuery(_Request):
@@ -57,3 +57,55 @@ class CheckpointPushOut(_Response):
         description="why it failed: status-<code>, redirect-<code>, network, timeout or "
         "refused-address"
     )
+
+
+class BreachQuery(_Request):
+    """`from`/`to` (the window, `to` excluded), optionally one connector's part."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, populate_by_name=False)
+
+    start: AwareDatetime = Field(alias="from", description="the window's start (with a zone)")
+    end: AwareDatetime = Field(alias="to", description="the window's end, excluded")
+    connector: ConnectorId | None = Field(default=None, description="only this connector")
+    ids: bool = Field(default=True, description="false: the count of subjects, not their ids")
+
+
+class BreachAuthorisationOut(_Response):
+    instruction_id: str
+    mapping_digest: str | None
+    connector: str
+    transfers: int = Field(ge=0)
+    records: int = Field(ge=0)
+
+
+class BreachLedgerPart(_Response):
+    first_index: int = Field(ge=0, description="the first entry read")
+    stop_index: int = Field(ge=0, description="the entry after the last read")
+    log_size: int = Field(ge=0)
+    entries_read: int = Field(ge=0)
+
+
+class BreachScopeOut(_Response):
+    """What the tenant's ledger says moved in the window (GDPR Art. 33(3)(a))."""
+
+    tenant: str
+    start: datetime
+    end: datetime
+    connector: str | None
+    subjects: int = Field(ge=0, description="distinct data subjects whose data moved")
+    subject_ids: list[str] | None = Field(
+        description="their keyed ids, sorted (null when asked with ids=false)"
+    )
+    records_in: int = Field(ge=0, description="records received from sources")
+    records_out: int = Field(ge=0, description="records delivered to destinations")
+    records_refused: int = Field(ge=0, description="records withheld for want of authorisation")
+    transfers: int = Field(ge=0)
+    refusals: int = Field(ge=0)
+    categories: list[str] = Field(description="data categories that moved")
+    fields: dict[str, str] = Field(description="egress field -> data category")
+    sources: list[str]
+    destinations: list[str]
+    authorisations: list[BreachAuthorisationOut]
+    first_transfer_at: datetime | None
+    last_transfer_at: datetime | None
+    ledger: BreachLedgerPart

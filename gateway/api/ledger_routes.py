@@ -1,4 +1,5 @@
-"""Admin routes that hand a tenant's signed checkpoints to its auditor, and the pusher.
+"""Admin routes that hand a tenant's signed checkpoints to its auditor, the pusher, and the
+breach scope report read from the ledger.
 
 A checkpoint kept only by the operator proves little against the operator: whoever holds
 the database and the signing key could rebuild a different history and sign it. Once the
@@ -29,6 +30,8 @@ from gateway.api.httpkit import (
     store_call,
 )
 from gateway.api.ledger_models import (
+    BreachQuery,
+    BreachScopeOut,
     CheckpointOut,
     CheckpointPage,
     CheckpointPushOut,
@@ -38,6 +41,7 @@ from gateway.api.ledger_models import (
 from gateway.api.problems import Problem, invalid
 from gateway.delivery import checkpoint_push
 from gateway.ledger.checkpoint import CheckpointError, read_unverified
+from gateway.lifecycle import breach
 from gateway.store.records import CheckpointPush, StoredCheckpoint
 
 
@@ -147,7 +151,29 @@ async def checkpoint_pusher(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def breach_report(request: web.Request) -> web.Response:
+    """`GET .../reports/breach?from=&to=[&connector=][&ids=false]`: the window's scope from
+    the tenant's ledger (`gateway.lifecycle.breach`)."""
+    query = query_params(request, BreachQuery)
+    if query.end <= query.start:
+        raise invalid("to", "the window must end after it starts (`to` after `from`)")
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    try:
+        scope = await store_call(
+            breach.breach_scope, s.store.ledger, tenant, query.start, query.end,
+            connector=query.connector,
+        )  # fmt: skip
+    except breach.ReportError as exc:
+        raise Problem(422, str(exc), slug="bad-window") from None
+    return model_response(
+        BreachScopeOut.model_validate(breach.scope_document(scope, ids=query.ids))
+    )
+
+
 def add_routes(router: web.UrlDispatcher, *, tenant_path: str) -> None:
+    router.add_get(tenant_path + "/reports/breach", breach_report, allow_head=False)
     router.add_get(tenant_path + "/checkpoints", list_checkpoints, allow_head=False)
     router.add_get(tenant_path + "/checkpoints/latest", latest_checkpoint, allow_head=False)
     router.add_put(tenant_path + "/checkpoint-push", put_push)

@@ -459,7 +459,8 @@ def _cursor_param() -> dict[str, Any]:
 
 _LEDGER_REQUESTS: Final[tuple[type[BaseModel], ...]] = (lm.CheckpointPushSet,)
 _LEDGER_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
-    lm.CheckpointPage, lm.CheckpointOut, lm.CheckpointPushOut,
+    lm.CheckpointPage, lm.CheckpointOut, lm.CheckpointPushOut, lm.BreachScopeOut,
+    lm.BreachAuthorisationOut, lm.BreachLedgerPart,
 )  # fmt: skip
 
 
@@ -473,6 +474,13 @@ def _ledger_paths() -> dict[str, dict[str, Any]]:
             "first (paged): an auditor keeps them to catch a rewritten history later",
             (200, lm.CheckpointPage, "Checkpoints"), (*_READ, 400, 422), tag="ledger",
             params=[tenant, *_query(lm.CheckpointsQuery, "after", "limit")])},
+        t + "/reports/breach": {"get": _op(
+            "getBreachScope",
+            "What the tenant's ledger says moved in a window (GDPR Art. 33(3)(a)): data "
+            "subjects (count and keyed ids), records, data categories, sources, destinations "
+            "and the authorisations they moved under",
+            (200, lm.BreachScopeOut, "The scope"), (*_READ, 422), tag="ledger",
+            params=[tenant, *_breach_params()])},
         t + "/checkpoints/latest": {"get": _op(
             "getLatestCheckpoint", "The log's latest signed checkpoint (404 while it has none)",
             (200, lm.CheckpointOut, "The checkpoint"), _READ, tag="ledger", params=[tenant])},
@@ -493,6 +501,15 @@ def _ledger_paths() -> dict[str, dict[str, Any]]:
                 params=[tenant]),
         },
     }  # fmt: skip
+
+
+def _breach_params() -> list[dict[str, Any]]:
+    props = lm.BreachQuery.model_json_schema(by_alias=True)["properties"]
+    required = {"from", "to"}
+    return [
+        {"name": n, "in": "query", "required": n in required, "schema": props[n]}
+        for n in ("from", "to", "connector", "ids")
+    ]
 
 
 def _with_ledger(paths: dict[str, Any]) -> dict[str, Any]:

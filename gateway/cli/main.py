@@ -26,6 +26,7 @@ COMMANDS: Final = {
     "map": "gateway.cli.map",
     "keygen": "gateway.cli.keygen",
     "audit": "gateway.cli.audit",
+    "report": "gateway.cli.report",
     "db": "gateway.cli.db",
     "emulator": "gateway.cli.emulator",
 }

@@ -25,15 +25,20 @@ def entry_bytes(entry: LedgerEntry) -> bytes:
 _AUDIT_START = b'{"action":'
 
 
+def is_audit_body(body: bytes) -> bool:
+    """Whether stored canonical bytes are an audit entry's (an action, not a transfer)."""
+    return body.startswith(_AUDIT_START)
+
+
 def parse_entry(body: bytes) -> LedgerEntry:
     """An entry from its stored canonical JSON; raises `ValidationError`.
 
     Canonical JSON has sorted keys, so an audit entry starts with its `action`; telling
     the kinds apart by that prefix costs nothing on the verifier's hot path. A body in any
     other form is read as a transfer entry and fails (it is not canonical either way)."""
-    if body.startswith(_AUDIT_START):
+    if is_audit_body(body):
         return AuditEntry.model_validate_json(body)
     return TransferEntry.model_validate_json(body)
 
 
-__all__ = ["LedgerEntry", "ValidationError", "entry_bytes", "parse_entry"]
+__all__ = ["LedgerEntry", "ValidationError", "entry_bytes", "is_audit_body", "parse_entry"]

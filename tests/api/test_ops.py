@@ -48,7 +48,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 47  # 45 + the live preview (POST preview, GET previews/{id})
+    assert len(routes) == 48  # 45 + the live preview (POST preview, GET previews/{id}) + breach
 
 
 def test_openapi_document_is_well_formed() -> None:
