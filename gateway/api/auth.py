@@ -80,6 +80,7 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/checkpoints"): AUDIT,
     ("GET", T + "/checkpoints/latest"): AUDIT,
     ("GET", T + "/reports/breach"): AUDIT,
+    ("GET", T + "/reports/processing-record"): AUDIT,
     ("GET", T + "/checkpoint-push"): AUDIT,
     ("PUT", T + "/checkpoint-push"): CONFIGURE,
     ("DELETE", T + "/checkpoint-push"): CONFIGURE,

@@ -8,7 +8,7 @@ one they hold, the latest, or pushed to a URL of their own. Kept beside `gateway
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field
 
@@ -109,3 +109,72 @@ class BreachScopeOut(_Response):
     first_transfer_at: datetime | None
     last_transfer_at: datetime | None
     ledger: BreachLedgerPart
+
+
+class RecordQuery(_Request):
+    format: Literal["json", "markdown"] = Field(
+        default="json", description="markdown: the record for people (text/markdown)"
+    )
+
+
+class RecordProcessor(_Response):
+    name: str | None
+    contact: str | None
+    dpo_contact: str | None
+
+
+class RecordController(_Response):
+    tenant: str
+    name: str
+    since: datetime
+
+
+class RecordInstruction(_Response):
+    id: str
+    purpose: str
+    granted_by: str = Field(description="the opaque id of the account that authorised")
+    granted_at: datetime
+    valid_until: datetime | None
+    fields: dict[str, str] = Field(description="egress field -> data category")
+
+
+class RecordActivity(_Response):
+    connector: str
+    source_type: str
+    state: Literal["authorised", "not authorised", "paused", "deleted"]
+    processing: list[str]
+    instructions: list[RecordInstruction] = Field(description="the active authorisations")
+    since: datetime
+    interval_seconds: int
+
+
+class RecordRecipient(_Response):
+    name: str
+    kind: str
+    since: datetime
+
+
+class RecordAnchor(_Response):
+    origin: str
+    size: int = Field(ge=0)
+    time: datetime
+    seq: int = Field(ge=1)
+
+
+class ProcessingRecordOut(_Response):
+    """The processor's record of processing for this controller (GDPR Art. 30(2))."""
+
+    generated_at: datetime
+    generated_by: str
+    processor: RecordProcessor
+    controller: RecordController
+    data_subjects: list[str]
+    data_categories: list[str]
+    activities: list[RecordActivity]
+    recipients: list[RecordRecipient]
+    third_country_transfers: str
+    security_measures: list[str]
+    retention: list[str]
+    ledger_anchor: RecordAnchor | None = Field(
+        description="the tenant's latest signed checkpoint when the record was made"
+    )

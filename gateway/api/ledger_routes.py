@@ -37,11 +37,14 @@ from gateway.api.ledger_models import (
     CheckpointPushOut,
     CheckpointPushSet,
     CheckpointsQuery,
+    ProcessingRecordOut,
+    RecordQuery,
 )
 from gateway.api.problems import Problem, invalid
 from gateway.delivery import checkpoint_push
 from gateway.ledger.checkpoint import CheckpointError, read_unverified
 from gateway.lifecycle import breach
+from gateway.lifecycle import processing_record as records
 from gateway.store.records import CheckpointPush, StoredCheckpoint
 
 
@@ -172,7 +175,32 @@ async def breach_report(request: web.Request) -> web.Response:
     )
 
 
+async def processing_record(request: web.Request) -> web.Response:
+    """`GET .../reports/processing-record[?format=markdown]`: the Art. 30(2) record."""
+    query = query_params(request, RecordQuery)
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    settings = s.settings
+    processor = records.Processor(
+        name=settings.processor_name,
+        contact=settings.processor_contact,
+        dpo_contact=settings.dpo_contact,
+        third_country_transfers=settings.third_country_transfers,
+        metrics_protected=settings.metrics_token is not None,
+        public_url=settings.public_url,
+    )
+    record = await store_call(records.processing_record, s.store, tenant, processor, s.clock())
+    if query.format == "markdown":
+        return web.Response(
+            text=records.render_markdown(record),
+            content_type="text/markdown",
+            headers={"Cache-Control": "no-store"},
+        )
+    return model_response(ProcessingRecordOut.model_validate(record))
+
+
 def add_routes(router: web.UrlDispatcher, *, tenant_path: str) -> None:
+    router.add_get(tenant_path + "/reports/processing-record", processing_record, allow_head=False)
     router.add_get(tenant_path + "/reports/breach", breach_report, allow_head=False)
     router.add_get(tenant_path + "/checkpoints", list_checkpoints, allow_head=False)
     router.add_get(tenant_path + "/checkpoints/latest", latest_checkpoint, allow_head=False)

@@ -460,7 +460,9 @@ def _cursor_param() -> dict[str, Any]:
 _LEDGER_REQUESTS: Final[tuple[type[BaseModel], ...]] = (lm.CheckpointPushSet,)
 _LEDGER_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     lm.CheckpointPage, lm.CheckpointOut, lm.CheckpointPushOut, lm.BreachScopeOut,
-    lm.BreachAuthorisationOut, lm.BreachLedgerPart,
+    lm.BreachAuthorisationOut, lm.BreachLedgerPart, lm.ProcessingRecordOut,
+    lm.RecordProcessor, lm.RecordController, lm.RecordInstruction, lm.RecordActivity,
+    lm.RecordRecipient, lm.RecordAnchor,
 )  # fmt: skip
 
 
@@ -481,6 +483,14 @@ def _ledger_paths() -> dict[str, dict[str, Any]]:
             "and the authorisations they moved under",
             (200, lm.BreachScopeOut, "The scope"), (*_READ, 422), tag="ledger",
             params=[tenant, *_breach_params()])},
+        t + "/reports/processing-record": {"get": _op(
+            "getProcessingRecord",
+            "The processor's record of processing for this controller (GDPR Art. 30(2)): "
+            "processor and controller, the connectors and the authorisations they run under, "
+            "data categories, recipients, third-country transfers, security measures, "
+            "retention; `format=markdown` for people (text/markdown)",
+            (200, lm.ProcessingRecordOut, "The record"), (*_READ, 422), tag="ledger",
+            params=[tenant, *_query(lm.RecordQuery, "format")])},
         t + "/checkpoints/latest": {"get": _op(
             "getLatestCheckpoint", "The log's latest signed checkpoint (404 while it has none)",
             (200, lm.CheckpointOut, "The checkpoint"), _READ, tag="ledger", params=[tenant])},
@@ -513,7 +523,10 @@ def _breach_params() -> list[dict[str, Any]]:
 
 
 def _with_ledger(paths: dict[str, Any]) -> dict[str, Any]:
-    for path, ops in _ledger_paths().items():
+    ledger = _ledger_paths()
+    record = ledger["/admin/v1/tenants/{tenant}/reports/processing-record"]["get"]
+    record["responses"]["200"]["content"]["text/markdown"] = {"schema": {"type": "string"}}
+    for path, ops in ledger.items():
         paths.setdefault(path, {}).update(ops)
     return paths
 

@@ -1,10 +1,12 @@
-"""`sluis report breach`: a breach's scope from a tenant's ledger, for the controller.
+"""`sluis report`: answers for the controller, from the tenant's ledger and configuration.
 
-Run where the ledger is (the data directory, or `--database-url`), read-only: an operator
-who has just learnt of an incident gets the GDPR Art. 33(3)(a) numbers for the window in
-one command, as text to read or JSON to send (`gateway.lifecycle.breach`). Exit 0 with the
-report, 2 when it cannot be made (no database, a bad window, an unreadable ledger), with a
-one-line message.
+`breach`: run where the ledger is (the data directory, or `--database-url`), read-only: an
+operator who has just learnt of an incident gets the GDPR Art. 33(3)(a) numbers for the
+window in one command, as text to read or JSON to send (`gateway.lifecycle.breach`).
+`processing-record`: the GDPR Art. 30(2) record for one controller, from the gateway's
+settings and store (`gateway.lifecycle.processing_record`), as Markdown or JSON.
+Exit 0 with the report, 2 when it cannot be made (no database, an unknown tenant, a bad
+window, an unreadable ledger), with a one-line message.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -25,8 +27,11 @@ from gateway.lifecycle.breach import (
     render_text,
     scope_document,
 )
-from gateway.runtime.storage import DB_FILE, open_ledger_reader
+from gateway.lifecycle.processing_record import Processor, processing_record, render_markdown
+from gateway.runtime.config import ConfigError, load_settings
+from gateway.runtime.storage import DB_FILE, open_ledger_reader, open_store, sqlite_path
 from gateway.store import StoreError
+from gateway.store.records import NotFound
 
 DEFAULT_DATA_DIR: Final = "./sluis-data"
 EXIT_OK: Final = 0
@@ -81,6 +86,39 @@ def _run_breach(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_record(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+        if args.data_dir:
+            settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+        if not settings.database_url and not sqlite_path(settings).is_file():
+            raise StoreError(f"no database at {sqlite_path(settings)}")
+        store = open_store(settings, upgrade=False)
+        try:
+            processor = Processor(
+                name=settings.processor_name,
+                contact=settings.processor_contact,
+                dpo_contact=settings.dpo_contact,
+                third_country_transfers=settings.third_country_transfers,
+                metrics_protected=settings.metrics_token is not None,
+                public_url=settings.public_url,
+            )
+            record = processing_record(store, args.tenant, processor, datetime.now(UTC))
+        finally:
+            store.close()
+    except NotFound:
+        print(f"sluis report processing-record: no tenant {args.tenant}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ConfigError, StoreError) as exc:
+        print(f"sluis report processing-record: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_markdown(record))
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = sub.add_parser(
         "report",
@@ -121,3 +159,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--database-url", metavar="URL", help="read the ledger from PostgreSQL instead"
     )
     breach.set_defaults(run=_run_breach)
+    record = cmds.add_parser(
+        "processing-record",
+        help="the record of processing for one controller (GDPR Art. 30(2))",
+        description="The processor's record of processing for a tenant, from the settings "
+        "(processor_name, processor_contact, dpo_contact, third_country_transfers) and the "
+        "store (connectors, authorisations, consumers).",
+    )
+    record.add_argument("--tenant", required=True, metavar="T")
+    record.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    record.add_argument(
+        "--config", metavar="FILE", help="sluis.toml (optional; SLUIS_* variables apply too)"
+    )
+    record.add_argument("--data-dir", metavar="DIR", help="the data directory (overrides)")
+    record.set_defaults(run=_run_record)

@@ -94,6 +94,13 @@ class Settings(BaseModel):
     #: (C2SP tlog-checkpoint), e.g. "gateway.example.com/sluis". Default: derived from the
     #: signing key. Applies to logs begun after it is set; a log never changes its origin.
     ledger_name: str | None = Field(default=None, pattern=LOG_NAME_PATTERN)
+    #: Who processes, for the record of processing (GDPR Art. 30(2), `sluis report
+    #: processing-record`): the operator's name, contact details and its DPO's, and any
+    #: transfer of personal data outside the EEA (unset: none).
+    processor_name: str | None = Field(default=None, max_length=200)
+    processor_contact: str | None = Field(default=None, max_length=500)
+    dpo_contact: str | None = Field(default=None, max_length=500)
+    third_country_transfers: str | None = Field(default=None, max_length=1000)
 
     header_timeout: float = Field(default=15.0, gt=0, le=3600)
     max_connections: int = Field(default=512, ge=1, le=1_000_000)

@@ -48,7 +48,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 48  # 45 + the live preview (POST preview, GET previews/{id}) + breach
+    assert len(routes) == 49  # 45 + the live preview (2) + the breach and processing reports
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -151,6 +151,10 @@ async def test_every_operation_answers_as_documented(
     await api.get(f"{t}/ledger/proof/0")
     await api.get(f"{t}/checkpoints")
     await api.get(f"{t}/checkpoints/latest")
+    now = datetime.now(UTC)
+    window = {"from": (now - timedelta(hours=1)).isoformat(), "to": now.isoformat()}
+    await api.get(f"{t}/reports/breach", params=window)
+    await api.get(f"{t}/reports/processing-record")
     await api.call("PUT", f"{t}/checkpoint-push", json={"url": "http://127.0.0.1:9/cp"})
     await api.get(f"{t}/checkpoint-push")
     await api.delete(f"{t}/checkpoint-push")
