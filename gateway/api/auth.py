@@ -81,6 +81,8 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/checkpoints/latest"): AUDIT,
     ("GET", T + "/reports/breach"): AUDIT,
     ("GET", T + "/reports/processing-record"): AUDIT,
+    ("POST", T + "/subjects/search"): AUDIT,
+    ("POST", T + "/subjects/export"): AUDIT,
     ("GET", T + "/checkpoint-push"): AUDIT,
     ("PUT", T + "/checkpoint-push"): CONFIGURE,
     ("DELETE", T + "/checkpoint-push"): CONFIGURE,
@@ -90,6 +92,11 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("POST", T + "/consumers/{consumer}/token"): CONFIGURE,
 }
 #: Routes that always need a fresh second factor on the calling credential.
+#: POST routes that only read: their body holds what must not be in a URL (and so in an
+#: access log), such as the email of a person being looked up.
+READ_ONLY_POSTS: Final[frozenset[tuple[str, str]]] = frozenset(
+    {("POST", T + "/subjects/search"), ("POST", T + "/subjects/export")}
+)
 STEP_UP: Final[frozenset[tuple[str, str]]] = frozenset(
     {
         ("POST", C + "/instructions"),

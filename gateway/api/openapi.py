@@ -22,6 +22,7 @@ from gateway.api import account_models as am
 from gateway.api import ledger_models as lm
 from gateway.api import models as m
 from gateway.api import schema_rules
+from gateway.api import subject_models as sm
 from gateway.api.problems import PROBLEM_JSON
 
 _REF: Final = "#/components/schemas/{model}"
@@ -522,6 +523,49 @@ def _breach_params() -> list[dict[str, Any]]:
     ]
 
 
+# --------------------------------------------------------------------------- data subjects
+# Finding a person and exporting what is held (`gateway.api.subject_routes`).
+
+_SUBJECT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
+    sm.SubjectSearch, sm.EmailSearch, sm.IdentitySearch, sm.SubjectExportRequest,
+)  # fmt: skip
+_SUBJECT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
+    sm.SubjectsFoundOut, sm.SubjectFoundOut, sm.SubjectExportOut, sm.PersonData, sm.HeldOut,
+    sm.HeldEventOut, sm.TransferOut,
+)  # fmt: skip
+
+
+def _subject_paths() -> dict[str, dict[str, Any]]:
+    tenant = _path_param("tenant", "tenant id", m.TENANT_ID_PATTERN)
+    t = "/admin/v1/tenants/{tenant}"
+    export = _op(
+        "exportSubject",
+        "What Sluis holds about a person's keyed ids and where it went (GDPR Art. 15, 20): "
+        "the data per source as it stands, every stored change, every transfer that carried "
+        "them; `format: csv` for one CSV table. Recorded in the ledger; 404 when nothing is "
+        "held about them",
+        (200, sm.SubjectExportOut, "The export"), (*_READ, 413, 422), tag="subjects",
+        body=sm.SubjectExportRequest, params=[tenant])  # fmt: skip
+    export["responses"]["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return {
+        t + "/subjects/search": {"post": _op(
+            "searchSubjects",
+            "Find a person by work email (normalised as the egress schema does) or by their "
+            "identity in a source (the connector's identity fields, in order): their keyed "
+            "ids and the sources holding them. Recorded in the ledger (the count, never the "
+            "email)",
+            (200, sm.SubjectsFoundOut, "The keyed ids found"), (*_READ, 413, 422),
+            tag="subjects", body=sm.SubjectSearch, params=[tenant])},
+        t + "/subjects/export": {"post": export},
+    }  # fmt: skip
+
+
+def _with_subjects(paths: dict[str, Any]) -> dict[str, Any]:
+    for path, ops in _subject_paths().items():
+        paths.setdefault(path, {}).update(ops)
+    return paths
+
+
 def _with_ledger(paths: dict[str, Any]) -> dict[str, Any]:
     ledger = _ledger_paths()
     record = ledger["/admin/v1/tenants/{tenant}/reports/processing-record"]["get"]
@@ -534,11 +578,12 @@ def _with_ledger(paths: dict[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=2)
 def _document(today: date) -> dict[str, Any]:
     requests = (
-        *_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_LEDGER_REQUESTS,
+        *_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_LEDGER_REQUESTS, *_SUBJECT_REQUESTS,
         *_PREVIEW_REQUESTS,
     )  # fmt: skip
     responses = (
         *_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_LEDGER_RESPONSES,
+        *_SUBJECT_RESPONSES,
         *_PREVIEW_RESPONSES,
     )  # fmt: skip
     models = [(x, "validation") for x in requests] + [(x, "serialization") for x in responses]
@@ -555,7 +600,7 @@ def _document(today: date) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": _with_previews(_with_ledger(_with_lifecycle(_paths()))),
+        "paths": _with_subjects(_with_previews(_with_ledger(_with_lifecycle(_paths())))),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

@@ -65,6 +65,8 @@ AuditAction = Literal[
     "checkpoint_push.cleared",
     "oidc.configured",
     "oidc.removed",
+    "subject.searched",
+    "subject.exported",
 ]
 ActorRole = Literal["operator", "admin", "auditor", "viewer", "system"]
 #: Properties a `connector.changed` entry may name (names only, never values).

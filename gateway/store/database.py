@@ -51,6 +51,10 @@ class Database(Protocol):
         key's index in order is always right for, whatever the table's statistics say."""
         ...
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the text at top-level `key` of the JSON object held (as text) in `column`."""
+        ...
+
     def joined(self, expr: str, order: str, *, binary: bool = False) -> str:
         """An aggregate: `expr` of every row, in `order`, joined by commas (text, or bytes
         when `binary`), one value for a whole page of rows."""

@@ -520,6 +520,28 @@ class SqlStore(SqlCheckpointPushes):
             )  # fmt: skip
         return [r if r[4] else (*r[:4], built[r[0]]) for r in rows]
 
+    def subjects_with_email(self, tenant: str, email: str) -> list[tuple[str, str]]:
+        rows = self._all(
+            "SELECT DISTINCT subject_id, source FROM events WHERE tenant = ? AND data IS NOT NULL"
+            f" AND {self._db.json_text('data', 'email')} = ? ORDER BY subject_id, source",
+            (tenant, email),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def events_of_subjects(self, tenant: str, subject_ids: Sequence[str]) -> list[EventRow]:
+        found: list[EventRow] = []
+        for start in range(0, len(subject_ids), _IDS_PER_STATEMENT):
+            match, ids = self._db.one_of(subject_ids[start : start + _IDS_PER_STATEMENT])
+            found += [
+                _event_row(r)
+                for r in self._all(
+                    "SELECT tenant, seq, id, type, subject_id, data, occurred_at, source,"
+                    f" instruction_id FROM events WHERE tenant = ? AND subject_id {match}",
+                    (tenant, *ids),
+                )
+            ]
+        return sorted(found, key=lambda e: e.seq)
+
     def last_event_seq(self, tenant: str) -> int:
         rows = self._all("SELECT MAX(seq) FROM events WHERE tenant = ?", (tenant,))
         return int(rows[0][0] or 0)

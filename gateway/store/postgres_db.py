@@ -277,6 +277,9 @@ class PostgresDatabase:
             raise StoreError(f"cannot connect to PostgreSQL at {shown}") from None
         return cls(pool, shown)
 
+    def json_text(self, column: str, key: str) -> str:
+        return f"(CAST({column} AS jsonb) ->> '{key}')"
+
     def joined(self, expr: str, order: str, *, binary: bool = False) -> str:
         separator = "'\\x2c'::bytea" if binary else "','"
         return f"string_agg({expr}, {separator} ORDER BY {order})"

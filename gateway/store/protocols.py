@@ -381,6 +381,16 @@ class Store(Protocol):
 
     def last_event_seq(self, tenant: str) -> int: ...
 
+    # data-subject requests (read: no index on these, a request is rare)
+    def subjects_with_email(self, tenant: str, email: str) -> list[tuple[str, str]]:
+        """(subject id, source connector) of every stored event whose data holds exactly
+        `email` (already normalised as the egress schema does), each pair once, sorted."""
+        ...
+
+    def events_of_subjects(self, tenant: str, subject_ids: Sequence[str]) -> list[EventRow]:
+        """Every stored event about these subjects, in sequence order."""
+        ...
+
     # feed consumers
     def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
     def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None: ...

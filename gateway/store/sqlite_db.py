@@ -102,6 +102,9 @@ class SqliteDatabase:
     def in_key_order(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self.all(sql, params)
 
+    def json_text(self, column: str, key: str) -> str:
+        return f"json_extract({column}, '$.{key}')"
+
     def joined(self, expr: str, order: str, *, binary: bool = False) -> str:
         """`group_concat` has no ORDER BY before SQLite 3.44: the rows must come from a
         subquery with `ORDER BY order LIMIT n`, which SQLite never flattens into an

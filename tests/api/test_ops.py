@@ -48,7 +48,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 49  # 45 + the live preview (2) + the breach and processing reports
+    assert len(routes) == 51  # 45 + the live preview (2) + 2 reports + subject search and export
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -155,6 +155,9 @@ async def test_every_operation_answers_as_documented(
     window = {"from": (now - timedelta(hours=1)).isoformat(), "to": now.isoformat()}
     await api.get(f"{t}/reports/breach", params=window)
     await api.get(f"{t}/reports/processing-record")
+    found = await api.post(f"{t}/subjects/search", {"email": "person1@example-employer.nl"})
+    subject = found.body["subjects"][0]["subject_id"]
+    await api.post(f"{t}/subjects/export", {"subject_ids": [subject]})
     await api.call("PUT", f"{t}/checkpoint-push", json={"url": "http://127.0.0.1:9/cp"})
     await api.get(f"{t}/checkpoint-push")
     await api.delete(f"{t}/checkpoint-push")

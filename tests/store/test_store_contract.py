@@ -356,3 +356,37 @@ def test_a_subject_written_twice_in_one_batch_keeps_the_last(store: Store) -> No
     assert (state.digest, state.present) == (b"b" * 16, False)
     store.write_subjects("acme", "afas", "r2", [])
     assert store.count_present("acme", "afas") == 0
+
+
+def test_a_persons_events_are_found_by_email_and_by_subject(store: Store) -> None:
+    """What a data-subject request reads: every event holding an email (exactly, as the
+    egress schema normalised it), and every event of a set of subjects, in feed order."""
+    _setup(store)
+    store.create_tenant(Tenant("beta", "Beta BV", T0, b"sealed"))
+
+    def person(email: str | None) -> dict[str, object]:
+        return {"first_name": "A", "last_name": "B", "email": email, "job_title": None}
+
+    store.append_events("acme", [
+        NewEvent("evt_1", "subject.upserted", SID[0], person("anna@acme.example"), T0, "afas", "i"),
+        NewEvent("evt_2", "subject.upserted", SID[1], person("bert@acme.example"), T0, "afas", "i"),
+        NewEvent("evt_3", "subject.upserted", SID[2], person("anna@acme.example"), T0, "crm", "i"),
+        NewEvent("evt_4", "subject.deleted", SID[0], None, T0, "afas", "i"),
+        NewEvent("evt_5", "subject.upserted", SID[0], person("anna.new@acme.example"), T0,
+                 "afas", "i"),
+        NewEvent("evt_6", "subject.upserted", SID[3], person(None), T0, "afas", "i"),
+    ])  # fmt: skip
+    store.append_events("beta", [
+        NewEvent("evt_7", "subject.upserted", SID[4], person("anna@acme.example"), T0, "x", "i"),
+    ])  # fmt: skip
+    assert store.subjects_with_email("acme", "anna@acme.example") == [
+        (SID[0], "afas"), (SID[2], "crm"),
+    ]  # fmt: skip
+    assert store.subjects_with_email("acme", "ANNA@acme.example") == []
+    assert store.subjects_with_email("acme", "anna@acme.exampl") == []
+    assert store.subjects_with_email("acme", "nobody@acme.example") == []
+    found = store.events_of_subjects("acme", [SID[0], SID[2], SID[9]])
+    assert [e.id for e in found] == ["evt_1", "evt_3", "evt_4", "evt_5"]
+    assert found[2].data is None and found[3].data == person("anna.new@acme.example")
+    assert store.events_of_subjects("beta", [SID[0]]) == []
+    assert store.events_of_subjects("acme", []) == []

@@ -1,0 +1,109 @@
+"""Request and response shapes of the data-subject routes (`gateway.api.subject_routes`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, RootModel, StringConstraints, Tag
+
+from gateway.api.models import ConnectorId, _Request, _Response
+
+SUBJECT_ID_PATTERN = r"^[0-9a-f]{32}$"
+SubjectId = Annotated[str, StringConstraints(pattern=SUBJECT_ID_PATTERN)]
+IdentityValue = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class EmailSearch(_Request):
+    email: Annotated[str, StringConstraints(min_length=3, max_length=320)] = Field(
+        description="a work email, normalised as the egress schema does"
+    )
+
+
+class IdentitySearch(_Request):
+    connector: ConnectorId
+    identity: list[IdentityValue] = Field(
+        min_length=1, max_length=8,
+        description="the connector's identity fields, in its mapping's order "
+        "(e.g. an AFAS employee number)",
+    )  # fmt: skip
+
+
+def _search_kind(value: Any) -> str:
+    # Tags start with "#": `problems.from_validation` leaves them out of field names.
+    return "#email" if isinstance(value, dict) and "email" in value else "#identity"
+
+
+class SubjectSearch(
+    RootModel[
+        Annotated[
+            Annotated[EmailSearch, Tag("#email")] | Annotated[IdentitySearch, Tag("#identity")],
+            Discriminator(_search_kind),
+        ]
+    ]
+):
+    """Either `email`, or `connector` with `identity`."""
+
+
+class SubjectFoundOut(_Response):
+    subject_id: str = Field(description="the keyed id (per source mapping's namespace)")
+    sources: list[str] = Field(description="the connectors whose events hold it")
+
+
+class SubjectsFoundOut(_Response):
+    subjects: list[SubjectFoundOut]
+
+
+class SubjectExportRequest(_Request):
+    subject_ids: list[SubjectId] = Field(min_length=1, max_length=20)
+    format: Literal["json", "csv"] = "json"
+
+
+class PersonData(_Response):
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    job_title: str | None
+
+
+class HeldOut(_Response):
+    subject_id: str
+    source: str
+    state: Literal["present", "deleted"]
+    as_of: datetime
+    data: PersonData | None
+
+
+class HeldEventOut(_Response):
+    seq: int
+    id: str
+    type: str
+    subject_id: str
+    source: str
+    occurred_at: datetime
+    instruction_id: str
+    data: PersonData | None
+
+
+class TransferOut(_Response):
+    index: int = Field(description="the ledger entry")
+    time: datetime
+    direction: Literal["inbound", "outbound", "refused"]
+    connector: str
+    destination: str | None
+    instruction_id: str | None
+    mapping_digest: str | None
+    fields: dict[str, str]
+    subject_ids: list[str]
+
+
+class SubjectExportOut(_Response):
+    """What Sluis holds about these keyed ids and where it went (GDPR Art. 15, 20)."""
+
+    tenant: str
+    generated_at: datetime
+    subject_ids: list[str]
+    held: list[HeldOut] = Field(description="the data as it stands, per source")
+    events: list[HeldEventOut] = Field(description="every stored change, in feed order")
+    transfers: list[TransferOut] = Field(description="every ledger entry that carried the ids")
+    nothing_else: str

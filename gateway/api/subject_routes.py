@@ -1,0 +1,96 @@
+"""Admin routes of data-subject requests, the reading half (`gateway.lifecycle.subjects`).
+
+`POST .../subjects/search` finds a person by work email or by their identity in a source
+and answers keyed ids; `POST .../subjects/export` says what Sluis holds about them and
+where it went, as JSON or CSV. Both are POSTs so that an email never sits in a URL (and so
+in an access log), both are for the tenant's admins and auditors, and each is recorded in
+the tenant's ledger (`subject.searched` with the number found, `subject.exported` per
+keyed id), since reading a person's data is processing too. Answers hold personal data:
+sent with `Cache-Control: no-store`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api.auth import acting
+from gateway.api.httpkit import model_response, read_body, services_of, store_call
+from gateway.api.problems import Problem, invalid
+from gateway.api.subject_models import (
+    IdentitySearch,
+    SubjectExportOut,
+    SubjectExportRequest,
+    SubjectFoundOut,
+    SubjectSearch,
+    SubjectsFoundOut,
+)
+from gateway.ledger.audit import AuditCounts
+from gateway.ledger.record import record
+from gateway.lifecycle import subjects
+from gateway.store.records import NotFound
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def search(request: web.Request) -> web.Response:
+    body = await read_body(request, SubjectSearch)
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    by = acting(request, tenant)
+
+    def find() -> list[subjects.Found]:
+        way = body.root
+        if isinstance(way, IdentitySearch):
+            found = subjects.find_by_identity(s.store, s.box, tenant, way.connector, way.identity)
+            connector: str | None = way.connector
+        else:
+            found, connector = subjects.find_by_email(s.store, tenant, way.email), None
+        with by.recording(s.store, "subject.searched", s.clock(), connector=connector,
+                          counts=AuditCounts(records=len(found))):  # fmt: skip
+            pass
+        return found
+
+    try:
+        found = await store_call(find)
+    except subjects.SubjectLookupError as exc:
+        raise invalid(exc.field, exc.message) from None
+    out = SubjectsFoundOut(
+        subjects=[SubjectFoundOut(subject_id=f.subject_id, sources=list(f.sources)) for f in found]
+    )
+    return model_response(out, headers=NO_STORE)
+
+
+async def export(request: web.Request) -> web.Response:
+    body = await read_body(request, SubjectExportRequest)
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    by = acting(request, tenant)
+    ids = sorted(set(body.subject_ids))
+
+    def make() -> dict[str, object] | None:
+        made = subjects.subject_export(s.store, s.store.ledger, tenant, ids, s.clock())
+        if made is not None:
+            now = s.clock()
+            record(s.store, by.ledger, [by.entry("subject.exported", now, target=i) for i in ids])
+        return made
+
+    try:
+        made = await store_call(make)
+    except NotFound as exc:  # pragma: no cover - the tenant was checked above
+        raise Problem(404, f"not found: {exc}") from None
+    if made is None:
+        raise Problem(404, "not found: Sluis holds nothing about these subject ids")
+    if body.format == "csv":
+        return web.Response(
+            text=subjects.export_csv(made),
+            content_type="text/csv",
+            headers={**NO_STORE, "Content-Disposition": 'attachment; filename="subject.csv"'},
+        )
+    return model_response(SubjectExportOut.model_validate(made), headers=NO_STORE)
+
+
+def add_routes(router: web.UrlDispatcher, *, tenant_path: str) -> None:
+    router.add_post(tenant_path + "/subjects/search", search)
+    router.add_post(tenant_path + "/subjects/export", export)
