@@ -83,6 +83,9 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/reports/processing-record"): AUDIT,
     ("POST", T + "/subjects/search"): AUDIT,
     ("POST", T + "/subjects/export"): AUDIT,
+    ("POST", T + "/subjects/erase"): AUTHORISE,
+    ("GET", T + "/suppressions"): AUDIT,
+    ("DELETE", T + "/suppressions/{subject}"): AUTHORISE,
     ("GET", T + "/checkpoint-push"): AUDIT,
     ("PUT", T + "/checkpoint-push"): CONFIGURE,
     ("DELETE", T + "/checkpoint-push"): CONFIGURE,
@@ -104,6 +107,8 @@ STEP_UP: Final[frozenset[tuple[str, str]]] = frozenset(
         ("POST", T + "/consumers"),
         ("POST", T + "/consumers/{consumer}/token"),
         ("PUT", T + "/oidc"),
+        ("POST", T + "/subjects/erase"),
+        ("DELETE", T + "/suppressions/{subject}"),
     }
 )
 PREFIX: Final = "/admin/v1"

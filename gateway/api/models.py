@@ -493,9 +493,11 @@ class EventData(EgressData):
 class FeedEvent(_Response):
     id: str = Field(description="unique per event: deduplicate at-least-once delivery by it")
     seq: int = Field(ge=1, description="per tenant, only grows: apply events in this order")
-    type: Literal["subject.upserted", "subject.deleted"] = Field(
+    type: Literal["subject.upserted", "subject.deleted", "subject.erased"] = Field(
         description="upserted: replace what you hold for the subject with `data`; deleted: "
-        "the person no longer comes from this source, remove them"
+        "the person no longer comes from this source, remove them; erased: the controller "
+        "had the person erased (GDPR Art. 17): remove everything you hold of them from this "
+        "source and confirm it"
     )
     subject_id: str = Field(
         pattern=r"^[0-9a-f]{32}$",

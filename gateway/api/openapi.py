@@ -256,7 +256,10 @@ _EVENT_SEMANTICS: Final = (
     "subject's complete minimised state (`data`; a field the instruction does not cover is "
     "null): replace what you hold. `subject.deleted` has `data: null` and means the person "
     "no longer comes from this source (left, removed at the source, or the connector was "
-    "deleted with subjects=delete): remove them. Delivery is at least once: deduplicate by "
+    "deleted with subjects=delete): remove them. `subject.erased` (also `data: null`) means "
+    "the controller had the person erased: remove everything of theirs from this source; it "
+    "is sent even while the source's other events are withheld, and the gateway stores and "
+    "sends nothing more about them. Delivery is at least once: deduplicate by "
     "`id` (unique per event, also across re-emissions of the same state) or keep the last "
     "`seq` applied; `seq` is per tenant and only grows. `subject_id` is an HMAC under the "
     "tenant's key of the mapping's identity namespace and the source's identifier: one "
@@ -528,10 +531,12 @@ def _breach_params() -> list[dict[str, Any]]:
 
 _SUBJECT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectSearch, sm.EmailSearch, sm.IdentitySearch, sm.SubjectExportRequest,
+    sm.SubjectEraseRequest,
 )  # fmt: skip
 _SUBJECT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectsFoundOut, sm.SubjectFoundOut, sm.SubjectExportOut, sm.PersonData, sm.HeldOut,
-    sm.HeldEventOut, sm.TransferOut,
+    sm.HeldEventOut, sm.TransferOut, sm.ErasureOut, sm.ErasedOut, sm.SuppressionOut,
+    sm.SuppressionList,
 )  # fmt: skip
 
 
@@ -557,6 +562,24 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             (200, sm.SubjectsFoundOut, "The keyed ids found"), (*_READ, 413, 422),
             tag="subjects", body=sm.SubjectSearch, params=[tenant])},
         t + "/subjects/export": {"post": export},
+        t + "/subjects/erase": {"post": _op(
+            "eraseSubject",
+            "Erase a person (GDPR Art. 17; a fresh second factor needed): their stored data "
+            "deleted, a `subject.erased` event to every destination per source that held them, "
+            "and a suppression that keeps later syncs from bringing them back; on the ledger",
+            (200, sm.ErasureOut, "Erased"), (401, 403, 404, 413, 422), tag="subjects",
+            body=sm.SubjectEraseRequest, params=[tenant])},
+        t + "/suppressions": {"get": _op(
+            "listSuppressions",
+            "People whose data is no longer stored or delivered (erased), by keyed id",
+            (200, sm.SuppressionList, "Suppressions"), _READ, tag="subjects",
+            params=[tenant])},
+        t + "/suppressions/{subject}": {"delete": _op(
+            "liftSuppression",
+            "Let a suppressed person be processed again (a fresh second factor needed): the "
+            "next sync brings them back as new; on the ledger",
+            (200, sm.SuppressionOut, "Lifted (what it was)"), _READ, tag="subjects",
+            params=[tenant, _path_param("subject", "keyed subject id", "^[0-9a-f]{32}$")])},
     }  # fmt: skip
 
 

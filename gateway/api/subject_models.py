@@ -69,7 +69,7 @@ class PersonData(_Response):
 class HeldOut(_Response):
     subject_id: str
     source: str
-    state: Literal["present", "deleted"]
+    state: Literal["present", "deleted", "erased"]
     as_of: datetime
     data: PersonData | None
 
@@ -107,3 +107,30 @@ class SubjectExportOut(_Response):
     events: list[HeldEventOut] = Field(description="every stored change, in feed order")
     transfers: list[TransferOut] = Field(description="every ledger entry that carried the ids")
     nothing_else: str
+
+
+class SubjectEraseRequest(_Request):
+    subject_ids: list[SubjectId] = Field(
+        min_length=1, max_length=20, description="one person's keyed ids (from a search)"
+    )
+
+
+class ErasedOut(_Response):
+    subject_id: str
+    events_deleted: int = Field(ge=0, description="stored events removed")
+    sources: list[str] = Field(description="sources told by a `subject.erased` event")
+
+
+class ErasureOut(_Response):
+    erased: list[ErasedOut]
+
+
+class SuppressionOut(_Response):
+    subject_id: str
+    kind: Literal["erased", "restricted"]
+    created_at: datetime
+    by_actor: str = Field(description="the opaque id of the account that asked")
+
+
+class SuppressionList(_Response):
+    suppressions: list[SuppressionOut]

@@ -1,4 +1,4 @@
-"""Admin routes of data-subject requests, the reading half (`gateway.lifecycle.subjects`).
+"""Admin routes of data-subject requests (`gateway.lifecycle.subjects`, `.erasure`).
 
 `POST .../subjects/search` finds a person by work email or by their identity in a source
 and answers keyed ids; `POST .../subjects/export` says what Sluis holds about them and
@@ -7,6 +7,10 @@ in an access log), both are for the tenant's admins and auditors, and each is re
 the tenant's ledger (`subject.searched` with the number found, `subject.exported` per
 keyed id), since reading a person's data is processing too. Answers hold personal data:
 sent with `Cache-Control: no-store`.
+
+`POST .../subjects/erase` erases a person (admins, with a fresh second factor); the
+suppressions it leaves are listed at `GET .../suppressions` and lifted with `DELETE
+.../suppressions/{subject}` (admins, with a fresh second factor).
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ from gateway.api.auth import acting
 from gateway.api.httpkit import model_response, read_body, services_of, store_call
 from gateway.api.problems import Problem, invalid
 from gateway.api.subject_models import (
+    ErasedOut,
+    ErasureOut,
     IdentitySearch,
+    SubjectEraseRequest,
     SubjectExportOut,
     SubjectExportRequest,
     SubjectFoundOut,
     SubjectSearch,
     SubjectsFoundOut,
+    SuppressionList,
+    SuppressionOut,
 )
 from gateway.ledger.audit import AuditCounts
 from gateway.ledger.record import record
-from gateway.lifecycle import subjects
-from gateway.store.records import NotFound
+from gateway.lifecycle import erasure, subjects
+from gateway.store.records import NotFound, Suppression
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -91,6 +100,58 @@ async def export(request: web.Request) -> web.Response:
     return model_response(SubjectExportOut.model_validate(made), headers=NO_STORE)
 
 
+async def erase(request: web.Request) -> web.Response:
+    """Erase a person (`gateway.lifecycle.erasure`): their data deleted, every destination
+    told, and a suppression that keeps later syncs from bringing them back."""
+    body = await read_body(request, SubjectEraseRequest)
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    done = await store_call(
+        erasure.erase, s.store, acting(request, tenant), body.subject_ids, s.clock()
+    )
+    return model_response(
+        ErasureOut(
+            erased=[
+                ErasedOut(subject_id=e.subject_id, events_deleted=e.events_deleted,
+                          sources=list(e.sources))
+                for e in done
+            ]
+        )
+    )  # fmt: skip
+
+
+def _suppression_out(row: Suppression) -> SuppressionOut:
+    return SuppressionOut(
+        subject_id=row.subject_id, kind=row.kind, created_at=row.created_at, by_actor=row.by_actor
+    )
+
+
+async def list_suppressions(request: web.Request) -> web.Response:
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    rows = await store_call(s.store.list_suppressions, tenant)
+    return model_response(SuppressionList(suppressions=[_suppression_out(r) for r in rows]))
+
+
+async def lift_suppression(request: web.Request) -> web.Response:
+    """Let a suppressed person be processed again: the next sync brings them back."""
+    tenant, subject_id = request.match_info["tenant"], request.match_info["subject"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    rows = await store_call(s.store.list_suppressions, tenant)
+    row = next((r for r in rows if r.subject_id == subject_id), None)
+    if row is None or not await store_call(
+        erasure.lift, s.store, acting(request, tenant), subject_id, s.clock()
+    ):
+        raise Problem(404, f"not found: no suppression of {subject_id}")
+    return model_response(_suppression_out(row))
+
+
 def add_routes(router: web.UrlDispatcher, *, tenant_path: str) -> None:
     router.add_post(tenant_path + "/subjects/search", search)
     router.add_post(tenant_path + "/subjects/export", export)
+    router.add_post(tenant_path + "/subjects/erase", erase)
+    router.add_get(tenant_path + "/suppressions", list_suppressions, allow_head=False)
+    router.add_delete(tenant_path + r"/suppressions/{subject:[0-9a-f]{32}}", lift_suppression)

@@ -21,7 +21,9 @@ Revocation is checked before every page: an event is delivered only if its sourc
 has an active instruction *now* for the connector's current mapping (`require_active`, asked
 once per connector per page). Events of a connector without one are **withheld**: left out
 of the page, with the cursor moving past them, so one revoked connector cannot stall the
-feed of the others. They are counted in the page's `withheld`, in the
+feed of the others; a `subject.erased` event (no data) is the exception and always leaves,
+recorded in its own `outbound` entry without an instruction, since the controller's erasure
+request is its instruction. Withheld events are counted in the page's `withheld`, in the
 `sluis_authorisation_refusals_total{reason="feed_withheld"}` metric, and on the ledger as a
 `refused` entry with the count and no subject ids (no data moved). They are not queued for
 later: the check is always against the instruction in force when a page is served. Instead,
@@ -85,6 +87,8 @@ _CURSOR_V1_TEXT = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _CURSOR_V1_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})")
 _JSON: Final = orjson.OPT_UTC_Z
 _ALL_FIELDS: Final = frozenset(EGRESS_FIELDS)
+#: Events that carry no data and say a person is gone.
+_DELETIONS: Final = frozenset({"subject.deleted", "subject.erased"})
 if DATA_FIELDS != EGRESS_FIELDS:  # pragma: no cover - the store's wire bytes would drift
     raise RuntimeError("gateway.store.event_wire.DATA_FIELDS must equal EGRESS_FIELDS")
 
@@ -164,8 +168,11 @@ class _Source:
     covered: frozenset[str] = _ALL_FIELDS
     subject_ids: list[str] = field(default_factory=list)
     withheld: int = 0
-    #: A connector deleted with `subjects=delete`: only its `subject.deleted` events leave.
+    #: A connector deleted with `subjects=delete`: only its `subject.deleted` (and
+    #: `subject.erased`) events leave.
     deletes_only: bool = False
+    #: Keyed ids of erasure notices sent although the source has no active instruction.
+    erasures: list[str] = field(default_factory=list)
 
     @property
     def leaves_as_stored(self) -> bool:
@@ -228,6 +235,13 @@ def _ledger_entries(
                     destination=destination,
                 )
             )
+        if src.erasures:
+            found.append(
+                entries.erasures_delivered(
+                    time=now, tenant=tenant, connector=name, subject_ids=src.erasures,
+                    destination=destination,
+                )
+            )  # fmt: skip
         if src.withheld:
             refusal = src.refusal
             found.append(
@@ -256,25 +270,14 @@ def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consum
 
 
 def _serve_block(
-    ledger: Ledger,
-    consumer: Consumer,
-    block: FeedBlock,
-    src: _Source,
-    *,
-    now: datetime,
-    withheld_by: dict[str, int] | None,
+    ledger: Ledger, consumer: Consumer, block: FeedBlock, src: _Source, *, now: datetime
 ) -> tuple[bytes, int, int]:
-    """The common page: one source, every event leaving as stored (or, without an
-    instruction, every one withheld); the block's joined bytes go out as they are."""
-    if src.instruction is None:
-        src.withheld, wire, served = block.count, b"", 0
-        if withheld_by is not None:
-            withheld_by[block.source] = block.count
-    else:
-        src.subject_ids, wire, served = block.subject_ids, block.wire, block.count
-    body = _body(wire, block.last_seq, consumer.tenant, src.withheld)
+    """The common page: one source, every event leaving as stored; the block's joined bytes
+    go out as they are."""
+    src.subject_ids = block.subject_ids
+    body = _body(block.wire, block.last_seq, consumer.tenant, 0)
     ledger.append_grouped(_ledger_entries(consumer.tenant, consumer, [(block.source, src)], now))
-    return body, served, src.withheld
+    return body, block.count, 0
 
 
 def _body(events: bytes, next_seq: int, tenant: str, withheld: int) -> bytes:
@@ -306,8 +309,8 @@ def serve_page(
     block = store.feed_block(tenant, after, limit)
     if block is not None:
         src = _standing(store, tenant, block.source, now)
-        if src.leaves_as_stored or src.instruction is None:
-            return _serve_block(ledger, consumer, block, src, now=now, withheld_by=withheld_by)
+        if src.leaves_as_stored:
+            return _serve_block(ledger, consumer, block, src, now=now)
     rows = store.feed_rows(tenant, after, limit)
     # Each source's standing once per page, in order of first appearance (ledger order).
     sources = {
@@ -323,7 +326,11 @@ def serve_page(
         parts = []
         for _, kind, subject_id, source, wire in rows:
             src = sources[source]
-            if src.instruction is None or (src.deletes_only and kind != "subject.deleted"):
+            if src.instruction is None and kind == "subject.erased":
+                parts.append(wire)  # no data: the controller's erasure request is its instruction
+                src.erasures.append(subject_id)
+                continue
+            if src.instruction is None or (src.deletes_only and kind not in _DELETIONS):
                 src.withheld += 1
                 withheld += 1
                 continue

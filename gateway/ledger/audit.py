@@ -67,6 +67,8 @@ AuditAction = Literal[
     "oidc.removed",
     "subject.searched",
     "subject.exported",
+    "subject.erased",
+    "suppression.lifted",
 ]
 ActorRole = Literal["operator", "admin", "auditor", "viewer", "system"]
 #: Properties a `connector.changed` entry may name (names only, never values).

@@ -182,6 +182,33 @@ def outbound(
     )
 
 
+def erasures_delivered(
+    *,
+    time: datetime,
+    tenant: str,
+    connector: str,
+    subject_ids: Iterable[str],
+    destination: str,
+) -> TransferEntry:
+    """Erasure notices (`subject.erased`: a keyed id, no data) of a source without an active
+    authorisation, delivered to `destination`: the controller's erasure request is their
+    instruction, so they leave when that source's other events are withheld."""
+    ids = list(subject_ids)
+    return TransferEntry(
+        time=time,
+        direction="outbound",
+        tenant=tenant,
+        connector=connector,
+        instruction_id=None,
+        mapping_digest=None,
+        subject_ids=sorted(set(ids)),
+        fields={},
+        counts=TransferCounts(records=len(ids), dropped_fields=0, quarantined=0),
+        dropped_field_names=[],
+        destination=destination,
+    )
+
+
 def refused(
     *,
     time: datetime,

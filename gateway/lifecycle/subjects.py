@@ -147,7 +147,7 @@ def subject_export(
         {
             "subject_id": sid,
             "source": source,
-            "state": "deleted" if event.data is None else "present",
+            "state": _STATES.get(event.type, "present"),
             "as_of": event.occurred_at,
             "data": None if event.data is None else {k: event.data.get(k) for k in EGRESS_FIELDS},
         }
@@ -176,6 +176,8 @@ def subject_export(
         "nothing_else": NOTHING_ELSE,
     }
 
+
+_STATES: Final = {"subject.deleted": "deleted", "subject.erased": "erased"}
 
 CSV_COLUMNS: Final = (
     "record", "subject_id", "source", "time", *EGRESS_FIELDS, "state", "direction",

@@ -37,7 +37,7 @@ from gateway.store.records import RefusalCode
 SYNC_OUTCOMES: Final = ("succeeded", "failed", "stopped")
 #: Why processing can be refused: the instruction codes, and events the feed held back.
 REFUSAL_REASONS: Final = (*get_args(RefusalCode), "feed_withheld")
-FEED_CHANGE_TYPES: Final = ("subject.upserted", "subject.deleted")
+FEED_CHANGE_TYPES: Final = ("subject.upserted", "subject.deleted", "subject.erased")
 #: What became of a signed checkpoint due for a tenant's push URL.
 CHECKPOINT_PUSH_OUTCOMES: Final = ("delivered", "failed", "skipped")
 #: What a full recomputation of a tenant's ledger found.

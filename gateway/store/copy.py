@@ -48,6 +48,8 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("events", ("tenant", "seq")),
     ("consumers", ("id",)),
     ("checkpoint_pushes", ("tenant",)),
+    ("suppressions", ("tenant", "subject_id")),
+    ("event_heads", ("tenant",)),
     ("accounts", ("id",)),
     ("invitations", ("token_hash",)),
     ("sessions", ("id",)),

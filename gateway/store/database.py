@@ -51,6 +51,10 @@ class Database(Protocol):
         key's index in order is always right for, whatever the table's statistics say."""
         ...
 
+    def scrub(self) -> None:
+        """Clear deleted rows from the engine's own files where it can (after a COMMIT)."""
+        ...
+
     def json_text(self, column: str, key: str) -> str:
         """SQL for the text at top-level `key` of the JSON object held (as text) in `column`."""
         ...

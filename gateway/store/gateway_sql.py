@@ -43,6 +43,8 @@ from gateway.store.records import (
     RunStatus,
     SubjectState,
     SubjectWrite,
+    Suppression,
+    SuppressionKind,
     Tenant,
 )
 
@@ -542,9 +544,75 @@ class SqlStore(SqlCheckpointPushes):
             ]
         return sorted(found, key=lambda e: e.seq)
 
+    def delete_subject_data(self, tenant: str, subject_ids: Sequence[str]) -> int:
+        deleted = 0
+        with self._db.transaction():
+            # Numbers are never given twice: the highest is kept before any may go.
+            self._db.lock_tenant(tenant)
+            self._write(
+                "INSERT INTO event_heads (tenant, last_seq) VALUES (?, ?)"
+                " ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq",
+                (tenant, self.last_event_seq(tenant)),
+            )
+            for start in range(0, len(subject_ids), _IDS_PER_STATEMENT):
+                match, ids = self._db.one_of(subject_ids[start : start + _IDS_PER_STATEMENT])
+                deleted += self._write(
+                    f"DELETE FROM events WHERE tenant = ? AND subject_id {match}", (tenant, *ids)
+                )
+                self._write(
+                    f"DELETE FROM subjects WHERE tenant = ? AND subject_id {match}", (tenant, *ids)
+                )
+        return deleted
+
+    def scrub(self) -> None:
+        self._db.scrub()
+
+    def add_suppressions(self, rows: Sequence[Suppression]) -> None:
+        self._db.upsert_rows(
+            "suppressions",
+            ("tenant", "subject_id", "kind", "created_at", "by_actor"),
+            ("tenant", "subject_id"),
+            [(r.tenant, r.subject_id, r.kind, self._t(r.created_at), r.by_actor) for r in rows],
+        )
+
+    def remove_suppression(self, tenant: str, subject_id: str) -> bool:
+        return (
+            self._write(
+                "DELETE FROM suppressions WHERE tenant = ? AND subject_id = ?", (tenant, subject_id)
+            )
+            > 0
+        )
+
+    def suppressed(self, tenant: str, subject_ids: Sequence[str]) -> dict[str, SuppressionKind]:
+        found: dict[str, SuppressionKind] = {}
+        for start in range(0, len(subject_ids), _IDS_PER_STATEMENT):
+            match, ids = self._db.one_of(subject_ids[start : start + _IDS_PER_STATEMENT])
+            for sid, kind in self._all(
+                "SELECT subject_id, kind FROM suppressions"
+                f" WHERE tenant = ? AND subject_id {match}",
+                (tenant, *ids),
+            ):
+                found[str(sid)] = cast(SuppressionKind, kind)
+        return found
+
+    def list_suppressions(self, tenant: str) -> list[Suppression]:
+        rows = self._all(
+            "SELECT tenant, subject_id, kind, created_at, by_actor FROM suppressions"
+            " WHERE tenant = ? ORDER BY created_at, subject_id",
+            (tenant,),
+        )
+        return [
+            Suppression(r[0], r[1], cast(SuppressionKind, r[2]), _need(r[3]), r[4]) for r in rows
+        ]
+
     def last_event_seq(self, tenant: str) -> int:
-        rows = self._all("SELECT MAX(seq) FROM events WHERE tenant = ?", (tenant,))
-        return int(rows[0][0] or 0)
+        """The highest number given, also when erasure deleted that event since."""
+        rows = self._all(
+            "SELECT (SELECT MAX(seq) FROM events WHERE tenant = ?),"
+            " (SELECT last_seq FROM event_heads WHERE tenant = ?)",
+            (tenant, tenant),
+        )
+        return max(int(rows[0][0] or 0), int(rows[0][1] or 0))
 
     # ------------------------------------------------------------------ consumers
 

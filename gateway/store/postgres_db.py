@@ -277,6 +277,11 @@ class PostgresDatabase:
             raise StoreError(f"cannot connect to PostgreSQL at {shown}") from None
         return cls(pool, shown)
 
+    def scrub(self) -> None:
+        """PostgreSQL keeps a deleted row's bytes until VACUUM reuses its space, and in its
+        WAL until the WAL is recycled: neither is the application's to clear (the README's
+        erasure section says what an operator does)."""
+
     def json_text(self, column: str, key: str) -> str:
         return f"(CAST({column} AS jsonb) ->> '{key}')"
 

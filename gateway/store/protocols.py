@@ -50,6 +50,8 @@ if TYPE_CHECKING:
         StoredCheckpoint,
         SubjectState,
         SubjectWrite,
+        Suppression,
+        SuppressionKind,
         Tenant,
     )
 
@@ -390,6 +392,29 @@ class Store(Protocol):
     def events_of_subjects(self, tenant: str, subject_ids: Sequence[str]) -> list[EventRow]:
         """Every stored event about these subjects, in sequence order."""
         ...
+
+    def delete_subject_data(self, tenant: str, subject_ids: Sequence[str]) -> int:
+        """Delete every stored event and change-detection row of these subjects (erasure);
+        the number of events deleted. Deleted content is overwritten where the engine can
+        (SQLite `secure_delete`); `scrub` then clears it from the write-ahead log."""
+        ...
+
+    def scrub(self) -> None:
+        """After an erasure's COMMIT: leave no copy of deleted rows in the database's own
+        files where the engine allows it (SQLite: a TRUNCATE checkpoint of the WAL)."""
+        ...
+
+    # suppressions: people erased or restricted (by keyed id)
+    def add_suppressions(self, rows: Sequence[Suppression]) -> None:
+        """Add these, replacing a tenant's existing row for the same subject."""
+        ...
+
+    def remove_suppression(self, tenant: str, subject_id: str) -> bool: ...
+    def suppressed(self, tenant: str, subject_ids: Sequence[str]) -> dict[str, SuppressionKind]:
+        """Which of these keyed ids are suppressed, and how."""
+        ...
+
+    def list_suppressions(self, tenant: str) -> list[Suppression]: ...
 
     # feed consumers
     def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...

@@ -26,7 +26,7 @@ from gateway.store.protocols import Store as Store  # noqa: PLC0414
 RunStatus = Literal["running", "succeeded", "failed", "refused", "stopped"]
 #: Why an instruction does not cover a transfer (refusal problems, metrics, ledger).
 RefusalCode = Literal["missing", "revoked", "expired", "mapping_changed", "superseded"]
-EventType = Literal["subject.upserted", "subject.deleted"]
+EventType = Literal["subject.upserted", "subject.deleted", "subject.erased"]
 
 
 class NotFound(LookupError):
@@ -192,6 +192,22 @@ class FeedBlock:
     subject_ids: list[str]
     #: Their wire JSON joined by commas, in sequence order: a JSON array's insides.
     wire: bytes
+
+
+SuppressionKind = Literal["erased", "restricted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A person (by keyed id) whose data is no longer stored or delivered, until lifted:
+    erased (GDPR Art. 17) or restricted (Art. 18)."""
+
+    tenant: str
+    subject_id: str
+    kind: SuppressionKind
+    created_at: datetime
+    #: The opaque id of the account that asked.
+    by_actor: str
 
 
 @dataclass(frozen=True)

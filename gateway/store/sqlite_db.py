@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -87,6 +88,8 @@ class SqliteDatabase:
                 db.conn.execute("PRAGMA journal_mode = WAL")
                 db.conn.execute("PRAGMA synchronous = NORMAL")
                 db.conn.execute("PRAGMA foreign_keys = ON")
+                # Erasure must not leave a person's data in free pages or cells.
+                db.conn.execute("PRAGMA secure_delete = ON")
                 # A page commit dirties scattered B-tree pages (subject ids are keyed
                 # hashes): keep them cached, and checkpoint the WAL less often than 4 MB.
                 db.conn.execute("PRAGMA cache_size = -65536")
@@ -101,6 +104,24 @@ class SqliteDatabase:
 
     def in_key_order(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return self.all(sql, params)
+
+    def scrub(self) -> None:
+        """A TRUNCATE checkpoint: every page in the WAL (old images of deleted rows among
+        them) is written back, and the WAL file emptied; `secure_delete` (set at open) has
+        already zeroed the deleted content in the pages themselves. Readers in the middle
+        of a read can hold the checkpoint up: it is tried a few times."""
+        with self.lock:
+            for _ in range(20):
+                try:
+                    busy, _log, _done = self.conn.execute(
+                        "PRAGMA wal_checkpoint(TRUNCATE)"
+                    ).fetchone()
+                except sqlite3.Error as exc:
+                    raise self._failure(exc) from None
+                if not busy:
+                    return
+                time.sleep(0.05)
+        raise StoreUnavailable("the database is busy; the WAL could not be cleared yet")
 
     def json_text(self, column: str, key: str) -> str:
         return f"json_extract({column}, '$.{key}')"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +46,21 @@ class PageChanges:
     unchanged: list[str]
     #: "upserted", "deleted" and "unchanged", always all three.
     counts: Counter[str]
+
+    def without(self, subject_ids: Collection[str]) -> PageChanges:
+        """These changes minus everything about `subject_ids` (people suppressed since the
+        page was compared: erased or restricted)."""
+        if not subject_ids:
+            return self
+        events = [e for e in self.events if e.subject_id not in subject_ids]
+        unchanged = [sid for sid in self.unchanged if sid not in subject_ids]
+        kinds = Counter(e.type for e in events)
+        counts = Counter({
+            "upserted": kinds["subject.upserted"], "deleted": kinds["subject.deleted"],
+            "unchanged": len(unchanged),
+        })  # fmt: skip
+        writes = [w for w in self.writes if w.subject_id not in subject_ids]
+        return PageChanges(writes, events, unchanged, counts)
 
 
 def detect_changes(

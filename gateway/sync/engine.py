@@ -50,6 +50,7 @@ from connectors.registry import connector_type
 from gateway.keys.master import SecretBox
 from gateway.ledger import entry as entries
 from gateway.ledger.checkpoint import CheckpointSigner
+from gateway.ledger.kinds import LedgerEntry
 from gateway.ledger.log import Ledger
 from gateway.ledger.record import record as record_transfer
 from gateway.ledger.record import recording
@@ -507,35 +508,51 @@ class SyncEngine:
             source=state.record.id,
             instruction_id=state.instruction.id,
         )
-        events = changes.events
-        # The run's figures with this page in them; they become the run's only once the
-        # page has committed (a page refused inside its transaction counts for nothing).
-        counts = Counter(state.counts)
-        counts["fetched"] += page.fetched
-        counts["passed"] += len(page.subjects)
-        counts["quarantined"] += len(page.rejected)
-        dropped_total = sum(page.dropped.values())
-        counts["dropped_fields"] += dropped_total
-        counts.update(changes.counts)
-        watermark = state.watermark
-        if page.watermark and (watermark is None or page.watermark > watermark):
-            watermark = page.watermark
-        entry = entries.inbound(
-            time=now,
-            tenant=run.tenant,
-            connector=run.connector,
-            instruction_id=state.instruction.id,
-            mapping_digest=state.mapping.digest,
-            subject_ids=latest,
-            fields=state.mapping.categories,
-            records=page.fetched,
-            quarantined=len(page.rejected),
-            dropped=page.dropped,
-            run_id=run.id,
-        )
-        with recording(store, self.ledger(run.tenant), [entry]):
+        ledger = self.ledger(run.tenant)
+        written: list[LedgerEntry] = []  # appended by `recording` when the block ends
+        with recording(store, ledger, written):
+            # The tenant's lock first (held to COMMIT), then who is suppressed: an erasure
+            # takes the same lock, so a page compared before it cannot bring the person
+            # back after it.
+            with store.ledger.writing(run.tenant):
+                pass
             self._still_configured(state)
             self._still_authorised(state)
+            suppressed = store.suppressed(run.tenant, list(latest))
+            if suppressed:
+                changes = changes.without(suppressed)
+                latest = {k: v for k, v in latest.items() if k not in suppressed}
+            events = changes.events
+            # The run's figures with this page in them; they become the run's only once
+            # the page has committed (a page refused inside its transaction counts for
+            # nothing).
+            counts = Counter(state.counts)
+            counts["fetched"] += page.fetched
+            counts["passed"] += len(page.subjects) - len(suppressed)
+            counts["quarantined"] += len(page.rejected)
+            if suppressed:
+                counts["suppressed"] += len(suppressed)
+            dropped_total = sum(page.dropped.values())
+            counts["dropped_fields"] += dropped_total
+            counts.update(changes.counts)
+            watermark = state.watermark
+            if page.watermark and (watermark is None or page.watermark > watermark):
+                watermark = page.watermark
+            written.append(
+                entries.inbound(
+                    time=now,
+                    tenant=run.tenant,
+                    connector=run.connector,
+                    instruction_id=state.instruction.id,
+                    mapping_digest=state.mapping.digest,
+                    subject_ids=latest,
+                    fields=state.mapping.categories,
+                    records=page.fetched,
+                    quarantined=len(page.rejected),
+                    dropped=page.dropped,
+                    run_id=run.id,
+                )
+            )
             store.write_subjects(run.tenant, run.connector, run.id, changes.writes)
             store.mark_seen(run.tenant, run.connector, run.id, changes.unchanged)
             store.append_events(run.tenant, events)

@@ -17,6 +17,7 @@ from gateway.store.records import (
     NotFound,
     RunRecord,
     SubjectWrite,
+    Suppression,
     Tenant,
 )
 
@@ -390,3 +391,41 @@ def test_a_persons_events_are_found_by_email_and_by_subject(store: Store) -> Non
     assert found[2].data is None and found[3].data == person("anna.new@acme.example")
     assert store.events_of_subjects("beta", [SID[0]]) == []
     assert store.events_of_subjects("acme", []) == []
+
+
+def test_erasure_deletes_a_persons_rows_and_suppressions_keep_them_out(store: Store) -> None:
+    _setup(store)
+    data = {"first_name": "A", "last_name": "B", "email": "a@b.nl", "job_title": None}
+    store.append_events("acme", [
+        NewEvent("evt_1", "subject.upserted", SID[0], data, T0, "afas", "i"),
+        NewEvent("evt_2", "subject.upserted", SID[1], data, T0, "afas", "i"),
+        NewEvent("evt_3", "subject.deleted", SID[0], None, T0, "afas", "i"),
+    ])  # fmt: skip
+    store.write_subjects("acme", "afas", "run_1", [
+        SubjectWrite(SID[0], b"d" * 16, True), SubjectWrite(SID[1], b"e" * 16, True),
+    ])  # fmt: skip
+    with store.transaction():
+        assert store.delete_subject_data("acme", [SID[0], SID[7]]) == 2
+    store.scrub()
+    assert [e.id for e in store.events_after("acme", 0, 10)] == ["evt_2"]
+    assert list(store.subject_states("acme", "afas", [SID[0], SID[1]])) == [SID[1]]
+    assert store.append_events("acme", [
+        NewEvent("evt_4", "subject.erased", SID[0], None, T0, "afas", "i"),
+    ]) == [4]  # fmt: skip
+    assert store.feed_rows("acme", 2, 10)[0][1] == "subject.erased"
+    assert store.suppressed("acme", [SID[0], SID[1]]) == {}
+    store.add_suppressions([
+        Suppression("acme", SID[0], "erased", T0, "acc_00000000000000aa"),
+        Suppression("acme", SID[2], "restricted", T0, "acc_00000000000000aa"),
+    ])  # fmt: skip
+    store.add_suppressions([Suppression("acme", SID[2], "erased", T0, "system")])
+    assert store.suppressed("acme", [SID[0], SID[1], SID[2]]) == {
+        SID[0]: "erased", SID[2]: "erased",
+    }  # fmt: skip
+    assert [(s.subject_id, s.kind, s.by_actor) for s in store.list_suppressions("acme")] == [
+        (SID[0], "erased", "acc_00000000000000aa"), (SID[2], "erased", "system"),
+    ]  # fmt: skip
+    assert store.list_suppressions("acme")[0].created_at == T0
+    assert store.remove_suppression("acme", SID[0]) is True
+    assert store.remove_suppression("acme", SID[0]) is False
+    assert store.suppressed("acme", [SID[0]]) == {}
