@@ -84,6 +84,7 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("POST", T + "/subjects/search"): AUDIT,
     ("POST", T + "/subjects/export"): AUDIT,
     ("POST", T + "/subjects/erase"): AUTHORISE,
+    ("POST", T + "/subjects/restrict"): AUTHORISE,
     ("GET", T + "/suppressions"): AUDIT,
     ("DELETE", T + "/suppressions/{subject}"): AUTHORISE,
     ("GET", T + "/checkpoint-push"): AUDIT,
@@ -108,6 +109,7 @@ STEP_UP: Final[frozenset[tuple[str, str]]] = frozenset(
         ("POST", T + "/consumers/{consumer}/token"),
         ("PUT", T + "/oidc"),
         ("POST", T + "/subjects/erase"),
+        ("POST", T + "/subjects/restrict"),
         ("DELETE", T + "/suppressions/{subject}"),
     }
 )

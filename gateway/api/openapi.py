@@ -536,7 +536,7 @@ _SUBJECT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
 _SUBJECT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectsFoundOut, sm.SubjectFoundOut, sm.SubjectExportOut, sm.PersonData, sm.HeldOut,
     sm.HeldEventOut, sm.TransferOut, sm.ErasureOut, sm.ErasedOut, sm.SuppressionOut,
-    sm.SuppressionList,
+    sm.SuppressionList, sm.RestrictedOut,
 )  # fmt: skip
 
 
@@ -569,15 +569,24 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "and a suppression that keeps later syncs from bringing them back; on the ledger",
             (200, sm.ErasureOut, "Erased"), (401, 403, 404, 413, 422), tag="subjects",
             body=sm.SubjectEraseRequest, params=[tenant])},
+        t + "/subjects/restrict": {"post": _op(
+            "restrictSubject",
+            "Restrict a person (GDPR Art. 18; a fresh second factor needed): nothing more is "
+            "stored or delivered about them and the feed withholds what it holds, but nothing "
+            "is deleted until the restriction is lifted or they are erased; on the ledger",
+            (200, sm.RestrictedOut, "Restricted"), (401, 403, 404, 413, 422), tag="subjects",
+            body=sm.SubjectEraseRequest, params=[tenant])},
         t + "/suppressions": {"get": _op(
             "listSuppressions",
-            "People whose data is no longer stored or delivered (erased), by keyed id",
+            "People whose data is no longer stored or delivered (erased or restricted), by "
+            "keyed id",
             (200, sm.SuppressionList, "Suppressions"), _READ, tag="subjects",
             params=[tenant])},
         t + "/suppressions/{subject}": {"delete": _op(
             "liftSuppression",
-            "Let a suppressed person be processed again (a fresh second factor needed): the "
-            "next sync brings them back as new; on the ledger",
+            "Let a suppressed person be processed again (a fresh second factor needed): an "
+            "erased one comes back as new with the next sync, a restricted one's newest state "
+            "is sent again at once; on the ledger",
             (200, sm.SuppressionOut, "Lifted (what it was)"), _READ, tag="subjects",
             params=[tenant, _path_param("subject", "keyed subject id", "^[0-9a-f]{32}$")])},
     }  # fmt: skip

@@ -134,3 +134,7 @@ class SuppressionOut(_Response):
 
 class SuppressionList(_Response):
     suppressions: list[SuppressionOut]
+
+
+class RestrictedOut(_Response):
+    restricted: list[str] = Field(description="the ids restricted now (an erased one stays erased)")

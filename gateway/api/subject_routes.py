@@ -8,9 +8,10 @@ the tenant's ledger (`subject.searched` with the number found, `subject.exported
 keyed id), since reading a person's data is processing too. Answers hold personal data:
 sent with `Cache-Control: no-store`.
 
-`POST .../subjects/erase` erases a person (admins, with a fresh second factor); the
-suppressions it leaves are listed at `GET .../suppressions` and lifted with `DELETE
-.../suppressions/{subject}` (admins, with a fresh second factor).
+`POST .../subjects/erase` erases a person and `.../subjects/restrict` restricts one
+(admins, with a fresh second factor); the suppressions they leave are listed at `GET
+.../suppressions` and lifted with `DELETE .../suppressions/{subject}` (admins, with a fresh
+second factor).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.api.subject_models import (
     ErasedOut,
     ErasureOut,
     IdentitySearch,
+    RestrictedOut,
     SubjectEraseRequest,
     SubjectExportOut,
     SubjectExportRequest,
@@ -121,6 +123,18 @@ async def erase(request: web.Request) -> web.Response:
     )  # fmt: skip
 
 
+async def restrict(request: web.Request) -> web.Response:
+    """Restrict a person: nothing more stored or delivered about them, nothing deleted."""
+    body = await read_body(request, SubjectEraseRequest)
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    done = await store_call(
+        erasure.restrict, s.store, acting(request, tenant), body.subject_ids, s.clock()
+    )
+    return model_response(RestrictedOut(restricted=done))
+
+
 def _suppression_out(row: Suppression) -> SuppressionOut:
     return SuppressionOut(
         subject_id=row.subject_id, kind=row.kind, created_at=row.created_at, by_actor=row.by_actor
@@ -153,5 +167,6 @@ def add_routes(router: web.UrlDispatcher, *, tenant_path: str) -> None:
     router.add_post(tenant_path + "/subjects/search", search)
     router.add_post(tenant_path + "/subjects/export", export)
     router.add_post(tenant_path + "/subjects/erase", erase)
+    router.add_post(tenant_path + "/subjects/restrict", restrict)
     router.add_get(tenant_path + "/suppressions", list_suppressions, allow_head=False)
     router.add_delete(tenant_path + r"/suppressions/{subject:[0-9a-f]{32}}", lift_suppression)

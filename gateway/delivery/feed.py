@@ -32,6 +32,10 @@ a grant after such a gap re-emits the connector's current state as fresh events
 covers fewer egress fields than an event carries (the mapping was re-authorised narrower),
 the uncovered fields are sent as null.
 
+A restricted person's events (GDPR Art. 18, `gateway.lifecycle.erasure.restrict`) are
+withheld the same way, the restricted ids asked before every page; lifting the restriction
+re-emits their newest state.
+
 Each page that delivers something is written to the tenant's ledger BEFORE the response is
 sent: one `outbound` entry per source connector in the page (instruction, mapping digest,
 covered fields, keyed subject ids, count, destination `feed:<consumer id>`), appended in one
@@ -306,8 +310,10 @@ def serve_page(
     `withheld_by`, if given, receives the withheld count per source connector (metrics).
     """
     tenant = consumer.tenant
+    # Restricted people (GDPR Art. 18): asked before every page, like the instructions.
+    held_back = store.restricted(tenant)
     block = store.feed_block(tenant, after, limit)
-    if block is not None:
+    if block is not None and not held_back.intersection(block.subject_ids):
         src = _standing(store, tenant, block.source, now)
         if src.leaves_as_stored:
             return _serve_block(ledger, consumer, block, src, now=now)
@@ -330,7 +336,11 @@ def serve_page(
                 parts.append(wire)  # no data: the controller's erasure request is its instruction
                 src.erasures.append(subject_id)
                 continue
-            if src.instruction is None or (src.deletes_only and kind not in _DELETIONS):
+            if (
+                src.instruction is None
+                or (src.deletes_only and kind not in _DELETIONS)
+                or subject_id in held_back
+            ):
                 src.withheld += 1
                 withheld += 1
                 continue

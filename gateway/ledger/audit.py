@@ -68,6 +68,7 @@ AuditAction = Literal[
     "subject.searched",
     "subject.exported",
     "subject.erased",
+    "subject.restricted",
     "suppression.lifted",
 ]
 ActorRole = Literal["operator", "admin", "auditor", "viewer", "system"]

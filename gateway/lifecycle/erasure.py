@@ -20,7 +20,7 @@ they were re-hired): the next sync brings them back as new.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from gateway.ledger.audit import AuditCounts
@@ -92,11 +92,50 @@ def erase(store: Store, by: Acting, subject_ids: Sequence[str], now: datetime) -
     return erased
 
 
-def lift(store: Store, by: Acting, subject_id: str, now: datetime) -> bool:
-    """Remove the suppression of `subject_id` (recorded); False when there was none."""
+def restrict(store: Store, by: Acting, subject_ids: Sequence[str], now: datetime) -> list[str]:
+    """Restrict these keyed ids (GDPR Art. 18): nothing more is stored or delivered about
+    them and the feed withholds what it holds, but nothing is deleted; returns the ids
+    restricted now (an erased one stays erased)."""
+    ids = sorted(set(subject_ids))
     with store.transaction():
-        if not store.remove_suppression(by.tenant, subject_id):
+        with store.ledger.writing(by.tenant):  # the lock a sync page takes first
+            pass
+        erased = {sid for sid, kind in store.suppressed(by.tenant, ids).items() if kind == "erased"}
+        fresh = [sid for sid in ids if sid not in erased]
+        store.add_suppressions(
+            [Suppression(by.tenant, sid, "restricted", now, by.actor.id) for sid in fresh]
+        )
+        entries = [by.entry("subject.restricted", now, target=sid) for sid in fresh]
+        with recording(store, by.ledger, entries):
+            pass
+    return fresh
+
+
+def lift(store: Store, by: Acting, subject_id: str, now: datetime) -> bool:
+    """Remove the suppression of `subject_id` (recorded); False when there was none.
+
+    A restricted person's events were withheld from the feed meanwhile, and the feed does
+    not go back: their newest event per source is appended again (new ids, same data), so
+    consumers converge, as after a re-grant (`gateway.delivery.outbox`). An erased person
+    has no events left: the next sync brings them back as new."""
+    with store.transaction():
+        with store.ledger.writing(by.tenant):
+            pass
+        kind = store.suppressed(by.tenant, [subject_id]).get(subject_id)
+        if kind is None or not store.remove_suppression(by.tenant, subject_id):
             return False
+        if kind == "restricted":
+            newest: dict[str, NewEvent] = {}
+            base = new_event_id()
+            for event in store.events_of_subjects(by.tenant, [subject_id]):
+                newest[event.source] = NewEvent(
+                    id="", type=event.type, subject_id=subject_id, data=event.data,
+                    occurred_at=now, source=event.source, instruction_id=event.instruction_id,
+                )  # fmt: skip
+            store.append_events(
+                by.tenant,
+                [replace(e, id=f"{base}{n:05x}") for n, e in enumerate(newest.values())],
+            )
         with by.recording(store, "suppression.lifted", now, target=subject_id):
             pass
     return True

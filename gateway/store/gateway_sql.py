@@ -605,6 +605,13 @@ class SqlStore(SqlCheckpointPushes):
             Suppression(r[0], r[1], cast(SuppressionKind, r[2]), _need(r[3]), r[4]) for r in rows
         ]
 
+    def restricted(self, tenant: str) -> frozenset[str]:
+        rows = self._all(
+            "SELECT subject_id FROM suppressions WHERE tenant = ? AND kind = 'restricted'",
+            (tenant,),
+        )
+        return frozenset(str(r[0]) for r in rows)
+
     def last_event_seq(self, tenant: str) -> int:
         """The highest number given, also when erasure deleted that event since."""
         rows = self._all(

@@ -554,7 +554,9 @@ class SyncEngine:
                 )
             )
             store.write_subjects(run.tenant, run.connector, run.id, changes.writes)
-            store.mark_seen(run.tenant, run.connector, run.id, changes.unchanged)
+            # Suppressed people are still at the source: seen, so that a full sync's sweep
+            # does not take them for leavers.
+            store.mark_seen(run.tenant, run.connector, run.id, [*changes.unchanged, *suppressed])
             store.append_events(run.tenant, events)
             store.save_run_progress(
                 run.id, self._seal_cursor(run.id, page.next_cursor), watermark, counts,

@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.runtime.services import Services
 from tests.api.conftest import Api, make_consumer
-from tests.api.test_subjects import T, _two_sources
+from tests.api.test_subjects import T, _two_sources, two_sources
 from tests.api.test_syncs import wait_for_run
 
 
@@ -102,3 +102,43 @@ async def test_erasure_needs_an_admin_and_a_known_shape(api: Api, aiohttp_server
     unknown = await api.post(f"{T}/subjects/erase", {"subject_ids": ["0" * 32]})
     assert unknown.status == 200 and unknown.body["erased"][0]["events_deleted"] == 0
     assert (await api.delete(f"{T}/suppressions/{'1' * 32}")).status == 404
+
+
+async def test_a_restricted_person_is_withheld_kept_and_comes_back_when_lifted(
+    api: Api, aiohttp_server: Any
+) -> None:
+    person, env = await two_sources(api, aiohttp_server)
+    email = person["Email_werk"].lower()
+    sid = (await api.post(f"{T}/subjects/search", {"email": email})).body["subjects"][0][
+        "subject_id"
+    ]
+    reply = await api.post(f"{T}/subjects/restrict", {"subject_ids": [sid]})
+    assert reply.status == 200 and reply.body == {"restricted": [sid]}
+    # The feed withholds what it holds of them; nothing is deleted.
+    fresh = await make_consumer(api)
+    assert [e for e in await _feed(api, fresh) if e["subject_id"] == sid] == []
+    export = await api.post(f"{T}/subjects/export", {"subject_ids": [sid]})
+    assert {h["data"]["email"] for h in export.body["held"]} == {email}
+    # A change at the source is neither stored nor delivered while restricted.
+    person["Functie"] = "Chief Restriction Officer"
+    person["Gewijzigd_op"] = env.now_stamp()
+    env.version += 1
+    run = await _full_sync(api, "hr")
+    assert run["counts"]["suppressed"] == 1
+    held = (await api.post(f"{T}/subjects/export", {"subject_ids": [sid]})).body["held"]
+    assert "Chief Restriction Officer" not in str(held)
+    # Lifted: their newest state is sent again at once; the next sync brings the change.
+    assert (await api.delete(f"{T}/suppressions/{sid}")).status == 200
+    back = [e for e in await _feed(api, fresh) if e["subject_id"] == sid]
+    # From the start: their events from before, no longer withheld, and the newest again.
+    assert [(e["type"], e["source"]) for e in back] == [
+        ("subject.upserted", "hr"), ("subject.upserted", "hr2"),
+    ] * 2  # fmt: skip
+    assert back[2]["data"] == back[0]["data"] and back[2]["id"] != back[0]["id"]
+    await _full_sync(api, "hr")
+    latest = [e for e in await _feed(api, fresh) if e["subject_id"] == sid][-1]
+    assert latest["data"]["job_title"] == "Chief Restriction Officer"
+    # An erased person cannot be restricted back into processing.
+    await api.post(f"{T}/subjects/erase", {"subject_ids": [sid]})
+    again = await api.post(f"{T}/subjects/restrict", {"subject_ids": [sid]})
+    assert again.body == {"restricted": []}

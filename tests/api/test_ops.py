@@ -48,7 +48,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 54  # 45, live preview 2, reports 2, subjects 3, suppressions 2
+    assert len(routes) == 55  # 45, live preview 2, reports 2, subjects 4, suppressions 2
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -158,6 +158,7 @@ async def test_every_operation_answers_as_documented(
     found = await api.post(f"{t}/subjects/search", {"email": "person1@example-employer.nl"})
     subject = found.body["subjects"][0]["subject_id"]
     await api.post(f"{t}/subjects/export", {"subject_ids": [subject]})
+    await api.post(f"{t}/subjects/restrict", {"subject_ids": [subject]})
     await api.post(f"{t}/subjects/erase", {"subject_ids": [subject]})
     await api.get(f"{t}/suppressions")
     await api.delete(f"{t}/suppressions/{subject}")

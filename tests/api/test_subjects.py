@@ -9,7 +9,7 @@ import csv
 import io
 from typing import Any
 
-from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT
+from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, AfasEnvironment
 from gateway.runtime.services import Services
 from tests.api.conftest import Api, grant, make_connector, make_consumer
 from tests.api.test_syncs import afas_connector, wait_for_run
@@ -20,6 +20,12 @@ T = "/admin/v1/tenants/acme"
 async def _two_sources(api: Api, aiohttp_server: Any) -> dict[str, Any]:
     """acme with connectors hr and hr2 on one AFAS emulator, both synced, one feed page
     read; returns the raw AFAS record of a person (for their email and number)."""
+    person, _ = await two_sources(api, aiohttp_server)
+    return person
+
+
+async def two_sources(api: Api, aiohttp_server: Any) -> tuple[dict[str, Any], AfasEnvironment]:
+    """`_two_sources`, with the emulator's environment (to change the person at the source)."""
     emulator = await afas_connector(api, aiohttp_server, people=20)
     base = (await api.get(f"{T}/connectors/hr")).body["base_url"]
     await make_connector(api, id="hr2", base_url=base, credentials={"token": EMULATOR_TOKEN},
@@ -35,7 +41,7 @@ async def _two_sources(api: Api, aiohttp_server: Any) -> dict[str, Any]:
     assert page.status == 200
     people = [p for p in emulator[ENVIRONMENT].people if p.get("Email_werk")]
     person: dict[str, Any] = people[3]
-    return person
+    return person, emulator[ENVIRONMENT]
 
 
 async def test_a_person_is_found_by_email_and_by_number_in_both_sources(

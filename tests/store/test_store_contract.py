@@ -426,6 +426,10 @@ def test_erasure_deletes_a_persons_rows_and_suppressions_keep_them_out(store: St
         (SID[0], "erased", "acc_00000000000000aa"), (SID[2], "erased", "system"),
     ]  # fmt: skip
     assert store.list_suppressions("acme")[0].created_at == T0
+    assert store.restricted("acme") == frozenset()
+    store.add_suppressions([Suppression("acme", SID[3], "restricted", T0, "system")])
+    assert store.restricted("acme") == {SID[3]}
+    assert store.restricted("beta") == frozenset()
     assert store.remove_suppression("acme", SID[0]) is True
     assert store.remove_suppression("acme", SID[0]) is False
     assert store.suppressed("acme", [SID[0]]) == {}
