@@ -310,9 +310,10 @@ def serve_page(
     `withheld_by`, if given, receives the withheld count per source connector (metrics).
     """
     tenant = consumer.tenant
-    # Restricted people (GDPR Art. 18): asked before every page, like the instructions.
-    held_back = store.restricted(tenant)
     block = store.feed_block(tenant, after, limit)
+    # Restricted people (GDPR Art. 18): asked before every page, like the instructions
+    # (the block says how many there are, so the common page asks nothing more).
+    held_back = store.restricted(tenant) if block is None or block.restricted else frozenset()
     if block is not None and not held_back.intersection(block.subject_ids):
         src = _standing(store, tenant, block.source, now)
         if src.leaves_as_stored:

@@ -485,12 +485,13 @@ class SqlStore(SqlCheckpointPushes):
         db = self._db
         (found,) = db.in_key_order(
             "SELECT count(*), count(wire), max(seq), min(source), max(source),"
-            f" {db.joined('subject_id', 'seq')}, {db.joined('wire', 'seq', binary=True)}"
+            f" {db.joined('subject_id', 'seq')}, {db.joined('wire', 'seq', binary=True)},"
+            " (SELECT count(*) FROM suppressions WHERE tenant = ? AND kind = 'restricted')"
             " FROM (SELECT seq, subject_id, source, wire FROM events"
             f" {_FEED_PAGE}) page",
-            (tenant, after_seq, limit),
+            (tenant, tenant, after_seq, limit),
         )
-        count, with_wire, last_seq, source, other_source, subject_ids, wire = found
+        count, with_wire, last_seq, source, other_source, subject_ids, wire, held = found
         if not count or count != with_wire or source != other_source:
             return None
         return FeedBlock(
@@ -498,6 +499,7 @@ class SqlStore(SqlCheckpointPushes):
             last_seq=int(last_seq),
             source=source,
             subject_ids=subject_ids.split(","),
+            restricted=int(held),
             wire=bytes(wire),
         )
 

@@ -192,6 +192,9 @@ class FeedBlock:
     subject_ids: list[str]
     #: Their wire JSON joined by commas, in sequence order: a JSON array's insides.
     wire: bytes
+    #: How many people of the tenant are restricted (their events are withheld): when
+    #: none, the page needs no further question.
+    restricted: int = 0
 
 
 SuppressionKind = Literal["erased", "restricted"]

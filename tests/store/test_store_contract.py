@@ -427,8 +427,11 @@ def test_erasure_deletes_a_persons_rows_and_suppressions_keep_them_out(store: St
     ]  # fmt: skip
     assert store.list_suppressions("acme")[0].created_at == T0
     assert store.restricted("acme") == frozenset()
+    assert getattr(store.feed_block("acme", 0, 10), "restricted", None) == 0
     store.add_suppressions([Suppression("acme", SID[3], "restricted", T0, "system")])
     assert store.restricted("acme") == {SID[3]}
+    block = store.feed_block("acme", 0, 10)
+    assert block is not None and block.restricted == 1  # the feed asks which, then
     assert store.restricted("beta") == frozenset()
     assert store.remove_suppression("acme", SID[0]) is True
     assert store.remove_suppression("acme", SID[0]) is False
