@@ -180,15 +180,7 @@ async def processing_record(request: web.Request) -> web.Response:
     query = query_params(request, RecordQuery)
     tenant = request.match_info["tenant"]
     s = services_of(request)
-    settings = s.settings
-    processor = records.Processor(
-        name=settings.processor_name,
-        contact=settings.processor_contact,
-        dpo_contact=settings.dpo_contact,
-        third_country_transfers=settings.third_country_transfers,
-        metrics_protected=settings.metrics_token is not None,
-        public_url=settings.public_url,
-    )
+    processor = records.processor_of(s.settings)
     record = await store_call(records.processing_record, s.store, tenant, processor, s.clock())
     if query.format == "markdown":
         return web.Response(

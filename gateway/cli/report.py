@@ -27,7 +27,7 @@ from gateway.lifecycle.breach import (
     render_text,
     scope_document,
 )
-from gateway.lifecycle.processing_record import Processor, processing_record, render_markdown
+from gateway.lifecycle.processing_record import processing_record, processor_of, render_markdown
 from gateway.runtime.config import ConfigError, load_settings
 from gateway.runtime.storage import DB_FILE, open_ledger_reader, open_store, sqlite_path
 from gateway.store import StoreError
@@ -95,14 +95,7 @@ def _run_record(args: argparse.Namespace) -> int:
             raise StoreError(f"no database at {sqlite_path(settings)}")
         store = open_store(settings, upgrade=False)
         try:
-            processor = Processor(
-                name=settings.processor_name,
-                contact=settings.processor_contact,
-                dpo_contact=settings.dpo_contact,
-                third_country_transfers=settings.third_country_transfers,
-                metrics_protected=settings.metrics_token is not None,
-                public_url=settings.public_url,
-            )
+            processor = processor_of(settings)
             record = processing_record(store, args.tenant, processor, datetime.now(UTC))
         finally:
             store.close()

@@ -158,14 +158,15 @@ def outbound(
     time: datetime,
     tenant: str,
     connector: str,
-    instruction_id: str,
-    mapping_digest: str,
+    instruction_id: str | None,
+    mapping_digest: str | None,
     subject_ids: Iterable[str],
     fields: Mapping[str, str],
     destination: str,
 ) -> TransferEntry:
     """Events of one source connector delivered to `destination` (e.g. `feed:<consumer>`):
-    one record per event, and the distinct keyed ids they were about."""
+    one record per event, and the distinct keyed ids they were about (under no instruction
+    only for erasure notices, `erasures_delivered`)."""
     ids = list(subject_ids)
     return TransferEntry(
         time=time,
@@ -193,20 +194,10 @@ def erasures_delivered(
     """Erasure notices (`subject.erased`: a keyed id, no data) of a source without an active
     authorisation, delivered to `destination`: the controller's erasure request is their
     instruction, so they leave when that source's other events are withheld."""
-    ids = list(subject_ids)
-    return TransferEntry(
-        time=time,
-        direction="outbound",
-        tenant=tenant,
-        connector=connector,
-        instruction_id=None,
-        mapping_digest=None,
-        subject_ids=sorted(set(ids)),
-        fields={},
-        counts=TransferCounts(records=len(ids), dropped_fields=0, quarantined=0),
-        dropped_field_names=[],
-        destination=destination,
-    )
+    return outbound(
+        time=time, tenant=tenant, connector=connector, instruction_id=None,
+        mapping_digest=None, subject_ids=subject_ids, fields={}, destination=destination,
+    )  # fmt: skip
 
 
 def refused(

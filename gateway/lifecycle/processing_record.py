@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from gateway import __version__
 from gateway.ledger.checkpoint import CheckpointError, read_unverified
+from gateway.runtime.config import Settings
 from gateway.store.protocols import Store
 from gateway.store.records import ConnectorRecord
 
@@ -59,6 +60,18 @@ class Processor:
     #: Settings that decide further measures (stated only when true here).
     metrics_protected: bool
     public_url: str | None
+
+
+def processor_of(settings: Settings) -> Processor:
+    """The processor as this installation's settings describe it."""
+    return Processor(
+        name=settings.processor_name,
+        contact=settings.processor_contact,
+        dpo_contact=settings.dpo_contact,
+        third_country_transfers=settings.third_country_transfers,
+        metrics_protected=settings.metrics_token is not None,
+        public_url=settings.public_url,
+    )
 
 
 def processing_record(
