@@ -108,19 +108,26 @@ class SqliteDatabase:
     def scrub(self) -> None:
         """A TRUNCATE checkpoint: every page in the WAL (old images of deleted rows among
         them) is written back, and the WAL file emptied; `secure_delete` (set at open) has
-        already zeroed the deleted content in the pages themselves. Readers in the middle
-        of a read can hold the checkpoint up: it is tried a few times."""
+        already zeroed the deleted content in the pages themselves. A reader in the middle
+        of a read holds the checkpoint up: it is tried for about 1.5 s, then
+        StoreUnavailable (the erasure itself is committed by then)."""
         with self.lock:
-            for _ in range(20):
-                try:
-                    busy, _log, _done = self.conn.execute(
-                        "PRAGMA wal_checkpoint(TRUNCATE)"
-                    ).fetchone()
-                except sqlite3.Error as exc:
-                    raise self._failure(exc) from None
-                if not busy:
-                    return
-                time.sleep(0.05)
+            # Bounded: the writer's lock is held meanwhile (a reader holding an old snapshot
+            # for long must not stall every write behind an erasure).
+            self.conn.execute("PRAGMA busy_timeout = 100")
+            try:
+                for _ in range(10):
+                    try:
+                        busy, _log, _done = self.conn.execute(
+                            "PRAGMA wal_checkpoint(TRUNCATE)"
+                        ).fetchone()
+                    except sqlite3.Error as exc:
+                        raise self._failure(exc) from None
+                    if not busy:
+                        return
+                    time.sleep(0.05)
+            finally:
+                self.conn.execute("PRAGMA busy_timeout = 5000")
         raise StoreUnavailable("the database is busy; the WAL could not be cleared yet")
 
     def json_text(self, column: str, key: str) -> str:
