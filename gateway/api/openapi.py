@@ -531,12 +531,13 @@ def _breach_params() -> list[dict[str, Any]]:
 
 _SUBJECT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectSearch, sm.EmailSearch, sm.IdentitySearch, sm.SubjectExportRequest,
-    sm.SubjectEraseRequest,
+    sm.SubjectEraseRequest, sm.RequestCreate, sm.RequestClose, sm.CompletedClose,
+    sm.RejectedClose,
 )  # fmt: skip
 _SUBJECT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectsFoundOut, sm.SubjectFoundOut, sm.SubjectExportOut, sm.PersonData, sm.HeldOut,
     sm.HeldEventOut, sm.TransferOut, sm.ErasureOut, sm.ErasedOut, sm.SuppressionOut,
-    sm.SuppressionList, sm.RestrictedOut,
+    sm.SuppressionList, sm.RestrictedOut, sm.RequestOut, sm.RequestList,
 )  # fmt: skip
 
 
@@ -552,6 +553,7 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
         (200, sm.SubjectExportOut, "The export"), (*_READ, 413, 422), tag="subjects",
         body=sm.SubjectExportRequest, params=[tenant])  # fmt: skip
     export["responses"]["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    request = _path_param("request", "request id", "^dsr_[0-9a-f]{16}$")
     return {
         t + "/subjects/search": {"post": _op(
             "searchSubjects",
@@ -576,6 +578,29 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "is deleted until the restriction is lifted or they are erased; on the ledger",
             (200, sm.RestrictedOut, "Restricted"), (401, 403, 404, 413, 422), tag="subjects",
             body=sm.SubjectEraseRequest, params=[tenant])},
+        t + "/requests": {
+            "post": _op(
+                "openRequest",
+                "Enter a data-subject request the controller received (its kind, when it "
+                "arrived, the keyed ids if already found): due `dsr_due_days` after arrival; "
+                "on the ledger",
+                (201, sm.RequestOut, "Entered"), (401, 403, 404, 413, 422), tag="requests",
+                body=sm.RequestCreate, params=[tenant], headers=_LOCATION),
+            "get": _op(
+                "listRequests", "The tenant's data-subject requests, oldest due first",
+                (200, sm.RequestList, "Requests"), (*_READ, 422), tag="requests",
+                params=[tenant, *_query(sm.RequestsQuery, "state")]),
+        },
+        t + "/requests/{request}": {"get": _op(
+            "getRequest", "A data-subject request",
+            (200, sm.RequestOut, "The request"), _READ, tag="requests",
+            params=[tenant, request])},
+        t + "/requests/{request}/close": {"post": _op(
+            "closeRequest",
+            "Close a request with an outcome code (completed: fulfilled or nothing-held; "
+            "rejected: the ground); 409 when it is closed already; on the ledger",
+            (200, sm.RequestOut, "Closed"), (401, 403, 404, 409, 413, 422), tag="requests",
+            body=sm.RequestClose, params=[tenant, request])},
         t + "/suppressions": {"get": _op(
             "listSuppressions",
             "People whose data is no longer stored or delivered (erased or restricted), by "

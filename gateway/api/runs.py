@@ -27,7 +27,7 @@ import orjson
 from aiohttp import web
 
 from connectors.base import SyncMode
-from gateway.api import ledger_routes, subject_routes
+from gateway.api import ledger_routes, request_routes, subject_routes
 from gateway.api.httpkit import (
     SYNC_TASKS,
     location,
@@ -222,3 +222,4 @@ def add_routes(router: web.UrlDispatcher, *, tenant_path: str, connector_path: s
     router.add_get(tenant_path + r"/ledger/proof/{index:\d{1,18}}", get_proof, allow_head=False)
     ledger_routes.add_routes(router, tenant_path=tenant_path)
     subject_routes.add_routes(router, tenant_path=tenant_path)
+    request_routes.add_routes(router, tenant_path=tenant_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, RootModel, StringConstraints, Tag
+from pydantic import AwareDatetime, Discriminator, Field, RootModel, StringConstraints, Tag
 
 from gateway.api.models import ConnectorId, _Request, _Response
 
@@ -138,3 +138,70 @@ class SuppressionList(_Response):
 
 class RestrictedOut(_Response):
     restricted: list[str] = Field(description="the ids restricted now (an erased one stays erased)")
+
+
+RequestKindField = Literal[
+    "access", "portability", "rectification", "erasure", "restriction", "objection"
+]
+
+
+class RequestCreate(_Request):
+    kind: RequestKindField
+    subject_ids: list[SubjectId] = Field(
+        default_factory=list, max_length=20, description="keyed ids, if already found"
+    )
+    received_at: AwareDatetime | None = Field(
+        default=None, description="when the controller received it (default: now)"
+    )
+
+
+class CompletedClose(_Request):
+    state: Literal["completed"]
+    outcome: Literal["fulfilled", "nothing-held"]
+
+
+class RejectedClose(_Request):
+    state: Literal["rejected"]
+    outcome: Literal[
+        "identity-unverified", "manifestly-unfounded", "excessive", "not-applicable"
+    ] = Field(description="the ground (GDPR Art. 12(5), 12(6))")
+
+
+def _close_kind(value: Any) -> str:
+    # Tags start with "#": `problems.from_validation` leaves them out of field names.
+    rejected = isinstance(value, dict) and value.get("state") == "rejected"
+    return "#rejected" if rejected else "#completed"
+
+
+class RequestClose(
+    RootModel[
+        Annotated[
+            Annotated[CompletedClose, Tag("#completed")]
+            | Annotated[RejectedClose, Tag("#rejected")],
+            Discriminator(_close_kind),
+        ]
+    ]
+):
+    """Completed with `fulfilled` or `nothing-held`, or rejected with its ground."""
+
+
+class RequestsQuery(_Request):
+    state: Literal["open", "completed", "rejected"] | None = None
+
+
+class RequestOut(_Response):
+    id: str
+    kind: RequestKindField
+    requester: str = Field(description="the opaque id of the account that entered it")
+    received_at: datetime
+    due_at: datetime
+    subject_ids: list[str]
+    state: Literal["open", "completed", "rejected"]
+    outcome: str | None
+    closed_at: datetime | None
+    closed_by: str | None
+    overdue: bool = Field(description="open past its due date")
+
+
+class RequestList(_Response):
+    requests: list[RequestOut] = Field(description="oldest due first")

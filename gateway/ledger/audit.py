@@ -70,6 +70,8 @@ AuditAction = Literal[
     "subject.erased",
     "subject.restricted",
     "suppression.lifted",
+    "request.opened",
+    "request.closed",
 ]
 ActorRole = Literal["operator", "admin", "auditor", "viewer", "system"]
 #: Properties a `connector.changed` entry may name (names only, never values).

@@ -101,6 +101,8 @@ class Settings(BaseModel):
     processor_contact: str | None = Field(default=None, max_length=500)
     dpo_contact: str | None = Field(default=None, max_length=500)
     third_country_transfers: str | None = Field(default=None, max_length=1000)
+    #: Days a data-subject request has from its arrival (GDPR Art. 12(3): one month).
+    dsr_due_days: int = Field(default=30, ge=1, le=90)
 
     header_timeout: float = Field(default=15.0, gt=0, le=3600)
     max_connections: int = Field(default=512, ge=1, le=1_000_000)

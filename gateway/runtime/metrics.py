@@ -68,6 +68,8 @@ class GatewayState:
     feed_heads: dict[str, int] = field(default_factory=dict)
     #: The (tenant, consumer id) pairs not revoked.
     consumers: Sequence[tuple[str, str]] = ()
+    #: Per tenant with open data-subject requests: (open, of which overdue).
+    requests: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,27 @@ class _StateCollector(Collector):
         yield last
         yield from self._connector_families(state)
         yield from self._feed_families(state)
+        yield from self._request_families(state)
+
+    def _request_families(self, state: GatewayState | None) -> Iterator[Metric]:
+        """Data-subject requests open and overdue, for the alert that keeps the month."""
+        opened = GaugeMetricFamily(
+            "sluis_dsr_requests_open",
+            "Data-subject requests a tenant has open, read from the store.",
+            labels=["tenant"],
+        )
+        overdue = GaugeMetricFamily(
+            "sluis_dsr_requests_overdue",
+            "Open data-subject requests past their due date, read from the store.",
+            labels=["tenant"],
+        )
+        if state is not None:
+            for tenant in sorted(state.ledger_sizes):
+                count, late = state.requests.get(tenant, (0, 0))
+                opened.add_metric([tenant], count)
+                overdue.add_metric([tenant], late)
+        yield opened
+        yield overdue
 
     def _connector_families(self, state: GatewayState | None) -> Iterator[Metric]:
         """A connector's schedule as stored, so that "no success for twice the interval"

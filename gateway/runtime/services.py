@@ -199,7 +199,8 @@ class Services:
             for c in self.store.list_consumers(t)
             if c.revoked_at is None
         ]
-        return GatewayState(sizes, connectors, heads, consumers)
+        requests = self.store.request_counts(self.clock())
+        return GatewayState(sizes, connectors, heads, consumers, requests)
 
     def verify_ledgers(self) -> dict[str, bool]:
         """Recompute every tenant's ledger against its signed checkpoints (the self-check

@@ -50,6 +50,7 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("checkpoint_pushes", ("tenant",)),
     ("suppressions", ("tenant", "subject_id")),
     ("event_heads", ("tenant",)),
+    ("dsr_requests", ("id",)),
     ("accounts", ("id",)),
     ("invitations", ("token_hash",)),
     ("sessions", ("id",)),

@@ -32,6 +32,7 @@ from gateway.store.records import (
     AlreadyExists,
     ConnectorRecord,
     Consumer,
+    DsrRequest,
     EventRow,
     EventType,
     FeedBlock,
@@ -39,6 +40,9 @@ from gateway.store.records import (
     Instruction,
     NewEvent,
     NotFound,
+    RequestKind,
+    RequestOutcome,
+    RequestState,
     RunRecord,
     RunStatus,
     SubjectState,
@@ -614,6 +618,60 @@ class SqlStore(SqlCheckpointPushes):
         )
         return frozenset(str(r[0]) for r in rows)
 
+    def create_request(self, request: DsrRequest) -> None:
+        r = request
+        self._write(
+            "INSERT INTO dsr_requests (id, tenant, kind, requester, received_at, due_at,"
+            " subject_ids, state, outcome, closed_at, closed_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.id, r.tenant, r.kind, r.requester, self._t(r.received_at), self._t(r.due_at),
+             orjson.dumps(list(r.subject_ids)).decode(), r.state, r.outcome,
+             self._t(r.closed_at), r.closed_by),
+        )  # fmt: skip
+
+    def get_request(self, tenant: str, request_id: str) -> DsrRequest:
+        row = self._one(
+            f"SELECT {_REQUEST_COLUMNS} FROM dsr_requests WHERE tenant = ? AND id = ?",
+            (tenant, request_id),
+            f"request {request_id}",
+        )
+        return _request(row)
+
+    def list_requests(self, tenant: str, state: RequestState | None = None) -> list[DsrRequest]:
+        where, params = "tenant = ?", [tenant]
+        if state is not None:
+            where, params = where + " AND state = ?", [tenant, state]
+        rows = self._all(
+            f"SELECT {_REQUEST_COLUMNS} FROM dsr_requests WHERE {where} ORDER BY due_at, id",
+            params,
+        )
+        return [_request(r) for r in rows]
+
+    def close_request(
+        self,
+        tenant: str,
+        request_id: str,
+        *,
+        state: RequestState,
+        outcome: RequestOutcome,
+        closed_at: datetime,
+        closed_by: str,
+    ) -> bool:
+        changed = self._write(
+            "UPDATE dsr_requests SET state = ?, outcome = ?, closed_at = ?, closed_by = ?"
+            " WHERE tenant = ? AND id = ? AND state = 'open'",
+            (state, outcome, self._t(closed_at), closed_by, tenant, request_id),
+        )
+        return changed > 0
+
+    def request_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
+        rows = self._all(
+            "SELECT tenant, count(*), sum(CASE WHEN due_at < ? THEN 1 ELSE 0 END)"
+            " FROM dsr_requests WHERE state = 'open' GROUP BY tenant",
+            (self._t(now),),
+        )
+        return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
+
     def last_event_seq(self, tenant: str) -> int:
         """The highest number given, also when erasure deleted that event since."""
         rows = self._all(
@@ -785,6 +843,21 @@ class SqlStore(SqlCheckpointPushes):
                 "UPDATE consumers SET token_hash = ? WHERE tenant = ? AND id = ?",
                 (token_hash, tenant, consumer_id),
             )
+
+
+_REQUEST_COLUMNS: Final = (
+    "id, tenant, kind, requester, received_at, due_at, subject_ids, state, outcome,"
+    " closed_at, closed_by"
+)
+
+
+def _request(r: Sequence[Any]) -> DsrRequest:
+    return DsrRequest(
+        id=r[0], tenant=r[1], kind=cast(RequestKind, r[2]), requester=r[3],
+        received_at=_need(r[4]), due_at=_need(r[5]), subject_ids=tuple(orjson.loads(r[6])),
+        state=cast(RequestState, r[7]), outcome=cast("RequestOutcome | None", r[8]),
+        closed_at=_dt(r[9]), closed_by=r[10],
+    )  # fmt: skip
 
 
 #: What the feed reads of an event, and a page of them (`feed_rows`).

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         CheckpointPush,
         ConnectorRecord,
         Consumer,
+        DsrRequest,
         EntryRow,
         EventRow,
         FeedBlock,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
         LedgerHead,
         NewEvent,
         NodeRow,
+        RequestOutcome,
+        RequestState,
         RunRecord,
         RunStatus,
         StoredCheckpoint,
@@ -417,6 +420,33 @@ class Store(Protocol):
     def list_suppressions(self, tenant: str) -> list[Suppression]: ...
     def restricted(self, tenant: str) -> frozenset[str]:
         """The keyed ids of the tenant's restricted people (asked before every feed page)."""
+        ...
+
+    # data-subject requests as records
+    def create_request(self, request: DsrRequest) -> None: ...
+    def get_request(self, tenant: str, request_id: str) -> DsrRequest:
+        """`NotFound` for an unknown id, or one of another tenant."""
+        ...
+
+    def list_requests(self, tenant: str, state: RequestState | None = None) -> list[DsrRequest]:
+        """Oldest due first."""
+        ...
+
+    def close_request(
+        self,
+        tenant: str,
+        request_id: str,
+        *,
+        state: RequestState,
+        outcome: RequestOutcome,
+        closed_at: datetime,
+        closed_by: str,
+    ) -> bool:
+        """Close an open request; False when it is not open (or not there)."""
+        ...
+
+    def request_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """Per tenant with any open request: (open, of which overdue at `now`)."""
         ...
 
     # feed consumers

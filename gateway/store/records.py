@@ -198,6 +198,38 @@ class FeedBlock:
 
 
 SuppressionKind = Literal["erased", "restricted"]
+RequestKind = Literal[
+    "access", "portability", "rectification", "erasure", "restriction", "objection"
+]
+RequestState = Literal["open", "completed", "rejected"]
+#: How a request ended: completed ones were fulfilled, or found nothing held; rejected
+#: ones name the ground (GDPR Art. 12(5), 12(6)).
+RequestOutcome = Literal[
+    "fulfilled",
+    "nothing-held",
+    "identity-unverified",
+    "manifestly-unfounded",
+    "excessive",
+    "not-applicable",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DsrRequest:
+    """A data-subject request as a record: by ids, times and codes only."""
+
+    id: str
+    tenant: str
+    kind: RequestKind
+    #: The opaque id of the account that entered it.
+    requester: str
+    received_at: datetime
+    due_at: datetime
+    subject_ids: tuple[str, ...]
+    state: RequestState = "open"
+    outcome: RequestOutcome | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

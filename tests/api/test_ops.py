@@ -48,7 +48,7 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 55  # 45, live preview 2, reports 2, subjects 4, suppressions 2
+    assert len(routes) == 59  # 45, preview 2, reports 2, subjects 4, suppressions 2, requests 4
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -161,6 +161,11 @@ async def test_every_operation_answers_as_documented(
     await api.post(f"{t}/subjects/restrict", {"subject_ids": [subject]})
     await api.post(f"{t}/subjects/erase", {"subject_ids": [subject]})
     await api.get(f"{t}/suppressions")
+    opened = await api.post(f"{t}/requests", {"kind": "access"})
+    await api.get(f"{t}/requests")
+    await api.get(opened.headers["Location"])
+    await api.post(opened.headers["Location"] + "/close",
+                   {"state": "completed", "outcome": "nothing-held"})  # fmt: skip
     await api.delete(f"{t}/suppressions/{subject}")
     await api.call("PUT", f"{t}/checkpoint-push", json={"url": "http://127.0.0.1:9/cp"})
     await api.get(f"{t}/checkpoint-push")

@@ -12,6 +12,7 @@ from gateway.store.records import (
     AlreadyExists,
     ConnectorRecord,
     Consumer,
+    DsrRequest,
     Instruction,
     NewEvent,
     NotFound,
@@ -436,3 +437,31 @@ def test_erasure_deletes_a_persons_rows_and_suppressions_keep_them_out(store: St
     assert store.remove_suppression("acme", SID[0]) is True
     assert store.remove_suppression("acme", SID[0]) is False
     assert store.suppressed("acme", [SID[0]]) == {}
+
+
+def test_data_subject_requests_are_records_that_close_once(store: Store) -> None:
+    _setup(store)
+    day = timedelta(days=1)
+    first = DsrRequest("dsr_1", "acme", "erasure", "acc_00000000000000aa", T0, T0 + 30 * day,
+                       (SID[0], SID[1]))  # fmt: skip
+    later = DsrRequest("dsr_2", "acme", "access", "acc_00000000000000aa", T0 + day,
+                       T0 + 2 * day, ())  # fmt: skip
+    store.create_request(first)
+    store.create_request(later)
+    with pytest.raises(AlreadyExists):
+        store.create_request(first)
+    assert store.get_request("acme", "dsr_1") == first
+    with pytest.raises(NotFound):
+        store.get_request("beta", "dsr_1")
+    assert [r.id for r in store.list_requests("acme")] == ["dsr_2", "dsr_1"]  # due first
+    assert store.request_counts(T0) == {"acme": (2, 0)}
+    assert store.request_counts(T0 + 3 * day) == {"acme": (2, 1)}
+    closed = {"state": "completed", "outcome": "fulfilled", "closed_at": T0 + day,
+              "closed_by": "acc_00000000000000aa"}  # fmt: skip
+    assert store.close_request("acme", "dsr_2", **closed) is True  # type: ignore[arg-type]
+    assert store.close_request("acme", "dsr_2", **closed) is False  # type: ignore[arg-type]
+    assert store.close_request("beta", "dsr_1", **closed) is False  # type: ignore[arg-type]
+    done = store.get_request("acme", "dsr_2")
+    assert (done.state, done.outcome, done.closed_at) == ("completed", "fulfilled", T0 + day)
+    assert [r.id for r in store.list_requests("acme", "open")] == ["dsr_1"]
+    assert store.request_counts(T0 + 60 * day) == {"acme": (1, 1)}
