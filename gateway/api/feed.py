@@ -7,13 +7,21 @@ ledger entries it writes, live in `gateway.delivery.feed`.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Final
 
 from aiohttp import web
 
-from gateway.api.httpkit import bearer_token, query_params, services_of, unauthorized
+from gateway.api.httpkit import (
+    bearer_token,
+    model_response,
+    query_params,
+    services_of,
+    unauthorized,
+)
 from gateway.api.models import TENANT_ID_PATTERN, FeedQuery
 from gateway.api.problems import Problem
+from gateway.api.subject_models import ErasureReceipt
 from gateway.delivery.feed import (
     BadCursor,
     CursorBeyondHead,
@@ -93,12 +101,48 @@ async def get_events(request: web.Request) -> web.Response:
     )
 
 
+async def acknowledge_erasure(request: web.Request) -> web.Response:
+    """`POST .../erasures/{subject}/ack`: the consumer confirms it removed an erased person
+    (it read their `subject.erased` event). Once per consumer and person: a repeat answers
+    the first time again. The tenant's data-subject request shows it as the receipt of
+    this destination."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized(REALM, "the feed needs a consumer's bearer token")
+    s = services_of(request)
+    tenant, subject_id = request.match_info["tenant"], request.match_info["subject"]
+
+    def acknowledge() -> tuple[str, datetime]:
+        consumer = authenticate(s.store, s.clock(), token, tenant)
+        if s.store.suppressed(tenant, [subject_id]).get(subject_id) != "erased":
+            raise Problem(404, "not found: no erasure of this subject in this feed")
+        at = s.store.add_erasure_receipt(tenant, subject_id, consumer.id, s.clock())
+        return consumer.id, at
+
+    try:
+        consumer_id, at = await asyncio.to_thread(acknowledge)
+    except FeedDenied as denied:
+        if denied.status == 401:
+            raise unauthorized(REALM, denied.detail) from None
+        raise Problem(denied.status, denied.detail) from None
+    return model_response(
+        ErasureReceipt(subject_id=subject_id, consumer_id=consumer_id, acknowledged_at=at)
+    )
+
+
 def make_feed_app() -> web.Application:
     """The `/feed/v1` sub-application (mounted by `gateway.api.app.make_app`)."""
     app = web.Application()
+    tenant = "/tenants/{tenant:" + TENANT_ID_PATTERN.strip("^$") + "}"
     app.router.add_get(
-        "/tenants/{tenant:" + TENANT_ID_PATTERN.strip("^$") + "}/events",
+        tenant + "/events",
         get_events,
         allow_head=False,
+    )
+    app.router.add_post(
+        "/tenants/{tenant:"
+        + TENANT_ID_PATTERN.strip("^$")
+        + "}/erasures/{subject:[0-9a-f]{32}}/ack",
+        acknowledge_erasure,
     )
     return app

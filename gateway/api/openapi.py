@@ -537,7 +537,7 @@ _SUBJECT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
 _SUBJECT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectsFoundOut, sm.SubjectFoundOut, sm.SubjectExportOut, sm.PersonData, sm.HeldOut,
     sm.HeldEventOut, sm.TransferOut, sm.ErasureOut, sm.ErasedOut, sm.SuppressionOut,
-    sm.SuppressionList, sm.RestrictedOut, sm.RequestOut, sm.RequestList,
+    sm.SuppressionList, sm.RestrictedOut, sm.RequestOut, sm.RequestList, sm.ErasureReceipt,
 )  # fmt: skip
 
 
@@ -564,6 +564,15 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             (200, sm.SubjectsFoundOut, "The keyed ids found"), (*_READ, 413, 422),
             tag="subjects", body=sm.SubjectSearch, params=[tenant])},
         t + "/subjects/export": {"post": export},
+        "/feed/v1/tenants/{tenant}/erasures/{subject}/ack": {"post": _op(
+            "acknowledgeErasure",
+            "A feed consumer confirms it removed an erased person (after their "
+            "`subject.erased` event): the receipt of this destination, shown on the "
+            "suppression and on the erasure request; a repeat answers the first time again; "
+            "404 when the person is not erased",
+            (200, sm.ErasureReceipt, "The receipt"), (400, 401, 403, 404), tag="feed",
+            security=FEED,
+            params=[tenant, _path_param("subject", "keyed subject id", "^[0-9a-f]{32}$")])},
         t + "/subjects/erase": {"post": _op(
             "eraseSubject",
             "Erase a person (GDPR Art. 17; a fresh second factor needed): their stored data "

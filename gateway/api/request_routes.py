@@ -7,6 +7,7 @@ ends one with an outcome code (admins). Each step is on the tenant's ledger.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from gateway.api.httpkit import (
 )
 from gateway.api.problems import Problem, invalid
 from gateway.api.subject_models import (
+    ErasureReceipt,
     RequestClose,
     RequestCreate,
     RequestList,
@@ -29,16 +31,28 @@ from gateway.api.subject_models import (
     RequestsQuery,
 )
 from gateway.lifecycle import requests
+from gateway.store.protocols import Store
 from gateway.store.records import DsrRequest
 
 
-def request_out(r: DsrRequest, now: datetime) -> RequestOut:
+def request_out(
+    r: DsrRequest, now: datetime, receipts: Sequence[tuple[str, str, datetime]] = ()
+) -> RequestOut:
     return RequestOut(
         id=r.id, kind=r.kind, requester=r.requester, received_at=r.received_at,
         due_at=r.due_at, subject_ids=list(r.subject_ids), state=r.state, outcome=r.outcome,
         closed_at=r.closed_at, closed_by=r.closed_by,
         overdue=r.state == "open" and r.due_at < now,
+        receipts=[ErasureReceipt(subject_id=sid, consumer_id=c, acknowledged_at=at)
+                  for sid, c, at in receipts if sid in r.subject_ids],
     )  # fmt: skip
+
+
+def _with_receipts(store: Store, rows: Sequence[DsrRequest], now: datetime) -> list[RequestOut]:
+    """An erasure request shows each destination's receipt for its keyed ids."""
+    ids = sorted({sid for r in rows if r.kind == "erasure" for sid in r.subject_ids})
+    receipts = store.erasure_receipts(rows[0].tenant, ids) if ids else []
+    return [request_out(r, now, receipts if r.kind == "erasure" else ()) for r in rows]
 
 
 async def create(request: web.Request) -> web.Response:
@@ -55,9 +69,8 @@ async def create(request: web.Request) -> web.Response:
         )  # fmt: skip
     except requests.RequestError as exc:
         raise invalid(exc.field, exc.message) from None
-    return model_response(
-        request_out(made, now), 201, headers={"Location": location(request, made.id)}
-    )
+    out = await store_call(lambda: _with_receipts(s.store, [made], now)[0])
+    return model_response(out, 201, headers={"Location": location(request, made.id)})
 
 
 async def list_all(request: web.Request) -> web.Response:
@@ -65,16 +78,23 @@ async def list_all(request: web.Request) -> web.Response:
     tenant = request.match_info["tenant"]
     s = services_of(request)
     await store_call(s.store.get_tenant, tenant)
-    rows = await store_call(s.store.list_requests, tenant, query.state)
     now = s.clock()
-    return model_response(RequestList(requests=[request_out(r, now) for r in rows]))
+
+    def read() -> list[RequestOut]:
+        return _with_receipts(s.store, s.store.list_requests(tenant, query.state), now)
+
+    return model_response(RequestList(requests=await store_call(read)))
 
 
 async def get_one(request: web.Request) -> web.Response:
     tenant, request_id = request.match_info["tenant"], request.match_info["request"]
     s = services_of(request)
-    found = await store_call(s.store.get_request, tenant, request_id)
-    return model_response(request_out(found, s.clock()))
+    now = s.clock()
+
+    def read() -> RequestOut:
+        return _with_receipts(s.store, [s.store.get_request(tenant, request_id)], now)[0]
+
+    return model_response(await store_call(read))
 
 
 async def close(request: web.Request) -> web.Response:
@@ -92,7 +112,7 @@ async def close(request: web.Request) -> web.Response:
         if exc.field == "state":  # already closed
             raise Problem(409, exc.message, slug="request-closed") from None
         raise invalid(exc.field, exc.message) from None
-    return model_response(request_out(closed, now))
+    return model_response(await store_call(lambda: _with_receipts(s.store, [closed], now)[0]))
 
 
 def add_routes(router: web.UrlDispatcher, *, tenant_path: str) -> None:

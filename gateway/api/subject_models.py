@@ -125,11 +125,26 @@ class ErasureOut(_Response):
     erased: list[ErasedOut]
 
 
+class ErasureReceipt(_Response):
+    """A feed consumer's confirmation that it removed an erased person."""
+
+    subject_id: str
+    consumer_id: str
+    acknowledged_at: datetime = Field(description="the first time it said so")
+
+
 class SuppressionOut(_Response):
     subject_id: str
     kind: Literal["erased", "restricted"]
     created_at: datetime
     by_actor: str = Field(description="the opaque id of the account that asked")
+    receipts: list[ErasureReceipt] = Field(
+        default_factory=list, description="erased: the consumers that confirmed removing them"
+    )
+    pending: list[str] = Field(
+        default_factory=list,
+        description="erased: the live consumers that have not confirmed yet",
+    )
 
 
 class SuppressionList(_Response):
@@ -201,6 +216,9 @@ class RequestOut(_Response):
     closed_at: datetime | None
     closed_by: str | None
     overdue: bool = Field(description="open past its due date")
+    receipts: list[ErasureReceipt] = Field(
+        default_factory=list, description="for its keyed ids, each consumer's confirmation"
+    )
 
 
 class RequestList(_Response):

@@ -16,6 +16,9 @@ second factor).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 from aiohttp import web
 
 from gateway.api.auth import acting
@@ -24,6 +27,7 @@ from gateway.api.problems import Problem, invalid
 from gateway.api.subject_models import (
     ErasedOut,
     ErasureOut,
+    ErasureReceipt,
     IdentitySearch,
     RestrictedOut,
     SubjectEraseRequest,
@@ -135,18 +139,39 @@ async def restrict(request: web.Request) -> web.Response:
     return model_response(RestrictedOut(restricted=done))
 
 
-def _suppression_out(row: Suppression) -> SuppressionOut:
+def _suppression_out(
+    row: Suppression,
+    receipts: Sequence[tuple[str, str, datetime]] = (),
+    consumers: Sequence[str] = (),
+) -> SuppressionOut:
+    mine = [r for r in receipts if r[0] == row.subject_id] if row.kind == "erased" else []
+    confirmed = {consumer for _, consumer, _ in mine}
     return SuppressionOut(
-        subject_id=row.subject_id, kind=row.kind, created_at=row.created_at, by_actor=row.by_actor
-    )
+        subject_id=row.subject_id, kind=row.kind, created_at=row.created_at,
+        by_actor=row.by_actor,
+        receipts=[ErasureReceipt(subject_id=sid, consumer_id=c, acknowledged_at=at)
+                  for sid, c, at in mine],
+        pending=[c for c in consumers if c not in confirmed] if row.kind == "erased" else [],
+    )  # fmt: skip
 
 
 async def list_suppressions(request: web.Request) -> web.Response:
+    """The suppressions; an erased person's with each live consumer's receipt, or as
+    pending (`POST /feed/v1/.../erasures/{subject}/ack`)."""
     tenant = request.match_info["tenant"]
     s = services_of(request)
     await store_call(s.store.get_tenant, tenant)
-    rows = await store_call(s.store.list_suppressions, tenant)
-    return model_response(SuppressionList(suppressions=[_suppression_out(r) for r in rows]))
+
+    def read() -> list[SuppressionOut]:
+        rows = s.store.list_suppressions(tenant)
+        erased = [r.subject_id for r in rows if r.kind == "erased"]
+        receipts = s.store.erasure_receipts(tenant, erased)
+        now = s.clock()
+        live = [c.id for c in s.store.list_consumers(tenant)
+                if c.revoked_at is None or c.revoked_at > now]  # fmt: skip
+        return [_suppression_out(r, receipts, live) for r in rows]
+
+    return model_response(SuppressionList(suppressions=await store_call(read)))
 
 
 async def lift_suppression(request: web.Request) -> web.Response:

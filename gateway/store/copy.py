@@ -51,6 +51,7 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("suppressions", ("tenant", "subject_id")),
     ("event_heads", ("tenant",)),
     ("dsr_requests", ("id",)),
+    ("erasure_receipts", ("tenant", "subject_id", "consumer_id")),
     ("accounts", ("id",)),
     ("invitations", ("token_hash",)),
     ("sessions", ("id",)),

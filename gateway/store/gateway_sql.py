@@ -672,6 +672,38 @@ class SqlStore(SqlCheckpointPushes):
         )
         return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
+    def add_erasure_receipt(
+        self, tenant: str, subject_id: str, consumer_id: str, at: datetime
+    ) -> datetime:
+        with self._db.transaction():
+            self._write(
+                "INSERT INTO erasure_receipts (tenant, subject_id, consumer_id, acknowledged_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (tenant, subject_id, consumer_id) DO NOTHING",
+                (tenant, subject_id, consumer_id, self._t(at)),
+            )
+            (row,) = self._all(
+                "SELECT acknowledged_at FROM erasure_receipts"
+                " WHERE tenant = ? AND subject_id = ? AND consumer_id = ?",
+                (tenant, subject_id, consumer_id),
+            )
+        return _need(row[0])
+
+    def erasure_receipts(
+        self, tenant: str, subject_ids: Sequence[str]
+    ) -> list[tuple[str, str, datetime]]:
+        found: list[tuple[str, str, datetime]] = []
+        for start in range(0, len(subject_ids), _IDS_PER_STATEMENT):
+            match, ids = self._db.one_of(subject_ids[start : start + _IDS_PER_STATEMENT])
+            found += [
+                (str(r[0]), str(r[1]), _need(r[2]))
+                for r in self._all(
+                    "SELECT subject_id, consumer_id, acknowledged_at FROM erasure_receipts"
+                    f" WHERE tenant = ? AND subject_id {match}",
+                    (tenant, *ids),
+                )
+            ]
+        return sorted(found)
+
     def last_event_seq(self, tenant: str) -> int:
         """The highest number given, also when erasure deleted that event since."""
         rows = self._all(

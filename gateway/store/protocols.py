@@ -449,6 +449,19 @@ class Store(Protocol):
         """Per tenant with any open request: (open, of which overdue at `now`)."""
         ...
 
+    # erasure receipts: a consumer's confirmation that it removed an erased person
+    def add_erasure_receipt(
+        self, tenant: str, subject_id: str, consumer_id: str, at: datetime
+    ) -> datetime:
+        """Record it (once: a repeat keeps the first time); the time on record."""
+        ...
+
+    def erasure_receipts(
+        self, tenant: str, subject_ids: Sequence[str]
+    ) -> list[tuple[str, str, datetime]]:
+        """(subject id, consumer id, acknowledged at) for these ids, sorted."""
+        ...
+
     # feed consumers
     def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
     def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None: ...

@@ -79,6 +79,24 @@ async def test_an_erased_person_is_gone_stays_gone_and_every_consumer_is_told(
     assert _files_holding(data_dir, email.encode()) == []
     listed = (await api.get(f"{T}/suppressions")).body["suppressions"]
     assert [(s["subject_id"], s["kind"]) for s in listed] == [(sid, "erased")]
+    consumers = [c["id"] for c in (await api.get(f"{T}/consumers")).body["consumers"]]
+    assert len(consumers) == 2 and sorted(listed[0]["pending"]) == sorted(consumers)
+    assert listed[0]["receipts"] == []
+
+    # The consumer confirms it removed them: the receipt of this destination.
+    ack = f"/feed/v1/tenants/acme/erasures/{sid}/ack"
+    bearer = {"Authorization": f"Bearer {fresh}"}
+    first = await api.post(ack, None, headers=bearer)
+    assert first.status == 200, first.body
+    assert (await api.post(ack, None, headers=bearer)).body == first.body  # once, the first time
+    assert (await api.post(ack, None)).status == 401
+    other = f"/feed/v1/tenants/acme/erasures/{'0' * 32}/ack"
+    assert (await api.post(other, None, headers=bearer)).status == 404  # not erased
+    listed = (await api.get(f"{T}/suppressions")).body["suppressions"]
+    assert [r["consumer_id"] for r in listed[0]["receipts"]] == [first.body["consumer_id"]]
+    assert first.body["consumer_id"] not in listed[0]["pending"]
+    request = await api.post(f"{T}/requests", {"kind": "erasure", "subject_ids": [sid]})
+    assert [r["consumer_id"] for r in request.body["receipts"]] == [first.body["consumer_id"]]
 
     # The ledger says who erased whom, by keyed id, and never the email.
     ledger = (await api.get(f"{T}/ledger", params={"limit": 1000})).body

@@ -48,7 +48,9 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    assert len(routes) == 59  # 45, preview 2, reports 2, subjects 4, suppressions 2, requests 4
+    assert (
+        len(routes) == 60
+    )  # 45, preview 2, reports 2, subjects 4, suppressions 2, requests 4, ack
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -160,6 +162,8 @@ async def test_every_operation_answers_as_documented(
     await api.post(f"{t}/subjects/export", {"subject_ids": [subject]})
     await api.post(f"{t}/subjects/restrict", {"subject_ids": [subject]})
     await api.post(f"{t}/subjects/erase", {"subject_ids": [subject]})
+    ack = f"/feed/v1/tenants/acme/erasures/{subject}/ack"
+    await api.post(ack, None, headers={"Authorization": f"Bearer {token}"})
     await api.get(f"{t}/suppressions")
     opened = await api.post(f"{t}/requests", {"kind": "access"})
     await api.get(f"{t}/requests")

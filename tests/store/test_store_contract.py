@@ -465,3 +465,17 @@ def test_data_subject_requests_are_records_that_close_once(store: Store) -> None
     assert (done.state, done.outcome, done.closed_at) == ("completed", "fulfilled", T0 + day)
     assert [r.id for r in store.list_requests("acme", "open")] == ["dsr_1"]
     assert store.request_counts(T0 + 60 * day) == {"acme": (1, 1)}
+
+
+def test_erasure_receipts_keep_the_first_acknowledgement(store: Store) -> None:
+    _setup(store)
+    later = T0 + timedelta(hours=1)
+    assert store.add_erasure_receipt("acme", SID[0], "con_1", T0) == T0
+    assert store.add_erasure_receipt("acme", SID[0], "con_1", later) == T0
+    assert store.add_erasure_receipt("acme", SID[0], "con_2", later) == later
+    assert store.add_erasure_receipt("acme", SID[1], "con_1", later) == later
+    assert store.erasure_receipts("acme", [SID[0]]) == [
+        (SID[0], "con_1", T0), (SID[0], "con_2", later),
+    ]  # fmt: skip
+    assert len(store.erasure_receipts("acme", [SID[0], SID[1], SID[2]])) == 3
+    assert store.erasure_receipts("acme", []) == []
