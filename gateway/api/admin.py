@@ -20,6 +20,7 @@ and given a new token (the old one stops at once).
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -62,9 +63,11 @@ from gateway.api.models import (
 )
 from gateway.api.problems import Problem, field_error, invalid
 from gateway.delivery.outbox import grant_and_converge
+from gateway.lifecycle import termination
+from gateway.lifecycle.termination import destroy_after
 from gateway.minimise.mapping import Mapping, parse_mapping
 from gateway.minimise.mapping_diff import diff_mappings
-from gateway.store.records import ConnectorRecord, Consumer, Instruction, NotFound
+from gateway.store.records import ConnectorRecord, Consumer, Instruction, NotFound, Tenant
 from gateway.sync.instructions import revoke
 from gateway.tenancy import (
     change_connector,
@@ -130,13 +133,20 @@ def instruction_out(instruction: Instruction, request: web.Request) -> Instructi
 # --------------------------------------------------------------------------- tenants
 
 
+def tenant_out(tenant: Tenant, grace_days: int) -> TenantOut:
+    return TenantOut(
+        id=tenant.id, name=tenant.name, created_at=tenant.created_at,
+        terminated_at=tenant.terminated_at,
+        destroy_after=destroy_after(tenant, timedelta(days=grace_days)),
+        destroyed_at=tenant.destroyed_at,
+    )  # fmt: skip
+
+
 async def list_tenants(request: web.Request) -> web.Response:
-    tenants = await store_call(services_of(request).store.list_tenants)
-    return model_response(
-        TenantList(
-            tenants=[TenantOut(id=t.id, name=t.name, created_at=t.created_at) for t in tenants]
-        )
-    )
+    s = services_of(request)
+    tenants = await store_call(s.store.list_tenants)
+    grace = s.settings.tenant_grace_days
+    return model_response(TenantList(tenants=[tenant_out(t, grace) for t in tenants]))
 
 
 async def post_tenant(request: web.Request) -> web.Response:
@@ -145,13 +155,41 @@ async def post_tenant(request: web.Request) -> web.Response:
     tenant = await store_call(
         create_tenant, s.store, s.box, body.id, body.name, s.clock(), by=acting(request, body.id)
     )
-    out = TenantOut(id=tenant.id, name=tenant.name, created_at=tenant.created_at)
+    out = tenant_out(tenant, s.settings.tenant_grace_days)
     return model_response(out, 201, {"Location": location(request, tenant.id)})
 
 
 async def get_tenant(request: web.Request) -> web.Response:
-    tenant = await store_call(services_of(request).store.get_tenant, request.match_info["tenant"])
-    return model_response(TenantOut(id=tenant.id, name=tenant.name, created_at=tenant.created_at))
+    s = services_of(request)
+    tenant = await store_call(s.store.get_tenant, request.match_info["tenant"])
+    return model_response(tenant_out(tenant, s.settings.tenant_grace_days))
+
+
+async def terminate_tenant(request: web.Request) -> web.Response:
+    """End the tenant's processing at once (operators): every authorisation revoked, the
+    fetches under way stopped, nothing authorisable any more; its data is kept for the
+    grace period (`gateway.lifecycle.termination`)."""
+    tenant_id = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant_id)
+    revoked = await store_call(
+        termination.terminate, s.store, acting(request, tenant_id), s.clock()
+    )
+    for instruction in revoked:
+        await s.engine.revocations.revoke(instruction.id)
+    tenant = await store_call(s.store.get_tenant, tenant_id)
+    return model_response(tenant_out(tenant, s.settings.tenant_grace_days))
+
+
+async def destroy_tenant(request: web.Request) -> web.Response:
+    """Crypto-shred a terminated tenant whose grace period is over (operators, step-up)."""
+    tenant_id = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant_id)
+    grace = timedelta(days=s.settings.tenant_grace_days)
+    await store_call(termination.destroy, s.store, acting(request, tenant_id), grace, s.clock())
+    tenant = await store_call(s.store.get_tenant, tenant_id)
+    return model_response(tenant_out(tenant, s.settings.tenant_grace_days))
 
 
 # --------------------------------------------------------------------------- connectors
@@ -506,6 +544,8 @@ def make_admin_app() -> web.Application:
     r.add_post("/tenants", post_tenant)
     r.add_get("/tenants", list_tenants, allow_head=False)
     r.add_get(T, get_tenant, allow_head=False)
+    r.add_post(T + "/terminate", terminate_tenant)
+    r.add_post(T + "/destroy", destroy_tenant)
     r.add_post(T + "/connectors", post_connector)
     r.add_get(T + "/connectors", list_connectors, allow_head=False)
     r.add_get(C, get_connector, allow_head=False)

@@ -14,8 +14,10 @@ cancels and awaits them, so the store is never closed under a running page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Final
 
 from aiohttp import web
@@ -40,7 +42,11 @@ from gateway.api.models import Health
 from gateway.api.openapi import document
 from gateway.api.problems import Handler, Problem, problem_middleware
 from gateway.console.app import make_console_app
+from gateway.ledger.audit import SYSTEM
+from gateway.ledger.record import Acting
+from gateway.lifecycle import termination
 from gateway.runtime.services import Services
+from gateway.store import StoreError
 
 log = logging.getLogger("sluis.http")
 
@@ -84,6 +90,38 @@ async def background_syncs(app: web.Application) -> AsyncIterator[None]:
         _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS)
         if pending:
             log.warning("%d sync runs did not stop within %ss", len(pending), STOP_TIMEOUT_SECONDS)
+
+
+#: How often the app looks for terminated tenants whose grace period is over.
+REAPER_INTERVAL_SECONDS: Final = 3600.0
+
+
+async def tenant_reaper(app: web.Application) -> AsyncIterator[None]:
+    """With the scheduler on: crypto-shred each terminated tenant once its grace period is
+    over (`gateway.lifecycle.termination.destroy_due`), at start and then hourly."""
+    s = app[SERVICES]
+    if not s.settings.scheduler:
+        yield
+        return
+
+    def acting_for(tenant: str) -> Acting:
+        return Acting(SYSTEM, s.ledger(tenant))
+
+    async def reap() -> None:
+        grace = timedelta(days=s.settings.tenant_grace_days)
+        while True:
+            try:
+                await asyncio.to_thread(termination.destroy_due, s.store, acting_for, grace,
+                                        s.clock())  # fmt: skip
+            except StoreError as exc:
+                log.warning("tenant reaper: %s", type(exc).__name__)
+            await asyncio.sleep(REAPER_INTERVAL_SECONDS)
+
+    task = asyncio.create_task(reap())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def security_headers(request: web.Request, response: StreamResponse) -> None:
@@ -138,6 +176,7 @@ def make_app(services: Services) -> web.Application:
     app[SYNC_TASKS] = set()
     app.cleanup_ctx.append(background_syncs)
     app.cleanup_ctx.append(checkpoint_pusher)
+    app.cleanup_ctx.append(tenant_reaper)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

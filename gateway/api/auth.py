@@ -86,6 +86,8 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("POST", T + "/subjects/erase"): AUTHORISE,
     ("POST", T + "/subjects/restrict"): AUTHORISE,
     ("GET", T + "/suppressions"): AUDIT,
+    ("POST", T + "/terminate"): OPERATE,
+    ("POST", T + "/destroy"): OPERATE,
     ("POST", T + "/requests"): CONFIGURE,
     ("GET", T + "/requests"): AUDIT,
     ("GET", T + "/requests/{request}"): AUDIT,
@@ -113,6 +115,7 @@ STEP_UP: Final[frozenset[tuple[str, str]]] = frozenset(
         ("POST", T + "/consumers/{consumer}/token"),
         ("PUT", T + "/oidc"),
         ("POST", T + "/subjects/erase"),
+        ("POST", T + "/destroy"),
         ("POST", T + "/subjects/restrict"),
         ("DELETE", T + "/suppressions/{subject}"),
     }

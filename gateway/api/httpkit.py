@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.api.problems import Problem, from_validation
 from gateway.runtime.services import Services
-from gateway.store.records import AlreadyExists, NotFound
+from gateway.store.records import AlreadyExists, NotFound, TenantEnded
 
 SERVICES: Final = web.AppKey("services", Services)
 #: Background sync runs started through the admin API; cancelled when the app shuts down.
@@ -185,6 +185,8 @@ async def store_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise Problem(404, f"not found: {exc}") from None
     except AlreadyExists as exc:
         raise Problem(409, str(exc)) from None
+    except TenantEnded as exc:
+        raise Problem(409, str(exc), slug="tenant-ended") from None
 
 
 def location(request: web.Request, *parts: str) -> str:

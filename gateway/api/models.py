@@ -308,6 +308,15 @@ class TenantOut(_Response):
     id: str
     name: str
     created_at: datetime
+    terminated_at: datetime | None = Field(
+        default=None, description="the contract ended: nothing is processed or delivered"
+    )
+    destroy_after: datetime | None = Field(
+        default=None, description="when its data is crypto-shredded (terminated + grace)"
+    )
+    destroyed_at: datetime | None = Field(
+        default=None, description="its data was crypto-shredded; its ledger remains"
+    )
 
 
 class MappingPreview(_Response):

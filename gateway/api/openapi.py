@@ -573,6 +573,22 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             (200, sm.ErasureReceipt, "The receipt"), (400, 401, 403, 404), tag="feed",
             security=FEED,
             params=[tenant, _path_param("subject", "keyed subject id", "^[0-9a-f]{32}$")])},
+        t + "/terminate": {"post": _op(
+            "terminateTenant",
+            "End a tenant's contract (operators): every authorisation revoked at once, fetches "
+            "under way stopped, nothing authorisable any more; its data is kept for "
+            "`tenant_grace_days` (90), then crypto-shredded; 409 when terminated already; on "
+            "the ledger",
+            (200, m.TenantOut, "Terminated"), (401, 403, 404, 409), tag="tenants",
+            params=[tenant])},
+        t + "/destroy": {"post": _op(
+            "destroyTenant",
+            "Crypto-shred a terminated tenant once its grace period is over (operators, a "
+            "fresh second factor needed): its subject key overwritten, every row of its data, "
+            "accounts and secrets deleted; its ledger kept, ending with a signed "
+            "`tenant.destroyed` entry; 409 before `destroy_after`",
+            (200, m.TenantOut, "Destroyed"), (401, 403, 404, 409), tag="tenants",
+            params=[tenant])},
         t + "/subjects/erase": {"post": _op(
             "eraseSubject",
             "Erase a person (GDPR Art. 17; a fresh second factor needed): their stored data "

@@ -72,6 +72,8 @@ AuditAction = Literal[
     "suppression.lifted",
     "request.opened",
     "request.closed",
+    "tenant.terminated",
+    "tenant.destroyed",
 ]
 ActorRole = Literal["operator", "admin", "auditor", "viewer", "system"]
 #: Properties a `connector.changed` entry may name (names only, never values).

@@ -103,6 +103,9 @@ class Settings(BaseModel):
     third_country_transfers: str | None = Field(default=None, max_length=1000)
     #: Days a data-subject request has from its arrival (GDPR Art. 12(3): one month).
     dsr_due_days: int = Field(default=30, ge=1, le=90)
+    #: Days a terminated tenant's data is kept before it is crypto-shredded (the platforms
+    #: promise the contract plus 90 days).
+    tenant_grace_days: int = Field(default=90, ge=0, le=3650)
 
     header_timeout: float = Field(default=15.0, gt=0, le=3600)
     max_connections: int = Field(default=512, ge=1, le=1_000_000)

@@ -106,15 +106,39 @@ class SqlStore(SqlCheckpointPushes):
 
     def get_tenant(self, tenant_id: str) -> Tenant:
         row = self._one(
-            "SELECT id, name, created_at, sealed_key FROM tenants WHERE id = ?",
-            (tenant_id,),
+            f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = ?", (tenant_id,),
             f"tenant {tenant_id}",
-        )
-        return Tenant(row[0], row[1], _need(row[2]), row[3])
+        )  # fmt: skip
+        return _tenant(row)
 
     def list_tenants(self) -> list[Tenant]:
-        rows = self._all("SELECT id, name, created_at, sealed_key FROM tenants ORDER BY id")
-        return [Tenant(r[0], r[1], _need(r[2]), r[3]) for r in rows]
+        rows = self._all(f"SELECT {_TENANT_COLUMNS} FROM tenants ORDER BY id")
+        return [_tenant(r) for r in rows]
+
+    def terminate_tenant(self, tenant_id: str, at: datetime) -> bool:
+        return (
+            self._write(
+                "UPDATE tenants SET terminated_at = ? WHERE id = ? AND terminated_at IS NULL",
+                (self._t(at), tenant_id),
+            )
+            > 0
+        )
+
+    def destroy_tenant_data(self, tenant_id: str, at: datetime) -> None:
+        """Every row of the tenant's data, its accounts and secrets deleted, its subject key
+        overwritten; the tenant row (id, name, dates) and its ledger stay."""
+        accounts = "(SELECT id FROM accounts WHERE tenant = ?)"
+        with self._db.transaction():
+            self._db.lock_tenant(tenant_id)
+            for table in _TENANT_TABLES:
+                self._write(f"DELETE FROM {table} WHERE tenant = ?", (tenant_id,))
+            for table in ("sessions", "api_tokens", "invitations"):
+                self._write(f"DELETE FROM {table} WHERE account_id IN {accounts}", (tenant_id,))
+            self._write("DELETE FROM accounts WHERE tenant = ?", (tenant_id,))
+            self._write(
+                "UPDATE tenants SET sealed_key = ?, destroyed_at = ? WHERE id = ?",
+                (b"", self._t(at), tenant_id),
+            )
 
     # ------------------------------------------------------------------ connectors
 
@@ -875,6 +899,19 @@ class SqlStore(SqlCheckpointPushes):
                 "UPDATE consumers SET token_hash = ? WHERE tenant = ? AND id = ?",
                 (token_hash, tenant, consumer_id),
             )
+
+
+_TENANT_COLUMNS: Final = "id, name, created_at, sealed_key, terminated_at, destroyed_at"
+#: A tenant's data, deleted when it is destroyed (children before parents).
+_TENANT_TABLES: Final = (
+    "erasure_receipts", "dsr_requests", "suppressions", "event_heads", "events", "subjects",
+    "sync_runs", "instructions", "checkpoint_pushes", "consumers", "tenant_oidc",
+    "oidc_pending", "connectors",
+)  # fmt: skip
+
+
+def _tenant(r: Sequence[Any]) -> Tenant:
+    return Tenant(r[0], r[1], _need(r[2]), r[3], terminated_at=_dt(r[4]), destroyed_at=_dt(r[5]))
 
 
 _REQUEST_COLUMNS: Final = (

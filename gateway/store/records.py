@@ -29,6 +29,10 @@ RefusalCode = Literal["missing", "revoked", "expired", "mapping_changed", "super
 EventType = Literal["subject.upserted", "subject.deleted", "subject.erased"]
 
 
+class TenantEnded(Exception):
+    """The tenant's contract has ended (terminated, or its data destroyed)."""
+
+
 class NotFound(LookupError):
     """No such row; the message names the kind and id (ids are never personal data)."""
 
@@ -44,6 +48,10 @@ class Tenant:
     created_at: datetime
     #: The tenant's subject key, sealed under the master key (gateway.keys.master).
     sealed_key: bytes = field(repr=False)
+    #: The contract ended: nothing is processed or delivered any more.
+    terminated_at: datetime | None = None
+    #: Its data was destroyed (crypto-shredded): `sealed_key` is empty.
+    destroyed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from datetime import datetime
 from gateway.ledger.audit import purpose_problem
 from gateway.ledger.record import Acting
 from gateway.minimise.mapping import parse_mapping
-from gateway.store.records import Instruction, RefusalCode, Store
+from gateway.store.records import Instruction, RefusalCode, Store, TenantEnded
 
 
 class InstructionRefused(Exception):
@@ -40,6 +40,8 @@ def grant(
     """Record an authorisation for the connector's current mapping (digest and fields),
     and the ledger's `authorisation.granted` entry naming who gave it, in one commit."""
     tenant = by.tenant
+    if store.get_tenant(tenant).terminated_at is not None:
+        raise TenantEnded(f"tenant {tenant} is terminated: nothing can be authorised any more")
     record = store.get_connector(tenant, connector)
     mapping = parse_mapping(record.mapping_text, f"connector {connector}")
     if valid_until is not None and valid_until <= now:

@@ -479,3 +479,33 @@ def test_erasure_receipts_keep_the_first_acknowledgement(store: Store) -> None:
     ]  # fmt: skip
     assert len(store.erasure_receipts("acme", [SID[0], SID[1], SID[2]])) == 3
     assert store.erasure_receipts("acme", []) == []
+
+
+def test_a_tenant_terminated_then_destroyed_keeps_only_its_row_and_ledger(store: Store) -> None:
+    _setup(store)
+    store.create_tenant(Tenant("beta", "Beta BV", T0, b"sealed-beta"))
+    data = {"first_name": "A", "last_name": "B", "email": "a@b.nl", "job_title": None}
+    for tenant in ("acme", "beta"):
+        store.append_events(tenant, [
+            NewEvent(f"evt_{tenant}", "subject.upserted", SID[0], data, T0, "afas", "i"),
+        ])  # fmt: skip
+    store.add_suppressions([Suppression("acme", SID[1], "erased", T0, "system")])
+    with store.transaction():
+        store.ledger.append(
+            "acme", 0, entries=[(b"{}", b"\0" * 32)], nodes=[], frontier=[b"\0" * 32],
+            checkpoint_note="note",
+        )  # fmt: skip
+    later = T0 + timedelta(days=1)
+    assert store.terminate_tenant("acme", T0) is True
+    assert store.terminate_tenant("acme", later) is False
+    assert store.get_tenant("acme").terminated_at == T0
+    store.destroy_tenant_data("acme", later)
+    acme = store.get_tenant("acme")
+    assert (acme.sealed_key, acme.destroyed_at, acme.name) == (b"", later, "Acme BV")
+    assert store.events_after("acme", 0, 10) == [] and store.list_connectors("acme") == []
+    assert store.list_suppressions("acme") == [] and store.list_consumers("acme") == []
+    assert [e[0] for e in store.ledger.iter_entries("acme")] == [0]  # the ledger stays
+    # Another tenant is untouched.
+    assert len(store.events_after("beta", 0, 10)) == 1
+    assert store.get_tenant("beta").sealed_key == b"sealed-beta"
+    assert store.get_tenant("beta").terminated_at is None
