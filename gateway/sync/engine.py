@@ -32,7 +32,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
@@ -509,7 +509,18 @@ class SyncEngine:
             instruction_id=state.instruction.id,
         )
         ledger = self.ledger(run.tenant)
-        written: list[LedgerEntry] = []  # appended by `recording` when the block ends
+
+        def inbound(subject_ids: Iterable[str]) -> LedgerEntry:
+            return entries.inbound(
+                time=now, tenant=run.tenant, connector=run.connector,
+                instruction_id=state.instruction.id, mapping_digest=state.mapping.digest,
+                subject_ids=subject_ids, fields=state.mapping.categories, records=page.fetched,
+                quarantined=len(page.rejected), dropped=page.dropped, run_id=run.id,
+            )  # fmt: skip
+
+        # Built before the write lock is taken (1,000 ids validated and sorted); built again
+        # inside only in the rare page that holds a suppressed person.
+        written: list[LedgerEntry] = [inbound(latest)]  # appended when the block ends
         with recording(store, ledger, written):
             # The tenant's lock first (held to COMMIT), then who is suppressed: an erasure
             # takes the same lock, so a page compared before it cannot bring the person
@@ -522,6 +533,7 @@ class SyncEngine:
             if suppressed:
                 changes = changes.without(suppressed)
                 latest = {k: v for k, v in latest.items() if k not in suppressed}
+                written[:] = [inbound(latest)]
             events = changes.events
             # The run's figures with this page in them; they become the run's only once
             # the page has committed (a page refused inside its transaction counts for
@@ -538,21 +550,6 @@ class SyncEngine:
             watermark = state.watermark
             if page.watermark and (watermark is None or page.watermark > watermark):
                 watermark = page.watermark
-            written.append(
-                entries.inbound(
-                    time=now,
-                    tenant=run.tenant,
-                    connector=run.connector,
-                    instruction_id=state.instruction.id,
-                    mapping_digest=state.mapping.digest,
-                    subject_ids=latest,
-                    fields=state.mapping.categories,
-                    records=page.fetched,
-                    quarantined=len(page.rejected),
-                    dropped=page.dropped,
-                    run_id=run.id,
-                )
-            )
             store.write_subjects(run.tenant, run.connector, run.id, changes.writes)
             # Suppressed people are still at the source: seen, so that a full sync's sweep
             # does not take them for leavers.
