@@ -179,11 +179,8 @@ async def lift_suppression(request: web.Request) -> web.Response:
     tenant, subject_id = request.match_info["tenant"], request.match_info["subject"]
     s = services_of(request)
     await store_call(s.store.get_tenant, tenant)
-    rows = await store_call(s.store.list_suppressions, tenant)
-    row = next((r for r in rows if r.subject_id == subject_id), None)
-    if row is None or not await store_call(
-        erasure.lift, s.store, acting(request, tenant), subject_id, s.clock()
-    ):
+    row = await store_call(erasure.lift, s.store, acting(request, tenant), subject_id, s.clock())
+    if row is None:
         raise Problem(404, f"not found: no suppression of {subject_id}")
     return model_response(_suppression_out(row))
 

@@ -91,13 +91,18 @@ def erase(store: Store, by: Acting, subject_ids: Sequence[str], now: datetime) -
             )  # fmt: skip
         with recording(store, by.ledger, entries):
             pass
+    scrub(store, f"erasure committed for tenant {tenant}")
+    return erased
+
+
+def scrub(store: Store, done: str) -> None:
+    """`Store.scrub` after a deletion that is committed already: when readers hold it up,
+    only the WAL's old page images wait for them; said (without naming anyone) and left
+    to the next scrub, never turned into a failure of what was done."""
     try:
         store.scrub()
     except StoreUnavailable:
-        # The erasure itself is committed; only the WAL's old page images wait for readers
-        # to finish. Said without naming anyone; the next erasure's scrub clears them too.
-        log.warning("erasure committed for tenant %s; the WAL could not be cleared yet", tenant)
-    return erased
+        log.warning("%s; the WAL could not be cleared yet", done)
 
 
 def restrict(store: Store, by: Acting, subject_ids: Sequence[str], now: datetime) -> list[str]:
@@ -119,8 +124,8 @@ def restrict(store: Store, by: Acting, subject_ids: Sequence[str], now: datetime
     return fresh
 
 
-def lift(store: Store, by: Acting, subject_id: str, now: datetime) -> bool:
-    """Remove the suppression of `subject_id` (recorded); False when there was none.
+def lift(store: Store, by: Acting, subject_id: str, now: datetime) -> Suppression | None:
+    """Remove the suppression of `subject_id` (recorded); the one removed, or None.
 
     A restricted person's events were withheld from the feed meanwhile, and the feed does
     not go back: their newest event per source is appended again (new ids, same data), so
@@ -129,10 +134,12 @@ def lift(store: Store, by: Acting, subject_id: str, now: datetime) -> bool:
     with store.transaction():
         with store.ledger.writing(by.tenant):
             pass
-        kind = store.suppressed(by.tenant, [subject_id]).get(subject_id)
-        if kind is None or not store.remove_suppression(by.tenant, subject_id):
-            return False
-        if kind == "restricted":
+        row = next(
+            (r for r in store.list_suppressions(by.tenant) if r.subject_id == subject_id), None
+        )
+        if row is None or not store.remove_suppression(by.tenant, subject_id):
+            return None
+        if row.kind == "restricted":
             newest: dict[str, NewEvent] = {}
             base = new_event_id()
             for event in store.events_of_subjects(by.tenant, [subject_id]):
@@ -146,4 +153,4 @@ def lift(store: Store, by: Acting, subject_id: str, now: datetime) -> bool:
             )
         with by.recording(store, "suppression.lifted", now, target=subject_id):
             pass
-    return True
+    return row

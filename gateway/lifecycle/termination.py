@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from gateway.ledger.record import Acting
-from gateway.store.protocols import Store, StoreUnavailable
+from gateway.lifecycle.erasure import scrub
+from gateway.store.protocols import Store
 from gateway.store.records import Instruction, Tenant, TenantEnded
 from gateway.sync.instructions import revoke
 
@@ -65,10 +66,7 @@ def destroy(store: Store, by: Acting, grace: timedelta, now: datetime) -> None:
         )
     with store.transaction(), by.recording(store, "tenant.destroyed", now):
         store.destroy_tenant_data(by.tenant, now)
-    try:
-        store.scrub()
-    except StoreUnavailable:
-        log.warning("tenant %s destroyed; the WAL could not be cleared yet", by.tenant)
+    scrub(store, f"tenant {by.tenant} destroyed")
 
 
 def destroy_due(

@@ -326,8 +326,9 @@ class PostgresDatabase:
                     used = conn
                     return work(conn)
             except psycopg.Error as exc:
-                pooled = used is not None and used is not self._bound.conn
-                if not (pooled and used is not None and used.broken):
+                # Only a pooled connection found broken is replaced (a transaction's own
+                # connection breaking ends the transaction).
+                if used is None or used is self._bound.conn or not used.broken:
                     raise _failure(exc, batch=batch) from None
                 self._pool.check()
                 if not resend or attempt == 2:

@@ -34,6 +34,8 @@ from gateway.store.records import AlreadyExists, NotFound
 
 #: Reading connections kept open for reuse (more are opened while more threads read at once).
 READERS: Final = 4
+#: How long a statement waits for another connection's lock before it is StoreUnavailable.
+BUSY_TIMEOUT_MS: Final = 5000
 
 
 def _connect(path: Path, mode: str) -> sqlite3.Connection:
@@ -42,7 +44,7 @@ def _connect(path: Path, mode: str) -> sqlite3.Connection:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
     except sqlite3.OperationalError:
         raise StoreMissing(f"no database at {path}") from None
-    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
 
 
@@ -127,7 +129,7 @@ class SqliteDatabase:
                         return
                     time.sleep(0.05)
             finally:
-                self.conn.execute("PRAGMA busy_timeout = 5000")
+                self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         raise StoreUnavailable("the database is busy; the WAL could not be cleared yet")
 
     def json_text(self, column: str, key: str) -> str:
