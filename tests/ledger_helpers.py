@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.ledger.entry import commit
 from gateway.ledger.log import TransferCounts, TransferEntry
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -16,7 +18,11 @@ ALL_FIELDS: dict[str, str] = {
 }
 
 
-def make_entry(i: int, tenant: str = "acme", **changes: Any) -> TransferEntry:
+def make_entry(
+    i: int, tenant: str = "acme", *, legacy: bool = False, **changes: Any
+) -> TransferEntry:
+    """A transfer entry as the gateway writes it (its keyed ids committed to in `subjects`),
+    or with `legacy` as entries were written before that (the ids listed in the body)."""
     data: dict[str, Any] = {
         "time": T0 + timedelta(seconds=i),
         "direction": "outbound" if i % 2 else "inbound",
@@ -32,6 +38,11 @@ def make_entry(i: int, tenant: str = "acme", **changes: Any) -> TransferEntry:
         "run_id": f"run-{i}",
     }
     data.update(changes)
+    if not legacy and "subjects" not in changes:
+        ids = sorted(set(data["subject_ids"]))
+        with contextlib.suppress(ValueError):  # not hex: left for the model to refuse
+            data["subjects"] = commit(ids)
+            data["subject_ids"] = ids
     return TransferEntry(**data)
 
 

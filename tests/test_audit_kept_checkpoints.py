@@ -18,6 +18,7 @@ from gateway.cli.main import main
 from gateway.keys.signing import load_or_create_signing_key, public_key_pem
 from gateway.ledger import merkle
 from gateway.ledger.checkpoint import Checkpoint, CheckpointSigner, open_checkpoint, read_unverified
+from gateway.ledger.entry import canonical_bytes
 from gateway.ledger.log import Ledger
 from gateway.ledger.verify import verify_log
 from gateway.store.ledger_sqlite import SqliteLedgerStore
@@ -218,8 +219,7 @@ _ORIGIN = _SIGNER.origin_for("acme")
     data=st.data(),
 )
 def test_kept_checkpoints_catch_exactly_the_rewrites_they_cover(size: int, data: Any) -> None:
-    bodies = [orjson.dumps(make_entry(i).model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-              for i in range(size)]  # fmt: skip
+    bodies = [canonical_bytes(make_entry(i)) for i in range(size)]
     kept_sizes = data.draw(st.lists(st.integers(0, size), min_size=1, max_size=5))
     _, honest_cps = _log(bodies, kept_sizes)
     kept = [(f"kept-{seq}", open_checkpoint(note, _SIGNER.public_key))
@@ -229,10 +229,7 @@ def test_kept_checkpoints_catch_exactly_the_rewrites_they_cover(size: int, data:
     length = data.draw(st.integers(0, size))
     forged = list(bodies[:length])
     if changed < length:
-        forged[changed] = orjson.dumps(
-            make_entry(changed, run_id="run-forged").model_dump(mode="json"),
-            option=orjson.OPT_SORT_KEYS,
-        )
+        forged[changed] = canonical_bytes(make_entry(changed, run_id="run-forged"))
     rows, cps = _log(forged, [length])
     report = verify_log("acme", rows, cps, _SIGNER.public_key, kept=kept)
     rewritten = changed < length and any(s > changed for s in kept_sizes if s <= length)

@@ -453,6 +453,12 @@ class LedgerEntryOut(_Response):
     )
     leaf_hash: str = Field(description="RFC 9162 leaf hash, base64")
     entry: dict[str, Any] = Field(description="the entry, as canonically hashed")
+    subject_ids: list[str] | None = Field(
+        default=None,
+        description="a transfer's keyed ids, sorted: the list its `subjects` commitment "
+        "names (SHA-256 over their 16-byte binary forms), kept beside the entry; absent for "
+        "audit entries and for entries that list `subject_ids` in themselves",
+    )
 
 
 class LedgerPage(_Response):

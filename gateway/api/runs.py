@@ -49,6 +49,7 @@ from gateway.api.models import (
 )
 from gateway.api.problems import Problem, invalid
 from gateway.ledger.audit import AuditEntry
+from gateway.ledger.entry import TransferEntry
 from gateway.ledger.kinds import entry_bytes
 from gateway.ledger.log import Ledger, LedgerCorrupt, LedgerError
 from gateway.store.records import NotFound, RunRecord
@@ -164,6 +165,11 @@ def _ledger_page(ledger: Ledger, query: LedgerQuery, latest_note: str | None) ->
             kind="audit" if isinstance(r.entry, AuditEntry) else "transfer",
             leaf_hash=_b64(r.leaf_hash),
             entry=orjson.loads(entry_bytes(r.entry)),
+            subject_ids=(
+                r.entry.subject_ids
+                if isinstance(r.entry, TransferEntry) and r.entry.subjects is not None
+                else None
+            ),
         )
         for r in records
     ]

@@ -16,12 +16,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Final
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway.cli.verify_state import Resumable, StateError, read_state, write_state
 from gateway.keys.location import find_signing_key
 from gateway.keys.signing import (
     SigningKeyError,
@@ -38,11 +40,17 @@ from gateway.ledger.checkpoint import (
     tenant_of,
     verifier_key,
 )
-from gateway.ledger.export import ExportFormatError, export_tenants, verify_export, write_export
+from gateway.ledger.export import (
+    ExportFormatError,
+    export_checkpoint_note,
+    export_tenants,
+    verify_export,
+    write_export,
+)
 from gateway.ledger.log import Ledger, LedgerError
-from gateway.ledger.verify import KeptCheckpoint, VerifyReport
+from gateway.ledger.verify import KeptCheckpoint, ResumeRefused, VerifyReport
 from gateway.runtime.storage import DB_FILE, open_ledger_reader
-from gateway.store import StoreError
+from gateway.store import StoreError, VerifiedPoint
 from gateway.store.ledger_sql import SqlLedgerStore
 
 DEFAULT_DATA_DIR: Final = "./sluis-data"
@@ -171,8 +179,13 @@ def _read_kept(directory: str, key: Ed25519PublicKey) -> dict[str, list[KeptChec
 def _print_report(report: VerifyReport) -> None:
     root = base64.b64encode(report.root).decode("ascii")
     if report.ok:
+        resumed = (
+            f" (entries {report.resumed_from} on read; the rest as verified before)"
+            if report.resumed_from
+            else ""
+        )
         print(
-            f"{report.tenant}: intact: {report.entries} entries,"
+            f"{report.tenant}: intact: {report.entries} entries{resumed},"
             f" {report.checkpoints} checkpoints, root {root}"
         )
     elif report.first_bad_index is not None:
@@ -213,7 +226,16 @@ def _run_verify(args: argparse.Namespace) -> int:
             " an auditor should pass --public-key",
             file=sys.stderr,
         )
-    reports = [_verify_one(args, t, key, external, kept.get(t, [])) for t in tenants]
+    state_path = Path(args.resume) if args.resume else None
+    try:
+        states = read_state(state_path) if state_path is not None else {}
+    except StateError as exc:
+        raise _UsageError(str(exc)) from None
+    reports = [
+        _verify_one(args, t, key, external, kept.get(t, []), start=states.get(t)) for t in tenants
+    ]
+    if state_path is not None:
+        _keep_state(args, state_path, states, reports)
     for report in reports:
         _print_report(report)
         if report.ok and kept.get(report.tenant):
@@ -238,14 +260,50 @@ def _verify_one(
     key: Ed25519PublicKey,
     external: str | None,
     kept: list[KeptCheckpoint],
+    *,
+    start: Resumable | None,
 ) -> VerifyReport:
     if args.export:
         try:
-            return verify_export(args.export, tenant, key, external, kept)
+            try:
+                return verify_export(args.export, tenant, key, external, kept, start=start)
+            except ResumeRefused as exc:
+                print(f"{tenant}: not resuming ({exc}); reading from entry 0", file=sys.stderr)
+                return verify_export(args.export, tenant, key, external, kept)
         except ExportFormatError as exc:
             return VerifyReport(tenant, False, 0, 0, b"", None, f"export is damaged: {exc}")
     with _open_store(args) as store:
-        return Ledger(store, tenant).verify(key, external, kept)
+        return Ledger(store, tenant).verify(key, external, kept, start=start)
+
+
+def _keep_state(
+    args: argparse.Namespace,
+    path: Path,
+    states: dict[str, Resumable],
+    reports: list[VerifyReport],
+) -> None:
+    """Record where each passing verification ended (a failing one leaves its tenant's
+    point as it was: the next run resumes from the last good one)."""
+    for report in reports:
+        if not report.ok or report.last_seq == 0:
+            continue
+        note = _checkpoint_note(args, report.tenant, report.last_seq)
+        if note is not None:
+            at = datetime.now(UTC)
+            point = VerifiedPoint(report.entries, report.last_seq, report.frontier, at)
+            states[report.tenant] = (point, note)
+    try:
+        write_state(path, states)
+    except OSError as exc:
+        raise _UsageError(f"{path}: cannot write the state ({exc.strerror})") from None
+
+
+def _checkpoint_note(args: argparse.Namespace, tenant: str, seq: int) -> str | None:
+    if args.export:
+        return export_checkpoint_note(args.export, tenant, seq)
+    with _open_store(args) as store:
+        found = store.checkpoints_after(tenant, seq - 1, 1)
+    return found[0].note if found and found[0].seq == seq else None
 
 
 @contextmanager
@@ -382,6 +440,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " return): each must verify and agree with the log, so a rewritten history is caught",
     )
     verify.add_argument("--export", metavar="FILE", help="verify an export file, without a DB")
+    verify.add_argument(
+        "--resume",
+        metavar="FILE",
+        help="your own record of where the last verification ended: read only the entries"
+        " after it (if it still fits its signed checkpoint), then record where this one"
+        " ended; created on first use. Without it every entry is read",
+    )
     verify.set_defaults(run=_guarded(_run_verify))
 
     export = cmds.add_parser(

@@ -10,16 +10,26 @@ rejected "id" may well be an email address.
 `canonical_bytes` is the one serialisation the Merkle leaf hashes: sorted-key JSON with the
 time always spelled `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 
+The keyed ids a transfer carried are committed to, not listed: the body holds
+`subjects: {count, digest}` (a `SubjectSet`, SHA-256 over the ids' 16-byte binary forms in
+ascending order), and the ledger stores the ids beside the entry, 16 bytes each, each
+distinct list once (`ledger_subject_sets`), indexed by id. A full sync every 15 minutes
+repeats the same pages of people all year: as a JSON list in every body that was ~129 GB
+a year; as commitments it is the bodies alone plus each distinct list once (see
+`bench/bench_ledger_year.py`). Entries written before this (a `subject_ids` list in the
+body) keep their bytes and verify as they are.
+
 Writers build entries with the factories `inbound`, `outbound` and `refused`, one per
 direction, and record them with `gateway.ledger.record` (which owns the lock order).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 import orjson
 from pydantic import (
@@ -47,6 +57,9 @@ MAX_DROPPED_NAMES: Final = 1_000
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 SubjectId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 MappingDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+SetDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+#: Bytes of one keyed id in its binary form (32 hex digits).
+ID_BYTES: Final = 16
 Destination = Annotated[
     str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")
 ]
@@ -85,8 +98,44 @@ class TransferCounts(_Strict):
     quarantined: int = Field(ge=0)
 
 
+class SubjectSet(_Strict):
+    """The commitment to the keyed ids one transfer carried: how many, and the SHA-256 of
+    their 16-byte binary forms in ascending order (`subject_blob`). Whoever holds the list
+    can show it is the one the signed entry names; nobody can swap a person in or out."""
+
+    count: int = Field(ge=0, le=MAX_SUBJECT_IDS)
+    digest: SetDigest
+
+
+def subject_blob(ids: Sequence[str]) -> bytes:
+    """The binary form of sorted, distinct keyed ids: 16 bytes each, back to back."""
+    return bytes.fromhex("".join(ids))
+
+
+def blob_ids(blob: bytes) -> list[str]:
+    """The keyed ids of a binary list, in its order."""
+    text = blob.hex()
+    return [text[i : i + 32] for i in range(0, len(text), 32)]
+
+
+def set_digest(blob: bytes) -> str:
+    """The digest a `SubjectSet` names for this binary list."""
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def commit(ids: Sequence[str]) -> SubjectSet:
+    """The commitment to sorted, distinct keyed ids."""
+    return SubjectSet(count=len(ids), digest=set_digest(subject_blob(ids)))
+
+
 class TransferEntry(_Strict):
-    """One transfer, described by names, categories, counts and keyed ids only."""
+    """One transfer, described by names, categories, counts and keyed ids only.
+
+    `subjects` commits to the keyed ids and `subject_ids` lists them: an entry a writer
+    makes has both (the ledger stores the list beside the entry); one read from a body has
+    the commitment, and the list once the ledger attached it (`Ledger.entries`). Entries
+    written before commitments existed have only the list, in their body.
+    """
 
     time: UtcTime
     #: "refused": processing was refused for lack of a valid instruction (no data moved).
@@ -95,7 +144,8 @@ class TransferEntry(_Strict):
     connector: Identifier
     instruction_id: Identifier | None
     mapping_digest: MappingDigest | None
-    subject_ids: list[SubjectId] = Field(max_length=MAX_SUBJECT_IDS)
+    subject_ids: list[SubjectId] | None = Field(default=None, max_length=MAX_SUBJECT_IDS)
+    subjects: SubjectSet | None = None
     fields: dict[EgressField, Category]
     counts: TransferCounts
     dropped_field_names: list[SourceFieldName] = Field(max_length=MAX_DROPPED_NAMES)
@@ -107,7 +157,22 @@ class TransferEntry(_Strict):
         for name, category in self.fields.items():
             if category not in FIELD_CATEGORIES[name]:
                 raise ValueError(f"fields.{name}: category {category} does not fit this field")
+        if self.subjects is None:
+            if self.subject_ids is None:
+                raise ValueError("subjects: an entry commits to its keyed ids or lists them")
+        elif self.subject_ids is not None and (
+            self.subject_ids != sorted(set(self.subject_ids))
+            or commit(self.subject_ids) != self.subjects
+        ):
+            raise ValueError("subject_ids: not the sorted, distinct list `subjects` commits to")
         return self
+
+    def with_subject_ids(self, ids: list[str]) -> TransferEntry:
+        """This entry (read from its body) with the list its commitment names; `ValueError`
+        if `ids` is not that list."""
+        if self.subjects is None or commit(ids) != self.subjects:
+            raise ValueError("subject_ids: not the list this entry commits to")
+        return self.model_copy(update={"subject_ids": ids})
 
     @field_serializer("time")
     def _time_text(self, value: datetime) -> str:
@@ -135,6 +200,7 @@ def inbound(
 ) -> TransferEntry:
     """A page fetched from a source into the gateway: `records` read, the keyed ids that
     passed, `quarantined` refused, and `dropped` source field names with their counts."""
+    ids = sorted(set(subject_ids))
     return TransferEntry(
         time=time,
         direction="inbound",
@@ -142,7 +208,8 @@ def inbound(
         connector=connector,
         instruction_id=instruction_id,
         mapping_digest=mapping_digest,
-        subject_ids=sorted(set(subject_ids)),
+        subject_ids=ids,
+        subjects=commit(ids),
         fields=_fields(fields),
         counts=TransferCounts(
             records=records, dropped_fields=sum(dropped.values()), quarantined=quarantined
@@ -168,6 +235,7 @@ def outbound(
     one record per event, and the distinct keyed ids they were about (under no instruction
     only for erasure notices, `erasures_delivered`)."""
     ids = list(subject_ids)
+    distinct = sorted(set(ids))
     return TransferEntry(
         time=time,
         direction="outbound",
@@ -175,7 +243,8 @@ def outbound(
         connector=connector,
         instruction_id=instruction_id,
         mapping_digest=mapping_digest,
-        subject_ids=sorted(set(ids)),
+        subject_ids=distinct,
+        subjects=commit(distinct),
         fields=_fields(fields),
         counts=TransferCounts(records=len(ids), dropped_fields=0, quarantined=0),
         dropped_field_names=[],
@@ -221,6 +290,7 @@ def refused(
         instruction_id=instruction_id,
         mapping_digest=mapping_digest,
         subject_ids=[],
+        subjects=commit([]),
         fields={},
         counts=TransferCounts(records=records, dropped_fields=0, quarantined=0),
         dropped_field_names=[],
@@ -236,8 +306,14 @@ def canonical_bytes(entry: TransferEntry) -> bytes:
     storing the entry together; `_KEYS` below keeps the two from drifting apart.
     """
     c = entry.counts
+    subjects: dict[str, Any] = (
+        {"subject_ids": entry.subject_ids}
+        if entry.subjects is None
+        else {"subjects": {"count": entry.subjects.count, "digest": entry.subjects.digest}}
+    )
     return orjson.dumps(
         {
+            **subjects,
             "connector": entry.connector,
             "counts": {
                 "dropped_fields": c.dropped_fields,
@@ -251,7 +327,6 @@ def canonical_bytes(entry: TransferEntry) -> bytes:
             "instruction_id": entry.instruction_id,
             "mapping_digest": entry.mapping_digest,
             "run_id": entry.run_id,
-            "subject_ids": entry.subject_ids,
             "tenant": entry.tenant,
             "time": format_time(entry.time),
         },
@@ -261,7 +336,7 @@ def canonical_bytes(entry: TransferEntry) -> bytes:
 
 _KEYS: Final = {
     "connector", "counts", "destination", "direction", "dropped_field_names", "fields",
-    "instruction_id", "mapping_digest", "run_id", "subject_ids", "tenant", "time",
+    "instruction_id", "mapping_digest", "run_id", "subject_ids", "subjects", "tenant", "time",
 }  # fmt: skip
 if set(TransferEntry.model_fields) != _KEYS or set(TransferCounts.model_fields) != {
     "dropped_fields",
@@ -287,5 +362,11 @@ def describe_errors(exc: ValidationError, limit: int = 3) -> str:
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _SAFE_LOC: Final = frozenset(
-    {*TransferEntry.model_fields, *TransferCounts.model_fields, *EGRESS_FIELDS, "[key]"}
+    {
+        *TransferEntry.model_fields,
+        *TransferCounts.model_fields,
+        *SubjectSet.model_fields,
+        *EGRESS_FIELDS,
+        "[key]",
+    }
 )

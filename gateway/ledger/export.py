@@ -1,11 +1,19 @@
 """The ledger export: JSON Lines an auditor can keep and verify offline, without Sluis's DB.
 
 One export holds, per tenant, a `log` header line, that log's signed checkpoints in the
-order they were written, and its entries in index order:
+order they were written, its subject lists (each distinct one once), and its entries in
+index order:
 
-    {"type": "log", "format": "sluis-ledger-export/1", "tenant": "acme", "origin": ..., ...}
+    {"type": "log", "format": "sluis-ledger-export/2", "tenant": "acme", "origin": ..., ...}
     {"type": "checkpoint", "tenant": "acme", "seq": 1, "size": 1000, "note": "sluis/acme\\n..."}
+    {"type": "subjects", "tenant": "acme", "digest": "sha256:<hex>", "ids": "<b64>"}
     {"type": "entry", "tenant": "acme", "index": 0, "leaf_hash": "<b64>", "entry": "{...}"}
+
+A transfer entry commits to the keyed ids it carried (`subjects: {count, digest}`); the
+`subjects` line with that digest holds them, 16 bytes each, ascending, base64. The
+verifier checks every list against its digest and every entry's commitment against a list.
+Exports in format 1 (written before lists were kept apart) still verify: their entries
+list their ids in themselves.
 
 `entry` is the exact canonical JSON text the leaf hashes (a string, not an object: the
 verifier hashes the bytes that were signed, not a re-encoding of them). Verification reads
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
@@ -26,9 +35,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.ledger.checkpoint import read_unverified
 from gateway.ledger.verify import CheckpointRow, KeptCheckpoint, VerifyReport, verify_log
-from gateway.store import EntryRow, LedgerReader
+from gateway.store import EntryRow, LedgerReader, VerifiedPoint
 
-EXPORT_FORMAT: Final = "sluis-ledger-export/1"
+EXPORT_FORMAT: Final = "sluis-ledger-export/2"
+#: Formats this code reads.
+READABLE_FORMATS: Final = frozenset({"sluis-ledger-export/1", EXPORT_FORMAT})
 
 
 class ExportFormatError(ValueError):
@@ -68,6 +79,17 @@ def write_export(reader: LedgerReader, tenants: Sequence[str], out: IO[bytes]) -
                     }
                 )
             )
+        for digest, ids in reader.iter_subject_sets(tenant):
+            out.write(
+                _line(
+                    {
+                        "type": "subjects",
+                        "tenant": tenant,
+                        "digest": "sha256:" + digest.hex(),
+                        "ids": base64.b64encode(ids).decode("ascii"),
+                    }
+                )
+            )
         for idx, body, leaf in reader.iter_entries(tenant):
             row: dict[str, Any] = {
                 "type": "entry",
@@ -104,17 +126,20 @@ def export_tenants(path: str | Path) -> list[str]:
     seen: list[str] = []
     for lineno, obj in _objects(Path(path), "log", None):
         tenant = obj.get("tenant")
-        if not isinstance(tenant, str) or obj.get("format") != EXPORT_FORMAT:
+        if not isinstance(tenant, str) or obj.get("format") not in READABLE_FORMATS:
             raise ExportFormatError(f"line {lineno} is not a {EXPORT_FORMAT} log header")
         if tenant not in seen:
             seen.append(tenant)
     return seen
 
 
-def _entries(path: Path, tenant: str) -> Iterator[EntryRow]:
+def _entries(path: Path, tenant: str, start: int = 0) -> Iterator[EntryRow]:
     for lineno, obj in _objects(path, "entry", tenant):
         try:
             idx = obj["index"]
+            if isinstance(idx, int) and 0 <= idx < start:
+                continue  # vouched for by the verification this one resumes
+
             leaf = base64.b64decode(obj["leaf_hash"], validate=True)
             if "entry" in obj:
                 text = obj["entry"]
@@ -138,21 +163,51 @@ def _checkpoints(path: Path, tenant: str) -> Iterator[CheckpointRow]:
         yield seq, size, note
 
 
+def export_checkpoint_note(path: str | Path, tenant: str, seq: int) -> str | None:
+    """The note of the tenant's checkpoint `seq` in the export (None: not there)."""
+    for found, _, note in _checkpoints(Path(path), tenant):
+        if found == seq:
+            return note
+    return None
+
+
+def _subject_lists(path: Path, tenant: str) -> dict[bytes, int]:
+    """Each subject list's digest and how many ids it holds, once its ids hash to it: a
+    list that does not is left out, so an entry naming it fails as if it were missing."""
+    counts: dict[bytes, int] = {}
+    for lineno, obj in _objects(path, "subjects", tenant):
+        try:
+            digest = bytes.fromhex(str(obj["digest"]).removeprefix("sha256:"))
+            ids = base64.b64decode(obj["ids"], validate=True)
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise ExportFormatError(f"line {lineno}: malformed subjects line") from None
+        if len(ids) % 16 == 0 and hashlib.sha256(ids).digest() == digest:
+            counts[digest] = len(ids) // 16
+    return counts
+
+
 def verify_export(
     path: str | Path,
     tenant: str,
     trusted_key: Ed25519PublicKey,
     external_checkpoint: str | None = None,
     kept: Sequence[KeptCheckpoint] = (),
+    *,
+    start: tuple[VerifiedPoint, str] | None = None,
 ) -> VerifyReport:
     """Verify one tenant's log from an export file; `ExportFormatError` if it is unreadable.
-    `kept`: checkpoints the auditor kept (see `verify_log`)."""
+    `kept`: checkpoints the auditor kept (see `verify_log`); `start`: resume where the
+    auditor's last verification ended (`ResumeRefused` if that point does not fit)."""
     p = Path(path)
+    lists = _subject_lists(p, tenant)
+    after = start[0] if start is not None else None
     return verify_log(
         tenant,
-        _entries(p, tenant),
-        _checkpoints(p, tenant),
+        _entries(p, tenant, after.size if after else 0),
+        (c for c in _checkpoints(p, tenant) if after is None or c[0] > after.seq),
         trusted_key,
         external_checkpoint=external_checkpoint,
         kept=kept,
+        subject_lists=lists.get,
+        start=start,
     )

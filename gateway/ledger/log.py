@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Callable, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
@@ -41,14 +42,16 @@ from gateway.ledger.checkpoint import (
 from gateway.ledger.entry import (
     TransferCounts,
     TransferEntry,
+    blob_ids,
     canonical_bytes,
     describe_errors,
     is_identifier,
+    subject_blob,
 )
 from gateway.ledger.group import GroupCommit
-from gateway.ledger.kinds import LedgerEntry, entry_bytes, parse_entry
-from gateway.ledger.verify import KeptCheckpoint, VerifyReport, verify_log
-from gateway.store import LedgerReader, LedgerStore
+from gateway.ledger.kinds import LedgerEntry, entry_bytes, is_audit_body, parse_entry
+from gateway.ledger.verify import KeptCheckpoint, ResumeRefused, VerifyReport, verify_log
+from gateway.store import LedgerReader, LedgerStore, StoredCheckpoint, VerifiedPoint
 
 __all__ = [
     "ConsistencyProof",
@@ -60,8 +63,10 @@ __all__ = [
     "TransferCounts",
     "TransferEntry",
     "VerifyReport",
+    "attach_subject_ids",
     "canonical_bytes",
     "check_inclusion_proof",
+    "committed_digest",
     "describe_errors",
 ]
 
@@ -105,9 +110,14 @@ class InclusionProof:
     root: bytes
     checkpoint: str
     consistency: list[bytes] = field(default_factory=list)
+    #: The keyed ids a transfer entry's commitment names (None: it names none, or lists
+    #: them in its body): with them, the proof shows which people the transfer carried.
+    subject_ids: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        extra = {} if self.subject_ids is None else {"subject_ids": self.subject_ids}
         return {
+            **extra,
             "tenant": self.tenant,
             "leaf_index": self.index,
             "tree_size": self.size,
@@ -147,6 +157,8 @@ def check_inclusion_proof(proof: dict[str, Any], public_key: Ed25519PublicKey) -
     leaf = merkle.leaf_hash(body)
     if base64.b64encode(leaf).decode() != proof.get("leaf_hash"):
         raise merkle.ProofError("leaf hash does not match the entry")
+    if proof.get("subject_ids") is not None:
+        _check_listed(body, proof["subject_ids"])
     merkle.verify_inclusion(leaf, index, size, path, root)
     cp = open_checkpoint(note, public_key)
     if proof.get("tenant") is not None and not names_tenant(cp.origin, str(proof["tenant"])):
@@ -157,6 +169,61 @@ def check_inclusion_proof(proof: dict[str, Any], public_key: Ed25519PublicKey) -
     else:
         merkle.verify_consistency(size, cp.size, cons, root, cp.root)
     return cp
+
+
+class _Prepared(NamedTuple):
+    """An entry ready to append: its canonical bytes, leaf hash, and for a transfer entry
+    the (SHA-256, binary list) of the keyed ids it carried (stored beside it)."""
+
+    body: bytes
+    leaf: bytes
+    subjects: tuple[bytes, bytes] | None
+
+
+def _subject_list(entry: TransferEntry) -> tuple[bytes, bytes]:
+    if entry.subject_ids is None:
+        raise LedgerError("a transfer entry to append must list its keyed ids")
+    ids = entry.subject_ids if entry.subjects is not None else sorted(set(entry.subject_ids))
+    blob = subject_blob(ids)
+    return hashlib.sha256(blob).digest(), blob
+
+
+def attach_subject_ids(entry: LedgerEntry, lists: dict[bytes, bytes]) -> LedgerEntry:
+    """A transfer entry read from its body, with the keyed ids its commitment names, from
+    `lists` (stored lists by digest); unchanged if it lists them already, or is an audit
+    entry. `LedgerCorrupt` if the list is missing or is not the one committed to."""
+    if not isinstance(entry, TransferEntry) or entry.subjects is None:
+        return entry
+    if entry.subjects.count == 0:
+        return entry.with_subject_ids([])
+    ids = lists.get(bytes.fromhex(entry.subjects.digest.removeprefix("sha256:")))
+    if ids is None:
+        raise LedgerCorrupt("a transfer entry's subject list is missing; run `sluis audit verify`")
+    try:
+        return entry.with_subject_ids(blob_ids(ids))
+    except ValueError:
+        raise LedgerCorrupt("a stored subject list does not match its entry") from None
+
+
+def committed_digest(entry: LedgerEntry) -> bytes | None:
+    """The SHA-256 of the subject list a transfer entry commits to (None: no commitment, or
+    to no ids, which has no stored list)."""
+    if isinstance(entry, TransferEntry) and entry.subjects is not None and entry.subjects.count:
+        return bytes.fromhex(entry.subjects.digest.removeprefix("sha256:"))
+    return None
+
+
+def _check_listed(body: bytes, ids: object) -> None:
+    """The ids a proof lists are the ones its entry commits to."""
+    try:
+        entry = parse_entry(body)
+        if not isinstance(entry, TransferEntry) or not isinstance(ids, list):
+            raise ValueError
+        entry.with_subject_ids([str(i) for i in ids])
+    except ValueError:
+        raise merkle.ProofError(
+            "the listed keyed ids are not the ones the entry commits to"
+        ) from None
 
 
 class _StoredTree:
@@ -211,7 +278,7 @@ class Ledger:
         self._signer = signer
         self._clock = clock
         self._tree = _StoredTree(store, tenant)
-        self._group: GroupCommit[tuple[bytes, bytes]] = GroupCommit(self._append_prepared)
+        self._group: GroupCommit[_Prepared] = GroupCommit(self._append_prepared)
 
     @property
     def origin(self) -> str:
@@ -261,19 +328,22 @@ class Ledger:
         start = self._group.submit(prepared)
         return list(range(start, start + len(prepared)))
 
-    def _prepare(self, entries: Sequence[LedgerEntry]) -> list[tuple[bytes, bytes]]:
-        """Each entry's canonical bytes and leaf hash, checked: no store, no lock."""
+    def _prepare(self, entries: Sequence[LedgerEntry]) -> list[_Prepared]:
+        """Each entry's canonical bytes, leaf hash and subject list, checked: no store, no
+        lock."""
         self._require_signer()
-        bodies: list[bytes] = []
+        prepared: list[_Prepared] = []
         for entry in entries:
             if not isinstance(entry, TransferEntry | AuditEntry):
                 raise LedgerError("append takes TransferEntry or AuditEntry objects")
             if entry.tenant != self.tenant:
                 raise LedgerError("entry belongs to another tenant's log")
-            bodies.append(entry_bytes(entry))
-        return [(b, merkle.leaf_hash(b)) for b in bodies]
+            body = entry_bytes(entry)
+            subjects = _subject_list(entry) if isinstance(entry, TransferEntry) else None
+            prepared.append(_Prepared(body, merkle.leaf_hash(body), subjects))
+        return prepared
 
-    def _append_prepared(self, prepared: Sequence[tuple[bytes, bytes]]) -> int:
+    def _append_prepared(self, prepared: Sequence[_Prepared]) -> int:
         """Store prepared entries after the head, with a checkpoint; the first's index."""
         signer = self._require_signer()
         # The tenant's write lock first, then the head: nobody can append in between.
@@ -282,15 +352,18 @@ class Ledger:
             frontier = merkle.Frontier(head.size, head.frontier) if head else merkle.Frontier()
             start = frontier.size
             nodes: list[tuple[int, int, bytes]] = []
-            frontier.extend([leaf for _, leaf in prepared], nodes)
+            frontier.extend([p.leaf for p in prepared], nodes)
             cp = Checkpoint(self.origin, frontier.size, frontier.root(), self._next_time())
             self._store.append(
                 self.tenant,
                 start,
-                entries=list(prepared),
+                entries=[(p.body, p.leaf) for p in prepared],
                 nodes=nodes,
                 frontier=frontier.hashes,
                 checkpoint_note=signer.sign(cp),
+                subject_sets=[
+                    (i, *p.subjects) for i, p in enumerate(prepared) if p.subjects is not None
+                ],
             )
         return start
 
@@ -353,7 +426,20 @@ class Ledger:
         root = merkle.root_at(size, self._tree)
         cp = read_unverified(anchor.note)
         cons = [] if cp.size == size else merkle.consistency_proof(size, cp.size, self._tree)
-        proof = InclusionProof(self.tenant, index, size, body, leaf, path, root, anchor.note, cons)
+        digest = committed_digest(parse_entry(body)) if not is_audit_body(body) else None
+        ids = None
+        if digest is not None:
+            listed = self._store.subject_sets(self.tenant, [digest]).get(digest)
+            if listed is None:
+                raise LedgerCorrupt(f"entry {index}'s subject list is missing")
+            ids = blob_ids(listed)
+            try:
+                _check_listed(body, ids)
+            except merkle.ProofError:
+                raise LedgerCorrupt(f"entry {index}'s subject list does not match it") from None
+        proof = InclusionProof(
+            self.tenant, index, size, body, leaf, path, root, anchor.note, cons, ids
+        )
         self._self_check(proof, cp)
         return proof
 
@@ -392,34 +478,118 @@ class Ledger:
     def entries(self, after: int | None = None, limit: int = 100) -> list[LedgerRecord]:
         """Up to `limit` entries with index greater than `after` (from the start if None)."""
         start = 0 if after is None else after + 1
-        records = []
+        read = []
         for idx, body, leaf in self._store.iter_entries(self.tenant, start, start + max(limit, 0)):
             try:
-                entry = parse_entry(body)
+                read.append((idx, parse_entry(body), leaf))
             except ValidationError:
                 raise LedgerCorrupt(f"entry {idx} is not a valid ledger entry") from None
-            records.append(LedgerRecord(idx, entry, leaf))
-        return records
+        digests = {d for _, e, _ in read if (d := committed_digest(e)) is not None}
+        lists = self._store.subject_sets(self.tenant, digests) if digests else {}
+        return [LedgerRecord(i, attach_subject_ids(e, lists), leaf) for i, e, leaf in read]
 
     def verify(
         self,
         trusted_public_key: Ed25519PublicKey,
         external_checkpoint: str | None = None,
         kept: Sequence[KeptCheckpoint] = (),
+        *,
+        resume: bool = False,
+        record: bool = False,
+        start: tuple[VerifiedPoint, str] | None = None,
     ) -> VerifyReport:
-        """Recompute the whole log from a consistent snapshot; see `ledger_verify`.
-        `kept`: checkpoints the auditor kept, each labelled (see `verify_log`)."""
+        """Recompute the log from a consistent snapshot; see `verify_log`.
+        `kept`: checkpoints the auditor kept, each labelled (see `verify_log`).
+
+        `resume`: start where the last recorded verification ended (`record` records where
+        this one ends, when it passes), or at `start` (a point the auditor kept, with the
+        note of the checkpoint it ended at), if that point still fits its signed checkpoint
+        and no kept checkpoint lies before it; otherwise from entry 0."""
         with self._store.snapshot() as reader:
-            return verify_log(
-                self.tenant,
-                reader.iter_entries(self.tenant),
-                ((c.seq, c.size, c.note) for c in reader.iter_checkpoints(self.tenant)),
-                trusted_public_key,
-                external_checkpoint=external_checkpoint,
-                nodes=reader.iter_nodes(self.tenant),
-                head=reader.head(self.tenant),
-                kept=kept,
-            )
+            if start is None and resume:
+                start = _resume_point(reader, self.tenant)
+            try:
+                report = self._verify(reader, trusted_public_key, external_checkpoint, kept, start)
+            except ResumeRefused:
+                report = self._verify(reader, trusted_public_key, external_checkpoint, kept, None)
+        if record and report.ok and report.last_seq > 0:
+            point = VerifiedPoint(report.entries, report.last_seq, report.frontier, self._clock())
+            self._store.set_verified(self.tenant, point)
+        return report
+
+    def _verify(
+        self,
+        reader: LedgerReader,
+        key: Ed25519PublicKey,
+        external_checkpoint: str | None,
+        kept: Sequence[KeptCheckpoint],
+        start: tuple[VerifiedPoint, str] | None,
+    ) -> VerifyReport:
+        after = start[0] if start is not None else None
+        return verify_log(
+            self.tenant,
+            reader.iter_entries(self.tenant, after.size if after else None),
+            (
+                (c.seq, c.size, c.note)
+                for c in (
+                    _checkpoints_after(reader, self.tenant, after.seq)
+                    if after
+                    else reader.iter_checkpoints(self.tenant)
+                )
+            ),
+            key,
+            external_checkpoint=external_checkpoint,
+            nodes=reader.iter_nodes(self.tenant, after.size if after else 0),
+            head=reader.head(self.tenant),
+            kept=kept,
+            subject_lists=StoredLists(reader, self.tenant),
+            start=start,
+        )
+
+
+def _resume_point(reader: LedgerReader, tenant: str) -> tuple[VerifiedPoint, str] | None:
+    point = reader.verified(tenant)
+    if point is None:
+        return None
+    found = reader.checkpoints_after(tenant, point.seq - 1, 1)
+    if not found or found[0].seq != point.seq:
+        return None
+    return point, found[0].note
+
+
+def _checkpoints_after(reader: LedgerReader, tenant: str, seq: int) -> Iterator[StoredCheckpoint]:
+    while True:
+        page = reader.checkpoints_after(tenant, seq, 1000)
+        yield from page
+        if len(page) < 1000:
+            return
+        seq = page[-1].seq
+
+
+class StoredLists:
+    """`SubjectLists` over a store: fetches a list the first time its digest comes up,
+    checks it hashes to that digest, and remembers the count (a sync that read the same
+    pages of people again names the same lists, so most lookups are remembered)."""
+
+    #: Digests remembered at most (32 bytes and a count each) before starting afresh.
+    LIMIT: Final = 200_000
+
+    def __init__(self, reader: LedgerReader, tenant: str) -> None:
+        self._reader = reader
+        self._tenant = tenant
+        self._counts: dict[bytes, int] = {}
+
+    def __call__(self, digest: bytes) -> int | None:
+        count = self._counts.get(digest)
+        if count is not None:
+            return count
+        ids = self._reader.subject_sets(self._tenant, [digest]).get(digest)
+        if ids is None or len(ids) % 16 or hashlib.sha256(ids).digest() != digest:
+            return None
+        if len(self._counts) >= self.LIMIT:
+            self._counts.clear()
+        self._counts[digest] = len(ids) // 16
+        return len(ids) // 16
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -20,6 +20,15 @@ lowest entry index the log can no longer vouch for):
   log is not shorter than it                             → truncation or a fork
 * so is every one of the checkpoints the auditor kept (`kept`, each named by where it
   came from, e.g. its file): a history rebuilt even with the signing key cannot match them
+* each transfer entry's subject list (stored beside it, `subject_lists`) is there, and is
+  the list its body commits to                            → that entry
+
+A verification can resume where an earlier one ended (`start`, a `VerifiedPoint`: the
+size it reached, the checkpoint that vouched for it, and the frontier there) instead of at
+entry 0: the frontier must give that signed checkpoint's root, and only the entries after
+it are read. It vouches for the rest on the strength of the earlier run, so a rewrite of
+an entry before `start` is found only by a full verification (the gateway runs one at every
+start, and resumes on the days between).
 
 It reports the first problem found and stops: after one broken link, later ones say little.
 """
@@ -27,7 +36,7 @@ It reports the first problem found and stops: after one broken link, later ones 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -35,15 +44,23 @@ from pydantic import ValidationError
 
 from gateway.ledger import merkle
 from gateway.ledger.checkpoint import Checkpoint, CheckpointError, names_tenant, open_checkpoint
-from gateway.ledger.entry import describe_errors
+from gateway.ledger.entry import TransferEntry, describe_errors
 from gateway.ledger.kinds import entry_bytes, parse_entry
-from gateway.store import EntryRow, LedgerHead, NodeRow
+from gateway.store import EntryRow, LedgerHead, NodeRow, VerifiedPoint
 
 #: (seq, size as stored, signed note) in the order written.
 CheckpointRow = tuple[int, int, str]
 #: A checkpoint the auditor kept, already opened with the trusted key, and what to call it
 #: in a finding (the file it came from).
 KeptCheckpoint = tuple[str, Checkpoint]
+#: How many keyed ids the stored list with this SHA-256 holds, after checking that the list
+#: hashes to it (None: no such list).
+SubjectLists = Callable[[bytes], int | None]
+
+
+class ResumeRefused(ValueError):
+    """The verification cannot resume from the point it was given (the caller verifies
+    from entry 0 instead); the reason is safe to print."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +74,12 @@ class VerifyReport:
     root: bytes
     first_bad_index: int | None = None
     reason: str | None = None
+    #: Where the verification started (0: a full one; else it resumed there).
+    resumed_from: int = 0
+    #: The frontier after the last entry read, and the last checkpoint matched (its seq):
+    #: the next verification's `start` (a `VerifiedPoint`) when `ok`.
+    frontier: tuple[bytes, ...] = ()
+    last_seq: int = 0
 
 
 class _Bad(Exception):
@@ -83,6 +106,14 @@ class _Checkpoints:
         self._origin = origin
         self._last: Checkpoint | None = None
         self.vouched = 0  # entries [0, vouched) matched a signed root
+        self.last_seq = 0  # the last checkpoint whose root matched
+
+    def resume(self, seq: int, cp: Checkpoint) -> None:
+        """Carry on after checkpoint `seq` (opened, its root matched by the caller)."""
+        self._origin = cp.origin
+        self._last = cp
+        self.vouched = cp.size
+        self.last_seq = seq
 
     def next(self) -> tuple[int, Checkpoint] | None:
         row = next(self._rows, None)
@@ -122,36 +153,109 @@ def verify_log(
     nodes: Iterable[NodeRow] | None = None,
     head: LedgerHead | None = None,
     kept: Iterable[KeptCheckpoint] = (),
+    subject_lists: SubjectLists | None = None,
+    start: tuple[VerifiedPoint, str] | None = None,
 ) -> VerifyReport:
     """Check one tenant's log; see the module docstring for what is checked.
 
     `nodes` and `head` (the store's proof nodes and append frontier) are optional: an export
     does not carry them, but a store should have them right, or later proofs and appends
-    would be wrong.
+    would be wrong. Without `subject_lists`, commitments are not followed to their lists.
+
+    `start`: resume after an earlier verification (its point and the note of the checkpoint
+    it ended at); `entries`, `checkpoints` and `nodes` then begin after it (entries at
+    `point.size`, checkpoints after `point.seq`). `ResumeRefused` if the point does not
+    fit that checkpoint, or a kept or trusted checkpoint lies before it.
     """
-    state = _State(tenant, trusted_key)
+    state = _State(tenant, trusted_key, subject_lists)
+    state.kept(kept)
+    cps = state.begin(checkpoints, external_checkpoint, start)
     try:
-        state.kept(kept)
-        state.run(entries, checkpoints, external_checkpoint, nodes=nodes, head=head)
+        state.run(entries, cps, nodes=nodes, head=head)
     except _Bad as bad:
-        return VerifyReport(
-            tenant, False, state.count, state.checked, state.frontier.root(), bad.index, bad.reason
-        )
-    return VerifyReport(tenant, True, state.count, state.checked, state.frontier.root())
+        return state.report(bad)
+    return state.report(None)
 
 
 class _State:
-    def __init__(self, tenant: str, key: Ed25519PublicKey) -> None:
+    def __init__(self, tenant: str, key: Ed25519PublicKey, lists: SubjectLists | None) -> None:
         self.tenant = tenant
         self.key = key
+        self.lists = lists
         self.frontier = merkle.Frontier()
         self.count = 0
         self.checked = 0
+        self.resumed_from = 0
+        self.external: Checkpoint | None = None
+        self.cps: _Checkpoints | None = None
+        self.early: _Bad | None = None
         #: Kept checkpoints by size, and the origin they bind the log to.
         self.kept_at: dict[int, list[KeptCheckpoint]] = {}
         self.kept_origin: str | None = None
 
+    def report(self, bad: _Bad | None) -> VerifyReport:
+        bad = bad or self.early
+        return VerifyReport(
+            self.tenant,
+            bad is None,
+            self.count,
+            self.checked,
+            self.frontier.root(),
+            None if bad is None else bad.index,
+            None if bad is None else bad.reason,
+            resumed_from=self.resumed_from,
+            frontier=tuple(self.frontier.hashes),
+            last_seq=self.cps.last_seq if self.cps is not None else 0,
+        )
+
+    def begin(
+        self,
+        rows: Iterable[CheckpointRow],
+        external_note: str | None,
+        start: tuple[VerifiedPoint, str] | None,
+    ) -> _Checkpoints:
+        """The checkpoints to read, after the resume point if there is one."""
+        try:
+            external = self.external = self._external(external_note)
+            if external is not None and self.kept_origin not in (None, external.origin):
+                raise _Bad(None, "the trusted checkpoint and the kept ones name different logs")
+        except _Bad as bad:
+            self.early = bad
+            external = None
+        origin = external.origin if external is not None else self.kept_origin
+        cps = self.cps = _Checkpoints(rows, self.key, self.tenant, origin)
+        if start is not None:
+            self._resume(cps, *start)
+        return cps
+
+    def _resume(self, cps: _Checkpoints, point: VerifiedPoint, note: str) -> None:
+        try:
+            cp = open_checkpoint(note, self.key)
+        except CheckpointError as exc:
+            raise ResumeRefused(f"the checkpoint it ended at cannot be used: {exc}") from None
+        try:
+            frontier = merkle.Frontier(point.size, point.frontier)
+        except ValueError:
+            raise ResumeRefused("the recorded frontier is malformed") from None
+        if cp.size != point.size or not _same(frontier.root(), cp.root):
+            raise ResumeRefused("the recorded frontier does not give that checkpoint's root")
+        if not names_tenant(cp.origin, self.tenant) or (self.kept_origin not in (None, cp.origin)):
+            raise ResumeRefused("that checkpoint is for another log")
+        if any(size < point.size for size in self.kept_at) or (
+            self.external is not None and self.external.size < point.size
+        ):
+            raise ResumeRefused("a kept or trusted checkpoint lies before the point")
+        self.frontier = frontier
+        self.count = self.resumed_from = point.size
+        cps.resume(point.seq, cp)
+
     def kept(self, kept: Iterable[KeptCheckpoint]) -> None:
+        try:
+            self._kept(kept)
+        except _Bad as bad:
+            self.early = bad
+
+    def _kept(self, kept: Iterable[KeptCheckpoint]) -> None:
         for label, cp in kept:
             if not names_tenant(cp.origin, self.tenant):
                 raise _Bad(None, f"kept checkpoint {label} is for {cp.origin!r}, not this log")
@@ -173,18 +277,16 @@ class _State:
     def run(
         self,
         entries: Iterable[EntryRow],
-        checkpoint_rows: Iterable[CheckpointRow],
-        external_note: str | None,
+        cps: _Checkpoints,
         *,
         nodes: Iterable[NodeRow] | None,
         head: LedgerHead | None,
     ) -> None:
-        external = self._external(external_note)
-        origin = external.origin if external is not None else self.kept_origin
-        if external is not None and self.kept_origin not in (None, external.origin):
-            raise _Bad(None, "the trusted checkpoint and the kept ones name different logs")
+        if self.early is not None:
+            raise self.early
+        external = self.external
         kept_at = self.kept_at
-        cps = _Checkpoints(checkpoint_rows, self.key, self.tenant, origin)
+        lists = self.lists
         pending = cps.next()
         frontier = self.frontier
         stored_nodes: Iterator[NodeRow] | None = iter(nodes) if nodes is not None else None
@@ -194,9 +296,9 @@ class _State:
         tenant = self.tenant
 
         pending = self._settle(pending, cps, external)
-        if 0 in kept_at:
+        if self.resumed_from == 0 and 0 in kept_at:
             self._check_kept(0)
-        for n, (idx, body, stored_leaf) in enumerate(entries):
+        for n, (idx, body, stored_leaf) in enumerate(entries, self.resumed_from):
             if idx != n:
                 if idx > n:
                     raise _Bad(n, f"entry {n} is missing (the next stored entry is {idx})")
@@ -212,6 +314,8 @@ class _State:
                 raise _Bad(n, f"entry {n} belongs to another tenant")
             if entry_bytes(entry) != body:
                 raise _Bad(n, f"entry {n} is not in canonical form")
+            if lists is not None and isinstance(entry, TransferEntry):
+                self._check_list(n, entry, lists)
             frontier.append(leaf, made)
             self.count = size = n + 1
             if made:
@@ -223,6 +327,17 @@ class _State:
             if kept_at and size in kept_at:
                 self._check_kept(size)
         self._finish(pending, cps, external, stored_nodes, head)
+
+    @staticmethod
+    def _check_list(n: int, entry: TransferEntry, lists: SubjectLists) -> None:
+        subjects = entry.subjects
+        if subjects is None or subjects.count == 0:
+            return
+        held = lists(bytes.fromhex(subjects.digest.removeprefix("sha256:")))
+        if held is None:
+            raise _Bad(n, f"entry {n}: the list of keyed ids it commits to is missing")
+        if held != subjects.count:
+            raise _Bad(n, f"entry {n}: its list of keyed ids does not hold {subjects.count} ids")
 
     def _external(self, note: str | None) -> Checkpoint | None:
         if note is None:
@@ -254,6 +369,7 @@ class _State:
                     f" in {first}..{n - 1} was changed, inserted, removed or reordered",
                 )
             cps.vouched = n
+            cps.last_seq = seq
             self.checked += 1
             pending = cps.next()
         if external is not None and external.size == n and not _same(external.root, root):

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from gateway.ledger.checkpoint import CheckpointError, read_unverified
-from gateway.ledger.entry import TransferEntry
+from gateway.ledger.entry import TransferEntry, blob_ids
 from gateway.ledger.kinds import is_audit_body, parse_entry
 from gateway.store.protocols import LedgerReader
 from gateway.store.records import StoredCheckpoint
@@ -78,6 +78,8 @@ class BreachScope:
     stop_index: int = 0
     log_size: int = 0
     entries_read: int = 0
+    #: Digests of the stored subject lists the transfers named, read once at the end.
+    lists: set[bytes] = field(default_factory=set)
 
     @property
     def categories(self) -> list[str]:
@@ -97,7 +99,10 @@ class BreachScope:
             self.records_refused += entry.counts.records
             return
         self.transfers += 1
-        self.subject_ids.update(entry.subject_ids)
+        if entry.subjects is None:
+            self.subject_ids.update(entry.subject_ids or ())
+        elif entry.subjects.count:
+            self.lists.add(bytes.fromhex(entry.subjects.digest.removeprefix("sha256:")))
         for name, category in entry.fields.items():
             self.fields[name] = category
         if entry.direction == "inbound":
@@ -148,7 +153,23 @@ def breach_scope(
         if connector is not None and entry.connector != connector:
             continue
         scope.take(entry)
+    _resolve_lists(reader, scope)
     return scope
+
+
+def _resolve_lists(reader: LedgerReader, scope: BreachScope) -> None:
+    """Add the ids of every subject list the window's transfers named: each distinct list
+    once (a sync that read the same pages again names the same lists)."""
+    wanted = sorted(scope.lists)
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        found = reader.subject_sets(scope.tenant, chunk)
+        if len(found) != len(chunk):
+            raise ReportError(
+                f"a subject list of {scope.tenant}'s log is missing; run `sluis audit verify`"
+            )
+        for ids in found.values():
+            scope.subject_ids.update(blob_ids(ids))
 
 
 def _entries(

@@ -102,18 +102,29 @@ def find_by_identity(
 def transfers_of(
     reader: LedgerReader, tenant: str, subject_ids: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Every transfer in the tenant's log that carried one of these keyed ids."""
+    """Every transfer in the tenant's log that carried one of these keyed ids.
+
+    The ledger's index of subject lists names the entries (`entries_carrying`): no entry
+    is read that did not carry one of them. Entries written before the lists were stored
+    apart hold their ids in their body; those (`iter_unindexed`) are still scanned."""
+    carried: dict[int, set[str]] = {}
+    for sid in set(subject_ids):
+        for index in reader.entries_carrying(tenant, bytes.fromhex(sid)):
+            carried.setdefault(index, set()).add(sid)
+    rows = [(row, sorted(carried[row[0]])) for row in reader.entries_at(tenant, list(carried))]
     wanted = set(subject_ids)
     needles = [sid.encode() for sid in wanted]
-    found = []
-    for index, body, _ in reader.iter_entries(tenant):
+    for row in reader.iter_unindexed(tenant):
+        body = row[1]
         if is_audit_body(body) or not any(n in body for n in needles):
             continue
         entry = parse_entry(body)
-        if not isinstance(entry, TransferEntry):
-            continue
-        carried = sorted(wanted.intersection(entry.subject_ids))
-        if not carried:
+        if isinstance(entry, TransferEntry):
+            rows.append((row, sorted(wanted.intersection(entry.subject_ids or ()))))
+    found = []
+    for (index, body, _), ids in sorted(rows, key=lambda r: r[0][0]):
+        entry = parse_entry(body)
+        if not isinstance(entry, TransferEntry) or not ids:
             continue
         found.append(
             {
@@ -125,7 +136,7 @@ def transfers_of(
                 "instruction_id": entry.instruction_id,
                 "mapping_digest": entry.mapping_digest,
                 "fields": dict(sorted(entry.fields.items())),
-                "subject_ids": carried,
+                "subject_ids": ids,
             }
         )
     return found

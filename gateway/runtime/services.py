@@ -202,14 +202,15 @@ class Services:
         requests = self.store.request_counts(self.clock())
         return GatewayState(sizes, connectors, heads, consumers, requests)
 
-    def verify_ledgers(self) -> dict[str, bool]:
+    def verify_ledgers(self, *, resume: bool = False) -> dict[str, bool]:
         """Recompute every tenant's ledger against its signed checkpoints (the self-check
         `sluis serve` runs at start and daily); each outcome goes to the metrics, and a
         failure to the log with the tenant and the reason, which names the first bad index
-        and never an entry's content."""
+        and never an entry's content. Where a check ends is recorded; with `resume` a check
+        goes on from there (only the entries since are read), else it starts at entry 0."""
         outcomes = {}
         for tenant in self.store.ledger.tenants():
-            report = self.ledger(tenant).verify(self.signer.public_key)
+            report = self.ledger(tenant).verify(self.signer.public_key, resume=resume, record=True)
             outcomes[tenant] = report.ok
             self.metrics.ledger_verified(tenant, report.ok)
             if not report.ok:

@@ -15,7 +15,14 @@ from gateway.store.protocols import (
     StoreError,
     StoreMissing,
 )
-from gateway.store.records import EntryRow, LedgerHead, NodeRow, StoredCheckpoint
+from gateway.store.records import (
+    EntryRow,
+    LedgerHead,
+    NodeRow,
+    StoredCheckpoint,
+    SubjectSetRow,
+    VerifiedPoint,
+)
 
 __all__ = [
     "EntryRow",
@@ -28,4 +35,6 @@ __all__ = [
     "StoreError",
     "StoreMissing",
     "StoredCheckpoint",
+    "SubjectSetRow",
+    "VerifiedPoint",
 ]

@@ -63,6 +63,9 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("ledger_nodes", ("tenant", "level", "idx")),
     ("ledger_checkpoints", ("tenant", "seq")),
     ("ledger_heads", ("tenant",)),
+    ("ledger_subject_sets", ("tenant", "set_no")),
+    ("ledger_subject_index", ("tenant", "prefix", "set_no")),
+    ("ledger_verified", ("tenant",)),
 )
 
 _VERSIONS: Final = "schema_migrations"

@@ -13,21 +13,58 @@ Tables are prefixed `ledger_` so they share the database with the rest of the ga
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final, Self
 
-from gateway.store.database import Database
+from gateway.store.database import Database, read_time
 from gateway.store.protocols import LedgerReader, StoreConflict
-from gateway.store.records import EntryRow, LedgerHead, NodeRow, StoredCheckpoint
+from gateway.store.records import (
+    EntryRow,
+    LedgerHead,
+    NodeRow,
+    StoredCheckpoint,
+    SubjectSetRow,
+    VerifiedPoint,
+)
 
 PAGE_ROWS: Final = 5000
 _MIN_INDEX: Final = -(1 << 63)
 _MAX_INDEX: Final = (1 << 63) - 1
+#: Values bound in one `IN (...)` (SQLite allows 32,766; a statement stays small).
+_PER_STATEMENT: Final = 500
+#: Bytes of a keyed id in a subject list.
+_ID: Final = 16
 
 
 def _split_frontier(blob: bytes) -> tuple[bytes, ...]:
     return tuple(blob[i : i + 32] for i in range(0, len(blob), 32))
+
+
+def _prefix(subject: bytes) -> int:
+    """The index key of a keyed id: its first 8 bytes as a signed 64-bit integer (both
+    engines keep that in 8 bytes; a hit is confirmed in the list itself)."""
+    return int.from_bytes(subject[:8], "big", signed=True)
+
+
+def _holds(ids: bytes, subject: bytes) -> bool:
+    """Whether a sorted list of 16-byte ids holds `subject` (binary search)."""
+    lo, hi = 0, len(ids) // _ID
+    while lo < hi:
+        mid = (lo + hi) // 2
+        here = ids[mid * _ID : mid * _ID + _ID]
+        if here == subject:
+            return True
+        if here < subject:
+            lo = mid + 1
+        else:
+            hi = mid
+    return False
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), _PER_STATEMENT):
+        yield values[start : start + _PER_STATEMENT]
 
 
 class _Reads:
@@ -86,9 +123,9 @@ class _Reads:
         )
         return [r[0] for r in rows]
 
-    def iter_nodes(self, tenant: str) -> Iterator[NodeRow]:
+    def iter_nodes(self, tenant: str, after_size: int = 0) -> Iterator[NodeRow]:
         # Completion order: a node at (level, idx) completes with leaf (idx + 1) << level.
-        after = (-1, -1)
+        after = (after_size, 1 << 30) if after_size > 0 else (-1, -1)
         while True:
             rows = self._all(
                 "SELECT level, idx, hash, (idx + 1) << CAST(level AS INTEGER) AS done"
@@ -102,6 +139,90 @@ class _Reads:
             if len(rows) < PAGE_ROWS:
                 return
             after = (int(rows[-1][3]), int(rows[-1][0]))
+
+    def subject_sets(self, tenant: str, digests: Collection[bytes]) -> dict[bytes, bytes]:
+        found: dict[bytes, bytes] = {}
+        for chunk in _chunks(sorted(set(digests))):
+            match, params = self.database.one_of(chunk)
+            for digest, ids in self._all(
+                f"SELECT digest, ids FROM ledger_subject_sets WHERE tenant = ? AND digest {match}",
+                (tenant, *params),
+            ):
+                found[bytes(digest)] = bytes(ids)
+        return found
+
+    def iter_subject_sets(self, tenant: str) -> Iterator[tuple[bytes, bytes]]:
+        after = _MIN_INDEX
+        while True:
+            rows = self.database.in_key_order(
+                "SELECT set_no, digest, ids FROM ledger_subject_sets WHERE tenant = ?"
+                " AND set_no > ? ORDER BY set_no LIMIT ?",
+                (tenant, after, 100),
+            )
+            for _, digest, ids in rows:
+                yield bytes(digest), bytes(ids)
+            if len(rows) < 100:
+                return
+            after = int(rows[-1][0])
+
+    def entries_carrying(self, tenant: str, subject: bytes) -> list[int]:
+        rows = self._all(
+            "SELECT s.set_no, s.ids FROM ledger_subject_index i JOIN ledger_subject_sets s"
+            " ON s.tenant = i.tenant AND s.set_no = i.set_no"
+            " WHERE i.tenant = ? AND i.prefix = ?",
+            (tenant, _prefix(subject)),
+        )
+        sets = [int(no) for no, ids in rows if _holds(bytes(ids), subject)]
+        found: list[int] = []
+        for chunk in _chunks(sets):
+            match, params = self.database.one_of(chunk)
+            found.extend(
+                int(r[0])
+                for r in self._all(
+                    f"SELECT idx FROM ledger_entries WHERE tenant = ? AND subject_set {match}",
+                    (tenant, *params),
+                )
+            )
+        return sorted(found)
+
+    def entries_at(self, tenant: str, indices: Sequence[int]) -> list[EntryRow]:
+        rows: list[EntryRow] = []
+        for chunk in _chunks(sorted(set(indices))):
+            match, params = self.database.one_of(chunk)
+            rows.extend(
+                self._all(
+                    f"SELECT idx, body, leaf_hash FROM ledger_entries WHERE tenant = ?"
+                    f" AND idx {match}",
+                    (tenant, *params),
+                )
+            )
+        rows.sort(key=lambda r: int(r[0]))
+        return rows
+
+    def iter_unindexed(self, tenant: str) -> Iterator[EntryRow]:
+        low = _MIN_INDEX
+        while True:
+            rows = self.database.in_key_order(
+                "SELECT idx, body, leaf_hash FROM ledger_entries WHERE tenant = ?"
+                " AND subject_set IS NULL AND idx >= ? ORDER BY idx LIMIT ?",
+                (tenant, low, PAGE_ROWS),
+            )
+            yield from rows
+            if len(rows) < PAGE_ROWS:
+                return
+            low = int(rows[-1][0]) + 1
+
+    def verified(self, tenant: str) -> VerifiedPoint | None:
+        rows = self._all(
+            "SELECT size, seq, frontier, verified_at FROM ledger_verified WHERE tenant = ?",
+            (tenant,),
+        )
+        if not rows:
+            return None
+        size, seq, frontier, at = rows[0]
+        when = read_time(at)
+        assert when is not None
+        return VerifiedPoint(int(size), int(seq), _split_frontier(bytes(frontier)), when)
 
     def iter_checkpoints(self, tenant: str) -> Iterator[StoredCheckpoint]:
         after = _MIN_INDEX
@@ -155,15 +276,20 @@ class SqlLedgerStore(_Reads):
         nodes: Sequence[NodeRow],
         frontier: Sequence[bytes],
         checkpoint_note: str,
+        subject_sets: Sequence[SubjectSetRow] = (),
     ) -> None:
         new_size = expected_size + len(entries)
-        rows = [(tenant, expected_size + i, body, leaf) for i, (body, leaf) in enumerate(entries)]
         db = self.database
         with db.transaction():
             self._check_size(tenant, expected_size)
+            set_of = self._store_sets(tenant, subject_sets) if subject_sets else {}
             db.executemany(
-                "INSERT INTO ledger_entries (tenant, idx, body, leaf_hash) VALUES (?, ?, ?, ?)",
-                rows,
+                "INSERT INTO ledger_entries (tenant, idx, body, leaf_hash, subject_set)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (tenant, expected_size + i, body, leaf, set_of.get(i, 0))
+                    for i, (body, leaf) in enumerate(entries)
+                ],
             )
             if nodes:
                 db.executemany(
@@ -177,6 +303,59 @@ class SqlLedgerStore(_Reads):
                 " frontier = excluded.frontier",
                 (tenant, new_size, b"".join(frontier)),
             )
+
+    def _store_sets(self, tenant: str, sets: Sequence[SubjectSetRow]) -> dict[int, int]:
+        """Under the tenant's lock: the number of each entry's subject list, storing and
+        indexing the lists not stored yet (an empty list is 0, like no list)."""
+        db = self.database
+        wanted = {digest: ids for _, digest, ids in sets if ids}
+        numbers: dict[bytes, int] = {}
+        for chunk in _chunks(sorted(wanted)):
+            match, params = db.one_of(chunk)
+            for digest, n in self._all(
+                "SELECT digest, set_no FROM ledger_subject_sets"
+                f" WHERE tenant = ? AND digest {match}",
+                (tenant, *params),
+            ):
+                numbers[bytes(digest)] = int(n)
+        new = [d for d in wanted if d not in numbers]
+        if new:
+            rows = self._all(
+                "SELECT COALESCE(MAX(set_no), 0) FROM ledger_subject_sets WHERE tenant = ?",
+                (tenant,),
+            )
+            last = int(rows[0][0])
+            for n, digest in enumerate(new, last + 1):
+                numbers[digest] = n
+            db.insert_rows(
+                "ledger_subject_sets",
+                ("tenant", "set_no", "digest", "ids"),
+                [(tenant, numbers[d], d, wanted[d]) for d in new],
+            )
+            db.insert_rows(
+                "ledger_subject_index",
+                ("tenant", "prefix", "set_no"),
+                [
+                    (tenant, prefix, numbers[d])
+                    for d in new
+                    for prefix in sorted(
+                        {_prefix(wanted[d][i : i + _ID]) for i in range(0, len(wanted[d]), _ID)}
+                    )
+                ],
+            )
+        return {offset: numbers.get(digest, 0) for offset, digest, _ in sets}
+
+    def set_verified(self, tenant: str, point: VerifiedPoint) -> None:
+        db = self.database
+        with db.transaction():
+            db.execute(
+                "INSERT INTO ledger_verified (tenant, size, seq, frontier, verified_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant) DO UPDATE SET"
+                " size = excluded.size, seq = excluded.seq, frontier = excluded.frontier,"
+                " verified_at = excluded.verified_at",
+                (tenant, point.size, point.seq, b"".join(point.frontier),
+                 db.time(point.verified_at)),
+            )  # fmt: skip
 
     @contextmanager
     def writing(self, tenant: str) -> Iterator[None]:

@@ -17,7 +17,7 @@ backend passes (one fixture adds a backend to it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -51,11 +51,13 @@ if TYPE_CHECKING:
         RunRecord,
         RunStatus,
         StoredCheckpoint,
+        SubjectSetRow,
         SubjectState,
         SubjectWrite,
         Suppression,
         SuppressionKind,
         Tenant,
+        VerifiedPoint,
     )
 
 
@@ -104,8 +106,36 @@ class LedgerReader(Protocol):
         """Stored node hashes at `level` (a multiple of 4) for indices `[start, stop)`."""
         ...
 
-    def iter_nodes(self, tenant: str) -> Iterator[NodeRow]:
-        """Every stored node in the order appends complete them (by last leaf, then level)."""
+    def iter_nodes(self, tenant: str, after_size: int = 0) -> Iterator[NodeRow]:
+        """Every stored node in the order appends complete them (by last leaf, then level),
+        from those the entry after the first `after_size` completes."""
+        ...
+
+    def subject_sets(self, tenant: str, digests: Collection[bytes]) -> dict[bytes, bytes]:
+        """The stored subject lists with these digests (SHA-256, 32 bytes), by digest;
+        digests with no list are absent."""
+        ...
+
+    def iter_subject_sets(self, tenant: str) -> Iterator[tuple[bytes, bytes]]:
+        """Every (digest, list) of the tenant, in the order they were first stored."""
+        ...
+
+    def entries_carrying(self, tenant: str, subject: bytes) -> list[int]:
+        """Indices, ascending, of the entries whose stored subject list holds `subject`
+        (16 bytes). Entries whose ids are in their body (`iter_unindexed`) are not looked at."""
+        ...
+
+    def entries_at(self, tenant: str, indices: Sequence[int]) -> list[EntryRow]:
+        """The rows at these indices, in index order (missing ones left out)."""
+        ...
+
+    def iter_unindexed(self, tenant: str) -> Iterator[EntryRow]:
+        """Rows written before subject lists were stored apart (their ids are in their
+        body), in index order."""
+        ...
+
+    def verified(self, tenant: str) -> VerifiedPoint | None:
+        """Where the last recorded verification of the tenant's log ended."""
         ...
 
     def iter_checkpoints(self, tenant: str) -> Iterator[StoredCheckpoint]:
@@ -135,10 +165,13 @@ class LedgerStore(LedgerReader, Protocol):
         nodes: Sequence[NodeRow],
         frontier: Sequence[bytes],
         checkpoint_note: str,
+        subject_sets: Sequence[SubjectSetRow] = (),
     ) -> None:
         """In one transaction: add `(body, leaf_hash)` entries from index `expected_size`,
         the completed `nodes`, the new head, and the signed checkpoint for the new size.
-        Inside the owning gateway store's `transaction()`, it joins that transaction.
+        Each of `subject_sets` names the subject list of the entry at that offset: a list
+        not stored yet is stored and indexed, an existing one is shared. Inside the owning
+        gateway store's `transaction()`, it joins that transaction.
 
         Raises `StoreConflict` if the log no longer has `expected_size` entries.
         """
@@ -156,6 +189,10 @@ class LedgerStore(LedgerReader, Protocol):
 
     def snapshot(self) -> AbstractContextManager[LedgerReader]:
         """A reader that sees one consistent state while writers carry on."""
+        ...
+
+    def set_verified(self, tenant: str, point: VerifiedPoint) -> None:
+        """Record where a verification of the tenant's log ended (replacing the last)."""
         ...
 
     def close(self) -> None: ...

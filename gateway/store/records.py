@@ -280,6 +280,23 @@ class LedgerHead:
     frontier: tuple[bytes, ...]
 
 
+#: (offset of the entry in its batch, SHA-256 of its subject list, the list: 16-byte keyed ids,
+#: ascending) for each transfer entry of an append that names a subject list.
+SubjectSetRow = tuple[int, bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedPoint:
+    """Where a verification of a tenant's log ended: `size` entries matched the signed
+    checkpoint `seq`, and `frontier` is the tree's frontier there, so the next verification
+    can go on from `size` instead of entry 0."""
+
+    size: int
+    seq: int
+    frontier: tuple[bytes, ...]
+    verified_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class StoredCheckpoint:
     """A signed checkpoint note as stored; `seq` orders them per tenant, `size` is an index."""

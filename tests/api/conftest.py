@@ -258,8 +258,16 @@ def insert_events(
 
 
 def transfers(ledger_page: dict[str, Any]) -> list[dict[str, Any]]:
-    """The transfer entries of a ledger page (audit entries, which say who acted, left out)."""
-    return [e["entry"] for e in ledger_page["entries"] if "direction" in e["entry"]]
+    """The transfer entries of a ledger page (audit entries, which say who acted, left out),
+    each with the keyed ids its commitment names (which the page gives beside the entry)."""
+    return [
+        {
+            **e["entry"],
+            **({"subject_ids": e["subject_ids"]} if e.get("subject_ids") is not None else {}),
+        }
+        for e in ledger_page["entries"]
+        if "direction" in e["entry"]
+    ]
 
 
 def transfer_rows(ledger_page: dict[str, Any]) -> list[dict[str, Any]]:

@@ -229,7 +229,8 @@ async def test_every_served_page_is_an_outbound_ledger_entry(api: Api, services:
     entries = [e["entry"] for e in rows]
     assert [e["direction"] for e in entries] == ["outbound", "outbound"]
     assert [e["counts"]["records"] for e in entries] == [20, 10]
-    assert entries[0]["subject_ids"] == sorted(subject_id(n) for n in range(20))
+    assert rows[0]["subject_ids"] == sorted(subject_id(n) for n in range(20))
+    assert entries[0]["subjects"]["count"] == 20
     for entry in entries:
         assert entry["instruction_id"] == instruction
         assert entry["connector"] == "hr"

@@ -318,7 +318,8 @@ async def test_delete_with_subjects_delete_tells_the_platform(
     ledger = (await api.get(f"{T}/ledger", params={"limit": 1000})).body["entries"]
     last = ledger[-1]["entry"]
     assert last["direction"] == "outbound" and last["fields"] == {}
-    assert len(last["subject_ids"]) == deleted.body["deletion_events"]
+    assert len(ledger[-1]["subject_ids"]) == deleted.body["deletion_events"]
+    assert last["subjects"]["count"] == deleted.body["deletion_events"]
 
     gone = await api.get(C)
     assert gone.status == 404 and "deleted" in gone.body["detail"]

@@ -385,7 +385,7 @@ async def test_ledger_page_and_downloads(console: Console, world: World) -> None
     export = await console.client.get("/console/t/acme/ledger/export")
     assert export.status == 200
     assert "attachment" in export.headers["Content-Disposition"]
-    assert b'"sluis-ledger-export/1"' in await export.read()
+    assert b'"sluis-ledger-export/2"' in await export.read()
     checkpoint = await console.client.get("/console/t/acme/ledger/checkpoint")
     assert checkpoint.status == 200 and "/acme\n" in (await checkpoint.text())
     key = await console.client.get("/console/t/acme/ledger/public-key")

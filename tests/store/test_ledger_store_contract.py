@@ -6,12 +6,15 @@ Stores keep bytes and numbers and never interpret them, so these tests feed opaq
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gateway.store.protocols import LedgerStore, StoreConflict
+from gateway.store.records import VerifiedPoint
 
 
 def _leaf(i: int) -> bytes:
@@ -150,3 +153,88 @@ def test_writing_keeps_other_writers_of_the_tenant_out_until_it_ends(
     waiting.join(timeout=10)
     assert order == ["first", "other"]
     assert s.head("acme").size == 2  # type: ignore[union-attr]
+
+
+def _ids(*starts: int) -> bytes:
+    """A sorted binary list of 16-byte ids (as `subject_blob` makes them)."""
+    return b"".join(sorted(s.to_bytes(16, "big") for s in starts))
+
+
+def _digest(ids: bytes) -> bytes:
+    return hashlib.sha256(ids).digest()
+
+
+def _append_with_lists(
+    store: LedgerStore, start: int, lists: list[bytes | None], note: str = "cp"
+) -> None:
+    store.append(
+        "acme",
+        start,
+        entries=[(b'{"i":%d}' % (start + i), _leaf(start + i)) for i in range(len(lists))],
+        nodes=[],
+        frontier=[_leaf(start + len(lists) - 1)],
+        checkpoint_note=note,
+        subject_sets=[(i, _digest(ids), ids) for i, ids in enumerate(lists) if ids is not None],
+    )
+
+
+def test_subject_lists_are_stored_once_and_found_by_id(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    twin = (7 << 64) | 1  # shares its first 8 bytes with `7 << 64`: same index key
+    a, b, c = _ids(1, 2, 7 << 64), _ids(3), _ids(twin)
+    _append_with_lists(s, 0, [a, a, None, b])
+    _append_with_lists(s, 4, [c, a, _ids()])
+    assert [d for d, _ in s.iter_subject_sets("acme")] == [_digest(a), _digest(b), _digest(c)]
+    found = s.subject_sets("acme", [_digest(b), _digest(a), b"\0" * 32])
+    assert found == {_digest(a): a, _digest(b): b}
+    assert s.subject_sets("other", [_digest(a)]) == {}
+    one = (1).to_bytes(16, "big")
+    assert s.entries_carrying("acme", one) == [0, 1, 5]
+    assert s.entries_carrying("acme", (3).to_bytes(16, "big")) == [3]
+    # The index key is shared; the list itself tells the two apart.
+    assert s.entries_carrying("acme", (7 << 64).to_bytes(16, "big")) == [0, 1, 5]
+    assert s.entries_carrying("acme", twin.to_bytes(16, "big")) == [4]
+    assert s.entries_carrying("acme", (99).to_bytes(16, "big")) == []
+    assert s.entries_carrying("other", one) == []
+    assert [r[0] for r in s.entries_at("acme", [5, 0, 99, 3])] == [0, 3, 5]
+    assert s.entries_at("acme", [2])[0] == (2, b'{"i":2}', _leaf(2))
+    assert list(s.iter_unindexed("acme")) == []
+
+
+def test_a_refused_append_stores_no_subject_list(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    _append_with_lists(s, 0, [_ids(1)])
+    with pytest.raises(StoreConflict):
+        _append_with_lists(s, 0, [_ids(2)])
+    assert [d for d, _ in s.iter_subject_sets("acme")] == [_digest(_ids(1))]
+    assert s.entries_carrying("acme", (2).to_bytes(16, "big")) == []
+
+
+def test_entries_from_before_subject_lists_are_read_apart(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    _append_with_lists(s, 0, [_ids(1), None, None])
+    # What a log written before lists were kept apart looks like after the upgrade.
+    database = getattr(s, "database")  # noqa: B009 - the SQL stores' own connection
+    database.execute("UPDATE ledger_entries SET subject_set = NULL WHERE idx >= 1")
+    assert [r[0] for r in s.iter_unindexed("acme")] == [1, 2]
+    assert s.entries_carrying("acme", (1).to_bytes(16, "big")) == [0]
+
+
+def test_where_verification_ended_is_kept_per_tenant(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    assert s.verified("acme") is None
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    s.set_verified("acme", VerifiedPoint(20, 3, (_leaf(1), _leaf(2)), at))
+    s.set_verified("beta", VerifiedPoint(1, 1, (_leaf(9),), at))
+    s.set_verified("acme", VerifiedPoint(36, 5, (_leaf(4),), at + timedelta(days=1)))
+    assert s.verified("acme") == VerifiedPoint(36, 5, (_leaf(4),), at + timedelta(days=1))
+    assert s.verified("beta") == VerifiedPoint(1, 1, (_leaf(9),), at)
+
+
+def test_nodes_can_be_read_from_a_size_on(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    _append(s, "acme", 0, 16, "cp 16")
+    _append(s, "acme", 16, 16, "cp 32")
+    assert list(s.iter_nodes("acme", 16)) == [(4, 1, b"n" * 32)]
+    assert list(s.iter_nodes("acme", 15)) == [(4, 0, b"n" * 32), (4, 1, b"n" * 32)]
+    assert list(s.iter_nodes("acme", 32)) == []
