@@ -479,6 +479,11 @@ class InclusionProofOut(_Response):
     root: str
     checkpoint: str
     consistency_path: list[str]
+    subject_ids: list[str] | None = Field(
+        default=None,
+        description="a transfer's keyed ids, sorted: the list its `subjects` commitment names "
+        "(SHA-256 over their 16-byte forms); with the proof, it shows whom the transfer carried",
+    )
 
 
 class ConsumerCreated(_Response):
