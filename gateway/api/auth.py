@@ -83,6 +83,7 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/reports/processing-record"): AUDIT,
     ("POST", T + "/subjects/search"): AUDIT,
     ("POST", T + "/subjects/export"): AUDIT,
+    ("POST", T + "/subjects/rectify"): CONFIGURE,
     ("POST", T + "/subjects/erase"): AUTHORISE,
     ("POST", T + "/subjects/restrict"): AUTHORISE,
     ("GET", T + "/suppressions"): AUDIT,

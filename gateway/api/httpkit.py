@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -192,3 +193,20 @@ async def store_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def location(request: web.Request, *parts: str) -> str:
     """An absolute path below the current request's path."""
     return "/".join([request.path.rstrip("/"), *parts])
+
+
+def _forget(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
+    tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # The engine records failures on the run itself; this only notes that one escaped.
+        logging.getLogger("sluis.http").error(
+            "background sync task ended with %s", type(task.exception()).__name__
+        )
+
+
+def spawn(tasks: set[asyncio.Task[Any]], work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """Run `work` in the background, kept referenced until it ends (then dropped)."""
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(lambda t: _forget(tasks, t))
+    return task

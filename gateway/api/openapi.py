@@ -531,13 +531,15 @@ def _breach_params() -> list[dict[str, Any]]:
 
 _SUBJECT_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectSearch, sm.EmailSearch, sm.IdentitySearch, sm.SubjectExportRequest,
-    sm.SubjectEraseRequest, sm.RequestCreate, sm.RequestClose, sm.CompletedClose,
+    sm.SubjectEraseRequest, sm.SubjectRectifyRequest, sm.RequestCreate, sm.RequestClose,
+    sm.CompletedClose,
     sm.RejectedClose,
 )  # fmt: skip
 _SUBJECT_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     sm.SubjectsFoundOut, sm.SubjectFoundOut, sm.SubjectExportOut, sm.PersonData, sm.HeldOut,
     sm.HeldEventOut, sm.TransferOut, sm.ErasureOut, sm.ErasedOut, sm.SuppressionOut,
     sm.SuppressionList, sm.RestrictedOut, sm.RequestOut, sm.RequestList, sm.ErasureReceipt,
+    sm.RectificationOut, sm.SourceOfRecordOut, sm.RectifySyncOut,
 )  # fmt: skip
 
 
@@ -589,6 +591,16 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "`tenant.destroyed` entry; 409 before `destroy_after`",
             (200, m.TenantOut, "Destroyed"), (401, 403, 404, 409), tag="tenants",
             params=[tenant])},
+        t + "/subjects/rectify": {"post": _op(
+            "rectifySubject",
+            "Rectify a person (GDPR Art. 16): where each passed field of theirs comes from "
+            "(the source connectors holding them and the source fields behind each egress "
+            "field: correct the record there, the system of record), and a sync of each such "
+            "source's changes since its last run to bring the correction through; 404 when "
+            "Sluis holds nothing about them; on the ledger",
+            (200, sm.RectificationOut, "Where to correct, and the syncs started"),
+            (401, 403, 404, 413, 422), tag="subjects",
+            body=sm.SubjectRectifyRequest, params=[tenant])},
         t + "/subjects/erase": {"post": _op(
             "eraseSubject",
             "Erase a person (GDPR Art. 17; a fresh second factor needed): their stored data "

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Coroutine
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -35,6 +33,7 @@ from gateway.api.httpkit import (
     query_params,
     read_body,
     services_of,
+    spawn,
     store_call,
 )
 from gateway.api.models import (
@@ -77,21 +76,6 @@ def run_out(run: RunRecord) -> RunOut:
 
 
 # --------------------------------------------------------------------------- syncs
-
-
-def _forget(tasks: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
-    tasks.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        # The engine records failures on the run itself; this only notes that one escaped.
-        log.error("background sync task ended with %s", type(task.exception()).__name__)
-
-
-def spawn(tasks: set[asyncio.Task[Any]], work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    """Run `work` in the background, kept referenced until it ends (then dropped)."""
-    task = asyncio.create_task(work)
-    tasks.add(task)
-    task.add_done_callback(lambda t: _forget(tasks, t))
-    return task
 
 
 async def post_sync(request: web.Request) -> web.Response:

@@ -223,3 +223,42 @@ class RequestOut(_Response):
 
 class RequestList(_Response):
     requests: list[RequestOut] = Field(description="oldest due first")
+
+
+class SubjectRectifyRequest(_Request):
+    subject_ids: list[SubjectId] = Field(
+        min_length=1, max_length=20, description="one person's keyed ids (from a search)"
+    )
+    sync: bool = Field(
+        default=True,
+        description="start a sync of what changed since the last run of each source holding "
+        "the person (after the record was corrected there); false: only say where to correct",
+    )
+
+
+class RectifySyncOut(_Response):
+    status: Literal["started", "busy", "paused", "not-authorised", "not-asked"] = Field(
+        description="started: a sync of the source's changes runs (`run_id`); busy: one is "
+        "running already (it picks the correction up if it started after it); paused or "
+        "not-authorised: nothing syncs from this source now; not-asked: `sync` was false"
+    )
+    run_id: str | None
+    detail: str
+
+
+class SourceOfRecordOut(_Response):
+    connector: str
+    connector_type: str
+    base_url: str = Field(description="the source system to correct the record in")
+    fields: dict[str, list[str]] = Field(
+        description="egress field -> the source fields it is taken from (the mapping's)"
+    )
+    sync: RectifySyncOut
+
+
+class RectificationOut(_Response):
+    """Where to correct a person's data, and the syncs that bring the correction through."""
+
+    subject_ids: list[str]
+    sources: list[SourceOfRecordOut]
+    how: str

@@ -8,6 +8,11 @@ the tenant's ledger (`subject.searched` with the number found, `subject.exported
 keyed id), since reading a person's data is processing too. Answers hold personal data:
 sent with `Cache-Control: no-store`.
 
+`POST .../subjects/rectify` answers where a person's data comes from (each source and the
+source fields behind each passed field: the source is the system of record, the record is
+corrected there) and starts a sync of each such source's changes, to bring the correction
+through at once (`gateway.lifecycle.rectification`).
+
 `POST .../subjects/erase` erases a person and `.../subjects/restrict` restricts one
 (admins, with a fresh second factor); the suppressions they leave are listed at `GET
 .../suppressions` and lifted with `DELETE .../suppressions/{subject}` (admins, with a fresh
@@ -18,22 +23,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final
 
 from aiohttp import web
 
 from gateway.api.auth import acting
-from gateway.api.httpkit import model_response, read_body, services_of, store_call
+from gateway.api.httpkit import (
+    SYNC_TASKS,
+    model_response,
+    read_body,
+    services_of,
+    spawn,
+    store_call,
+)
 from gateway.api.problems import Problem, invalid
 from gateway.api.subject_models import (
     ErasedOut,
     ErasureOut,
     ErasureReceipt,
     IdentitySearch,
+    RectificationOut,
+    RectifySyncOut,
     RestrictedOut,
+    SourceOfRecordOut,
     SubjectEraseRequest,
     SubjectExportOut,
     SubjectExportRequest,
     SubjectFoundOut,
+    SubjectRectifyRequest,
     SubjectSearch,
     SubjectsFoundOut,
     SuppressionList,
@@ -41,8 +58,10 @@ from gateway.api.subject_models import (
 )
 from gateway.ledger.audit import AuditCounts
 from gateway.ledger.record import record
-from gateway.lifecycle import erasure, subjects
+from gateway.lifecycle import erasure, rectification, subjects
 from gateway.store.records import NotFound, Suppression
+from gateway.sync.engine import ConnectorPaused, SyncBusy
+from gateway.sync.instructions import InstructionRefused
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -185,8 +204,71 @@ async def lift_suppression(request: web.Request) -> web.Response:
     return model_response(_suppression_out(row))
 
 
+RECTIFY_HOW: Final = (
+    "The source is the system of record: correct the person's record there (the fields "
+    "listed per source are those each passed field is taken from). A sync of each source's "
+    "changes since its last run brings the correction to every destination; Sluis holds no "
+    "copy of its own to edit."
+)
+
+
+async def rectify(request: web.Request) -> web.Response:
+    """Where to correct a person, and a sync of each of their sources' changes."""
+    body = await read_body(request, SubjectRectifyRequest)
+    tenant = request.match_info["tenant"]
+    s = services_of(request)
+    await store_call(s.store.get_tenant, tenant)
+    ids = sorted(set(body.subject_ids))
+    found = await store_call(rectification.sources_of_record, s.store, tenant, ids)
+    if not found:
+        raise Problem(404, "not found: Sluis holds nothing about these subject ids")
+    syncs = [await _resync(request, tenant, src.connector, asked=body.sync) for src in found]
+    started = sum(1 for sync in syncs if sync.status == "started")
+    by = acting(request, tenant)
+    now = s.clock()
+    entries = [by.entry("subject.resynced", now, target=i, counts=AuditCounts(records=started))
+               for i in ids]  # fmt: skip
+    await store_call(record, s.store, by.ledger, entries)
+    out = RectificationOut(
+        subject_ids=ids,
+        sources=[
+            SourceOfRecordOut(
+                connector=src.connector, connector_type=src.connector_type,
+                base_url=src.base_url, fields={k: list(v) for k, v in src.fields.items()},
+                sync=sync,
+            )
+            for src, sync in zip(found, syncs, strict=True)
+        ],
+        how=RECTIFY_HOW,
+    )  # fmt: skip
+    return model_response(out, headers=NO_STORE)
+
+
+async def _resync(
+    request: web.Request, tenant: str, connector: str, *, asked: bool
+) -> RectifySyncOut:
+    """Start a sync of the connector's changes since its last run, or say why not."""
+    if not asked:
+        return RectifySyncOut(status="not-asked", run_id=None, detail="no sync was asked for")
+    engine = services_of(request).engine
+    try:
+        run = await engine.start(tenant, connector, None)
+    except ConnectorPaused:
+        return RectifySyncOut(status="paused", run_id=None, detail="the connector is paused")
+    except InstructionRefused as refusal:
+        return RectifySyncOut(status="not-authorised", run_id=None, detail=str(refusal))
+    except SyncBusy as busy:
+        return RectifySyncOut(
+            status="busy", run_id=busy.run_id,
+            detail="a sync is running; one started after the correction brings it through",
+        )  # fmt: skip
+    spawn(request.config_dict[SYNC_TASKS], engine.run(run))
+    return RectifySyncOut(status="started", run_id=run.id, detail=f"a {run.mode} sync started")
+
+
 def add_routes(router: web.UrlDispatcher, *, tenant_path: str) -> None:
     router.add_post(tenant_path + "/subjects/search", search)
+    router.add_post(tenant_path + "/subjects/rectify", rectify)
     router.add_post(tenant_path + "/subjects/export", export)
     router.add_post(tenant_path + "/subjects/erase", erase)
     router.add_post(tenant_path + "/subjects/restrict", restrict)

@@ -69,6 +69,7 @@ AuditAction = Literal[
     "subject.exported",
     "subject.erased",
     "subject.restricted",
+    "subject.resynced",
     "suppression.lifted",
     "request.opened",
     "request.closed",

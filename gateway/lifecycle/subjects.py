@@ -14,8 +14,9 @@ keyed id: when, which way, from which source to which destination, under which
 authorisation. Nothing else exists: source fields outside the authorised mapping are
 dropped on arrival, and the ledger holds keyed ids, never values. The export says so.
 
-The ledger is read whole here, an entry parsed only when its bytes hold one of the ids:
-a request is rare, and the compact, indexed ledger (issue #9) will make this a lookup.
+The ledger's index of subject lists names the entries that carried an id, so a request
+reads those entries and no others (only entries written before the lists were kept apart
+are scanned, their ids being in their bodies).
 """
 
 from __future__ import annotations
