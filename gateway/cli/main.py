@@ -19,7 +19,8 @@ from typing import Final
 
 from gateway import __version__
 
-#: command → the module that registers it (in the order `sluis --help` lists them).
+#: command → the module that registers it (in the order `sluis --help` lists them), or
+#: `module:function` where one module registers several commands.
 COMMANDS: Final = {
     "demo": "gateway.cli.demo",
     "serve": "gateway.cli.serve",
@@ -27,6 +28,8 @@ COMMANDS: Final = {
     "keygen": "gateway.cli.keygen",
     "audit": "gateway.cli.audit",
     "report": "gateway.cli.report",
+    "subjects": "gateway.cli.dsr:register_subjects",
+    "requests": "gateway.cli.dsr:register_requests",
     "db": "gateway.cli.db",
     "emulator": "gateway.cli.emulator",
 }
@@ -40,9 +43,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sluis {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for name, where in COMMANDS.items():
         if only is None or name == only:
-            importlib.import_module(module).register(sub)
+            module, _, function = where.partition(":")
+            getattr(importlib.import_module(module), function or "register")(sub)
     return parser
 
 
