@@ -27,6 +27,7 @@ COMMANDS: Final = {
     "keygen": "gateway.cli.keygen",
     "audit": "gateway.cli.audit",
     "report": "gateway.cli.report",
+    "retention": "gateway.cli.retention",
     "db": "gateway.cli.db",
     "emulator": "gateway.cli.emulator",
 }

@@ -73,7 +73,7 @@ class GatewayState:
     #: Per tenant with open data-subject requests: (open, of which overdue).
     requests: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: The retention job as stored (Unix seconds): its last success, when it first ran,
-    #: and the interval this replica runs it at (None: it never ran / no scheduler here).
+    #: and the interval this replica runs it at (None: it never ran).
     retention_last_success: float | None = None
     retention_first_run: float | None = None
     retention_interval: float | None = None
@@ -149,7 +149,7 @@ class _StateCollector(Collector):
         )
         interval = GaugeMetricFamily(
             "sluis_retention_interval_seconds",
-            "Seconds between retention runs, as this replica's scheduler is configured.",
+            "Seconds between retention runs, as this replica is configured.",
         )
         if state is not None:
             if state.retention_last_success is not None:

@@ -210,9 +210,7 @@ class Services:
                 job.last_success_at.timestamp() if job and job.last_success_at else None
             ),
             retention_first_run=job.first_run_at.timestamp() if job else None,
-            retention_interval=(
-                self.settings.retention_interval if self.settings.scheduler else None
-            ),
+            retention_interval=self.settings.retention_interval,
         )  # fmt: skip
 
     def verify_ledgers(self) -> dict[str, bool]:

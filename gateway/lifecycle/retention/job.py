@@ -217,9 +217,11 @@ class RetentionJob:
         if not self.store.claim_job(JOB_NAME, self.owner, until, now):
             raise ClaimLost("another process took the retention job over")
 
-    def run_once(self, *, force: bool = False) -> RetentionReport | None:
+    def run_once(self, *, force: bool = False, tenant: str | None = None) -> RetentionReport | None:
         """Run the job if it is due (or `force`) and no other process holds it; the report,
-        or None when it did not run. A failure is metered, stored and raised."""
+        or None when it did not run. A failure is metered, stored and raised. A run for
+        one `tenant` only (`sluis retention run --tenant`) is stored as "partial": it is
+        not the whole job's success, and the schedule's next run comes soon after."""
         now = self.clock()
         if not force and not self.due(now):
             return None
@@ -229,7 +231,7 @@ class RetentionJob:
             return None
         try:
             report = apply_rules(
-                self.store, defaults=self.defaults(), now=now, dry_run=False,
+                self.store, defaults=self.defaults(), now=now, dry_run=False, tenant=tenant,
                 acting_for=self.acting_for, batch_rows=self.batch_rows, renew=self._renew,
             )  # fmt: skip
         except Exception as exc:
@@ -242,7 +244,7 @@ class RetentionJob:
             if removal.count:
                 self.metrics.retention_removed.labels(removal.rule).inc(removal.count)
         self.metrics.retention_runs.labels("succeeded").inc()
-        self._finish("succeeded")
+        self._finish("succeeded" if tenant is None else "partial")
         log.info("retention run done: %d removed in all", report.total)
         return report
 
