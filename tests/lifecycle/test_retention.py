@@ -17,13 +17,15 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from gateway.ledger.audit import SYSTEM, AuditEntry
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.log import Ledger
 from gateway.ledger.record import Acting
 from gateway.lifecycle.retention.job import JOB_NAME, RetentionJob, apply_rules
-from gateway.lifecycle.retention.policy import RetentionPolicy, set_policy
+from gateway.lifecycle.retention.policy import PolicyError, RetentionPolicy, policy_for, set_policy
+from gateway.runtime.config import Settings
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.store.account_records import AccountRecord, SessionRecord
 from gateway.store.postgres import PostgresStore
@@ -32,6 +34,7 @@ from gateway.store.records import (
     ConnectorRecord,
     DsrRequest,
     NewEvent,
+    RetentionOverrides,
     RunRecord,
     SubjectWrite,
     Suppression,
@@ -305,3 +308,17 @@ def test_two_jobs_on_one_database_at_once_one_runs(tmp_path: Path) -> None:
         finally:
             for s in stores:
                 s.close()
+
+
+def test_no_policy_exceeds_the_statement_maxima(store: Store) -> None:
+    h = _year(store)
+    by = Acting(SYSTEM, h.ledger)
+    for days in ({"leaver_grace_days": 91}, {"run_history_days": 731}, {"short_lived_days": 0}):
+        with pytest.raises(PolicyError):
+            set_policy(store, by, days, POLICY, T0)  # type: ignore[arg-type]
+    assert store.retention_policy("acme") is None
+    with pytest.raises(ValidationError):
+        Settings(retention_feed_compaction_days=91)
+    # A day stored by an older release above today's maximum is held to it.
+    store.set_retention_policy(RetentionOverrides("acme", {"run_history_days": 9999}, T0, "x"))
+    assert policy_for(store, "acme", POLICY).run_history_days == 730

@@ -134,8 +134,9 @@ def describe(policy: RetentionPolicy) -> list[str]:
         f"detection digest) {p.leaver_grace_days} days after they left.",
         f"Sync run history (counts, no personal data): {p.run_history_days} days.",
         f"Closed data-subject requests (keyed ids, no personal data): "
-        f"{p.request_history_days} days after closing; erasure receipts as long as the "
-        "erasure's suppression, then as long.",
+        f"{p.request_history_days} days after closing; a destination's erasure receipt is "
+        "kept while the person's suppression lasts, and goes once it is lifted and the "
+        f"receipt is {p.request_history_days} days old.",
         "Suppressions of erased and restricted people (keyed ids only): until an admin "
         "lifts them; a restricted person's data is not deleted by retention.",
         f"Console sessions, invitations, API tokens and sign-in throttles: "
