@@ -129,6 +129,8 @@ def apply_rules(
         policy = policy_for(store, scope, defaults)
         found: list[Removal] = []
         for rule in rules:
+            if scope is None and not rule.gateway:
+                continue
             due = rule.due(store, scope, policy, now)
             count = len(due)
             if not dry_run:

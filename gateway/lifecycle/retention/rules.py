@@ -60,6 +60,10 @@ class Rule(Protocol):
     @property
     def unit(self) -> str: ...
 
+    #: Whether the gateway itself has such data (operators' records, throttles).
+    @property
+    def gateway(self) -> bool: ...
+
     def due(
         self, store: Store, tenant: str | None, policy: RetentionPolicy, now: datetime
     ) -> Sequence[Any]:
@@ -72,6 +76,12 @@ class Rule(Protocol):
         ...
 
 
+#: Records the gateway itself has too (its operators', and sign-in throttles).
+_GATEWAY_KINDS: Final[frozenset[ExpiredKind]] = frozenset(
+    {"sessions", "invitations", "api_tokens", "signin_throttles"}
+)
+
+
 def _cutoff(policy: RetentionPolicy, field: RetentionField, now: datetime) -> datetime:
     return now - timedelta(days=policy.days()[field])
 
@@ -80,6 +90,7 @@ def _cutoff(policy: RetentionPolicy, field: RetentionField, now: datetime) -> da
 class FeedCompaction:
     name: str = "feed-compaction"
     unit: str = "events"
+    gateway: bool = False
 
     def due(
         self, store: Store, tenant: str | None, policy: RetentionPolicy, now: datetime
@@ -96,6 +107,7 @@ class FeedCompaction:
 class TombstoneData:
     name: str = "tombstone-data"
     unit: str = "events"
+    gateway: bool = False
 
     def due(
         self, store: Store, tenant: str | None, policy: RetentionPolicy, now: datetime
@@ -121,6 +133,7 @@ class Leaver:
 class Leavers:
     name: str = "leavers"
     unit: str = "people"
+    gateway: bool = False
 
     def due(
         self, store: Store, tenant: str | None, policy: RetentionPolicy, now: datetime
@@ -150,6 +163,10 @@ class Expired:
     kind: ExpiredKind
     field: RetentionField
     unit: str = "records"
+
+    @property
+    def gateway(self) -> bool:
+        return self.kind in _GATEWAY_KINDS
 
     def due(
         self, store: Store, tenant: str | None, policy: RetentionPolicy, now: datetime
