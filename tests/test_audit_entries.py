@@ -62,6 +62,10 @@ def every_action(i: int, action: AuditAction) -> AuditEntry:
         extra = {"changed": ["mapping", "credentials"], "mapping_digest": DIGEST}
     elif action == "signin.throttled":
         extra = {"counts": AuditCounts(records=12)}
+    elif action == "retention.changed":
+        extra = {"changed": ["feed_compaction_days", "leaver_grace_days"]}
+    elif action == "retention.applied":
+        extra = {"target": "feed-compaction", "counts": AuditCounts(records=120)}
     elif action.startswith(("account.", "token.", "consumer.")):
         extra = {"target": f"obj_{i:04d}"}
     connector = "afas" if action.startswith(("connector.", "authorisation.", "preview.",

@@ -45,6 +45,8 @@ from gateway.console.app import make_console_app
 from gateway.ledger.audit import SYSTEM
 from gateway.ledger.record import Acting
 from gateway.lifecycle import termination
+from gateway.lifecycle.retention.job import RetentionJob
+from gateway.lifecycle.retention.policy import defaults_of
 from gateway.runtime.services import Services
 from gateway.store import StoreError
 
@@ -124,6 +126,31 @@ async def tenant_reaper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def retention_job(app: web.Application) -> AsyncIterator[None]:
+    """With the scheduler on: the retention job (`gateway.lifecycle.retention.job`), due
+    every `retention_interval` and run by one replica at a time; at shutdown a run in
+    progress ends after its current batch, before the services are closed."""
+    s = app[SERVICES]
+    if not s.settings.scheduler:
+        yield
+        return
+    job = RetentionJob(
+        s.store,
+        s.metrics,
+        defaults=lambda: defaults_of(s.settings),
+        acting_for=lambda tenant: Acting(SYSTEM, s.ledger(tenant)),
+        clock=lambda: s.clock(),  # noqa: PLW0108 - tests may replace the clock
+        owner=s.engine.replica,
+        interval=s.settings.retention_interval,
+    )
+    task = asyncio.create_task(job.run_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await job.stop(STOP_TIMEOUT_SECONDS)
+
+
 async def security_headers(request: web.Request, response: StreamResponse) -> None:
     """Nothing the gateway answers is to be sniffed as another type or kept in a cache."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -177,6 +204,7 @@ def make_app(services: Services) -> web.Application:
     app.cleanup_ctx.append(background_syncs)
     app.cleanup_ctx.append(checkpoint_pusher)
     app.cleanup_ctx.append(tenant_reaper)
+    app.cleanup_ctx.append(retention_job)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

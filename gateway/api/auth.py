@@ -94,6 +94,8 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/requests/{request}"): AUDIT,
     ("POST", T + "/requests/{request}/close"): CONFIGURE,
     ("DELETE", T + "/suppressions/{subject}"): AUTHORISE,
+    ("GET", T + "/retention"): READ,
+    ("PUT", T + "/retention"): CONFIGURE,
     ("GET", T + "/checkpoint-push"): AUDIT,
     ("PUT", T + "/checkpoint-push"): CONFIGURE,
     ("DELETE", T + "/checkpoint-push"): CONFIGURE,

@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.api import account_models as am
 from gateway.api import ledger_models as lm
 from gateway.api import models as m
+from gateway.api import retention_models as rm
 from gateway.api import schema_rules
 from gateway.api import subject_models as sm
 from gateway.api.problems import PROBLEM_JSON
@@ -669,16 +670,45 @@ def _with_ledger(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+# --------------------------------------------------------------------------- retention
+# A tenant's retention policy (`gateway.api.retention_routes`).
+
+_RETENTION_REQUESTS: Final[tuple[type[BaseModel], ...]] = (rm.RetentionSet,)
+_RETENTION_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
+    rm.RetentionPolicyOut, rm.RetentionDays,
+)  # fmt: skip
+
+
+def _with_retention(paths: dict[str, Any]) -> dict[str, Any]:
+    tenant = _path_param("tenant", "tenant id", m.TENANT_ID_PATTERN)
+    paths["/admin/v1/tenants/{tenant}/retention"] = {
+        "get": _op(
+            "getRetentionPolicy",
+            "How long Sluis keeps this tenant's data, rule by rule: the days in force, the "
+            "gateway's defaults, the maxima the platforms' privacy statements allow",
+            (200, rm.RetentionPolicyOut, "The policy"), _READ, tag="retention",
+            params=[tenant]),
+        "put": _op(
+            "setRetentionPolicy",
+            "Set the tenant's retention policy (a rule left out follows the default; none "
+            "may exceed its maximum); the retention job applies it at its next run; on the "
+            "ledger",
+            (200, rm.RetentionPolicyOut, "Set"), (401, 404, 413, 422), tag="retention",
+            body=rm.RetentionSet, body_required=False, params=[tenant]),
+    }  # fmt: skip
+    return paths
+
+
 @lru_cache(maxsize=2)
 def _document(today: date) -> dict[str, Any]:
     requests = (
         *_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_LEDGER_REQUESTS, *_SUBJECT_REQUESTS,
-        *_PREVIEW_REQUESTS,
+        *_PREVIEW_REQUESTS, *_RETENTION_REQUESTS,
     )  # fmt: skip
     responses = (
         *_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_LEDGER_RESPONSES,
         *_SUBJECT_RESPONSES,
-        *_PREVIEW_RESPONSES,
+        *_PREVIEW_RESPONSES, *_RETENTION_RESPONSES,
     )  # fmt: skip
     models = [(x, "validation") for x in requests] + [(x, "serialization") for x in responses]
     _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
@@ -694,7 +724,9 @@ def _document(today: date) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": _with_subjects(_with_previews(_with_ledger(_with_lifecycle(_paths())))),
+        "paths": _with_retention(
+            _with_subjects(_with_previews(_with_ledger(_with_lifecycle(_paths()))))
+        ),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

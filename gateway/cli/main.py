@@ -30,6 +30,7 @@ COMMANDS: Final = {
     "report": "gateway.cli.report",
     "subjects": "gateway.cli.dsr:register_subjects",
     "requests": "gateway.cli.dsr:register_requests",
+    "retention": "gateway.cli.retention",
     "db": "gateway.cli.db",
     "emulator": "gateway.cli.emulator",
 }

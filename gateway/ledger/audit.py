@@ -75,11 +75,24 @@ AuditAction = Literal[
     "request.closed",
     "tenant.terminated",
     "tenant.destroyed",
+    "retention.changed",
+    "retention.applied",
 ]
 ActorRole = Literal["operator", "admin", "auditor", "viewer", "system"]
 #: Properties a `connector.changed` entry may name (names only, never values).
 ChangedProperty = Literal[
-    "mapping", "credentials", "interval_seconds", "max_delete_share", "paused", "settings"
+    "mapping",
+    "credentials",
+    "interval_seconds",
+    "max_delete_share",
+    "paused",
+    "settings",
+    # A tenant's retention policy (`retention.changed`): the rules whose days changed.
+    "feed_compaction_days",
+    "leaver_grace_days",
+    "run_history_days",
+    "request_history_days",
+    "short_lived_days",
 ]
 ActorId = Annotated[str, StringConstraints(pattern=r"^(acc_[0-9a-f]{16}|bootstrap|system)$")]
 

@@ -13,12 +13,13 @@ its latest signed checkpoint, so an auditor can check it against the log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from gateway import __version__
 from gateway.ledger.checkpoint import CheckpointError, read_unverified
+from gateway.lifecycle.retention.policy import RetentionPolicy, defaults_of, describe, policy_for
 from gateway.runtime.config import Settings
 from gateway.store.protocols import Store
 from gateway.store.records import ConnectorRecord
@@ -60,6 +61,8 @@ class Processor:
     #: Settings that decide further measures (stated only when true here).
     metrics_protected: bool
     public_url: str | None
+    #: The retention defaults (each tenant's own policy is read from the store).
+    retention_defaults: RetentionPolicy = field(default_factory=lambda: defaults_of(Settings()))
 
 
 def processor_of(settings: Settings) -> Processor:
@@ -71,6 +74,7 @@ def processor_of(settings: Settings) -> Processor:
         third_country_transfers=settings.third_country_transfers,
         metrics_protected=settings.metrics_token is not None,
         public_url=settings.public_url,
+        retention_defaults=defaults_of(settings),
     )
 
 
@@ -149,9 +153,12 @@ def processing_record(
         "third_country_transfers": processor.third_country_transfers or "none",
         "security_measures": measures,
         "retention": [
-            "Minimised subject data and feed events: kept while the connector exists; a "
-            "connector deleted with subjects=delete sends their deletion to the platform.",
-            "Digests for change detection: no personal data values, kept with the connector.",
+            # The tenant's policy as in force now (`gateway.lifecycle.retention`).
+            *describe(policy_for(store, tenant_id, processor.retention_defaults)),
+            "Minimised subject data: a person's newest state is kept while they are at the "
+            "source and the connector exists; a connector deleted with subjects=delete sends "
+            "their deletion to the platform.",
+            "Digests for change detection: no personal data values, kept with the person.",
             "Source credentials: sealed, removed with the connector.",
             "The ledger: keyed ids, field names and counts only, kept for the life of the "
             "controller's log so that every transfer stays provable.",

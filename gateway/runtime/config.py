@@ -23,6 +23,12 @@ max_connections = 512          # open client connections at most; more get a 503
 log_format = "text"            # or "json": one object per line
 log_level = "INFO"             # DEBUG, INFO, WARNING, ERROR
 checkpoint_push_interval = 5.0 # seconds between looks for new checkpoints to push
+retention_interval = 86400     # seconds between retention runs (one replica runs each)
+retention_feed_compaction_days = 30   # retention defaults per tenant (each tenant may
+retention_leaver_grace_days = 90      # shorten them; none may exceed RETENTION_MAXIMA)
+retention_run_history_days = 730
+retention_request_history_days = 730
+retention_short_lived_days = 7
 ```
 
 Secrets are better given through the environment than written in the file, and better
@@ -38,7 +44,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +54,22 @@ from gateway.keys.signing import LOG_NAME_PATTERN
 ENV_PREFIX = "SLUIS_"
 #: `SLUIS_<KEY>_FILE`: the setting is read from the named file.
 FILE_SUFFIX = "_FILE"
+
+
+#: The longest each retention rule may keep anything, in days: what the platforms' privacy
+#: statements promise (account data: the contract plus 90 days, and a leaver's contract has
+#: ended; usage data: 24 months at most). A tenant's policy, and these defaults, may be
+#: shorter, never longer. What each rule removes is `gateway.lifecycle.retention`'s.
+RETENTION_MAXIMA: Final[dict[str, int]] = {
+    # A superseded version of a person is account data that is no longer the account's.
+    "feed_compaction_days": 90,
+    "leaver_grace_days": 90,
+    # Run history and data-subject requests: records of the service's use.
+    "run_history_days": 730,
+    "request_history_days": 730,
+    # Sessions, invitations, tokens, pending sign-ins, throttles: a month at most.
+    "short_lived_days": 30,
+}
 
 
 class ConfigError(ValueError):
@@ -113,6 +135,32 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Seconds between looks for new signed checkpoints to POST to tenants' push URLs.
     checkpoint_push_interval: float = Field(default=5.0, gt=0, le=3600)
+    #: Seconds between retention runs; one replica runs each (`gateway.lifecycle.retention`).
+    retention_interval: float = Field(default=86400.0, ge=60, le=7 * 86400)
+    #: The retention defaults every tenant's policy starts from (days). Feed events are
+    #: compacted after a month: only a consumer more than a month behind needs a person's
+    #: earlier versions, and it still gets their newest.
+    retention_feed_compaction_days: int = Field(
+        default=30, ge=1, le=RETENTION_MAXIMA["feed_compaction_days"]
+    )
+    #: A leaver's tombstone and change-detection row: the contract plus 90 days.
+    retention_leaver_grace_days: int = Field(
+        default=90, ge=1, le=RETENTION_MAXIMA["leaver_grace_days"]
+    )
+    #: Finished sync runs: 24 months, the longest usage data is kept.
+    retention_run_history_days: int = Field(
+        default=730, ge=1, le=RETENTION_MAXIMA["run_history_days"]
+    )
+    #: Closed data-subject requests (and erasure receipts once their suppression is lifted):
+    #: the controller's proof that it answered, kept as long as usage data.
+    retention_request_history_days: int = Field(
+        default=730, ge=1, le=RETENTION_MAXIMA["request_history_days"]
+    )
+    #: Ended sessions, used or expired invitations, revoked or expired API tokens, expired
+    #: pending sign-ins and stale throttles: a week, long enough to look into an incident.
+    retention_short_lived_days: int = Field(
+        default=7, ge=1, le=RETENTION_MAXIMA["short_lived_days"]
+    )
 
     @property
     def keys(self) -> Path:

@@ -42,6 +42,8 @@ FEED_CHANGE_TYPES: Final = ("subject.upserted", "subject.deleted", "subject.eras
 CHECKPOINT_PUSH_OUTCOMES: Final = ("delivered", "failed", "skipped")
 #: What a full recomputation of a tenant's ledger found.
 LEDGER_VERIFY_OUTCOMES: Final = ("intact", "failed")
+#: How a run of the retention job ended.
+RETENTION_OUTCOMES: Final = ("succeeded", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,11 @@ class GatewayState:
     consumers: Sequence[tuple[str, str]] = ()
     #: Per tenant with open data-subject requests: (open, of which overdue).
     requests: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: The retention job as stored (Unix seconds): its last success, when it first ran,
+    #: and the interval this replica runs it at (None: it never ran).
+    retention_last_success: float | None = None
+    retention_first_run: float | None = None
+    retention_interval: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,33 @@ class _StateCollector(Collector):
         yield from self._connector_families(state)
         yield from self._feed_families(state)
         yield from self._request_families(state)
+        yield from self._retention_families(state)
+
+    def _retention_families(self, state: GatewayState | None) -> Iterator[Metric]:
+        """The retention job as the store keeps it, the same on every replica (one runs it),
+        so "no success for twice the interval" survives restarts and replica changes."""
+        last = GaugeMetricFamily(
+            "sluis_retention_last_success_timestamp_seconds",
+            "Unix time the retention job last succeeded (on any replica), read from the store.",
+        )
+        first = GaugeMetricFamily(
+            "sluis_retention_first_run_timestamp_seconds",
+            "Unix time the retention job first started, read from the store.",
+        )
+        interval = GaugeMetricFamily(
+            "sluis_retention_interval_seconds",
+            "Seconds between retention runs, as this replica is configured.",
+        )
+        if state is not None:
+            if state.retention_last_success is not None:
+                last.add_metric([], state.retention_last_success)
+            if state.retention_first_run is not None:
+                first.add_metric([], state.retention_first_run)
+            if state.retention_interval is not None:
+                interval.add_metric([], state.retention_interval)
+        yield last
+        yield first
+        yield interval
 
     def _request_families(self, state: GatewayState | None) -> Iterator[Metric]:
         """Data-subject requests open and overdue, for the alert that keeps the month."""
@@ -327,6 +361,20 @@ class GatewayMetrics:
             ["tenant"],
             registry=r,
         )
+        self.retention_removed = Counter(
+            "sluis_retention_removed",
+            "Rows the retention job removed (events, people, records: see the rule), by rule.",
+            ["rule"],
+            registry=r,
+        )
+        self.retention_runs = Counter(
+            "sluis_retention_runs",
+            "Runs of the retention job in this process, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in RETENTION_OUTCOMES:
+            self.retention_runs.labels(outcome)
         self._prime_types(known_types())
 
     def _prime_types(self, types: Iterable[str]) -> None:
@@ -359,6 +407,12 @@ class GatewayMetrics:
         """Create a tenant's checkpoint push series at 0 (idempotent)."""
         for outcome in CHECKPOINT_PUSH_OUTCOMES:
             self.checkpoint_pushes.labels(tenant, outcome)
+
+    def prime_retention(self, rules: Iterable[str]) -> None:
+        """Create every retention rule's removal series at 0 (the rule names are the
+        lifecycle's, which this module may not import)."""
+        for rule in rules:
+            self.retention_removed.labels(rule)
 
     def refused(self, tenant: str, connector: str, reason: str, count: int = 1) -> None:
         self.refusals.labels(tenant, connector, reason).inc(count)

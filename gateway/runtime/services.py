@@ -25,6 +25,8 @@ from gateway.keys.master import (
 from gateway.keys.signing import SIGNING_KEY_FILE, load_or_create_signing_key
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.log import Ledger
+from gateway.lifecycle.retention.job import JOB_NAME as RETENTION_JOB
+from gateway.lifecycle.retention.rules import RULE_NAMES
 from gateway.runtime.config import Settings
 from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector
 from gateway.runtime.storage import open_store
@@ -153,6 +155,7 @@ class Services:
             store.close()
             raise
         metrics = GatewayMetrics()
+        metrics.prime_retention(RULE_NAMES)
         engine = SyncEngine(
             store,
             box,
@@ -200,7 +203,15 @@ class Services:
             if c.revoked_at is None
         ]
         requests = self.store.request_counts(self.clock())
-        return GatewayState(sizes, connectors, heads, consumers, requests)
+        job = self.store.job_state(RETENTION_JOB)
+        return GatewayState(
+            sizes, connectors, heads, consumers, requests,
+            retention_last_success=(
+                job.last_success_at.timestamp() if job and job.last_success_at else None
+            ),
+            retention_first_run=job.first_run_at.timestamp() if job else None,
+            retention_interval=self.settings.retention_interval,
+        )  # fmt: skip
 
     def verify_ledgers(self, *, resume: bool = False) -> dict[str, bool]:
         """Recompute every tenant's ledger against its signed checkpoints (the self-check

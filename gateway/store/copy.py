@@ -52,6 +52,8 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("event_heads", ("tenant",)),
     ("dsr_requests", ("id",)),
     ("erasure_receipts", ("tenant", "subject_id", "consumer_id")),
+    ("retention_policies", ("tenant",)),
+    ("job_claims", ("name",)),
     ("accounts", ("id",)),
     ("invitations", ("token_hash",)),
     ("sessions", ("id",)),

@@ -51,13 +51,14 @@ from gateway.store.records import (
     SuppressionKind,
     Tenant,
 )
+from gateway.store.retention_sql import SqlRetention, keep_event_head
 
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqlStore(SqlCheckpointPushes):
+class SqlStore(SqlCheckpointPushes, SqlRetention):
     """The `Store` protocol over one `Database` whose schema is up to date."""
 
     def __init__(self, database: Database) -> None:
@@ -578,12 +579,7 @@ class SqlStore(SqlCheckpointPushes):
         deleted = 0
         with self._db.transaction():
             # Numbers are never given twice: the highest is kept before any may go.
-            self._db.lock_tenant(tenant)
-            self._write(
-                "INSERT INTO event_heads (tenant, last_seq) VALUES (?, ?)"
-                " ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq",
-                (tenant, self.last_event_seq(tenant)),
-            )
+            keep_event_head(self._db, tenant)
             for start in range(0, len(subject_ids), _IDS_PER_STATEMENT):
                 match, ids = self._db.one_of(subject_ids[start : start + _IDS_PER_STATEMENT])
                 deleted += self._write(
@@ -905,6 +901,7 @@ _TENANT_COLUMNS: Final = "id, name, created_at, sealed_key, terminated_at, destr
 #: A tenant's data, deleted when it is destroyed (children before parents).
 _TENANT_TABLES: Final = (
     "erasure_receipts", "dsr_requests", "suppressions", "event_heads", "events", "subjects",
+    "retention_policies",
     "sync_runs", "instructions", "checkpoint_pushes", "consumers", "tenant_oidc",
     "oidc_pending", "connectors",
 )  # fmt: skip

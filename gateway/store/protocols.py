@@ -40,14 +40,18 @@ if TYPE_CHECKING:
         DsrRequest,
         EntryRow,
         EventRow,
+        ExpiredKind,
         FeedBlock,
         FeedRow,
         Instruction,
+        JobState,
         LedgerHead,
         NewEvent,
         NodeRow,
+        RecordKey,
         RequestOutcome,
         RequestState,
+        RetentionOverrides,
         RunRecord,
         RunStatus,
         StoredCheckpoint,
@@ -594,4 +598,75 @@ class Store(Protocol):
         """Make `owner` the one process pushing the tenant's checkpoints until `until`:
         True if it held the claim already or the last claim ran out by `now`; False if
         another process holds it (or the URL was replaced)."""
+        ...
+
+    # retention (gateway.lifecycle.retention): find what is past its time, then delete it
+    # in batches, each one short transaction (`gateway.store.retention_sql`)
+    def retention_policy(self, tenant: str) -> RetentionOverrides | None:
+        """The tenant's own retention days (None: the defaults throughout)."""
+        ...
+
+    def set_retention_policy(self, overrides: RetentionOverrides) -> None:
+        """Set (or replace) the tenant's overrides; NotFound for an unknown tenant."""
+        ...
+
+    def superseded_events(self, tenant: str, before: datetime) -> list[int]:
+        """Sequence numbers of events that occurred before `before` and are not their
+        person's newest from that source (a later event of the same source and subject
+        exists), restricted people left out; in order."""
+        ...
+
+    def tombstones_with_data(self, tenant: str, before: datetime) -> list[int]:
+        """`subject.deleted` and `subject.erased` events before `before` that still hold data
+        (restricted people left out)."""
+        ...
+
+    def leaver_events(self, tenant: str, before: datetime) -> list[tuple[str, str, int]]:
+        """(source, subject id, seq) of every event of each person whose newest event from a
+        source is a `subject.deleted` that occurred before `before` (restricted people
+        left out), by source, person and seq."""
+        ...
+
+    def delete_events(self, tenant: str, seqs: Sequence[int]) -> int:
+        """Delete these events in one transaction, the tenant's highest number kept first
+        (numbers are never given twice); how many were deleted."""
+        ...
+
+    def clear_event_data(self, tenant: str, seqs: Sequence[int]) -> int:
+        """Set these events' data to null, their wire JSON rebuilt; how many changed."""
+        ...
+
+    def forget_leavers(self, tenant: str, people: Sequence[tuple[str, str]]) -> int:
+        """Delete the change-detection rows of these (source, subject id) pairs that are
+        still absent (one who came back meanwhile is kept); how many."""
+        ...
+
+    def expired_records(
+        self, kind: ExpiredKind, tenant: str | None, before: datetime
+    ) -> list[RecordKey]:
+        """Keys of the records of `kind` whose time ran out before `before`: the tenant's, or
+        with None the gateway's own (operators' sessions, invitations and tokens, sign-in
+        throttles)."""
+        ...
+
+    def delete_records(
+        self, kind: ExpiredKind, tenant: str | None, keys: Sequence[RecordKey]
+    ) -> int:
+        """Delete these records (keys from `expired_records`) in one transaction; how many."""
+        ...
+
+    # jobs that run on one replica at a time
+    def claim_job(self, name: str, owner: str, until: datetime, now: datetime) -> bool:
+        """Make `owner` the one process running job `name` until `until`: True if it held
+        the claim already, or nobody did, or the last claim ran out by `now`. Of processes
+        claiming at once, one wins."""
+        ...
+
+    def finish_job(self, name: str, owner: str, outcome: str, at: datetime) -> bool:
+        """Release `owner`'s claim, recording the outcome ("succeeded" also as the last
+        success); False if the claim was no longer `owner`'s."""
+        ...
+
+    def job_state(self, name: str) -> JobState | None:
+        """The job as stored (None: it never ran)."""
         ...

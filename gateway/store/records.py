@@ -320,3 +320,65 @@ class CheckpointPush:
     pushed_at: datetime | None = None
     failed_at: datetime | None = None
     failure: str | None = None
+
+
+#: The rules of a retention policy, each a number of days (`gateway.lifecycle.retention`
+#: says what each removes, and why its bound is what it is).
+RetentionField = Literal[
+    "feed_compaction_days",
+    "leaver_grace_days",
+    "run_history_days",
+    "request_history_days",
+    "short_lived_days",
+]
+RETENTION_FIELDS: tuple[RetentionField, ...] = (
+    "feed_compaction_days",
+    "leaver_grace_days",
+    "run_history_days",
+    "request_history_days",
+    "short_lived_days",
+)
+
+
+@dataclass(frozen=True)
+class RetentionOverrides:
+    """A tenant's own retention days, where they differ from the gateway's defaults."""
+
+    tenant: str
+    #: Only the fields the tenant set; the rest follow the defaults.
+    days: Mapping[RetentionField, int]
+    updated_at: datetime
+    #: The opaque id of the account that set them.
+    updated_by: str
+
+
+#: Records the retention job removes once they are old enough, found by one time column
+#: each (`Store.expired_records`): finished sync runs, closed data-subject requests, erasure
+#: receipts of people no longer suppressed, and the short-lived records of the account
+#: register.
+ExpiredKind = Literal[
+    "sync_runs",
+    "dsr_requests",
+    "erasure_receipts",
+    "sessions",
+    "invitations",
+    "api_tokens",
+    "oidc_pending",
+    "signin_throttles",
+]
+#: A record's key within its table (and tenant): one value, or two (erasure receipts).
+RecordKey = tuple[str | bytes, ...]
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A background job that runs on one replica at a time, as the store keeps it."""
+
+    name: str
+    claimed_by: str | None
+    claimed_until: datetime | None
+    first_run_at: datetime
+    last_finished_at: datetime | None = None
+    #: "succeeded" or "failed".
+    last_outcome: str | None = None
+    last_success_at: datetime | None = None

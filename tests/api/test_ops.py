@@ -48,9 +48,9 @@ def documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
-    # 45, live preview 2, reports 2, subjects 4, suppressions 2, requests 4, erasure ack,
-    # a tenant's end 2
-    assert len(routes) == 63
+    # 45, live preview 2, reports 2, subjects 5, suppressions 2, requests 4, erasure ack,
+    # a tenant's end 2, retention 2
+    assert len(routes) == 65
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -172,6 +172,8 @@ async def test_every_operation_answers_as_documented(
     await api.post(opened.headers["Location"] + "/close",
                    {"state": "completed", "outcome": "nothing-held"})  # fmt: skip
     await api.delete(f"{t}/suppressions/{subject}")
+    await api.call("PUT", f"{t}/retention", json={"feed_compaction_days": 7})
+    await api.get(f"{t}/retention")
     await api.call("PUT", f"{t}/checkpoint-push", json={"url": "http://127.0.0.1:9/cp"})
     await api.get(f"{t}/checkpoint-push")
     await api.delete(f"{t}/checkpoint-push")

@@ -12,6 +12,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.ledger.audit import SYSTEM
+from gateway.ledger.record import Acting
+from gateway.lifecycle.retention.job import RetentionJob
+from gateway.lifecycle.retention.policy import defaults_of
 from gateway.runtime.services import Services
 from tests.api.conftest import Api, grant, make_consumer
 from tests.api.test_metrics import scrape
@@ -65,7 +69,7 @@ def test_every_panel_and_rule_reads_at_least_one_metric() -> None:
 @pytest.fixture
 async def exposition(api: Api, services: Services, aiohttp_server: Any) -> str:
     """A gateway that has done what the panels show: a connector synced, a consumer that
-    polled the feed, and the ledger self-check of `sluis serve`."""
+    polled the feed, the ledger self-check of `sluis serve`, and a retention run."""
     await afas_connector(api, aiohttp_server, people=60)
     await grant(api)
     started = await api.post(f"{C}/syncs", {"mode": "full"})
@@ -73,6 +77,12 @@ async def exposition(api: Api, services: Services, aiohttp_server: Any) -> str:
     token = await make_consumer(api)
     assert (await api.get("/feed/v1/tenants/acme/events", token=token)).status == 200
     assert services.verify_ledgers() == {"acme": True}
+    job = RetentionJob(
+        services.store, services.metrics, defaults=lambda: defaults_of(services.settings),
+        acting_for=lambda t: Acting(SYSTEM, services.ledger(t)), clock=services.clock,
+        owner="test", interval=services.settings.retention_interval,
+    )  # fmt: skip
+    assert job.run_once() is not None
     return await scrape(api)
 
 

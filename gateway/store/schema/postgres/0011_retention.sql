@@ -1,0 +1,18 @@
+-- Retention (issue #9): a tenant's own retention policy, where it differs from the
+-- gateway's defaults (the settings' retention_* values): one column per rule, NULL meaning
+-- "the default". Days only, never above what the platforms' privacy statements promise
+-- (checked by gateway.lifecycle.retention before it is written); who changed it last is an
+-- opaque account id (the change itself is an audit entry on the tenant's ledger).
+CREATE TABLE retention_policies (
+    tenant TEXT PRIMARY KEY REFERENCES tenants (id),
+    feed_compaction_days BIGINT, leaver_grace_days BIGINT, run_history_days BIGINT,
+    request_history_days BIGINT, short_lived_days BIGINT,
+    updated_at TIMESTAMPTZ NOT NULL, updated_by TEXT NOT NULL);
+-- Jobs that must run on one replica at a time (the retention job): the replica holding the
+-- claim until `claimed_until` runs it, renewing the claim as it goes; another takes over
+-- once it runs out. The last outcome and success are kept here, not in a process, so every
+-- replica's /metrics tells the same story and a restart forgets nothing.
+CREATE TABLE job_claims (
+    name TEXT PRIMARY KEY, claimed_by TEXT, claimed_until TIMESTAMPTZ,
+    first_run_at TIMESTAMPTZ NOT NULL, last_finished_at TIMESTAMPTZ, last_outcome TEXT,
+    last_success_at TIMESTAMPTZ);
