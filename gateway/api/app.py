@@ -151,6 +151,33 @@ async def retention_job(app: web.Application) -> AsyncIterator[None]:
     await job.stop(STOP_TIMEOUT_SECONDS)
 
 
+#: Seconds between rounds of indexing new subject lists; lists per transaction.
+INDEX_INTERVAL_SECONDS: Final = 15.0
+INDEX_BATCH: Final = 20
+
+
+async def ledger_indexer(app: web.Application) -> AsyncIterator[None]:
+    """Index the ledger's new subject lists by id (`Services.index_ledgers`) every few
+    seconds, a few lists per transaction: off the sync's page commit, which only stores its
+    list; a lookup reads the lists not indexed yet directly, so it is complete meanwhile.
+    Every replica may index: rows already there are skipped."""
+    s = app[SERVICES]
+
+    async def index_forever() -> None:
+        while True:
+            try:
+                await asyncio.to_thread(s.index_ledgers, INDEX_BATCH)
+            except StoreError as exc:
+                log.warning("ledger indexer: %s", type(exc).__name__)
+            await asyncio.sleep(INDEX_INTERVAL_SECONDS)
+
+    task = asyncio.create_task(index_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def security_headers(request: web.Request, response: StreamResponse) -> None:
     """Nothing the gateway answers is to be sniffed as another type or kept in a cache."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -205,6 +232,7 @@ def make_app(services: Services) -> web.Application:
     app.cleanup_ctx.append(checkpoint_pusher)
     app.cleanup_ctx.append(tenant_reaper)
     app.cleanup_ctx.append(retention_job)
+    app.cleanup_ctx.append(ledger_indexer)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

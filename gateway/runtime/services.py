@@ -213,6 +213,16 @@ class Services:
             retention_interval=self.settings.retention_interval,
         )  # fmt: skip
 
+    def index_ledgers(self, batch: int) -> int:
+        """Index every tenant's subject lists stored since the last round (`batch` lists a
+        transaction, until none is left); how many were indexed."""
+        done = 0
+        ledger = self.store.ledger
+        for tenant in ledger.tenants():
+            while (n := ledger.index_subject_lists(tenant, batch)) > 0:
+                done += n
+        return done
+
     def verify_ledgers(self, *, resume: bool = False) -> dict[str, bool]:
         """Recompute every tenant's ledger against its signed checkpoints (the self-check
         `sluis serve` runs at start and daily); each outcome goes to the metrics, and a

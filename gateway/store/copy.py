@@ -67,6 +67,7 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("ledger_heads", ("tenant",)),
     ("ledger_subject_sets", ("tenant", "set_no")),
     ("ledger_subject_index", ("tenant", "prefix", "set_no")),
+    ("ledger_index_heads", ("tenant",)),
     ("ledger_verified", ("tenant",)),
 )
 

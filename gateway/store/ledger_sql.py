@@ -166,6 +166,8 @@ class _Reads:
             after = int(rows[-1][0])
 
     def entries_carrying(self, tenant: str, subject: bytes) -> list[int]:
+        # Lists up to the index head through the index; the few stored since, directly.
+        head = self._index_head(tenant)
         rows = self._all(
             "SELECT s.set_no, s.ids FROM ledger_subject_index i JOIN ledger_subject_sets s"
             " ON s.tenant = i.tenant AND s.set_no = i.set_no"
@@ -173,6 +175,7 @@ class _Reads:
             (tenant, _prefix(subject)),
         )
         sets = [int(no) for no, ids in rows if _holds(bytes(ids), subject)]
+        sets += [no for no, ids in self._lists_after(tenant, head) if _holds(ids, subject)]
         found: list[int] = []
         for chunk in _chunks(sets):
             match, params = self.database.one_of(chunk)
@@ -184,6 +187,29 @@ class _Reads:
                 )
             )
         return sorted(found)
+
+    def _index_head(self, tenant: str) -> int:
+        rows = self._all("SELECT set_no FROM ledger_index_heads WHERE tenant = ?", (tenant,))
+        return int(rows[0][0]) if rows else 0
+
+    def _lists_after(
+        self, tenant: str, after: int, limit: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """(number, ids) of the tenant's lists numbered above `after`, in order."""
+        left = limit
+        while left is None or left > 0:
+            page = 100 if left is None else min(left, 100)
+            rows = self.database.in_key_order(
+                "SELECT set_no, ids FROM ledger_subject_sets WHERE tenant = ? AND set_no > ?"
+                " ORDER BY set_no LIMIT ?",
+                (tenant, after, page),
+            )
+            for no, ids in rows:
+                yield int(no), bytes(ids)
+            if len(rows) < page:
+                return
+            after = int(rows[-1][0])
+            left = None if left is None else left - len(rows)
 
     def entries_at(self, tenant: str, indices: Sequence[int]) -> list[EntryRow]:
         rows: list[EntryRow] = []
@@ -332,18 +358,37 @@ class SqlLedgerStore(_Reads):
                 ("tenant", "set_no", "digest", "ids"),
                 [(tenant, numbers[d], d, wanted[d]) for d in new],
             )
-            db.insert_rows(
-                "ledger_subject_index",
-                ("tenant", "prefix", "set_no"),
-                [
-                    (tenant, prefix, numbers[d])
-                    for d in new
-                    for prefix in sorted(
-                        {_prefix(wanted[d][i : i + _ID]) for i in range(0, len(wanted[d]), _ID)}
-                    )
-                ],
-            )
         return {offset: numbers.get(digest, 0) for offset, digest, _ in sets}
+
+    def index_subject_lists(self, tenant: str, limit: int) -> int:
+        """Index up to `limit` lists stored since the index head, in one transaction of
+        their own (never the sync's: a page's commit stores its list and goes on); the
+        number indexed. Safe on several replicas at once: rows already there are skipped
+        and the head only moves forward."""
+        db = self.database
+        with db.transaction():
+            head = self._index_head(tenant)
+            lists = list(self._lists_after(tenant, head, limit))
+            if not lists:
+                return 0
+            rows = [
+                (tenant, prefix, no)
+                for no, ids in lists
+                for prefix in sorted({_prefix(ids[i : i + _ID]) for i in range(0, len(ids), _ID)})
+            ]
+            db.executemany(
+                "INSERT INTO ledger_subject_index (tenant, prefix, set_no) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                rows,
+            )
+            last = lists[-1][0]
+            db.execute(
+                "INSERT INTO ledger_index_heads (tenant, set_no) VALUES (?, ?)"
+                " ON CONFLICT (tenant) DO UPDATE SET set_no = excluded.set_no"
+                " WHERE excluded.set_no > ledger_index_heads.set_no",
+                (tenant, last),
+            )
+        return len(lists)
 
     def set_verified(self, tenant: str, point: VerifiedPoint) -> None:
         db = self.database

@@ -126,7 +126,8 @@ class LedgerReader(Protocol):
 
     def entries_carrying(self, tenant: str, subject: bytes) -> list[int]:
         """Indices, ascending, of the entries whose stored subject list holds `subject`
-        (16 bytes). Entries whose ids are in their body (`iter_unindexed`) are not looked at."""
+        (16 bytes): through the index, and lists not indexed yet read directly. Entries
+        whose ids are in their body (`iter_unindexed`) are not looked at."""
         ...
 
     def entries_at(self, tenant: str, indices: Sequence[int]) -> list[EntryRow]:
@@ -193,6 +194,10 @@ class LedgerStore(LedgerReader, Protocol):
 
     def snapshot(self) -> AbstractContextManager[LedgerReader]:
         """A reader that sees one consistent state while writers carry on."""
+        ...
+
+    def index_subject_lists(self, tenant: str, limit: int) -> int:
+        """Add up to `limit` stored lists not indexed yet to the index of ids; how many."""
         ...
 
     def set_verified(self, tenant: str, point: VerifiedPoint) -> None:

@@ -68,7 +68,7 @@ async def test_a_person_is_found_by_email_and_by_number_in_both_sources(
 
 
 async def test_the_export_holds_the_data_per_source_and_every_transfer(
-    api: Api, aiohttp_server: Any
+    api: Api, aiohttp_server: Any, services: Services
 ) -> None:
     person = await _two_sources(api, aiohttp_server)
     found = await api.post(f"{T}/subjects/search", {"email": person["Email_werk"]})
@@ -87,6 +87,11 @@ async def test_the_export_holds_the_data_per_source_and_every_transfer(
                for t in export["transfers"])  # fmt: skip
     assert all(t["subject_ids"] == [subject_id] for t in export["transfers"])
     assert "nothing else" in export["nothing_else"]
+    # The same transfers once the app's indexer has indexed the lists (read directly before).
+    assert services.index_ledgers(2) > 0
+    assert services.index_ledgers(2) == 0
+    again = await api.post(f"{T}/subjects/export", {"subject_ids": [subject_id]})
+    assert again.body["transfers"] == export["transfers"]
     as_csv = await api.post(f"{T}/subjects/export", {"subject_ids": [subject_id], "format": "csv"})
     assert as_csv.status == 200 and as_csv.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
@@ -96,7 +101,7 @@ async def test_the_export_holds_the_data_per_source_and_every_transfer(
     ledger = (await api.get(f"{T}/ledger", params={"limit": 1000})).body
     exported = [e["entry"] for e in ledger["entries"]
                 if e["entry"].get("action") == "subject.exported"]  # fmt: skip
-    assert [x["target"] for x in exported] == [subject_id, subject_id]
+    assert [x["target"] for x in exported] == [subject_id] * 3
 
 
 async def test_bad_lookups_are_refused_with_the_field_named(api: Api, aiohttp_server: Any) -> None:

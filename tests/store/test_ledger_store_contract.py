@@ -200,6 +200,23 @@ def test_subject_lists_are_stored_once_and_found_by_id(ledger_store: LedgerStore
     assert s.entries_at("acme", [2])[0] == (2, b'{"i":2}', _leaf(2))
     assert list(s.iter_unindexed("acme")) == []
 
+    def answers() -> list[list[int]]:
+        probes = [1, 3, 7 << 64, twin, 99]
+        return [s.entries_carrying("acme", p.to_bytes(16, "big")) for p in probes]
+
+    # Found the same before the lists are indexed (read directly), half-way and after.
+    before = answers()
+    assert s.index_subject_lists("acme", 2) == 2
+    assert answers() == before
+    assert s.index_subject_lists("acme", 10) == 1
+    assert s.index_subject_lists("acme", 10) == 0
+    assert answers() == before
+    _append_with_lists(s, 7, [_ids(1, 99)])  # stored after the index head
+    assert s.entries_carrying("acme", (99).to_bytes(16, "big")) == [7]
+    assert s.entries_carrying("acme", one) == [0, 1, 5, 7]
+    assert s.index_subject_lists("acme", 10) == 1
+    assert s.entries_carrying("acme", one) == [0, 1, 5, 7]
+
 
 def test_a_refused_append_stores_no_subject_list(ledger_store: LedgerStore) -> None:
     s = ledger_store

@@ -3,6 +3,8 @@
 -- per tenant (a sync that reads the same pages of people again adds no list). The index
 -- maps an id's first 8 bytes (as a signed integer) to the lists holding it, for "which
 -- transfers carried this person" without reading the log; a hit is confirmed in the list.
+-- Lists are indexed after they are stored, off the sync's commit (`ledger_index_heads`:
+-- the last list indexed per tenant); a lookup reads the few lists beyond it directly.
 -- `ledger_entries.subject_set`: the list an entry names (0: none, an audit entry or one
 -- without ids; NULL: written before this, its ids are in its body).
 -- `ledger_verified`: where the last verification of the tenant's log ended, with the
@@ -15,6 +17,8 @@ CREATE UNIQUE INDEX ledger_subject_sets_digest ON ledger_subject_sets (tenant, d
 CREATE TABLE ledger_subject_index (
     tenant TEXT NOT NULL, prefix BIGINT NOT NULL, set_no BIGINT NOT NULL,
     PRIMARY KEY (tenant, prefix, set_no));
+CREATE TABLE ledger_index_heads (
+    tenant TEXT PRIMARY KEY, set_no BIGINT NOT NULL);
 CREATE INDEX ledger_entries_by_set ON ledger_entries (tenant, subject_set)
     WHERE subject_set > 0;
 CREATE INDEX ledger_entries_unindexed ON ledger_entries (tenant, idx)
