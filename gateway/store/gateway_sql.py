@@ -802,10 +802,12 @@ class SqlStore(SqlCheckpointPushes, SqlRetention):
     ) -> None:
         with self._db.transaction():
             self.get_connector(tenant, connector_id)
+            # The credentials go with the connector: nothing fetches for it again, and a
+            # secret kept is one that can leak (the row stays, for its history).
             self._db.execute(
-                "UPDATE connectors SET deleted_at = ?, deleted_subjects = ?"
-                " WHERE tenant = ? AND id = ?",
-                (self._t(at), subjects, tenant, connector_id),
+                "UPDATE connectors SET deleted_at = ?, deleted_subjects = ?,"
+                " sealed_credentials = ? WHERE tenant = ? AND id = ?",
+                (self._t(at), subjects, b"", tenant, connector_id),
             )
 
     def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:

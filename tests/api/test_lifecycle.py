@@ -322,6 +322,8 @@ async def test_delete_with_subjects_delete_tells_the_platform(
     assert last["subjects"]["count"] == deleted.body["deletion_events"]
 
     gone = await api.get(C)
+    kept = services.store.deleted_connector("acme", "hr")
+    assert kept is not None and kept.sealed_credentials == b""  # the secret went with it
     assert gone.status == 404 and "deleted" in gone.body["detail"]
     assert (await api.get(f"{T}/connectors")).body == {"connectors": []}
     assert (await api.post(f"{C}/syncs")).status == 404

@@ -16,3 +16,6 @@ CREATE TABLE job_claims (
     name TEXT PRIMARY KEY, claimed_by TEXT, claimed_until TEXT,
     first_run_at TEXT NOT NULL, last_finished_at TEXT, last_outcome TEXT,
     last_success_at TEXT);
+-- Deleted connectors' credentials, kept by releases before this one, are removed: nothing
+-- fetches for a deleted connector again.
+UPDATE connectors SET sealed_credentials = X'' WHERE deleted_at IS NOT NULL;
