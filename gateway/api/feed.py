@@ -74,6 +74,7 @@ async def get_events(request: web.Request) -> web.Response:
             after=after,
             limit=limit,
             withheld_by=withheld_by,
+            blocks=s.feed_blocks,
         )
         return body, served, consumer.id
 

@@ -72,6 +72,7 @@ from typing import Final
 
 import orjson
 
+from gateway.delivery.blocks import FeedBlocks
 from gateway.ledger import entry as entries
 from gateway.ledger.entry import TransferEntry
 from gateway.ledger.log import Ledger
@@ -304,13 +305,19 @@ def serve_page(
     after: int,
     limit: int,
     withheld_by: dict[str, int] | None = None,
+    blocks: FeedBlocks | None = None,
 ) -> tuple[bytes, int, int]:
     """Build one page, write its ledger entries, return (body, served, withheld).
 
-    `withheld_by`, if given, receives the withheld count per source connector (metrics).
+    `withheld_by`, if given, receives the withheld count per source connector (metrics);
+    `blocks`, if given, keeps full pages for other consumers (`gateway.delivery.blocks`).
     """
     tenant = consumer.tenant
-    block = store.feed_block(tenant, after, limit)
+    block = (
+        blocks.get(store, tenant, after, limit)
+        if blocks is not None
+        else store.feed_block(tenant, after, limit)
+    )
     # Restricted people (GDPR Art. 18): asked before every page, like the instructions
     # (the block says how many there are, so the common page asks nothing more).
     held_back = store.restricted(tenant) if block is None or block.restricted else frozenset()

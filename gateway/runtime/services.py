@@ -15,6 +15,7 @@ from pathlib import Path
 from connectors.base import RetryPolicy
 from gateway.accounts.oidc import OidcLogins
 from gateway.accounts.service import Accounts
+from gateway.delivery.blocks import FeedBlocks
 from gateway.keys.location import MASTER_KEY_FILE, KeyFile, locate
 from gateway.keys.master import (
     SecretBox,
@@ -119,6 +120,8 @@ class Services:
     #: Sign-ins through tenants' own identity providers (pending ones kept in the store,
     #: so any replica finishes a login another began).
     oidc: OidcLogins = field(init=False, repr=False)
+    #: Full feed pages kept a few seconds for every consumer of this replica.
+    feed_blocks: FeedBlocks = field(default_factory=FeedBlocks, repr=False)
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(

@@ -532,6 +532,14 @@ class SqlStore(SqlCheckpointPushes, SqlRetention):
             wire=bytes(wire),
         )
 
+    def feed_state(self, tenant: str) -> tuple[int, int]:
+        rows = self._all(
+            "SELECT (SELECT generation FROM event_heads WHERE tenant = ?),"
+            " (SELECT count(*) FROM suppressions WHERE tenant = ? AND kind = 'restricted')",
+            (tenant, tenant),
+        )
+        return int(rows[0][0] or 0), int(rows[0][1] or 0)
+
     def _with_legacy_wire(self, tenant: str, rows: list[FeedRow]) -> list[FeedRow]:
         """Events stored before the wire column existed get theirs built now, by the same
         function, and not written back: a feed read stays a read (it never waits for the

@@ -439,6 +439,12 @@ class Store(Protocol):
         one block (more than one source connector, an event without wire JSON, or none)."""
         ...
 
+    def feed_state(self, tenant: str) -> tuple[int, int]:
+        """The tenant's feed generation (bumped whenever an event is deleted or rewritten)
+        and how many of its people are restricted: what a kept `FeedBlock` depends on
+        besides the events after its cursor."""
+        ...
+
     def last_event_seq(self, tenant: str) -> int: ...
 
     # data-subject requests (read: no index on these, a request is rare)

@@ -108,9 +108,11 @@ _EXPIRIES: Final[dict[ExpiredKind, _Expiry]] = {
 
 
 def keep_event_head(db: Database, tenant: str) -> None:
-    """Inside a transaction, before events are deleted: hold the tenant's lock and keep the
-    highest event number it ever gave (`event_heads`), so numbers are never given twice
-    and a consumer's cursor never skips what comes after it, whichever event goes."""
+    """Inside a transaction, before events are deleted or rewritten: hold the tenant's lock
+    and keep the highest event number it ever gave (`event_heads`), so numbers are never
+    given twice and a consumer's cursor never skips what comes after it, whichever event
+    goes; and bump the tenant's feed generation, so feed pages kept in memory by any
+    replica (`gateway.delivery.blocks`) are read afresh."""
     db.lock_tenant(tenant)
     rows = db.all(
         "SELECT (SELECT MAX(seq) FROM events WHERE tenant = ?),"
@@ -118,8 +120,9 @@ def keep_event_head(db: Database, tenant: str) -> None:
         (tenant, tenant),
     )
     db.execute(
-        "INSERT INTO event_heads (tenant, last_seq) VALUES (?, ?)"
-        " ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq",
+        "INSERT INTO event_heads (tenant, last_seq, generation) VALUES (?, ?, 1)"
+        " ON CONFLICT (tenant) DO UPDATE SET last_seq = excluded.last_seq,"
+        " generation = event_heads.generation + 1",
         (tenant, max(int(rows[0][0] or 0), int(rows[0][1] or 0))),
     )
 
@@ -207,7 +210,7 @@ class SqlRetention:
     def clear_event_data(self, tenant: str, seqs: Sequence[int]) -> int:
         cleared = 0
         with self._db.transaction():
-            self._db.lock_tenant(tenant)
+            keep_event_head(self._db, tenant)
             for start in range(0, len(seqs), _KEYS_PER_STATEMENT):
                 match, params = self._db.one_of(seqs[start : start + _KEYS_PER_STATEMENT])
                 rows = self._db.all(

@@ -21,7 +21,7 @@ from gateway.store.migrate import MigratingDatabase
 from gateway.store.postgres import PostgresStore
 from gateway.store.postgres_db import PostgresDatabase
 from gateway.store.protocols import Store
-from gateway.store.records import NewEvent, Tenant
+from gateway.store.records import NewEvent, Suppression, Tenant
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite_db import SqliteDatabase
 from tests.pg import database_url, fresh_schema
@@ -188,3 +188,23 @@ def test_a_page_of_two_sources_or_of_old_events_is_no_block(store: Store) -> Non
     # An event stored before the wire column existed: the row path builds its wire.
     assert store.feed_block("acme", 0, 2) is None
     assert store.feed_block("acme", 0, 1) is not None
+
+
+def test_every_deletion_or_rewrite_of_events_moves_the_feed_generation(store: Store) -> None:
+    """What a replica's kept feed pages depend on (`gateway.delivery.blocks`)."""
+    store.create_tenant(Tenant("acme", "Acme BV", T0, b"sealed"))
+    store.create_tenant(Tenant("beta", "Beta BV", T0, b"sealed"))
+    assert store.feed_state("acme") == (0, 0)
+    store.append_events("acme", _events())
+    assert store.feed_state("acme") == (0, 0)  # new events come after every full page
+    store.delete_subject_data("acme", [SID[0]])
+    first = store.feed_state("acme")[0]
+    assert first > 0
+    store.delete_events("acme", [2])
+    assert store.feed_state("acme")[0] > first
+    second = store.feed_state("acme")[0]
+    store.clear_event_data("acme", [3])
+    assert store.feed_state("acme")[0] > second
+    assert store.feed_state("beta") == (0, 0)
+    store.add_suppressions([Suppression("acme", SID[2], "restricted", T0, "acc_1")])
+    assert store.feed_state("acme")[1] == 1

@@ -1,0 +1,111 @@
+"""Full feed pages kept in memory for a few seconds, shared by every consumer of a replica.
+
+Platforms page the same feed: sixty-four consumers reading from the start ask for the same
+pages, and each page's aggregate read (`Store.feed_block`, the database joining a thousand
+events' wire bytes) was a third of the feed's cost. A *full* page (as many events as
+asked for) cannot change by new events, which only come after it; it changes only when
+events are deleted or rewritten (erasure, retention), and every such transaction bumps
+the tenant's feed generation in the database (`Store.feed_state`). So a kept block is
+served while the generation read for this page still matches the one it was read under
+(read first, so a deletion in between makes it miss, never serve stale bytes), with the
+tenant's restricted count of now.
+
+What is checked per page is unchanged: the consumer's token, each source's authorisation,
+restricted people, and the page's ledger entry. A block holds personal data, so it is
+kept briefly (`ttl`, 30 s by default) and in bounded memory; a generation that moved drops
+all of the tenant's blocks at once, so an erased person's data does not wait for the time
+limit on a replica that serves the tenant again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.store.protocols import Store
+from gateway.store.records import FeedBlock
+
+#: Bytes of blocks kept at most per process, and how long one is kept.
+MAX_BYTES: Final = 32 * 1024 * 1024
+TTL_SECONDS: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    block: FeedBlock
+    generation: int
+    at: float
+    size: int
+
+
+class FeedBlocks:
+    """`Store.feed_block` with full blocks kept (see the module docstring); thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = MAX_BYTES,
+        ttl: float = TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[str, int, int], _Kept] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, store: Store, tenant: str, after: int, limit: int) -> FeedBlock | None:
+        generation, restricted = store.feed_state(tenant)
+        key = (tenant, after, limit)
+        now = self._clock()
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and kept.generation != generation:
+                self._drop_tenant(tenant)
+                kept = None
+            if kept is not None and now - kept.at <= self._ttl:
+                self._kept.move_to_end(key)
+                self.hits += 1
+                return dataclasses.replace(kept.block, restricted=restricted)
+        self.misses += 1
+        block = store.feed_block(tenant, after, limit)
+        if block is not None and block.count == limit:
+            self._keep(key, _Kept(block, generation, now, _size(block)))
+        return block
+
+    def _keep(self, key: tuple[str, int, int], kept: _Kept) -> None:
+        if kept.size > self._max_bytes:
+            return
+        with self._lock:
+            old = self._kept.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            self._kept[key] = kept
+            self._bytes += kept.size
+            horizon = self._clock() - self._ttl
+            while self._kept and (
+                self._bytes > self._max_bytes or next(iter(self._kept.values())).at < horizon
+            ):
+                _, gone = self._kept.popitem(last=False)
+                self._bytes -= gone.size
+
+    def _drop_tenant(self, tenant: str) -> None:
+        for key in [k for k in self._kept if k[0] == tenant]:
+            self._bytes -= self._kept.pop(key).size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self._bytes = 0
+
+
+def _size(block: FeedBlock) -> int:
+    return len(block.wire) + 40 * len(block.subject_ids) + 200

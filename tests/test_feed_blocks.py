@@ -1,0 +1,104 @@
+"""Full feed pages kept in memory (`gateway.delivery.blocks`) on a real SQLite store: served
+again only while nothing they hold was deleted or rewritten, never a page at the head,
+never past their time, within their memory bound."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.delivery.blocks import FeedBlocks
+from gateway.store.records import NewEvent, Suppression, Tenant
+from gateway.store.sqlite import SqliteStore
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def sid(n: int) -> str:
+    return f"{n:032x}"
+
+
+def events(start: int, n: int) -> list[NewEvent]:
+    return [
+        NewEvent(f"evt_{i}", "subject.upserted", sid(i), {"email": f"p{i}@acme.example"}, T0,
+                 "afas", "ins_1")
+        for i in range(start, start + n)
+    ]  # fmt: skip
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "sluis.db")
+    s.create_tenant(Tenant("acme", "Acme BV", T0, b"sealed"))
+    s.append_events("acme", events(0, 25))
+    yield s
+    s.close()
+
+
+def test_a_full_page_is_read_once_and_equals_a_fresh_read(store: SqliteStore) -> None:
+    blocks = FeedBlocks()
+    first = blocks.get(store, "acme", 0, 10)
+    again = blocks.get(store, "acme", 0, 10)
+    assert (blocks.misses, blocks.hits) == (1, 1)
+    assert again == first == store.feed_block("acme", 0, 10)
+
+
+def test_the_page_at_the_head_is_never_kept(store: SqliteStore) -> None:
+    blocks = FeedBlocks()
+    head = blocks.get(store, "acme", 20, 10)
+    assert head is not None and head.count == 5
+    store.append_events("acme", events(25, 3))
+    grown = blocks.get(store, "acme", 20, 10)
+    assert grown is not None and grown.count == 8 and blocks.hits == 0
+
+
+def test_an_erasure_anywhere_makes_every_kept_page_of_the_tenant_read_again(
+    store: SqliteStore,
+) -> None:
+    blocks = FeedBlocks()
+    blocks.get(store, "acme", 0, 10)
+    blocks.get(store, "acme", 10, 10)
+    store.delete_subject_data("acme", [sid(3)])
+    page = blocks.get(store, "acme", 0, 10)
+    assert page is not None and b"p3@acme.example" not in page.wire
+    assert sid(3) not in page.subject_ids and blocks.hits == 0
+    # The other kept page of the tenant went too (it held nothing of theirs, but it was
+    # read under the old generation).
+    assert blocks.get(store, "acme", 10, 10) is not None and blocks.hits == 0
+
+
+def test_a_kept_page_carries_the_restricted_count_of_now(store: SqliteStore) -> None:
+    blocks = FeedBlocks()
+    assert blocks.get(store, "acme", 0, 10).restricted == 0  # type: ignore[union-attr]
+    store.add_suppressions([Suppression("acme", sid(4), "restricted", T0, "acc_1")])
+    kept = blocks.get(store, "acme", 0, 10)
+    assert kept is not None and blocks.hits == 1 and kept.restricted == 1
+
+
+def test_pages_are_kept_briefly_and_within_their_bound(store: SqliteStore) -> None:
+    ticks = Ticks()
+    blocks = FeedBlocks(ttl=30.0, clock=ticks)
+    blocks.get(store, "acme", 0, 10)
+    ticks.now = 31.0
+    blocks.get(store, "acme", 0, 10)
+    assert blocks.hits == 0
+    one = store.feed_block("acme", 0, 10)
+    assert one is not None
+    small = FeedBlocks(max_bytes=len(one.wire) + 40 * 10 + 250)
+    small.get(store, "acme", 0, 10)
+    small.get(store, "acme", 10, 10)  # pushes the first out
+    small.get(store, "acme", 0, 10)
+    assert small.hits == 0
+    small.get(store, "acme", 0, 10)
+    assert small.hits == 1
