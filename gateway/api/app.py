@@ -14,7 +14,6 @@ cancels and awaits them, so the store is never closed under a running page.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -31,6 +30,7 @@ from gateway.api.httpkit import (
     SERVICES,
     SYNC_TASKS,
     bearer_token,
+    in_background,
     json_response,
     model_response,
     same_secret,
@@ -119,11 +119,8 @@ async def tenant_reaper(app: web.Application) -> AsyncIterator[None]:
                 log.warning("tenant reaper: %s", type(exc).__name__)
             await asyncio.sleep(REAPER_INTERVAL_SECONDS)
 
-    task = asyncio.create_task(reap())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(reap()):
+        yield
 
 
 async def retention_job(app: web.Application) -> AsyncIterator[None]:
@@ -143,11 +140,8 @@ async def retention_job(app: web.Application) -> AsyncIterator[None]:
         owner=s.engine.replica,
         interval=s.settings.retention_interval,
     )
-    task = asyncio.create_task(job.run_forever())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(job.run_forever()):
+        yield
     await job.stop(STOP_TIMEOUT_SECONDS)
 
 
@@ -171,11 +165,8 @@ async def ledger_indexer(app: web.Application) -> AsyncIterator[None]:
                 log.warning("ledger indexer: %s", type(exc).__name__)
             await asyncio.sleep(INDEX_INTERVAL_SECONDS)
 
-    task = asyncio.create_task(index_forever())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(index_forever()):
+        yield
 
 
 async def security_headers(request: web.Request, response: StreamResponse) -> None:

@@ -9,10 +9,11 @@ loop never waits on disk), and its lookup errors become problems here, in one pl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -210,3 +211,16 @@ def spawn(tasks: set[asyncio.Task[Any]], work: Coroutine[Any, Any, Any]) -> asyn
     tasks.add(task)
     task.add_done_callback(lambda t: _forget(tasks, t))
     return task
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, Any]) -> AsyncIterator[asyncio.Task[Any]]:
+    """Run `work` as a task for as long as the block runs (a `cleanup_ctx` entry's life),
+    then cancel it and wait for it to end."""
+    task = asyncio.create_task(work)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -14,8 +14,6 @@ Mounted by `gateway.api.runs.add_routes`; the pusher by `gateway.api.app.make_ap
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -23,6 +21,7 @@ from aiohttp import web
 from gateway.api.auth import acting
 from gateway.api.httpkit import (
     SERVICES,
+    in_background,
     model_response,
     query_params,
     read_body,
@@ -147,11 +146,8 @@ async def checkpoint_pusher(app: web.Application) -> AsyncIterator[None]:
         interval=s.settings.checkpoint_push_interval,
         owner=s.engine.replica,
     )
-    task = asyncio.create_task(pusher.run())
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with in_background(pusher.run()):
+        yield
 
 
 async def breach_report(request: web.Request) -> web.Response:

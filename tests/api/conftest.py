@@ -210,6 +210,23 @@ async def make_consumer(api: Api, tenant: str = "acme") -> str:
     return token
 
 
+async def read_feed(
+    api: Api, token: str, *, tenant: str = "acme", limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Every event a consumer reads from the start, page by page, until nothing is left
+    (no event and nothing withheld)."""
+    events: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while True:
+        page = await api.get(f"/feed/v1/tenants/{tenant}/events", params=params,
+                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert page.status == 200, page.body
+        events += page.body["events"]
+        if not page.body["events"] and not page.body["withheld"]:
+            return events
+        params["after"] = page.body["next_cursor"]
+
+
 async def setup_feed(api: Api, tenant: str = "acme") -> tuple[str, str]:
     """A tenant with a granted connector `hr` and a consumer; returns (token, instruction)."""
     await make_tenant(api, tenant)

@@ -10,23 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.runtime.services import Services
-from tests.api.conftest import Api, make_consumer
+from tests.api.conftest import Api, make_consumer, read_feed
 from tests.api.test_subjects import T, _two_sources, two_sources
 from tests.api.test_syncs import wait_for_run
-
-
-async def _feed(api: Api, token: str) -> list[dict[str, Any]]:
-    """Every event a consumer reads from the start."""
-    events: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 1000}
-    while True:
-        page = await api.get("/feed/v1/tenants/acme/events", params=params,
-                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-        assert page.status == 200, page.body
-        events += page.body["events"]
-        if not page.body["events"] and not page.body["withheld"]:
-            return events
-        params["after"] = page.body["next_cursor"]
 
 
 def _files_holding(directory: Path, needle: bytes) -> list[str]:
@@ -60,7 +46,7 @@ async def test_an_erased_person_is_gone_stays_gone_and_every_consumer_is_told(
     assert _files_holding(data_dir, email.encode()) == []
     # A consumer reading from the start gets no data of theirs, and the erasure per source.
     fresh = await make_consumer(api)
-    events = await _feed(api, fresh)
+    events = await read_feed(api, fresh)
     theirs = [e for e in events if e["subject_id"] == sid]
     assert [(e["type"], e["source"], e["data"]) for e in theirs] == [
         ("subject.erased", "hr", None), ("subject.erased", "hr2", None),
@@ -74,7 +60,7 @@ async def test_an_erased_person_is_gone_stays_gone_and_every_consumer_is_told(
     # The source still holds them: a full sync does not bring them back.
     run = await _full_sync(api, "hr")
     assert run["counts"]["suppressed"] == 1
-    again = await _feed(api, fresh)
+    again = await read_feed(api, fresh)
     assert [e["type"] for e in again if e["subject_id"] == sid] == ["subject.erased"] * 2
     assert _files_holding(data_dir, email.encode()) == []
     listed = (await api.get(f"{T}/suppressions")).body["suppressions"]
@@ -109,7 +95,7 @@ async def test_an_erased_person_is_gone_stays_gone_and_every_consumer_is_told(
     assert lifted.status == 200 and lifted.body["subject_id"] == sid
     assert (await api.delete(f"{T}/suppressions/{sid}")).status == 404
     await _full_sync(api, "hr")
-    back = [e for e in await _feed(api, fresh) if e["subject_id"] == sid]
+    back = [e for e in await read_feed(api, fresh) if e["subject_id"] == sid]
     assert back[-1]["type"] == "subject.upserted" and back[-1]["data"]["email"] == email
 
 
@@ -134,7 +120,7 @@ async def test_a_restricted_person_is_withheld_kept_and_comes_back_when_lifted(
     assert reply.status == 200 and reply.body == {"restricted": [sid]}
     # The feed withholds what it holds of them; nothing is deleted.
     fresh = await make_consumer(api)
-    assert [e for e in await _feed(api, fresh) if e["subject_id"] == sid] == []
+    assert [e for e in await read_feed(api, fresh) if e["subject_id"] == sid] == []
     export = await api.post(f"{T}/subjects/export", {"subject_ids": [sid]})
     assert {h["data"]["email"] for h in export.body["held"]} == {email}
     # A change at the source is neither stored nor delivered while restricted.
@@ -147,14 +133,14 @@ async def test_a_restricted_person_is_withheld_kept_and_comes_back_when_lifted(
     assert "Chief Restriction Officer" not in str(held)
     # Lifted: their newest state is sent again at once; the next sync brings the change.
     assert (await api.delete(f"{T}/suppressions/{sid}")).status == 200
-    back = [e for e in await _feed(api, fresh) if e["subject_id"] == sid]
+    back = [e for e in await read_feed(api, fresh) if e["subject_id"] == sid]
     # From the start: their events from before, no longer withheld, and the newest again.
     assert [(e["type"], e["source"]) for e in back] == [
         ("subject.upserted", "hr"), ("subject.upserted", "hr2"),
     ] * 2  # fmt: skip
     assert back[2]["data"] == back[0]["data"] and back[2]["id"] != back[0]["id"]
     await _full_sync(api, "hr")
-    latest = [e for e in await _feed(api, fresh) if e["subject_id"] == sid][-1]
+    latest = [e for e in await read_feed(api, fresh) if e["subject_id"] == sid][-1]
     assert latest["data"]["job_title"] == "Chief Restriction Officer"
     # An erased person cannot be restricted back into processing.
     await api.post(f"{T}/subjects/erase", {"subject_ids": [sid]})

@@ -8,22 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.runtime.services import Services
-from tests.api.conftest import Api, make_consumer
+from tests.api.conftest import Api, make_consumer, read_feed
 from tests.api.test_subjects import T, two_sources
 from tests.api.test_syncs import wait_for_run
-
-
-async def _events_of(api: Api, token: str, sid: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 1000}
-    while True:
-        page = await api.get("/feed/v1/tenants/acme/events", params=params,
-                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-        assert page.status == 200, page.body
-        events += [e for e in page.body["events"] if e["subject_id"] == sid]
-        if not page.body["events"]:
-            return events
-        params["after"] = page.body["next_cursor"]
 
 
 async def test_a_correction_at_the_source_is_brought_through_on_request(
@@ -58,7 +45,9 @@ async def test_a_correction_at_the_source_is_brought_through_on_request(
         run = await wait_for_run(api, location)
         assert run["status"] == "succeeded" and run["mode"] == "incremental", run
     token = await make_consumer(api)
-    latest = {e["source"]: e for e in await _events_of(api, token, sid)}
+    latest = {
+        e["source"]: e for e in [e for e in await read_feed(api, token) if e["subject_id"] == sid]
+    }
     assert {s: e["data"]["first_name"] for s, e in latest.items()} == {
         "hr": "Corrected", "hr2": "Corrected",
     }  # fmt: skip

@@ -24,26 +24,20 @@ from gateway.lifecycle.retention.job import JOB_NAME, RetentionJob
 from gateway.lifecycle.retention.policy import defaults_of
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
-from tests.api.conftest import ADMIN_TOKEN, MASTER_KEY, Api, grant, make_consumer, make_tenant
+from tests.api.conftest import (
+    ADMIN_TOKEN,
+    MASTER_KEY,
+    Api,
+    grant,
+    make_consumer,
+    make_tenant,
+    read_feed,
+)
 from tests.api.test_metrics import sample, scrape
 from tests.api.test_syncs import C, afas_connector, wait_for_run
 from tests.principals import People
 
 T = "/admin/v1/tenants/acme"
-
-
-async def _feed(api: Api, token: str) -> list[dict[str, Any]]:
-    """Every event a consumer reads from the start."""
-    events: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": 7}
-    while True:
-        page = await api.get("/feed/v1/tenants/acme/events", params=params,
-                             headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-        assert page.status == 200, page.body
-        events += page.body["events"]
-        if not page.body["events"] and not page.body["withheld"]:
-            return events
-        params["after"] = page.body["next_cursor"]
 
 
 async def _full_sync(api: Api) -> None:
@@ -75,7 +69,7 @@ async def test_a_hundred_days_on_only_each_live_persons_newest_state_remains(
     leavers = env.retire(4)
     await _full_sync(api)
     token = await make_consumer(api)
-    before = await _feed(api, token)
+    before = await read_feed(api, token, limit=7)
     newest = {e["subject_id"]: e for e in before}
     gone = {sid for sid, e in newest.items() if e["type"] == "subject.deleted"}
     assert len(gone) == 4 and len(before) > len(newest)
@@ -85,7 +79,7 @@ async def test_a_hundred_days_on_only_each_live_persons_newest_state_remains(
 
     # Today nothing of the feed is old enough.
     assert _job(services).run_once() is not None
-    assert len(await _feed(api, token)) == len(before)
+    assert len(await read_feed(api, token, limit=7)) == len(before)
 
     fresh = await make_consumer(api)  # made now: the test's admin token expires meanwhile
     real = services.clock
@@ -98,7 +92,7 @@ async def test_a_hundred_days_on_only_each_live_persons_newest_state_remains(
     assert removed["leavers"] == 4
 
     # A consumer reading from the start: each live person's newest state, once; no leaver.
-    after = await _feed(api, fresh)
+    after = await read_feed(api, fresh, limit=7)
     assert {e["subject_id"]: e for e in after} == {
         sid: e for sid, e in newest.items() if sid not in gone
     }
