@@ -179,6 +179,13 @@ class TransferEntry(_Strict):
         return format_time(value)
 
 
+def _committed(entry: TransferEntry) -> TransferEntry:
+    """A factory's entry (its ids validated, sorted and distinct) with the commitment to
+    them: computed once here, where the list is known to be in its canonical order, not
+    again by the model's consistency check."""
+    return entry.model_copy(update={"subjects": commit(entry.subject_ids or [])})
+
+
 def _fields(fields: Mapping[str, str]) -> dict[EgressField, Category]:
     # Validated by the model like any other input; the cast only names the intent.
     return cast("dict[EgressField, Category]", dict(fields))
@@ -201,7 +208,7 @@ def inbound(
     """A page fetched from a source into the gateway: `records` read, the keyed ids that
     passed, `quarantined` refused, and `dropped` source field names with their counts."""
     ids = sorted(set(subject_ids))
-    return TransferEntry(
+    entry = TransferEntry(
         time=time,
         direction="inbound",
         tenant=tenant,
@@ -209,7 +216,6 @@ def inbound(
         instruction_id=instruction_id,
         mapping_digest=mapping_digest,
         subject_ids=ids,
-        subjects=commit(ids),
         fields=_fields(fields),
         counts=TransferCounts(
             records=records, dropped_fields=sum(dropped.values()), quarantined=quarantined
@@ -218,6 +224,7 @@ def inbound(
         destination="gateway",
         run_id=run_id,
     )
+    return _committed(entry)
 
 
 def outbound(
@@ -236,7 +243,7 @@ def outbound(
     only for erasure notices, `erasures_delivered`)."""
     ids = list(subject_ids)
     distinct = sorted(set(ids))
-    return TransferEntry(
+    entry = TransferEntry(
         time=time,
         direction="outbound",
         tenant=tenant,
@@ -244,12 +251,12 @@ def outbound(
         instruction_id=instruction_id,
         mapping_digest=mapping_digest,
         subject_ids=distinct,
-        subjects=commit(distinct),
         fields=_fields(fields),
         counts=TransferCounts(records=len(ids), dropped_fields=0, quarantined=0),
         dropped_field_names=[],
         destination=destination,
     )
+    return _committed(entry)
 
 
 def erasures_delivered(
