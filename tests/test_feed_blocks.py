@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.delivery.blocks import FeedBlocks
+from gateway.ledger import entry as entries
+from gateway.ledger.entry import TransferEntry, canonical_bytes
 from gateway.store.records import NewEvent, Suppression, Tenant
 from gateway.store.sqlite import SqliteStore
 
@@ -102,3 +104,31 @@ def test_pages_are_kept_briefly_and_within_their_bound(store: SqliteStore) -> No
     assert small.hits == 0
     small.get(store, "acme", 0, 10)
     assert small.hits == 1
+
+
+def test_a_pages_outbound_entry_is_made_once_and_is_each_consumers_own() -> None:
+    blocks = FeedBlocks()
+    ids = sorted(sid(n) for n in range(50))
+    made: list[int] = []
+
+    def make(destination: str, at: datetime) -> TransferEntry:
+        return entries.outbound(
+            time=at, tenant="acme", connector="afas", instruction_id="ins_1",
+            mapping_digest="sha256:" + "ab" * 32, subject_ids=ids,
+            fields={"email": "user.contact.email"}, destination=destination,
+        )  # fmt: skip
+
+    def first() -> TransferEntry:
+        made.append(1)
+        return make("feed:con_a", T0)
+
+    key = ("acme", "afas", 0, 50, 50, "ins_1")
+    later = T0.replace(minute=5)
+    a = blocks.outbound(key, first, now=T0, destination="feed:con_a")
+    b = blocks.outbound(key, first, now=later, destination="feed:con_b")
+    assert len(made) == 1
+    # Byte for byte what each consumer's own entry would have been.
+    assert canonical_bytes(a) == canonical_bytes(make("feed:con_a", T0))
+    assert canonical_bytes(b) == canonical_bytes(make("feed:con_b", later))
+    with pytest.raises(ValueError, match="destination"):
+        blocks.outbound(key, first, now=T0, destination="feed:<script>")

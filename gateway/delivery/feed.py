@@ -220,26 +220,34 @@ def _narrowed(wire: bytes, covered: frozenset[str]) -> bytes:
     return orjson.dumps(event)
 
 
+def _destination(consumer: Consumer) -> str:
+    return f"feed:{consumer.id}"
+
+
+def _outbound(
+    consumer: Consumer, connector: str, ins: Instruction, src: _Source, now: datetime
+) -> TransferEntry:
+    """The entry for a source's events delivered to this consumer under `ins`."""
+    return entries.outbound(
+        time=now,
+        tenant=consumer.tenant,
+        connector=connector,
+        instruction_id=ins.id,
+        mapping_digest=ins.mapping_digest,
+        subject_ids=src.subject_ids,
+        fields={k: v for k, v in ins.fields.items() if k in src.covered},
+        destination=_destination(consumer),
+    )
+
+
 def _ledger_entries(
     tenant: str, consumer: Consumer, sources: Iterable[tuple[str, _Source]], now: datetime
 ) -> list[TransferEntry]:
     found = []
-    destination = f"feed:{consumer.id}"
+    destination = _destination(consumer)
     for name, src in sources:
         if src.instruction is not None and src.subject_ids:
-            ins = src.instruction
-            found.append(
-                entries.outbound(
-                    time=now,
-                    tenant=tenant,
-                    connector=name,
-                    instruction_id=ins.id,
-                    mapping_digest=ins.mapping_digest,
-                    subject_ids=src.subject_ids,
-                    fields={k: v for k, v in ins.fields.items() if k in src.covered},
-                    destination=destination,
-                )
-            )
+            found.append(_outbound(consumer, name, src.instruction, src, now))
         if src.erasures:
             found.append(
                 entries.erasures_delivered(
@@ -275,13 +283,34 @@ def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consum
 
 
 def _serve_block(
-    ledger: Ledger, consumer: Consumer, block: FeedBlock, src: _Source, *, now: datetime
+    ledger: Ledger,
+    consumer: Consumer,
+    block: FeedBlock,
+    src: _Source,
+    *,
+    now: datetime,
+    after: int,
+    blocks: FeedBlocks | None,
 ) -> tuple[bytes, int, int]:
     """The common page: one source, every event leaving as stored; the block's joined bytes
-    go out as they are."""
+    go out as they are, and its outbound entry is made once for every consumer of it."""
     src.subject_ids = block.subject_ids
     body = _body(block.wire, block.last_seq, consumer.tenant, 0)
-    ledger.append_grouped(_ledger_entries(consumer.tenant, consumer, [(block.source, src)], now))
+    pairs = [(block.source, src)]
+    ins = src.instruction
+    if blocks is None or ins is None:
+        written = _ledger_entries(consumer.tenant, consumer, pairs, now)
+    else:
+        key = (consumer.tenant, block.source, after, block.last_seq, block.count, ins.id,
+               ins.mapping_digest, tuple(sorted(ins.fields.items())))  # fmt: skip
+        made = blocks.outbound(
+            key,
+            lambda: _outbound(consumer, block.source, ins, src, now),
+            now=now,
+            destination=_destination(consumer),
+        )
+        written = [made]
+    ledger.append_grouped(written)
     return body, block.count, 0
 
 
@@ -324,7 +353,7 @@ def serve_page(
     if block is not None and not held_back.intersection(block.subject_ids):
         src = _standing(store, tenant, block.source, now)
         if src.leaves_as_stored:
-            return _serve_block(ledger, consumer, block, src, now=now)
+            return _serve_block(ledger, consumer, block, src, now=now, after=after, blocks=blocks)
     rows = store.feed_rows(tenant, after, limit)
     # Each source's standing once per page, in order of first appearance (ledger order).
     sources = {

@@ -60,9 +60,8 @@ MappingDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$
 SetDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 #: Bytes of one keyed id in its binary form (32 hex digits).
 ID_BYTES: Final = 16
-Destination = Annotated[
-    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")
-]
+DESTINATION_PATTERN: Final = r"^[a-z][a-z0-9_-]{0,31}(:[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$"
+Destination = Annotated[str, StringConstraints(pattern=DESTINATION_PATTERN)]
 EgressField = Literal["first_name", "last_name", "email", "job_title"]
 Category = Literal[
     "user.name", "user.name.first", "user.name.last", "user.contact.email", "user.job_title"
@@ -353,6 +352,11 @@ if set(TransferEntry.model_fields) != _KEYS or set(TransferCounts.model_fields) 
     raise RuntimeError("TransferEntry changed: update canonical_bytes to match")
 
 
+def is_destination(value: str) -> bool:
+    """Whether `value` may name a transfer's destination (as the model checks it)."""
+    return _DESTINATION.fullmatch(value) is not None
+
+
 def is_identifier(value: str) -> bool:
     """Whether `value` may name a tenant, connector, instruction or run."""
     return _IDENTIFIER.fullmatch(value) is not None
@@ -368,6 +372,7 @@ def describe_errors(exc: ValidationError, limit: int = 3) -> str:
 
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_DESTINATION = re.compile(DESTINATION_PATTERN)
 _SAFE_LOC: Final = frozenset(
     {
         *TransferEntry.model_fields,
