@@ -13,7 +13,7 @@ import pytest
 from gateway.delivery.blocks import FeedBlocks
 from gateway.ledger import entry as entries
 from gateway.ledger.entry import TransferEntry, canonical_bytes
-from gateway.store.records import NewEvent, Suppression, Tenant
+from gateway.store.records import FeedBlock, NewEvent, Suppression, Tenant
 from gateway.store.sqlite import SqliteStore
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -48,20 +48,39 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s.close()
 
 
-def test_a_full_page_is_read_once_and_equals_a_fresh_read(store: SqliteStore) -> None:
+def render(block: FeedBlock) -> bytes:
+    return b"body:" + block.wire
+
+
+def get(blocks: FeedBlocks, store: SqliteStore, after: int, limit: int) -> FeedBlock | None:
+    page = blocks.get(store, "acme", after, limit, render)
+    return None if page is None else page.block
+
+
+def test_a_full_page_is_read_once_and_rendered_once(store: SqliteStore) -> None:
     blocks = FeedBlocks()
-    first = blocks.get(store, "acme", 0, 10)
-    again = blocks.get(store, "acme", 0, 10)
-    assert (blocks.misses, blocks.hits) == (1, 1)
-    assert again == first == store.feed_block("acme", 0, 10)
+    rendered: list[bytes] = []
+
+    def counting(block: FeedBlock) -> bytes:
+        rendered.append(block.wire)
+        return render(block)
+
+    fresh = store.feed_block("acme", 0, 10)
+    first = blocks.get(store, "acme", 0, 10, counting)
+    again = blocks.get(store, "acme", 0, 10, counting)
+    assert (blocks.misses, blocks.hits) == (1, 1) and len(rendered) == 1
+    assert first is not None and again is not None and fresh is not None
+    assert first.block == fresh and first.body == again.body == render(fresh)
+    # Kept without its wire bytes (the body holds them once); the ids stay for the ledger.
+    assert again.block.wire == b"" and again.block.subject_ids == fresh.subject_ids
 
 
 def test_the_page_at_the_head_is_never_kept(store: SqliteStore) -> None:
     blocks = FeedBlocks()
-    head = blocks.get(store, "acme", 20, 10)
-    assert head is not None and head.count == 5
+    head = blocks.get(store, "acme", 20, 10, render)
+    assert head is not None and head.block.count == 5 and head.body is None
     store.append_events("acme", events(25, 3))
-    grown = blocks.get(store, "acme", 20, 10)
+    grown = get(blocks, store, 20, 10)
     assert grown is not None and grown.count == 8 and blocks.hits == 0
 
 
@@ -69,40 +88,44 @@ def test_an_erasure_anywhere_makes_every_kept_page_of_the_tenant_read_again(
     store: SqliteStore,
 ) -> None:
     blocks = FeedBlocks()
-    blocks.get(store, "acme", 0, 10)
-    blocks.get(store, "acme", 10, 10)
+    get(blocks, store, 0, 10)
+    get(blocks, store, 10, 10)
     store.delete_subject_data("acme", [sid(3)])
-    page = blocks.get(store, "acme", 0, 10)
-    assert page is not None and b"p3@acme.example" not in page.wire
-    assert sid(3) not in page.subject_ids and blocks.hits == 0
+    page = blocks.get(store, "acme", 0, 10, render)
+    assert page is not None and b"p3@acme.example" not in (page.body or b"")
+    assert b"p4@acme.example" in (page.body or b"")
+    assert sid(3) not in page.block.subject_ids and blocks.hits == 0
     # The other kept page of the tenant went too (it held nothing of theirs, but it was
     # read under the old generation).
-    assert blocks.get(store, "acme", 10, 10) is not None and blocks.hits == 0
+    assert get(blocks, store, 10, 10) is not None and blocks.hits == 0
 
 
 def test_a_kept_page_carries_the_restricted_count_of_now(store: SqliteStore) -> None:
     blocks = FeedBlocks()
-    assert blocks.get(store, "acme", 0, 10).restricted == 0  # type: ignore[union-attr]
+    first = get(blocks, store, 0, 10)
+    assert first is not None and first.restricted == 0
     store.add_suppressions([Suppression("acme", sid(4), "restricted", T0, "acc_1")])
-    kept = blocks.get(store, "acme", 0, 10)
+    kept = get(blocks, store, 0, 10)
     assert kept is not None and blocks.hits == 1 and kept.restricted == 1
 
 
 def test_pages_are_kept_briefly_and_within_their_bound(store: SqliteStore) -> None:
     ticks = Ticks()
     blocks = FeedBlocks(ttl=30.0, clock=ticks)
-    blocks.get(store, "acme", 0, 10)
+    get(blocks, store, 0, 10)
     ticks.now = 31.0
-    blocks.get(store, "acme", 0, 10)
+    get(blocks, store, 0, 10)
     assert blocks.hits == 0
-    one = store.feed_block("acme", 0, 10)
-    assert one is not None
-    small = FeedBlocks(max_bytes=len(one.wire) + 40 * 10 + 250)
-    small.get(store, "acme", 0, 10)
-    small.get(store, "acme", 10, 10)  # pushes the first out
-    small.get(store, "acme", 0, 10)
+    one, two = store.feed_block("acme", 0, 10), store.feed_block("acme", 10, 10)
+    assert one is not None and two is not None
+    # Room for one page (its body, and its ids) but not for two.
+    largest = max(len(render(one)), len(render(two)))
+    small = FeedBlocks(max_bytes=largest + 40 * 10 + 250)
+    get(small, store, 0, 10)
+    get(small, store, 10, 10)  # pushes the first out
+    get(small, store, 0, 10)
     assert small.hits == 0
-    small.get(store, "acme", 0, 10)
+    get(small, store, 0, 10)
     assert small.hits == 1
 
 

@@ -39,8 +39,19 @@ MAX_ENTRIES: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
-class _Kept:
+class Page:
+    """A feed block, and its response body when the block is kept (the same bytes for
+    every consumer of the page, made once)."""
+
     block: FeedBlock
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    #: The block without its wire bytes: the body holds them, once.
+    block: FeedBlock
+    body: bytes
     generation: int
     at: float
     size: int
@@ -68,7 +79,16 @@ class FeedBlocks:
         #: every consumer (see `outbound`).
         self._entries: OrderedDict[tuple[object, ...], TransferEntry] = OrderedDict()
 
-    def get(self, store: Store, tenant: str, after: int, limit: int) -> FeedBlock | None:
+    def get(
+        self,
+        store: Store,
+        tenant: str,
+        after: int,
+        limit: int,
+        render: Callable[[FeedBlock], bytes],
+    ) -> Page | None:
+        """The block `store.feed_block` gives (None when the page is not one block), with
+        its response body (`render`, made once) when it is a full page."""
         generation, restricted = store.feed_state(tenant)
         key = (tenant, after, limit)
         now = self._clock()
@@ -80,12 +100,17 @@ class FeedBlocks:
             if kept is not None and now - kept.at <= self._ttl:
                 self._kept.move_to_end(key)
                 self.hits += 1
-                return dataclasses.replace(kept.block, restricted=restricted)
+                return Page(dataclasses.replace(kept.block, restricted=restricted), kept.body)
         self.misses += 1
         block = store.feed_block(tenant, after, limit)
-        if block is not None and block.count == limit:
-            self._keep(key, _Kept(block, generation, now, _size(block)))
-        return block
+        if block is None:
+            return None
+        if block.count != limit:
+            return Page(block)
+        body = render(block)
+        bare = dataclasses.replace(block, wire=b"")
+        self._keep(key, _Kept(bare, body, generation, now, _size(bare, body)))
+        return Page(block, body)
 
     def outbound(
         self,
@@ -145,5 +170,5 @@ class FeedBlocks:
             self._bytes = 0
 
 
-def _size(block: FeedBlock) -> int:
-    return len(block.wire) + 40 * len(block.subject_ids) + 200
+def _size(block: FeedBlock, body: bytes) -> int:
+    return len(body) + 40 * len(block.subject_ids) + 200

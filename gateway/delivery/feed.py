@@ -288,6 +288,7 @@ def _serve_block(
     block: FeedBlock,
     src: _Source,
     *,
+    body: bytes | None,
     now: datetime,
     after: int,
     blocks: FeedBlocks | None,
@@ -295,7 +296,8 @@ def _serve_block(
     """The common page: one source, every event leaving as stored; the block's joined bytes
     go out as they are, and its outbound entry is made once for every consumer of it."""
     src.subject_ids = block.subject_ids
-    body = _body(block.wire, block.last_seq, consumer.tenant, 0)
+    if body is None:
+        body = _block_body(block, consumer.tenant)
     pairs = [(block.source, src)]
     ins = src.instruction
     if blocks is None or ins is None:
@@ -312,6 +314,10 @@ def _serve_block(
         written = [made]
     ledger.append_grouped(written)
     return body, block.count, 0
+
+
+def _block_body(block: FeedBlock, tenant: str) -> bytes:
+    return _body(block.wire, block.last_seq, tenant, 0)
 
 
 def _body(events: bytes, next_seq: int, tenant: str, withheld: int) -> bytes:
@@ -342,18 +348,20 @@ def serve_page(
     `blocks`, if given, keeps full pages for other consumers (`gateway.delivery.blocks`).
     """
     tenant = consumer.tenant
-    block = (
-        blocks.get(store, tenant, after, limit)
-        if blocks is not None
-        else store.feed_block(tenant, after, limit)
-    )
+    if blocks is not None:
+        page = blocks.get(store, tenant, after, limit, lambda b: _block_body(b, tenant))
+        block, body = (page.block, page.body) if page is not None else (None, None)
+    else:
+        block, body = store.feed_block(tenant, after, limit), None
     # Restricted people (GDPR Art. 18): asked before every page, like the instructions
     # (the block says how many there are, so the common page asks nothing more).
     held_back = store.restricted(tenant) if block is None or block.restricted else frozenset()
     if block is not None and not held_back.intersection(block.subject_ids):
         src = _standing(store, tenant, block.source, now)
         if src.leaves_as_stored:
-            return _serve_block(ledger, consumer, block, src, now=now, after=after, blocks=blocks)
+            return _serve_block(
+                ledger, consumer, block, src, body=body, now=now, after=after, blocks=blocks
+            )
     rows = store.feed_rows(tenant, after, limit)
     # Each source's standing once per page, in order of first appearance (ledger order).
     sources = {
