@@ -1,5 +1,6 @@
-"""`sluis db`: the database's schema (`status`, `upgrade`) and the move from SQLite to
-PostgreSQL (`copy`, in `gateway.cli.db_copy`).
+"""`sluis db`: the database's schema (`status`, `upgrade`), the move from SQLite to
+PostgreSQL (`copy`, in `gateway.cli.db_copy`), and erasures put back after a restore
+(`reapply`, in `gateway.cli.db_reapply`).
 
 An operator upgrades on purpose before starting a new release on several replicas, and
 wants to know what an upgrade would do before it does it; `sluis serve` upgrades at start
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Final
 
 from gateway.cli.db_copy import copy_and_verify, where
+from gateway.cli.db_reapply import add_parser as add_reapply
+from gateway.cli.db_reapply import run_reapply
 from gateway.keys.signing import SigningKeyError
 from gateway.ledger.log import LedgerError
 from gateway.runtime.config import ConfigError, Settings, load_settings
@@ -82,6 +85,13 @@ def _run_copy(args: argparse.Namespace) -> int:
     return copy_and_verify(settings_of(args), args.to)
 
 
+def _run_reapply(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    if args.database_url:
+        settings = settings.model_copy(update={"database_url": args.database_url})
+    return run_reapply(args, settings)
+
+
 def _guarded(run: Command) -> Command:
     """User-fixable failures end in one line on stderr and exit code 2."""
 
@@ -125,6 +135,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Exit 2, changing nothing, when the schema is newer than this Sluis.",
     )
     upgrade.set_defaults(run=_guarded(_run_upgrade))
+
+    reapply = add_reapply(cmds, common)
+    reapply.set_defaults(run=_guarded(_run_reapply))
 
     copy = cmds.add_parser(
         "copy",

@@ -28,12 +28,9 @@ from gateway.lifecycle.retention.job import RetentionJob, RetentionReport, apply
 from gateway.lifecycle.retention.policy import defaults_of
 from gateway.runtime.config import ConfigError, Settings, load_settings
 from gateway.runtime.services import Services
-from gateway.runtime.storage import open_postgres, sqlite_path
-from gateway.store import StoreError, migrate
-from gateway.store.gateway_sql import SqlStore
-from gateway.store.postgres_db import PostgresDatabase
+from gateway.runtime.storage import open_read_only_store
+from gateway.store import StoreError
 from gateway.store.records import NotFound
-from gateway.store.sqlite_db import SqliteDatabase
 
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 2
@@ -49,28 +46,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update=changes) if changes else settings
 
 
-def _read_only_store(settings: Settings) -> SqlStore:
-    """The store for a dry run: nothing made, upgraded or written."""
-    db: SqliteDatabase | PostgresDatabase
-    if settings.database_url:
-        db = open_postgres(settings.database_url, password=settings.database_password)
-    else:
-        path = sqlite_path(settings)
-        if not path.is_file():
-            raise StoreError(f"no database at {path}")
-        db = SqliteDatabase.open(path, create=False, readonly=True)
-    migrate.ready(db, apply_migrations=False)
-    if migrate.status(db).pending:
-        db.close()
-        raise StoreError(
-            "the database schema is older than this Sluis: run `sluis db upgrade` (or start "
-            "`sluis serve`) first"
-        )
-    return SqlStore(db)
-
-
 def _dry_run(settings: Settings, tenant: str | None) -> RetentionReport:
-    store = _read_only_store(settings)
+    store = open_read_only_store(settings)
     try:
         return apply_rules(
             store, defaults=defaults_of(settings), now=datetime.now(UTC), dry_run=True,

@@ -163,6 +163,12 @@ def _checkpoints(path: Path, tenant: str) -> Iterator[CheckpointRow]:
         yield seq, size, note
 
 
+def export_entries(path: str | Path, tenant: str) -> Iterator[EntryRow]:
+    """The tenant's entries in the export, in file order (`ExportFormatError` on a bad
+    line); verify the export before trusting them."""
+    return _entries(Path(path), tenant)
+
+
 def export_checkpoint_note(path: str | Path, tenant: str, seq: int) -> str | None:
     """The note of the tenant's checkpoint `seq` in the export (None: not there)."""
     for found, _, note in _checkpoints(Path(path), tenant):

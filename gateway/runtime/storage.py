@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Final
 
 from gateway.runtime.config import Settings
+from gateway.store import migrate
+from gateway.store.gateway_sql import SqlStore
 from gateway.store.ledger_sql import SqlLedgerStore
 from gateway.store.ledger_sqlite import SqliteLedgerStore
 from gateway.store.postgres import PostgresLedgerStore, PostgresStore
 from gateway.store.postgres_db import PostgresDatabase
-from gateway.store.protocols import Store
+from gateway.store.protocols import Store, StoreError
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite_db import SqliteDatabase
 
@@ -84,3 +86,25 @@ def open_ledger_reader(
     if database_url:
         return PostgresLedgerStore(database_url, password=password)
     return SqliteLedgerStore(data_dir / DB_FILE, create=False, readonly=True)
+
+
+def open_read_only_store(settings: Settings) -> SqlStore:
+    """The store for a look that changes nothing (a dry run): nothing made, upgraded or
+    written (SQLite opened `mode=ro`; PostgreSQL only SELECTed); `StoreError` when the
+    database is missing or its schema is older than this code."""
+    db: SqliteDatabase | PostgresDatabase
+    if settings.database_url:
+        db = open_postgres(settings.database_url, password=settings.database_password)
+    else:
+        path = sqlite_path(settings)
+        if not path.is_file():
+            raise StoreError(f"no database at {path}")
+        db = SqliteDatabase.open(path, create=False, readonly=True)
+    migrate.ready(db, apply_migrations=False)
+    if migrate.status(db).pending:
+        db.close()
+        raise StoreError(
+            "the database schema is older than this Sluis: run `sluis db upgrade` (or start "
+            "`sluis serve`) first"
+        )
+    return SqlStore(db)
