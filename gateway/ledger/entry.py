@@ -37,6 +37,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_serializer,
@@ -150,6 +151,16 @@ class TransferEntry(_Strict):
     dropped_field_names: list[SourceFieldName] = Field(max_length=MAX_DROPPED_NAMES)
     destination: Destination | None
     run_id: Identifier | None = None
+    #: The binary form of `subject_ids` when a factory made it (see `_committed`).
+    _subject_blob: bytes | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        # What the entry says, not how it was made: the kept binary list is a cache.
+        if not isinstance(other, TransferEntry):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = BaseModel.__hash__
 
     @model_validator(mode="after")
     def _categories_fit_fields(self) -> TransferEntry:
@@ -171,7 +182,9 @@ class TransferEntry(_Strict):
         if `ids` is not that list."""
         if self.subjects is None or commit(ids) != self.subjects:
             raise ValueError("subject_ids: not the list this entry commits to")
-        return self.model_copy(update={"subject_ids": ids})
+        made = self.model_copy(update={"subject_ids": ids})
+        made._subject_blob = None
+        return made
 
     @field_serializer("time")
     def _time_text(self, value: datetime) -> str:
@@ -181,8 +194,26 @@ class TransferEntry(_Strict):
 def _committed(entry: TransferEntry) -> TransferEntry:
     """A factory's entry (its ids validated, sorted and distinct) with the commitment to
     them: computed once here, where the list is known to be in its canonical order, not
-    again by the model's consistency check."""
-    return entry.model_copy(update={"subjects": commit(entry.subject_ids or [])})
+    again by the model's consistency check; the binary list is kept on the entry for the
+    ledger to store (`subject_list`), so it is not built a second time either."""
+    blob = subject_blob(entry.subject_ids or [])
+    made = entry.model_copy(
+        update={"subjects": SubjectSet(count=len(blob) // ID_BYTES, digest=set_digest(blob))}
+    )
+    made._subject_blob = blob
+    return made
+
+
+def subject_list(entry: TransferEntry) -> tuple[bytes, bytes] | None:
+    """(SHA-256, binary list) of the keyed ids a transfer entry carried, as the ledger
+    stores them beside it; None when it lists none at all."""
+    if entry.subject_ids is None:
+        return None
+    blob = entry._subject_blob
+    if blob is None or entry.subjects is None:
+        ids = entry.subject_ids if entry.subjects is not None else sorted(set(entry.subject_ids))
+        blob = subject_blob(ids)
+    return hashlib.sha256(blob).digest(), blob
 
 
 def _fields(fields: Mapping[str, str]) -> dict[EgressField, Category]:

@@ -46,7 +46,7 @@ from gateway.ledger.entry import (
     canonical_bytes,
     describe_errors,
     is_identifier,
-    subject_blob,
+    subject_list,
 )
 from gateway.ledger.group import GroupCommit
 from gateway.ledger.kinds import LedgerEntry, entry_bytes, is_audit_body, parse_entry
@@ -181,11 +181,10 @@ class _Prepared(NamedTuple):
 
 
 def _subject_list(entry: TransferEntry) -> tuple[bytes, bytes]:
-    if entry.subject_ids is None:
+    found = subject_list(entry)
+    if found is None:
         raise LedgerError("a transfer entry to append must list its keyed ids")
-    ids = entry.subject_ids if entry.subjects is not None else sorted(set(entry.subject_ids))
-    blob = subject_blob(ids)
-    return hashlib.sha256(blob).digest(), blob
+    return found
 
 
 def attach_subject_ids(entry: LedgerEntry, lists: dict[bytes, bytes]) -> LedgerEntry:
