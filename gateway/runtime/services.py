@@ -228,15 +228,30 @@ class Services:
                 done += n
         return done
 
+    def _repair_index(self, tenant: str) -> None:
+        """Rebuild the index rows of any list they no longer match (the index of keyed ids
+        is derived data, outside the signatures: a damaged one would make a subject
+        lookup miss transfers)."""
+        bad = self.store.ledger.unsound_index(tenant)
+        if bad:
+            ledger_log.warning(
+                "the index of keyed ids of tenant %s did not match %d of its lists; rebuilt",
+                tenant, len(bad), extra={"tenant": tenant},
+            )  # fmt: skip
+            self.store.ledger.reindex_subject_lists(tenant, bad)
+
     def verify_ledgers(self, *, resume: bool = False) -> dict[str, bool]:
         """Recompute every tenant's ledger against its signed checkpoints (the self-check
         `sluis serve` runs at start and daily); each outcome goes to the metrics, and a
         failure to the log with the tenant and the reason, which names the first bad index
         and never an entry's content. Where a check ends is recorded; with `resume` a check
-        goes on from there (only the entries since are read), else it starts at entry 0."""
+        goes on from there (only the entries since are read), else it starts at entry 0 and
+        the index of keyed ids is checked against the lists too (and rebuilt where not)."""
         outcomes = {}
         for tenant in self.store.ledger.tenants():
             report = self.ledger(tenant).verify(self.signer.public_key, resume=resume, record=True)
+            if not resume:
+                self._repair_index(tenant)
             outcomes[tenant] = report.ok
             self.metrics.ledger_verified(tenant, report.ok)
             if not report.ok:

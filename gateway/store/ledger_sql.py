@@ -47,6 +47,22 @@ def _prefix(subject: bytes) -> int:
     return int.from_bytes(subject[:8], "big", signed=True)
 
 
+#: The modulus of the index checksum (`unsound_index`): small enough that a sum of a
+#: list's remainders stays far inside 64 bits on both engines.
+_CHECK: Final = 1_000_003
+
+
+def _prefixes(ids: bytes) -> list[int]:
+    """The distinct index keys of a binary list, sorted."""
+    return sorted({_prefix(ids[i : i + _ID]) for i in range(0, len(ids), _ID)})
+
+
+def _remainder(prefix: int) -> int:
+    """`prefix % _CHECK` as SQL computes it (truncating: the sign of the dividend)."""
+    r = abs(prefix) % _CHECK
+    return -r if prefix < 0 else r
+
+
 def _holds(ids: bytes, subject: bytes) -> bool:
     """Whether a sorted list of 16-byte ids holds `subject` (binary search)."""
     lo, hi = 0, len(ids) // _ID
@@ -371,11 +387,7 @@ class SqlLedgerStore(_Reads):
             lists = list(self._lists_after(tenant, head, limit))
             if not lists:
                 return 0
-            rows = [
-                (tenant, prefix, no)
-                for no, ids in lists
-                for prefix in sorted({_prefix(ids[i : i + _ID]) for i in range(0, len(ids), _ID)})
-            ]
+            rows = [(tenant, prefix, no) for no, ids in lists for prefix in _prefixes(ids)]
             db.executemany(
                 "INSERT INTO ledger_subject_index (tenant, prefix, set_no) VALUES (?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
@@ -389,6 +401,53 @@ class SqlLedgerStore(_Reads):
                 (tenant, last),
             )
         return len(lists)
+
+    def unsound_index(self, tenant: str) -> list[int]:
+        """Lists up to the index head whose index rows are not those their ids give
+        (rows missing, extra or altered): each list's expected row count and a checksum of
+        its prefixes against the stored rows'. One pass over the tenant's index and its
+        lists; for the full self-check, not for every request."""
+        stored = {
+            int(no): (int(n), int(check))
+            for no, n, check in self._all(
+                # prefix mod _CHECK, spelled with integer division (truncating on both
+                # engines; PostgreSQL's driver reserves the percent sign).
+                f"SELECT set_no, count(*), sum(prefix - (prefix / {_CHECK}) * {_CHECK})"
+                " FROM ledger_subject_index"
+                " WHERE tenant = ? GROUP BY set_no",
+                (tenant,),
+            )
+        }
+        head = self._index_head(tenant)
+        bad = [no for no in stored if no > head]
+        for no, ids in self._lists_after(tenant, 0):
+            if no > head:
+                break
+            prefixes = _prefixes(ids)
+            expected = (len(prefixes), sum(_remainder(p) for p in prefixes))
+            if stored.get(no) != expected:
+                bad.append(no)
+        return sorted(bad)
+
+    def reindex_subject_lists(self, tenant: str, set_nos: Sequence[int]) -> None:
+        """Rebuild the index rows of these lists from the lists themselves."""
+        db = self.database
+        for chunk in _chunks(sorted(set(set_nos))):
+            match, params = db.one_of(chunk)
+            with db.transaction():
+                db.execute(
+                    f"DELETE FROM ledger_subject_index WHERE tenant = ? AND set_no {match}",
+                    (tenant, *params),
+                )
+                lists = db.all(
+                    "SELECT set_no, ids FROM ledger_subject_sets"
+                    f" WHERE tenant = ? AND set_no {match}",
+                    (tenant, *params),
+                )
+                db.executemany(
+                    "INSERT INTO ledger_subject_index (tenant, prefix, set_no) VALUES (?, ?, ?)",
+                    [(tenant, p, int(no)) for no, ids in lists for p in _prefixes(bytes(ids))],
+                )
 
     def set_verified(self, tenant: str, point: VerifiedPoint) -> None:
         db = self.database

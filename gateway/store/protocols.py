@@ -200,6 +200,16 @@ class LedgerStore(LedgerReader, Protocol):
         """Add up to `limit` stored lists not indexed yet to the index of ids; how many."""
         ...
 
+    def unsound_index(self, tenant: str) -> list[int]:
+        """Indexed lists whose index rows are not the ones their ids give (the index is
+        derived, so not covered by the log's signatures: a lookup through a damaged one
+        would miss transfers)."""
+        ...
+
+    def reindex_subject_lists(self, tenant: str, set_nos: Sequence[int]) -> None:
+        """Rebuild the index rows of these lists from the lists."""
+        ...
+
     def set_verified(self, tenant: str, point: VerifiedPoint) -> None:
         """Record where a verification of the tenant's log ended (replacing the last)."""
         ...

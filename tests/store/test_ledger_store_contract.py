@@ -255,3 +255,29 @@ def test_nodes_can_be_read_from_a_size_on(ledger_store: LedgerStore) -> None:
     assert list(s.iter_nodes("acme", 16)) == [(4, 1, b"n" * 32)]
     assert list(s.iter_nodes("acme", 15)) == [(4, 0, b"n" * 32), (4, 1, b"n" * 32)]
     assert list(s.iter_nodes("acme", 32)) == []
+
+
+def test_a_damaged_index_is_found_and_rebuilt_from_the_lists(ledger_store: LedgerStore) -> None:
+    s = ledger_store
+    lists = [_ids(*range(10 * n, 10 * n + 10)) for n in range(1, 5)]
+    _append_with_lists(s, 0, list(lists))
+    assert s.unsound_index("acme") == []  # nothing indexed yet: nothing to disagree
+    while s.index_subject_lists("acme", 10):
+        pass
+    assert s.unsound_index("acme") == []
+    database = getattr(s, "database")  # noqa: B009 - the SQL stores' own connection
+    twelve = (12).to_bytes(16, "big")
+    assert s.entries_carrying("acme", twelve) == [0]
+    # Someone removes a row (the lookup would miss entry 0), alters one, adds one.
+    prefix = int.from_bytes(twelve[:8], "big", signed=True)
+    database.execute("DELETE FROM ledger_subject_index WHERE set_no = 1 AND prefix = ?", (prefix,))
+    database.execute("UPDATE ledger_subject_index SET prefix = prefix + 1 WHERE set_no = 2"
+                     " AND prefix = (SELECT MIN(prefix) FROM ledger_subject_index"
+                     " WHERE set_no = 2)")  # fmt: skip
+    database.execute("INSERT INTO ledger_subject_index (tenant, prefix, set_no) VALUES"
+                     " ('acme', 777, 3)")  # fmt: skip
+    assert s.entries_carrying("acme", twelve) == []
+    assert s.unsound_index("acme") == [1, 2, 3]
+    s.reindex_subject_lists("acme", [1, 2, 3])
+    assert s.unsound_index("acme") == []
+    assert s.entries_carrying("acme", twelve) == [0]
