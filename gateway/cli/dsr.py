@@ -25,6 +25,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -195,7 +196,12 @@ def _close(api: _Client, args: argparse.Namespace) -> bytes:
     return api.call("POST", path, {"state": state, "outcome": args.outcome})
 
 
-def _runner(ask: Any) -> Any:
+Ask = Callable[[_Client, argparse.Namespace], bytes]
+
+
+def _runner(ask: Ask) -> Callable[[argparse.Namespace], int]:
+    """A command: ask the API, print its answer; one line and an exit code otherwise."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             body = ask(_Client(args), args)

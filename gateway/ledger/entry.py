@@ -106,6 +106,11 @@ class SubjectSet(_Strict):
     count: int = Field(ge=0, le=MAX_SUBJECT_IDS)
     digest: SetDigest
 
+    @property
+    def raw_digest(self) -> bytes:
+        """The digest's 32 bytes (how the ledger stores and looks up the list)."""
+        return bytes.fromhex(self.digest.removeprefix("sha256:"))
+
 
 def subject_blob(ids: Sequence[str]) -> bytes:
     """The binary form of sorted, distinct keyed ids: 16 bytes each, back to back."""

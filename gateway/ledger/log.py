@@ -49,7 +49,7 @@ from gateway.ledger.entry import (
     subject_list,
 )
 from gateway.ledger.group import GroupCommit
-from gateway.ledger.kinds import LedgerEntry, entry_bytes, is_audit_body, parse_entry
+from gateway.ledger.kinds import LedgerEntry, entry_bytes, parse_entry
 from gateway.ledger.verify import KeptCheckpoint, ResumeRefused, VerifyReport, verify_log
 from gateway.store import LedgerReader, LedgerStore, StoredCheckpoint, VerifiedPoint
 
@@ -195,7 +195,7 @@ def attach_subject_ids(entry: LedgerEntry, lists: dict[bytes, bytes]) -> LedgerE
         return entry
     if entry.subjects.count == 0:
         return entry.with_subject_ids([])
-    ids = lists.get(bytes.fromhex(entry.subjects.digest.removeprefix("sha256:")))
+    ids = lists.get(entry.subjects.raw_digest)
     if ids is None:
         raise LedgerCorrupt("a transfer entry's subject list is missing; run `sluis audit verify`")
     try:
@@ -208,7 +208,7 @@ def committed_digest(entry: LedgerEntry) -> bytes | None:
     """The SHA-256 of the subject list a transfer entry commits to (None: no commitment, or
     to no ids, which has no stored list)."""
     if isinstance(entry, TransferEntry) and entry.subjects is not None and entry.subjects.count:
-        return bytes.fromhex(entry.subjects.digest.removeprefix("sha256:"))
+        return entry.subjects.raw_digest
     return None
 
 
@@ -425,7 +425,7 @@ class Ledger:
         root = merkle.root_at(size, self._tree)
         cp = read_unverified(anchor.note)
         cons = [] if cp.size == size else merkle.consistency_proof(size, cp.size, self._tree)
-        digest = committed_digest(parse_entry(body)) if not is_audit_body(body) else None
+        digest = committed_digest(parse_entry(body))
         ids = None
         if digest is not None:
             listed = self._store.subject_sets(self.tenant, [digest]).get(digest)

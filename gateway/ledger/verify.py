@@ -333,7 +333,7 @@ class _State:
         subjects = entry.subjects
         if subjects is None or subjects.count == 0:
             return
-        held = lists(bytes.fromhex(subjects.digest.removeprefix("sha256:")))
+        held = lists(subjects.raw_digest)
         if held is None:
             raise _Bad(n, f"entry {n}: the list of keyed ids it commits to is missing")
         if held != subjects.count:

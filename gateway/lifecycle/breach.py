@@ -102,7 +102,7 @@ class BreachScope:
         if entry.subjects is None:
             self.subject_ids.update(entry.subject_ids or ())
         elif entry.subjects.count:
-            self.lists.add(bytes.fromhex(entry.subjects.digest.removeprefix("sha256:")))
+            self.lists.add(entry.subjects.raw_digest)
         for name, category in entry.fields.items():
             self.fields[name] = category
         if entry.direction == "inbound":

@@ -112,35 +112,36 @@ def transfers_of(
     for sid in set(subject_ids):
         for index in reader.entries_carrying(tenant, bytes.fromhex(sid)):
             carried.setdefault(index, set()).add(sid)
-    rows = [(row, sorted(carried[row[0]])) for row in reader.entries_at(tenant, list(carried))]
+    found: list[tuple[int, TransferEntry, list[str]]] = []
+    for index, body, _ in reader.entries_at(tenant, list(carried)):
+        entry = parse_entry(body)
+        if isinstance(entry, TransferEntry):
+            found.append((index, entry, sorted(carried[index])))
     wanted = set(subject_ids)
     needles = [sid.encode() for sid in wanted]
-    for row in reader.iter_unindexed(tenant):
-        body = row[1]
+    for index, body, _ in reader.iter_unindexed(tenant):
         if is_audit_body(body) or not any(n in body for n in needles):
             continue
         entry = parse_entry(body)
-        if isinstance(entry, TransferEntry):
-            rows.append((row, sorted(wanted.intersection(entry.subject_ids or ()))))
-    found = []
-    for (index, body, _), ids in sorted(rows, key=lambda r: r[0][0]):
-        entry = parse_entry(body)
-        if not isinstance(entry, TransferEntry) or not ids:
+        if not isinstance(entry, TransferEntry):
             continue
-        found.append(
-            {
-                "index": index,
-                "time": entry.time,
-                "direction": entry.direction,
-                "connector": entry.connector,
-                "destination": entry.destination,
-                "instruction_id": entry.instruction_id,
-                "mapping_digest": entry.mapping_digest,
-                "fields": dict(sorted(entry.fields.items())),
-                "subject_ids": ids,
-            }
-        )
-    return found
+        ids = sorted(wanted.intersection(entry.subject_ids or ()))
+        if ids:
+            found.append((index, entry, ids))
+    return [
+        {
+            "index": index,
+            "time": entry.time,
+            "direction": entry.direction,
+            "connector": entry.connector,
+            "destination": entry.destination,
+            "instruction_id": entry.instruction_id,
+            "mapping_digest": entry.mapping_digest,
+            "fields": dict(sorted(entry.fields.items())),
+            "subject_ids": ids,
+        }
+        for index, entry, ids in sorted(found, key=lambda f: f[0])
+    ]
 
 
 def subject_export(

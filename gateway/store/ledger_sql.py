@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from itertools import islice
 from typing import Any, Final, Self
 
 from gateway.store.database import Database, read_time
@@ -208,13 +209,10 @@ class _Reads:
         rows = self._all("SELECT set_no FROM ledger_index_heads WHERE tenant = ?", (tenant,))
         return int(rows[0][0]) if rows else 0
 
-    def _lists_after(
-        self, tenant: str, after: int, limit: int | None = None
-    ) -> Iterator[tuple[int, bytes]]:
-        """(number, ids) of the tenant's lists numbered above `after`, in order."""
-        left = limit
-        while left is None or left > 0:
-            page = 100 if left is None else min(left, 100)
+    def _lists_after(self, tenant: str, after: int, page: int = 100) -> Iterator[tuple[int, bytes]]:
+        """(number, ids) of the tenant's lists numbered above `after`, in order, read
+        `page` at a time."""
+        while True:
             rows = self.database.in_key_order(
                 "SELECT set_no, ids FROM ledger_subject_sets WHERE tenant = ? AND set_no > ?"
                 " ORDER BY set_no LIMIT ?",
@@ -225,7 +223,6 @@ class _Reads:
             if len(rows) < page:
                 return
             after = int(rows[-1][0])
-            left = None if left is None else left - len(rows)
 
     def entries_at(self, tenant: str, indices: Sequence[int]) -> list[EntryRow]:
         rows: list[EntryRow] = []
@@ -384,7 +381,7 @@ class SqlLedgerStore(_Reads):
         db = self.database
         with db.transaction():
             head = self._index_head(tenant)
-            lists = list(self._lists_after(tenant, head, limit))
+            lists = list(islice(self._lists_after(tenant, head, page=limit), limit))
             if not lists:
                 return 0
             rows = [(tenant, prefix, no) for no, ids in lists for prefix in _prefixes(ids)]
