@@ -277,6 +277,21 @@ class _Reads:
                 return
             after = int(rows[-1][0])
 
+    def tip(self, tenant: str) -> tuple[LedgerHead | None, StoredCheckpoint | None]:
+        """`head` and `latest_checkpoint` in one statement (what every append reads)."""
+        rows = self._all(
+            "SELECT h.size, h.frontier, c.seq, c.size, c.note"
+            " FROM (SELECT CAST(? AS TEXT) AS tenant) t"
+            " LEFT JOIN ledger_heads h ON h.tenant = t.tenant"
+            " LEFT JOIN ledger_checkpoints c ON c.tenant = t.tenant AND c.seq ="
+            " (SELECT MAX(seq) FROM ledger_checkpoints WHERE tenant = t.tenant)",
+            (tenant,),
+        )
+        size, blob, seq, cp_size, note = rows[0]
+        head = None if size is None else LedgerHead(int(size), _split_frontier(bytes(blob)))
+        latest = None if seq is None else StoredCheckpoint(int(seq), int(cp_size), str(note))
+        return head, latest
+
     def latest_checkpoint(self, tenant: str) -> StoredCheckpoint | None:
         rows = self._all(
             "SELECT seq, size, note FROM ledger_checkpoints WHERE tenant = ?"
@@ -320,7 +335,7 @@ class SqlLedgerStore(_Reads):
         new_size = expected_size + len(entries)
         db = self.database
         with db.transaction():
-            self._check_size(tenant, expected_size)
+            seq = self._check_size(tenant, expected_size)
             set_of = self._store_sets(tenant, subject_sets) if subject_sets else {}
             db.executemany(
                 "INSERT INTO ledger_entries (tenant, idx, body, leaf_hash, subject_set)"
@@ -335,7 +350,7 @@ class SqlLedgerStore(_Reads):
                     "INSERT INTO ledger_nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)",
                     [(tenant, level, idx, h) for level, idx, h in nodes],
                 )
-            self._insert_checkpoint(tenant, new_size, checkpoint_note)
+            self._insert_checkpoint(tenant, seq, new_size, checkpoint_note)
             db.execute(
                 "INSERT INTO ledger_heads (tenant, size, frontier) VALUES (?, ?, ?)"
                 " ON CONFLICT (tenant) DO UPDATE SET size = excluded.size,"
@@ -466,24 +481,28 @@ class SqlLedgerStore(_Reads):
 
     def add_checkpoint(self, tenant: str, expected_size: int, note: str) -> None:
         with self.database.transaction():
-            self._check_size(tenant, expected_size)
-            self._insert_checkpoint(tenant, expected_size, note)
+            seq = self._check_size(tenant, expected_size)
+            self._insert_checkpoint(tenant, seq, expected_size, note)
 
-    def _check_size(self, tenant: str, expected: int) -> None:
-        """Under the tenant's lock (held to COMMIT): the head cannot move after this."""
+    def _check_size(self, tenant: str, expected: int) -> int:
+        """Under the tenant's lock (held to COMMIT): the head cannot move after this.
+        Returns the number the next checkpoint takes (asked in the same statement: an
+        append is a dozen statements, and on PostgreSQL each is a round trip)."""
         self.database.lock_tenant(tenant)
-        rows = self._all("SELECT size FROM ledger_heads WHERE tenant = ?", (tenant,))
-        if (rows[0][0] if rows else 0) != expected:
-            raise StoreConflict("the log grew since its head was read")
-
-    def _insert_checkpoint(self, tenant: str, size: int, note: str) -> None:
         rows = self._all(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_checkpoints WHERE tenant = ?",
-            (tenant,),
+            "SELECT (SELECT size FROM ledger_heads WHERE tenant = ?),"
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_checkpoints WHERE tenant = ?)",
+            (tenant, tenant),
         )
+        size, seq = rows[0]
+        if (size or 0) != expected:
+            raise StoreConflict("the log grew since its head was read")
+        return int(seq)
+
+    def _insert_checkpoint(self, tenant: str, seq: int, size: int, note: str) -> None:
         self.database.execute(
             "INSERT INTO ledger_checkpoints (tenant, seq, size, note) VALUES (?, ?, ?, ?)",
-            (tenant, int(rows[0][0]), size, note),
+            (tenant, seq, size, note),
         )
 
     def snapshot(self) -> AbstractContextManager[LedgerReader]:

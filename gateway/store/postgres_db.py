@@ -110,6 +110,9 @@ def _first_connection(url: str, kwargs: dict[str, Any], shown: str, timeout: flo
 class _Bound(threading.local):
     conn: psycopg.Connection[Any] | None = None
     depth: int = 0
+    #: Tenants whose advisory lock this transaction already holds (asked once, not per
+    #: statement that needs it: each ask is a round trip).
+    locked: frozenset[str] = frozenset()
 
 
 T = TypeVar("T")
@@ -444,7 +447,10 @@ class PostgresDatabase:
     def lock_tenant(self, tenant: str) -> None:
         if self._bound.conn is None:  # pragma: no cover - a programming error
             raise StoreError("lock_tenant needs a transaction")
+        if tenant in self._bound.locked:
+            return
         self.all("SELECT pg_advisory_xact_lock(?)", (tenant_lock_key(tenant),))
+        self._bound.locked |= {tenant}
 
     # ------------------------------------------------------------------ transactions
 
@@ -472,7 +478,7 @@ class PostgresDatabase:
                 self._rollback(conn)
                 raise _failure(exc) from None
         finally:
-            bound.conn, bound.depth = None, 0
+            bound.conn, bound.depth, bound.locked = None, 0, frozenset()
             self._pool.putconn(conn)
         self._statistics.committed()
 

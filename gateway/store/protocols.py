@@ -149,6 +149,10 @@ class LedgerReader(Protocol):
 
     def latest_checkpoint(self, tenant: str) -> StoredCheckpoint | None: ...
 
+    def tip(self, tenant: str) -> tuple[LedgerHead | None, StoredCheckpoint | None]:
+        """`head` and `latest_checkpoint`, read together."""
+        ...
+
     def checkpoint_at(self, tenant: str, size: int) -> StoredCheckpoint | None:
         """The latest checkpoint written for exactly `size` entries, if any."""
         ...

@@ -43,6 +43,7 @@ def test_an_empty_store_has_nothing(ledger_store: LedgerStore) -> None:
     assert list(s.iter_checkpoints("acme")) == []
     assert s.latest_checkpoint("acme") is None
     assert s.checkpoint_at("acme", 0) is None
+    assert s.tip("acme") == (None, None)
 
 
 def test_appends_come_back_in_order_per_tenant(ledger_store: LedgerStore) -> None:
@@ -99,6 +100,22 @@ def test_add_checkpoint_only_at_the_current_size(ledger_store: LedgerStore) -> N
     assert again is not None and again.note == "cp 3 again"
     s.add_checkpoint("idle", 0, "empty log")
     assert "idle" in s.tenants() and s.checkpoint_at("idle", 0) is not None
+
+
+def test_the_tip_is_the_head_and_the_latest_checkpoint_read_together(
+    ledger_store: LedgerStore,
+) -> None:
+    s = ledger_store
+    _append(s, "acme", 0, 16, "cp 16")
+    _append(s, "acme", 16, 4, "cp 20")
+    s.add_checkpoint("acme", 20, "cp 20 again")
+    _append(s, "beta", 0, 1, "beta cp 1")
+    head, latest = s.tip("acme")
+    assert head == s.head("acme") and latest == s.latest_checkpoint("acme")
+    assert latest is not None and latest.note == "cp 20 again"
+    # A log with checkpoints but no entries yet: no head, a latest checkpoint.
+    s.add_checkpoint("idle", 0, "empty log")
+    assert s.tip("idle") == (None, s.latest_checkpoint("idle"))
 
 
 def test_a_snapshot_holds_still_while_writers_carry_on(ledger_store: LedgerStore) -> None:
