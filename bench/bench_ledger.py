@@ -5,7 +5,8 @@ Run from the repository root:
     .venv/bin/python bench/bench_ledger.py               # 100k appends, 1M-entry verify
     .venv/bin/python bench/bench_ledger.py --quick       # 20k appends, 100k-entry verify
 
-Appends go through `Ledger.append` in batches of 1,000 (canonical JSON, leaf hashes,
+Appends go through `Ledger.append` in batches of 1,000, and of 1 and 8 as feed pages make
+them (canonical JSON, leaf hashes,
 frontier, stored nodes, one Ed25519 checkpoint and one SQLite transaction per batch). The
 baseline writes the very same entry bytes with `executemany`, one transaction per batch,
 and no hashing or signing, so the ratio is the price of tamper evidence. The verify runs
@@ -75,7 +76,7 @@ def make_pool(n: int, seed: int = 7) -> list[TransferEntry]:
 
 def bench_append(work: Path, pool: list[TransferEntry], total: int, batch: int) -> float:
     key = load_or_create_signing_key(work)
-    with SqliteLedgerStore(work / "append.db") as store:
+    with SqliteLedgerStore(work / f"append-{batch}.db") as store:
         ledger = Ledger(store, TENANT, CheckpointSigner(key))
         batches = [pool[i : i + batch] for i in range(0, len(pool), batch)]
         start = time.perf_counter()
@@ -89,7 +90,7 @@ def bench_baseline(work: Path, pool: list[TransferEntry], total: int, batch: int
     """The same bytes into the same table shape: executemany, one transaction per batch."""
     bodies = [canonical_bytes(e) for e in pool]
     filler = b"\x00" * 32
-    conn = sqlite3.connect(work / "baseline.db", isolation_level=None)
+    conn = sqlite3.connect(work / f"baseline-{batch}.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute(
@@ -169,6 +170,19 @@ def main() -> None:
         )
         rows.append(("baseline: plain SQLite executemany", f"{base_rate:,.0f} entries/s", ""))
         rows.append(("ledger / baseline", f"{ledger_rate / base_rate:.2f}x", ""))
+        # Small appends, as feed pages make them (one entry a page, a few when grouped):
+        # here a transaction, the head, a checkpoint and its signature are per append.
+        for small in (1, 8):
+            n = min(args.appends, 20_000)
+            ledger_small = bench_append(work, pool, n, small)
+            base_small = bench_baseline(work, pool, n, small)
+            rows.append(
+                (
+                    f"append {n:,} in batches of {small}",
+                    f"{ledger_small:,.0f} entries/s",
+                    f"{ledger_small / base_small:.2f}x baseline ({base_small:,.0f}/s)",
+                )
+            )
 
         build = build_log(work, pool, args.verify_entries, 10_000)
         rows.append(
