@@ -293,12 +293,17 @@ async def test_an_erasure_reaches_the_destination_and_comes_back_as_a_receipt(
     dest = await _destination(api, url)
     receiver.secrets.append(dest["secret"])
     await until(lambda: len(receiver.delivered()) == 2)
+    await api.patch(f"{T}/destinations/{dest['id']}", {"paused": True})
     erased = await api.post(f"{T}/subjects/erase", {"subject_ids": [subject_id(1)]})
     assert erased.status == 200, erased.body
+    waiting = (await api.get(f"{T}/suppressions")).body["suppressions"][0]
+    assert f"webhook:{dest['id']}" in waiting["pending"]
+    await api.patch(f"{T}/destinations/{dest['id']}", {"paused": False})
     await until(lambda: any(e["type"] == "subject.erased" for e in receiver.delivered()))
     kept = await api.get(f"{T}/suppressions")
     (row,) = kept.body["suppressions"]
     assert [r["consumer_id"] for r in row["receipts"]] == [f"webhook:{dest['id']}"]
+    assert f"webhook:{dest['id']}" not in row["pending"]
 
 
 async def test_bad_destinations_are_refused_with_problems(api: Api) -> None:
@@ -312,3 +317,64 @@ async def test_bad_destinations_are_refused_with_problems(api: Api) -> None:
     assert url_problem("http://127.0.0.1/hooks", allow_private=False) is not None
     assert url_problem("http://10.1.2.3/hooks", allow_private=False) is not None
     assert url_problem("https://93.184.216.34/hooks", allow_private=False) is None
+
+
+async def test_two_replicas_one_owner_and_a_takeover(
+    services: Services, aiohttp_server: Any
+) -> None:
+    """Two replicas' workers over one store: one holds the destination and sends, the other
+    stays out; when the holder stops, the other carries on from the stored cursor once the
+    lease has run out. No batch goes twice."""
+    from datetime import UTC, datetime
+
+    from gateway.delivery.destinations import WebhookSettings, create_webhook
+    from gateway.delivery.push import PushWorker, PushWorkers, RetryPolicy
+    from gateway.delivery.webhook import webhook_opener
+    from gateway.ledger.audit import SYSTEM
+    from gateway.ledger.record import Acting
+    from gateway.sync.instructions import grant
+    from gateway.tenancy import create_connector, create_tenant
+    from mappings import bundled_mapping
+
+    store, now = services.store, datetime.now(UTC)
+    by = Acting(SYSTEM, services.ledger("acme"))
+    create_tenant(store, services.box, "acme", "Acme BV", now, by=by)
+    create_connector(
+        store, services.box, by=by, tenant="acme", connector_id="hr", type_name="afas",
+        base_url="http://127.0.0.1:9/x", credentials={"token": "x"},
+        mapping_text=bundled_mapping("afas").read_text(encoding="utf-8"), now=now,
+    )  # fmt: skip
+    grant(store, by=by, connector="hr", purpose="lms accounts", now=now)
+    receiver = Receiver()
+    url = await _receiver(aiohttp_server, receiver)
+    made, secret = create_webhook(
+        store, services.box, WebhookSettings(url=url, batch_size=10), now=now, by=by
+    )
+    receiver.secrets.append(secret)
+
+    def replica(name: str) -> PushWorkers:
+        worker = PushWorker(
+            store, services.ledger, services.metrics, services.clock,
+            webhook_opener(services.box, allow_private=True), owner=name, lease=0.3,
+            idle=0.02, policy=RetryPolicy(first=0.01, cap=0.02),
+        )  # fmt: skip
+        return PushWorkers(store, worker, interval=0.02)
+
+    a, b = replica("replica-a"), replica("replica-b")
+    await a.start_due()
+    await asyncio.sleep(0.05)
+    task_b = asyncio.create_task(b.run())
+    insert_events(services, "acme", 50)
+    await until(lambda: len(receiver.delivered()) == 50)
+    assert len(receiver.seen) == 5  # five batches, each once
+    await a.stop()  # replica a dies
+    insert_events(services, "acme", 20, start=50)
+    await until(lambda: len(receiver.delivered()) == 70)
+    assert [e["seq"] for e in receiver.delivered()] == list(range(1, 71))
+    assert len(receiver.seen) == 7
+    task_b.cancel()
+    await asyncio.gather(task_b, return_exceptions=True)
+    row = store.database.all(  # type: ignore[attr-defined]
+        "SELECT claimed_by FROM destinations WHERE id = ?", (made.id,)
+    )
+    assert row[0][0] == "replica-b"
