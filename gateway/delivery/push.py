@@ -367,8 +367,10 @@ class PushWorker:
 
     async def _deliver(self, d: Destination, page: Page, sender: Sender) -> None:
         assert page.batch is not None
-        attempts = d.attempts
-        since = d.failing_since or self._clock()
+        replaying = page.letters is not None
+        # A replay counts its own attempts: the main cursor's failures are not its own.
+        attempts = 0 if replaying else d.attempts
+        since = self._clock() if replaying or d.failing_since is None else d.failing_since
         while True:
             outcome = await sender.send(page.batch)
             now = self._clock()
@@ -390,10 +392,11 @@ class PushWorker:
             if gave_up:
                 await asyncio.to_thread(self._settle, d, page, outcome.reason)
                 return
-            await asyncio.to_thread(
-                self._store.destination_failed, d.tenant, d.id, self._owner,
-                attempts=attempts, since=since, reason=outcome.reason,
-            )  # fmt: skip
+            if not replaying:
+                await asyncio.to_thread(
+                    self._store.destination_failed, d.tenant, d.id, self._owner,
+                    attempts=attempts, since=since, reason=outcome.reason,
+                )  # fmt: skip
             await self._wait(d, self._policy.delay(attempts, outcome.retry_after))
             await self._fresh(d.tenant, d.id)
             if not await asyncio.to_thread(

@@ -222,6 +222,13 @@ async def test_dead_letters_park_a_person_and_come_back_in_order_on_replay(
         (1, "status-400"), (3, "parked")]  # fmt: skip
     assert [e["seq"] for e in receiver.delivered()] == [2, 4, 5]
     assert (await api.get(d)).body["dead_letters"] == 2
+    # A replay the receiver still refuses ends, leaving the dead letters as they were.
+    await api.post(d + "/dead-letters/replay")
+    await until(
+        lambda: services.store.get_destination("acme", dest["id"]).replay_requested_at is None
+    )
+    assert (await api.get(d)).body["dead_letters"] == 2
+    assert (await api.get(d)).body["attempts"] == 0
     receiver.refuse = None
     replay = await api.post(d + "/dead-letters/replay")
     assert replay.status == 200 and replay.body["dead_letters"] == 2
