@@ -26,6 +26,7 @@ batch by batch, to the destination's sender, with the pull feed's guarantees.
   people are parked with it: their later events become dead letters behind it rather than
   overtaking it, so each person's events still arrive in order once an admin replays them
   (`replay`, which this worker carries out before anything new); everyone else's flow on.
+  An erasure is never parked: it reaches the destination at once.
 * **One owner.** A destination's worker runs on the replica holding its lease in the
   store (renewed every round and during waits; every progress write is fenced by it, as a
   sync run's page commits are). A destination that stays down holds up no other: each has
@@ -206,7 +207,9 @@ def build_page(
     parts: list[bytes] = []
     for seq, kind, subject_id, source, stored in rows:
         wire = stored
-        if subject_id in parked:
+        if subject_id in parked and kind != "subject.erased":
+            # Behind the person's dead letter; an erasure is never held back (its
+            # person's earlier events are deleted with it, so nothing can overtake them).
             page.parked.append((seq, subject_id))
             continue
         src = sources[source]

@@ -385,3 +385,30 @@ async def test_two_replicas_one_owner_and_a_takeover(
         "SELECT claimed_by FROM destinations WHERE id = ?", (made.id,)
     )
     assert row[0][0] == "replica-b"
+
+
+async def test_an_erasure_is_never_parked_behind_a_dead_letter(
+    api: Api, services: Services, aiohttp_server: Any
+) -> None:
+    await setup_feed(api)
+    insert_events(services, "acme", 1)
+    poisoned = subject_id(0)
+    receiver = Receiver()
+    receiver.refuse = lambda events: any(
+        e["subject_id"] == poisoned and e["type"] == "subject.upserted" for e in events
+    )
+    url = await _receiver(aiohttp_server, receiver)
+    dest = await _destination(api, url, batch_size=1)
+    receiver.secrets.append(dest["secret"])
+    d = f"{T}/destinations/{dest['id']}"
+    await until(lambda: services.store.get_destination("acme", dest["id"]).after_seq == 1)
+    assert (await api.get(d)).body["dead_letters"] == 1
+    erased = await api.post(f"{T}/subjects/erase", {"subject_ids": [poisoned]})
+    assert erased.status == 200, erased.body
+    await until(lambda: [e["type"] for e in receiver.delivered()] == ["subject.erased"])
+    # The dead letter's event went with the erasure: a replay has nothing left to send.
+    await api.post(d + "/dead-letters/replay")
+    await until(lambda: (services.store.get_destination("acme", dest["id"]).replay_requested_at
+                         is None))  # fmt: skip
+    assert (await api.get(d)).body["dead_letters"] == 0
+    assert [e["type"] for e in receiver.delivered()] == ["subject.erased"]
