@@ -18,6 +18,8 @@ _Types = Annotated[list[EventType], Field(min_length=1, max_length=3)]
 _Batch = Annotated[int, Field(ge=1, le=1000), WHOLE]
 _Attempts = Annotated[int, Field(ge=1, le=100), WHOLE]
 _Age = Annotated[int, Field(ge=60, le=30 * 86400), WHOLE]
+#: A JSON true or false, not "yes" or 1: a body that means something else is refused.
+_Flag = Annotated[bool, Field(strict=True)]
 _ALWAYS = " (`subject.erased` is sent whatever this says: an erasure reaches every destination)"
 
 
@@ -33,7 +35,7 @@ class DestinationCreate(_Request):
         default=["subject.upserted", "subject.deleted", "subject.erased"],
         description="the event types sent" + _ALWAYS,
     )
-    thin: bool = Field(default=False, description="send ids only, never the egress fields")
+    thin: _Flag = Field(default=False, description="send ids only, never the egress fields")
     batch_size: _Batch = Field(default=100, description="events per request at most")
     max_attempts: _Attempts = Field(
         default=10, description="failed attempts after which a batch becomes dead letters"
@@ -42,7 +44,7 @@ class DestinationCreate(_Request):
         default=86_400,
         description="seconds of failing after which a batch becomes dead letters",
     )
-    from_start: bool = Field(
+    from_start: _Flag = Field(
         default=True,
         description="begin with the tenant's first feed event (everyone the feed holds); "
         "false: only events after now",
@@ -52,9 +54,9 @@ class DestinationCreate(_Request):
 class DestinationChange(_Request):
     """Pause or resume a destination, or retune it; fields left out stay as they are."""
 
-    paused: bool | None = None
+    paused: _Flag | None = None
     event_types: _Types | None = Field(default=None, description="the event types sent" + _ALWAYS)
-    thin: bool | None = None
+    thin: _Flag | None = None
     batch_size: _Batch | None = None
     max_attempts: _Attempts | None = None
     max_age_seconds: _Age | None = None

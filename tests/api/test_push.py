@@ -321,6 +321,21 @@ async def test_bad_destinations_are_refused_with_problems(api: Api) -> None:
     assert bad.status == 422
     missing = await api.get(f"{T}/destinations/dst_0000000000000000")
     assert missing.status == 404
+    assert (
+        await api.post(f"{T}/destinations/dst_0000000000000000/dead-letters/replay")
+    ).status == 404
+    made = await _destination(api, "http://127.0.0.1:9/hooks", from_start=False)
+    d = f"{T}/destinations/{made['id']}"
+    assert (await api.patch(d, {})).status == 200
+    for body in ({"event_types": []}, {"paused": "yes"}, {"batch_size": 1.5}, {"url": "x"},
+                 {"max_age_seconds": 10}, {"event_types": ["subject.created"]}):  # fmt: skip
+        assert (await api.patch(d, body)).status == 422, body
+    assert (await api.post(d + "/secret", data="{nope")).status == 400
+    assert (await api.post(d + "/secret", {"overlap_seconds": -1})).status == 422
+    assert (await api.get(d + "/dead-letters", params={"after": "-1"})).status == 422
+    assert (await api.get(d + "/dead-letters", params={"limit": "5000"})).status == 422
+    assert (await api.get(f"{T}/destinations/nope")).status == 404
+    assert "secret" not in (await api.get(d)).body
     assert url_problem("http://127.0.0.1/hooks", allow_private=False) is not None
     assert url_problem("http://10.1.2.3/hooks", allow_private=False) is not None
     assert url_problem("https://93.184.216.34/hooks", allow_private=False) is None
