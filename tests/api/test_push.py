@@ -347,6 +347,29 @@ async def test_two_replicas_one_owner_and_a_takeover(
     """Two replicas' workers over one store: one holds the destination and sends, the other
     stays out; when the holder stops, the other carries on from the stored cursor once the
     lease has run out. No batch goes twice."""
+    await _takeover(services, aiohttp_server)
+
+
+async def test_two_replicas_one_owner_and_a_takeover_on_postgres(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    from tests.pg import database_url, fresh_schema, require_postgres
+
+    require_postgres()
+    with fresh_schema() as schema:
+        services = Services.open(
+            Settings(
+                data_dir=tmp_path / "pg", admin_token=ADMIN_TOKEN, master_key=MASTER_KEY,
+                scheduler=False, allow_private_sources=True, database_url=database_url(schema),
+            )
+        )  # fmt: skip
+        try:
+            await _takeover(services, aiohttp_server)
+        finally:
+            services.close()
+
+
+async def _takeover(services: Services, aiohttp_server: Any) -> None:
     from datetime import UTC, datetime
 
     from gateway.delivery.destinations import WebhookSettings, create_webhook
