@@ -25,6 +25,7 @@ from aiohttp.web import BaseRequest, StreamResponse
 from prometheus_client.exposition import choose_encoder
 
 from gateway.api.admin import make_admin_app
+from gateway.api.destination_routes import push_workers
 from gateway.api.feed import make_feed_app
 from gateway.api.httpkit import (
     SERVICES,
@@ -225,6 +226,7 @@ def make_app(services: Services) -> web.Application:
     app.cleanup_ctx.append(tenant_reaper)
     app.cleanup_ctx.append(retention_job)
     app.cleanup_ctx.append(ledger_indexer)
+    app.cleanup_ctx.append(push_workers)
     app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

@@ -34,6 +34,7 @@ _PRINCIPAL: Final = web.RequestKey("sluis.principal", Principal)
 
 T: Final = "/tenants/{tenant}"
 C: Final = T + "/connectors/{connector}"
+D: Final = T + "/destinations/{destination}"
 Rule = tuple[Capability, ...]
 READ: Final[Rule] = ("tenant.read",)
 CONFIGURE: Final[Rule] = ("tenant.configure",)
@@ -99,6 +100,14 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/checkpoint-push"): AUDIT,
     ("PUT", T + "/checkpoint-push"): CONFIGURE,
     ("DELETE", T + "/checkpoint-push"): CONFIGURE,
+    ("POST", T + "/destinations"): CONFIGURE,
+    ("GET", T + "/destinations"): READ,
+    ("GET", D): READ,
+    ("PATCH", D): CONFIGURE,
+    ("DELETE", D): CONFIGURE,
+    ("POST", D + "/secret"): CONFIGURE,
+    ("GET", D + "/dead-letters"): READ,
+    ("POST", D + "/dead-letters/replay"): CONFIGURE,
     ("POST", T + "/consumers"): CONFIGURE,
     ("GET", T + "/consumers"): READ,
     ("DELETE", T + "/consumers/{consumer}"): CONFIGURE,
@@ -115,6 +124,8 @@ STEP_UP: Final[frozenset[tuple[str, str]]] = frozenset(
         ("POST", C + "/instructions"),
         ("DELETE", C + "/instructions/{instruction}"),
         ("POST", T + "/consumers"),
+        ("POST", T + "/destinations"),
+        ("POST", D + "/secret"),
         ("POST", T + "/consumers/{consumer}/token"),
         ("PUT", T + "/oidc"),
         ("POST", T + "/subjects/erase"),

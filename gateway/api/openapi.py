@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
 from gateway.api import account_models as am
+from gateway.api import destination_models as dm
 from gateway.api import ledger_models as lm
 from gateway.api import models as m
 from gateway.api import retention_models as rm
@@ -699,16 +700,121 @@ def _with_retention(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+# --------------------------------------------------------------------------- destinations
+# Push destinations (`gateway.api.destination_routes`).
+
+_DESTINATION_REQUESTS: Final[tuple[type[BaseModel], ...]] = (
+    dm.DestinationCreate, dm.DestinationChange, dm.SecretRotate,
+)  # fmt: skip
+_DESTINATION_RESPONSES: Final[tuple[type[BaseModel], ...]] = (
+    dm.DestinationOut, dm.DestinationCreated, dm.DestinationList, dm.DeadLetterPage,
+    dm.ReplayOut,
+)  # fmt: skip
+
+
+def _with_destinations(paths: dict[str, Any]) -> dict[str, Any]:
+    tenant = _path_param("tenant", "tenant id", m.TENANT_ID_PATTERN)
+    dest = _path_param("destination", "destination id", "^dst_[0-9a-f]{16}$")
+    t = "/admin/v1/tenants/{tenant}/destinations"
+    d = t + "/{destination}"
+    paths[t] = {
+        "post": _op(
+            "createDestination",
+            "A webhook destination (a fresh second factor needed): the tenant's feed events "
+            "POSTed in order, in signed batches (Standard Webhooks), under the same "
+            "authorisations as the feed; the signing secret is shown once; on the ledger",
+            (201, dm.DestinationCreated, "Created"),
+            (401, 404, 413, 422),
+            tag="destinations",
+            body=dm.DestinationCreate,
+            params=[tenant],
+            headers=_LOCATION,
+        ),
+        "get": _op(
+            "listDestinations",
+            "The tenant's push destinations and how far each got",
+            (200, dm.DestinationList, "Destinations"),
+            _READ,
+            tag="destinations",
+            params=[tenant],
+        ),
+    }
+    paths[d] = {
+        "get": _op(
+            "getDestination",
+            "A destination: its settings, cursor, lag, failures, dead letters",
+            (200, dm.DestinationOut, "The destination"),
+            _READ,
+            tag="destinations",
+            params=[tenant, dest],
+        ),
+        "patch": _op(
+            "changeDestination",
+            "Pause (its worker stops before the next attempt) or resume a destination, or "
+            "change its event types, thin mode, batch size or dead-letter limits; on the ledger",
+            (200, dm.DestinationOut, "Changed"),
+            (401, 404, 413, 422),
+            tag="destinations",
+            body=dm.DestinationChange,
+            params=[tenant, dest],
+        ),
+        "delete": _op(
+            "deleteDestination",
+            "Stop delivering and forget the destination; on the ledger",
+            (200, dm.DestinationOut, "Deleted (what it was)"),
+            _READ,
+            tag="destinations",
+            params=[tenant, dest],
+        ),
+    }
+    paths[d + "/secret"] = {
+        "post": _op(
+            "rotateDestinationSecret",
+            "A new signing secret, shown once (a fresh second factor needed); the current one "
+            "stays valid for the overlap, requests meanwhile signed under both; on the ledger",
+            (200, dm.DestinationCreated, "Rotated"),
+            (401, 404, 413, 422),
+            tag="destinations",
+            body=dm.SecretRotate,
+            body_required=False,
+            params=[tenant, dest],
+        )
+    }
+    paths[d + "/dead-letters"] = {
+        "get": _op(
+            "listDeadLetters",
+            "Events the destination could not take (retries ran out, or refused for good), "
+            "by number; a person with one is parked, their later events queued behind it",
+            (200, dm.DeadLetterPage, "Dead letters"),
+            (*_READ, 400, 422),
+            tag="destinations",
+            params=[tenant, dest, *_query(dm.DeadLettersQuery, "after", "limit")],
+        )
+    }
+    paths[d + "/dead-letters/replay"] = {
+        "post": _op(
+            "replayDeadLetters",
+            "Have the destination's worker send its dead letters again, in order, before "
+            "anything new (each under the authorisation in force then); on the ledger",
+            (200, dm.ReplayOut, "Replay requested"),
+            _READ,
+            tag="destinations",
+            params=[tenant, dest],
+        )
+    }
+    return paths
+
+
 @lru_cache(maxsize=2)
 def _document(today: date) -> dict[str, Any]:
     requests = (
         *_REQUESTS, *_LIFECYCLE_REQUESTS, *_ACCOUNT_REQUESTS, *_LEDGER_REQUESTS, *_SUBJECT_REQUESTS,
-        *_PREVIEW_REQUESTS, *_RETENTION_REQUESTS,
+        *_PREVIEW_REQUESTS, *_RETENTION_REQUESTS, *_DESTINATION_REQUESTS,
     )  # fmt: skip
     responses = (
         *_RESPONSES, *_LIFECYCLE_RESPONSES, *_ACCOUNT_RESPONSES, *_LEDGER_RESPONSES,
         *_SUBJECT_RESPONSES,
-        *_PREVIEW_RESPONSES, *_RETENTION_RESPONSES,
+        *_PREVIEW_RESPONSES, *_RETENTION_RESPONSES, *_DESTINATION_RESPONSES,
     )  # fmt: skip
     models = [(x, "validation") for x in requests] + [(x, "serialization") for x in responses]
     _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
@@ -724,9 +830,9 @@ def _document(today: date) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": _with_retention(
+        "paths": _with_destinations(_with_retention(
             _with_subjects(_with_previews(_with_ledger(_with_lifecycle(_paths()))))
-        ),
+        )),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {

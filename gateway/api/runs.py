@@ -25,7 +25,13 @@ import orjson
 from aiohttp import web
 
 from connectors.base import SyncMode
-from gateway.api import ledger_routes, request_routes, retention_routes, subject_routes
+from gateway.api import (
+    destination_routes,
+    ledger_routes,
+    request_routes,
+    retention_routes,
+    subject_routes,
+)
 from gateway.api.httpkit import (
     SYNC_TASKS,
     location,
@@ -214,3 +220,4 @@ def add_routes(router: web.UrlDispatcher, *, tenant_path: str, connector_path: s
     subject_routes.add_routes(router, tenant_path=tenant_path)
     request_routes.add_routes(router, tenant_path=tenant_path)
     retention_routes.add_routes(router, tenant_path=tenant_path)
+    destination_routes.add_routes(router, tenant_path=tenant_path)

@@ -56,6 +56,7 @@ from gateway.api.subject_models import (
     SuppressionList,
     SuppressionOut,
 )
+from gateway.delivery.push import destination_name
 from gateway.ledger.audit import AuditCounts
 from gateway.ledger.record import record
 from gateway.lifecycle import erasure, rectification, subjects
@@ -188,6 +189,8 @@ async def list_suppressions(request: web.Request) -> web.Response:
         now = s.clock()
         live = [c.id for c in s.store.list_consumers(tenant)
                 if c.revoked_at is None or c.revoked_at > now]  # fmt: skip
+        # Push destinations give their receipt by taking the erasure (`webhook:<id>`).
+        live += [destination_name(d) for d in s.store.list_destinations(tenant)]
         return [_suppression_out(r, receipts, live) for r in rows]
 
     return model_response(SuppressionList(suppressions=await store_call(read)))

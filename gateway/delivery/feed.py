@@ -93,7 +93,7 @@ _CURSOR_V1_BODY = re.compile(r"v1:(0|[1-9][0-9]{0,17})")
 _JSON: Final = orjson.OPT_UTC_Z
 _ALL_FIELDS: Final = frozenset(EGRESS_FIELDS)
 #: Events that carry no data and say a person is gone.
-_DELETIONS: Final = frozenset({"subject.deleted", "subject.erased"})
+DELETIONS: Final = frozenset({"subject.deleted", "subject.erased"})
 if DATA_FIELDS != EGRESS_FIELDS:  # pragma: no cover - the store's wire bytes would drift
     raise RuntimeError("gateway.store.event_wire.DATA_FIELDS must equal EGRESS_FIELDS")
 
@@ -165,7 +165,7 @@ def decode_cursor(cursor: str | None, tenant: str) -> int:
 
 
 @dataclass
-class _Source:
+class Standing:
     """One source connector's standing for this page."""
 
     instruction: Instruction | None
@@ -187,29 +187,31 @@ class _Source:
         )
 
 
-def _standing(store: Store, tenant: str, connector: str, now: datetime) -> _Source:
+def standing(store: Store, tenant: str, connector: str, now: datetime) -> Standing:
+    """A source connector's standing now: its active instruction and the fields it covers,
+    or why there is none (also what the push workers of `gateway.delivery.push` ask)."""
     try:
         record = store.get_connector(tenant, connector)
     except NotFound:
         refusal = InstructionRefused("missing", f"connector {connector} no longer exists")
         deleted = store.deleted_connector(tenant, connector)
         if deleted is None or deleted.deleted_subjects != "delete":
-            return _Source(None, refusal)
+            return Standing(None, refusal)
         # The deletions the admin asked for still reach the platform: they carry no data,
         # and are recorded under the connector's last instruction.
         last = store.list_instructions(tenant, connector)[-1:]
         if not last:
-            return _Source(None, refusal)
-        return _Source(last[0], refusal, covered=frozenset(), deletes_only=True)
+            return Standing(None, refusal)
+        return Standing(last[0], refusal, covered=frozenset(), deletes_only=True)
     try:
         instruction = require_active(store, tenant, connector, record.mapping_digest, now)
     except InstructionRefused as refusal:
-        return _Source(None, refusal)
+        return Standing(None, refusal)
     covered = frozenset(instruction.fields) & _ALL_FIELDS
-    return _Source(instruction, covered=_ALL_FIELDS if covered == _ALL_FIELDS else covered)
+    return Standing(instruction, covered=_ALL_FIELDS if covered == _ALL_FIELDS else covered)
 
 
-def _narrowed(wire: bytes, covered: frozenset[str]) -> bytes:
+def narrowed(wire: bytes, covered: frozenset[str]) -> bytes:
     """An event's wire bytes with the fields its instruction no longer covers sent as
     null: rebuilt from the egress field names, as every event once was."""
     event = orjson.loads(wire)
@@ -225,7 +227,7 @@ def _destination(consumer: Consumer) -> str:
 
 
 def _outbound(
-    consumer: Consumer, connector: str, ins: Instruction, src: _Source, now: datetime
+    consumer: Consumer, connector: str, ins: Instruction, src: Standing, now: datetime
 ) -> TransferEntry:
     """The entry for a source's events delivered to this consumer under `ins`."""
     return entries.outbound(
@@ -241,7 +243,7 @@ def _outbound(
 
 
 def _ledger_entries(
-    tenant: str, consumer: Consumer, sources: Iterable[tuple[str, _Source]], now: datetime
+    tenant: str, consumer: Consumer, sources: Iterable[tuple[str, Standing]], now: datetime
 ) -> list[TransferEntry]:
     found = []
     destination = _destination(consumer)
@@ -286,7 +288,7 @@ def _serve_block(
     ledger: Ledger,
     consumer: Consumer,
     block: FeedBlock,
-    src: _Source,
+    src: Standing,
     *,
     body: bytes | None,
     now: datetime,
@@ -357,7 +359,7 @@ def serve_page(
     # (the block says how many there are, so the common page asks nothing more).
     held_back = store.restricted(tenant) if block is None or block.restricted else frozenset()
     if block is not None and not held_back.intersection(block.subject_ids):
-        src = _standing(store, tenant, block.source, now)
+        src = standing(store, tenant, block.source, now)
         if src.leaves_as_stored:
             return _serve_block(
                 ledger, consumer, block, src, body=body, now=now, after=after, blocks=blocks
@@ -365,7 +367,7 @@ def serve_page(
     rows = store.feed_rows(tenant, after, limit)
     # Each source's standing once per page, in order of first appearance (ledger order).
     sources = {
-        name: _standing(store, tenant, name, now) for name in dict.fromkeys(r[3] for r in rows)
+        name: standing(store, tenant, name, now) for name in dict.fromkeys(r[3] for r in rows)
     }
     withheld = 0
     only = next(iter(sources.values())) if len(sources) == 1 else None
@@ -383,13 +385,13 @@ def serve_page(
                 continue
             if (
                 src.instruction is None
-                or (src.deletes_only and kind not in _DELETIONS)
+                or (src.deletes_only and kind not in DELETIONS)
                 or subject_id in held_back
             ):
                 src.withheld += 1
                 withheld += 1
                 continue
-            parts.append(wire if src.covered is _ALL_FIELDS else _narrowed(wire, src.covered))
+            parts.append(wire if src.covered is _ALL_FIELDS else narrowed(wire, src.covered))
             src.subject_ids.append(subject_id)
     if not rows and after:
         head = store.last_event_seq(tenant)

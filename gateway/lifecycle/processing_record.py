@@ -6,9 +6,10 @@ to third countries, and a general description of its Art. 32 security measures. 
 generates the record instead of someone keeping it by hand: the controller is the tenant,
 the categories of processing are its connectors with the instructions (purpose, fields and
 data categories, who authorised them and until when) they run under, the recipients are
-its feed consumers, and the measures are what this gateway does (stated only where this
-installation's settings make them true). The record is anchored in the tenant's ledger by
-its latest signed checkpoint, so an auditor can check it against the log.
+its feed consumers and push destinations, and the measures are what this gateway does
+(stated only where this installation's settings make them true). The record is anchored in
+the tenant's ledger by its latest signed checkpoint, so an auditor can check it against the
+log.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from gateway import __version__
 from gateway.ledger.checkpoint import CheckpointError, read_unverified
@@ -122,6 +124,13 @@ def processing_record(
         for c in store.list_consumers(tenant_id)
         if c.revoked_at is None or c.revoked_at > now
     ]
+    # Push destinations are recipients too, named by the host that receives (the platform's
+    # endpoint; the path and query may carry tokens, so only the host is stated).
+    recipients += [
+        {"name": urlsplit(d.url).hostname or d.id, "kind": f"{d.kind} destination",
+         "since": d.created_at}
+        for d in store.list_destinations(tenant_id)
+    ]  # fmt: skip
     measures = list(MEASURES)
     if processor.public_url and processor.public_url.startswith("https://"):
         measures.append("Transport encryption: the gateway is reached over HTTPS.")

@@ -23,6 +23,11 @@ max_connections = 512          # open client connections at most; more get a 503
 log_format = "text"            # or "json": one object per line
 log_level = "INFO"             # DEBUG, INFO, WARNING, ERROR
 checkpoint_push_interval = 5.0 # seconds between looks for new checkpoints to push
+push_interval = 1.0            # seconds between a push worker's looks for new events
+push_lease_seconds = 30.0      # a replica that stops renewing loses a destination after this
+push_timeout = 30.0            # seconds a push request may take
+push_retry_first = 1.0         # back-off between a batch's attempts: first wait, doubling
+push_retry_cap = 300.0         # ... up to this (Retry-After wins when a destination sends one)
 retention_interval = 86400     # seconds between retention runs (one replica runs each)
 retention_feed_compaction_days = 30   # retention defaults per tenant (each tenant may
 retention_leaver_grace_days = 90      # shorten them; none may exceed RETENTION_MAXIMA)
@@ -135,6 +140,17 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Seconds between looks for new signed checkpoints to POST to tenants' push URLs.
     checkpoint_push_interval: float = Field(default=5.0, gt=0, le=3600)
+    #: Seconds an idle push worker waits before it looks for new events again, and between
+    #: the looks for destinations without a worker (`gateway.delivery.push`).
+    push_interval: float = Field(default=1.0, gt=0, le=3600)
+    #: How long a replica holds a destination's worker without renewing it.
+    push_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    #: Seconds a push request may take before it counts as failed (and is retried).
+    push_timeout: float = Field(default=30.0, gt=0, le=600)
+    #: Back-off between a batch's attempts: from this many seconds, doubling up to the cap
+    #: (with jitter), unless the destination's `Retry-After` says otherwise.
+    push_retry_first: float = Field(default=1.0, ge=0, le=3600)
+    push_retry_cap: float = Field(default=300.0, ge=0, le=86400)
     #: Seconds between retention runs; one replica runs each (`gateway.lifecycle.retention`).
     retention_interval: float = Field(default=86400.0, ge=60, le=7 * 86400)
     #: The retention defaults every tenant's policy starts from (days). Feed events are

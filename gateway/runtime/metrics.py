@@ -42,6 +42,9 @@ FEED_CHANGE_TYPES: Final = ("subject.upserted", "subject.deleted", "subject.eras
 CHECKPOINT_PUSH_OUTCOMES: Final = ("delivered", "failed", "skipped")
 #: What a full recomputation of a tenant's ledger found.
 LEDGER_VERIFY_OUTCOMES: Final = ("intact", "failed")
+#: What a push destination's worker did with an event, and with a request.
+PUSH_EVENT_OUTCOMES: Final = ("delivered", "dead_lettered", "withheld")
+PUSH_ATTEMPT_OUTCOMES: Final = ("delivered", "retried", "rejected")
 #: How a run of the retention job ended.
 RETENTION_OUTCOMES: Final = ("succeeded", "failed")
 
@@ -61,6 +64,18 @@ class KnownConnector:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownDestination:
+    """A push destination as the metrics see it: ids, its worker's cursor, pause, and how
+    many dead letters it holds."""
+
+    tenant: str
+    destination: str
+    after_seq: int
+    paused: bool
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayState:
     """What the store says at scrape time; ids are admin-chosen, never personal data."""
 
@@ -77,6 +92,7 @@ class GatewayState:
     retention_last_success: float | None = None
     retention_first_run: float | None = None
     retention_interval: float | None = None
+    destinations: Sequence[KnownDestination] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +151,38 @@ class _StateCollector(Collector):
         yield from self._feed_families(state)
         yield from self._request_families(state)
         yield from self._retention_families(state)
+        yield from self._push_families(state)
+
+    def _push_families(self, state: GatewayState | None) -> Iterator[Metric]:
+        """Each destination's backlog and dead letters as stored: the same on every replica
+        whichever holds its worker, and kept across restarts."""
+        labels = ["tenant", "destination"]
+        lag = GaugeMetricFamily(
+            "sluis_push_lag_events",
+            "Feed events after a push destination's cursor (the tenant's newest event minus"
+            " it), read from the store.",
+            labels=labels,
+        )
+        dead = GaugeMetricFamily(
+            "sluis_push_dead_letters",
+            "Events a push destination could not take, waiting for a replay, read from the store.",
+            labels=labels,
+        )
+        paused = GaugeMetricFamily(
+            "sluis_push_paused",
+            "1 while a push destination is paused by its admin, else 0.",
+            labels=labels,
+        )
+        for known in state.destinations if state is not None else ():
+            ids = [known.tenant, known.destination]
+            self._metrics.prime_destination(known.tenant, known.destination)
+            newest = state.feed_heads.get(known.tenant, 0) if state is not None else 0
+            lag.add_metric(ids, max(newest - known.after_seq, 0))
+            dead.add_metric(ids, known.dead_letters)
+            paused.add_metric(ids, 1 if known.paused else 0)
+        yield lag
+        yield dead
+        yield paused
 
     def _retention_families(self, state: GatewayState | None) -> Iterator[Metric]:
         """The retention job as the store keeps it, the same on every replica (one runs it),
@@ -375,6 +423,21 @@ class GatewayMetrics:
         )
         for outcome in RETENTION_OUTCOMES:
             self.retention_runs.labels(outcome)
+        self.push_events = Counter(
+            "sluis_push_events",
+            "Feed events a push destination's worker dealt with, by outcome: delivered,"
+            " dead_lettered (retries ran out or refused for good; replayable) or withheld"
+            " (no active instruction, or a restricted person).",
+            ["tenant", "destination", "outcome"],
+            registry=r,
+        )
+        self.push_attempts = Counter(
+            "sluis_push_attempts",
+            "Requests to push destinations, by outcome: delivered, retried (a network error,"
+            " timeout, 408, 429 or 5xx) or rejected (refused for good: dead-lettered).",
+            ["tenant", "destination", "outcome"],
+            registry=r,
+        )
         self._prime_types(known_types())
 
     def _prime_types(self, types: Iterable[str]) -> None:
@@ -407,6 +470,13 @@ class GatewayMetrics:
         """Create a tenant's checkpoint push series at 0 (idempotent)."""
         for outcome in CHECKPOINT_PUSH_OUTCOMES:
             self.checkpoint_pushes.labels(tenant, outcome)
+
+    def prime_destination(self, tenant: str, destination: str) -> None:
+        """Create a destination's push series at 0 (idempotent)."""
+        for outcome in PUSH_EVENT_OUTCOMES:
+            self.push_events.labels(tenant, destination, outcome)
+        for outcome in PUSH_ATTEMPT_OUTCOMES:
+            self.push_attempts.labels(tenant, destination, outcome)
 
     def prime_retention(self, rules: Iterable[str]) -> None:
         """Create every retention rule's removal series at 0 (the rule names are the

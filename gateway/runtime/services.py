@@ -29,7 +29,7 @@ from gateway.ledger.log import Ledger
 from gateway.lifecycle.retention.job import JOB_NAME as RETENTION_JOB
 from gateway.lifecycle.retention.rules import RULE_NAMES
 from gateway.runtime.config import Settings
-from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector
+from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector, KnownDestination
 from gateway.runtime.storage import open_store
 from gateway.store.protocols import Store
 from gateway.sync.engine import PageHook, SyncEngine, utcnow
@@ -207,6 +207,12 @@ class Services:
         ]
         requests = self.store.request_counts(self.clock())
         job = self.store.job_state(RETENTION_JOB)
+        dead = self.store.dead_letter_counts()
+        destinations = [
+            KnownDestination(d.tenant, d.id, d.after_seq, d.paused_at is not None,
+                             dead.get((d.tenant, d.id), 0))
+            for d in self.store.list_destinations()
+        ]  # fmt: skip
         return GatewayState(
             sizes, connectors, heads, consumers, requests,
             retention_last_success=(
@@ -214,6 +220,7 @@ class Services:
             ),
             retention_first_run=job.first_run_at.timestamp() if job else None,
             retention_interval=self.settings.retention_interval,
+            destinations=destinations,
         )  # fmt: skip
 
     def index_ledgers(self, batch: int) -> int:

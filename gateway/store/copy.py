@@ -54,6 +54,8 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("erasure_receipts", ("tenant", "subject_id", "consumer_id")),
     ("retention_policies", ("tenant",)),
     ("job_claims", ("name",)),
+    ("destinations", ("tenant", "id")),
+    ("destination_dead_letters", ("tenant", "destination", "seq")),
     ("accounts", ("id",)),
     ("invitations", ("token_hash",)),
     ("sessions", ("id",)),

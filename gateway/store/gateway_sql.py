@@ -24,6 +24,7 @@ from gateway.store.accounts_sql import SqlAccountStore
 from gateway.store.database import Database, time_text
 from gateway.store.database import need_time as _need
 from gateway.store.database import read_time as _dt
+from gateway.store.destinations_sql import SqlDestinations
 from gateway.store.event_wire import event_wire
 from gateway.store.ledger_sql import SqlLedgerStore
 from gateway.store.protocols import LeaseLost, StoreError
@@ -58,7 +59,7 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class SqlStore(SqlCheckpointPushes, SqlRetention):
+class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     """The `Store` protocol over one `Database` whose schema is up to date."""
 
     def __init__(self, database: Database) -> None:
@@ -540,6 +541,20 @@ class SqlStore(SqlCheckpointPushes, SqlRetention):
         )
         return int(rows[0][0] or 0), int(rows[0][1] or 0)
 
+    def _feed_rows_where(self, where: str, params: Sequence[object]) -> list[FeedRow]:
+        """Feed rows of the events matching `where` (after `tenant = ?`), by number: how a
+        destination's replay reads its dead letters back."""
+        rows: list[FeedRow] = [
+            (int(r[0]), r[1], r[2], r[3], bytes(r[4] or b""))
+            for r in self._all(
+                f"SELECT {_FEED_COLUMNS} FROM events WHERE tenant = ? AND {where} ORDER BY seq",
+                params,
+            )
+        ]
+        if any(not r[4] for r in rows):
+            return self._with_legacy_wire(str(params[0]), rows)
+        return rows
+
     def _with_legacy_wire(self, tenant: str, rows: list[FeedRow]) -> list[FeedRow]:
         """Events stored before the wire column existed get theirs built now, by the same
         function, and not written back: a feed read stays a read (it never waits for the
@@ -552,6 +567,8 @@ class SqlStore(SqlCheckpointPushes, SqlRetention):
         stored = {r[0]: r for r in rows}
         built: dict[int, bytes] = {}
         for seq, event_id, data, occurred_at, instruction_id in legacy:
+            if seq not in stored:
+                continue  # between the numbers asked for, not one of them
             _, kind, subject_id, source, _ = stored[seq]
             built[seq] = event_wire(
                 seq=seq, id=event_id, type=kind, subject_id=subject_id,
@@ -910,6 +927,7 @@ class SqlStore(SqlCheckpointPushes, SqlRetention):
 _TENANT_COLUMNS: Final = "id, name, created_at, sealed_key, terminated_at, destroyed_at"
 #: A tenant's data, deleted when it is destroyed (children before parents).
 _TENANT_TABLES: Final = (
+    "destination_dead_letters", "destinations",
     "erasure_receipts", "dsr_requests", "suppressions", "event_heads", "events", "subjects",
     "retention_policies",
     "sync_runs", "instructions", "checkpoint_pushes", "consumers", "tenant_oidc",

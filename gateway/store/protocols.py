@@ -37,6 +37,8 @@ if TYPE_CHECKING:
         CheckpointPush,
         ConnectorRecord,
         Consumer,
+        DeadLetter,
+        Destination,
         DsrRequest,
         EntryRow,
         EventRow,
@@ -623,6 +625,96 @@ class Store(Protocol):
         """Make `owner` the one process pushing the tenant's checkpoints until `until`:
         True if it held the claim already or the last claim ran out by `now`; False if
         another process holds it (or the URL was replaced)."""
+        ...
+
+    # push destinations (`gateway.delivery.push`): configuration, and the worker's state
+    def create_destination(self, destination: Destination) -> None:
+        """Store a new destination (its cursor as given); NotFound for an unknown tenant."""
+        ...
+
+    def get_destination(self, tenant: str, destination: str) -> Destination:
+        """NotFound if there is no such destination."""
+        ...
+
+    def list_destinations(self, tenant: str | None = None) -> list[Destination]:
+        """A tenant's destinations by id, or with None every tenant's."""
+        ...
+
+    def change_destination(self, destination: Destination) -> Destination:
+        """Replace the configuration (secrets, event types, thin, batch size, dead-letter
+        limits, pause); the worker's state is left alone. NotFound if it is gone."""
+        ...
+
+    def delete_destination(self, tenant: str, destination: str) -> bool:
+        """Delete it with its dead letters; False if there was none."""
+        ...
+
+    def claim_destination(
+        self, tenant: str, destination: str, owner: str, until: datetime, now: datetime
+    ) -> bool:
+        """Make `owner` the one process delivering to it until `until`: True if it held the
+        lease already or the last one ran out by `now`; False if another holds it (or the
+        destination is gone)."""
+        ...
+
+    def advance_destination(
+        self,
+        tenant: str,
+        destination: str,
+        owner: str,
+        after_seq: int,
+        *,
+        at: datetime,
+        delivered: bool,
+        dead: Sequence[tuple[int, str]] = (),
+        reason: str = "",
+    ) -> None:
+        """Move the cursor to `after_seq` (never back), clear the failures, and park `dead`
+        (seq, subject id) as dead letters with `reason`, in one transaction; `delivered`
+        also sets `delivered_at`. `LeaseLost` if `owner` no longer holds the lease."""
+        ...
+
+    def destination_failed(
+        self,
+        tenant: str,
+        destination: str,
+        owner: str,
+        *,
+        attempts: int,
+        since: datetime,
+        reason: str,
+    ) -> None:
+        """Record the current batch's failures so far (`LeaseLost` as above)."""
+        ...
+
+    def dead_letters(
+        self, tenant: str, destination: str, after_seq: int, limit: int
+    ) -> list[DeadLetter]:
+        """The destination's dead letters after `after_seq`, by number."""
+        ...
+
+    def dead_letter_counts(self) -> dict[tuple[str, str], int]:
+        """Dead letters per (tenant, destination) that has any."""
+        ...
+
+    def parked_subjects(self, tenant: str, destination: str) -> frozenset[str]:
+        """Keyed ids with a dead letter at this destination."""
+        ...
+
+    def request_replay(self, tenant: str, destination: str, at: datetime) -> int:
+        """Ask the worker to send the dead letters again; how many there are now. NotFound
+        if there is no such destination."""
+        ...
+
+    def replayed(
+        self, tenant: str, destination: str, owner: str, seqs: Sequence[int], *, done: bool
+    ) -> None:
+        """Remove these dead letters (sent again, or their events gone); `done` also ends
+        the replay request (`LeaseLost` as above)."""
+        ...
+
+    def events_by_seq(self, tenant: str, seqs: Sequence[int]) -> list[FeedRow]:
+        """The feed rows of these events, by number (those that still exist)."""
         ...
 
     # retention (gateway.lifecycle.retention): find what is past its time, then delete it

@@ -382,3 +382,48 @@ class JobState:
     #: "succeeded" or "failed".
     last_outcome: str | None = None
     last_success_at: datetime | None = None
+
+
+DestinationKind = Literal["webhook"]
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a tenant's feed events are pushed (`gateway.delivery.push`), and how far its
+    worker got.
+
+    `sealed_secrets` holds the signing secrets (sealed; the store never opens them); the
+    previous one stays valid until `previous_until` after a rotation. `failure` is a short
+    reason code (`status-503`, `timeout`), never a response body."""
+
+    tenant: str
+    id: str
+    kind: DestinationKind
+    url: str
+    sealed_secrets: bytes
+    event_types: tuple[str, ...]
+    thin: bool
+    batch_size: int
+    max_attempts: int
+    max_age_seconds: int
+    created_at: datetime
+    previous_until: datetime | None = None
+    paused_at: datetime | None = None
+    #: The worker's cursor: every event up to this number is done with (sent, withheld,
+    #: filtered out or dead-lettered).
+    after_seq: int = 0
+    attempts: int = 0
+    failing_since: datetime | None = None
+    failure: str | None = None
+    delivered_at: datetime | None = None
+    replay_requested_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a destination could not take, by number; the event stays in the feed."""
+
+    seq: int
+    subject_id: str
+    reason: str
+    dead_at: datetime

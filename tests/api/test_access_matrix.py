@@ -25,6 +25,7 @@ PARAMS = {
     "tenant": "acme", "connector": "hr", "instruction": "ins_x", "run": "run_x",
     "consumer": "con_x", "index": "0", "token": "tok_x", "account": "acc_0000000000000000",
     "preview": "pv_x", "subject": "0" * 32, "request": "dsr_" + "0" * 16,
+    "destination": "dst_" + "0" * 16,
 }  # fmt: skip
 TENANT_ROLES: tuple[Role, ...] = ("admin", "auditor", "viewer")
 

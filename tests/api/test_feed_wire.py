@@ -19,7 +19,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.delivery.feed import _ALL_FIELDS, _standing, encode_cursor, serve_page
+from gateway.delivery.feed import _ALL_FIELDS, encode_cursor, serve_page, standing
 from gateway.ledger.checkpoint import CheckpointSigner
 from gateway.ledger.log import Ledger
 from gateway.minimise.egress import EGRESS_FIELDS
@@ -109,7 +109,7 @@ def _former_page(store: Store, consumer: Consumer, now: datetime, after: int, li
     for seq, event_id, kind, subject, data_json, occurred, source, instruction_id in rows:
         src = sources.get(source)
         if src is None:
-            src = sources[source] = _standing(store, "acme", source, now)
+            src = sources[source] = standing(store, "acme", source, now)
         if src.instruction is None or (src.deletes_only and kind != "subject.deleted"):
             withheld += 1
             continue

@@ -50,7 +50,7 @@ def test_openapi_paths_match_the_route_table(services: Services) -> None:
     assert routes == documented(document())
     # 45, live preview 2, reports 2, subjects 5, suppressions 2, requests 4, erasure ack,
     # a tenant's end 2, retention 2
-    assert len(routes) == 65
+    assert len(routes) == 73
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -177,6 +177,15 @@ async def test_every_operation_answers_as_documented(
     await api.call("PUT", f"{t}/checkpoint-push", json={"url": "http://127.0.0.1:9/cp"})
     await api.get(f"{t}/checkpoint-push")
     await api.delete(f"{t}/checkpoint-push")
+    made = await api.post(f"{t}/destinations", {"url": "http://127.0.0.1:9/hooks"})
+    dest = made.headers["Location"]
+    await api.get(f"{t}/destinations")
+    await api.get(dest)
+    await api.patch(dest, {"paused": True})
+    await api.post(dest + "/secret", {"overlap_seconds": 60})
+    await api.get(dest + "/dead-letters")
+    await api.post(dest + "/dead-letters/replay")
+    await api.delete(dest)
     await api.delete(f"{c}/instructions/{instruction}")
     await api.post(f"{c}/instructions", {"purpose": "p"})
     started = await api.post(f"{c}/syncs", {"mode": "full"})

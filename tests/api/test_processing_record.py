@@ -46,6 +46,13 @@ async def test_the_record_states_what_the_tenant_authorised(api: Api) -> None:
     # The categories are those of the active authorisations only.
     assert record["data_categories"] == sorted(set(hr["instructions"][0]["fields"].values()))
     assert [r["name"] for r in record["recipients"]] == ["lms"]
+    made = await api.post("/admin/v1/tenants/acme/destinations",
+                          {"url": "https://lms.example.com/hooks?token=abc"})  # fmt: skip
+    assert made.status == 201, made.body
+    record = (await api.get(R)).body
+    assert [(r["name"], r["kind"]) for r in record["recipients"]] == [
+        ("lms", "pull feed consumer"), ("lms.example.com", "webhook destination")]  # fmt: skip
+    assert "token=abc" not in str(record)
     assert record["third_country_transfers"] == "none"
     assert record["processor"] == {"name": None, "contact": None, "dpo_contact": None}
     assert record["ledger_anchor"]["origin"].endswith("/acme")

@@ -69,7 +69,8 @@ def test_every_panel_and_rule_reads_at_least_one_metric() -> None:
 @pytest.fixture
 async def exposition(api: Api, services: Services, aiohttp_server: Any) -> str:
     """A gateway that has done what the panels show: a connector synced, a consumer that
-    polled the feed, the ledger self-check of `sluis serve`, and a retention run."""
+    polled the feed, the ledger self-check of `sluis serve`, a retention run, and a push
+    destination."""
     await afas_connector(api, aiohttp_server, people=60)
     await grant(api)
     started = await api.post(f"{C}/syncs", {"mode": "full"})
@@ -83,6 +84,10 @@ async def exposition(api: Api, services: Services, aiohttp_server: Any) -> str:
         owner="test", interval=services.settings.retention_interval,
     )  # fmt: skip
     assert job.run_once() is not None
+    made = await api.post("/admin/v1/tenants/acme/destinations",
+                          {"url": "http://127.0.0.1:9/hooks", "from_start": False})  # fmt: skip
+    assert made.status == 201, made.body
+    await api.patch(made.headers["Location"], {"paused": True})
     return await scrape(api)
 
 
