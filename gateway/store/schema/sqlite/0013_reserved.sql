@@ -1,2 +1,0 @@
--- Reserved for issue #10's inbound SCIM work (another branch); a placeholder so the
--- numbers stay 1..n without gaps on this branch. Replaced by the real 0013 at merge.
