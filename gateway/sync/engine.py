@@ -93,6 +93,16 @@ class ConnectorPaused(Exception):
         self.paused_at = paused_at
 
 
+class PushedSource(Exception):
+    """The connector's source pushes to the gateway (SCIM): there is nothing to fetch."""
+
+    def __init__(self, connector: str) -> None:
+        super().__init__(
+            f"connector {connector} is not synced: its identity provider pushes changes to "
+            "the gateway's SCIM endpoint as they happen"
+        )
+
+
 class SyncBusy(Exception):
     """The connector already has a running sync."""
 
@@ -186,11 +196,14 @@ class SyncEngine:
     ) -> RunRecord:
         """Check the instruction and claim the connector; returns the new run record.
 
-        Raises `ConnectorPaused`, `InstructionRefused` (after reporting it) or `SyncBusy`.
+        Raises `PushedSource`, `ConnectorPaused`, `InstructionRefused` (after reporting it)
+        or `SyncBusy`.
         Call `run` next. `confirm_deletes` lets a full run delete exactly that many subjects
         past the connector's `max_delete_share` (see `_remove_gone`).
         """
         record = await asyncio.to_thread(self.store.get_connector, tenant, connector_id)
+        if connector_type(record.type).pushed:
+            raise PushedSource(connector_id)
         if record.paused_at is not None:
             raise ConnectorPaused(connector_id, record.paused_at)
         now = self.clock()
