@@ -191,9 +191,34 @@ async def post_user(request: web.Request) -> web.Response:
     return scim_json(user_body(user, base), 201, {"Location": f"{base}/Users/{user.id}"})
 
 
+_ALWAYS: Final = frozenset({"schemas", "id", "meta"})
+
+
+def _names(request: web.Request, key: str) -> set[str] | None:
+    given = request.query.getall(key, [])
+    if not given:
+        return None
+    found = set()
+    for part in ",".join(given).split(","):
+        name = part.strip().removeprefix(USER_SCHEMA + ":").split(".")[0]
+        if name:
+            found.add(name.lower())
+    return found
+
+
+def shaped(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """`attributes` / `excludedAttributes` (RFC 7644 §3.9), by top-level attribute."""
+    only, without = _names(request, "attributes"), _names(request, "excludedAttributes")
+    if only is not None:
+        return {k: v for k, v in body.items() if k in _ALWAYS or k.lower() in only}
+    if without is not None:
+        return {k: v for k, v in body.items() if k in _ALWAYS or k.lower() not in without}
+    return body
+
+
 async def get_user(request: web.Request) -> web.Response:
     user = await _call(services_of(request).scim.get, request[_RECORD], request.match_info["id"])
-    return scim_json(user_body(user, _base(request)))
+    return scim_json(shaped(request, user_body(user, _base(request))))
 
 
 async def put_user(request: web.Request) -> web.Response:
@@ -242,7 +267,7 @@ async def list_users(request: web.Request) -> web.Response:
     page = {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
         "totalResults": total, "startIndex": start, "itemsPerPage": len(users),
-        "Resources": [user_body(u, base) for u in users],
+        "Resources": [shaped(request, user_body(u, base)) for u in users],
     }  # fmt: skip
     return scim_json(page)
 

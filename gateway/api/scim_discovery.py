@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from scim2_models import (
     Context,
+    Required,
     ResourceType,
     Returned,
     Schema,
@@ -57,6 +58,9 @@ def user_schema() -> dict[str, Any]:
                 "Unique login of the user at the identity provider; used only to compute the "
                 "keyed id, never stored or returned"
             )
+        if attribute.name == "emails":
+            # The mapping quarantines a user without an address: say so up front.
+            attribute.required = Required.true
         kept.append(attribute)
     schema = Schema(
         id=USER_SCHEMA, name="User", description="User as Sluis keeps it (minimised)",
