@@ -40,6 +40,7 @@ OKTA_CREATE: dict[str, Any] = {
     "password": "1mz050nq",
     "active": True,
 }
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 SENSITIVE = ("12345678", "Damrak", "701984", "4130", "26118915", "1mz050nq", "0a21f0f2",
              "00ujl29u0le5T6Aj10h7", "Test_User_ab6490ee")  # fmt: skip
 
@@ -71,7 +72,7 @@ async def test_entra_id_create_patch_and_soft_delete(api: Api) -> None:
         {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "new@contoso.com"},
         {"op": "Replace", "value": {"name.givenName": "Anna", "name.familyName": "Jansen"}},
         {"op": "Add", "path": "title", "value": "Senior trainer"},
-        {"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "value": "999"},
+        {"op": "Replace", "path": ENTERPRISE + ":employeeNumber", "value": "999"},
     ]})  # fmt: skip
     assert status == 200, user
     assert user["name"] == {"givenName": "Anna", "familyName": "Jansen"}
@@ -83,9 +84,12 @@ async def test_entra_id_create_patch_and_soft_delete(api: Api) -> None:
     status, user = await scim.call("GET", f"/Users/{uid}")
     assert status == 200 and user["active"] is False
     events = await read_feed(api, feed)
-    assert [e["type"] for e in events] == ["subject.upserted", "subject.upserted", "subject.deleted"]
-    assert events[1]["data"] == {"first_name": "Anna", "last_name": "Jansen",
-                                 "email": "new@contoso.com", "job_title": "Senior trainer"}  # fmt: skip
+    kinds = [e["type"] for e in events]
+    assert kinds == ["subject.upserted", "subject.upserted", "subject.deleted"]
+    assert events[1]["data"] == {
+        "first_name": "Anna", "last_name": "Jansen", "email": "new@contoso.com",
+        "job_title": "Senior trainer",
+    }  # fmt: skip
     assert all(e["subject_id"] == uid for e in events)
     ledger = await api.get("/admin/v1/tenants/acme/ledger", params={"limit": 1000})
     inbound = [e for e in ledger.body["entries"] if e["entry"].get("direction") == "inbound"]
@@ -100,7 +104,8 @@ async def test_okta_put_replace_and_delete(api: Api) -> None:
     status, user = await scim.call("POST", "/Users", OKTA_CREATE)
     assert status == 201
     uid = user["id"]
-    again, dup = await scim.call("POST", "/Users", {**OKTA_CREATE, "userName": "TEST.User@okta.local"})
+    shouting = {**OKTA_CREATE, "userName": "TEST.User@okta.local"}
+    again, dup = await scim.call("POST", "/Users", shouting)
     assert again == 409 and dup["scimType"] == "uniqueness"
     replaced = {**OKTA_CREATE, "id": uid, "name": {"givenName": "Tess", "familyName": "User"}}
     status, user = await scim.call("PUT", f"/Users/{uid}", replaced)

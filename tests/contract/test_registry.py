@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from connectors.registry import connector_type, known_types, pull_types
+from connectors.registry import connector_type, pull_types
 from tests.conftest import REPO
 
 HERE = Path(__file__).resolve().parent
