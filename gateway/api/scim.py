@@ -310,6 +310,12 @@ def _list_of(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def search_everything(request: web.Request) -> web.Response:
+    """`POST /.search` across resource types: RFC 7644 §3.4.3 lets a server without it
+    answer 501; this endpoint has one resource type, searched with `GET /Users?filter=`."""
+    raise ScimFailure(501, "searching across resource types is not supported; use GET /Users")
+
+
 def make_scim_app() -> web.Application:
     """The `/scim/v2` sub-application (mounted by `gateway.api.app.make_app`)."""
     app = web.Application(middlewares=[scim_middleware])
@@ -326,4 +332,5 @@ def make_scim_app() -> web.Application:
     r.add_put(BASE + "/Users/{id}", put_user)
     r.add_patch(BASE + "/Users/{id}", patch_user)
     r.add_delete(BASE + "/Users/{id}", delete_user)
+    r.add_post(BASE + "/.search", search_everything)
     return app

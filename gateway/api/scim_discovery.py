@@ -61,6 +61,9 @@ def user_schema() -> dict[str, Any]:
         if attribute.name == "emails":
             # The mapping quarantines a user without an address: say so up front.
             attribute.required = Required.true
+            for sub in attribute.sub_attributes or []:
+                if sub.name == "value":
+                    sub.required = Required.true
         kept.append(attribute)
     schema = Schema(
         id=USER_SCHEMA, name="User", description="User as Sluis keeps it (minimised)",

@@ -14,8 +14,9 @@ Nothing of what a provider sends is kept except the egress fields: the SCIM `id`
 keyed subject id (the mapping's identity is the lower-cased `userName`), so `userName eq`
 filters are answered by computing the id, and reads answer from the stored events, the
 minimised view only. A `DELETE` commits a tombstone (an inactive subject with no data;
-`subject.deleted` reaches the platform like a leaver's) whose digest marks the user gone;
-`active: false` is the mapping's leaver rule and keeps the user readable as inactive.
+`subject.deleted` reaches the platform like a leaver's) and forgets the user's
+change-detection row in the same transaction, so the user reads as 404; `active: false` is
+the mapping's leaver rule and keeps the user readable as inactive.
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ from gateway.minimise.projector import Projector
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.store.protocols import Store
 from gateway.store.records import ConnectorRecord, Instruction, NotFound
-from gateway.sync.changes import content_digest
-from gateway.sync.commit import Batch, commit_batch
+from gateway.sync.commit import Batch, Committed, commit_batch
 from gateway.sync.instructions import InstructionRefused, require_active
 from gateway.tenancy import scim_token_matches, subject_key
 
@@ -102,11 +102,6 @@ def _tombstone(subject_id: str) -> SubjectRecord:
         "active": False,
     }
     return gone  # type: ignore[return-value]
-
-
-def gone_digest(subject_id: str) -> bytes:
-    """The stored digest of a user deleted over SCIM."""
-    return content_digest(_tombstone(subject_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +194,7 @@ class ScimInbound:
         source = self._source(record)
         subject, batch = self._project(source, body, None)
         state = self.store.subject_states(record.tenant, record.id, [subject["subject_id"]])
-        held = state.get(subject["subject_id"])
-        if held is not None and held.digest != gone_digest(subject["subject_id"]):
+        if subject["subject_id"] in state:
             raise ScimFailure(409, "a user with this userName exists already", "uniqueness")
         self._commit(source, instruction, batch)
         return _user_of(subject)
@@ -234,7 +228,13 @@ class ScimInbound:
         instruction = self._instruction(record)
         self._existing(record, subject_id)
         source = self._source(record)
-        self._commit(source, instruction, Batch([_tombstone(subject_id)], 1, 0, {}))
+
+        def forget(done: Committed) -> None:
+            # The user is gone: no change-detection row is left, so a read answers 404 and
+            # a later create is new again; the events stay, for the feed and retention.
+            self.store.forget_absent_subjects(record.tenant, record.id, [subject_id])
+
+        self._commit(source, instruction, Batch([_tombstone(subject_id)], 1, 0, {}), forget)
 
     def _project(
         self, source: _Source, user: Any, subject_id: str | None
@@ -246,10 +246,17 @@ class ScimInbound:
         if subject_id is not None and not raw.get("userName"):
             raw["userName"] = subject_id  # identity is the URL's id; the value is not used
         page = source.projector.project_page([raw])
+        inactive = raw.get("active") is False
+        identity = [str(raw.get(name, "")).strip() for name in source.mapping.identity.fields]
         raw.clear()
         ctype = source.record.type
         self.metrics.records_fetched.labels(ctype).inc()
         self.metrics.fields_dropped.labels(ctype).inc(sum(page.dropped.values()))
+        if page.rejected and inactive:
+            # An inactive user is a leaver: nothing of them leaves, so a value the door
+            # would refuse (or a missing address) does not matter; none is kept.
+            sid = subject_id or source.projector.subject_id(*identity)
+            return _tombstone(sid), Batch([_tombstone(sid)], 1, 0, page.dropped)
         if page.rejected:
             self.metrics.records_quarantined.labels(ctype).inc()
             raise ScimFailure(400, f"the user was refused at the door: {page.rejected[0][1]}",
@@ -260,7 +267,13 @@ class ScimInbound:
             subject["subject_id"] = subject_id  # the provider addresses the user by this id
         return subject, Batch([subject], 1, 0, page.dropped)
 
-    def _commit(self, source: _Source, instruction: Instruction, batch: Batch) -> None:
+    def _commit(
+        self,
+        source: _Source,
+        instruction: Instruction,
+        batch: Batch,
+        inside: Callable[[Committed], None] | None = None,
+    ) -> None:
         record = source.record
 
         def check() -> None:
@@ -281,6 +294,7 @@ class ScimInbound:
             self.store, self.ledger_of(record.tenant), record=record, instruction=instruction,
             mapping_digest=source.mapping.digest, fields=source.mapping.categories,
             batch=batch, now=self.clock(), run_id=f"scim_{uuid.uuid4().hex}", check=check,
+            inside=inside,
         )  # fmt: skip
         for event in done.events:
             self.metrics.feed_changes.labels(record.type, event.type).inc()
@@ -302,7 +316,7 @@ class ScimInbound:
         if not ids:
             return []
         states = self.store.subject_states(record.tenant, record.id, ids)
-        live = [s for s in ids if s in states and states[s].digest != gone_digest(s)]
+        live = [s for s in ids if s in states]
         if not live:
             return []
         newest: dict[str, Mapping[str, Any]] = {}
@@ -326,9 +340,8 @@ class ScimInbound:
         (answered by computing the keyed id) and id; a filter on an attribute the gateway
         does not keep (externalId, phone numbers, ...) matches nobody."""
         if filter_text is None:
-            ids = self.store.present_subjects(record.tenant, record.id)
-            page = self._users(record, ids[start - 1 : start - 1 + count]) if count else []
-            return len(ids), page
+            total, ids = self.store.subject_page(record.tenant, record.id, start - 1, count)
+            return total, self._users(record, ids)
         match = _EQ_FILTER.match(filter_text)
         if match is None:
             raise ScimFailure(

@@ -21,17 +21,20 @@ from tests.api.scim_helpers import scim_source
 
 #: Failures that follow from minimisation, by a fragment of the tester's reason, with why.
 NOT_APPLICABLE: dict[str, str] = {
-    "email is required but missing": "the tester fills a random subset of attributes and "
-    "sometimes sends a user without emails; the SCIM mapping quarantines a user without an "
-    "address (the platform needs one), answered 400 invalidValue",
-    "'externalId' missing": "externalId is not kept (not in the egress schema), so it "
-    "cannot be returned",
+    "'externalId'": "externalId is not kept (it is not in the egress schema), so it is never "
+    "returned, whatever was sent or patched",
+    "unexpected value for 'userName'": "userName only computes the keyed id; it is not kept "
+    "and is published as `returned: never`",
+    "Attribute 'userName' was not replaced": "as above: userName is not kept or returned",
+    "Attribute 'emails' was not replaced": "as below: one address is kept",
+    "unexpected value for 'emails'": "one address is kept (the primary, else work, else "
+    "first) and answered as the primary work address; other entries and their types are "
+    "dropped at the door",
+    "email is required but missing": "the tester sometimes creates a user inactive; nothing "
+    "of a leaver is kept, so a later PATCH that makes them active without sending an "
+    "address again is refused (400 invalidValue): the platform needs one",
     "did not remove attribute 'active'": "a user without `active` is active (SCIM's "
     "default); the gateway answers it as true rather than leaving it out",
-    "in filtered results": "listing without a filter returns the users present now (active "
-    "ones); an inactive user is read by id",
-    "Not Found": "POST /Users/.search is not offered (optional in RFC 7644; neither Entra ID "
-    "nor Okta uses it)",
 }
 
 
