@@ -4,6 +4,7 @@ Run from the repository root:
 
     .venv/bin/python bench/bench_scim_inbound.py                    # 10,000 users, 8 at once
     .venv/bin/python bench/bench_scim_inbound.py --users 2000 --concurrency 4
+    .venv/bin/python bench/bench_scim_inbound.py --unlimited  # without the per-connector rate limit
 
 The client is an aiohttp session in the gateway's process on 127.0.0.1, sending Entra ID's
 create body (enterprise extension, phone numbers, addresses and all) `--concurrency` at a
@@ -38,6 +39,7 @@ import orjson  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from gateway.api.app import make_app  # noqa: E402
+from gateway.api.scim import RATE_LIMIT, RATE_PER_SECOND, RateLimit  # noqa: E402
 from gateway.ledger.audit import SYSTEM  # noqa: E402
 from gateway.ledger.record import Acting  # noqa: E402
 from gateway.runtime.config import Settings  # noqa: E402
@@ -111,7 +113,15 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
     return runner, port
 
 
-async def main(users: int, concurrency: int) -> None:
+def unthrottled(app: web.Application) -> web.Application:
+    """The gateway's app with its SCIM rate limit lifted, to measure what lies behind it."""
+    for resource in app.router.resources():
+        if resource.get_info().get("prefix") == "/scim/v2":
+            resource.get_info()["app"][RATE_LIMIT] = RateLimit(rate=1e9, burst=1e9)
+    return app
+
+
+async def main(users: int, concurrency: int, unlimited: bool) -> None:
     async def accept(request: web.Request) -> web.Response:
         orjson.loads(await request.read())
         return web.Response(status=201, body=b"{}", content_type="application/scim+json")
@@ -129,14 +139,16 @@ async def main(users: int, concurrency: int) -> None:
         )  # fmt: skip
         services = Services.open(settings)
         token = await asyncio.to_thread(setup, services)
-        runner, port = await serve(make_app(services))
+        app = make_app(services)
+        runner, port = await serve(unthrottled(app) if unlimited else app)
         path = f"/scim/v2/tenants/{TENANT}/connectors/entra/Users"
         sluis_s, throttled = await drive(f"http://127.0.0.1:{port}{path}", token, users,
                                          concurrency)  # fmt: skip
         await runner.cleanup()
         size = services.store.ledger.head(TENANT)
         services.close()
-    print(f"users: {users}, concurrency: {concurrency}")
+    limit = "none" if unlimited else f"{RATE_PER_SECOND:.0f}/s"
+    print(f"users: {users}, concurrency: {concurrency}, rate limit: {limit}")
     print(f"baseline (parse and 201): {users / base_s:,.0f} users/s ({base_s:.1f} s)")
     print(f"sluis SCIM create:        {users / sluis_s:,.0f} users/s ({sluis_s:.1f} s), "
           f"{throttled} answered 429, ledger size {size.size if size else 0}")  # fmt: skip
@@ -147,5 +159,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--unlimited", action="store_true", help="lift the SCIM rate limit")
     args = parser.parse_args()
-    asyncio.run(main(args.users, args.concurrency))
+    asyncio.run(main(args.users, args.concurrency, args.unlimited))

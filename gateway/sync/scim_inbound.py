@@ -147,16 +147,19 @@ class ScimInbound:
         return record
 
     def _source(self, record: ConnectorRecord) -> _Source:
-        mapping = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
-        key = (record.tenant, record.id, mapping.digest)
+        """The connector's mapping compiled with the tenant's key, made once per mapping
+        digest (parsing the TOML and opening the key for every user would cost more than
+        the rest of the door)."""
+        key = (record.tenant, record.id, record.mapping_digest)
         projector = self._projectors.get(key)
         if projector is None:
+            mapping = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
             if len(self._projectors) >= MAX_PROJECTORS:
                 self._projectors.clear()
             tenant = self.store.get_tenant(record.tenant)
             projector = Projector(mapping, subject_key(self.box, tenant))
             self._projectors[key] = projector
-        return _Source(record, mapping, projector)
+        return _Source(record, projector.mapping, projector)
 
     def _instruction(self, record: ConnectorRecord) -> Instruction:
         """The active instruction for the connector's current mapping, or a recorded
