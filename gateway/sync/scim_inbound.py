@@ -44,7 +44,7 @@ from gateway.runtime.metrics import GatewayMetrics
 from gateway.store.protocols import Store
 from gateway.store.records import ConnectorRecord, Instruction, NotFound
 from gateway.sync.commit import Batch, Committed, commit_batch
-from gateway.sync.instructions import InstructionRefused, require_active
+from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
 from gateway.tenancy import scim_token_matches, subject_key
 
 log = logging.getLogger("sluis.scim")
@@ -280,25 +280,31 @@ class ScimInbound:
         record = source.record
 
         def check() -> None:
+            # As the engine checks before committing a page: a pause or a new mapping since
+            # the write began, then the instruction itself (revoked or expired meanwhile).
             current = self.store.get_connector(record.tenant, record.id)
-            if current.paused_at is not None or current.mapping_digest != record.mapping_digest:
-                raise ScimFailure(403, f"connector {record.id} changed meanwhile; send again")
-            try:
-                now = self.clock()
-                found = require_active(
-                    self.store, record.tenant, record.id, current.mapping_digest, now
+            if current.paused_at is not None:
+                raise ScimFailure(403, f"connector {record.id} was paused; nothing was written")
+            if current.mapping_digest != record.mapping_digest:
+                raise InstructionRefused(
+                    "mapping_changed",
+                    f"the mapping of connector {record.id} changed; instruction "
+                    f"{instruction.id} authorises {instruction.mapping_digest}",
+                    instruction.id,
                 )
-            except InstructionRefused as refusal:
-                raise ScimFailure(403, f"not authorised: {refusal}") from None
-            if found.id != instruction.id and found.state(now) != "active":  # pragma: no cover
-                raise ScimFailure(403, "not authorised")
+            require_still_active(self.store, instruction, self.clock())
 
-        done = commit_batch(
-            self.store, self.ledger_of(record.tenant), record=record, instruction=instruction,
-            mapping_digest=source.mapping.digest, fields=source.mapping.categories,
-            batch=batch, now=self.clock(), run_id=f"scim_{uuid.uuid4().hex}", check=check,
-            inside=inside,
-        )  # fmt: skip
+        try:
+            done = commit_batch(
+                self.store, self.ledger_of(record.tenant), record=record,
+                instruction=instruction, mapping_digest=source.mapping.digest,
+                fields=source.mapping.categories, batch=batch, now=self.clock(),
+                run_id=f"scim_{uuid.uuid4().hex}", check=check, inside=inside,
+            )  # fmt: skip
+        except InstructionRefused as refusal:
+            # Refused inside the transaction (nothing was written): recorded after it.
+            self._report_refusal(record, refusal)
+            raise ScimFailure(403, f"not authorised: {refusal}") from None
         for event in done.events:
             self.metrics.feed_changes.labels(record.type, event.type).inc()
 

@@ -4,10 +4,11 @@ same provisioning flow, concurrent creates included, on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.api.app import make_app
@@ -79,3 +80,28 @@ async def test_provisioning_on_postgresql_with_concurrent_creates(
     events = await read_feed(api, feed)
     assert len(events) == 22 and [e["seq"] for e in events] == sorted(e["seq"] for e in events)
     assert sum(e["type"] == "subject.deleted" for e in events) == 2
+
+
+async def test_a_body_sent_in_chunks_is_read_whole(api: Api) -> None:
+    scim = await scim_source(api)
+    raw = orjson.dumps(OKTA_CREATE)
+
+    async def dribble() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), 40):
+            yield raw[start : start + 40]
+            await asyncio.sleep(0.001)
+
+    headers = {"Authorization": f"Bearer {scim.token}", "Content-Type": "application/scim+json"}
+    resp = await api.client.post(scim.base + "/Users", data=dribble(), headers=headers)
+    assert resp.status == 201, await resp.text()
+    big = b'{"schemas": [], "x": "' + b"a" * 300_000 + b'"}'
+
+    async def flood() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    resp = await api.client.post(scim.base + "/Users", data=flood(), headers=headers)
+    assert resp.status == 413
+    assert (await resp.json(content_type=None))["schemas"] == [
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    ]
