@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
+from connectors.registry import connector_type
 from connectors.scim import door, patch
 from connectors.scim.door import DoorError
 from connectors.scim.patch import PatchError
@@ -140,7 +141,7 @@ class ScimInbound:
             record = None
         if (
             record is None
-            or record.type != "scim"
+            or not connector_type(record.type).pushed
             or not scim_token_matches(self.box, record, token)
         ):
             raise ScimFailure(401, "the bearer token is not valid for this SCIM endpoint")
