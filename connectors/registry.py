@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 _PACKAGES: Final = {
     "afas": "connectors.afas",
     "hubspot": "connectors.hubspot",
+    "scim": "connectors.scim",
 }
 
 
@@ -51,6 +52,9 @@ class ConnectorType:
     #: The path under the emulator's root that is the API's base URL: what the demo needs
     #: to point a connector at a local emulator.
     emulator_base_path: str = ""
+    #: True for a source that pushes to the gateway (SCIM): it is never fetched, so the
+    #: engine and the scheduler leave it alone, and it has no emulator.
+    pushed: bool = False
 
     def emulator(self, **options: Any) -> web.Application:
         """A fresh emulator app (`people=N, seed=S, ...`); imports the emulator on first use."""
@@ -82,6 +86,11 @@ class UnknownConnectorType(KeyError):
 
 def known_types() -> list[str]:
     return sorted(_PACKAGES)
+
+
+def pull_types() -> list[str]:
+    """The types the gateway fetches from (every one but the pushed ones)."""
+    return [name for name in known_types() if not connector_type(name).pushed]
 
 
 def connector_type(name: str) -> ConnectorType:

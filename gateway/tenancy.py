@@ -17,6 +17,7 @@ A deleted connector's id is never reused, so the ledger's entries keep naming on
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,6 +175,11 @@ def change_connector(
     missing credentials or a mapping written for another connector type.
     """
     sealed = digest = None
+    if credentials is not None and connector_type(record.type).pushed:
+        raise ValueError(
+            f"credentials: a {record.type} connector has no credentials to set; its bearer "
+            "token is issued by POST .../scim-token"
+        )
     if credentials is not None:
         missing = [k for k in connector_type(record.type).credential_keys if not credentials.get(k)]
         if missing:
@@ -299,6 +305,41 @@ def delete_connector(
     )
 
 
+# --------------------------------------------------------------------------- SCIM tokens
+# A pushed source (SCIM) is reached with a bearer token its identity provider holds. Only
+# the token's SHA-256 is kept, sealed like any connector's credentials, so neither a copy
+# of the database nor an admin reading the connector can use it.
+
+SCIM_DIGEST_FIELD: Final = "token_sha256"
+
+
+def issue_scim_token(
+    store: Store, box: SecretBox, record: ConnectorRecord, *, now: datetime, by: Acting
+) -> str:
+    """A new bearer token for the connector's SCIM endpoint, shown once; the old one stops
+    working in the same write. On the ledger as a change of the connector's credentials."""
+    if not connector_type(record.type).pushed:
+        raise ValueError(f"connector {record.id} is fetched, not pushed to: it has no SCIM token")
+    token = f"sluis_scim_{secrets.token_urlsafe(32)}"
+    sealed = box.seal(
+        orjson.dumps({SCIM_DIGEST_FIELD: token_hash(token).hex()}),
+        _connector_owner(record.tenant, record.id),
+    )
+    with by.recording(
+        store, "connector.changed", now, connector=record.id, changed=["credentials"]
+    ):
+        store.update_connector(record.tenant, record.id, sealed_credentials=sealed)
+    return token
+
+
+def scim_token_matches(box: SecretBox, record: ConnectorRecord, token: str) -> bool:
+    """Whether `token` is the connector's current SCIM token (compared in constant time)."""
+    expected = connector_credentials(box, record).get(SCIM_DIGEST_FIELD)
+    if not expected:
+        return False
+    return hmac.compare_digest(token_hash(token).hex().encode(), expected.encode())
+
+
 def rotate_consumer_token(
     store: Store, *, tenant: str, consumer_id: str, now: datetime, by: Acting
 ) -> tuple[Consumer, str]:
@@ -322,8 +363,10 @@ __all__ = [
     "create_consumer",
     "create_tenant",
     "delete_connector",
+    "issue_scim_token",
     "revoke_consumer",
     "rotate_consumer_token",
+    "scim_token_matches",
     "set_paused",
     "subject_key",
     "token_hash",

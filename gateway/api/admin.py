@@ -57,6 +57,7 @@ from gateway.api.models import (
     MappingCandidate,
     MappingChange,
     MappingPreview,
+    ScimTokenCreated,
     TenantCreate,
     TenantList,
     TenantOut,
@@ -76,6 +77,7 @@ from gateway.tenancy import (
     create_consumer,
     create_tenant,
     delete_connector,
+    issue_scim_token,
     rotate_consumer_token,
     set_paused,
     version,
@@ -214,6 +216,13 @@ def _check_connector(body: ConnectorCreate, text: str) -> None:
         raise invalid("type", f"unknown connector type; known types: {known}") from None
     usable_mapping(text, body.type)
     _check_credentials(body.type, body.credentials)
+    pushed = connector_type(body.type).pushed
+    if body.base_url is None and not pushed:
+        raise invalid("base_url", f"required for a {body.type} connector")
+    if pushed and (body.base_url is not None or body.credentials):
+        field = "base_url" if body.base_url is not None else "credentials"
+        raise invalid(field, f"a {body.type} connector has none: its identity provider "
+                      "pushes to the gateway with a token from POST .../scim-token")  # fmt: skip
 
 
 async def post_connector(request: web.Request) -> web.Response:
@@ -232,7 +241,7 @@ async def post_connector(request: web.Request) -> web.Response:
             "not reused, so the ledger's entries keep naming one connector",
             slug="connector-id-used",
         )
-    if not s.settings.allow_private_sources:
+    if body.base_url is not None and not s.settings.allow_private_sources:
         try:
             check_url(body.base_url)
         except PrivateAddress as exc:
@@ -246,7 +255,7 @@ async def post_connector(request: web.Request) -> web.Response:
         tenant=tenant,
         connector_id=body.id,
         type_name=body.type,
-        base_url=body.base_url,
+        base_url=body.base_url or "",
         credentials=body.credentials,
         mapping_text=text,
         now=s.clock(),
@@ -537,6 +546,29 @@ T = "/tenants/{tenant}"
 C = T + "/connectors/{connector}"
 
 
+async def issue_scim_token_route(request: web.Request) -> web.Response:
+    """A SCIM connector's bearer token, shown once, with the tenant URL its identity
+    provider is given; the previous token stops working at once."""
+    m = request.match_info
+    s = services_of(request)
+    record = await store_call(s.store.get_connector, m["tenant"], m["connector"])
+    if not connector_type(record.type).pushed:
+        raise Problem(
+            409, f"connector {record.id} is a {record.type} source, fetched by the gateway: "
+            "only a scim connector has a SCIM token", slug="not-a-scim-connector",
+        )  # fmt: skip
+    token = await store_call(
+        issue_scim_token, s.store, s.box, record, now=s.clock(), by=acting(request, record.tenant)
+    )
+    public = s.settings.public_url
+    root = public.rstrip("/") if public else f"{request.scheme}://{request.host}"
+    out = ScimTokenCreated(
+        tenant=record.tenant, connector=record.id, token=token,
+        tenant_url=f"{root}/scim/v2/tenants/{record.tenant}/connectors/{record.id}",
+    )  # fmt: skip
+    return model_response(out, 201, {"Cache-Control": "no-store"})
+
+
 def make_admin_app() -> web.Application:
     """The `/admin/v1` sub-application (mounted by `gateway.api.app.make_app`)."""
     app = web.Application(middlewares=[admin_auth])
@@ -559,6 +591,7 @@ def make_admin_app() -> web.Application:
     r.add_get(T + "/consumers", list_consumers, allow_head=False)
     r.add_delete(T + "/consumers/{consumer}", revoke_consumer)
     r.add_post(T + "/consumers/{consumer}/token", rotate_token)
+    r.add_post(C + "/scim-token", issue_scim_token_route)
     admin_ops.add_routes(r, tenant_path=T, connector_path=C)
     account_routes.add_routes(r, tenant_path=T)
     previews.mount(app, connector_path=C)

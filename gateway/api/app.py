@@ -42,6 +42,7 @@ from gateway.api.ledger_routes import checkpoint_pusher
 from gateway.api.models import Health
 from gateway.api.openapi import document
 from gateway.api.problems import Handler, Problem, problem_middleware
+from gateway.api.scim import make_scim_app
 from gateway.console.app import make_console_app
 from gateway.ledger.audit import SYSTEM
 from gateway.ledger.record import Acting
@@ -234,5 +235,6 @@ def make_app(services: Services) -> web.Application:
     app.router.add_get("/openapi.json", openapi_json, allow_head=False)
     app.add_subapp("/admin/v1", make_admin_app())
     app.add_subapp("/feed/v1", make_feed_app())
+    app.add_subapp("/scim/v2", make_scim_app())
     app.add_subapp("/console", make_console_app(services))
     return app

@@ -112,6 +112,7 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", T + "/consumers"): READ,
     ("DELETE", T + "/consumers/{consumer}"): CONFIGURE,
     ("POST", T + "/consumers/{consumer}/token"): CONFIGURE,
+    ("POST", C + "/scim-token"): CONFIGURE,
 }
 #: Routes that always need a fresh second factor on the calling credential.
 #: POST routes that only read: their body holds what must not be in a URL (and so in an
@@ -127,6 +128,7 @@ STEP_UP: Final[frozenset[tuple[str, str]]] = frozenset(
         ("POST", T + "/destinations"),
         ("POST", D + "/secret"),
         ("POST", T + "/consumers/{consumer}/token"),
+        ("POST", C + "/scim-token"),
         ("PUT", T + "/oidc"),
         ("POST", T + "/subjects/erase"),
         ("POST", T + "/destroy"),

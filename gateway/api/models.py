@@ -160,11 +160,15 @@ class ConnectorCreate(_Request):
     type: Annotated[
         str, Field(min_length=1, max_length=64, json_schema_extra={"enum": known_types()})
     ]
-    base_url: HttpUrl
+    base_url: HttpUrl | None = Field(
+        default=None,
+        description="the source's API address; required for every type but scim (an "
+        "identity provider pushes to the gateway)",
+    )
     credentials: Annotated[
         dict[CredentialKey, Annotated[str, Field(min_length=1, max_length=8192)]],
         Field(max_length=16),
-    ]
+    ] = Field(default_factory=dict)
     #: The name of a bundled mapping (e.g. "afas"), or a mapping's TOML text.
     mapping: Annotated[
         Annotated[BundledName, Tag("#bundled")] | Annotated[MappingText, Tag("#inline")],
@@ -492,6 +496,21 @@ class ConsumerCreated(_Response):
     name: str
     created_at: datetime
     token: str = Field(description="bearer token for the feed; shown only in this response")
+
+
+class ScimTokenCreated(_Response):
+    """A SCIM connector's bearer token and where its identity provider sends users."""
+
+    tenant: str
+    connector: str
+    tenant_url: str = Field(
+        description="the SCIM base URL to give the identity provider (Entra ID: Tenant URL; "
+        "Okta: SCIM connector base URL)"
+    )
+    token: str = Field(
+        description="bearer token for the SCIM endpoint; shown only in this response, the "
+        "previous one stops working at once"
+    )
 
 
 class ConsumerOut(_Response):

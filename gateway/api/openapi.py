@@ -35,7 +35,7 @@ _REQUESTS: Final[tuple[type[BaseModel], ...]] = (
 _RESPONSES: Final[tuple[type[BaseModel], ...]] = (
     m.TenantOut, m.ConnectorOut, m.ConnectorList, m.InstructionOut, m.InstructionList,
     m.RunOut, m.RunList, m.LedgerPage, m.InclusionProofOut, m.ConsumerCreated, m.FeedPage,
-    m.Health, m.ProblemDetails,
+    m.Health, m.ProblemDetails, m.ScimTokenCreated,
 )  # fmt: skip
 _PROBLEMS: Final = {
     400: (
@@ -319,6 +319,12 @@ def _lifecycle_paths() -> dict[str, dict[str, Any]]:
             "revokeConsumer", "Revoke a feed consumer: its token stops working at once",
             (200, m.ConsumerOut, "Revoked"), _READ, tag="consumers",
             params=[tenant, consumer])},
+        c + "/scim-token": {"post": _op(
+            "issueScimToken",
+            "A SCIM connector's bearer token (shown once; the previous one stops working at "
+            "once) and the tenant URL to give its identity provider",
+            (201, m.ScimTokenCreated, "The new token"), (401, 404, 409), tag="connectors",
+            params=tc)},
         t + "/consumers/{consumer}/token": {"post": _op(
             "rotateConsumerToken",
             "A new token for the consumer, shown once; the old one stops working at once",

@@ -58,7 +58,7 @@ from gateway.ledger.entry import TransferEntry
 from gateway.ledger.kinds import entry_bytes
 from gateway.ledger.log import Ledger, LedgerCorrupt, LedgerError
 from gateway.store.records import NotFound, RunRecord
-from gateway.sync.engine import ConnectorPaused, SyncBusy
+from gateway.sync.engine import ConnectorPaused, PushedSource, SyncBusy
 from gateway.sync.instructions import InstructionRefused
 
 log = logging.getLogger("sluis.http")
@@ -100,6 +100,10 @@ async def post_sync(request: web.Request) -> web.Response:
     except ConnectorPaused as paused:
         raise Problem(
             409, str(paused), slug="connector-paused", title="The connector is paused"
+        ) from None
+    except PushedSource as pushed:
+        raise Problem(
+            409, str(pushed), slug="connector-pushed", title="The connector's source pushes"
         ) from None
     except InstructionRefused as refusal:
         raise Problem(

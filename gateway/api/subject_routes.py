@@ -61,7 +61,7 @@ from gateway.ledger.audit import AuditCounts
 from gateway.ledger.record import record
 from gateway.lifecycle import erasure, rectification, subjects
 from gateway.store.records import NotFound, Suppression
-from gateway.sync.engine import ConnectorPaused, SyncBusy
+from gateway.sync.engine import ConnectorPaused, PushedSource, SyncBusy
 from gateway.sync.instructions import InstructionRefused
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -258,6 +258,11 @@ async def _resync(
         run = await engine.start(tenant, connector, None)
     except ConnectorPaused:
         return RectifySyncOut(status="paused", run_id=None, detail="the connector is paused")
+    except PushedSource:
+        return RectifySyncOut(
+            status="not-asked", run_id=None,
+            detail="an identity provider pushes this source: its next change comes by itself",
+        )  # fmt: skip
     except InstructionRefused as refusal:
         return RectifySyncOut(status="not-authorised", run_id=None, detail=str(refusal))
     except SyncBusy as busy:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from connectors.netguard import PrivateAddress, check_url
-from connectors.registry import UnknownConnectorType, connector_type, known_types
+from connectors.registry import UnknownConnectorType, connector_type, pull_types
 from gateway.console.i18n import Translate
 from gateway.minimise.mapping import Mapping, MappingError, parse_mapping
 from gateway.minimise.mapping_diff import MappingDiff, diff_mappings
@@ -57,7 +57,9 @@ class ConnectorInput:
 
 
 def type_options() -> list[str]:
-    return known_types()
+    """The types this form can create: a pushed source (SCIM) has no address or credentials
+    to fill in; it is created through the admin API, which also issues its token."""
+    return pull_types()
 
 
 def mapping_options() -> list[str]:

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.accounts.policy import check
 from gateway.console.kit import TASKS, PageError, call, posted, render, services, signed_in, url
 from gateway.store.records import NotFound, RunRecord
-from gateway.sync.engine import ConnectorPaused, SyncBusy
+from gateway.sync.engine import ConnectorPaused, PushedSource, SyncBusy
 from gateway.sync.instructions import InstructionRefused
 
 log = logging.getLogger("sluis.console")
@@ -60,7 +60,7 @@ async def start_sync(request: web.Request) -> web.StreamResponse:
         raise PageError(409, "sync.paused") from None
     except SyncBusy:
         raise PageError(409, "sync.busy") from None
-    except InstructionRefused as refusal:
+    except (InstructionRefused, PushedSource) as refusal:
         raise PageError(409, "sync.refused", reason=str(refusal)) from None
     _spawn(request.config_dict[TASKS], s.engine.run(run))
     raise web.HTTPSeeOther(url("t", tenant, "connectors", connector, "runs", run.id))

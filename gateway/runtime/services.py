@@ -33,6 +33,7 @@ from gateway.runtime.metrics import GatewayMetrics, GatewayState, KnownConnector
 from gateway.runtime.storage import open_store
 from gateway.store.protocols import Store
 from gateway.sync.engine import PageHook, SyncEngine, utcnow
+from gateway.sync.scim_inbound import ScimInbound
 from gateway.tenancy import subject_key
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
@@ -122,6 +123,8 @@ class Services:
     oidc: OidcLogins = field(init=False, repr=False)
     #: Full feed pages kept a few seconds for every consumer of this replica.
     feed_blocks: FeedBlocks = field(default_factory=FeedBlocks, repr=False)
+    #: Identity providers pushing users (`/scim/v2`).
+    scim: ScimInbound = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(
@@ -130,6 +133,13 @@ class Services:
             self.ledger,
             lambda: self.clock(),  # noqa: PLW0108 - tests may replace the clock
             bootstrap_token=self.admin_token,
+        )
+        self.scim = ScimInbound(
+            self.store,
+            self.box,
+            self.ledger,
+            self.metrics,
+            lambda: self.clock(),  # noqa: PLW0108 - tests may replace the clock
         )
         self.oidc = OidcLogins(
             self.store.accounts,

@@ -867,6 +867,36 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         )
         return [r[0] for r in rows]
 
+    def subject_page(
+        self, tenant: str, connector_id: str, offset: int, limit: int
+    ) -> tuple[int, list[str]]:
+        # Two reads, no transaction: a list page is a view of a moving set anyway (RFC
+        # 7644 §3.4.2.4 lets a total change between pages).
+        total = self._all(
+            "SELECT count(*) FROM subjects WHERE tenant = ? AND connector = ?",
+            (tenant, connector_id),
+        )
+        rows = self._all(
+            "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ?"
+            " ORDER BY subject_id LIMIT ? OFFSET ?",
+            (tenant, connector_id, max(0, limit), max(0, offset)),
+        )
+        return int(total[0][0]), [r[0] for r in rows]
+
+    def forget_absent_subjects(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> int:
+        forgotten = 0
+        with self._db.transaction():
+            for start in range(0, len(subject_ids), _IDS_PER_STATEMENT):
+                match, ids = self._db.one_of(subject_ids[start : start + _IDS_PER_STATEMENT])
+                forgotten += self._write(
+                    "DELETE FROM subjects WHERE tenant = ? AND connector = ? AND present = 0"
+                    f" AND subject_id {match}",
+                    (tenant, connector_id, *ids),
+                )
+        return forgotten
+
     def set_subjects_absent(
         self, tenant: str, connector_id: str, subject_ids: Sequence[str]
     ) -> None:

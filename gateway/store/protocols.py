@@ -581,6 +581,20 @@ class Store(Protocol):
         ...
 
     def present_subjects(self, tenant: str, connector_id: str) -> list[str]: ...
+    def subject_page(
+        self, tenant: str, connector_id: str, offset: int, limit: int
+    ) -> tuple[int, list[str]]:
+        """How many subjects the connector has rows for (present or not), and `limit` of
+        their ids from `offset` in id order: a pushed source's list, a page at a time."""
+        ...
+
+    def forget_absent_subjects(
+        self, tenant: str, connector_id: str, subject_ids: Sequence[str]
+    ) -> int:
+        """Delete the change-detection rows of these subjects where they are absent (their
+        events stay, for the feed and retention); the number deleted."""
+        ...
+
     def set_subjects_absent(
         self, tenant: str, connector_id: str, subject_ids: Sequence[str]
     ) -> None: ...

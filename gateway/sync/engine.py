@@ -32,7 +32,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
@@ -50,10 +50,8 @@ from connectors.registry import connector_type
 from gateway.keys.master import SecretBox
 from gateway.ledger import entry as entries
 from gateway.ledger.checkpoint import CheckpointSigner
-from gateway.ledger.kinds import LedgerEntry
 from gateway.ledger.log import Ledger
 from gateway.ledger.record import record as record_transfer
-from gateway.ledger.record import recording
 from gateway.minimise.egress import SubjectRecord
 from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
@@ -70,7 +68,8 @@ from gateway.store.records import (
     SubjectWrite,
     new_event_id,
 )
-from gateway.sync.changes import by_subject_id, content_digest, detect_changes
+from gateway.sync.changes import content_digest
+from gateway.sync.commit import Batch, Committed, commit_batch
 from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
 from gateway.sync.revocation import Revocations
 from gateway.tenancy import connector_credentials, subject_key
@@ -92,6 +91,16 @@ class ConnectorPaused(Exception):
             '(PATCH the connector with {"paused": false}) to sync again'
         )
         self.paused_at = paused_at
+
+
+class PushedSource(Exception):
+    """The connector's source pushes to the gateway (SCIM): there is nothing to fetch."""
+
+    def __init__(self, connector: str) -> None:
+        super().__init__(
+            f"connector {connector} is not synced: its identity provider pushes changes to "
+            "the gateway's SCIM endpoint as they happen"
+        )
 
 
 class SyncBusy(Exception):
@@ -187,11 +196,14 @@ class SyncEngine:
     ) -> RunRecord:
         """Check the instruction and claim the connector; returns the new run record.
 
-        Raises `ConnectorPaused`, `InstructionRefused` (after reporting it) or `SyncBusy`.
+        Raises `PushedSource`, `ConnectorPaused`, `InstructionRefused` (after reporting it)
+        or `SyncBusy`.
         Call `run` next. `confirm_deletes` lets a full run delete exactly that many subjects
         past the connector's `max_delete_share` (see `_remove_gone`).
         """
         record = await asyncio.to_thread(self.store.get_connector, tenant, connector_id)
+        if connector_type(record.type).pushed:
+            raise PushedSource(connector_id)
         if record.paused_at is not None:
             raise ConnectorPaused(connector_id, record.paused_at)
         now = self.clock()
@@ -494,74 +506,53 @@ class SyncEngine:
             raise self.revocations.refusal(state.instruction.id)
 
     def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
-        run, store = state.run, self.store
+        """The page through the one commit path (`gateway.sync.commit`), with the run's
+        cursor, counts and lease written in the same transaction."""
+        run = state.run
         now = self.clock()
         # The connector's Subject dicts, as the projector made them (connectors/ cannot
         # name gateway types).
-        latest = by_subject_id(cast("list[SubjectRecord]", page.subjects))
-        known = store.subject_states(run.tenant, run.connector, list(latest))
-        changes = detect_changes(
-            latest,
-            known,
-            event_id_base=new_event_id(),  # one unique base per page, numbered within it
-            occurred_at=now,
-            source=state.record.id,
-            instruction_id=state.instruction.id,
-        )
-        ledger = self.ledger(run.tenant)
+        batch = Batch(
+            cast("list[SubjectRecord]", page.subjects), page.fetched, len(page.rejected),
+            page.dropped,
+        )  # fmt: skip
+        dropped_total = sum(page.dropped.values())
+        progress: dict[str, Any] = {}
 
-        def inbound(subject_ids: Iterable[str]) -> LedgerEntry:
-            return entries.inbound(
-                time=now, tenant=run.tenant, connector=run.connector,
-                instruction_id=state.instruction.id, mapping_digest=state.mapping.digest,
-                subject_ids=subject_ids, fields=state.mapping.categories, records=page.fetched,
-                quarantined=len(page.rejected), dropped=page.dropped, run_id=run.id,
-            )  # fmt: skip
-
-        # Built before the write lock is taken (1,000 ids validated and sorted); built again
-        # inside only in the rare page that holds a suppressed person.
-        written: list[LedgerEntry] = [inbound(latest)]  # appended when the block ends
-        with recording(store, ledger, written):
-            # The tenant's lock first (held to COMMIT), then who is suppressed: an erasure
-            # takes the same lock, so a page compared before it cannot bring the person
-            # back after it.
-            with store.ledger.writing(run.tenant):
-                pass
+        def check() -> None:
             self._still_configured(state)
             self._still_authorised(state)
-            suppressed = store.suppressed(run.tenant, list(latest))
-            if suppressed:
-                changes = changes.without(suppressed)
-                latest = {k: v for k, v in latest.items() if k not in suppressed}
-                written[:] = [inbound(latest)]
-            events = changes.events
+
+        def save_progress(done: Committed) -> None:
             # The run's figures with this page in them; they become the run's only once
             # the page has committed (a page refused inside its transaction counts for
             # nothing).
             counts = Counter(state.counts)
             counts["fetched"] += page.fetched
-            counts["passed"] += len(page.subjects) - len(suppressed)
+            counts["passed"] += len(page.subjects) - len(done.suppressed)
             counts["quarantined"] += len(page.rejected)
-            if suppressed:
-                counts["suppressed"] += len(suppressed)
-            dropped_total = sum(page.dropped.values())
+            if done.suppressed:
+                counts["suppressed"] += len(done.suppressed)
             counts["dropped_fields"] += dropped_total
-            counts.update(changes.counts)
+            counts.update(done.changes.counts)
             watermark = state.watermark
             if page.watermark and (watermark is None or page.watermark > watermark):
                 watermark = page.watermark
-            store.write_subjects(run.tenant, run.connector, run.id, changes.writes)
-            # Suppressed people are still at the source: seen, so that a full sync's sweep
-            # does not take them for leavers.
-            store.mark_seen(run.tenant, run.connector, run.id, [*changes.unchanged, *suppressed])
-            store.append_events(run.tenant, events)
-            store.save_run_progress(
+            self.store.save_run_progress(
                 run.id, self._seal_cursor(run.id, page.next_cursor), watermark, counts,
                 owner=self.replica, lease_until=now + self.lease,
             )  # fmt: skip
-        state.counts, state.watermark = counts, watermark
+            progress.update(counts=counts, watermark=watermark)
+
+        done = commit_batch(
+            self.store, self.ledger(run.tenant), record=state.record,
+            instruction=state.instruction, mapping_digest=state.mapping.digest,
+            fields=state.mapping.categories, batch=batch, now=now, run_id=run.id,
+            check=check, inside=save_progress,
+        )  # fmt: skip
+        state.counts, state.watermark = progress["counts"], progress["watermark"]
         merge_dropped(state.dropped, page.dropped)
-        self._count_page(state.record.type, page, dropped_total, events)
+        self._count_page(state.record.type, page, dropped_total, done.events)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
         run, store = state.run, self.store

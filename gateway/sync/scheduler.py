@@ -26,6 +26,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from connectors.base import SyncMode
+from connectors.registry import connector_type
 from gateway.runtime.config import Settings
 from gateway.store.protocols import Store
 from gateway.store.records import ConnectorRecord
@@ -68,7 +69,7 @@ class Scheduler:
 
     def due(self, record: ConnectorRecord, now: datetime) -> bool:
         """Whether a connector should start a run now (interval elapsed, authorised)."""
-        if record.paused_at is not None:
+        if record.paused_at is not None or connector_type(record.type).pushed:
             return False
         store = self.services.store
         last = store.last_run(record.tenant, record.id)

@@ -32,6 +32,8 @@ def route_table(app: web.Application) -> set[tuple[str, str]]:
         if "app" in info:
             if info.get("prefix") == "/console":
                 continue  # HTML pages, not the API (tests/console/test_route_matrix.py)
+            if info.get("prefix") == "/scim/v2":
+                continue  # SCIM describes itself (/Schemas), checked by scim2-tester
             found |= route_table(info["app"])
             continue
         for route in resource:
@@ -49,8 +51,18 @@ def test_openapi_paths_match_the_route_table(services: Services) -> None:
     routes = route_table(make_app(services))
     assert routes == documented(document())
     # 45, live preview 2, reports 2, subjects 5, suppressions 2, requests 4, erasure ack,
-    # a tenant's end 2, retention 2
-    assert len(routes) == 73
+    # a tenant's end 2, retention 2, push destinations 8, the SCIM token
+    assert len(routes) == 74
+
+
+def test_the_scim_routes_are_a_fixed_set(services: Services) -> None:
+    app = make_app(services)
+    scim = next(r.get_info()["app"] for r in app.router.resources()
+                if r.get_info().get("prefix") == "/scim/v2")  # fmt: skip
+    found = {(route.method, r.canonical.split("{connector}")[-1]) for r in scim.router.resources()
+             for route in r if route.method in METHODS}  # fmt: skip
+    # Users 6, ServiceProviderConfig, Schemas 2, ResourceTypes 2, .search (501)
+    assert len(found) == 12
 
 
 def test_openapi_document_is_well_formed() -> None:
@@ -197,6 +209,8 @@ async def test_every_operation_answers_as_documented(
     await api.call("PATCH", c, json={"interval_seconds": 600})
     consumer = (await api.get(f"{t}/consumers")).body["consumers"][0]["id"]
     await api.post(f"{t}/consumers/{consumer}/token")
+    await api.post(f"{t}/connectors", {"id": "idp", "type": "scim", "mapping": "scim"})
+    await api.post(f"{t}/connectors/idp/scim-token")
     await api.delete(f"{t}/consumers/{consumer}")
     await api.delete(c, params={"subjects": "keep"})
     # Accounts: who am I, step-up, tokens, invitations, the register.

@@ -509,3 +509,17 @@ def test_a_tenant_terminated_then_destroyed_keeps_only_its_row_and_ledger(store:
     assert len(store.events_after("beta", 0, 10)) == 1
     assert store.get_tenant("beta").sealed_key == b"sealed-beta"
     assert store.get_tenant("beta").terminated_at is None
+
+
+def test_a_pushed_sources_subjects_are_paged_and_forgotten(store: Store) -> None:
+    _setup(store)
+    store.write_subjects("acme", "afas", "scim_1", [
+        SubjectWrite(SID[i], b"d" * 16, i % 2 == 0) for i in range(5)])  # fmt: skip
+    assert store.subject_page("acme", "afas", 0, 2) == (5, SID[0:2])
+    assert store.subject_page("acme", "afas", 4, 10) == (5, SID[4:5])
+    assert store.subject_page("acme", "afas", 9, 10) == (5, [])
+    assert store.subject_page("acme", "hubspot", 0, 10) == (0, [])
+    # Only absent ones go (1 and 3); a present one (0) is kept.
+    assert store.forget_absent_subjects("acme", "afas", [SID[0], SID[1], SID[3]]) == 2
+    assert store.subject_page("acme", "afas", 0, 10) == (3, [SID[0], SID[2], SID[4]])
+    assert store.forget_absent_subjects("acme", "afas", []) == 0
