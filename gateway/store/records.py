@@ -384,7 +384,7 @@ class JobState:
     last_success_at: datetime | None = None
 
 
-DestinationKind = Literal["webhook"]
+DestinationKind = Literal["webhook", "scim"]
 
 
 @dataclass(frozen=True, slots=True)
