@@ -194,3 +194,32 @@ async def test_discovery_and_paging(api: Api) -> None:
         assert (await scim.call("POST", "/Users", body))[0] == 201
     status, page = await scim.call("GET", "/Users", params={"startIndex": "2", "count": "2"})
     assert page["totalResults"] == 5 and page["itemsPerPage"] == 2 and page["startIndex"] == 2
+
+
+async def test_search_requests_in_a_body_are_the_users_search(api: Api) -> None:
+    scim = await scim_source(api)
+    for n in range(3):
+        body = {**OKTA_CREATE, "userName": f"s{n}@okta.local",
+                "emails": [{"value": f"s{n}@okta.local", "primary": True}]}  # fmt: skip
+        assert (await scim.call("POST", "/Users", body))[0] == 201
+    search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+    for path in ("/.search", "/Users/.search"):
+        status, page = await scim.call(
+            "POST", path,
+            {"schemas": [search], "filter": 'userName eq "s1@okta.local"',
+             "attributes": ["name"]},
+        )  # fmt: skip
+        assert status == 200, page
+        assert page["totalResults"] == 1
+        (user,) = page["Resources"]
+        assert set(user) == {"schemas", "id", "meta", "name"}
+        status, page = await scim.call(
+            "POST", path, {"schemas": [search], "startIndex": 2, "count": 1}
+        )
+        assert status == 200 and page["totalResults"] == 3 and page["itemsPerPage"] == 1
+    for bad in ({"filter": "x"}, {"schemas": [search], "count": "2"},
+                {"schemas": [search], "filter": 7}, {"schemas": [search], "attributes": "name"},
+                {"schemas": [search], "filter": "userName sw \"s\""}):  # fmt: skip
+        status, error = await scim.call("POST", "/.search", bad)
+        assert status == 400, bad
+        assert error["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
