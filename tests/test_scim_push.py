@@ -4,6 +4,7 @@ linked, ETags, servers without PATCH, rate limits, and what is never sent or kep
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -375,3 +376,59 @@ async def test_an_unreachable_server_is_worth_another_attempt(
     )
     outcome = await sender.send(_batch(_event("subject.upserted", ANN, ANN_DATA)))
     assert outcome == Outcome("retry", "network")
+
+
+async def _streaming_server(body: bytes) -> tuple[web.AppRunner, str]:
+    """A SCIM server that answers every search with `body`, sent in small pieces with
+    pauses (a large answer arrives over many reads)."""
+
+    async def search(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/scim+json"})
+        await resp.prepare(request)
+        for start in range(0, len(body), 16 * 1024):
+            await resp.write(body[start : start + 16 * 1024])
+            await asyncio.sleep(0.001)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v2/Users", search)
+    app.router.add_get("/v2/ServiceProviderConfig", lambda _: web.Response(status=404))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/v2"
+
+
+@pytest.mark.parametrize(
+    ("padding", "expected"),
+    [
+        (300_000, Outcome("rejected", "several-users")),
+        (2_000_000, Outcome("rejected", "answer-too-large")),
+    ],
+)
+async def test_a_large_answer_is_read_whole_and_an_endless_one_is_cut_off(
+    session: aiohttp.ClientSession, padding: int, expected: Outcome
+) -> None:
+    many = [{"schemas": [USER], "id": f"u{i}", "userName": f"u{i}@example.nl",
+             "displayName": "x" * 100} for i in range(padding // 150)]  # fmt: skip
+    body = orjson.dumps(
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": len(many),
+            "itemsPerPage": len(many),
+            "startIndex": 1,
+            "Resources": many,
+        }
+    )
+    runner, url = await _streaming_server(body)
+    try:
+        sender = ScimSender(url, "t", session=session, allow_private=True)
+        # Two users answer for one externalId: read whole, that is refused by name; past
+        # the cap the answer is not read further.
+        outcome = await sender.send(_batch(_event("subject.upserted", ANN, ANN_DATA)))
+        assert outcome == expected
+    finally:
+        await runner.cleanup()

@@ -420,9 +420,7 @@ class ScimSender(Sender):
                 etag = resp.headers.get("ETag")
                 parsed: dict[str, Any] | None = None
                 if 200 <= status < 300 and status != 204:
-                    raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                    if len(raw) > MAX_ANSWER_BYTES:
-                        raise _Stop(Outcome("rejected", "answer-too-large"))
+                    raw = await _read_capped(resp)
                     if raw:
                         try:
                             loaded = orjson.loads(raw)
@@ -446,6 +444,17 @@ class ScimSender(Sender):
         if method == "PATCH" and status in (400, 405, 501):
             return _Answer(status, None, None)
         raise _Stop(_refused(status))
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole answer body, or `_Stop` once it passes `MAX_ANSWER_BYTES` (a `read(n)`
+    returns what has arrived, which for a larger answer is only its first part)."""
+    raw = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        raw += chunk
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise _Stop(Outcome("rejected", "answer-too-large"))
+    return bytes(raw)
 
 
 def _dump(user: User[Any], context: Context) -> dict[str, Any]:
