@@ -14,18 +14,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from tests.api.conftest import (
-    ADMIN_TOKEN,
-    MASTER_KEY,
     Api,
     insert_events,
     setup_feed,
     subject_id,
     transfers,
 )
-from tests.api.test_push import until
+from tests.api.test_push import push_settings, until
 from tests.scim_server import ScimServer, scim_server
 
 T = "/admin/v1/tenants/acme"
@@ -33,13 +30,7 @@ T = "/admin/v1/tenants/acme"
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
-    s = Services.open(
-        Settings(
-            data_dir=tmp_path, admin_token=ADMIN_TOKEN, master_key=MASTER_KEY, scheduler=False,
-            allow_private_sources=True, push_interval=0.02, push_retry_first=0.01,
-            push_retry_cap=0.05, push_timeout=2.0,
-        )
-    )  # fmt: skip
+    s = Services.open(push_settings(tmp_path, push_timeout=2.0))
     yield s
     s.close()
 
