@@ -64,9 +64,9 @@ from scim2_models import (
     User,
 )
 
-from connectors.netguard import PrivateAddress, PublicOnlyConnector, RefusedAddress, check_url
+from connectors.netguard import PrivateAddress, check_url
 from gateway.delivery.push import Batch, Outcome, Sender
-from gateway.delivery.webhook import retry_after
+from gateway.delivery.webhook import answer_outcome, failed_outcome, public_session, retry_after
 from gateway.store.records import Destination
 
 CONTENT_TYPE: Final = "application/scim+json"
@@ -427,23 +427,13 @@ class ScimSender(Sender):
                         except orjson.JSONDecodeError:
                             raise _Stop(_bad_answer()) from None
                         parsed = loaded if isinstance(loaded, dict) else None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, RefusedAddress):
-                raise _Stop(Outcome("rejected", "refused-address")) from None
-            raise _Stop(Outcome("retry", "network")) from None
-        except TimeoutError:
-            raise _Stop(Outcome("retry", "timeout")) from None
-        except aiohttp.ClientError:
-            raise _Stop(Outcome("retry", "network")) from None
-        if status in (429, 503):
-            raise _Stop(Outcome("retry", f"status-{status}", wait))
-        if status == 408 or (status >= 500 and not (method == "PATCH" and status == 501)):
-            raise _Stop(Outcome("retry", f"status-{status}"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _Stop(failed_outcome(exc)) from None
         if 200 <= status < 300 or status in (404, 409, 412):
             return _Answer(status, parsed, etag)
         if method == "PATCH" and status in (400, 405, 501):
             return _Answer(status, None, None)
-        raise _Stop(_refused(status))
+        raise _Stop(answer_outcome(status, wait))
 
 
 async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
@@ -531,9 +521,11 @@ def _seg(resource_id: str) -> str:
 
 
 def _refused(status: int) -> Outcome:
-    if 300 <= status < 400:
-        return Outcome("rejected", f"redirect-{status}")
-    return Outcome("rejected", f"status-{status}")
+    """An answer a step could not go on from, as the shared rule reads it (a success
+    that is not the one the step needs is a bad answer, not a delivery)."""
+    if 200 <= status < 300:
+        return _bad_answer()
+    return answer_outcome(status)
 
 
 def _bad_answer() -> Outcome:
@@ -553,13 +545,6 @@ def _worst(outcomes: list[Outcome]) -> Outcome:
     return Outcome("delivered", "ok")
 
 
-def scim_session(*, allow_private: bool) -> aiohttp.ClientSession:
-    """A session reaching public addresses only, unless `allow_private`."""
-    if allow_private:
-        return aiohttp.ClientSession()
-    return aiohttp.ClientSession(connector=PublicOnlyConnector())
-
-
 def scim_opener(
     token_of: Callable[[Destination], str], *, allow_private: bool, timeout: float = 30.0
 ) -> Callable[[Destination], AbstractAsyncContextManager[Sender]]:
@@ -568,7 +553,7 @@ def scim_opener(
 
     @asynccontextmanager
     async def opened(d: Destination) -> AsyncIterator[Sender]:
-        async with scim_session(allow_private=allow_private) as session:
+        async with public_session(allow_private=allow_private) as session:
             yield ScimSender(
                 d.url, token_of(d), session=session, timeout=timeout, allow_private=allow_private
             )
