@@ -223,3 +223,13 @@ async def test_search_requests_in_a_body_are_the_users_search(api: Api) -> None:
         status, error = await scim.call("POST", "/.search", bad)
         assert status == 400, bad
         assert error["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+
+
+async def test_a_pushed_connector_has_no_credentials_to_change(api: Api) -> None:
+    await scim_source(api, authorise=False)
+    for credentials in ({"api_key": "x"}, {}):
+        refused = await api.patch(
+            "/admin/v1/tenants/acme/connectors/entra", {"credentials": credentials}
+        )
+        assert refused.status == 422, refused.body
+        assert refused.body["errors"][0]["field"] == "credentials"
