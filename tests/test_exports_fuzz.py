@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gateway.minimise.mapping import load_mapping
 from gateway.minimise.projector import Projector
 from gateway.offline.batch import map_stream
-from gateway.offline.readers import ExportError, Malformed, iter_lines, read_csv, read_jsonl
+from connectors.exports import ExportError, Malformed, iter_lines, read_csv, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECTOR = Projector(

@@ -32,7 +32,7 @@ from gateway.offline.batch import (
     map_jsonl_parallel,
     map_stream,
 )
-from gateway.offline.readers import (
+from connectors.exports import (
     ExportError,
     Format,
     ReadStats,

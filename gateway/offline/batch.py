@@ -1,6 +1,6 @@
 """Minimising a whole export without a server: the record loop, summaries and workers.
 
-`sluis map` (gateway.cli.map) reads a file with `gateway.offline.readers` and hands the
+`sluis map` (gateway.cli.map) reads a file with `connectors.exports` and hands the
 records here, one at a time. The single-process and the parallel path share `map_items`,
 so their output, quarantine and summary are identical (the tests compare them).
 """
@@ -19,7 +19,7 @@ import orjson
 
 from gateway.minimise.mapping import Mapping
 from gateway.minimise.projector import MAX_TRACKED_NAMES, Projector, merge_dropped, tidy_names
-from gateway.offline.readers import (
+from connectors.exports import (
     MAX_LINE_BYTES,
     Malformed,
     iter_line_blocks,
