@@ -23,15 +23,6 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Final
 
-from gateway.keys import subject as keys
-from gateway.minimise.mapping import Mapping, MappingError, load_mapping
-from gateway.minimise.projector import Projector
-from gateway.offline.batch import (
-    PARALLEL_MIN_BYTES,
-    MapSummary,
-    map_jsonl_parallel,
-    map_stream,
-)
 from connectors.exports import (
     ExportError,
     Format,
@@ -40,6 +31,15 @@ from connectors.exports import (
     looks_like_json_document,
     read_csv,
     read_jsonl,
+)
+from gateway.keys import subject as keys
+from gateway.minimise.mapping import Mapping, MappingError, load_mapping
+from gateway.minimise.projector import Projector
+from gateway.offline.batch import (
+    PARALLEL_MIN_BYTES,
+    MapSummary,
+    map_jsonl_parallel,
+    map_stream,
 )
 
 

@@ -17,8 +17,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.minimise.mapping import Mapping
-from gateway.minimise.projector import MAX_TRACKED_NAMES, Projector, merge_dropped, tidy_names
 from connectors.exports import (
     MAX_LINE_BYTES,
     Malformed,
@@ -26,6 +24,8 @@ from connectors.exports import (
     iter_lines,
     parse_jsonl_lines,
 )
+from gateway.minimise.mapping import Mapping
+from gateway.minimise.projector import MAX_TRACKED_NAMES, Projector, merge_dropped, tidy_names
 
 #: How many quarantined lines a summary keeps (for the message; `--quarantine` has all).
 SHOWN_QUARANTINE = 20
