@@ -129,6 +129,10 @@ class RawPage:
     next_cursor: str | None
     #: The highest modification time seen, as the vendor spells it; None if unknown.
     watermark: str | None = None
+    #: The source has nothing new since the watermark it was handed (a file source whose
+    #: newest export is the one read last time): the run reads nothing and, being no
+    #: evidence of who left, looks for no leavers.
+    unchanged: bool = False
 
 
 @dataclass
@@ -141,6 +145,7 @@ class MinimisedPage:
     fetched: int
     next_cursor: str | None
     watermark: str | None
+    unchanged: bool = False
 
     @property
     def last(self) -> bool:
@@ -249,6 +254,7 @@ class Connector(ABC):
             fetched=fetched,
             next_cursor=raw.next_cursor,
             watermark=raw.watermark,
+            unchanged=raw.unchanged,
         )
 
     async def _fetch_with_retries(self, request: PageRequest) -> RawPage:
