@@ -50,6 +50,8 @@ class ConnectorType:
     default_settings: Mapping[str, Any] = field(default_factory=dict)
     #: Names of the credential keys the connector expects (e.g. ("token",)).
     credential_keys: tuple[str, ...] = ("token",)
+    #: The URL schemes a base URL of this type may have.
+    url_schemes: tuple[str, ...] = ("http", "https")
     #: Credential keys a connector may also be given (e.g. SFTP: a key or a password).
     optional_credential_keys: tuple[str, ...] = ()
     #: The path under the emulator's root that is the API's base URL: what the demo needs

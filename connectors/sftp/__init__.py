@@ -32,6 +32,7 @@ CONNECTOR_TYPE: Final = ConnectorType(
     credential_keys=("username", "host_key"),
     optional_credential_keys=("private_key", "password", "passphrase"),
     full_only=True,
+    url_schemes=("sftp",),
     emulator_url=_emulator_url,
 )
 
