@@ -241,6 +241,12 @@ class Connector(ABC):
     async def fetch_raw(self, request: PageRequest) -> RawPage:
         """Fetch one vendor page. Raise `ConnectorError` for anything that went wrong."""
 
+    async def aclose(self) -> None:
+        """Let go of what a run holds between pages (an SFTP connection and its open
+        file); the engine and the preview call it when they are done, finished or not.
+        HTTP connectors hold nothing: the session is the caller's."""
+        return
+
     async def fetch_page(self, request: PageRequest) -> MinimisedPage:
         """Fetch one page with retries and minimise it before returning."""
         raw = await self._fetch_with_retries(request)

@@ -36,18 +36,21 @@ from connectors.sftp.emulator import (
     make_app,
 )
 from connectors.sftp.synthetic import SENSITIVE_FIELDS, export_bytes
+from gateway.ledger.audit import Actor
 from gateway.minimise.egress import is_reportable_field_name
 from gateway.minimise.mapping import load_mapping
 from gateway.minimise.projector import Projector
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.sync.instructions import grant
+from gateway.sync.preview import make_preview
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
 from tests.contract.suite import leaked, sync
 from tests.principals import system
 
 KEY = b"sluis sftp tests: the tenant key"
+ADMIN = Actor("acc_0123456789abcdef", "admin")
 ONCE = RetryPolicy(attempts=1)
 FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.01)
 
@@ -389,3 +392,20 @@ async def test_each_file_is_a_full_sync_guarded_against_mass_deletes(
     assert held.status == "stopped"
     assert held.counts["deletes_held"] == 60
     assert held.counts["deleted"] == 0
+
+
+async def test_a_live_preview_reads_one_bounded_page_and_lets_go(
+    services: Services, emulator: web.Application
+) -> None:
+    preview = await make_preview(
+        services.store, services.box, services.ledger("acme"), tenant="acme",
+        connector="hr", actor=ADMIN, limit=10, allow_private_sources=True, clock=services.clock,
+    )  # fmt: skip
+    assert preview.records_read == 10
+    assert len(preview.people) == 10
+    assert {"BSN", "IBAN", "Bruto salaris"} <= set(preview.dropped)
+    reads = len(_log(emulator))
+    assert reads <= 2, "a preview of ten people downloaded the whole export"
+    run = await services.engine.sync("acme", "hr")
+    assert run.status == "succeeded", run.error
+    assert run.counts["fetched"] == 120

@@ -510,6 +510,9 @@ class SftpConnector(Connector):
         if await self._stat(state.sftp, export.name) != export:
             raise ConnectorError("unavailable", "sftp: the export changed while it was read")
 
+    async def aclose(self) -> None:
+        await self._close()
+
     async def _close(self) -> None:
         state, self._open = self._open, None
         if state is not None:

@@ -445,6 +445,7 @@ class SyncEngine:
                     # A worker thread cannot be stopped: let the commit it is making end
                     # before the run is finished (or left to resume).
                     await asyncio.wait([committing])
+                await connector.aclose()
                 stats = connector.stats
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
