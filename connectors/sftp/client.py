@@ -401,6 +401,7 @@ class SftpConnector(Connector):
                 _CONNECT_SECONDS,
             )
         except asyncssh.HostKeyNotVerifiable:
+            sock.close()
             shown = pinned[-1].shown if pinned else None
             raise ConnectorError(
                 "auth",
@@ -408,6 +409,7 @@ class SftpConnector(Connector):
                 "host_key; if the server's key was really replaced, pin the new fingerprint",
             ) from None
         except asyncssh.PermissionDenied:
+            sock.close()
             raise ConnectorError(
                 "auth", "sftp: the server refused the username and key or password"
             ) from None
