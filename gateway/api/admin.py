@@ -219,6 +219,13 @@ def _check_connector(body: ConnectorCreate, text: str) -> None:
     pushed = connector_type(body.type).pushed
     if body.base_url is None and not pushed:
         raise invalid("base_url", f"required for a {body.type} connector")
+    if body.base_url is not None and not pushed:
+        scheme = body.base_url.split(":", 1)[0].lower()
+        schemes = connector_type(body.type).url_schemes
+        if scheme not in schemes:
+            raise invalid(
+                "base_url", f"a {body.type} connector's address is {' or '.join(schemes)}"
+            )
     if pushed and (body.base_url is not None or body.credentials):
         field = "base_url" if body.base_url is not None else "credentials"
         raise invalid(field, f"a {body.type} connector has none: its identity provider "
