@@ -1,8 +1,9 @@
 """`sluis demo`: the whole gateway on one machine, with nothing else running.
 
-Starts the AFAS and HubSpot emulators on 127.0.0.1 with synthetic people, a gateway on
-SQLite in a fresh data directory, and then does what a customer admin and the platform do,
-through the gateway's own HTTP API: create a tenant, connect both sources, authorise them,
+Starts the AFAS and HubSpot emulators (or the ones `--sources` names: any fetched type,
+e.g. `personio`) on 127.0.0.1 with synthetic people, a gateway on SQLite in a fresh data
+directory, and then does what a customer admin and the platform do, through the gateway's
+own HTTP API: create a tenant, connect the sources, authorise them,
 sync, create a feed consumer and read the feed. It ends with a short report (what passed,
 what was dropped, the first feed events, the ledger and its verification) and the URLs and
 tokens to try; `--serve` keeps everything running until Ctrl-C.
@@ -28,7 +29,7 @@ import aiohttp
 import pyotp
 from aiohttp import web
 
-from connectors.registry import connector_type
+from connectors.registry import connector_type, pull_types
 from gateway.accounts.principal import Principal
 from gateway.api.app import make_app
 from gateway.api.protocol import start_site
@@ -38,8 +39,9 @@ from gateway.runtime.services import Services
 from gateway.store.account_records import Role
 
 DEMO_TENANT: Final = "demo"
-#: (connector id, connector type): one HRM and one CRM.
-_SOURCES: Final = (("afas", "afas"), ("hubspot", "hubspot"))
+#: The sources the demo connects unless told otherwise: one HRM and one CRM. Each becomes a
+#: connector named after its type.
+DEFAULT_SOURCES: Final = ("afas", "hubspot")
 
 
 class DemoError(Exception):
@@ -100,7 +102,12 @@ class _Api:
 
 
 async def run_demo(
-    *, employees: int, data_dir: Path, port: int = 0, seed: int = 2026
+    *,
+    employees: int,
+    data_dir: Path,
+    port: int = 0,
+    seed: int = 2026,
+    sources: tuple[str, ...] = DEFAULT_SOURCES,
 ) -> AsyncGenerator[DemoResult, None]:
     """Set everything up, sync, and yield the result while it all keeps running."""
     runners: list[web.AppRunner] = []
@@ -114,11 +121,11 @@ async def run_demo(
     services = Services.open(settings)
     try:
         urls = {}
-        for connector_id, type_name in _SOURCES:
+        for type_name in sources:
             kind = connector_type(type_name)
             runner, url = await _start_site(kind.emulator(people=employees, seed=seed))
             runners.append(runner)
-            urls[connector_id] = url + kind.emulator_base_path
+            urls[type_name] = url + kind.emulator_base_path
         runner, gateway_url = await _start_site(make_app(services), port)
         runners.append(runner)
         operator = await asyncio.to_thread(
@@ -171,7 +178,7 @@ async def _walk_through(
     admin = _Api(session, gateway_url, made.token)
     await admin.call("POST", "/admin/v1/step-up", {"code": pyotp.TOTP(made.totp_secret).now()})
     result = DemoResult(gateway_url, made.token, "", data_dir, [operator, made])
-    for connector_id, type_name in _SOURCES:
+    for connector_id, type_name in ((name, name) for name in urls):
         credentials = dict(connector_type(type_name).emulator_credentials)
         created = await admin.call(
             "POST",
@@ -299,7 +306,9 @@ async def _main(args: argparse.Namespace) -> int:
     else:
         # Kept after the demo, so that `sluis audit verify --data-dir ...` can check it.
         data_dir = Path(tempfile.mkdtemp(prefix="sluis-demo-"))
-    demo = run_demo(employees=args.employees, data_dir=data_dir, port=args.port)
+    demo = run_demo(
+        employees=args.employees, data_dir=data_dir, port=args.port, sources=args.sources
+    )
     try:
         result = await anext(demo)
     except DemoError as exc:
@@ -327,16 +336,36 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
 
+def _sources(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    offered = pull_types()
+    unknown = [n for n in names if n not in offered]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"name one or more of {', '.join(offered)}, separated by commas"
+            + (f" (not {', '.join(unknown)})" if unknown else "")
+        )
+    return names
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "demo",
         help="run the whole gateway locally against bundled emulators",
         description=(
-            "Start AFAS and HubSpot emulators, a gateway on SQLite, connect and authorise "
-            "both sources, sync, read the feed, and report."
+            "Start vendor emulators (AFAS and HubSpot unless --sources says otherwise), a "
+            "gateway on SQLite, connect and authorise the sources, sync, read the feed, and "
+            "report."
         ),
     )
     parser.add_argument("--employees", type=int, default=1000, help="people per source")
+    parser.add_argument(
+        "--sources",
+        type=_sources,
+        default=DEFAULT_SOURCES,
+        help=f"emulated sources to connect, comma-separated (default {','.join(DEFAULT_SOURCES)};"
+        f" any of {','.join(pull_types())})",
+    )
     parser.add_argument("--serve", action="store_true", help="keep running until Ctrl-C")
     parser.add_argument("--port", type=int, default=0, help="gateway port (default: any free)")
     parser.add_argument("--data-dir", help="where to keep the data (default: a temp dir)")
