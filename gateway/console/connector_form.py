@@ -10,6 +10,7 @@ those changed (credentials only as "changed", never a value).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from collections.abc import Mapping as Fields
 from dataclasses import dataclass, field
 from typing import Final
@@ -37,7 +38,9 @@ class ConnectorInput:
     id: str = ""
     type: str = ""
     base_url: str = ""
-    token: str = ""
+    #: The credentials the form gave for the connector's type, all of them or none (an
+    #: edit that leaves them empty keeps the stored ones).
+    credentials: dict[str, str] = field(default_factory=dict)
     mapping_choice: str = ""
     mapping_toml: str = ""
     interval: str = ""
@@ -54,6 +57,67 @@ class ConnectorInput:
     @property
     def max_delete_share(self) -> float:
         return float(self.delete_share)
+
+
+@dataclass(frozen=True)
+class CredentialInput:
+    """One credential field of the form: `credential_<key>`, write-only."""
+
+    key: str
+    label: str
+    hint: str
+    #: Every type the form offers needs it (only then may the browser insist on it).
+    required: bool
+
+    @property
+    def name(self) -> str:
+        return f"credential_{self.key}"
+
+
+def _label(key: str, t: Translate) -> str:
+    # The API token keeps its long-standing wording; other keys are named as sources name them.
+    return t("connector.token") if key == "token" else t(f"connector.credential.{key}")
+
+
+def credential_inputs(
+    types: Iterable[str], t: Translate, *, editing: bool
+) -> list[CredentialInput]:
+    """The credential fields for connectors of `types` (each key once, in the types' order),
+    each saying which types need it when not all of them do."""
+    types = list(types)
+    needed: dict[str, list[str]] = {}
+    for type_name in types:
+        for key in connector_type(type_name).credential_keys:
+            needed.setdefault(key, []).append(type_name)
+    keep = t("connector.token_hint_edit") if editing else t("connector.token_hint_new")
+    inputs = []
+    for key, users in needed.items():
+        every = len(users) == len(types)
+        hint = keep if every else f"{t('connector.credential_for', types=', '.join(users))} {keep}"
+        inputs.append(CredentialInput(key, _label(key, t), hint, every and not editing))
+    return inputs
+
+
+def _read_credentials(
+    form: Fields[str, str], type_name: str, t: Translate, errors: dict[str, str], *, editing: bool
+) -> dict[str, str]:
+    """The type's credentials from the form: all required for a new connector; for an edit,
+    none (keep the stored ones) or all (replace them)."""
+    try:
+        keys = connector_type(type_name).credential_keys
+    except UnknownConnectorType:
+        return {}
+    given = {k: str(form.get(f"credential_{k}", "")).strip()[:4096] for k in keys}
+    if editing and not any(given.values()):
+        return {}
+    for key, value in given.items():
+        if not value:
+            errors[f"credential_{key}"] = (
+                t("connector.token_required")
+                if key == "token"
+                else t("connector.credential_required", name=_label(key, t))
+            )
+    return given if all(given.values()) else {}
 
 
 def type_options() -> list[str]:
@@ -107,7 +171,6 @@ def read_connector(
         id=str(get("id", "")).strip() if existing is None else existing.id,
         type=str(get("type", "")).strip() if existing is None else existing.type,
         base_url=str(get("base_url", "")).strip()[:2048],
-        token=str(get("credential_token", "")).strip()[:4096],
         mapping_choice=str(get("mapping", "")).strip(),
         mapping_toml=str(get("mapping_toml", ""))[:MAX_TOML_CHARS].replace("\r\n", "\n"),
         interval=str(get("interval", "")).strip(),
@@ -122,8 +185,7 @@ def read_connector(
             connector_type(got.type)
         except UnknownConnectorType:
             errors["type"] = t("connector.unknown_type")
-        if not got.token:
-            errors["credential_token"] = t("connector.token_required")
+    got.credentials = _read_credentials(form, got.type, t, errors, editing=existing is not None)
     if existing is None or got.base_url != existing.base_url:
         _check_url(got, t, allow_private)
     try:

@@ -165,6 +165,9 @@ def _new_page(
         values=values,
         errors=errors,
         types=cf.type_options(),
+        credentials=cf.credential_inputs(
+            cf.type_options(), translator(lang_of(request)), editing=False
+        ),
         mappings=cf.mapping_options(),
         proposed=proposed,
         flashes=flashes or [],
@@ -211,7 +214,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             connector_id=got.id,
             type_name=got.type,
             base_url=got.base_url,
-            credentials={"token": got.token},
+            credentials=got.credentials,
             mapping_text=got.mapping_text,
             now=s.clock(),
             interval_seconds=got.interval_seconds,
@@ -280,6 +283,7 @@ async def connector_view(
         names=names,
         at=at,
         values=values or edit_values(record),
+        credentials=cf.credential_inputs([record.type], translator(lang_of(request)), editing=True),
         errors=errors or {},
         auth_values=auth_values or {},
         auth_errors=auth_errors or {},
@@ -341,7 +345,7 @@ async def save(request: web.Request) -> web.StreamResponse:
             status=422 if got.errors else 200,
         )  # fmt: skip
     mapping_text = got.mapping_text if diff is not None and not diff.same else None
-    sensitive = mapping_text is not None or bool(got.token)
+    sensitive = mapping_text is not None or bool(got.credentials)
     actor = principal
     if sensitive:
         stamped = await stepped_up(s, principal, form, got.errors, t)
@@ -386,7 +390,7 @@ def _save_if_unchanged(
             s.store,
             s.box,
             current,
-            credentials={"token": got.token} if got.token else None,
+            credentials=got.credentials or None,
             mapping_text=mapping_text,
             interval_seconds=_changed(got.interval_seconds, current.interval_seconds),
             max_delete_share=_changed(got.max_delete_share, current.max_delete_share),
