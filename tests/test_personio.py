@@ -343,3 +343,19 @@ async def test_nothing_sensitive_in_pages_errors_or_logs(
     assert any(name.startswith("dynamic_") for name in SENSITIVE_ATTRIBUTES) and sensitive
     run = await sync(connector(base, session))
     assert leaked(sensitive, *run.trace, caplog.text) == []
+
+
+async def test_malformed_employees_are_quarantined_with_a_reason(
+    serve: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    app, base = await serve()
+    people = app[ACCOUNT].people
+    people[3].values["id"] = None  # an employee without an id
+    people[7].values["termination_date"] = "soon"  # not a date
+    run = await sync(connector(base, session))
+    assert run.fetched == 250 and len(run.subjects) == 248
+    assert sorted(run.rejected) == [
+        "identity field attributes.id.value is missing",
+        "leaver field attributes.termination_date.value: is not a date "
+        "(expected YYYY-MM-DD or DD-MM-YYYY)",
+    ]
