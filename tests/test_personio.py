@@ -359,3 +359,30 @@ async def test_malformed_employees_are_quarantined_with_a_reason(
         "leaver field attributes.termination_date.value: is not a date "
         "(expected YYYY-MM-DD or DD-MM-YYYY)",
     ]
+
+
+async def test_a_server_ignoring_the_offset_stops_the_run(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    """A stand-in for a Personio that answers its first page whatever `offset` says."""
+
+    async def login(request: web.Request) -> web.Response:
+        return web.json_response({"success": True, "data": {"token": "papi-x", "expires_in": 60}})
+
+    async def first_page(request: web.Request) -> web.Response:
+        people = [
+            {
+                "type": "Employee",
+                "attributes": {"id": {"value": n}, "email": {"value": f"p{n}@x.eu"}},
+            }
+            for n in range(100)
+        ]
+        return web.json_response({"success": True, "offset": 0, "limit": 100, "data": people})
+
+    stuck = web.Application()
+    stuck.router.add_post(AUTH_PATH, login)
+    stuck.router.add_get(EMPLOYEES_PATH, first_page)
+    server = await aiohttp_server(stuck, host="127.0.0.1")
+    with pytest.raises(ConnectorError) as caught:
+        await sync(connector(str(server.make_url("")).rstrip("/"), session))
+    assert caught.value.kind == "refused" and "offset" in str(caught.value)

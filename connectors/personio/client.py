@@ -24,9 +24,11 @@ the rest never cross the wire when the API credential may read them; the credent
 Paging: `limit` (page size, at most 100) and `offset` (the first element). The cursor is
 `<offset>@<watermark>`. The last page is the one with fewer employees than asked (or more:
 a server that ignores `limit` under `updated_since`, as the reference says it may, answers
-everything at once). Offset paging cannot see deletions behind it: an employee deleted
-during a run moves the rest up a place, and one person may be missed by that full run (and
-so counted as gone until the next one); the mass-delete guard bounds the harm.
+everything at once); an answer that echoes another `offset` than asked stops the run
+rather than reading one page for ever. Offset paging cannot see deletions behind it: an
+employee deleted during a run moves the rest up a place, and one person may be missed by
+that full run (and so counted as gone until the next one); the mass-delete guard bounds
+the harm.
 
 Incremental runs send `updated_since` = watermark less `overlap_minutes` (default 60),
 spelled in UTC without a zone. Personio reads a zone-less time in a zone it does not
@@ -227,7 +229,14 @@ class PersonioConnector(Connector):
                 raise ConnectorError("config", "personio: the watermark to sync from is not a time")
             start = (since - self.overlap).astimezone(UTC)
             params["updated_since"] = start.strftime("%Y-%m-%dT%H:%M:%S")
-        records = _employees_of(await self._employees(params))
+        body = await self._employees(params)
+        records = _employees_of(body)
+        echoed = body.get("offset")
+        if offset and isinstance(echoed, int) and echoed != offset:
+            # A server that ignores `offset` would hand out its first page for ever.
+            raise ConnectorError(
+                "refused", "personio: Personio did not apply the offset; paging cannot go on"
+            )
         watermark = spell_watermark(mark)
         if len(records) != self.page_size:
             return RawPage(records=records, next_cursor=None, watermark=watermark)
