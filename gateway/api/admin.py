@@ -325,6 +325,12 @@ async def patch_connector(request: web.Request) -> web.Response:
         before = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
         change = mapping_change(before, after)
     if body.credentials is not None:
+        if connector_type(record.type).pushed:
+            raise invalid(
+                "credentials",
+                f"a {record.type} connector has no credentials to set; its bearer token is "
+                "issued by POST .../scim-token",
+            )
         _check_credentials(record.type, body.credentials)
     if body.credentials is not None or (change is not None and not change.same):
         require_step_up(request)
