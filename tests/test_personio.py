@@ -386,3 +386,27 @@ async def test_a_server_ignoring_the_offset_stops_the_run(
     with pytest.raises(ConnectorError) as caught:
         await sync(connector(str(server.make_url("")).rstrip("/"), session))
     assert caught.value.kind == "refused" and "offset" in str(caught.value)
+
+
+async def test_an_unsuccessful_200_is_retried_then_fails_as_malformed(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    """A stand-in for a Personio that answers 200 with `success: false` (no list)."""
+    calls: list[str] = []
+
+    async def login(request: web.Request) -> web.Response:
+        return web.json_response({"success": True, "data": {"token": "papi-x", "expires_in": 60}})
+
+    async def broken(request: web.Request) -> web.Response:
+        calls.append(request.path)
+        error = {"code": 500, "message": "Lotte de Graaf, IBAN NL91ABNA0417164300"}
+        return web.json_response({"success": False, "error": error})
+
+    app = web.Application()
+    app.router.add_post(AUTH_PATH, login)
+    app.router.add_get(EMPLOYEES_PATH, broken)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    with pytest.raises(ConnectorError) as caught:
+        await sync(connector(str(server.make_url("")).rstrip("/"), session))
+    assert caught.value.kind == "malformed" and len(calls) == FAST.attempts
+    assert "IBAN" not in str(caught.value) and "Lotte" not in str(caught.value)
