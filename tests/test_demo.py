@@ -26,6 +26,9 @@ from connectors.afas.synthetic import SENSITIVE_FIELDS
 from connectors.hubspot.emulator import STATE
 from connectors.hubspot.emulator import make_app as hubspot_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
+from connectors.personio.emulator import ACCOUNT
+from connectors.personio.emulator import make_app as personio_app
+from connectors.personio.synthetic import SENSITIVE_ATTRIBUTES as PERSONIO_SENSITIVE
 from gateway.cli import demo
 from gateway.cli.main import main as sluis
 from gateway.ledger.export import write_export
@@ -144,3 +147,55 @@ def test_demo_command_runs() -> None:
     assert "dropped at the door" in out and "BSN" in out
     assert "/feed/v1/tenants/demo/events" in out
     assert "Traceback" not in run.stderr.decode()
+
+
+async def test_demo_with_personio_leaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--sources personio`: the Personio emulator through the whole gateway, and none of
+    its employees' salaries, BSNs, IBANs, birthdays or private details anywhere after."""
+    caplog.set_level(logging.DEBUG)
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir, sources=("personio",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+        assert result.verified, result.verify_reason
+        assert set(result.connectors) == {"personio"}
+        info = result.connectors["personio"]
+        assert info["counts"]["fetched"] == PEOPLE
+        expected = sum(
+            1 for p in personio_app(people=PEOPLE, seed=2026)[ACCOUNT].people
+            if p.values["status"] == "inactive"
+        )  # fmt: skip
+        assert info["leavers"] == expected
+        # Asked only for the mapped attributes: nothing else was even dropped.
+        assert not any("salary" in name or "dynamic_" in name for name in info["dropped"])
+    finally:
+        await runner.aclose()
+    sensitive = {
+        str(v)
+        for p in personio_app(people=PEOPLE, seed=2026)[ACCOUNT].people
+        for k in PERSONIO_SENSITIVE
+        if isinstance(v := p.values.get(k), str | float) and len(str(v)) >= 6
+    }
+    assert len(sensitive) > 200
+    for name, text in {"report": report, "logs": caplog.text}.items():
+        leaks = sorted(v for v in sensitive if v in text)
+        assert leaks == [], f"{name} holds source values: {leaks[:3]}"
+    for path in sorted(data_dir.rglob("*")):
+        if path.is_file():
+            blob = path.read_bytes()
+            leaks = sorted(v for v in sensitive if v.encode() in blob)
+            assert leaks == [], f"{path.name} holds source values: {leaks[:3]}"
+
+
+def test_demo_refuses_an_unknown_source() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "demo", "--sources", "personio,workday"],
+        capture_output=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 2 and "workday" in run.stderr.decode()

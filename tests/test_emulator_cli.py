@@ -34,7 +34,7 @@ class Emulator:
         self.proc = proc
         self.printed = printed
         self.base_url = printed["base_url"]
-        self.token = printed["token"]
+        self.token = printed.get("token", "")
         self.control = printed["control"]
 
 
@@ -183,6 +183,46 @@ async def test_hubspot_standalone(tmp_path: Path) -> None:
             assert statuses == [200, 429]
     finally:
         code, err = await stop(hubspot)
+    assert code == 0, err
+
+
+async def test_personio_standalone_prints_client_credentials(tmp_path: Path) -> None:
+    personio = await start("personio", "--employees", "30")
+    try:
+        login = {k: personio.printed[k] for k in ("client_id", "client_secret")}
+        url = f"{personio.base_url}/v1/company/employees"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{personio.base_url}/v1/auth", json=login) as r:
+                assert r.status == 200
+                token = (await r.json())["data"]["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            async with http.post(f"{personio.control}/people/retire", json={"count": 2}) as r:
+                retired = set((await r.json())["changed"])
+            async with http.get(url, params={"limit": "100"}, headers=auth) as r:
+                people = (await r.json())["data"]
+            assert len(people) == 30
+            gone = [p for p in people if str(p["attributes"]["id"]["value"]) in retired]
+            assert [p["attributes"]["status"]["value"] for p in gone] == ["inactive"] * 2
+        services = Services.open(
+            Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+        )
+        now = datetime.now(UTC)
+        try:
+            by = system(services, "acme")
+            create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+            create_connector(
+                services.store, services.box, tenant="acme", by=by, connector_id="hr",
+                type_name="personio", base_url=personio.base_url, credentials=login, now=now,
+                mapping_text=bundled_mapping("personio").read_text(),
+            )  # fmt: skip
+            grant(services.store, by=by, connector="hr", purpose="p", now=now)
+            run = await services.engine.sync("acme", "hr", SyncMode.FULL)
+            assert run.status == "succeeded", run.error
+            assert run.counts["fetched"] == 30
+        finally:
+            services.close()
+    finally:
+        code, err = await stop(personio)
     assert code == 0, err
 
 

@@ -1,6 +1,7 @@
 """`sluis demo`: the whole gateway on one machine, with nothing else running.
 
-Starts the AFAS and HubSpot emulators (or those `--sources` names) on 127.0.0.1 with
+Starts the AFAS and HubSpot emulators (or those `--sources` names: any fetched type, e.g.
+`personio` or `sftp`) on 127.0.0.1 with
 synthetic people, a gateway on SQLite in a fresh data directory, and then does what a
 customer admin and the platform do, through the gateway's own HTTP API: create a tenant,
 connect the sources, authorise them,

@@ -1,4 +1,5 @@
-"""`sluis emulator afas|hubspot|sftp`: one vendor emulator, standalone, until Ctrl-C.
+"""`sluis emulator afas|hubspot|personio|sftp|...`: one vendor emulator, standalone, until
+Ctrl-C.
 
 So a user can try a connector without a vendor account, and scripts and tests in other
 processes need no private imports: it prints the base URL and credentials to configure a
@@ -140,7 +141,8 @@ def register(sub: Any) -> None:
         "emulator",
         help="run one vendor emulator standalone (try a connector without a vendor account)",
         description=(
-            "Serve an emulated AFAS Profit or HubSpot API, or an SFTP drop of HR exports, "
+            "Serve an emulated vendor API (AFAS Profit, HubSpot, Personio, ...) or an SFTP "
+            "drop of HR exports, "
             "with synthetic people, print its base URL and credentials, and serve its control "
             "surface (faults, rate limit, request log, touch/retire people) under "
             "/_emulator, until Ctrl-C."

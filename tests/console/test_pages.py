@@ -11,6 +11,7 @@ import pytest
 
 from connectors.afas.emulator import EMULATOR_TOKEN
 from gateway.runtime.services import Services
+from gateway.tenancy import connector_credentials
 from tests.console.conftest import Clock, Console, World, check_accessible
 
 NEW = "/console/t/acme/new-connector"
@@ -474,3 +475,38 @@ async def test_api_tokens_shown_once_no_higher_than_the_role_and_revocable(
     assert ">ci<" not in other.html
     refused = await console.post(f"/console/tokens/{record.id}/revoke", {"csrf": other.csrf})
     assert refused.status == 404
+
+
+async def test_a_personio_connector_takes_its_client_credentials(
+    console: Console, world: World, services: Services
+) -> None:
+    """The form asks each type for its own credentials: Personio's client id and secret,
+    both needed to create one and both or neither to change them; never shown again."""
+    await console.sign_in(world.admin)
+    form = await console.get(NEW)
+    for name in ("credential_token", "credential_client_id", "credential_client_secret"):
+        assert f'name="{name}"' in form.html, name
+    assert "For personio." in form.html
+    check_accessible(form.html)
+    personio = connector_form(
+        id="people", type="personio", base_url="http://127.0.0.1:9", mapping="personio",
+        credential_token="", credential_client_id="papi-client",
+    )  # fmt: skip
+    missing = await console.submit(NEW, NEW, personio)
+    assert missing.status == 422 and 'id="e-credential_client_secret"' in missing.html
+    assert 'id="e-credential_token"' not in missing.html
+    made = await console.submit(NEW, NEW, {**personio, "credential_client_secret": "s3cret-value"})
+    assert made.status == 200 and "Connector created" in made.html
+    record = services.store.get_connector("acme", "people")
+    assert connector_credentials(services.box, record) == {
+        "client_id": "papi-client", "client_secret": "s3cret-value",
+    }  # fmt: skip
+    page = await console.get("/console/t/acme/connectors/people")
+    assert 'name="credential_client_secret"' in page.html
+    assert 'name="credential_token"' not in page.html and "s3cret-value" not in page.html
+    edit = {"csrf": page.csrf, "version": _version(page.html), "mapping": "", "interval": "3600",
+            "delete_share": "0.2", "action": "save", "code": world.admin.code()}  # fmt: skip
+    half = await console.post(
+        "/console/t/acme/connectors/people", {**edit, "credential_client_secret": "rotated"}
+    )
+    assert half.status == 422 and 'id="e-credential_client_id"' in half.html
