@@ -486,7 +486,7 @@ async def test_a_personio_connector_takes_its_client_credentials(
     form = await console.get(NEW)
     for name in ("credential_token", "credential_client_id", "credential_client_secret"):
         assert f'name="{name}"' in form.html, name
-    assert "For personio." in form.html
+    assert "Personio: client ID of the API credential" in form.html
     check_accessible(form.html)
     personio = connector_form(
         id="people", type="personio", base_url="http://127.0.0.1:9", mapping="personio",
