@@ -1,7 +1,7 @@
-"""`sluis emulator afas|hubspot`: one vendor emulator, standalone, until Ctrl-C.
+"""`sluis emulator afas|hubspot|salesforce`: one vendor emulator, standalone, until Ctrl-C.
 
 So a user can try a connector without a vendor account, and scripts and tests in other
-processes need no private imports: it prints the base URL and token to configure a
+processes need no private imports: it prints the base URL and credentials to configure a
 connector with, and serves the emulator's control surface (faults, rate limit, request
 log, touch and retire people) under `/_emulator` (see `connectors.emulator_kit`).
 A gateway reaches it only with `allow_private_sources = true`: it listens on loopback.
@@ -63,12 +63,13 @@ async def _serve(args: argparse.Namespace) -> None:
         port = site.port
         host = f"[{args.host}]" if ":" in args.host else args.host
         root = f"http://{host}:{port}"
-        token = next(iter(kind.emulator_credentials.values()), "")
         lines = [
             f"sluis emulator: {args.vendor} with {args.employees} people (seed {args.seed})",
             f"base_url: {root}{kind.emulator_base_path}",
-            f"token: {token}",
         ]
+        # One line per credential the connector takes (`token`; Salesforce's connected app
+        # has `client_id` and `client_secret`).
+        lines += [f"{key}: {value}" for key, value in kind.emulator_credentials.items()]
         if kind.default_settings:
             settings = ", ".join(f"{k}={v}" for k, v in kind.default_settings.items())
             lines.append(f"settings: {settings}")
@@ -107,8 +108,8 @@ def register(sub: Any) -> None:
         "emulator",
         help="run one vendor emulator standalone (try a connector without a vendor account)",
         description=(
-            "Serve an emulated AFAS Profit or HubSpot API with synthetic people, print its "
-            "base URL and token, and serve its control surface (faults, rate limit, request "
+            "Serve an emulated AFAS Profit, HubSpot or Salesforce API with synthetic people, "
+            "print its base URL and credentials, and serve its control surface (faults, rate limit, request "
             "log, touch/retire people) under /_emulator, until Ctrl-C."
         ),
     )
