@@ -196,9 +196,9 @@ async def test_salesforce_standalone_prints_its_connected_app_and_a_gateway_sync
     )
     now = datetime.now(UTC)
     try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{salesforce.control}/people/retire", json={"count": 4}) as r:
-                assert r.status == 200, await r.text()
+        retire = f"{salesforce.control}/people/retire"
+        async with aiohttp.ClientSession() as http, http.post(retire, json={"count": 4}) as r:
+            assert r.status == 200, await r.text()
         by = system(services, "acme")
         create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
         create_connector(

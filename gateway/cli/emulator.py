@@ -109,8 +109,8 @@ def register(sub: Any) -> None:
         help="run one vendor emulator standalone (try a connector without a vendor account)",
         description=(
             "Serve an emulated AFAS Profit, HubSpot or Salesforce API with synthetic people, "
-            "print its base URL and credentials, and serve its control surface (faults, rate limit, request "
-            "log, touch/retire people) under /_emulator, until Ctrl-C."
+            "print its base URL and credentials, and serve its control surface (faults, rate "
+            "limit, request log, touch/retire people) under /_emulator, until Ctrl-C."
         ),
     )
     parser.add_argument("vendor", choices=known_types(), help="which vendor API to emulate")

@@ -124,6 +124,9 @@ def read_connector(
             errors["type"] = t("connector.unknown_type")
         if not got.token:
             errors["credential_token"] = t("connector.token_required")
+    if got.token and "type" not in errors and credentials_of(got.type, got.token) is None:
+        first, second = connector_type(got.type).credential_keys[:2]
+        errors["credential_token"] = t("connector.pair_required", first=first, second=second)
     if existing is None or got.base_url != existing.base_url:
         _check_url(got, t, allow_private)
     try:
@@ -148,6 +151,20 @@ def read_connector(
     elif existing is None:
         errors["mapping"] = t("common.required")
     return got
+
+
+def credentials_of(type_name: str, secret: str) -> dict[str, str] | None:
+    """The form's one secret field as the type's credentials: the whole value for a type
+    with one key (`token`); `first:second` for a type with two (Salesforce's connected app:
+    `client_id:client_secret`). None when the value does not fit."""
+    keys = connector_type(type_name).credential_keys
+    if len(keys) == 1:
+        return {keys[0]: secret}
+    if len(keys) == 2:
+        first, sep, second = secret.partition(":")
+        if sep and first.strip() and second.strip():
+            return {keys[0]: first.strip(), keys[1]: second.strip()}
+    return None
 
 
 def _check_url(got: ConnectorInput, t: Translate, allow_private: bool) -> None:

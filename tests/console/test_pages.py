@@ -474,3 +474,29 @@ async def test_api_tokens_shown_once_no_higher_than_the_role_and_revocable(
     assert ">ci<" not in other.html
     refused = await console.post(f"/console/tokens/{record.id}/revoke", {"csrf": other.csrf})
     assert refused.status == 404
+
+
+async def test_a_salesforce_connector_takes_its_connected_app_as_key_and_secret(
+    console: Console, world: World, services: Services
+) -> None:
+    """The form's one secret field holds `client_id:client_secret` for a type with two
+    credentials; anything else is refused with what to write, and nothing is echoed."""
+    from connectors.salesforce.emulator import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
+    from gateway.tenancy import connector_credentials
+
+    await console.sign_in(world.admin)
+    form = connector_form(
+        id="crm", type="salesforce", base_url="https://acme.my.salesforce.com",
+        mapping="salesforce", credential_token="only-one-part",
+    )  # fmt: skip
+    refused = await console.submit(NEW, NEW, form)
+    assert refused.status == 422 and 'id="e-credential_token"' in refused.html
+    assert "client_id:client_secret" in refused.html and "only-one-part" not in refused.html
+    pair = f"{EMULATOR_CLIENT_ID}:{EMULATOR_CLIENT_SECRET}"
+    made = await console.submit(NEW, NEW, {**form, "credential_token": pair})
+    assert made.status == 200 and "Connector created" in made.html
+    assert EMULATOR_CLIENT_SECRET not in made.html
+    record = services.store.get_connector("acme", "crm")
+    assert connector_credentials(services.box, record) == {
+        "client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET,
+    }  # fmt: skip
