@@ -260,10 +260,11 @@ async def test_request_limit_exceeded_is_a_rate_limit_and_usage_is_paced(
     assert "TotalRequests" not in str(caught.value)
 
     # An allocation of 10 requests a second, 2,400 people in batches of 200: the connector
-    # stops at 80% of it and waits, so the org never refuses a request.
+    # stops at 80% of it and waits, so the org never refuses a request. The wait keeps the
+    # probes within the headroom: at least 1 s / (10 x 0.2) = 0.5 s (README, Salesforce).
     app, base = await serve(people=2400, batch_cap=200, api_limit=10, limit_window=1.0)
     retry = RetryPolicy(attempts=10, max_seconds=60, initial_wait=0.01, max_wait=0.1)
-    client = connector(base, session, retry=retry, max_api_usage=0.8, limit_wait_seconds=0.3)
+    client = connector(base, session, retry=retry, max_api_usage=0.8, limit_wait_seconds=0.6)
     run = await sync(client)
     assert len(run.by_id()) == 2400
     assert client.paced >= 1
