@@ -52,11 +52,18 @@ whose leaver rule reads `IsActive`, since users are deactivated, never deleted),
 `Sforce-Query-Options: batchSize=N`; Salesforce may send fewer), `overlap_seconds`
 (default 60), `max_api_usage` (0.1-1.0, default 0.9), `limit_wait_seconds` (default 60).
 
-Not verified against a real org (from the public documentation and the research notes
-only): that deleting a record moves its `SystemModstamp` (the emulator assumes so; if not,
-a deletion made between two incremental runs is caught by the next full sync); the exact
-lifetime of query locators; that a JWT bearer flow would answer the same token body (the
-connector does not implement JWT bearer yet); the message texts of the error bodies.
+Checked against Salesforce's public documentation: queryAll returns deleted rows and its
+`nextRecordsUrl` still says `query`; batches of up to 2,000; the `Sforce-Limit-Info:
+api-usage=N/M` header; the client credentials flow with a run-as user and the Salesforce
+Integration user license; the token answer's fields (also as jsforce types them). Seen only
+in third-party material: 403 as the status of `REQUEST_LIMIT_EXCEEDED` (a real answer quoted
+publicly, and the research notes); the JSON error array's shape beyond `message` and
+`errorCode`. Not verified (the emulator assumes them, the connector survives either way):
+that deleting a record moves its `SystemModstamp` (if not, a deletion between incremental
+runs is caught by the next full sync); that an expired locator is a 400
+`INVALID_QUERY_LOCATOR`, and how long locators live; that field names come back spelled as
+the query spelled them (the bundled mapping uses Salesforce's own spelling); the message
+texts. Not implemented: the JWT bearer flow.
 """
 
 from __future__ import annotations
