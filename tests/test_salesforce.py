@@ -11,8 +11,10 @@ the API shape that client was written against.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,13 @@ from connectors.salesforce.emulator import (
 from connectors.salesforce.synthetic import SENSITIVE_FIELDS, case_safe
 from gateway.minimise.mapping import MappingError, load_mapping, parse_mapping
 from gateway.minimise.projector import Projector
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
+from gateway.sync.instructions import grant
+from gateway.tenancy import create_connector, create_tenant
+from mappings import bundled_mapping
 from tests.contract.suite import leaked, sync
+from tests.principals import system
 
 from .conftest import MAPPINGS
 
@@ -391,3 +399,44 @@ async def test_no_sensitive_value_reaches_a_page_or_an_error(
     assert leaked(values, *run.trace) == []
     dropped = {n for t in run.trace for n in ("attributes", "SystemModstamp") if n in t}
     assert dropped == {"attributes", "SystemModstamp"}
+
+
+async def test_a_gateway_sync_stores_and_logs_no_sensitive_value(
+    serve: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the whole gateway (engine, store, ledger) on SQLite: after a full sync, an
+    incremental one with changes and deletions, not one sensitive value is in the data
+    directory's files (WAL included) or the logs."""
+    caplog.set_level(logging.DEBUG)
+    app, base = await serve(people=400, batch_cap=200)
+    state = app[STATE]
+    sensitive = {
+        v for c in state.contacts for n in SENSITIVE_FIELDS if isinstance(v := c.get(n), str)
+    }
+    data = tmp_path / "data"
+    services = Services.open(
+        Settings(data_dir=data, admin_token="s" * 32, allow_private_sources=True)
+    )
+    now = datetime.now(UTC)
+    try:
+        by = system(services, "acme")
+        create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+        create_connector(
+            services.store, services.box, tenant="acme", by=by, connector_id="crm",
+            type_name="salesforce", base_url=base, credentials=CREDENTIALS, now=now,
+            mapping_text=bundled_mapping("salesforce").read_text(),
+        )  # fmt: skip
+        grant(services.store, by=by, connector="crm", purpose="p", now=now)
+        full = await services.engine.sync("acme", "crm", SyncMode.FULL)
+        state.touch(3)
+        state.delete(2)
+        changes = await services.engine.sync("acme", "crm", SyncMode.INCREMENTAL)
+    finally:
+        services.close()
+    assert full.status == changes.status == "succeeded", (full.error, changes.error)
+    assert changes.counts["deleted"] == 2 and changes.counts["upserted"] == 3
+    assert not [v for v in sensitive if v in caplog.text]
+    for path in sorted(data.rglob("*")):
+        if path.is_file():
+            blob = path.read_bytes()
+            assert not [v for v in sensitive if v.encode() in blob], path.name
