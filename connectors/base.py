@@ -129,6 +129,10 @@ class RawPage:
     next_cursor: str | None
     #: The highest modification time seen, as the vendor spells it; None if unknown.
     watermark: str | None = None
+    #: The source has nothing new since the watermark it was handed (a file source whose
+    #: newest export is the one read last time): the run reads nothing and, being no
+    #: evidence of who left, looks for no leavers.
+    unchanged: bool = False
 
 
 @dataclass
@@ -141,6 +145,7 @@ class MinimisedPage:
     fetched: int
     next_cursor: str | None
     watermark: str | None
+    unchanged: bool = False
 
     @property
     def last(self) -> bool:
@@ -236,6 +241,12 @@ class Connector(ABC):
     async def fetch_raw(self, request: PageRequest) -> RawPage:
         """Fetch one vendor page. Raise `ConnectorError` for anything that went wrong."""
 
+    async def aclose(self) -> None:
+        """Let go of what a run holds between pages (an SFTP connection and its open
+        file); the engine and the preview call it when they are done, finished or not.
+        HTTP connectors hold nothing: the session is the caller's."""
+        return
+
     async def fetch_page(self, request: PageRequest) -> MinimisedPage:
         """Fetch one page with retries and minimise it before returning."""
         raw = await self._fetch_with_retries(request)
@@ -249,6 +260,7 @@ class Connector(ABC):
             fetched=fetched,
             next_cursor=raw.next_cursor,
             watermark=raw.watermark,
+            unchanged=raw.unchanged,
         )
 
     async def _fetch_with_retries(self, request: PageRequest) -> RawPage:

@@ -199,8 +199,8 @@ def host_address(host: str) -> IPAddress | None:
 def check_url(url: str) -> None:
     """Refuse a URL whose host, as the client will read it, is not a public address or is
     a name of this machine. A DNS name passes; its addresses are judged when resolved."""
-    if _parse(url).scheme not in ("http", "https"):
-        raise PrivateAddress("only http and https sources are supported")
+    if _parse(url).scheme not in ("http", "https", "sftp"):
+        raise PrivateAddress("only http, https and sftp sources are supported")
     host = connect_host(url)
     name = host.lower().rstrip(".")
     if name in _LOCAL_NAMES or name.endswith(".localhost"):

@@ -24,6 +24,7 @@ _PACKAGES: Final = {
     "hubspot": "connectors.hubspot",
     "salesforce": "connectors.salesforce",
     "scim": "connectors.scim",
+    "sftp": "connectors.sftp",
 }
 
 
@@ -50,12 +51,29 @@ class ConnectorType:
     default_settings: Mapping[str, Any] = field(default_factory=dict)
     #: Names of the credential keys the connector expects (e.g. ("token",)).
     credential_keys: tuple[str, ...] = ("token",)
+    #: The URL schemes a base URL of this type may have.
+    url_schemes: tuple[str, ...] = ("http", "https")
+    #: Credential keys a connector may also be given (e.g. SFTP: a key or a password).
+    optional_credential_keys: tuple[str, ...] = ()
     #: The path under the emulator's root that is the API's base URL: what the demo needs
     #: to point a connector at a local emulator.
     emulator_base_path: str = ""
     #: True for a source that pushes to the gateway (SCIM): it is never fetched, so the
     #: engine and the scheduler leave it alone, and it has no emulator.
     pushed: bool = False
+    #: True for a source whose every read is the whole population (a file export): each
+    #: run is a full sync handed the last run's watermark, whatever mode was asked for.
+    full_only: bool = False
+    #: Where a connector reaches a started emulator app, given the app and its HTTP root;
+    #: None: the root plus `emulator_base_path` (an HTTP API). The SFTP emulator answers
+    #: on a port of its own.
+    emulator_url: Callable[[web.Application, str], str] | None = None
+
+    def emulator_base_url(self, app: web.Application, root: str) -> str:
+        """The base URL a connector uses for a started emulator served at `root`."""
+        if self.emulator_url is not None:
+            return self.emulator_url(app, root)
+        return root.rstrip("/") + self.emulator_base_path
 
     def emulator(self, **options: Any) -> web.Application:
         """A fresh emulator app (`people=N, seed=S, ...`); imports the emulator on first use."""

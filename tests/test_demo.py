@@ -147,7 +147,7 @@ def test_demo_command_runs() -> None:
 
 
 async def test_demo_with_salesforce_drops_its_sensitive_fields(tmp_path: Path) -> None:
-    runner = demo.run_demo(employees=PEOPLE, data_dir=tmp_path / "demo", sources=["salesforce"])
+    runner = demo.run_demo(employees=PEOPLE, data_dir=tmp_path / "demo", sources=("salesforce",))
     result = await anext(runner)
     try:
         report = demo.format_report(result)

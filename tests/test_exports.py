@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from gateway.offline.readers import (
+from connectors.exports import (
     ExportError,
     Malformed,
     ReadStats,
@@ -113,7 +113,7 @@ def test_excel_sep_line_names_the_delimiter() -> None:
 
 
 def test_a_pretty_printed_json_document_is_recognised() -> None:
-    from gateway.offline.readers import looks_like_json_document
+    from connectors.exports import looks_like_json_document
 
     assert looks_like_json_document(b'\xef\xbb\xbf[\n  {"a": 1}\n]')
     assert looks_like_json_document(b'{\r\n  "rows": []\r\n}')

@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.exports import ExportError, Malformed, iter_lines, read_csv, read_jsonl
 from gateway.minimise.mapping import load_mapping
 from gateway.minimise.projector import Projector
 from gateway.offline.batch import map_stream
-from gateway.offline.readers import ExportError, Malformed, iter_lines, read_csv, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECTOR = Projector(

@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 
 from gateway.delivery.destinations import new_secret
 from gateway.delivery.push import Batch
-from gateway.delivery.webhook import Signer, WebhookSender, retry_after, webhook_session
+from gateway.delivery.webhook import Signer, WebhookSender, public_session, retry_after
 
 BATCH = Batch("acme", "dst_0000000000000001", "msg_1", b'{"type":"subject.events"}', (1,))
 
@@ -52,7 +52,7 @@ async def test_what_each_answer_means(
     answer = web.Response(status=status, headers=headers, text="the receiver's own words")
     base, reached = await _server(aiohttp_server, {"/hooks": answer, "/elsewhere": answer})
     caplog.set_level(logging.DEBUG)
-    async with webhook_session(allow_private=True) as session:
+    async with public_session(allow_private=True) as session:
         sender = WebhookSender(base + "hooks", Signer([new_secret()]), session=session,
                                allow_private=True)  # fmt: skip
         outcome = await sender.send(BATCH)
@@ -63,7 +63,7 @@ async def test_what_each_answer_means(
 
 async def test_private_addresses_are_refused_unless_allowed(aiohttp_server: Any) -> None:
     base, reached = await _server(aiohttp_server, {"/hooks": web.Response(status=204)})
-    async with webhook_session(allow_private=False) as session:
+    async with public_session(allow_private=False) as session:
         sender = WebhookSender(base + "hooks", Signer([new_secret()]), session=session)
         outcome = await sender.send(BATCH)
     assert (outcome.kind, outcome.reason) == ("rejected", "refused-address")
@@ -81,7 +81,7 @@ async def test_a_rotation_signs_under_both_secrets(aiohttp_server: Any) -> None:
     app.router.add_post("/hooks", take)
     server = await aiohttp_server(app, host="127.0.0.1")
     new, old = new_secret(), new_secret()
-    async with webhook_session(allow_private=True) as session:
+    async with public_session(allow_private=True) as session:
         sender = WebhookSender(str(server.make_url("/hooks")), Signer([new, old]),
                                session=session, allow_private=True)  # fmt: skip
         assert (await sender.send(BATCH)).kind == "delivered"

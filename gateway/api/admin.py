@@ -219,6 +219,13 @@ def _check_connector(body: ConnectorCreate, text: str) -> None:
     pushed = connector_type(body.type).pushed
     if body.base_url is None and not pushed:
         raise invalid("base_url", f"required for a {body.type} connector")
+    if body.base_url is not None and not pushed:
+        scheme = body.base_url.split(":", 1)[0].lower()
+        schemes = connector_type(body.type).url_schemes
+        if scheme not in schemes:
+            raise invalid(
+                "base_url", f"a {body.type} connector's address is {' or '.join(schemes)}"
+            )
     if pushed and (body.base_url is not None or body.credentials):
         field = "base_url" if body.base_url is not None else "credentials"
         raise invalid(field, f"a {body.type} connector has none: its identity provider "
@@ -325,6 +332,12 @@ async def patch_connector(request: web.Request) -> web.Response:
         before = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
         change = mapping_change(before, after)
     if body.credentials is not None:
+        if connector_type(record.type).pushed:
+            raise invalid(
+                "credentials",
+                f"a {record.type} connector has no credentials to set; its bearer token is "
+                "issued by POST .../scim-token",
+            )
         _check_credentials(record.type, body.credentials)
     if body.credentials is not None or (change is not None and not change.same):
         require_step_up(request)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gateway.api.models import WHOLE, HttpUrl, _Request, _Response
 
@@ -23,13 +23,25 @@ _Flag = Annotated[bool, Field(strict=True)]
 _ALWAYS = " (`subject.erased` is sent whatever this says: an erasure reaches every destination)"
 
 
-class DestinationCreate(_Request):
-    """A webhook destination: events are POSTed to `url`, signed (Standard Webhooks)."""
+#: A bearer token as a platform issues it (RFC 6750's characters; no spaces).
+_Token = Annotated[str, Field(min_length=8, max_length=4096, pattern=r"^[A-Za-z0-9._~+/=-]+$")]
 
-    kind: Literal["webhook"] = "webhook"
+
+class DestinationCreate(_Request):
+    """A push destination. `webhook`: events are POSTed to `url`, signed (Standard
+    Webhooks). `scim`: people become SCIM 2.0 Users on the platform's SCIM server at `url`
+    (its base URL, such as `https://lms.example/scim/v2`), with the bearer `token` the
+    platform issued."""
+
+    kind: Literal["webhook", "scim"] = "webhook"
     url: HttpUrl = Field(
-        description="receives the signed batches; must reach a public address unless the "
-        "gateway allows private sources; redirects are not followed"
+        description="the webhook receiver, or the SCIM server's base URL; must reach a "
+        "public address unless the gateway allows private sources; redirects are not followed"
+    )
+    token: _Token | None = Field(
+        default=None,
+        description="`scim` only, and required there: the bearer token the platform's SCIM "
+        "server accepts (kept sealed, never shown again)",
     )
     event_types: _Types = Field(
         default=["subject.upserted", "subject.deleted", "subject.erased"],
@@ -50,6 +62,16 @@ class DestinationCreate(_Request):
         "false: only events after now",
     )
 
+    @model_validator(mode="after")
+    def _fits_the_kind(self) -> DestinationCreate:
+        if self.kind == "scim" and self.token is None:
+            raise ValueError("a scim destination needs the platform's bearer token (token)")
+        if self.kind == "webhook" and self.token is not None:
+            raise ValueError("a webhook destination signs with a secret of ours: no token")
+        if self.kind == "scim" and self.thin:
+            raise ValueError("a scim destination takes users, not ids: it cannot be thin")
+        return self
+
 
 class DestinationChange(_Request):
     """Pause or resume a destination, or retune it; fields left out stay as they are."""
@@ -63,12 +85,16 @@ class DestinationChange(_Request):
 
 
 class SecretRotate(_Request):
-    """A new signing secret; the current one stays valid for the overlap."""
+    """Webhook: a new signing secret; the current one stays valid for the overlap. SCIM:
+    the platform's new bearer token (`token`, required), in use from the next batch."""
 
     overlap_seconds: Annotated[int, Field(ge=0, le=7 * 86400), WHOLE] = Field(
         default=86_400,
         description="seconds the current secret stays valid beside the new one (requests "
         "carry a signature under each meanwhile); 0 ends it at once",
+    )
+    token: _Token | None = Field(
+        default=None, description="`scim` destinations only: the platform's new bearer token"
     )
 
 
@@ -81,7 +107,7 @@ class DeadLettersQuery(_Request):
 
 class DestinationOut(_Response):
     id: str
-    kind: Literal["webhook"]
+    kind: Literal["webhook", "scim"]
     url: str
     event_types: list[EventType]
     thin: bool
@@ -103,7 +129,10 @@ class DestinationOut(_Response):
 
 
 class DestinationCreated(DestinationOut):
-    secret: str = Field(description="the signing secret (`whsec_...`), shown this once")
+    secret: str | None = Field(
+        description="a webhook's signing secret (`whsec_...`), shown this once; null for a "
+        "SCIM destination (its token is the platform's)"
+    )
 
 
 class DestinationList(_Response):

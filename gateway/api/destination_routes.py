@@ -2,7 +2,8 @@
 
 `.../destinations` creates (step-up: a new place people's data goes), lists, reads,
 changes (pause, resume, event types, thin, batch size, dead-letter limits) and deletes
-webhook destinations; `.../secret` rotates the signing secret (step-up); `.../dead-letters`
+webhook and SCIM destinations; `.../secret` rotates a webhook's signing secret, or takes a
+SCIM destination's new token (step-up); `.../dead-letters`
 lists what a destination could not take and `.../dead-letters/replay` has its worker send
 them again. What a destination is and does lives in `gateway.delivery.destinations` and
 `gateway.delivery.push`; this module is HTTP only.
@@ -43,6 +44,7 @@ from gateway.api.httpkit import (
 from gateway.api.problems import invalid
 from gateway.delivery import destinations as dests
 from gateway.delivery.push import PushWorker, PushWorkers, RetryPolicy
+from gateway.delivery.scim_push import scim_opener
 from gateway.delivery.webhook import webhook_opener
 from gateway.store.records import Destination, Store
 
@@ -87,9 +89,13 @@ async def post_destination(request: web.Request) -> web.Response:
     )  # fmt: skip
 
     def create() -> DestinationCreated:
-        made, secret = dests.create_webhook(
-            s.store, s.box, settings, now=s.clock(), by=acting(request, tenant)
-        )
+        by, now = acting(request, tenant), s.clock()
+        secret: str | None = None
+        if body.kind == "scim":
+            assert body.token is not None  # the model requires it
+            made = dests.create_scim(s.store, s.box, settings, body.token, now=now, by=by)
+        else:
+            made, secret = dests.create_webhook(s.store, s.box, settings, now=now, by=by)
         out = destination_out(s.store, made)
         return DestinationCreated(**out.model_dump(), secret=secret)
 
@@ -120,6 +126,8 @@ async def patch_destination(request: web.Request) -> web.Response:
     body = await read_body(request, DestinationChange)
     d = await _found(request)
     s = services_of(request)
+    if body.thin and d.kind == "scim":
+        raise invalid("thin", "a SCIM destination takes users, not ids: it cannot be thin")
 
     def apply() -> DestinationOut:
         changed = dests.change(
@@ -147,11 +155,20 @@ async def rotate_secret(request: web.Request) -> web.Response:
     d = await _found(request)
     s = services_of(request)
 
+    if d.kind == "scim" and body.token is None:
+        raise invalid("token", "a SCIM destination's new token is the platform's: send it")
+    if d.kind == "webhook" and body.token is not None:
+        raise invalid("token", "a webhook destination's secret is made here: send no token")
+
     def rotate() -> DestinationCreated:
-        changed, secret = dests.rotate_secret(
-            s.store, s.box, d, overlap=timedelta(seconds=body.overlap_seconds),
-            now=s.clock(), by=acting(request, d.tenant),
-        )  # fmt: skip
+        by, now = acting(request, d.tenant), s.clock()
+        secret: str | None = None
+        if body.token is not None:
+            changed = dests.replace_token(s.store, s.box, d, body.token, now=now, by=by)
+        else:
+            changed, secret = dests.rotate_secret(
+                s.store, s.box, d, overlap=timedelta(seconds=body.overlap_seconds), now=now, by=by
+            )
         out = destination_out(s.store, changed)
         return DestinationCreated(**out.model_dump(), secret=secret)
 
@@ -187,10 +204,15 @@ async def push_workers(app: web.Application) -> AsyncIterator[None]:
     started with the app, cancelled and awaited at shutdown."""
     s = app[SERVICES]
     cfg = s.settings
+    private, timeout = cfg.allow_private_sources, cfg.push_timeout
+    openers = {
+        "webhook": webhook_opener(s.box, allow_private=private, timeout=timeout),
+        "scim": scim_opener(
+            lambda d: dests.open_secrets(s.box, d).current, allow_private=private, timeout=timeout
+        ),
+    }
     worker = PushWorker(
-        s.store, s.ledger, s.metrics, s.clock,
-        webhook_opener(s.box, allow_private=cfg.allow_private_sources,
-                       timeout=cfg.push_timeout),
+        s.store, s.ledger, s.metrics, s.clock, lambda d: openers[d.kind](d),
         owner=s.engine.replica, lease=cfg.push_lease_seconds, idle=cfg.push_interval,
         policy=RetryPolicy(first=cfg.push_retry_first, cap=cfg.push_retry_cap),
     )  # fmt: skip

@@ -27,6 +27,7 @@ from gateway.delivery.feed import (
     CursorBeyondHead,
     CursorMismatch,
     FeedDenied,
+    admit,
     authenticate,
     decode_cursor,
     encode_cursor,
@@ -63,7 +64,8 @@ async def get_events(request: web.Request) -> web.Response:
     def page() -> tuple[bytes, int, str]:
         # One worker thread per request: the token, then the page (each hop costs a wait
         # in the executor's queue, which 64 consumers at once make long).
-        consumer = authenticate(s.store, s.clock(), token, tenant)
+        access = admit(s.store, s.clock(), token, tenant)
+        consumer = access.consumer
         if bad is not None:
             raise bad
         body, served, _ = serve_page(
@@ -75,6 +77,7 @@ async def get_events(request: web.Request) -> web.Response:
             limit=limit,
             withheld_by=withheld_by,
             blocks=s.feed_blocks,
+            state=(access.generation, access.restricted),
         )
         return body, served, consumer.id
 

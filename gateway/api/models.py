@@ -48,13 +48,21 @@ def _plain_text(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
+    return _url(value, ("http", "https"))
+
+
+def _source_url(value: str) -> str:
+    return _url(value, ("http", "https", "sftp"))
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> str:
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
         raise ValueError("not a valid URL") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("must be an http or https URL")
+    if parts.scheme not in schemes:
+        raise ValueError(f"must be an {' or '.join(schemes)} URL")
     if not parts.hostname:
         raise ValueError("must name a host")
     if parts.username is not None or parts.password is not None:
@@ -92,6 +100,8 @@ _CTRL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u202a-\\u202e\\u2066-\\u2069"
 PLAIN_TEXT_PATTERN = rf"^[^{_CTRL}]*[^\s{_CTRL}][^{_CTRL}]*$"
 #: http(s), a host without user:password, no fragment (the validator checks the rest).
 HTTP_URL_PATTERN = r"^https?://[^\s/?#@\x00-\x1f\x7f]+(?:[/?][^\s#\x00-\x1f\x7f]*)?$"
+#: A source's address: as `HTTP_URL_PATTERN`, or sftp:// for an SFTP export directory.
+SOURCE_URL_PATTERN = r"^(?:https?|sftp)://[^\s/?#@\x00-\x1f\x7f]+(?:[/?][^\s#\x00-\x1f\x7f]*)?$"
 
 PlainText = Annotated[
     str, StringConstraints(pattern=PLAIN_TEXT_PATTERN), AfterValidator(_plain_text)
@@ -102,6 +112,11 @@ CredentialKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_
 SettingKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 HttpUrl = Annotated[
     str, StringConstraints(max_length=2048, pattern=HTTP_URL_PATTERN), AfterValidator(_http_url)
+]
+SourceUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048, pattern=SOURCE_URL_PATTERN),
+    AfterValidator(_source_url),
 ]
 
 
@@ -160,10 +175,11 @@ class ConnectorCreate(_Request):
     type: Annotated[
         str, Field(min_length=1, max_length=64, json_schema_extra={"enum": known_types()})
     ]
-    base_url: HttpUrl | None = Field(
+    base_url: SourceUrl | None = Field(
         default=None,
-        description="the source's API address; required for every type but scim (an "
-        "identity provider pushes to the gateway)",
+        description="the source's API address (sftp://host[:port]/directory for an sftp "
+        "source); required for every type but scim (an identity provider pushes to the "
+        "gateway)",
     )
     credentials: Annotated[
         dict[CredentialKey, Annotated[str, Field(min_length=1, max_length=8192)]],

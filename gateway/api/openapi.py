@@ -726,9 +726,11 @@ def _with_destinations(paths: dict[str, Any]) -> dict[str, Any]:
     paths[t] = {
         "post": _op(
             "createDestination",
-            "A webhook destination (a fresh second factor needed): the tenant's feed events "
-            "POSTed in order, in signed batches (Standard Webhooks), under the same "
-            "authorisations as the feed; the signing secret is shown once; on the ledger",
+            "A push destination (a fresh second factor needed), under the same authorisations "
+            "as the feed: `webhook`, the tenant's feed events POSTed in order in signed "
+            "batches (Standard Webhooks), the signing secret shown once; or `scim`, people "
+            "provisioned as SCIM Users on the platform's server with its bearer token; on "
+            "the ledger",
             (201, dm.DestinationCreated, "Created"),
             (401, 404, 413, 422),
             tag="destinations",
@@ -776,8 +778,9 @@ def _with_destinations(paths: dict[str, Any]) -> dict[str, Any]:
     paths[d + "/secret"] = {
         "post": _op(
             "rotateDestinationSecret",
-            "A new signing secret, shown once (a fresh second factor needed); the current one "
-            "stays valid for the overlap, requests meanwhile signed under both; on the ledger",
+            "A webhook's new signing secret, shown once (a fresh second factor needed); the "
+            "current one stays valid for the overlap, requests meanwhile signed under both. "
+            "A SCIM destination's new bearer token (`token`), from the platform; on the ledger",
             (200, dm.DestinationCreated, "Rotated"),
             (401, 404, 413, 422),
             tag="destinations",

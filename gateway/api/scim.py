@@ -193,11 +193,13 @@ async def post_user(request: web.Request) -> web.Response:
     return scim_json(user_body(user, base), 201, {"Location": f"{base}/Users/{user.id}"})
 
 
+SEARCH_REQUEST: Final = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 _ALWAYS: Final = frozenset({"schemas", "id", "meta"})
 
 
-def _names(request: web.Request, key: str) -> set[str] | None:
-    given = request.query.getall(key, [])
+def _names(given: list[str]) -> set[str] | None:
+    """Attribute names as `attributes` / `excludedAttributes` give them (comma-separated,
+    possibly URN-prefixed), by top-level attribute, lower-cased."""
     if not given:
         return None
     found = set()
@@ -208,9 +210,18 @@ def _names(request: web.Request, key: str) -> set[str] | None:
     return found
 
 
-def shaped(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
-    """`attributes` / `excludedAttributes` (RFC 7644 §3.9), by top-level attribute."""
-    only, without = _names(request, "attributes"), _names(request, "excludedAttributes")
+def shaped(
+    request: web.Request,
+    body: dict[str, Any],
+    *,
+    only: set[str] | None = None,
+    without: set[str] | None = None,
+) -> dict[str, Any]:
+    """`attributes` / `excludedAttributes` (RFC 7644 §3.9), by top-level attribute: from
+    the query string, or as a search request's body gave them."""
+    if only is None and without is None:
+        only = _names(request.query.getall("attributes", []))
+        without = _names(request.query.getall("excludedAttributes", []))
     if only is not None:
         return {k: v for k, v in body.items() if k in _ALWAYS or k.lower() in only}
     if without is not None:
@@ -261,17 +272,57 @@ async def list_users(request: web.Request) -> web.Response:
     filters = request.query.getall("filter", [])
     if len(filters) > 1:
         raise ScimFailure(400, "filter is given more than once", "invalidFilter")
+    return await _page(request, filters[0] if filters else None, start, count)
+
+
+async def _page(
+    request: web.Request,
+    filter_text: str | None,
+    start: int,
+    count: int,
+    *,
+    only: set[str] | None = None,
+    without: set[str] | None = None,
+) -> web.Response:
     s = services_of(request)
-    total, users = await _call(
-        s.scim.search, request[_RECORD], filters[0] if filters else None, start, count
-    )
+    total, users = await _call(s.scim.search, request[_RECORD], filter_text, start, count)
     base = _base(request)
+    found = [shaped(request, user_body(u, base), only=only, without=without) for u in users]
     page = {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
         "totalResults": total, "startIndex": start, "itemsPerPage": len(users),
-        "Resources": [shaped(request, user_body(u, base)) for u in users],
+        "Resources": found,
     }  # fmt: skip
     return scim_json(page)
+
+
+async def search_users(request: web.Request) -> web.Response:
+    """`POST /.search` and `POST /Users/.search` (RFC 7644 §3.4.3): a search request in
+    the body instead of the query string (for filters too long or too private for a URL).
+    Users are the one resource type here, so the root search is the Users search."""
+    body = await _body(request)
+    if not isinstance(body, dict) or SEARCH_REQUEST not in (body.get("schemas") or []):
+        raise ScimFailure(
+            400, f"the body is not a SearchRequest ({SEARCH_REQUEST})", "invalidSyntax"
+        )
+    filter_text = body.get("filter")
+    if filter_text is not None and not isinstance(filter_text, str):
+        raise ScimFailure(400, "filter must be a string", "invalidFilter")
+    start, count = body.get("startIndex", 1), body.get("count", DEFAULT_COUNT)
+    for name, value in (("startIndex", start), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScimFailure(400, f"{name} must be a whole number", "invalidValue")
+    names: list[set[str] | None] = []
+    for key in ("attributes", "excludedAttributes"):
+        given = body.get(key)
+        if given is not None and (
+            not isinstance(given, list) or not all(isinstance(a, str) for a in given)
+        ):
+            raise ScimFailure(400, f"{key} must be a list of attribute names", "invalidValue")
+        names.append(_names(given or []))
+    start = max(1, start)
+    count = min(discovery.MAX_RESULTS, max(0, count))
+    return await _page(request, filter_text, start, count, only=names[0], without=names[1])
 
 
 # --------------------------------------------------------------------------- discovery
@@ -312,12 +363,6 @@ def _list_of(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def search_everything(request: web.Request) -> web.Response:
-    """`POST /.search` across resource types: RFC 7644 §3.4.3 lets a server without it
-    answer 501; this endpoint has one resource type, searched with `GET /Users?filter=`."""
-    raise ScimFailure(501, "searching across resource types is not supported; use GET /Users")
-
-
 def make_scim_app() -> web.Application:
     """The `/scim/v2` sub-application (mounted by `gateway.api.app.make_app`)."""
     app = web.Application(middlewares=[scim_middleware])
@@ -330,9 +375,10 @@ def make_scim_app() -> web.Application:
     r.add_get(BASE + "/ResourceTypes/{id}", get_resource_type, allow_head=False)
     r.add_get(BASE + "/Users", list_users, allow_head=False)
     r.add_post(BASE + "/Users", post_user)
+    r.add_post(BASE + "/Users/.search", search_users)
     r.add_get(BASE + "/Users/{id}", get_user, allow_head=False)
     r.add_put(BASE + "/Users/{id}", put_user)
     r.add_patch(BASE + "/Users/{id}", patch_user)
     r.add_delete(BASE + "/Users/{id}", delete_user)
-    r.add_post(BASE + "/.search", search_everything)
+    r.add_post(BASE + "/.search", search_users)
     return app

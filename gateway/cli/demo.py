@@ -1,9 +1,9 @@
 """`sluis demo`: the whole gateway on one machine, with nothing else running.
 
-Starts the AFAS and HubSpot emulators (or the ones `--sources` names, e.g.
-`--sources salesforce`) on 127.0.0.1 with synthetic people, a gateway on
-SQLite in a fresh data directory, and then does what a customer admin and the platform do,
-through the gateway's own HTTP API: create a tenant, connect the sources, authorise them,
+Starts the AFAS and HubSpot emulators (or those `--sources` names) on 127.0.0.1 with
+synthetic people, a gateway on SQLite in a fresh data directory, and then does what a
+customer admin and the platform do, through the gateway's own HTTP API: create a tenant,
+connect the sources, authorise them,
 sync, create a feed consumer and read the feed. It ends with a short report (what passed,
 what was dropped, the first feed events, the ledger and its verification) and the URLs and
 tokens to try; `--serve` keeps everything running until Ctrl-C.
@@ -19,7 +19,7 @@ import secrets
 import sys
 import tempfile
 import textwrap
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -39,8 +39,7 @@ from gateway.runtime.services import Services
 from gateway.store.account_records import Role
 
 DEMO_TENANT: Final = "demo"
-#: The connector types the demo connects unless `--sources` says otherwise: one HRM and
-#: one CRM. Each is connected under its type's name as the connector id.
+#: The sources the demo connects unless `--sources` names others: one HRM and one CRM.
 DEFAULT_SOURCES: Final = ("afas", "hubspot")
 
 
@@ -107,7 +106,7 @@ async def run_demo(
     data_dir: Path,
     port: int = 0,
     seed: int = 2026,
-    sources: Sequence[str] = DEFAULT_SOURCES,
+    sources: tuple[str, ...] = DEFAULT_SOURCES,
 ) -> AsyncGenerator[DemoResult, None]:
     """Set everything up, sync, and yield the result while it all keeps running."""
     runners: list[web.AppRunner] = []
@@ -121,11 +120,12 @@ async def run_demo(
     services = Services.open(settings)
     try:
         urls = {}
-        for connector_id in sources:
-            kind = connector_type(connector_id)
-            runner, url = await _start_site(kind.emulator(people=employees, seed=seed))
+        for type_name in sources:
+            kind = connector_type(type_name)
+            app = kind.emulator(people=employees, seed=seed)
+            runner, url = await _start_site(app)
             runners.append(runner)
-            urls[connector_id] = url + kind.emulator_base_path
+            urls[type_name] = kind.emulator_base_url(app, url)
         runner, gateway_url = await _start_site(make_app(services), port)
         runners.append(runner)
         operator = await asyncio.to_thread(
@@ -178,8 +178,7 @@ async def _walk_through(
     admin = _Api(session, gateway_url, made.token)
     await admin.call("POST", "/admin/v1/step-up", {"code": pyotp.TOTP(made.totp_secret).now()})
     result = DemoResult(gateway_url, made.token, "", data_dir, [operator, made])
-    for connector_id, base_url in urls.items():
-        type_name = connector_id
+    for connector_id, type_name in ((name, name) for name in urls):
         credentials = dict(connector_type(type_name).emulator_credentials)
         created = await admin.call(
             "POST",
@@ -187,7 +186,7 @@ async def _walk_through(
             {
                 "id": connector_id,
                 "type": type_name,
-                "base_url": base_url,
+                "base_url": urls[connector_id],
                 "credentials": credentials,
                 "mapping": type_name,
             },
@@ -230,8 +229,7 @@ async def _walk_through(
 
 def leavers(counts: dict[str, int]) -> int:
     """Subjects that passed the door but made no event: the mapping's leaver rule says they
-    have left (an AFAS end date in the past, an archived HubSpot contact, a deleted
-    Salesforce contact), and someone the
+    have left (an AFAS end date in the past, an archived HubSpot contact), and someone the
     platform never had needs no account and no deletion."""
     made = counts["upserted"] + counts["unchanged"] + counts["deleted"]
     return max(0, counts["passed"] - made)
@@ -242,7 +240,7 @@ def format_report(result: DemoResult, *, serving: bool = False) -> str:
     for name, info in result.connectors.items():
         c = info["counts"]
         lines.append(
-            f"{name:<10} fetched {c['fetched']:>6,}  passed {c['passed']:>6,}  "
+            f"{name:<8} fetched {c['fetched']:>6,}  passed {c['passed']:>6,}  "
             f"quarantined {c['quarantined']:>4,}  feed events {c['upserted']:>6,}"
         )
         if info["leavers"]:
@@ -327,16 +325,6 @@ async def _main(args: argparse.Namespace) -> int:
     return 0 if result.verified else 1
 
 
-def _sources(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in pull_types()]
-    if not names or unknown or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(
-            f"a comma-separated list of distinct source types from {', '.join(pull_types())}"
-        )
-    return names
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.employees < 1 or args.employees > 1_000_000:
         print("sluis demo: --employees must be between 1 and 1,000,000", file=sys.stderr)
@@ -353,19 +341,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "demo",
         help="run the whole gateway locally against bundled emulators",
         description=(
-            "Start source emulators (AFAS and HubSpot unless --sources names others), a "
-            "gateway on SQLite, connect and authorise the sources, sync, read the feed, "
+            "Start the sources' emulators (AFAS and HubSpot unless --sources says otherwise), "
+            "a gateway on SQLite, connect and authorise the sources, sync, read the feed, "
             "and report."
         ),
     )
     parser.add_argument("--employees", type=int, default=1000, help="people per source")
-    parser.add_argument(
-        "--sources",
-        type=_sources,
-        default=list(DEFAULT_SOURCES),
-        help=f"source types to connect, comma-separated (default {','.join(DEFAULT_SOURCES)})",
-    )
     parser.add_argument("--serve", action="store_true", help="keep running until Ctrl-C")
     parser.add_argument("--port", type=int, default=0, help="gateway port (default: any free)")
     parser.add_argument("--data-dir", help="where to keep the data (default: a temp dir)")
+    parser.add_argument(
+        "--sources",
+        type=_sources,
+        default=DEFAULT_SOURCES,
+        help=f"comma-separated source types (default {','.join(DEFAULT_SOURCES)}; "
+        f"any of {','.join(pull_types())})",
+    )
     parser.set_defaults(run=_run)
+
+
+def _sources(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in pull_types()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown source type {unknown[0] if unknown else text!r}; "
+            f"choose from {', '.join(pull_types())}"
+        )
+    return names

@@ -1,9 +1,11 @@
-"""`sluis emulator afas|hubspot|salesforce`: one vendor emulator, standalone, until Ctrl-C.
+"""`sluis emulator afas|hubspot|sftp`: one vendor emulator, standalone, until Ctrl-C.
 
 So a user can try a connector without a vendor account, and scripts and tests in other
 processes need no private imports: it prints the base URL and credentials to configure a
-connector with, and serves the emulator's control surface (faults, rate limit, request
-log, touch and retire people) under `/_emulator` (see `connectors.emulator_kit`).
+connector with (the SFTP emulator's private key in a file, its host key fingerprint, and
+an `sftp` command to look around), and serves the emulator's control surface (faults,
+rate limit, request log, touch and retire people) under `/_emulator` (see
+`connectors.emulator_kit`).
 A gateway reaches it only with `allow_private_sources = true`: it listens on loopback.
 """
 
@@ -15,7 +17,10 @@ import contextlib
 import ipaddress
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -63,13 +68,12 @@ async def _serve(args: argparse.Namespace) -> None:
         port = site.port
         host = f"[{args.host}]" if ":" in args.host else args.host
         root = f"http://{host}:{port}"
+        base_url = kind.emulator_base_url(app, root)
         lines = [
             f"sluis emulator: {args.vendor} with {args.employees} people (seed {args.seed})",
-            f"base_url: {root}{kind.emulator_base_path}",
+            f"base_url: {base_url}",
+            *_credential_lines(dict(kind.emulator_credentials), base_url),
         ]
-        # One line per credential the connector takes (`token`; Salesforce's connected app
-        # has `client_id` and `client_secret`).
-        lines += [f"{key}: {value}" for key, value in kind.emulator_credentials.items()]
         if kind.default_settings:
             settings = ", ".join(f"{k}={v}" for k, v in kind.default_settings.items())
             lines.append(f"settings: {settings}")
@@ -83,6 +87,34 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _credential_lines(credentials: dict[str, str], base_url: str) -> list[str]:
+    """One line per credential; one spanning lines (a private key) goes to a file of its
+    own (readable by this user only), as `ssh -i` and the console's form take it."""
+    lines = []
+    files: dict[str, Path] = {}
+    for key, value in credentials.items():
+        if "\n" in value:
+            where = Path(tempfile.mkdtemp(prefix="sluis-emulator-")) / key
+            where.touch(mode=0o600)
+            where.write_text(value, encoding="ascii")
+            files[key] = where
+            lines.append(f"{key}: written to {where}")
+        else:
+            lines.append(f"{key}: {value}")
+    url = urlsplit(base_url)
+    if url.scheme == "sftp" and "private_key" in files:
+        user = credentials.get("username", "")
+        lines.append(
+            f"try: sftp -P {url.port} -i {files['private_key']} "
+            f"-o StrictHostKeyChecking=no {user}@{url.hostname}:{url.path}"
+        )
+        lines.append(
+            f"host key: ssh-keyscan -p {url.port} {url.hostname} | ssh-keygen -lf - "
+            "(the fingerprint above is the one to pin)"
+        )
+    return lines
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -108,9 +140,10 @@ def register(sub: Any) -> None:
         "emulator",
         help="run one vendor emulator standalone (try a connector without a vendor account)",
         description=(
-            "Serve an emulated AFAS Profit, HubSpot or Salesforce API with synthetic people, "
-            "print its base URL and credentials, and serve its control surface (faults, rate "
-            "limit, request log, touch/retire people) under /_emulator, until Ctrl-C."
+            "Serve an emulated AFAS Profit or HubSpot API, or an SFTP drop of HR exports, "
+            "with synthetic people, print its base URL and credentials, and serve its control "
+            "surface (faults, rate limit, request log, touch/retire people) under "
+            "/_emulator, until Ctrl-C."
         ),
     )
     parser.add_argument("vendor", choices=known_types(), help="which vendor API to emulate")

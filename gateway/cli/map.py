@@ -23,6 +23,15 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Final
 
+from connectors.exports import (
+    ExportError,
+    Format,
+    ReadStats,
+    detect_format,
+    looks_like_json_document,
+    read_csv,
+    read_jsonl,
+)
 from gateway.keys import subject as keys
 from gateway.minimise.mapping import Mapping, MappingError, load_mapping
 from gateway.minimise.projector import Projector
@@ -31,15 +40,6 @@ from gateway.offline.batch import (
     MapSummary,
     map_jsonl_parallel,
     map_stream,
-)
-from gateway.offline.readers import (
-    ExportError,
-    Format,
-    ReadStats,
-    detect_format,
-    looks_like_json_document,
-    read_csv,
-    read_jsonl,
 )
 
 

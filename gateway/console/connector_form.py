@@ -43,6 +43,9 @@ class ConnectorInput:
     interval: str = ""
     delete_share: str = ""
     paused: bool = False
+    #: The credentials typed in (`credential_<key>` fields of the type's keys); sealed on
+    #: save, never shown again.
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
     errors: dict[str, str] = field(default_factory=dict)
     mapping: Mapping | None = None
     mapping_text: str | None = None
@@ -60,6 +63,45 @@ def type_options() -> list[str]:
     """The types this form can create: a pushed source (SCIM) has no address or credentials
     to fill in; it is created through the admin API, which also issues its token."""
     return pull_types()
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    """One credential input of the form: `credential_<key>`."""
+
+    key: str
+    multiline: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"credential_{self.key}"
+
+
+#: Credentials typed as several lines (a private key in PEM or OpenSSH form).
+_MULTILINE: Final = frozenset({"private_key"})
+MAX_CREDENTIAL_CHARS: Final = 8192
+
+
+def credential_fields(types: list[str]) -> list[CredentialField]:
+    """The credential inputs for these types, each key once, in the types' order."""
+    keys: dict[str, None] = {}
+    for name in types:
+        kind = connector_type(name)
+        keys.update(dict.fromkeys((*kind.credential_keys, *kind.optional_credential_keys)))
+    return [CredentialField(key, key in _MULTILINE) for key in keys]
+
+
+def _read_credentials(form: Fields[str, str], type_name: str) -> dict[str, str]:
+    try:
+        kind = connector_type(type_name)
+    except UnknownConnectorType:
+        return {}
+    found = {}
+    for key in (*kind.credential_keys, *kind.optional_credential_keys):
+        value = str(form.get(f"credential_{key}", "")).strip()[:MAX_CREDENTIAL_CHARS]
+        if value:
+            found[key] = value.replace("\r\n", "\n") + ("\n" if key in _MULTILINE else "")
+    return found
 
 
 def mapping_options() -> list[str]:
@@ -114,6 +156,8 @@ def read_connector(
         delete_share=str(get("delete_share", "")).strip(),
         paused=get("paused", "") == "on",
     )
+    got.credentials = _read_credentials(form, got.type)
+    got.token = got.credentials.get("token", "")
     errors = got.errors
     if existing is None:
         if not ID_PATTERN.fullmatch(got.id):
@@ -122,11 +166,15 @@ def read_connector(
             connector_type(got.type)
         except UnknownConnectorType:
             errors["type"] = t("connector.unknown_type")
-        if not got.token:
-            errors["credential_token"] = t("connector.token_required")
-    if got.token and "type" not in errors and credentials_of(got.type, got.token) is None:
-        first, second = connector_type(got.type).credential_keys[:2]
-        errors["credential_token"] = t("connector.pair_required", first=first, second=second)
+    if "type" not in errors and (existing is None or got.credentials):
+        # A new connector needs its credentials; an edit replaces them whole or not at all.
+        for key in connector_type(got.type).credential_keys:
+            if not got.credentials.get(key):
+                errors[f"credential_{key}"] = (
+                    t("connector.token_required")
+                    if key == "token"
+                    else t("connector.credential_required", name=key)
+                )
     if existing is None or got.base_url != existing.base_url:
         _check_url(got, t, allow_private)
     try:
@@ -153,22 +201,12 @@ def read_connector(
     return got
 
 
-def credentials_of(type_name: str, secret: str) -> dict[str, str] | None:
-    """The form's one secret field as the type's credentials: the whole value for a type
-    with one key (`token`); `first:second` for a type with two (Salesforce's connected app:
-    `client_id:client_secret`). None when the value does not fit."""
-    keys = connector_type(type_name).credential_keys
-    if len(keys) == 1:
-        return {keys[0]: secret}
-    if len(keys) == 2:
-        first, sep, second = secret.partition(":")
-        if sep and first.strip() and second.strip():
-            return {keys[0]: first.strip(), keys[1]: second.strip()}
-    return None
-
-
 def _check_url(got: ConnectorInput, t: Translate, allow_private: bool) -> None:
-    if not re.match(r"https?://[^/\s]+", got.base_url):
+    try:
+        schemes = connector_type(got.type).url_schemes
+    except UnknownConnectorType:
+        schemes = ("http", "https")
+    if not re.match(rf"(?:{'|'.join(map(re.escape, schemes))})://[^/\s]+", got.base_url):
         got.errors["base_url"] = t("connector.bad_url")
         return
     if not allow_private:

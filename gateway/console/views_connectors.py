@@ -165,6 +165,7 @@ def _new_page(
         values=values,
         errors=errors,
         types=cf.type_options(),
+        credential_fields=cf.credential_fields(cf.type_options()),
         mappings=cf.mapping_options(),
         proposed=proposed,
         flashes=flashes or [],
@@ -211,7 +212,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             connector_id=got.id,
             type_name=got.type,
             base_url=got.base_url,
-            credentials=cf.credentials_of(got.type, got.token) or {},
+            credentials=got.credentials,
             mapping_text=got.mapping_text,
             now=s.clock(),
             interval_seconds=got.interval_seconds,
@@ -286,6 +287,7 @@ async def connector_view(
         diff=diff,
         conflict=conflict,
         live=live,
+        credential_fields=cf.credential_fields([record.type]),
         mappings=cf.mapping_options(),
         fresh=fresh(principal, at),
         can_configure=allowed(principal, "tenant.configure", record.tenant),
@@ -341,7 +343,7 @@ async def save(request: web.Request) -> web.StreamResponse:
             status=422 if got.errors else 200,
         )  # fmt: skip
     mapping_text = got.mapping_text if diff is not None and not diff.same else None
-    sensitive = mapping_text is not None or bool(got.token)
+    sensitive = mapping_text is not None or bool(got.credentials)
     actor = principal
     if sensitive:
         stamped = await stepped_up(s, principal, form, got.errors, t)
@@ -386,7 +388,7 @@ def _save_if_unchanged(
             s.store,
             s.box,
             current,
-            credentials=cf.credentials_of(current.type, got.token) if got.token else None,
+            credentials=got.credentials or None,
             mapping_text=mapping_text,
             interval_seconds=_changed(got.interval_seconds, current.interval_seconds),
             max_delete_share=_changed(got.max_delete_share, current.max_delete_share),

@@ -86,10 +86,13 @@ class FeedBlocks:
         after: int,
         limit: int,
         render: Callable[[FeedBlock], bytes],
+        *,
+        state: tuple[int, int] | None = None,
     ) -> Page | None:
         """The block `store.feed_block` gives (None when the page is not one block), with
-        its response body (`render`, made once) when it is a full page."""
-        generation, restricted = store.feed_state(tenant)
+        its response body (`render`, made once) when it is a full page. `state` is the
+        tenant's `store.feed_state()` when the caller read it this page, before this call."""
+        generation, restricted = state if state is not None else store.feed_state(tenant)
         key = (tenant, after, limit)
         now = self._clock()
         with self._lock:

@@ -12,6 +12,11 @@ keeps the previous secret valid for an overlap (a day by default): until then ev
 request carries a signature under each, so a receiver can switch at its own pace and
 never sees a request it cannot verify.
 
+A SCIM destination (`gateway.delivery.scim_push`) is the platform's SCIM server: its base
+URL and the bearer token the platform issued. The token is the platform's, not ours: the
+admin gives it at creation and replaces it when the platform rotates it; it is sealed the
+same way and never shown again.
+
 The URL is judged as a source's is (`connectors.netguard`): public addresses only unless
 `allow_private_sources`; the worker's session checks every connection again.
 """
@@ -30,7 +35,7 @@ from connectors.netguard import PrivateAddress, check_url
 from gateway.keys.master import SecretBox
 from gateway.ledger.audit import AuditAction
 from gateway.ledger.record import Acting
-from gateway.store.records import Destination, Store
+from gateway.store.records import Destination, DestinationKind, Store
 
 #: Event types a destination can take; `subject.erased` is sent whatever it takes (an
 #: erasure reaches every destination).
@@ -102,13 +107,41 @@ def create_webhook(
     store: Store, box: SecretBox, settings: WebhookSettings, *, now: datetime, by: Acting
 ) -> tuple[Destination, str]:
     """A webhook destination and its signing secret (returned once)."""
+    secret = new_secret()
+    return _create(store, box, "webhook", settings, secret, now=now, by=by), secret
+
+
+def create_scim(
+    store: Store,
+    box: SecretBox,
+    settings: WebhookSettings,
+    token: str,
+    *,
+    now: datetime,
+    by: Acting,
+) -> Destination:
+    """A SCIM destination: `settings.url` is the platform's SCIM base URL, `token` the
+    bearer token it issued (sealed; never returned). A SCIM server takes users, not ids:
+    such a destination is never thin."""  # fmt: skip
+    return _create(store, box, "scim", replace(settings, thin=False), token, now=now, by=by)
+
+
+def _create(
+    store: Store,
+    box: SecretBox,
+    kind: DestinationKind,
+    settings: WebhookSettings,
+    secret: str,
+    *,
+    now: datetime,
+    by: Acting,
+) -> Destination:
     tenant = by.tenant
     dest_id = f"dst_{secrets.token_hex(8)}"
-    secret = new_secret()
     with by.recording(store, "destination.created", now, target=dest_id):
         head = 0 if settings.from_start else store.last_event_seq(tenant)
         made = Destination(
-            tenant=tenant, id=dest_id, kind="webhook", url=settings.url,
+            tenant=tenant, id=dest_id, kind=kind, url=settings.url,
             sealed_secrets=_seal(box, tenant, dest_id, Secrets(secret)),
             event_types=tuple(t for t in EVENT_TYPES if t in settings.event_types),
             thin=settings.thin, batch_size=settings.batch_size,
@@ -116,7 +149,19 @@ def create_webhook(
             created_at=now, after_seq=head,
         )  # fmt: skip
         store.create_destination(made)
-    return made, secret
+    return made
+
+
+def replace_token(
+    store: Store, box: SecretBox, d: Destination, token: str, *, now: datetime, by: Acting
+) -> Destination:
+    """A SCIM destination's new bearer token (the platform rotated it): in use from the
+    worker's next batch, the old one forgotten. Recorded as `destination.secret_rotated`."""
+    if d.kind != "scim":
+        raise ValueError("only a SCIM destination takes a token")
+    new = replace(d, sealed_secrets=_seal(box, d.tenant, d.id, Secrets(token)), previous_until=None)
+    with by.recording(store, "destination.secret_rotated", now, target=d.id):
+        return store.change_destination(new)
 
 
 def change(
@@ -134,6 +179,8 @@ def change(
 ) -> Destination:
     """Pause, resume or retune a destination; a pause stops its worker before its next
     attempt. Recorded as `destination.paused`, `.resumed` or `.changed`."""
+    if thin and d.kind == "scim":
+        raise ValueError("a SCIM destination takes users, not ids: it cannot be thin")
     new = replace(
         d,
         paused_at=d.paused_at if paused is None else (d.paused_at or now) if paused else None,
@@ -164,6 +211,8 @@ def rotate_secret(
     by: Acting,
 ) -> tuple[Destination, str]:
     """A new signing secret (returned once); the current one stays valid for `overlap`."""
+    if d.kind != "webhook":
+        raise ValueError("only a webhook destination has a signing secret of ours")
     old = open_secrets(box, d)
     secret = new_secret()
     held = Secrets(secret, old.current if overlap > timedelta(0) else None)

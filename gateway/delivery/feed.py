@@ -18,8 +18,9 @@ and a cursor beyond the newest event (`CursorBeyondHead`: not handed out by this
 now is, e.g. a restored backup or another gateway).
 
 Revocation is checked before every page: an event is delivered only if its source connector
-has an active instruction *now* for the connector's current mapping (`require_active`, asked
-once per connector per page). Events of a connector without one are **withheld**: left out
+has an active instruction *now* for the connector's current mapping (`active_among` over
+`Store.source_standing`: the connector and its instructions in one read, once per connector
+per page). Events of a connector without one are **withheld**: left out
 of the page, with the cursor moving past them, so one revoked connector cannot stall the
 feed of the others; a `subject.erased` event (no data) is the exception and always leaves,
 recorded in its own `outbound` entry without an instruction, since the controller's erasure
@@ -79,8 +80,8 @@ from gateway.ledger.log import Ledger
 from gateway.minimise.egress import EGRESS_FIELDS
 from gateway.store.event_wire import DATA_FIELDS
 from gateway.store.protocols import Store
-from gateway.store.records import Consumer, FeedBlock, Instruction, NotFound
-from gateway.sync.instructions import InstructionRefused, require_active
+from gateway.store.records import Consumer, FeedAccess, FeedBlock, Instruction
+from gateway.sync.instructions import InstructionRefused, active_among
 from gateway.tenancy import token_hash
 
 MAX_TOKEN_LENGTH: Final = 512
@@ -190,9 +191,8 @@ class Standing:
 def standing(store: Store, tenant: str, connector: str, now: datetime) -> Standing:
     """A source connector's standing now: its active instruction and the fields it covers,
     or why there is none (also what the push workers of `gateway.delivery.push` ask)."""
-    try:
-        record = store.get_connector(tenant, connector)
-    except NotFound:
+    record, instructions = store.source_standing(tenant, connector)
+    if record is None:
         refusal = InstructionRefused("missing", f"connector {connector} no longer exists")
         deleted = store.deleted_connector(tenant, connector)
         if deleted is None or deleted.deleted_subjects != "delete":
@@ -204,7 +204,7 @@ def standing(store: Store, tenant: str, connector: str, now: datetime) -> Standi
             return Standing(None, refusal)
         return Standing(last[0], refusal, covered=frozenset(), deletes_only=True)
     try:
-        instruction = require_active(store, tenant, connector, record.mapping_digest, now)
+        instruction = active_among(instructions, tenant, connector, record.mapping_digest, now)
     except InstructionRefused as refusal:
         return Standing(None, refusal)
     covered = frozenset(instruction.fields) & _ALL_FIELDS
@@ -274,14 +274,22 @@ def _ledger_entries(
 
 def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consumer:
     """The consumer holding `token`, if it may read `tenant`'s feed (runs in a thread)."""
-    consumer = None
+    return admit(store, now, token, tenant).consumer
+
+
+def admit(store: Store, now: datetime, token: str, tenant: str) -> FeedAccess:
+    """`authenticate`, with the tenant's feed state read in the same statement (a page
+    then asks the database nothing more before its kept block)."""
+    access = None
     if len(token) <= MAX_TOKEN_LENGTH:
-        consumer = store.consumer_by_token_hash(token_hash(token))
+        access = store.feed_access(token_hash(token))
+    consumer = access.consumer if access is not None else None
     if consumer is None or (consumer.revoked_at is not None and consumer.revoked_at <= now):
         raise FeedDenied(401, "the bearer token is not a valid feed token")
     if consumer.tenant != tenant:
         raise FeedDenied(403, "this token may not read that tenant's feed")
-    return consumer
+    assert access is not None
+    return access
 
 
 def _serve_block(
@@ -343,15 +351,19 @@ def serve_page(
     limit: int,
     withheld_by: dict[str, int] | None = None,
     blocks: FeedBlocks | None = None,
+    state: tuple[int, int] | None = None,
 ) -> tuple[bytes, int, int]:
     """Build one page, write its ledger entries, return (body, served, withheld).
 
     `withheld_by`, if given, receives the withheld count per source connector (metrics);
-    `blocks`, if given, keeps full pages for other consumers (`gateway.delivery.blocks`).
+    `blocks`, if given, keeps full pages for other consumers (`gateway.delivery.blocks`);
+    `state`, the tenant's `Store.feed_state` if the caller read it already (`admit`).
     """
     tenant = consumer.tenant
     if blocks is not None:
-        page = blocks.get(store, tenant, after, limit, lambda b: _block_body(b, tenant))
+        page = blocks.get(
+            store, tenant, after, limit, lambda b: _block_body(b, tenant), state=state
+        )
         block, body = (page.block, page.body) if page is not None else (None, None)
     else:
         block, body = store.feed_block(tenant, after, limit), None

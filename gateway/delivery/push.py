@@ -33,7 +33,8 @@ batch by batch, to the destination's sender, with the pull feed's guarantees.
   its own task, and a paused one has none.
 
 The sender is a seam of one method, `send(batch) -> Outcome`: the webhook sender
-(`gateway.delivery.webhook`) is one; a SCIM push sender can be another.
+(`gateway.delivery.webhook`) is one, the SCIM push sender (`gateway.delivery.scim_push`)
+the other.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Batch:
 
 
 class Sender(Protocol):
-    """Delivers a batch to one destination (webhook today; SCIM push next)."""
+    """Delivers a batch to one destination (`webhook.WebhookSender`, `scim_push.ScimSender`)."""
 
     async def send(self, batch: Batch) -> Outcome: ...
 

@@ -108,26 +108,36 @@ class WebhookSender:
             ) as resp:
                 status = resp.status
                 wait = retry_after(resp.headers.get("Retry-After"), now)
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, RefusedAddress):
-                return Outcome("rejected", "refused-address")
-            return Outcome("retry", "network")
-        except TimeoutError:
-            return Outcome("retry", "timeout")
-        except aiohttp.ClientError:
-            return Outcome("retry", "network")
-        if 200 <= status < 300:
-            return Outcome("delivered", f"status-{status}")
-        if status in (429, 503):
-            return Outcome("retry", f"status-{status}", wait)
-        if status == 408 or status >= 500:
-            return Outcome("retry", f"status-{status}")
-        if 300 <= status < 400:
-            return Outcome("rejected", f"redirect-{status}")
-        return Outcome("rejected", f"status-{status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return failed_outcome(exc)
+        return answer_outcome(status, wait)
 
 
-def webhook_session(*, allow_private: bool) -> aiohttp.ClientSession:
+def answer_outcome(status: int, wait: float | None = None) -> Outcome:
+    """What a destination's answer means (the rule in this module's docstring, shared by
+    every sender): `wait` is what its `Retry-After` asked, honoured on 429 and 503."""
+    if 200 <= status < 300:
+        return Outcome("delivered", f"status-{status}")
+    if status in (429, 503):
+        return Outcome("retry", f"status-{status}", wait)
+    if status == 408 or status >= 500:
+        return Outcome("retry", f"status-{status}")
+    if 300 <= status < 400:
+        return Outcome("rejected", f"redirect-{status}")
+    return Outcome("rejected", f"status-{status}")
+
+
+def failed_outcome(exc: aiohttp.ClientError | TimeoutError) -> Outcome:
+    """What a request that got no answer means: a refused address is refused for good,
+    a timeout or a network error is worth another attempt."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, RefusedAddress):
+        return Outcome("rejected", "refused-address")
+    if isinstance(exc, TimeoutError):
+        return Outcome("retry", "timeout")
+    return Outcome("retry", "network")
+
+
+def public_session(*, allow_private: bool) -> aiohttp.ClientSession:
     """A session reaching public addresses only, unless `allow_private`."""
     if allow_private:
         return aiohttp.ClientSession()
@@ -144,7 +154,7 @@ def webhook_opener(
     async def opened(d: Destination) -> AsyncIterator[Sender]:
         held = open_secrets(box, d)
         signer = Signer(held.valid(d.previous_until, datetime.now(UTC)))
-        async with webhook_session(allow_private=allow_private) as session:
+        async with public_session(allow_private=allow_private) as session:
             yield WebhookSender(
                 d.url, signer, session=session, timeout=timeout, allow_private=allow_private
             )

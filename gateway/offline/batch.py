@@ -1,6 +1,6 @@
 """Minimising a whole export without a server: the record loop, summaries and workers.
 
-`sluis map` (gateway.cli.map) reads a file with `gateway.offline.readers` and hands the
+`sluis map` (gateway.cli.map) reads a file with `connectors.exports` and hands the
 records here, one at a time. The single-process and the parallel path share `map_items`,
 so their output, quarantine and summary are identical (the tests compare them).
 """
@@ -17,15 +17,15 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.minimise.mapping import Mapping
-from gateway.minimise.projector import MAX_TRACKED_NAMES, Projector, merge_dropped, tidy_names
-from gateway.offline.readers import (
+from connectors.exports import (
     MAX_LINE_BYTES,
     Malformed,
     iter_line_blocks,
     iter_lines,
     parse_jsonl_lines,
 )
+from gateway.minimise.mapping import Mapping
+from gateway.minimise.projector import MAX_TRACKED_NAMES, Projector, merge_dropped, tidy_names
 
 #: How many quarantined lines a summary keeps (for the message; `--quarantine` has all).
 SHOWN_QUARANTINE = 20

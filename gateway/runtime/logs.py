@@ -16,6 +16,10 @@ from typing import Any, Final
 import orjson
 
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
+#: Libraries whose INFO lines name more than the gateway's own logs may: asyncssh logs each
+#: connection's account, peer and the files opened (an SFTP source's export names). Their
+#: warnings and errors still come through.
+QUIETER: Final = ("asyncssh",)
 #: Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD: Final = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime"}
@@ -48,3 +52,5 @@ def configure_logging(log_format: str = "text", level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIETER:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -36,6 +36,7 @@ from gateway.store.records import (
     DsrRequest,
     EventRow,
     EventType,
+    FeedAccess,
     FeedBlock,
     FeedRow,
     Instruction,
@@ -231,6 +232,26 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
             (tenant, connector_id),
         )
         return [_instruction(r) for r in rows]
+
+    def source_standing(
+        self, tenant: str, connector_id: str
+    ) -> tuple[ConnectorRecord | None, list[Instruction]]:
+        # One statement (a feed page and a push batch ask this for each source): the
+        # connector, joined to each of its instructions in grant order.
+        prefixed = ", ".join(f"i.{c.strip()}" for c in self._INSTRUCTION_COLUMNS.split(","))
+        columns = ", ".join(f"c.{c.strip()}" for c in self._CONNECTOR_READ.split(","))
+        rows = self._all(
+            f"SELECT {columns}, {prefixed} FROM connectors c"
+            " LEFT JOIN instructions i ON i.tenant = c.tenant AND i.connector = c.id"
+            " WHERE c.tenant = ? AND c.id = ? AND c.deleted_at IS NULL"
+            " ORDER BY i.granted_at, i.id",
+            (tenant, connector_id),
+        )
+        if not rows:
+            return None, []
+        width = len(self._CONNECTOR_READ.split(","))
+        record = _connector(rows[0][:width])
+        return record, [_instruction(r[width:]) for r in rows if r[width] is not None]
 
     def revoke_instruction(self, instruction_id: str, by: str, at: datetime) -> Instruction:
         with self._db.transaction():
@@ -769,15 +790,21 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
              self._t(consumer.created_at), self._t(consumer.revoked_at)),
         )  # fmt: skip
 
-    def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None:
+    def feed_access(self, token_hash: bytes) -> FeedAccess | None:
+        # A feed page's first read, one statement: who asks, and their tenant's feed state.
         rows = self._all(
-            "SELECT id, tenant, name, created_at, revoked_at FROM consumers WHERE token_hash = ?",
+            "SELECT c.id, c.tenant, c.name, c.created_at, c.revoked_at,"
+            " (SELECT generation FROM event_heads h WHERE h.tenant = c.tenant),"
+            " (SELECT count(*) FROM suppressions s WHERE s.tenant = c.tenant"
+            "  AND s.kind = 'restricted')"
+            " FROM consumers c WHERE c.token_hash = ?",
             (token_hash,),
         )
         if not rows:
             return None
         r = rows[0]
-        return Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
+        consumer = Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
+        return FeedAccess(consumer, int(r[5] or 0), int(r[6] or 0))
 
     # ------------------------------------------------------------------ lifecycle (admin API)
     # Updating, pausing and deleting connectors, and managing feed consumers.

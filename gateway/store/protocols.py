@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         EntryRow,
         EventRow,
         ExpiredKind,
+        FeedAccess,
         FeedBlock,
         FeedRow,
         Instruction,
@@ -370,6 +371,13 @@ class Store(Protocol):
     # instructions
     def add_instruction(self, instruction: Instruction) -> None: ...
     def get_instruction(self, instruction_id: str) -> Instruction: ...
+    def source_standing(
+        self, tenant: str, connector_id: str
+    ) -> tuple[ConnectorRecord | None, list[Instruction]]:
+        """The connector (None when it does not exist or was deleted) and its instructions
+        in grant order, read together: what an authorisation check per page needs."""
+        ...
+
     def list_instructions(self, tenant: str, connector_id: str) -> list[Instruction]: ...
     def revoke_instruction(self, instruction_id: str, by: str, at: datetime) -> Instruction: ...
 
@@ -541,7 +549,11 @@ class Store(Protocol):
 
     # feed consumers
     def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
-    def consumer_by_token_hash(self, token_hash: bytes) -> Consumer | None: ...
+
+    def feed_access(self, token_hash: bytes) -> FeedAccess | None:
+        """The consumer holding the token (revoked or not), with its tenant's
+        `feed_state`, read together; None for an unknown token."""
+        ...
 
     # connector and consumer lifecycle (admin API)
     def update_connector(

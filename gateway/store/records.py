@@ -264,6 +264,16 @@ class Consumer:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FeedAccess:
+    """What a feed page reads first, together: the consumer holding the token, and its
+    tenant's feed generation and number of restricted people (`Store.feed_state`)."""
+
+    consumer: Consumer
+    generation: int
+    restricted: int
+
+
 # --------------------------------------------------------------------------- the ledger's rows
 
 #: (index, canonical entry bytes, stored leaf hash), in index order.
@@ -384,7 +394,7 @@ class JobState:
     last_success_at: datetime | None = None
 
 
-DestinationKind = Literal["webhook"]
+DestinationKind = Literal["webhook", "scim"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,7 +214,10 @@ class SyncEngine:
         except InstructionRefused as refusal:
             await asyncio.to_thread(self._report_refusal, record, refusal, None)
             raise
-        if mode is None:
+        full_only = connector_type(record.type).full_only
+        if full_only:
+            mode = SyncMode.FULL  # every export is whole: leavers are who is missing
+        elif mode is None:
             mode = SyncMode.INCREMENTAL if record.watermark else SyncMode.FULL
         run = RunRecord(
             id=f"run_{uuid.uuid4().hex}",
@@ -224,7 +227,7 @@ class SyncEngine:
             status="running",
             started_at=now,
             instruction_id=instruction.id,
-            since=record.watermark if mode is SyncMode.INCREMENTAL else None,
+            since=record.watermark if mode is SyncMode.INCREMENTAL or full_only else None,
             counts=dict.fromkeys(COUNT_KEYS, 0),
             confirm_deletes=confirm_deletes,
             owner=self.replica,
@@ -400,6 +403,7 @@ class SyncEngine:
             # fetched while a revocation, pause or new mapping landed is never committed.
             committing: asyncio.Future[None] | None = None
             fetching: asyncio.Future[MinimisedPage] | None = None
+            unchanged = False
             try:
                 while True:
                     # Checked before every fetch: a revocation stops the run before the
@@ -422,6 +426,7 @@ class SyncEngine:
                         pages += 1
                         await self._page_done(run.id, pages)
                     page = await fetching
+                    unchanged = page.unchanged
                     committing = asyncio.ensure_future(
                         asyncio.to_thread(self._commit_page, state, page)
                     )
@@ -440,11 +445,12 @@ class SyncEngine:
                     # A worker thread cannot be stopped: let the commit it is making end
                     # before the run is finished (or left to resume).
                     await asyncio.wait([committing])
+                await connector.aclose()
                 stats = connector.stats
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
         self._note_unseen_fields(state, projector)
-        if mode is SyncMode.FULL:
+        if mode is SyncMode.FULL and not unchanged:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
 

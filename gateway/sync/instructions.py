@@ -11,6 +11,7 @@ metrics and the ledger; it is never silent.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from gateway.ledger.audit import purpose_problem
@@ -83,7 +84,19 @@ def require_active(
     store: Store, tenant: str, connector: str, mapping_digest: str, now: datetime
 ) -> Instruction:
     """The newest active instruction covering this mapping, or `InstructionRefused`."""
-    instructions = store.list_instructions(tenant, connector)
+    return active_among(
+        store.list_instructions(tenant, connector), tenant, connector, mapping_digest, now
+    )
+
+
+def active_among(
+    instructions: Sequence[Instruction],
+    tenant: str,
+    connector: str,
+    mapping_digest: str,
+    now: datetime,
+) -> Instruction:
+    """`require_active` over instructions already read (grant order)."""
     if not instructions:
         raise InstructionRefused(
             "missing", f"no instruction authorises connector {connector} of tenant {tenant}"

@@ -267,7 +267,10 @@ async def _fetch_one(
             source_session(config.base_url, allow_private=allow_private) as session,
         ):
             client = connector_type(config.type).connector(config, door, session, retry=retry)
-            page = await client.fetch_page(PageRequest(SyncMode.FULL))
+            try:
+                page = await client.fetch_page(PageRequest(SyncMode.FULL))
+            finally:
+                await client.aclose()
     except ConnectorError as exc:
         raise PreviewFailed(exc.kind, str(exc), status=exc.status) from None
     except TimeoutError:

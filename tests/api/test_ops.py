@@ -61,8 +61,8 @@ def test_the_scim_routes_are_a_fixed_set(services: Services) -> None:
                 if r.get_info().get("prefix") == "/scim/v2")  # fmt: skip
     found = {(route.method, r.canonical.split("{connector}")[-1]) for r in scim.router.resources()
              for route in r if route.method in METHODS}  # fmt: skip
-    # Users 6, ServiceProviderConfig, Schemas 2, ResourceTypes 2, .search (501)
-    assert len(found) == 12
+    # Users 6, ServiceProviderConfig, Schemas 2, ResourceTypes 2, .search, Users/.search
+    assert len(found) == 13
 
 
 def test_openapi_document_is_well_formed() -> None:

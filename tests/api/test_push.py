@@ -33,15 +33,20 @@ from tests.api.conftest import (
 T = "/admin/v1/tenants/acme"
 
 
+def push_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for push tests: private addresses allowed (the receivers are on
+    127.0.0.1), no scheduler, and workers that poll and retry in hundredths of a second."""
+    given: dict[str, Any] = {
+        "data_dir": tmp_path, "admin_token": ADMIN_TOKEN, "master_key": MASTER_KEY,
+        "scheduler": False, "allow_private_sources": True, "push_interval": 0.02,
+        "push_retry_first": 0.01, "push_retry_cap": 0.05, "push_timeout": 0.5,
+    }  # fmt: skip
+    return Settings(**{**given, **overrides})
+
+
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
-    s = Services.open(
-        Settings(
-            data_dir=tmp_path, admin_token=ADMIN_TOKEN, master_key=MASTER_KEY, scheduler=False,
-            allow_private_sources=True, push_interval=0.02, push_retry_first=0.01,
-            push_retry_cap=0.05, push_timeout=0.5,
-        )
-    )  # fmt: skip
+    s = Services.open(push_settings(tmp_path))
     yield s
     s.close()
 

@@ -476,24 +476,27 @@ async def test_api_tokens_shown_once_no_higher_than_the_role_and_revocable(
     assert refused.status == 404
 
 
-async def test_a_salesforce_connector_takes_its_connected_app_as_key_and_secret(
+async def test_a_salesforce_connector_asks_for_its_connected_app(
     console: Console, world: World, services: Services
 ) -> None:
-    """The form's one secret field holds `client_id:client_secret` for a type with two
-    credentials; anything else is refused with what to write, and nothing is echoed."""
+    """The form asks a Salesforce source for its connected app's key and secret, refuses
+    it without the secret (naming the field, echoing nothing), and seals both."""
     from connectors.salesforce.emulator import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
     from gateway.tenancy import connector_credentials
 
     await console.sign_in(world.admin)
+    page = await console.get(NEW)
+    assert 'name="credential_client_id"' in page.html
+    assert 'name="credential_client_secret"' in page.html
     form = connector_form(
         id="crm", type="salesforce", base_url="https://acme.my.salesforce.com",
-        mapping="salesforce", credential_token="only-one-part",
+        mapping="salesforce", credential_token="", credential_client_id=EMULATOR_CLIENT_ID,
     )  # fmt: skip
     refused = await console.submit(NEW, NEW, form)
-    assert refused.status == 422 and 'id="e-credential_token"' in refused.html
-    assert "client_id:client_secret" in refused.html and "only-one-part" not in refused.html
-    pair = f"{EMULATOR_CLIENT_ID}:{EMULATOR_CLIENT_SECRET}"
-    made = await console.submit(NEW, NEW, {**form, "credential_token": pair})
+    assert refused.status == 422 and 'id="e-credential_client_secret"' in refused.html
+    made = await console.submit(
+        NEW, NEW, {**form, "credential_client_secret": EMULATOR_CLIENT_SECRET}
+    )
     assert made.status == 200 and "Connector created" in made.html
     assert EMULATOR_CLIENT_SECRET not in made.html
     record = services.store.get_connector("acme", "crm")

@@ -69,6 +69,9 @@ def harness(request: pytest.FixtureRequest) -> ConnectorHarness:
     found = request.param
     if isinstance(found, BrokenHarness):
         pytest.fail(f"{found.module} did not import: {found.error}")
+    reason = getattr(found, "not_applicable", {}).get(request.node.originalname)
+    if reason:
+        pytest.skip(f"not for {found.type}: {reason}")
     assert isinstance(found.type, str)
     return found  # type: ignore[no-any-return]
 
@@ -85,7 +88,10 @@ def start_emulator(harness: ConnectorHarness, aiohttp_server: Any) -> StartEmula
     ) -> Emulator:
         app = harness.make_app(people, seed=seed, page_size=page_size)
         server = await aiohttp_server(app, host="127.0.0.1")
-        return Emulator(app, str(server.make_url("/")).rstrip("/"), harness.control(app))
+        root = str(server.make_url("/")).rstrip("/")
+        where = getattr(harness, "base_url", None)
+        url = where(app, root) if where is not None else root
+        return Emulator(app, url, harness.control(app))
 
     return start
 

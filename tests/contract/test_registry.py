@@ -81,7 +81,7 @@ async def test_a_production_sync_imports_no_emulator_or_synthetic_data(
         kind = connector_type(name)
         server = await aiohttp_server(kind.emulator(people=30, seed=3), host="127.0.0.1")
         sources[name] = {
-            "url": str(server.make_url(kind.emulator_base_path or "/")).rstrip("/"),
+            "url": kind.emulator_base_url(server.app, str(server.make_url("/"))),
             "credentials": dict(kind.emulator_credentials),
         }
     args = json.dumps({"data_dir": str(tmp_path / "data"), "sources": sources})

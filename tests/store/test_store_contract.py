@@ -124,11 +124,43 @@ def test_subjects_events_and_a_rolled_back_transaction(store: Store) -> None:
     assert [e.seq for e in page] == [2, 3] and page[0].data == {"email": "a@b.nl"}
 
 
-def test_consumers_by_token_hash(store: Store) -> None:
+def test_consumers_by_token_hash_with_their_feed_state(store: Store) -> None:
     _setup(store)
     store.create_consumer(Consumer("con_1", "acme", "lms", T0), b"h" * 32)
-    assert store.consumer_by_token_hash(b"h" * 32).id == "con_1"  # type: ignore[union-attr]
-    assert store.consumer_by_token_hash(b"x" * 32) is None
+    found = store.feed_access(b"h" * 32)
+    assert found is not None and found.consumer.id == "con_1"
+    assert (found.consumer.tenant, found.generation, found.restricted) == ("acme", 0, 0)
+    assert store.feed_access(b"x" * 32) is None
+    # The state is the tenant's `feed_state`, read in the same statement.
+    store.append_events("acme", [NewEvent("evt_1", "subject.upserted", SID[0],
+                                          {"email": "a@b.nl"}, T0, "afas", "ins_1")])  # fmt: skip
+    store.delete_events("acme", [1])
+    store.add_suppressions([Suppression("acme", SID[1], "restricted", T0, "acc_1")])
+    found = store.feed_access(b"h" * 32)
+    assert found is not None
+    assert (found.generation, found.restricted) == store.feed_state("acme")
+    assert found.generation > 0 and found.restricted == 1
+
+
+def test_a_sources_standing_is_its_connector_and_instructions_read_together(
+    store: Store,
+) -> None:
+    _setup(store)
+    digest = "sha256:" + "0" * 64
+    assert store.source_standing("acme", "afas") == (store.get_connector("acme", "afas"), [])
+    for n, hours in ((2, 2), (1, 1)):
+        store.add_instruction(
+            Instruction(f"ins_{n}", "acme", "afas", "a", T0 + timedelta(hours=hours), "p",
+                        digest, {"email": "user.contact.email"})
+        )  # fmt: skip
+    record, instructions = store.source_standing("acme", "afas")
+    assert record == store.get_connector("acme", "afas")
+    assert instructions == store.list_instructions("acme", "afas")
+    assert [i.id for i in instructions] == ["ins_1", "ins_2"]
+    assert store.source_standing("acme", "nope") == (None, [])
+    assert store.source_standing("beta", "afas") == (None, [])
+    store.mark_connector_deleted("acme", "afas", T0 + timedelta(hours=3), "keep")
+    assert store.source_standing("acme", "afas") == (None, [])
 
 
 def test_tenants_list_in_id_order_and_connectors_across_tenants(store: Store) -> None:
@@ -254,8 +286,8 @@ def test_consumers_keep_their_revocation_and_belong_to_a_tenant(store: Store) ->
     store.create_consumer(
         Consumer("con_2", "acme", "lms", T0, revoked_at=T0 + timedelta(days=1)), b"r" * 32
     )
-    found = store.consumer_by_token_hash(b"r" * 32)
-    assert found is not None and found.revoked_at == T0 + timedelta(days=1)
+    found = store.feed_access(b"r" * 32)
+    assert found is not None and found.consumer.revoked_at == T0 + timedelta(days=1)
     with pytest.raises(AlreadyExists):
         store.create_consumer(Consumer("con_3", "acme", "again", T0), b"r" * 32)
     with pytest.raises(NotFound):

@@ -126,9 +126,9 @@ def test_consumers_list_revoke_and_rekey(store: Store) -> None:
     with pytest.raises(NotFound):
         store.get_consumer("acme", "con_2")
     store.replace_consumer_token("acme", "con_1", b"h3")
-    assert store.consumer_by_token_hash(b"h1") is None
-    found = store.consumer_by_token_hash(b"h3")
-    assert found is not None and found.id == "con_1"
+    assert store.feed_access(b"h1") is None
+    found = store.feed_access(b"h3")
+    assert found is not None and found.consumer.id == "con_1"
     at = T0 + timedelta(hours=1)
     assert store.revoke_consumer("acme", "con_1", at).revoked_at == at
     assert store.revoke_consumer("acme", "con_1", at + timedelta(1)).revoked_at == at

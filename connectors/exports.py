@@ -8,6 +8,11 @@ input, because the input is personal data.
 
 Lines are read in fixed-size blocks and a line longer than `max_line_bytes` is skipped
 rather than buffered, so memory stays bounded whatever the file holds.
+
+They live beside the connectors because two callers share them: `sluis map` over a local
+file (`gateway.offline`, `gateway.cli.map`) and the SFTP connector over a remote export
+(`connectors.sftp`), which may not import `gateway/`. One reader means one set of rules for
+delimiters, encodings and byte-order marks, and the same quarantine reasons for both.
 """
 
 from __future__ import annotations
