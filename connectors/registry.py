@@ -23,6 +23,7 @@ _PACKAGES: Final = {
     "afas": "connectors.afas",
     "hubspot": "connectors.hubspot",
     "personio": "connectors.personio",
+    "salesforce": "connectors.salesforce",
     "scim": "connectors.scim",
     "sftp": "connectors.sftp",
 }

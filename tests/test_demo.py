@@ -199,3 +199,26 @@ def test_demo_refuses_an_unknown_source() -> None:
         check=False,
     )
     assert run.returncode == 2 and "workday" in run.stderr.decode()
+
+
+async def test_demo_with_salesforce_drops_its_sensitive_fields(tmp_path: Path) -> None:
+    runner = demo.run_demo(employees=PEOPLE, data_dir=tmp_path / "demo", sources=("salesforce",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+    finally:
+        await runner.aclose()
+    assert result.verified, result.verify_reason
+    assert set(result.connectors) == {"salesforce"}
+    info = result.connectors["salesforce"]
+    assert info["counts"]["fetched"] == info["counts"]["upserted"] == PEOPLE
+    # Minimised at the source: the SOQL never asked for them, so none arrived to drop.
+    assert info["dropped"] == {"attributes", "SystemModstamp"}
+    assert "salesforce" in report and "BSN__c" not in report
+
+
+def test_demo_sources_are_checked() -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        sluis(["demo", "--sources", "salesforce,workday"])
+    assert exited.value.code == 2 and "afas, hubspot, salesforce" in err.getvalue()

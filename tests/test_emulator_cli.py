@@ -222,7 +222,36 @@ async def test_personio_standalone_prints_client_credentials(tmp_path: Path) -> 
         finally:
             services.close()
     finally:
-        code, err = await stop(personio)
+        await stop(personio)
+
+
+async def test_salesforce_standalone_prints_its_connected_app_and_a_gateway_syncs(
+    tmp_path: Path,
+) -> None:
+    salesforce = await start("salesforce", "--employees", "30")
+    credentials = {k: salesforce.printed[k] for k in ("client_id", "client_secret")}
+    services = Services.open(
+        Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+    )
+    now = datetime.now(UTC)
+    try:
+        retire = f"{salesforce.control}/people/retire"
+        async with aiohttp.ClientSession() as http, http.post(retire, json={"count": 4}) as r:
+            assert r.status == 200, await r.text()
+        by = system(services, "acme")
+        create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+        create_connector(
+            services.store, services.box, tenant="acme", by=by, connector_id="crm",
+            type_name="salesforce", base_url=salesforce.base_url, credentials=credentials,
+            now=now, mapping_text=bundled_mapping("salesforce").read_text(),
+        )  # fmt: skip
+        grant(services.store, by=by, connector="crm", purpose="p", now=now)
+        run = await services.engine.sync("acme", "crm", SyncMode.FULL)
+        assert run.status == "succeeded", run.error
+        assert run.counts["fetched"] == 26
+    finally:
+        services.close()
+        code, err = await stop(salesforce)
     assert code == 0, err
 
 

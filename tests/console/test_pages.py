@@ -510,3 +510,32 @@ async def test_a_personio_connector_takes_its_client_credentials(
         "/console/t/acme/connectors/people", {**edit, "credential_client_secret": "rotated"}
     )
     assert half.status == 422 and 'id="e-credential_client_id"' in half.html
+
+
+async def test_a_salesforce_connector_asks_for_its_connected_app(
+    console: Console, world: World, services: Services
+) -> None:
+    """The form asks a Salesforce source for its connected app's key and secret, refuses
+    it without the secret (naming the field, echoing nothing), and seals both."""
+    from connectors.salesforce.emulator import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
+    from gateway.tenancy import connector_credentials
+
+    await console.sign_in(world.admin)
+    page = await console.get(NEW)
+    assert 'name="credential_client_id"' in page.html
+    assert 'name="credential_client_secret"' in page.html
+    form = connector_form(
+        id="crm", type="salesforce", base_url="https://acme.my.salesforce.com",
+        mapping="salesforce", credential_token="", credential_client_id=EMULATOR_CLIENT_ID,
+    )  # fmt: skip
+    refused = await console.submit(NEW, NEW, form)
+    assert refused.status == 422 and 'id="e-credential_client_secret"' in refused.html
+    made = await console.submit(
+        NEW, NEW, {**form, "credential_client_secret": EMULATOR_CLIENT_SECRET}
+    )
+    assert made.status == 200 and "Connector created" in made.html
+    assert EMULATOR_CLIENT_SECRET not in made.html
+    record = services.store.get_connector("acme", "crm")
+    assert connector_credentials(services.box, record) == {
+        "client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET,
+    }  # fmt: skip
