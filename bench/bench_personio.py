@@ -23,112 +23,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
+from source_kit import TENANT, download_only, emulator, gateway_with
 
-from connectors.base import ConnectorConfig, PageRequest, SyncMode
+from connectors.base import SyncMode
 from connectors.personio.emulator import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
-from connectors.registry import connector_type
-from gateway.ledger.audit import SYSTEM
-from gateway.ledger.record import Acting
-from gateway.minimise.mapping import parse_mapping
-from gateway.minimise.projector import Projector
-from gateway.runtime.config import Settings
-from gateway.runtime.services import Services
-from gateway.sync.instructions import grant
-from gateway.tenancy import create_connector, create_tenant
-from mappings import bundled_mapping
 
-REPO = Path(__file__).resolve().parents[1]
 LOGIN = {"client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET}
 UNLIMITED = {"requests_per_minute": 1_000_000, "burst_per_second": 100_000}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_emulator(people: int, port: int, *, limits: bool) -> subprocess.Popen[bytes]:
-    off = "" if limits else ", per_minute=None, per_second=None"
-    code = (
-        "from aiohttp import web; from connectors.personio.emulator import make_app; "
-        f"web.run_app(make_app(people={people}{off}), host='127.0.0.1', port={port}, "
-        "print=None, access_log=None)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the emulator did not start")
-
-
-def projector() -> Projector:
-    return Projector(parse_mapping(bundled_mapping("personio").read_text(), "personio"), b"k" * 32)
-
-
-async def download_only(base: str, settings: dict[str, Any]) -> tuple[int, float]:
-    """The baseline: every page through the connector's own `fetch_raw`, parsed, dropped."""
-    config = ConnectorConfig("personio", base, credentials=LOGIN, settings=settings)
-    rows = 0
-    cursor: str | None = None
-    async with aiohttp.ClientSession() as session:
-        connector = connector_type("personio").connector(config, projector(), session)
-        start = time.perf_counter()
-        while True:
-            page = await connector.fetch_raw(PageRequest(SyncMode.FULL, cursor, None))
-            rows += len(page.records)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-    return rows, time.perf_counter() - start
-
-
 async def speed(employees: int) -> None:
-    port = free_port()
-    emulator = start_emulator(employees, port, limits=False)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(
-                data_dir=Path(tmp), admin_token="b" * 32, allow_private_sources=True
-            )
-            services = Services.open(settings)
-            now = datetime.now(UTC)
-            by = Acting(SYSTEM, services.ledger("bench"))
-            create_tenant(services.store, services.box, "bench", "Bench BV", now, by=by)
-            create_connector(
-                services.store, services.box, tenant="bench", by=by, connector_id="personio",
-                type_name="personio", base_url=base, credentials=LOGIN,
-                mapping_text=bundled_mapping("personio").read_text(), settings=UNLIMITED,
-                now=now,
-            )  # fmt: skip
-            grant(services.store, by=by, connector="personio", purpose="benchmark", now=now)
-            rows, raw_s = await download_only(base, UNLIMITED)
+    unlimited = f"people={employees}, per_minute=None, per_second=None"
+    with (
+        emulator("connectors.personio.emulator", unlimited) as base,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        services = gateway_with(Path(tmp), "personio", "personio", base, LOGIN, UNLIMITED)
+        try:
+            rows, raw_s = await download_only("personio", base, LOGIN, UNLIMITED)
             t0 = time.perf_counter()
-            full = await services.engine.sync("bench", "personio", SyncMode.FULL)
+            full = await services.engine.sync(TENANT, "personio", SyncMode.FULL)
             full_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            again = await services.engine.sync("bench", "personio")
+            again = await services.engine.sync(TENANT, "personio")
             again_s = time.perf_counter() - t0
+        finally:
             services.close()
-    finally:
-        emulator.terminate()
-        emulator.wait()
     for run in (full, again):
         assert run.status == "succeeded", run.error
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -143,19 +68,13 @@ async def speed(employees: int) -> None:
 
 
 async def budget(employees: int) -> None:
-    port = free_port()
-    emulator = start_emulator(employees, port, limits=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        rows, seconds = await download_only(base, {})
+    with emulator("connectors.personio.emulator", f"people={employees}") as base:
+        rows, seconds = await download_only("personio", base, LOGIN, {})
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"{base}/_emulator/requests") as response,
         ):
             log = (await response.json())["requests"]
-    finally:
-        emulator.terminate()
-        emulator.wait()
     pages = [r for r in log if r["path"] == "/v1/company/employees"]
     refused = sum(1 for r in pages if r["status"] == 429)
     times = sorted(r["at"] for r in pages)

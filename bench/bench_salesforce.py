@@ -27,108 +27,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+from source_kit import TENANT, download_only, emulator, gateway_with, projector
 
 from connectors.base import ConnectorConfig, PageRequest, RetryPolicy, SyncMode
 from connectors.registry import connector_type
 from connectors.salesforce.emulator import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
-from gateway.ledger.audit import SYSTEM
-from gateway.ledger.record import Acting
-from gateway.minimise.mapping import parse_mapping
-from gateway.minimise.projector import Projector
-from gateway.runtime.config import Settings
-from gateway.runtime.services import Services
-from gateway.sync.instructions import grant
-from gateway.tenancy import create_connector, create_tenant
-from mappings import bundled_mapping
 
-REPO = Path(__file__).resolve().parents[1]
 CREDENTIALS = {"client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_emulator(port: int, options: str) -> subprocess.Popen[bytes]:
-    code = (
-        "from aiohttp import web; from connectors.salesforce.emulator import make_app; "
-        f"web.run_app(make_app({options}), host='127.0.0.1', port={port}, print=None)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the emulator did not start")
-
-
-def projector() -> Projector:
-    return Projector(parse_mapping(bundled_mapping("salesforce").read_text(), "sf"), b"k" * 32)
-
-
-async def download_only(base: str, batch: int) -> tuple[int, float]:
-    """The baseline: every batch through the connector's own `fetch_raw`, parsed, dropped."""
-    config = ConnectorConfig("salesforce", base, CREDENTIALS, {"batch_size": batch})
-    rows, cursor = 0, None
-    async with aiohttp.ClientSession() as session:
-        connector = connector_type("salesforce").connector(config, projector(), session)
-        start = time.perf_counter()
-        while True:
-            page = await connector.fetch_raw(PageRequest(SyncMode.FULL, cursor, None))
-            rows += len(page.records)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
-    return rows, time.perf_counter() - start
-
-
 async def full_sync(args: argparse.Namespace) -> None:
-    port = free_port()
-    emulator = start_emulator(port, f"people={args.people}")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(
-                data_dir=Path(tmp), admin_token="b" * 32, allow_private_sources=True
-            )
-            services = Services.open(settings)
-            now = datetime.now(UTC)
-            by = Acting(SYSTEM, services.ledger("bench"))
-            create_tenant(services.store, services.box, "bench", "Bench BV", now, by=by)
-            create_connector(
-                services.store, services.box, tenant="bench", by=by, connector_id="crm",
-                type_name="salesforce", base_url=base, credentials=CREDENTIALS,
-                mapping_text=bundled_mapping("salesforce").read_text(),
-                settings={"batch_size": args.batch}, now=now,
-            )  # fmt: skip
-            grant(services.store, by=by, connector="crm", purpose="benchmark", now=now)
-            rows, raw_s = await download_only(base, args.batch)
+    settings = {"batch_size": args.batch}
+    with (
+        emulator("connectors.salesforce.emulator", f"people={args.people}") as base,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        services = gateway_with(Path(tmp), "salesforce", "crm", base, CREDENTIALS, settings)
+        try:
+            rows, raw_s = await download_only("salesforce", base, CREDENTIALS, settings)
             t0 = time.perf_counter()
-            full = await services.engine.sync("bench", "crm", SyncMode.FULL)
+            full = await services.engine.sync(TENANT, "crm", SyncMode.FULL)
             full_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            again = await services.engine.sync("bench", "crm")
+            again = await services.engine.sync(TENANT, "crm")
             again_s = time.perf_counter() - t0
-            events = services.store.last_event_seq("bench")
+            events = services.store.last_event_seq(TENANT)
+        finally:
             services.close()
-    finally:
-        emulator.terminate()
-        emulator.wait()
     for run in (full, again):
         assert run.status == "succeeded", run.error
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -143,21 +73,18 @@ async def full_sync(args: argparse.Namespace) -> None:
 
 
 async def allocation(args: argparse.Namespace) -> None:
-    port = free_port()
     options = (
         f"people={args.budget_people}, batch_cap=200, api_limit={args.limit}, "
         f"limit_window={args.window}"
     )
-    emulator = start_emulator(port, options)
-    base = f"http://127.0.0.1:{port}"
     wait = args.window / (args.limit * 0.1)
     settings = {"batch_size": 200, "max_api_usage": 0.9, "limit_wait_seconds": wait}
     retry = RetryPolicy(attempts=50, max_seconds=3600, initial_wait=0.05, max_wait=1.0)
-    try:
+    with emulator("connectors.salesforce.emulator", options) as base:
         async with aiohttp.ClientSession() as session:
             config = ConnectorConfig("salesforce", base, CREDENTIALS, settings)
             connector = connector_type("salesforce").connector(
-                config, projector(), session, retry=retry
+                config, projector("salesforce"), session, retry=retry
             )
             cursor, fetched = None, 0
             start = time.perf_counter()
@@ -170,9 +97,6 @@ async def allocation(args: argparse.Namespace) -> None:
             elapsed = time.perf_counter() - start
             async with session.get(f"{base}/_emulator/requests") as r:
                 log = (await r.json())["requests"]
-    finally:
-        emulator.terminate()
-        emulator.wait()
     api = [e for e in log if e["path"].startswith("/services/data")]
     admitted = [e["at"] for e in api if e["status"] == 200]
     refused = sum(1 for e in api if e["status"] == 403)
