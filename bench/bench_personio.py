@@ -24,13 +24,11 @@ import argparse
 import asyncio
 import resource
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
-from source_kit import TENANT, download_only, emulator, gateway_with
+from source_kit import download_only, emulator, full_then_again, gateway_with
 
-from connectors.base import SyncMode
 from connectors.personio.emulator import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
 
 LOGIN = {"client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET}
@@ -46,12 +44,7 @@ async def speed(employees: int) -> None:
         services = gateway_with(Path(tmp), "personio", "personio", base, LOGIN, UNLIMITED)
         try:
             rows, raw_s = await download_only("personio", base, LOGIN, UNLIMITED)
-            t0 = time.perf_counter()
-            full = await services.engine.sync(TENANT, "personio", SyncMode.FULL)
-            full_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            again = await services.engine.sync(TENANT, "personio")
-            again_s = time.perf_counter() - t0
+            full, full_s, again, again_s = await full_then_again(services, "personio")
         finally:
             services.close()
     for run in (full, again):

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from source_kit import TENANT, download_only, emulator, gateway_with, projector
+from source_kit import TENANT, download_only, emulator, full_then_again, gateway_with, projector
 
 from connectors.base import ConnectorConfig, PageRequest, RetryPolicy, SyncMode
 from connectors.registry import connector_type
@@ -50,12 +50,7 @@ async def full_sync(args: argparse.Namespace) -> None:
         services = gateway_with(Path(tmp), "salesforce", "crm", base, CREDENTIALS, settings)
         try:
             rows, raw_s = await download_only("salesforce", base, CREDENTIALS, settings)
-            t0 = time.perf_counter()
-            full = await services.engine.sync(TENANT, "crm", SyncMode.FULL)
-            full_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            again = await services.engine.sync(TENANT, "crm")
-            again_s = time.perf_counter() - t0
+            full, full_s, again, again_s = await full_then_again(services, "crm")
             events = services.store.last_event_seq(TENANT)
         finally:
             services.close()

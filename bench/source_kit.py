@@ -28,6 +28,7 @@ from gateway.minimise.mapping import parse_mapping
 from gateway.minimise.projector import Projector
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
+from gateway.store.records import RunRecord
 from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
@@ -117,3 +118,16 @@ def gateway_with(
     )  # fmt: skip
     grant(services.store, by=by, connector=connector_id, purpose="benchmark", now=now)
     return services
+
+
+async def full_then_again(
+    services: Services, connector_id: str
+) -> tuple[RunRecord, float, RunRecord, float]:
+    """A full sync of the connector, then a sync with nothing changed; each run and its
+    seconds."""
+    t0 = time.perf_counter()
+    full = await services.engine.sync(TENANT, connector_id, SyncMode.FULL)
+    full_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    again = await services.engine.sync(TENANT, connector_id)
+    return full, full_s, again, time.perf_counter() - t0

@@ -123,14 +123,7 @@ async def test_demo_leaks_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         "logs": caplog.text,
         "ledger export": export.read_text(),
     }
-    for name, text in texts.items():
-        leaks = sorted(v for v in sensitive if v in text)
-        assert leaks == [], f"{name} holds source values: {leaks[:3]}"
-    for path in sorted(data_dir.rglob("*")):
-        if path.is_file():
-            blob = path.read_bytes()
-            leaks = sorted(v for v in sensitive if v.encode() in blob)
-            assert leaks == [], f"{path.name} holds source values: {leaks[:3]}"
+    _assert_nowhere(sensitive, texts, data_dir)
 
 
 def test_demo_command_runs() -> None:
@@ -180,14 +173,7 @@ async def test_demo_with_personio_leaks_nothing(
         if isinstance(v := p.values.get(k), str | float) and len(str(v)) >= 6
     }
     assert len(sensitive) > 200
-    for name, text in {"report": report, "logs": caplog.text}.items():
-        leaks = sorted(v for v in sensitive if v in text)
-        assert leaks == [], f"{name} holds source values: {leaks[:3]}"
-    for path in sorted(data_dir.rglob("*")):
-        if path.is_file():
-            blob = path.read_bytes()
-            leaks = sorted(v for v in sensitive if v.encode() in blob)
-            assert leaks == [], f"{path.name} holds source values: {leaks[:3]}"
+    _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
 
 
 def test_demo_refuses_an_unknown_source() -> None:
@@ -223,3 +209,15 @@ def test_demo_sources_are_checked() -> None:
         sluis(["demo", "--sources", "salesforce,workday"])
     assert exited.value.code == 2 and "workday" in err.getvalue()
     assert "afas, hubspot, personio, salesforce" in err.getvalue()
+
+
+def _assert_nowhere(sensitive: set[str], texts: dict[str, str], data_dir: Path) -> None:
+    """None of the source's sensitive values in these texts or any file of `data_dir`."""
+    for name, text in texts.items():
+        leaks = sorted(v for v in sensitive if v in text)
+        assert leaks == [], f"{name} holds source values: {leaks[:3]}"
+    for path in sorted(data_dir.rglob("*")):
+        if path.is_file():
+            blob = path.read_bytes()
+            leaks = sorted(v for v in sensitive if v.encode() in blob)
+            assert leaks == [], f"{path.name} holds source values: {leaks[:3]}"

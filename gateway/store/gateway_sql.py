@@ -233,23 +233,28 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         )
         return [_instruction(r) for r in rows]
 
+    #: `source_standing`'s one statement, spelled once (a feed page and a push batch ask
+    #: it for each source): the connector, joined to each of its instructions in grant
+    #: order; a row's first `_STANDING_SPLIT` columns are the connector's.
+    _STANDING_SPLIT: Final = len(_CONNECTOR_READ.split(","))
+    _STANDING_SQL: Final = (
+        "SELECT "
+        + ", ".join(f"c.{c.strip()}" for c in _CONNECTOR_READ.split(","))
+        + ", "
+        + ", ".join(f"i.{c.strip()}" for c in _INSTRUCTION_COLUMNS.split(","))
+        + " FROM connectors c"
+        " LEFT JOIN instructions i ON i.tenant = c.tenant AND i.connector = c.id"
+        " WHERE c.tenant = ? AND c.id = ? AND c.deleted_at IS NULL"
+        " ORDER BY i.granted_at, i.id"
+    )
+
     def source_standing(
         self, tenant: str, connector_id: str
     ) -> tuple[ConnectorRecord | None, list[Instruction]]:
-        # One statement (a feed page and a push batch ask this for each source): the
-        # connector, joined to each of its instructions in grant order.
-        prefixed = ", ".join(f"i.{c.strip()}" for c in self._INSTRUCTION_COLUMNS.split(","))
-        columns = ", ".join(f"c.{c.strip()}" for c in self._CONNECTOR_READ.split(","))
-        rows = self._all(
-            f"SELECT {columns}, {prefixed} FROM connectors c"
-            " LEFT JOIN instructions i ON i.tenant = c.tenant AND i.connector = c.id"
-            " WHERE c.tenant = ? AND c.id = ? AND c.deleted_at IS NULL"
-            " ORDER BY i.granted_at, i.id",
-            (tenant, connector_id),
-        )
+        rows = self._all(self._STANDING_SQL, (tenant, connector_id))
         if not rows:
             return None, []
-        width = len(self._CONNECTOR_READ.split(","))
+        width = self._STANDING_SPLIT
         record = _connector(rows[0][:width])
         return record, [_instruction(r[width:]) for r in rows if r[width] is not None]
 
