@@ -32,7 +32,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 
 import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -202,6 +203,20 @@ class Minimiser(Protocol):
     def project_page(self, records: Iterable[Any]) -> ProjectedPage: ...
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One answer as `Connector.send` read it: lives only inside a connector's call."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes = field(repr=False)
+
+
+#: Where a connector hands credentials the source replaced (a rotated OAuth refresh token):
+#: the gateway seals and stores them before the connector uses what it was given with them.
+KeepCredentials = Callable[[Mapping[str, str]], Awaitable[None]]
+
+
 class Connector(ABC):
     """Base class for pull connectors. Subclasses implement `fetch_raw` (and usually
     `auth_headers`); the sync engine calls only `fetch_page`.
@@ -219,9 +234,13 @@ class Connector(ABC):
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         before_attempt: Callable[[], Awaitable[None]] | None = None,
+        keep_credentials: KeepCredentials | None = None,
     ) -> None:
         self.config = config
         self.before_attempt = before_attempt
+        #: None where nobody can keep replaced credentials (a bench's bare connector):
+        #: a connector that is handed a rotated refresh token then holds it for its life.
+        self.keep_credentials = keep_credentials
         self.projector = projector
         self.session = session
         self.retry = retry or RetryPolicy()
@@ -306,17 +325,52 @@ class Connector(ABC):
         params: Mapping[str, str] | None = None,
         body: Any = None,
     ) -> Any:
-        """One HTTP call, mapped to `ConnectorError` on every failure mode."""
-        url = f"{self.base_url}{path}"
+        """One HTTP call to `base_url + path`, mapped to `ConnectorError` on every failure
+        mode: an error status through `http_error`, a body that is not JSON as "malformed"."""
         headers = {"Accept": "application/json", **self.auth_headers()}
         data = None
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = orjson.dumps(body)
+        reply = await self.send(
+            method, f"{self.base_url}{path}", headers=headers, params=params, data=data
+        )
+        if reply.status >= 400:
+            if reply.status == 429:
+                self.stats.rate_limited += 1
+            raise self.http_error(
+                reply.status, reply.body, parse_retry_after(reply.headers.get("Retry-After"))
+            )
+        return self.json_of(reply.body)
+
+    def json_of(self, payload: bytes) -> Any:
+        """A body parsed as JSON; anything else is "malformed" (and its text never quoted)."""
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise ConnectorError(
+                "malformed", f"{self.type}: the source sent a body that is not valid JSON"
+            ) from None
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        data: bytes | Mapping[str, str] | None = None,
+    ) -> Reply:
+        """One request to any URL through the connector's (public-only) session, its body
+        read within `max_response_bytes`. Transport failures and redirects become
+        `ConnectorError`s; every status is returned, for the caller to judge: a token
+        endpoint's 400 means something else than an API's.
+
+        Redirects are not followed: a source that redirects could point the gateway,
+        credentials and all, at an address nobody configured.
+        """
         self.stats.requests += 1
         try:
-            # Redirects are not followed: a source that redirects could point the gateway,
-            # credentials and all, at an address nobody configured.
             async with self.session.request(
                 method,
                 url,
@@ -328,7 +382,6 @@ class Connector(ABC):
             ) as response:
                 payload = await self._read_capped(response)
                 status = response.status
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if 300 <= status < 400:
                     raise ConnectorError(
                         "config",
@@ -336,10 +389,7 @@ class Connector(ABC):
                         "set the base URL to the address it redirects to",
                         status=status,
                     )
-                if status >= 400:
-                    if status == 429:
-                        self.stats.rate_limited += 1
-                    raise self.http_error(status, payload, retry_after)
+                return Reply(status, response.headers, payload)
         except TimeoutError:
             raise ConnectorError("unavailable", f"{self.type}: the source timed out") from None
         except aiohttp.ClientPayloadError:
@@ -355,12 +405,6 @@ class Connector(ABC):
         except aiohttp.ClientError as exc:
             raise ConnectorError(
                 "unavailable", f"{self.type}: cannot reach the source ({type(exc).__name__})"
-            ) from None
-        try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise ConnectorError(
-                "malformed", f"{self.type}: the source sent a body that is not valid JSON"
             ) from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:

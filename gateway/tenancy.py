@@ -16,6 +16,7 @@ A deleted connector's id is never reused, so the ledger's entries keep naming on
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -26,6 +27,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from connectors.base import KeepCredentials
 from connectors.registry import UnknownConnectorType, connector_type
 from gateway.keys.master import SecretBox
 from gateway.ledger.audit import AuditAction, AuditCounts, ChangedProperty
@@ -118,6 +120,29 @@ def connector_credentials(box: SecretBox, record: ConnectorRecord) -> dict[str, 
         box.open(record.sealed_credentials, _connector_owner(record.tenant, record.id))
     )
     return {str(k): str(v) for k, v in opened.items()}
+
+
+def credentials_keeper(
+    store: Store, box: SecretBox, tenant: str, connector: str
+) -> KeepCredentials:
+    """Where a connector hands credentials its source replaced (a rotated refresh token):
+    merged into the connector's current credentials and sealed in one write, awaited
+    before the connector goes on, so the next run starts from what the source honours.
+
+    No ledger entry: a provider rotating its own token changes no authorisation and no
+    property an admin set (the console shows the credentials as set either way).
+    """
+
+    def write(changed: Mapping[str, str]) -> None:
+        record = store.get_connector(tenant, connector)
+        merged = {**connector_credentials(box, record), **changed}
+        sealed = box.seal(orjson.dumps(merged), _connector_owner(tenant, connector))
+        store.update_connector(tenant, connector, sealed_credentials=sealed)
+
+    async def keep(changed: Mapping[str, str]) -> None:
+        await asyncio.to_thread(write, dict(changed))
+
+    return keep
 
 
 def token_hash(token: str) -> bytes:

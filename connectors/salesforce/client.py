@@ -73,12 +73,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-import aiohttp
 import orjson
 from yarl import URL
 
 from connectors.base import (
-    DEFAULT_TIMEOUT,
     Connector,
     ConnectorError,
     PageRequest,
@@ -86,7 +84,7 @@ from connectors.base import (
     SyncMode,
     parse_retry_after,
 )
-from connectors.netguard import PrivateAddress, PublicOnlyConnector, RefusedAddress, check_url
+from connectors.netguard import PrivateAddress, PublicOnlyConnector, check_url
 
 TOKEN_PATH: Final = "/services/oauth2/token"  # noqa: S105 - a path, not a secret
 DEFAULT_VERSION: Final = "v62.0"
@@ -354,48 +352,14 @@ class SalesforceConnector(Connector):
         params: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """One request; transport failures become `ConnectorError`s, as in `request_json`."""
-        self.stats.requests += 1
-        try:
-            async with self.session.request(
-                method,
-                url,
-                params=params,
-                data=form,
-                headers={"Accept": "application/json", **headers},
-                timeout=DEFAULT_TIMEOUT,
-                allow_redirects=False,
-            ) as response:
-                payload = await self._read_capped(response)
-                status = response.status
-                got = response.headers
-                usage = _USAGE.search(got.get("Sforce-Limit-Info", ""))
-                if usage:
-                    self._usage = (int(usage.group(1)), int(usage.group(2)))
-                if 300 <= status < 400:
-                    raise ConnectorError(
-                        "config",
-                        f"salesforce: the source redirected (HTTP {status}); set the base URL "
-                        "to the org's My Domain URL",
-                        status=status,
-                    )
-                return status, dict(got), payload
-        except TimeoutError:
-            raise ConnectorError("unavailable", "salesforce: the source timed out") from None
-        except aiohttp.ClientPayloadError:
-            raise ConnectorError("malformed", "salesforce: the response was cut off") from None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, RefusedAddress):
-                raise ConnectorError(
-                    "config", f"salesforce: {exc.os_error.strerror} (allow_private_sources)"
-                ) from None
-            raise ConnectorError(
-                "unavailable", f"salesforce: cannot reach the source ({type(exc).__name__})"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise ConnectorError(
-                "unavailable", f"salesforce: cannot reach the source ({type(exc).__name__})"
-            ) from None
+        """One request through `Connector.send`, noting the org's API usage it reports."""
+        reply = await self.send(
+            method, url, headers={"Accept": "application/json", **headers}, params=params, data=form
+        )
+        usage = _USAGE.search(reply.headers.get("Sforce-Limit-Info", ""))
+        if usage:
+            self._usage = (int(usage.group(1)), int(usage.group(2)))
+        return reply.status, reply.headers, reply.body
 
     def _error(self, status: int, payload: bytes, headers: Mapping[str, str]) -> Exception:
         code = _error_code(payload)

@@ -72,7 +72,7 @@ from gateway.sync.changes import content_digest
 from gateway.sync.commit import Batch, Committed, commit_batch
 from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
 from gateway.sync.revocation import Revocations
-from gateway.tenancy import connector_credentials, subject_key
+from gateway.tenancy import connector_credentials, credentials_keeper, subject_key
 
 log = logging.getLogger("sluis.sync")
 
@@ -394,6 +394,7 @@ class SyncEngine:
             connector = kind.connector(
                 config, projector, session, retry=self.retry,
                 before_attempt=lambda: self._check_instruction(state),
+                keep_credentials=credentials_keeper(self.store, self.box, run.tenant, record.id),
             )  # fmt: skip
 
             # A page commits in a worker thread while the next one is fetched: the store's

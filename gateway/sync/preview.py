@@ -38,6 +38,7 @@ from connectors.base import (
     ConnectorConfig,
     ConnectorError,
     ErrorKind,
+    KeepCredentials,
     MinimisedPage,
     Minimiser,
     PageRequest,
@@ -57,7 +58,7 @@ from gateway.minimise.mapping_diff import MappingDiff, diff_mappings
 from gateway.minimise.projector import Projector
 from gateway.store.protocols import Store
 from gateway.sync.engine import utcnow
-from gateway.tenancy import connector_credentials, subject_key
+from gateway.tenancy import connector_credentials, credentials_keeper, subject_key
 
 log = logging.getLogger("sluis.preview")
 
@@ -203,7 +204,8 @@ async def make_preview(
         credentials=connector_credentials(box, found),
         settings={**found.settings, "page_size": limit},
     )
-    page = await _fetch_one(config, door, allow_private_sources, retry, timeout)
+    keep = credentials_keeper(store, box, tenant, connector)
+    page = await _fetch_one(config, door, allow_private_sources, retry, timeout, keep=keep)
     made_at = clock()
     pid = preview_id()
     rejected = tuple(QuarantinedRecord(position, reason) for position, reason in page.rejected)
@@ -258,6 +260,8 @@ async def _fetch_one(
     allow_private: bool,
     retry: RetryPolicy,
     timeout: float,
+    *,
+    keep: KeepCredentials,
 ) -> MinimisedPage:
     """One page through the connector's own client, as a sync's first page; connector
     failures (and the deadline) become `PreviewFailed`."""
@@ -266,7 +270,9 @@ async def _fetch_one(
             asyncio.timeout(timeout),
             source_session(config.base_url, allow_private=allow_private) as session,
         ):
-            client = connector_type(config.type).connector(config, door, session, retry=retry)
+            client = connector_type(config.type).connector(
+                config, door, session, retry=retry, keep_credentials=keep
+            )
             try:
                 page = await client.fetch_page(PageRequest(SyncMode.FULL))
             finally:
