@@ -8,6 +8,7 @@ revocation between pages, crash and resume without loss or duplicates, source fa
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from gateway.ledger.audit import AuditEntry
 from gateway.ledger.entry import TransferEntry
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
+from gateway.runtime.storage import DB_FILE
 from gateway.sync.engine import PageHook
 from gateway.sync.instructions import InstructionRefused, grant
 from gateway.tenancy import create_connector, create_tenant
@@ -57,16 +59,17 @@ class World:
     def events(self) -> list[Any]:
         return self.store.events_after("acme", 0, 100_000)
 
-    def reopen(self) -> Services:
-        """A new process on the same data directory (after a crash)."""
-        self.services = _services(self.tmp, self.hook)
+    def reopen(self, **options: Any) -> Services:
+        """A new process on the same data directory (after a crash), with other settings."""
+        self.services = _services(self.tmp, self.hook, **options)
         return self.services
 
 
-def _services(tmp: Path, hook: list[PageHook]) -> Services:
+def _services(tmp: Path, hook: list[PageHook], **options: Any) -> Services:
     settings = Settings(
-        data_dir=tmp / "data", admin_token="t" * 32, scheduler=False, allow_private_sources=True
-    )
+        data_dir=tmp / "data", admin_token="t" * 32, scheduler=False, allow_private_sources=True,
+        **options,
+    )  # fmt: skip
 
     def after_page(run_id: str, pages: int) -> Any:
         return hook[0](run_id, pages) if hook else None
@@ -279,6 +282,67 @@ async def test_crash_between_pages_resumes_without_loss_or_duplicates(world: Wor
     assert resumed.status == "succeeded", resumed.error
     assert resumed.pages == 3 and resumed.counts["fetched"] == PEOPLE
     events = world.events()
+    ids = [e.subject_id for e in events]
+    assert len(ids) == len(set(ids)) == len(_active_people(world))
+    assert services.ledger("acme").verify(services.signer.public_key).ok
+
+
+def _inbound(world: World) -> list[TransferEntry]:
+    entries = world.services.ledger("acme").entries(limit=1000)
+    return [
+        r.entry
+        for r in entries
+        if isinstance(r.entry, TransferEntry) and r.entry.direction == "inbound"
+    ]
+
+
+async def test_a_page_commits_in_transactions_of_commit_records(world: World) -> None:
+    world.services.close()
+    services = world.reopen(commit_records=30)
+    _authorise(world)
+    run = await services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded", run.error
+    assert (run.pages, run.counts["fetched"]) == (3, PEOPLE)
+    events = world.events()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert len({e.subject_id for e in events}) == len(events) == len(_active_people(world))
+    inbound = _inbound(world)
+    # Pages of 100, 100 and 50 people in transactions of at most 30: 4 + 4 + 2 entries,
+    # each naming the people it carried; together they count what the run counted.
+    carried = [e.subjects.count if e.subjects else len(e.subject_ids or []) for e in inbound]
+    assert all(0 < n <= 30 for n in carried)
+    assert sum(carried) == run.counts["passed"]
+    assert len(inbound) == 10
+    assert sum(e.counts.records for e in inbound) == run.counts["fetched"]
+    assert sum(e.counts.quarantined for e in inbound) == run.counts["quarantined"]
+    assert sum(e.counts.dropped_fields for e in inbound) == run.counts["dropped_fields"]
+    assert services.ledger("acme").verify(services.signer.public_key).ok
+
+
+async def test_a_failure_between_a_pages_transactions_leaves_no_duplicate(world: World) -> None:
+    """A page's first transactions commit, a later one fails (the disk is full, here a
+    trigger that refuses an insert): what committed stays, and the next sync writes each
+    person's event once."""
+    world.services.close()
+    services = world.reopen(commit_records=30)
+    _authorise(world)
+    path = world.tmp / "data" / DB_FILE
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON events WHEN NEW.seq = 150 "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    failed = await services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert (failed.status, failed.pages) == ("failed", 1)
+    kept = world.events()
+    # Page 1's events, and those of page 2's transactions before the failing one.
+    assert failed.counts["upserted"] < len(kept) < 149
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER disk_full")
+    again = await services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert again.status == "succeeded", again.error
+    events = world.events()
+    assert events[: len(kept)] == kept
     ids = [e.subject_id for e in events]
     assert len(ids) == len(set(ids)) == len(_active_people(world))
     assert services.ledger("acme").verify(services.signer.public_key).ok

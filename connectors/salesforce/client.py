@@ -273,7 +273,7 @@ class SalesforceConnector(Connector):
                 continue
             if status >= 400:
                 raise self._error(status, payload, got)
-            return _json(payload)
+            return self.json_of(payload)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _authenticate(self) -> None:
@@ -300,7 +300,7 @@ class SalesforceConnector(Connector):
                 f"salesforce: the token endpoint refused the connected app (HTTP {status}){detail}",
                 status=status,
             )
-        body = _json(payload)
+        body = self.json_of(payload)
         token = body.get("access_token") if isinstance(body, dict) else None
         instance = body.get("instance_url") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token or not isinstance(instance, str):
@@ -392,15 +392,6 @@ class SalesforceConnector(Connector):
 
 class _LocatorGone(Exception):
     """Salesforce no longer knows the query locator: ask the query again."""
-
-
-def _json(payload: bytes) -> Any:
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise ConnectorError(
-            "malformed", "salesforce: the source sent a body that is not valid JSON"
-        ) from None
 
 
 def _batch(body: Any) -> tuple[list[Any], bool, str]:

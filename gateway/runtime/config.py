@@ -6,6 +6,8 @@ database_url = "postgresql://sluis@db:5432/sluis"  # PostgreSQL instead (or SLUI
 database_password = "..."      # if not in the URL (better: SLUIS_DATABASE_PASSWORD, PGPASSFILE)
 database_pool_size = 10        # connections per process
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
+commit_records = 1000          # people per sync commit transaction (smaller: shorter waits
+                               # for feed pages during a sync on SQLite; slower syncs)
 scheduler_tick = 5.0           # seconds between the scheduler's looks at what is due
 key_dir = "sluis-data-keys"    # master key and ledger signing key (default: beside data_dir)
 host = "127.0.0.1"
@@ -56,6 +58,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.keys.location import default_key_dir
 from gateway.keys.signing import LOG_NAME_PATTERN
 
+#: People per sync commit transaction by default (`Settings.commit_records`).
+COMMIT_RECORDS: Final = 1000
+
 ENV_PREFIX = "SLUIS_"
 #: `SLUIS_<KEY>_FILE`: the setting is read from the named file.
 FILE_SUFFIX = "_FILE"
@@ -97,6 +102,11 @@ class Settings(BaseModel):
     #: How long a sync run stays with a replica that stopped renewing its lease; another
     #: replica then resumes it from its last committed page.
     run_lease_seconds: float = Field(default=30.0, ge=2, le=3600)
+    #: The most people one sync transaction commits (a page is split into transactions of
+    #: this many, each with its own inbound ledger entry): on SQLite a feed page's ledger
+    #: entry waits for the one writer, so smaller transactions shorten its wait during a
+    #: sync, at the cost of more commits per run.
+    commit_records: int = Field(default=COMMIT_RECORDS, ge=10, le=100_000)
     #: Where the master key and the ledger signing key live; None: `default_key_dir`.
     key_dir: Path | None = None
     host: str = "127.0.0.1"

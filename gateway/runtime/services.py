@@ -179,6 +179,7 @@ class Services:
             after_page=after_page,
             allow_private_sources=settings.allow_private_sources,
             lease_seconds=settings.run_lease_seconds,
+            commit_records=settings.commit_records,
         )
         token = settings.admin_token or _load_or_create_token(admin_token_path(settings))
         services = cls(settings, store, box, signer, engine, metrics, token, clock)

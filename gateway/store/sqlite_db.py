@@ -34,6 +34,11 @@ from gateway.store.records import AlreadyExists, NotFound
 
 #: Reading connections kept open for reuse (more are opened while more threads read at once).
 READERS: Final = 4
+#: WAL size from which the background checkpointer copies it back (`_Checkpointer`).
+CHECKPOINT_BYTES: Final = 4 * 1024 * 1024
+CHECKPOINT_POLL_SECONDS: Final = 0.05
+#: The writer's own automatic checkpoint, in pages: only if the checkpointer falls behind.
+BACKSTOP_PAGES: Final = 65536
 #: How long a statement waits for another connection's lock before it is StoreUnavailable.
 BUSY_TIMEOUT_MS: Final = 5000
 
@@ -46,6 +51,45 @@ def _connect(path: Path, mode: str) -> sqlite3.Connection:
         raise StoreMissing(f"no database at {path}") from None
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file from a thread and connection of its own
+    (`PRAGMA wal_checkpoint(PASSIVE)` once the WAL holds `CHECKPOINT_BYTES`), so a page
+    commit never does it.
+
+    Why: with the writer's automatic checkpoint, the commit that crosses the threshold
+    copies every page the WAL holds, tens of ms with a large subjects table (keyed ids
+    dirty pages all over it), while it holds the one writer that feed pages wait for. A
+    passive checkpoint takes no writer lock: commits go on appending to the WAL meanwhile,
+    and SQLite steps it without the GIL.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._wal = Path(f"{path}-wal")
+        self._conn = _connect(path, "rw")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(CHECKPOINT_POLL_SECONDS):
+                try:
+                    size = self._wal.stat().st_size
+                except OSError:
+                    continue
+                if size >= CHECKPOINT_BYTES:
+                    try:
+                        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    except sqlite3.Error:
+                        continue  # busy or closing: the next round, or the backstop
+        finally:
+            self._conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _integrity(exc: sqlite3.IntegrityError) -> Exception:
@@ -74,6 +118,7 @@ class SqliteDatabase:
         self._idle: list[sqlite3.Connection] = []
         self._idle_lock = threading.Lock()
         self._closed = False
+        self._checkpointer: _Checkpointer | None = None
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True, readonly: bool = False) -> Self:
@@ -95,10 +140,13 @@ class SqliteDatabase:
                 # A page commit dirties scattered B-tree pages (subject ids are keyed
                 # hashes): keep them cached, and checkpoint the WAL less often than 4 MB.
                 db.conn.execute("PRAGMA cache_size = -65536")
-                db.conn.execute("PRAGMA wal_autocheckpoint = 8192")
+                # Checkpoints run beside the writer (`_Checkpointer`); the writer's own
+                # automatic one is a backstop for a WAL the checkpointer cannot keep small.
+                db.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             except sqlite3.DatabaseError as exc:
                 db.conn.close()
                 raise StoreError(f"{path}: not a usable database ({exc})") from None
+            db._checkpointer = _Checkpointer(path)
         return db
 
     def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
@@ -284,6 +332,8 @@ class SqliteDatabase:
         return [str(r[1]) for r in self.all(f"PRAGMA table_info({table})")]
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._idle_lock:
             self._closed = True
             idle, self._idle = self._idle, []

@@ -56,6 +56,7 @@ from gateway.minimise.egress import SubjectRecord
 from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
 from gateway.minimise.projector import Projector, merge_dropped
+from gateway.runtime.config import COMMIT_RECORDS
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.store.protocols import LeaseLost, Store, StoreError
 from gateway.store.records import (
@@ -162,8 +163,11 @@ class SyncEngine:
         revocation_poll: float = 1.0,
         replica: str | None = None,
         lease_seconds: float = LEASE_SECONDS,
+        commit_records: int = COMMIT_RECORDS,
     ) -> None:
         self.store = store
+        #: The most subjects one transaction of a page's commit carries (`_commit_page`).
+        self.commit_records = commit_records
         #: This process as the owner of the runs it runs.
         self.replica = replica or replica_name()
         self.lease = timedelta(seconds=lease_seconds)
@@ -513,18 +517,30 @@ class SyncEngine:
             raise self.revocations.refusal(state.instruction.id)
 
     def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
-        """The page through the one commit path (`gateway.sync.commit`), with the run's
-        cursor, counts and lease written in the same transaction."""
+        """The page through the one commit path (`gateway.sync.commit`), in transactions
+        of at most `commit_records` subjects; the last one also writes the run's cursor,
+        counts and lease.
+
+        Why chunks: on SQLite a transaction holds the one writer, and a feed page's ledger
+        entry waits for it; a whole page of 1,000 people holds it for tens of ms. Each
+        chunk is a whole commit by itself (changes, events and an inbound entry for what
+        it carries), so invariant 5 holds per chunk. A run stopped between chunks resumes
+        from the page's start: the chunks already written compare as unchanged, so no
+        event is written twice (the ledger then truthfully shows those records received
+        twice).
+        """
         run = state.run
         now = self.clock()
         # The connector's Subject dicts, as the projector made them (connectors/ cannot
         # name gateway types).
-        batch = Batch(
-            cast("list[SubjectRecord]", page.subjects), page.fetched, len(page.rejected),
-            page.dropped,
-        )  # fmt: skip
+        subjects = cast("list[SubjectRecord]", page.subjects)
+        size = self.commit_records
+        chunks = [subjects[i : i + size] for i in range(0, len(subjects), size)] or [subjects]
         dropped_total = sum(page.dropped.values())
         progress: dict[str, Any] = {}
+        changed: Counter[str] = Counter()
+        suppressed = 0
+        events: list[NewEvent] = []
 
         def check() -> None:
             self._still_configured(state)
@@ -532,15 +548,15 @@ class SyncEngine:
 
         def save_progress(done: Committed) -> None:
             # The run's figures with this page in them; they become the run's only once
-            # the page has committed (a page refused inside its transaction counts for
-            # nothing).
+            # the page's last chunk has committed.
             counts = Counter(state.counts)
             counts["fetched"] += page.fetched
-            counts["passed"] += len(page.subjects) - len(done.suppressed)
+            counts["passed"] += len(page.subjects) - suppressed - len(done.suppressed)
             counts["quarantined"] += len(page.rejected)
-            if done.suppressed:
-                counts["suppressed"] += len(done.suppressed)
+            if suppressed or done.suppressed:
+                counts["suppressed"] += suppressed + len(done.suppressed)
             counts["dropped_fields"] += dropped_total
+            counts.update(changed)
             counts.update(done.changes.counts)
             watermark = state.watermark
             if page.watermark and (watermark is None or page.watermark > watermark):
@@ -551,15 +567,31 @@ class SyncEngine:
             )  # fmt: skip
             progress.update(counts=counts, watermark=watermark)
 
+        before = 0
+        for chunk in chunks[:-1]:
+            # What the door counted (quarantined, dropped) rides on the last chunk.
+            batch = Batch(chunk, len(chunk), 0, {})
+            done = commit_batch(
+                self.store, self.ledger(run.tenant), record=state.record,
+                instruction=state.instruction, mapping_digest=state.mapping.digest,
+                fields=state.mapping.categories, batch=batch, now=now, run_id=run.id,
+                check=check,
+            )  # fmt: skip
+            before += len(chunk)
+            changed.update(done.changes.counts)
+            suppressed += len(done.suppressed)
+            events.extend(done.events)
+        batch = Batch(chunks[-1], page.fetched - before, len(page.rejected), page.dropped)
         done = commit_batch(
             self.store, self.ledger(run.tenant), record=state.record,
             instruction=state.instruction, mapping_digest=state.mapping.digest,
             fields=state.mapping.categories, batch=batch, now=now, run_id=run.id,
             check=check, inside=save_progress,
         )  # fmt: skip
+        events.extend(done.events)
         state.counts, state.watermark = progress["counts"], progress["watermark"]
         merge_dropped(state.dropped, page.dropped)
-        self._count_page(state.record.type, page, dropped_total, done.events)
+        self._count_page(state.record.type, page, dropped_total, events)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
         run, store = state.run, self.store
