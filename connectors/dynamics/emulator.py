@@ -288,9 +288,7 @@ async def token(request: web.Request) -> web.Response:
         )
     client_id = str(form.get("client_id") or "")
     secret = form.get("client_secret")
-    if not client_id or not hmac.compare_digest(
-        client_id.encode(), env.client_id.encode()
-    ):
+    if not client_id or not hmac.compare_digest(client_id.encode(), env.client_id.encode()):
         return _entra_error(
             400,
             "unauthorized_client",
