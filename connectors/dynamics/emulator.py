@@ -206,7 +206,8 @@ class Environment:
     def expire_delta_tokens(self) -> None:
         """Every delta token handed out so far stops working (change tracking's retention
         ran out, or the table's tracking was switched off and on)."""
-        self.oldest_delta = self.version + 1
+        self.version += 1
+        self.oldest_delta = self.version
 
     def size(self) -> int:
         return len(self.rows)
