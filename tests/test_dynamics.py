@@ -14,16 +14,23 @@ nothing public (see `connectors/dynamics/emulator.py`).
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from connectors.base import ConnectorConfig, ConnectorError, PageRequest, RetryPolicy, SyncMode
@@ -630,3 +637,79 @@ async def test_a_gateway_sync_stores_and_logs_no_sensitive_value(
         if path.is_file():
             blob = path.read_bytes()
             assert not [v for v in sensitive if v.encode() in blob], path.name
+
+
+# --------------------------------------------------------------------------- fidelity
+
+
+def _tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A throwaway certificate for 127.0.0.1, and the file a client trusts it by."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
+
+
+async def test_microsofts_dataverse_client_reads_the_emulator(
+    aiohttp_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Microsoft's own Python SDK (PowerPlatform-Dataverse-Client, with azure-identity's
+    ClientSecretCredential, i.e. MSAL, for the token) reads the emulator as it reads an
+    environment: it discovers the tenant's OpenID configuration, asks the token endpoint
+    for `<environment>/.default`, resolves `contact` through EntityDefinitions and pages
+    along `@odata.nextLink`. It insists on https, so the emulator serves TLS here."""
+    from azure.identity import ClientSecretCredential
+    from PowerPlatform.Dataverse.client import DataverseClient
+
+    context, cert = _tls(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    app = make_app(people=120, inactive_share=0.0, page_cap=50)
+    server = await aiohttp_server(app, host="127.0.0.1", ssl=context)
+    base = f"https://127.0.0.1:{server.port}"
+
+    def read() -> list[dict[str, Any]]:
+        credential = ClientSecretCredential(
+            EMULATOR_TENANT, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET,
+            authority=base, disable_instance_discovery=True,
+        )  # fmt: skip
+        with DataverseClient(base, credential) as client:
+            result = client.records.list(
+                "contact", select=["firstname", "lastname", "emailaddress1"], page_size=50
+            )
+            return [dict(record) for record in result]
+
+    rows = await asyncio.to_thread(read)
+    assert len(rows) == 120
+    assert len({r["contactid"] for r in rows}) == 120
+    env = app[ENVIRONMENT]
+    assert {r["emailaddress1"] for r in rows} == {r["emailaddress1"] for r in env.rows.values()}
+    assert not set().union(*(r.keys() for r in rows)) & set(SENSITIVE_FIELDS)
+    pages = [r for r in api_requests(app) if r.path == CONTACTS]
+    assert len(pages) == 3 and {r.status for r in app[CONTROL].log} == {200}
+    assert env.issued == 1

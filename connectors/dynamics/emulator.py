@@ -83,6 +83,7 @@ _OUTER_COOKIE: Final = re.compile(
     r'<cookie pagenumber="(\d+)" pagingcookie="([^"]*)" istracking="(True|False)" />'
 )
 _ATTRIBUTE: Final = re.compile(r'(\w+)="([^"]*)"')
+_LOGICAL_NAME: Final = re.compile(r"LogicalName eq '([a-z_]+)'")
 
 
 @dataclass
@@ -550,6 +551,43 @@ def _view(row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
     return out
 
 
+async def entity_definitions(request: web.Request) -> web.Response:
+    """Table metadata, as far as a client resolving `contact` to its entity set needs it
+    (`$filter=LogicalName eq 'contact'`, the one table this environment serves)."""
+    origin = str(request.url.origin())
+    found = _LOGICAL_NAME.fullmatch(request.query.get("$filter", "").strip())
+    rows = []
+    if found is not None and found.group(1) == "contact":
+        rows.append(
+            {"LogicalName": "contact", "EntitySetName": ENTITY_SET, "PrimaryIdAttribute": KEY}
+        )
+    select = [c for c in request.query.get("$select", "").split(",") if c]
+    if select:
+        rows = [{k: v for k, v in row.items() if k in select} for row in rows]
+    return _json({"@odata.context": f"{origin}{API}/$metadata#EntityDefinitions", "value": rows})
+
+
+async def openid_configuration(request: web.Request) -> web.Response:
+    """Entra ID's OpenID Connect discovery document for the tenant (what MSAL reads before
+    it asks for a token)."""
+    env = request.app[ENVIRONMENT]
+    tenant = request.match_info["tenant"]
+    if tenant != env.tenant:
+        return _entra_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
+    root = f"{request.url.origin()}/{tenant}"
+    return _json(
+        {
+            "token_endpoint": f"{root}/oauth2/v2.0/token",
+            "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+            "issuer": f"{request.url.origin()}/{tenant}/v2.0",
+            "jwks_uri": f"{root}/discovery/v2.0/keys",
+            "response_types_supported": ["code", "id_token", "code id_token", "token id_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        }
+    )
+
+
 async def unknown_set(request: web.Request) -> web.Response:
     return error_response(
         404, "0x8006088a", f"Resource not found for the segment '{request.match_info['name']}'."
@@ -593,7 +631,9 @@ def make_app(
         rng=random.Random(seed + 1),
     )
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
+    app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration)
     app.router.add_get(f"{API}/{ENTITY_SET}", list_contacts)
+    app.router.add_get(f"{API}/EntityDefinitions", entity_definitions)
     app.router.add_get(API + "/{name}", unknown_set)
     control.vendor = "dynamics"
     add_control_routes(app)
