@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
+from yarl import URL
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -355,7 +356,7 @@ class Connector(ABC):
     async def send(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         headers: Mapping[str, str],
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
@@ -367,7 +368,8 @@ class Connector(ABC):
         endpoint's 400 means something else than an API's.
 
         Redirects are not followed: a source that redirects could point the gateway,
-        credentials and all, at an address nobody configured.
+        credentials and all, at an address nobody configured. A `yarl.URL` built with
+        `encoded=True` is sent byte for byte (a vendor's opaque next-page link).
         """
         self.stats.requests += 1
         try:

@@ -230,6 +230,39 @@ async def test_the_select_names_only_mapped_columns_and_next_links_are_followed_
     assert set(page.dropped) == {UNNAMED_FIELD}
 
 
+async def test_a_next_link_is_sent_byte_for_byte(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    """A stand-in whose paging cookie is spelled as Dataverse spells its own (mixed-case
+    escapes, a double-escaped inner cookie, bare `=` and `/`): the second request's target
+    is exactly the link's path and query, not a re-escaped copy."""
+    cookie = (
+        "%3Ccookie%20pagenumber=%222%22%20pagingcookie=%22%253ccookie%2520page%253d%25221"
+        "%2522%253e%253ccontactid%2520last%253d%2522%257bD5026A4D%257d%2522%2520%252f%253e"
+        "%253c%252fcookie%253e%22%20istracking=%22False%22%20/%3E"
+    )
+    link = f"{CONTACTS}?$select={SELECT}&$skiptoken={cookie}"
+    seen: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "t", "token_type": "Bearer"})
+
+    async def page(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        row = {"contactid": f"id-{len(seen)}", "emailaddress1": "a@example.nl", "statecode": 0}
+        body: dict[str, Any] = {"value": [row]}
+        if len(seen) == 1:
+            body["@odata.nextLink"] = f"{request.url.origin()}{link}"
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_post(TOKEN, token)
+    app.router.add_get(CONTACTS, page)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    run = await sync(connector(str(server.make_url("")).rstrip("/"), session))
+    assert run.fetched == 2 and seen[1] == link
+
+
 def test_a_mapping_cannot_widen_or_bend_the_select() -> None:
     assert select_list(frozenset({"firstname", "@removed", "_parentcustomerid_value"})) == [
         "_parentcustomerid_value",

@@ -238,6 +238,9 @@ class DynamicsConnector(Connector):
         share = _number(settings, "budget_share", 0.9, 0.01, 1.0)
         self.pacer = Pacer(max(1, int(per_window * share)), seconds)
         self.columns = select_list(self.projector.source_fields)
+        #: Does the mapping read the deletion mark? (A custom one may not: deleted rows
+        #: are then rejected for what they lack, and the next full run removes them.)
+        self.marks_removed = REMOVED in self.projector.source_fields
         self.select = ",".join(self.columns)
         client_id = str(self.config.credentials.get("client_id", "")).strip()
         secret = str(self.config.credentials.get("client_secret", "")).strip()
@@ -329,8 +332,8 @@ class DynamicsConnector(Connector):
                 # Only the key and the reason come: "deleted", or "changed" (out of the
                 # tracked set), which for an unfiltered table is gone as well.
                 records[i] = {KEY: row.get("id"), REMOVED: "deleted"}
-            else:
-                row[REMOVED] = None
+            elif self.marks_removed:
+                row[REMOVED] = None  # present on every row: the mapping's field is seen
         links = []
         for name in ("@odata.nextLink", "@odata.deltaLink"):
             value = body.get(name)
@@ -371,7 +374,7 @@ class DynamicsConnector(Connector):
             await self.pacer.wait()
             reply = await self.send(
                 "GET",
-                f"{self.origin}{link}",
+                URL(f"{self.origin}{link}", encoded=True),
                 headers={
                     "Authorization": f"Bearer {token}",
                     "Accept": "application/json",
