@@ -41,7 +41,6 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
-from yarl import URL
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -49,6 +48,7 @@ from tenacity import (
     stop_after_attempt,
     stop_after_delay,
 )
+from yarl import URL
 
 from connectors.netguard import RefusedAddress
 
