@@ -318,6 +318,23 @@ async def test_incremental_runs_follow_the_delta_link_with_changes_and_deletions
     assert client.restarts == 0
 
 
+async def test_a_delta_pages_changes_first_then_deletions(
+    serve: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    """Dataverse answers new or updated rows first, then the deleted ones; with two rows a
+    page the delta spans three pages across that boundary and loses nothing."""
+    app, base = await serve(people=40)
+    env = app[ENVIRONMENT]
+    client = connector(base, session, page_size=2)
+    full = await sync(client)
+    env.delete(2)
+    env.touch(3)
+    changes = await sync(client, SyncMode.INCREMENTAL, since=full.watermark)
+    assert changes.pages == 3 and changes.fetched == 5
+    assert [s["active"] for s in changes.subjects] == [True, True, True, False, False]
+    assert [s["email"] is None for s in changes.subjects] == [False] * 3 + [True] * 2
+
+
 async def test_an_expired_delta_token_reads_everyone_again(
     serve: Callable[..., Any], session: aiohttp.ClientSession
 ) -> None:

@@ -40,10 +40,12 @@ leaver under the bundled mapping (a leaver needs no required field: the engine d
 downstream). Deactivation is `statecode` 1 (Inactive): the bundled mapping's other leaver
 rule. A watermark whose `$select` differs from today's mapping (the mapping changed) is
 not followed: the run reads everyone again with tracking and starts a new delta chain.
-An expired delta token (410 Gone) does the same within the incremental run: every current
-contact is read (the engine's change detection keeps the events to real changes), and
-contacts deleted meanwhile are removed by the next full run (the scheduler runs one
-daily).
+An expired delta token (410 Gone; Dataverse keeps changes `ExpireChangeTrackingInDays`,
+7 days by default) does the same within the incremental run: every current contact is read
+(the engine's change detection keeps the events to real changes), and contacts deleted
+meanwhile are removed by the next full run (the scheduler runs one daily). Change tracking
+needs the application user to read contacts at Organization depth (Dataverse refuses a
+narrower role's tracked read).
 
 Service protection limits: Dataverse counts requests per user in a 5-minute sliding window
 (6,000 by default; also 20 minutes of execution time and 52 concurrent requests) and
@@ -52,7 +54,7 @@ paces itself to `budget_share` (default 0.9) of `requests_per_window` in any
 `window_seconds` (settings; defaults 6,000 and 300), so it never meets the limit alone; a
 429 (another integration sharing the application user) waits `Retry-After`. The
 `x-ms-ratelimit-burst-remaining-xrm-requests` header is read into `remaining` for the run's
-view; pacing does not depend on it.
+view; pacing does not depend on it (Microsoft: "intended for debugging purposes").
 
 Errors: Dataverse's body is `{"error": {"code": "0x…", "message": …}}`; only the code is
 reported (a message can quote a value), and the token endpoint's OAuth `error` code.
@@ -71,14 +73,17 @@ Checked against Microsoft's public documentation: the token request and `.defaul
 odata.track-changes`, `@odata.deltaLink` with `$deltatoken`, and the `$deletedEntity` rows
 with `id` and `reason`; 429 with `Retry-After` for the service protection limits over a
 5-minute sliding window, and the error code `0x80072322`; the error body's `code` and
-`message`. Not verified (documented nowhere public, or only by third parties): the status
-of an expired delta token (410 here, documented for Business Central only; a delta token
-is kept 30 days by default per the SDK's documentation); whether the `$select` of a delta
-link may differ from the tracked query's (the connector never tries); the exact
-`x-ms-ratelimit-*` header set (only quoted by third parties); the limit numbers (quoted by
-third parties: 6,000 requests per 5 minutes per user and web server); whether a tracked
-read's delta token is fixed at its first page or its last (the emulator fixes it at the
-first, which only repeats changes, never loses them).
+`message`; the limits (6,000 requests, 20 minutes of execution time and 52 concurrent
+requests per user and web server) and the `x-ms-ratelimit-burst-remaining-xrm-requests` /
+`-time-remaining-xrm-requests` headers; changed rows before deleted ones (documented for
+the SDK's `RetrieveEntityChanges`). Not verified (documented nowhere public, or only by
+third parties): the status and code of an expired delta token over the Web API (410 here,
+as Business Central documents; the SDK documents only "an exception"); whether the
+`$select` of a delta link may differ from the tracked query's (the connector never tries);
+the status of the privilege error for a role below Organization depth (403 assumed, an
+"auth" error either way if 401/403, "config" if 400); whether a tracked read's delta token
+is fixed at its first page or its last (the emulator fixes it at the first, which only
+repeats changes, never loses them).
 """
 
 from __future__ import annotations
@@ -404,7 +409,8 @@ class DynamicsConnector(Connector):
             return ConnectorError(
                 "auth",
                 f"dynamics: Dataverse refused the app (HTTP 403){detail}; it must be an "
-                "application user of the environment with a role that may read contacts",
+                "application user of the environment with a role that may read contacts "
+                "(at Organization depth, which change tracking needs)",
                 status=status,
             )
         if status == 400 and code:

@@ -26,13 +26,14 @@ systems", "Service protection API limits"; research notes, `connector_apis.md` 7
   plus `$deltatoken=<version>!<MM/dd/yyyy HH:mm:ss>` (URL-encoded). The token's version is
   the table's row version when the read began, so changes made during a long read come
   again in the next delta. A delta request answers the rows changed since (their current
-  values, by `$select`) and the rows deleted since as
+  values, by `$select`, in version order) and then the rows deleted since as
   `{"@odata.context": "…/$metadata#contacts/$deletedEntity", "id": …, "reason": "deleted"}`,
   paged the same way, the last page with the next `@odata.deltaLink`. `$filter`,
-  `$orderby`, `$top` and `$expand` are refused with tracking, as Dataverse refuses them.
+  `$orderby`, `$top` and `$expand` are refused with tracking, with Dataverse's message.
 * Service protection: requests per user in a sliding window (Dataverse: 6,000 in 300
-  seconds), past which a 429 with `Retry-After` (seconds) and the error code `0x80072322`
-  answers; every API answer carries `x-ms-ratelimit-burst-remaining-xrm-requests`.
+  seconds per web server), past which a 429 with `Retry-After` (seconds) and the error
+  code `0x80072322` answers; every API answer carries
+  `x-ms-ratelimit-burst-remaining-xrm-requests` and `…-time-remaining-xrm-requests`.
 * Errors: `{"error": {"code": "0x…", "message": "…"}}`.
 
 Invented where Microsoft documents nothing public (and marked so in the tests): the status
@@ -41,7 +42,7 @@ research notes find 410 documented for Business Central only), the exact paging-
 attributes a tracked read carries, the codes of an unknown column (`0x80060888`), of
 `$skip` and of a tracked query with `$filter` (`0x80060888` too), and of the 403 for an app
 that is no application user (`0x80072560`), and the value spelling of
-`x-ms-ratelimit-time-remaining-xrm-execution`. The 5-minute window is modelled as exactly
+`x-ms-ratelimit-time-remaining-xrm-requests`. The 5-minute window is modelled as exactly
 sliding; Dataverse counts per web server too, which one emulator cannot show.
 """
 
@@ -356,7 +357,7 @@ async def dataverse_middleware(
     response.headers["OData-Version"] = "4.0"
     if env.limit is not None:
         response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(env.limit.remaining())
-    response.headers["x-ms-ratelimit-time-remaining-xrm-execution"] = "1199990.00"
+    response.headers["x-ms-ratelimit-time-remaining-xrm-requests"] = "1199990.00"
     return response
 
 
@@ -408,8 +409,11 @@ async def list_contacts(request: web.Request) -> web.Response:
         return error_response(400, "0x80060888", "The query parameter $skip is not supported")
     delta_text = query.get("$deltatoken")
     if (tracking or delta_text is not None) and any(q in query for q in _TRACKING_REFUSED):
+        refused = next(q for q in _TRACKING_REFUSED if q in query)
         return error_response(
-            400, "0x80060888", "Change tracking does not support $filter, $orderby, $top or $expand"
+            400,
+            "0x80060888",
+            f'The "{refused}" query parameter isn\'t supported when Change Tracking is enabled.',
         )
     select_text = query.get("$select")
     if select_text is not None:
@@ -501,18 +505,21 @@ def _delta_page(
             410, "0x80044352", "The delta token has expired; synchronise the data again."
         )
     snapshot = int(attrs["version"]) if attrs.get("version", "").isdigit() else env.version
+    # As Dataverse documents for its SDK: new or updated rows first (by version), then
+    # the deleted ones; the paging cookie says which part and the last version read.
+    part = attrs.get("part", "changed")
     after = int(attrs["last"]) if attrs.get("last", "").isdigit() else since
-    changed: list[tuple[int, Any]] = [
-        (row["versionnumber"], row)
-        for row in env.rows.values()
-        if after < row["versionnumber"] <= snapshot
-    ]
-    changed += [(v, key) for v, key in env.tombstones if after < v <= snapshot]
-    changed.sort(key=lambda pair: pair[0])
-    chosen = changed[:size]
+    pending: list[tuple[str, int, Any]] = []
+    if part == "changed":
+        updated = [r for r in env.rows.values() if after < r["versionnumber"] <= snapshot]
+        updated.sort(key=lambda r: r["versionnumber"])
+        pending += [("changed", r["versionnumber"], r) for r in updated]
+    floor = after if part == "deleted" else since
+    pending += [("deleted", v, key) for v, key in env.tombstones if floor < v <= snapshot]
+    chosen = pending[:size]
     value: list[dict[str, Any]] = []
-    for _, item in chosen:
-        if isinstance(item, str):
+    for kind, _, item in chosen:
+        if kind == "deleted":
             value.append(
                 {
                     "@odata.context": f"{origin}{API}/$metadata#{ENTITY_SET}/$deletedEntity",
@@ -527,8 +534,12 @@ def _delta_page(
         "value": value,
     }
     params = [(k, v) for k, v in base_params if k != "$deltatoken"]
-    if len(changed) > size:
-        inner = f'<cookie page="{page_number}" version="{snapshot}" last="{chosen[-1][0]}" />'
+    if len(pending) > size:
+        last_kind, last_version, _ = chosen[-1]
+        inner = (
+            f'<cookie page="{page_number}" version="{snapshot}" part="{last_kind}" '
+            f'last="{last_version}" />'
+        )
         body["@odata.nextLink"] = _link(
             origin,
             [
