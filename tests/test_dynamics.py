@@ -368,6 +368,22 @@ async def test_a_delta_link_for_other_columns_or_not_ours_is_not_followed(
     assert client.restarts == 3
 
 
+async def test_without_change_tracking_every_run_reads_everyone(
+    serve: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    app, base = await serve(people=120)
+    client = connector(base, session, page_size=50, change_tracking=False)
+    full = await sync(client)
+    assert full.fetched == 120 and full.watermark is None
+    again = await sync(client, SyncMode.INCREMENTAL, since="delta:/api/data/v9.2/contacts?x=1")
+    assert again.fetched == 120 and client.restarts == 0
+    for request in api_requests(app):
+        assert "$deltatoken" not in urllib.parse.parse_qs(request.query)
+    with pytest.raises(ConnectorError) as caught:
+        connector(base, session, change_tracking="yes")
+    assert caught.value.kind == "config"
+
+
 async def test_a_next_link_elsewhere_or_repeated_stops_the_run(
     aiohttp_server: Any, session: aiohttp.ClientSession
 ) -> None:

@@ -6,7 +6,9 @@ cannot see deletions at all, and its order and boundaries (seconds, clock skew, 
 rows in one second) need an overlap window; Dataverse's change tracking hands out an
 opaque delta link that returns exactly the rows changed since, deleted ones included, and
 the next delta link. It must be switched on for the table ("Track changes"; on for contact
-in most environments). Without it a run simply gets no delta link and every run is full.
+in most environments). Without it a run gets no delta link and every run is full; the
+setting `change_tracking = false` stops asking for it (should an environment refuse the
+preference rather than ignore it, as OData allows: not verified).
 
 Authentication: Microsoft Entra ID's client credentials grant, through `connectors.oauth`
 (`POST {authority}/{tenant_id}/oauth2/v2.0/token` with the secret in the form body and
@@ -59,13 +61,14 @@ view; pacing does not depend on it (Microsoft: "intended for debugging purposes"
 Errors: Dataverse's body is `{"error": {"code": "0x…", "message": …}}`; only the code is
 reported (a message can quote a value), and the token endpoint's OAuth `error` code.
 
-Settings: `authority` (default `https://login.microsoftonline.com`; another national cloud's,
-or the emulator's), `api_version` (default `v9.2`), `page_size`, `requests_per_window`,
-`window_seconds`, `budget_share`. Credentials: `{"tenant_id": …, "client_id": …,
-"client_secret": …}`: the directory (tenant) id is no secret, but it belongs with the app
-registration's id and secret, and the console's form asks for credentials only. The entity set is
-`contacts` only: system users (`systemusers`, leaver `isdisabled`) would need their own
-key and an emulator for them, and are not offered.
+Settings: `authority` (default `https://login.microsoftonline.com`; another national
+cloud's, or the emulator's), `api_version` (default `v9.2`), `page_size`,
+`change_tracking` (default true), `requests_per_window`, `window_seconds`, `budget_share`.
+Credentials: `{"tenant_id": …, "client_id": …, "client_secret": …}`: the directory
+(tenant) id is no secret, but it belongs with the app registration's id and secret, and
+the console's form asks for credentials only. The entity set is `contacts` only: system
+users (`systemusers`, leaver `isdisabled`) would need their own key, mapping and emulator
+table, and are not offered.
 
 Checked against Microsoft's public documentation: the token request and `.default` scope;
 `Prefer: odata.maxpagesize` (at most 5,000, larger values ignored) and the verbatim
@@ -238,6 +241,13 @@ class DynamicsConnector(Connector):
             raise ConnectorError("config", "dynamics: api_version must look like v9.2")
         self.path = f"/api/data/{version}/{ENTITY_SET}"
         self.page_size = int(_number(settings, "page_size", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE))
+        tracking = settings.get("change_tracking", True)
+        if not isinstance(tracking, bool):
+            raise ConnectorError(
+                "config", "dynamics: setting change_tracking must be true or false"
+            )
+        #: Ask full reads for a delta link? (Off for a table that cannot be tracked.)
+        self.tracking = tracking
         per_window = _number(settings, "requests_per_window", 6000, 1, 10_000_000)
         seconds = _number(settings, "window_seconds", 300, 0.001, 86_400)
         share = _number(settings, "budget_share", 0.9, 0.01, 1.0)
@@ -290,7 +300,7 @@ class DynamicsConnector(Connector):
         if request.cursor is None:
             page = 0
             link = None
-            if request.mode is SyncMode.INCREMENTAL and request.since:
+            if request.mode is SyncMode.INCREMENTAL and request.since and self.tracking:
                 link = self._delta_link(request.since)
                 if link is None:
                     self.restarts += 1
@@ -303,7 +313,7 @@ class DynamicsConnector(Connector):
                     "config", "dynamics: the saved cursor is for another API version"
                 )
         try:
-            body = await self._get(link, track=phase == "full")
+            body = await self._get(link, track=phase == "full" and self.tracking)
         except _DeltaGone:
             if phase != "delta":
                 raise ConnectorError(
