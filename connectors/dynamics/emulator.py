@@ -35,6 +35,9 @@ systems", "Service protection API limits"; research notes, `connector_apis.md` 7
   code `0x80072322` answers; every API answer carries
   `x-ms-ratelimit-burst-remaining-xrm-requests` and `…-time-remaining-xrm-requests`.
 * Errors: `{"error": {"code": "0x…", "message": "…"}}`.
+* For clients that discover before they read (Microsoft's own SDK with MSAL):
+  `GET /{tenant}/v2.0/.well-known/openid-configuration` and `GET
+  /api/data/v9.2/EntityDefinitions?$filter=LogicalName eq 'contact'` (the one table served).
 
 Invented where Microsoft documents nothing public (and marked so in the tests): the status
 and body of an expired or unknown delta token (a 410 Gone with code `0x80044352` here; the
