@@ -48,6 +48,7 @@ from tenacity import (
     stop_after_attempt,
     stop_after_delay,
 )
+from yarl import URL
 
 from connectors.netguard import RefusedAddress
 
@@ -355,7 +356,7 @@ class Connector(ABC):
     async def send(
         self,
         method: str,
-        url: str,
+        url: str | URL,
         *,
         headers: Mapping[str, str],
         params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
@@ -367,7 +368,8 @@ class Connector(ABC):
         endpoint's 400 means something else than an API's.
 
         Redirects are not followed: a source that redirects could point the gateway,
-        credentials and all, at an address nobody configured.
+        credentials and all, at an address nobody configured. A `yarl.URL` built with
+        `encoded=True` is sent byte for byte (a vendor's opaque next-page link).
         """
         self.stats.requests += 1
         try:

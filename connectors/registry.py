@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _PACKAGES: Final = {
     "afas": "connectors.afas",
+    "dynamics": "connectors.dynamics",
     "hubspot": "connectors.hubspot",
     "personio": "connectors.personio",
     "salesforce": "connectors.salesforce",
@@ -69,6 +70,14 @@ class ConnectorType:
     #: None: the root plus `emulator_base_path` (an HTTP API). The SFTP emulator answers
     #: on a port of its own.
     emulator_url: Callable[[web.Application, str], str] | None = None
+    #: Settings a connector needs to reach a started emulator, given its base URL (a
+    #: token endpoint on another host in production, the emulator's own in the demo).
+    emulator_settings: Callable[[str], Mapping[str, Any]] | None = None
+
+    def settings_for_emulator(self, base_url: str) -> dict[str, Any]:
+        """`default_settings` plus what reaching the emulator at `base_url` needs."""
+        extra = self.emulator_settings(base_url) if self.emulator_settings else {}
+        return {**self.default_settings, **extra}
 
     def emulator_base_url(self, app: web.Application, root: str) -> str:
         """The base URL a connector uses for a started emulator served at `root`."""

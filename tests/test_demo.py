@@ -203,12 +203,30 @@ async def test_demo_with_salesforce_drops_its_sensitive_fields(tmp_path: Path) -
     assert "salesforce" in report and "BSN__c" not in report
 
 
+async def test_demo_with_dynamics_asks_for_no_sensitive_column(tmp_path: Path) -> None:
+    """`--sources dynamics`: the Dataverse emulator and its Entra ID token endpoint (the
+    connector's `authority`, set by the demo) through the whole gateway."""
+    runner = demo.run_demo(employees=PEOPLE, data_dir=tmp_path / "demo", sources=("dynamics",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+    finally:
+        await runner.aclose()
+    assert result.verified, result.verify_reason
+    assert set(result.connectors) == {"dynamics"}
+    info = result.connectors["dynamics"]
+    assert info["counts"]["fetched"] == PEOPLE
+    # Minimised at the source: $select never asked for them, so only the etag is dropped.
+    assert info["dropped"] == {"<unnamed field>"}
+    assert "dynamics" in report and "governmentid" not in report
+
+
 def test_demo_sources_are_checked() -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
         sluis(["demo", "--sources", "salesforce,workday"])
     assert exited.value.code == 2 and "workday" in err.getvalue()
-    assert "afas, hubspot, personio, salesforce" in err.getvalue()
+    assert "afas, dynamics, hubspot, personio, salesforce" in err.getvalue()
 
 
 def _assert_nowhere(sensitive: set[str], texts: dict[str, str], data_dir: Path) -> None:

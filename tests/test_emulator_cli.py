@@ -255,6 +255,39 @@ async def test_salesforce_standalone_prints_its_connected_app_and_a_gateway_sync
     assert code == 0, err
 
 
+async def test_dynamics_standalone_prints_its_app_registration_and_a_gateway_syncs(
+    tmp_path: Path,
+) -> None:
+    dynamics = await start("dynamics", "--employees", "30")
+    credentials = {k: dynamics.printed[k] for k in ("tenant_id", "client_id", "client_secret")}
+    # The token endpoint is the emulator's own: the printed settings say so.
+    assert dynamics.printed["settings"] == f"authority={dynamics.base_url}"
+    services = Services.open(
+        Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+    )
+    now = datetime.now(UTC)
+    try:
+        retire = f"{dynamics.control}/people/retire"
+        async with aiohttp.ClientSession() as http, http.post(retire, json={"count": 4}) as r:
+            assert r.status == 200, await r.text()
+        by = system(services, "acme")
+        create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+        create_connector(
+            services.store, services.box, tenant="acme", by=by, connector_id="crm",
+            type_name="dynamics", base_url=dynamics.base_url, credentials=credentials,
+            settings={"authority": dynamics.base_url}, now=now,
+            mapping_text=bundled_mapping("dynamics").read_text(),
+        )  # fmt: skip
+        grant(services.store, by=by, connector="crm", purpose="p", now=now)
+        run = await services.engine.sync("acme", "crm", SyncMode.FULL)
+        assert run.status == "succeeded", run.error
+        assert run.counts["fetched"] == 30
+    finally:
+        services.close()
+        code, err = await stop(dynamics)
+    assert code == 0, err
+
+
 @pytest.mark.parametrize(
     "args",
     [["afas", "--employees", "-1"], ["afas", "--port", "70000"], ["workday"], ["afas", "--x"]],

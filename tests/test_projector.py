@@ -80,6 +80,20 @@ def test_leaver_rule(afas: Projector, left_on: str | None, active: bool) -> None
     assert isinstance(out, dict) and out["active"] is active
 
 
+def test_a_leaver_needs_no_required_field_but_a_current_subject_does(afas: Projector) -> None:
+    """A leaver is deleted downstream, none of its fields leave: one reported by its key
+    alone (a deletion from a change feed) is a leaver, not a rejection."""
+    gone = afas.project({"Medewerker": "100042", "Datum_uit_dienst": "2026-01-31"})
+    assert isinstance(gone, dict)
+    assert gone["active"] is False and gone["email"] is None
+    here = afas.project({"Medewerker": "100042", "Datum_uit_dienst": None})
+    assert isinstance(here, Rejected) and here.reason == "email is required but missing"
+    later = afas.project({"Medewerker": "100042", "Datum_uit_dienst": "2027-01-31"})
+    assert isinstance(later, Rejected) and later.reason == "email is required but missing"
+    bad_date = afas.project({"Medewerker": "100042", "Datum_uit_dienst": "binnenkort"})
+    assert isinstance(bad_date, Rejected) and bad_date.reason == "email is required but missing"
+
+
 def test_unparseable_leaver_date_is_rejected_not_guessed(afas: Projector) -> None:
     out = afas.project(_row(Datum_uit_dienst="binnenkort"))
     assert isinstance(out, Rejected)

@@ -180,7 +180,8 @@ async def _walk_through(
     await admin.call("POST", "/admin/v1/step-up", {"code": pyotp.TOTP(made.totp_secret).now()})
     result = DemoResult(gateway_url, made.token, "", data_dir, [operator, made])
     for connector_id, type_name in ((name, name) for name in urls):
-        credentials = dict(connector_type(type_name).emulator_credentials)
+        kind = connector_type(type_name)
+        credentials = dict(kind.emulator_credentials)
         created = await admin.call(
             "POST",
             f"{t}/connectors",
@@ -189,6 +190,7 @@ async def _walk_through(
                 "type": type_name,
                 "base_url": urls[connector_id],
                 "credentials": credentials,
+                "settings": kind.settings_for_emulator(urls[connector_id]),
                 "mapping": type_name,
             },
         )

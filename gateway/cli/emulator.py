@@ -75,8 +75,8 @@ async def _serve(args: argparse.Namespace) -> None:
             f"base_url: {base_url}",
             *_credential_lines(dict(kind.emulator_credentials), base_url),
         ]
-        if kind.default_settings:
-            settings = ", ".join(f"{k}={v}" for k, v in kind.default_settings.items())
+        if found := kind.settings_for_emulator(base_url):
+            settings = ", ".join(f"{k}={v}" for k, v in found.items())
             lines.append(f"settings: {settings}")
         lines += [f"control: {root}/_emulator", "Press Ctrl-C to stop."]
         print("\n".join(lines), flush=True)

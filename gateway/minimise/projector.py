@@ -168,11 +168,15 @@ class Projector:
         outer.update(inner.digest())
         out = self._template.copy()
         out["subject_id"] = outer.digest()[:16].hex()
+        # A required field is required of a current subject only: a leaver is deleted
+        # downstream and none of its fields leave (a deletion a source reports by its key
+        # alone, as Dataverse's change tracking does, has none to give).
+        missing = ""
         try:
             for name, required, read in self._fields:
                 value = read(record)
-                if value is None and required:
-                    return Rejected(f"{name} is required but missing")
+                if value is None and required and not missing:
+                    missing = name
                 out[name] = value
             active = True
             for has_left in self._leavers:
@@ -180,7 +184,9 @@ class Projector:
                     active = False
                     break
         except InvalidValue as exc:
-            return Rejected(str(exc))
+            return Rejected(f"{missing} is required but missing" if missing else str(exc))
+        if missing and active:
+            return Rejected(f"{missing} is required but missing")
         out["active"] = active
         return out
 

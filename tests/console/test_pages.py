@@ -539,3 +539,39 @@ async def test_a_salesforce_connector_asks_for_its_connected_app(
     assert connector_credentials(services.box, record) == {
         "client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET,
     }  # fmt: skip
+
+
+async def test_a_dynamics_connector_asks_for_its_app_registration(
+    console: Console, world: World, services: Services
+) -> None:
+    """The form asks a Dynamics 365 source for its app registration's directory (tenant)
+    id, client id and secret, refuses it without the tenant (naming the field, echoing
+    nothing), and seals all three."""
+    from connectors.dynamics.emulator import (
+        EMULATOR_CLIENT_ID,
+        EMULATOR_CLIENT_SECRET,
+        EMULATOR_TENANT,
+    )
+    from gateway.tenancy import connector_credentials
+
+    await console.sign_in(world.admin)
+    page = await console.get(NEW)
+    assert 'name="credential_tenant_id"' in page.html
+    assert "Dynamics 365: directory (tenant) ID of the app registration" in page.html
+    check_accessible(page.html)
+    form = connector_form(
+        id="crm", type="dynamics", base_url="https://acme.crm4.dynamics.com",
+        mapping="dynamics", credential_token="", credential_client_id=EMULATOR_CLIENT_ID,
+        credential_client_secret=EMULATOR_CLIENT_SECRET,
+    )  # fmt: skip
+    refused = await console.submit(NEW, NEW, form)
+    assert refused.status == 422 and 'id="e-credential_tenant_id"' in refused.html
+    assert EMULATOR_CLIENT_SECRET not in refused.html
+    made = await console.submit(NEW, NEW, {**form, "credential_tenant_id": EMULATOR_TENANT})
+    assert made.status == 200 and "Connector created" in made.html
+    assert EMULATOR_CLIENT_SECRET not in made.html
+    record = services.store.get_connector("acme", "crm")
+    assert connector_credentials(services.box, record) == {
+        "tenant_id": EMULATOR_TENANT, "client_id": EMULATOR_CLIENT_ID,
+        "client_secret": EMULATOR_CLIENT_SECRET,
+    }  # fmt: skip

@@ -61,7 +61,8 @@ for name in known_types():
     create_connector(
         services.store, services.box, tenant="acme", by=system(services, "acme"), connector_id=name,
                      type_name=name, base_url=source["url"], credentials=source["credentials"],
-                     mapping_text=bundled_mapping(name).read_text(), now=now)
+                     settings=source["settings"], mapping_text=bundled_mapping(name).read_text(),
+                     now=now)
     grant(services.store, by=system(services, "acme"), connector=name, purpose="test", now=now)
     run = asyncio.run(services.engine.sync("acme", name, SyncMode.FULL))
     assert run.status == "succeeded", run.error
@@ -80,9 +81,11 @@ async def test_a_production_sync_imports_no_emulator_or_synthetic_data(
     for name in pull_types():
         kind = connector_type(name)
         server = await aiohttp_server(kind.emulator(people=30, seed=3), host="127.0.0.1")
+        url = kind.emulator_base_url(server.app, str(server.make_url("/")))
         sources[name] = {
-            "url": kind.emulator_base_url(server.app, str(server.make_url("/"))),
+            "url": url,
             "credentials": dict(kind.emulator_credentials),
+            "settings": kind.settings_for_emulator(url),
         }
     args = json.dumps({"data_dir": str(tmp_path / "data"), "sources": sources})
     proc = await asyncio.create_subprocess_exec(
