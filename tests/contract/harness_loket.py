@@ -11,7 +11,7 @@ tested through a real gateway in `tests/test_loket.py`. Pages of 100 (the connec
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from aiohttp import web
 
@@ -24,7 +24,6 @@ from connectors.loket.emulator import (
     EMULATOR_REFRESH_TOKEN,
     make_app,
 )
-from connectors.loket.synthetic import employee_view
 from mappings import bundled_mapping
 
 #: Raw employee fields that must never leave, as the projector names them when it drops
@@ -113,11 +112,6 @@ class LoketHarness:
 
     def sensitive_values(self, app: web.Application) -> set[str]:
         return sensitive_values(app)
-
-
-def raw_employee(app: web.Application, index: int) -> dict[str, Any]:
-    """One employee as the emulator serves it (for tests that look at raw shapes)."""
-    return employee_view(app[ACCOUNT].people[index])
 
 
 HARNESS = LoketHarness()
