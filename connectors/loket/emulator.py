@@ -97,8 +97,29 @@ class LoketAccount:
     today: Callable[[], date] = date.today
     rng: random.Random = field(default_factory=random.Random)
 
+    #: Per employer: its people, and each of their employments with its person (built on
+    #: first use; `remove` starts them again).
+    _staff: dict[str, list[Person]] = field(default_factory=dict)
+    _jobs: dict[str, list[tuple[Person, synthetic.Employment]]] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.refresh_tokens.add(self.refresh_token)
+
+    def staff(self, employer: Employer) -> list[Person]:
+        found = self._staff.get(employer.id)
+        if found is None:
+            found = self._staff[employer.id] = [
+                p for p in self.people if p.employer_id == employer.id
+            ]
+        return found
+
+    def jobs(self, employer: Employer) -> list[tuple[Person, synthetic.Employment]]:
+        found = self._jobs.get(employer.id)
+        if found is None:
+            found = self._jobs[employer.id] = [
+                (p, e) for p in self.staff(employer) for e in p.employments
+            ]
+        return found
 
     # ------------------------------------------------------------------ HR admin's edits
 
@@ -140,6 +161,8 @@ class LoketAccount:
         chosen = self._pick(count, lambda p: True)
         gone = {p.id for p in chosen}
         self.people = [p for p in self.people if p.id not in gone]
+        self._staff.clear()
+        self._jobs.clear()
         return sorted(gone)
 
     def size(self) -> int:
@@ -301,16 +324,12 @@ async def list_employers(request: web.Request) -> web.Response:
     )
 
 
-def _staff(account: LoketAccount, employer: Employer) -> list[Person]:
-    return [p for p in account.people if p.employer_id == employer.id]
-
-
 async def list_employees(request: web.Request) -> web.Response:
     found = _employer(request)
     if isinstance(found, web.Response):
         return found
     account, employer = found
-    return paged(request, _staff(account, employer), synthetic.employee_view)
+    return paged(request, account.staff(employer), synthetic.employee_view)
 
 
 async def list_employments(request: web.Request) -> web.Response:
@@ -318,8 +337,7 @@ async def list_employments(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     account, employer = found
-    pairs = [(p, e) for p in _staff(account, employer) for e in p.employments]
-    return paged(request, pairs, lambda pair: synthetic.employment_view(*pair))
+    return paged(request, account.jobs(employer), lambda pair: synthetic.employment_view(*pair))
 
 
 async def list_entities(request: web.Request) -> web.Response:
@@ -327,8 +345,7 @@ async def list_entities(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     account, employer = found
-    jobs = [e for p in _staff(account, employer) for e in p.employments]
-    return paged(request, jobs, synthetic.entity_view)
+    return paged(request, account.jobs(employer), lambda pair: synthetic.entity_view(pair[1]))
 
 
 async def citizen_service_number(request: web.Request) -> web.Response:
@@ -404,7 +421,7 @@ def make_app(
         refresh_token=refresh_token,
         employers=employer_list,
         people=list(synthetic.people(people, employer_list, seed=seed, leaver_share=leaver_share)),
-        forbidden=forbidden if forbidden_employers else frozenset(),
+        forbidden=forbidden,
         rotate=rotate,
         token_ttl=token_ttl,
         rng=random.Random(seed + 1),

@@ -184,10 +184,16 @@ def _kv(pair: tuple[int, str] | None) -> dict[str, Any] | None:
     return {"key": pair[0], "value": pair[1]} if pair else None
 
 
+def formatted_name(p: Person) -> str:
+    """Loket's `formattedName`: initials, prefix and last name ("S. van der Berg")."""
+    v = p.values
+    prefix = f"{v['prefix']} " if v["prefix"] else ""
+    return f"{v['initials']} {prefix}{v['lastName']}"
+
+
 def employee_view(p: Person) -> dict[str, Any]:
     """The employee resource as `GET /providers/employers/{id}/employees` lists it."""
     v = p.values
-    prefix = f"{v['prefix']} " if v["prefix"] else ""
     return {
         "id": p.id,
         "employeeNumber": p.number + 1,
@@ -198,7 +204,7 @@ def employee_view(p: Person) -> dict[str, Any]:
             "initials": v["initials"],
             "lastNamePartner": None,
             "prefixPartner": None,
-            "formattedName": f"{v['initials']} {prefix}{v['lastName']}",
+            "formattedName": formatted_name(p),
             "dateOfBirth": v["dateOfBirth"],
             "placeOfBirth": v["placeOfBirth"],
             "dateOfDeath": None,
@@ -247,7 +253,7 @@ def employment_view(p: Person, e: Employment) -> dict[str, Any]:
         "employee": {
             "id": p.id,
             "employeeNumber": p.number + 1,
-            "formattedName": employee_view(p)["personalDetails"]["formattedName"],
+            "formattedName": formatted_name(p),
         },
         "startDate": spell(e.start),
         "historicalStartDate": None,
