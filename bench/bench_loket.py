@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import resource
 import tempfile
+import time
 from pathlib import Path
 
 import aiohttp
-from source_kit import download_only, emulator, full_then_again, gateway_with
+from source_kit import download_only, emulator, full_then_again, gateway_with, projector
 
+from connectors.base import ConnectorConfig, PageRequest, SyncMode
 from connectors.loket.emulator import (
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
     EMULATOR_REFRESH_TOKEN,
 )
+from connectors.registry import connector_type
 
 LOGIN = {
     "client_id": EMULATOR_CLIENT_ID,
@@ -55,8 +59,10 @@ async def speed(employees: int) -> None:
         base = root + "/v2"
         services = gateway_with(Path(tmp), "loket", "loket", base, LOGIN, {})
         try:
-            rows, raw_s = await download_only("loket", base, LOGIN, {})
+            # The sync first: the emulator's first answers build its lists, which would
+            # otherwise be charged to the baseline.
             full, full_s, again, again_s = await full_then_again(services, "loket")
+            rows, raw_s = await download_only("loket", base, LOGIN, {})
         finally:
             services.close()
     for run in (full, again):
@@ -72,9 +78,25 @@ async def speed(employees: int) -> None:
     print(f"peak RSS of the gateway process: {rss:.0f} MiB")
 
 
+async def paced_download(base: str) -> tuple[int, float]:
+    """Every page through `fetch_page` (retries and `Retry-After` included, as a sync has
+    them); (records, seconds)."""
+    config = ConnectorConfig("loket", base, LOGIN, {})
+    rows, cursor = 0, None
+    async with aiohttp.ClientSession() as session:
+        connector = connector_type("loket").connector(config, projector("loket"), session)
+        start = time.perf_counter()
+        while True:
+            page = await connector.fetch_page(PageRequest(SyncMode.FULL, cursor, None))
+            rows += page.fetched
+            if page.next_cursor is None:
+                return rows, time.perf_counter() - start
+            cursor = page.next_cursor
+
+
 async def budget(employees: int) -> None:
     with emulator("connectors.loket.emulator", f"people={employees}, rotate=False") as root:
-        rows, seconds = await download_only("loket", root + "/v2", LOGIN, {})
+        rows, seconds = await paced_download(root + "/v2")
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"{root}/_emulator/requests") as response,
@@ -83,12 +105,21 @@ async def budget(employees: int) -> None:
     refused = sum(1 for r in log if r["status"] == 429)
     times = sorted(r["at"] for r in log if r["status"] != 429)
     busiest = max(sum(1 for t in times if s <= t < s + WINDOW) for s in times)
-    steady = [t for t in times if t >= times[0] + 2 * WINDOW]
-    rate = (len(steady) - 1) / (steady[-1] - steady[0]) * WINDOW if len(steady) > 1 else 0.0
+    # After the first 429 the connector sends in bursts, one learned budget per window:
+    # the share of the budget it spends is each burst over the time to the next one.
+    first_refusal = min((r["at"] for r in log if r["status"] == 429), default=times[-1])
+    bursts: list[list[float]] = []
+    for t in (t for t in times if t > first_refusal):
+        if bursts and t - bursts[-1][-1] < 1.0:
+            bursts[-1].append(t)
+        else:
+            bursts.append([t])
+    shares = [len(a) / (b[0] - a[0]) * WINDOW / BUDGET for a, b in itertools.pairwise(bursts)]
+    rate = sum(shares) / len(shares) if shares else 0.0
     print(f"budget: {rows:,} employees in {seconds:.1f} s, {len(log)} requests")
     print(f"  busiest {WINDOW:.0f} s: {busiest} admitted of the emulator's {BUDGET}")
-    print(f"  after the first 429: {rate:.1f} per {WINDOW:.0f} s = {rate / BUDGET:.0%} "
-          "of the budget (target >= 80%)")  # fmt: skip
+    print(f"  after the first 429: {rate:.0%} of the budget spent per window, over "
+          f"{len(shares)} windows (target >= 80%)")  # fmt: skip
     print(f"  answered 429: {refused} ({refused / len(log):.2%}; target < 1%)")
 
 
