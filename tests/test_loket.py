@@ -24,7 +24,13 @@ import orjson
 import pytest
 from aiohttp import web
 
-from connectors.base import ConnectorConfig, ConnectorError, RetryPolicy, SyncMode
+from connectors.base import (
+    ConnectorConfig,
+    ConnectorError,
+    PageRequest,
+    RetryPolicy,
+    SyncMode,
+)
 from connectors.emulator_kit import CONTROL, Fault
 from connectors.loket.client import LoketConnector, Pacer, token_url_for
 from connectors.loket.emulator import (
@@ -219,6 +225,28 @@ async def test_end_dates_and_job_titles_come_from_the_employment_that_counts(
     assert by_email[email[3]]["job_title"] == "Hoofd salarisadministratie"
     assert by_email[email[4]]["active"] is False and by_email[email[4]]["job_title"] is None
     assert by_email[email[5]]["active"] is True
+
+
+async def test_a_run_resumed_by_another_connector_rebuilds_the_maps(
+    serve: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    """The engine resumes a run from its saved cursor, perhaps in another process: the
+    employer's employment maps are read again, and the result is the same."""
+    # Without rotation: each connector here starts from the same refresh token.
+    _, base = await serve(people=300, employers=2, leaver_share=0.1, rotate=False)
+    whole = await sync(connector(base, session))
+    first = await connector(base, session).fetch_page(PageRequest(SyncMode.FULL))
+    assert first.next_cursor is not None
+    subjects = list(first.subjects)
+    cursor: str | None = first.next_cursor
+    while cursor is not None:
+        page = await connector(base, session).fetch_page(PageRequest(SyncMode.FULL, cursor))
+        subjects += page.subjects
+        cursor = page.next_cursor
+    assert {s["subject_id"]: s for s in subjects} == whole.by_id()
+    with pytest.raises(ConnectorError) as caught:
+        await connector(base, session).fetch_page(PageRequest(SyncMode.FULL, "x:1@now"))
+    assert caught.value.kind == "config"
 
 
 async def test_every_run_is_whole_and_a_deleted_employee_is_gone(
