@@ -72,7 +72,13 @@ body's shape; any rate limit and whether a 429 carries `Retry-After`; the page-s
 cap; the shape of an actual organisational entity (its `employment.id` link,
 `function.description`, `deviatingFunctionDescription`) and that an employment carries
 `employee.id`; the order of the lists (assumed stable); whether the user-level "filter
-settings" Loket applies to employments hide ended ones (the README says to include them).
+settings" Loket applies to employments hide ended ones (the README says to include them);
+which resource version a plain `Accept: application/json` gets (Loket versions resources
+through `Accept: application/json;version=…`).
+
+No official client: Loket publishes no Python package (none of `loket`, `loket-api`,
+`loket-nl`, `visma-loket` is on PyPI; BrynQ's Loket SDK and a C# Kiota client are third
+parties'), so there is no fidelity test against one.
 """
 
 from __future__ import annotations
