@@ -23,6 +23,7 @@ _PACKAGES: Final = {
     "afas": "connectors.afas",
     "dynamics": "connectors.dynamics",
     "hubspot": "connectors.hubspot",
+    "loket": "connectors.loket",
     "personio": "connectors.personio",
     "salesforce": "connectors.salesforce",
     "scim": "connectors.scim",

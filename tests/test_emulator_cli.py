@@ -225,6 +225,43 @@ async def test_personio_standalone_prints_client_credentials(tmp_path: Path) -> 
         await stop(personio)
 
 
+async def test_loket_standalone_prints_its_oauth_grant_and_a_gateway_syncs_twice(
+    tmp_path: Path,
+) -> None:
+    """The printed refresh token works once (Loket's emulator rotates it): the gateway's
+    second run uses the one it kept from the first."""
+    loket = await start("loket", "--employees", "30")
+    try:
+        login = {k: loket.printed[k] for k in ("client_id", "client_secret", "refresh_token")}
+        assert loket.base_url.endswith("/v2")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{loket.control}/people/retire", json={"count": 2}) as r,
+        ):
+            assert len((await r.json())["changed"]) == 2
+        services = Services.open(
+            Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+        )
+        now = datetime.now(UTC)
+        try:
+            by = system(services, "acme")
+            create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+            create_connector(
+                services.store, services.box, tenant="acme", by=by, connector_id="payroll",
+                type_name="loket", base_url=loket.base_url, credentials=login, now=now,
+                mapping_text=bundled_mapping("loket").read_text(),
+            )  # fmt: skip
+            grant(services.store, by=by, connector="payroll", purpose="p", now=now)
+            first = await services.engine.sync("acme", "payroll", SyncMode.FULL)
+            second = await services.engine.sync("acme", "payroll", SyncMode.FULL)
+            assert first.status == second.status == "succeeded", (first.error, second.error)
+            assert first.counts["fetched"] == second.counts["fetched"] == 30
+        finally:
+            services.close()
+    finally:
+        await stop(loket)
+
+
 async def test_salesforce_standalone_prints_its_connected_app_and_a_gateway_syncs(
     tmp_path: Path,
 ) -> None:
