@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 _PACKAGES: Final = {
     "afas": "connectors.afas",
+    "entra": "connectors.entra",
     "hubspot": "connectors.hubspot",
     "personio": "connectors.personio",
     "salesforce": "connectors.salesforce",

@@ -89,6 +89,16 @@ def test_unparseable_leaver_date_is_rejected_not_guessed(afas: Projector) -> Non
     )
 
 
+def test_a_leaver_need_not_fill_required_fields(afas: Projector) -> None:
+    # A deletion from a delta query (Entra ID) carries the id and nothing else: written as
+    # absent, it is a leaver, not a quarantined record.
+    out = afas.project(_row(Email_werk=None, Datum_uit_dienst="2026-01-31"))
+    assert isinstance(out, dict)
+    assert out["active"] is False and out["email"] is None
+    # Someone still employed without the required field stays quarantined.
+    assert afas.project(_row(Email_werk=None)) == Rejected("email is required but missing")
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [

@@ -169,16 +169,18 @@ class Projector:
         out = self._template.copy()
         out["subject_id"] = outer.digest()[:16].hex()
         try:
-            for name, required, read in self._fields:
-                value = read(record)
-                if value is None and required:
-                    return Rejected(f"{name} is required but missing")
-                out[name] = value
             active = True
             for has_left in self._leavers:
                 if has_left(record):
                     active = False
                     break
+            # A leaver is written as absent: what it lacks cannot hold it back (a deletion
+            # reported by a delta query carries an id and nothing else).
+            for name, required, read in self._fields:
+                value = read(record)
+                if value is None and required and active:
+                    return Rejected(f"{name} is required but missing")
+                out[name] = value
         except InvalidValue as exc:
             return Rejected(str(exc))
         out["active"] = active
