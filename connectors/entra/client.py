@@ -227,9 +227,9 @@ class EntraConnector(Connector):
             authority = str(base.origin())
         if not isinstance(authority, str):
             raise ConnectorError("config", "entra: setting authority must be a URL")
-        token_url = f"{authority.rstrip('/')}/{tenant}/oauth2/v2.0/token"
-        scope = f"{base.origin()}/.default"
-        self.tokens = Tokens(self, token_url, Client(client_id, secret), scope=scope)
+        self.token_url = f"{authority.rstrip('/')}/{tenant}/oauth2/v2.0/token"
+        self.scope = f"{base.origin()}/.default"
+        self.tokens = Tokens(self, self.token_url, Client(client_id, secret), scope=self.scope)
         #: Rounds started afresh because Graph no longer knew a token.
         self.restarts = 0
 
