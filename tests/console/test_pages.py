@@ -539,3 +539,37 @@ async def test_a_salesforce_connector_asks_for_its_connected_app(
     assert connector_credentials(services.box, record) == {
         "client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET,
     }  # fmt: skip
+
+
+async def test_an_entra_connector_asks_for_its_app_registration(
+    console: Console, world: World, services: Services
+) -> None:
+    """The form asks an Entra ID source for the three values of its app registration
+    (directory id, application id, client secret), names a missing one, and seals all."""
+    from connectors.entra.emulator import (
+        EMULATOR_CLIENT_ID,
+        EMULATOR_CLIENT_SECRET,
+        EMULATOR_TENANT_ID,
+    )
+    from gateway.tenancy import connector_credentials
+
+    await console.sign_in(world.admin)
+    page = await console.get(NEW)
+    assert 'name="credential_tenant_id"' in page.html
+    assert "Entra ID: directory (tenant) ID of the app registration" in page.html
+    form = connector_form(
+        id="idp", type="entra", base_url="https://graph.microsoft.com/v1.0", mapping="entra",
+        credential_token="", credential_client_id=EMULATOR_CLIENT_ID,
+        credential_client_secret=EMULATOR_CLIENT_SECRET,
+    )  # fmt: skip
+    refused = await console.submit(NEW, NEW, form)
+    assert refused.status == 422 and 'id="e-credential_tenant_id"' in refused.html
+    assert EMULATOR_CLIENT_SECRET not in refused.html
+    made = await console.submit(NEW, NEW, {**form, "credential_tenant_id": EMULATOR_TENANT_ID})
+    assert made.status == 200 and "Connector created" in made.html
+    assert EMULATOR_CLIENT_SECRET not in made.html
+    record = services.store.get_connector("acme", "idp")
+    assert connector_credentials(services.box, record) == {
+        "tenant_id": EMULATOR_TENANT_ID, "client_id": EMULATOR_CLIENT_ID,
+        "client_secret": EMULATOR_CLIENT_SECRET,
+    }  # fmt: skip
