@@ -557,3 +557,76 @@ def test_a_delta_page_needs_exactly_one_link() -> None:
     for body in bodies:
         with pytest.raises(ConnectorError):
             _page_of(body)
+
+
+async def test_microsofts_own_sdk_reads_the_emulator(aiohttp_server: Any, tmp_path: Path) -> None:
+    """Microsoft's official stack against the emulator, over TLS (azure-identity speaks
+    https only): azure-identity's ClientSecretCredential (MSAL underneath) gets a token
+    from the emulated token endpoint, and msgraph-sdk's
+    GraphServiceClient, its base URL pointed at the emulator, pages `/users` with `$top`,
+    walks a delta round with `$select` from nextLink to deltaLink, and reads the next
+    round's changes and `@removed` deletions through that deltaLink."""
+    pytest.importorskip("msgraph")
+    import httpx
+    from azure.identity.aio import ClientSecretCredential
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from kiota_authentication_azure.azure_identity_authentication_provider import (
+        AzureIdentityAuthenticationProvider,
+    )
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder
+    from msgraph.generated.users.users_request_builder import UsersRequestBuilder
+    from msgraph_core import GraphClientFactory
+
+    from tests.console.test_sessions import self_signed
+
+    app = make_app(people=230, leaver_share=0.0)
+    server = await aiohttp_server(app, host="127.0.0.1", ssl=self_signed(tmp_path))
+    root = f"https://127.0.0.1:{server.port}"
+    credential = ClientSecretCredential(
+        EMULATOR_TENANT_ID, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET, authority=root,
+        # No discovery call to Microsoft's hosts; a throwaway certificate for 127.0.0.1.
+        disable_instance_discovery=True, connection_verify=False,
+    )  # fmt: skip
+    auth = AzureIdentityAuthenticationProvider(credential, allowed_hosts=["127.0.0.1"])
+    http = GraphClientFactory.create_with_default_middleware(client=httpx.AsyncClient(verify=False))
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = f"{root}/v1.0"
+    graph = GraphServiceClient(request_adapter=adapter)
+    try:
+        listed = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
+            select=["id", "givenName", "mail"], top=200
+        )
+        users = await graph.users.get(RequestConfiguration(query_parameters=listed))
+        assert users is not None and users.value is not None and users.odata_next_link
+        more = await graph.users.with_url(users.odata_next_link).get()
+        assert more is not None and more.value is not None
+        assert len(users.value) + len(more.value) == 230
+        assert users.value[0].given_name and users.value[0].mobile_phone is None
+
+        selected = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+            select=["id", "givenName", "surname", "mail", "jobTitle", "accountEnabled"]
+        )
+        page = await graph.users.delta.get(RequestConfiguration(query_parameters=selected))
+        seen: list[Any] = []
+        while page is not None and page.odata_next_link:
+            seen += page.value or []
+            page = await graph.users.delta.with_url(page.odata_next_link).get()
+        assert page is not None and page.odata_delta_link
+        seen += page.value or []
+        assert len({u.id for u in seen}) == 230
+        assert all(u.account_enabled is True and u.employee_id is None for u in seen)
+
+        deleted, touched = app[DIRECTORY].delete(2), app[DIRECTORY].touch(1)
+        changes = await graph.users.delta.with_url(page.odata_delta_link).get()
+        assert changes is not None and changes.value is not None
+        removed = {u.id for u in changes.value if "@removed" in (u.additional_data or {})}
+        assert removed == set(deleted)
+        [changed] = [u for u in changes.value if u.id not in removed]
+        assert changed.id == touched[0] and changed.job_title
+    finally:
+        await credential.close()
+    paths = {r.path for r in app[CONTROL].log}
+    assert f"/{EMULATOR_TENANT_ID}/oauth2/v2.0/token" in paths
+    assert "/v1.0/users/delta()" in paths, "the SDK spells the function delta()"
+    assert app[DIRECTORY].issued == 1

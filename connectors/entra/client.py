@@ -8,7 +8,7 @@ serves both modes, and a full run leaves the link the next incremental run start
 
 Authentication: OAuth 2.0 client credentials of an app registration in the customer's
 tenant, through the shared `connectors.oauth.Tokens` (form-posted client id and secret)
-at `{authority}/{tenant_id}/oauth2/v2.0/token` with `scope={graph origin}/.default`
+at `{authority}/{tenant_id}/oauth2/v2.0/token` with `scope={graph scheme and host}/.default`
 (`https://graph.microsoft.com/.default` for the public cloud). Credentials:
 `{"tenant_id", "client_id", "client_secret"}`: the three values an admin copies from the
 app registration's overview page. The authority is the `authority` setting, else the
@@ -228,7 +228,8 @@ class EntraConnector(Connector):
         if not isinstance(authority, str):
             raise ConnectorError("config", "entra: setting authority must be a URL")
         self.token_url = f"{authority.rstrip('/')}/{tenant}/oauth2/v2.0/token"
-        self.scope = f"{base.origin()}/.default"
+        # The host alone: Entra ID refuses a port in a `.default` scope.
+        self.scope = f"{base.scheme}://{base.raw_host}/.default"
         self.tokens = Tokens(self, self.token_url, Client(client_id, secret), scope=self.scope)
         #: Rounds started afresh because Graph no longer knew a token.
         self.restarts = 0
