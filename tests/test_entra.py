@@ -528,6 +528,8 @@ async def test_a_gateway_sync_stores_and_logs_no_sensitive_value(
     for run in (full, changes, restarted, final):
         assert run.status == "succeeded", run.error
     assert changes.mode == "incremental" and restarted.mode == "incremental"
+    # Every mapped property was in the records (no "a typo in the mapping?" warning).
+    assert full.counts["unseen_source_fields"] == 0
     assert changes.counts["deleted"] == 3 and changes.counts["upserted"] == 3
     # The new round after the forgotten token cannot see the hard deletion; the next full
     # sync removes it.

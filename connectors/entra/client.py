@@ -37,9 +37,12 @@ the engine compares them (as text). An incremental run follows the stored deltaL
 
 Deletions and leavers: a delta round after the first reports a deleted user as
 `{"id": …, "@removed": {"reason": "changed" | "deleted"}}` ("changed": in the deleted
-items for 30 days, restorable; "deleted": gone for good). The bundled mapping makes both a
-leaver, as it does `accountEnabled = false` (a blocked sign-in, what offboarding does
-first). A full run sees no tombstones; the engine removes whoever it did not see.
+items for 30 days, restorable; "deleted": gone for good). A deleted user signs in no more,
+so the connector adds `accountEnabled: false` to such a record (Graph's `@removed` stays
+beside it): the bundled mapping's one leaver rule, `accountEnabled = false` (a blocked
+sign-in, what offboarding does first), covers both, and no mapping needs a field that only
+some runs carry (the engine warns about mapped fields no record held). A full run sees no
+tombstones; the engine removes whoever it did not see.
 
 Expired state: Graph keeps a delta token of a directory resource for 7 days. A token it no
 longer knows is answered 400 `syncStateNotFound`, or 410 Gone (`resyncRequired`,
@@ -260,6 +263,10 @@ class EntraConnector(Connector):
             self.restarts += 1
             body = await self._page(self.first_link())
         records, next_link, delta_link = _page_of(body)
+        for record in records:
+            if type(record) is dict and "@removed" in record:
+                # A deleted user signs in no more: one leaver rule covers both.
+                record.setdefault("accountEnabled", False)
         if next_link is not None:
             return RawPage(records, f"v1|{mark}|{self._checked(next_link)}")
         assert delta_link is not None

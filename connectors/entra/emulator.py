@@ -44,6 +44,7 @@ opaque at Graph), the messages, and the answer to a skip token that is no token 
 from __future__ import annotations
 
 import base64
+import bisect
 import hmac
 import math
 import random
@@ -120,6 +121,8 @@ class Directory:
     client_id: str
     client_secret: str
     users: dict[str, Stored]
+    #: Every user id ever held, sorted (ids are never reused), for paging by id.
+    order: list[str] = field(default_factory=list)
     tenant_id: str = EMULATOR_TENANT_ID
     tenant_domain: str = EMULATOR_TENANT_DOMAIN
     version: int = 0
@@ -182,6 +185,18 @@ class Directory:
 
     def size(self) -> int:
         return sum(1 for u in self.users.values() if u.removed is None)
+
+    def alive_after(self, after: str, count: int) -> list[Stored]:
+        """Up to `count` existing users with ids after `after`, in id order."""
+        found: list[Stored] = []
+        order = self.order
+        for i in range(bisect.bisect_right(order, after), len(order)):
+            stored = self.users[order[i]]
+            if stored.removed is None:
+                found.append(stored)
+                if len(found) == count:
+                    break
+        return found
 
     def expire_delta_tokens(self) -> None:
         """Every delta and skip token handed out so far is forgotten (7 days passed)."""
@@ -433,10 +448,7 @@ async def users_delta(request: web.Request) -> web.Response:
     records: list[dict[str, Any]]
     if state["k"] == "full":
         after = state["a"]
-        alive = sorted(
-            (u for u in directory.users.values() if u.removed is None and u.values["id"] > after),
-            key=lambda u: u.values["id"],
-        )
+        alive = directory.alive_after(after, size + 1)
         page = alive[:size]
         more = len(alive) > size
         records = [view(u.values, select) for u in page]
@@ -488,10 +500,7 @@ async def list_users(request: web.Request) -> web.Response:
             state = {"k": "list", "s": _select(query.get("$select")), "t": int(top_text), "a": ""}
     except _BadRequest as exc:
         return graph_error(400, "Request_BadRequest", str(exc))
-    alive = sorted(
-        (u for u in directory.users.values() if u.removed is None and u.values["id"] > state["a"]),
-        key=lambda u: u.values["id"],
-    )
+    alive = directory.alive_after(state["a"], state["t"] + 1)
     page = alive[: state["t"]]
     body: dict[str, Any] = {"@odata.context": _context(request)}
     if len(alive) > state["t"]:
@@ -559,6 +568,7 @@ def make_app(
         client_id=client_id,
         client_secret=client_secret,
         users=listed,
+        order=sorted(listed),
         version=len(listed),
         page_size=page_size,
         token_ttl=token_ttl,
