@@ -348,6 +348,10 @@ async def test_the_token_endpoint_is_held_to_the_address_rules(serve: Serve) -> 
     assert public.scope == "https://graph.microsoft.com/.default"
     us = connector("https://graph.microsoft.us/v1.0", guarded)
     assert us.token_url.startswith("https://login.microsoftonline.us/")
+    # The client secret never goes in clear to a token endpoint when Graph is on https.
+    with pytest.raises(ConnectorError) as plain:
+        connector("https://graph.microsoft.com/v1.0", guarded, authority="http://login.example")
+    assert plain.value.kind == "config"
 
 
 def hostile_graph(pages: list[Any], *, status: int = 200) -> web.Application:

@@ -228,8 +228,12 @@ class EntraConnector(Connector):
         authority = settings.get("authority") or CLOUDS.get(base.host or "")
         if authority is None:
             authority = str(base.origin())
-        if not isinstance(authority, str):
-            raise ConnectorError("config", "entra: setting authority must be a URL")
+        if not isinstance(authority, str) or (
+            base.scheme == "https" and not authority.startswith("https://")
+        ):
+            raise ConnectorError(
+                "config", "entra: setting authority must be a URL (https when Graph's is)"
+            )
         self.token_url = f"{authority.rstrip('/')}/{tenant}/oauth2/v2.0/token"
         # The host alone: Entra ID refuses a port in a `.default` scope.
         self.scope = f"{base.scheme}://{base.raw_host}/.default"
