@@ -329,7 +329,8 @@ async def test_the_token_endpoint_is_held_to_the_address_rules(serve: Serve) -> 
     """Graph on a public name, the authority on the emulator's loopback address: the token
     request is refused by the public-only session before a byte reaches it."""
     app, base = await serve(people=3)
-    root = base.removesuffix("/v1.0")
+    # https, as an authority must be for Graph on https (refused before TLS is spoken).
+    root = base.removesuffix("/v1.0").replace("http://", "https://")
     async with aiohttp.ClientSession(connector=PublicOnlyConnector()) as guarded:
         client = connector("https://graph.microsoft.com/v1.0", guarded, authority=root)
         with pytest.raises(ConnectorError) as caught:
