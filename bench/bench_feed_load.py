@@ -12,10 +12,11 @@ Run from the repository root:
 The gateway (feed route, store, ledger, and for the sync rows a full AFAS sync after
 another into new connectors of the same tenant) runs in this process, as `sluis serve`
 does; with `--sync-process` the syncs run in a second process on the same database, as a
-replica that only syncs beside one that only serves would (PostgreSQL). The consumers run in their own process (one asyncio loop, one connection each), as
-platforms would: each pages with `limit` from the start of the feed, and from the start
-again when it reaches the head, for `--seconds` after a warm-up. Each page is timed from
-request to last byte.
+replica that only syncs beside one that only serves would (PostgreSQL). The consumers
+run in their own process (one asyncio loop, one connection each), as platforms would:
+each pages with `limit` from the start of the feed, and from the start again when it
+reaches the head, for `--seconds` after a warm-up. Each page is timed from request to
+last byte.
 
 The baseline, measured in the same run with the same consumer code: an aiohttp route
 serving a static body the size of a feed page (one full page as this gateway produced

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 _PACKAGES: Final = {
     "afas": "connectors.afas",
     "dynamics": "connectors.dynamics",
+    "entra": "connectors.entra",
     "hubspot": "connectors.hubspot",
     "loket": "connectors.loket",
     "personio": "connectors.personio",

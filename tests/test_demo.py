@@ -23,6 +23,9 @@ import pytest
 from connectors.afas.emulator import ENVIRONMENT
 from connectors.afas.emulator import make_app as afas_app
 from connectors.afas.synthetic import SENSITIVE_FIELDS
+from connectors.entra.emulator import DIRECTORY
+from connectors.entra.emulator import make_app as entra_app
+from connectors.entra.synthetic import SENSITIVE_PROPERTIES as ENTRA_SENSITIVE
 from connectors.hubspot.emulator import STATE
 from connectors.hubspot.emulator import make_app as hubspot_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
@@ -251,6 +254,43 @@ async def test_demo_with_dynamics_asks_for_no_sensitive_column(tmp_path: Path) -
     # Minimised at the source: $select never asked for them, so only the etag is dropped.
     assert info["dropped"] == {"<unnamed field>"}
     assert "dynamics" in report and "governmentid" not in report
+
+
+async def test_demo_with_entra_asks_graph_only_for_the_mapped_properties(tmp_path: Path) -> None:
+    """`--sources entra`: Graph's delta query through the whole gateway; the disabled
+    accounts are leavers and none of the directory's phones, addresses, employee ids or
+    extension attributes (BSN, IBAN) is anywhere after."""
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir, sources=("entra",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+    finally:
+        await runner.aclose()
+    assert result.verified, result.verify_reason
+    info = result.connectors["entra"]
+    users = [u.values for u in entra_app(people=PEOPLE, seed=2026)[DIRECTORY].users.values()]
+    assert info["counts"]["fetched"] == PEOPLE
+    assert info["leavers"] == sum(1 for u in users if not u["accountEnabled"])
+    # Minimised at the source: $select asked for nothing else, so nothing was dropped.
+    assert not info["dropped"]
+    sensitive = {
+        str(leaf)
+        for u in users
+        for name in ENTRA_SENSITIVE
+        for leaf in _leaves(u.get(name))
+        if isinstance(leaf, str) and len(leaf) >= 6
+    }
+    assert len(sensitive) > 200
+    _assert_nowhere(sensitive, {"report": report}, data_dir)
+
+
+def _leaves(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
 
 
 def test_demo_sources_are_checked() -> None:

@@ -377,3 +377,50 @@ async def test_a_malformed_request_gets_a_problem_that_quotes_nothing(afas: Emul
     assert b"application/problem+json" in reply and b"s3cr3t" not in reply
     assert "Traceback" not in err and "s3cr3t" not in err
     assert err.count("refused a malformed HTTP request") == 1
+
+
+async def test_entra_standalone_prints_its_app_registration_and_a_gateway_syncs(
+    tmp_path: Path,
+) -> None:
+    entra = await start("entra", "--employees", "30")
+    try:
+        login = {k: entra.printed[k] for k in ("tenant_id", "client_id", "client_secret")}
+        assert entra.base_url.endswith("/v1.0")
+        root = entra.base_url.removesuffix("/v1.0")
+        form = {
+            "grant_type": "client_credentials", "client_id": login["client_id"],
+            "client_secret": login["client_secret"], "scope": f"{root}/.default",
+        }  # fmt: skip
+        async with aiohttp.ClientSession() as http:
+            token_url = f"{root}/{login['tenant_id']}/oauth2/v2.0/token"
+            async with http.post(token_url, data=form) as r:
+                assert r.status == 200
+                token = (await r.json())["access_token"]
+            async with http.post(f"{entra.control}/people/retire", json={"count": 2}) as r:
+                retired = set((await r.json())["changed"])
+            auth = {"Authorization": f"Bearer {token}"}
+            select = {"$select": "id,accountEnabled"}
+            async with http.get(f"{entra.base_url}/users/delta", params=select, headers=auth) as r:
+                users = (await r.json())["value"]
+        assert len(users) == 30
+        assert sorted(u["accountEnabled"] for u in users if u["id"] in retired) == [False] * 2
+        services = Services.open(
+            Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+        )
+        now = datetime.now(UTC)
+        try:
+            by = system(services, "acme")
+            create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+            create_connector(
+                services.store, services.box, tenant="acme", by=by, connector_id="idp",
+                type_name="entra", base_url=entra.base_url, credentials=login, now=now,
+                mapping_text=bundled_mapping("entra").read_text(),
+            )  # fmt: skip
+            grant(services.store, by=by, connector="idp", purpose="p", now=now)
+            run = await services.engine.sync("acme", "idp", SyncMode.FULL)
+            assert run.status == "succeeded", run.error
+            assert run.counts["fetched"] == 30
+        finally:
+            services.close()
+    finally:
+        await stop(entra)
