@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 _PACKAGES: Final = {
     "afas": "connectors.afas",
     "hubspot": "connectors.hubspot",
+    "nmbrs": "connectors.nmbrs",
     "personio": "connectors.personio",
     "salesforce": "connectors.salesforce",
     "scim": "connectors.scim",
