@@ -89,7 +89,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -171,6 +171,23 @@ def _later(key: tuple[Any, ...], best: tuple[Any, ...] | None) -> bool:
 class _Company:
     id: str
     number: Any
+
+
+class _Lookups:
+    """A company's REST lookups as they are read: what is left, and what was found."""
+
+    def __init__(self, found: dict[str, _Latest]) -> None:
+        self.found = found
+        self.todo = list(found)
+        self.page = 1
+
+
+@dataclass
+class _SoapCompany:
+    """A company's SOAP answers as they arrive, then its records in the one shape."""
+
+    answers: dict[str, Any] = field(default_factory=dict)
+    records: list[Any] | None = None
 
 
 class _Latest:
@@ -274,14 +291,20 @@ def soap_client(service: str) -> Any:
     return zeep.Client(str(WSDL_DIR / f"{service}.wsdl"), transport=Offline(), settings=settings)
 
 
-@dataclass
-class _ZeepReply:
-    """What zeep's `process_reply` reads of an HTTP answer (it expects `requests`')."""
+def read_reply(client: Any, binding: Any, operation: str, reply: Reply) -> Any:
+    """A SOAP answer read by zeep: parsed strictly first (zeep's own non-strict parsing
+    would *recover* a cut-off answer into a shorter list: people missing, taken for
+    leavers), with DTDs and entities refused; a Fault raises `zeep.exceptions.Fault`."""
+    from zeep import Settings
+    from zeep.loader import parse_xml
 
-    status_code: int
-    content: bytes
-    headers: Mapping[str, str]
-    encoding: str | None = None
+    strict = Settings(strict=True, xml_huge_tree=True, forbid_dtd=True, forbid_entities=True)
+    doc = parse_xml(reply.body, client.transport, settings=strict)
+    found = binding.get(operation)
+    fault = doc.find("soap-env:Body/soap-env:Fault", namespaces=binding.nsmap)
+    if reply.status != 200 or fault is not None:
+        return binding.process_error(doc, found)
+    return found.process_reply(doc)
 
 
 def _fields(value: Any, *names: str) -> Any:
@@ -493,17 +516,25 @@ class NmbrsConnector(Connector):
     # ------------------------------------------------------------------ REST
 
     async def _rest_page(self, mark: str, company: _Company, page: int) -> tuple[list[Any], bool]:
-        lookups = self._held[2] if self._held and self._held[:2] == (mark, company.id) else None
-        if lookups is None:
-            lookups = {}
-            for resource in self.needs:
-                latest = lookups[resource] = _Latest()
-                path = f"/api/companies/{company.id}/employees/{resource}"
-                async for rows in self._rest_pages(path):
-                    reduce_rest(resource, rows, latest)
-            self._held = (mark, company.id, lookups)
+        held = self._held if self._held and self._held[:2] == (mark, company.id) else None
+        if held is None:
+            held = self._held = (mark, company.id, _Lookups({r: _Latest() for r in self.needs}))
+        lookups: _Lookups = held[2]
+        # The lookups are read first, a page at a time; what was read survives a failed
+        # request, so a retry (a 429 waited out) carries on where it stopped.
+        while lookups.todo:
+            resource = lookups.todo[0]
+            path = f"/api/companies/{company.id}/employees/{resource}"
+            rows, total = await self._rest_get_page(path, lookups.page)
+            reduce_rest(resource, rows, lookups.found[resource])
+            more = lookups.page < total if total is not None else len(rows) == self.page_size
+            if more and rows:
+                lookups.page += 1
+            else:
+                lookups.todo.pop(0)
+                lookups.page = 1
         rows, total = await self._rest_get_page(f"/api/companies/{company.id}/employees", page)
-        records = [normalise_rest(row, company, lookups) for row in rows]
+        records = [normalise_rest(row, company, lookups.found) for row in rows]
         more = page < total if total is not None else len(rows) == self.page_size
         return records, more
 
@@ -581,25 +612,30 @@ class NmbrsConnector(Connector):
     async def _soap_page(
         self, mark: str, company: _Company, offset: int
     ) -> tuple[list[Any], bool]:
-        held = self._held[2] if self._held and self._held[:2] == (mark, company.id) else None
+        held = self._held if self._held and self._held[:2] == (mark, company.id) else None
         if held is None:
+            held = self._held = (mark, company.id, _SoapCompany())
+        state: _SoapCompany = held[2]
+        if state.records is None:
+            # Each answer is kept as it arrives, so a retry asks only for what is missing.
             cid = int(company.id)
-            people = await self._soap(
-                "EmployeeService", "PersonalInfo_GetAll_AllEmployeesByCompany", CompanyID=cid
-            )
-            functions = employments = None
+            calls = [("people", "PersonalInfo_GetAll_AllEmployeesByCompany")]
             if "functions" in self.needs:
-                functions = await self._soap(
-                    "EmployeeService", "Function_GetAll_AllEmployeesByCompany_V2", CompanyID=cid
-                )
+                calls.append(("functions", "Function_GetAll_AllEmployeesByCompany_V2"))
             if "employments" in self.needs:
-                employments = await self._soap(
-                    "EmployeeService", "Employment_GetAll_AllEmployeesByCompany", CompanyID=cid
-                )
-            held = normalise_soap(company, people, functions, employments)
-            del people, functions, employments
-            self._held = (mark, company.id, held)
-        return held[offset : offset + self.page_size], offset + self.page_size < len(held)
+                calls.append(("employments", "Employment_GetAll_AllEmployeesByCompany"))
+            for name, operation in calls:
+                if name not in state.answers:
+                    state.answers[name] = await self._soap(
+                        "EmployeeService", operation, CompanyID=cid
+                    )
+            answers = state.answers
+            state.records = normalise_soap(
+                company, answers["people"], answers.get("functions"), answers.get("employments")
+            )
+            answers.clear()
+        records = state.records
+        return records[offset : offset + self.page_size], offset + self.page_size < len(records)
 
     async def _soap(self, service: str, operation: str, **args: Any) -> Any:
         """One SOAP call: zeep writes the envelope, `send` carries it, zeep reads the answer
@@ -622,11 +658,8 @@ class NmbrsConnector(Connector):
         kind = reply.headers.get("Content-Type", "")
         if reply.status >= 400 and not (reply.status == 500 and "xml" in kind):
             raise self._failed(reply)
-        answer = _ZeepReply(reply.status, reply.body, {"Content-Type": kind or "text/xml"})
         try:
-            return await asyncio.to_thread(
-                binding.process_reply, client, binding.get(operation), answer
-            )
+            return await asyncio.to_thread(read_reply, client, binding, operation, reply)
         except Fault as fault:
             raise soap_fault(operation, fault.message) from None
         except (ZeepError, etree.LxmlError, ValueError, TypeError, AttributeError):

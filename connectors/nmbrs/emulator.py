@@ -223,6 +223,17 @@ async def token(request: web.Request) -> web.Response:
     return _json(account.issue(account.monotonic()))
 
 
+@web.middleware
+async def identity_server(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The token endpoint, answered before the API's faults and limits apply: Nmbrs's
+    identity server is another host than its API (`identityservice.nmbrs.com`)."""
+    if request.path == TOKEN_PATH and request.method == "POST":
+        return await token(request)
+    return await handler(request)
+
+
 # --------------------------------------------------------------------------- REST
 
 
@@ -232,7 +243,7 @@ async def nmbrs_middleware(
 ) -> web.StreamResponse:
     """Subscription key and bearer token for `/api`; the rate limit for both APIs."""
     path = request.path
-    if path.startswith("/_emulator") or path == TOKEN_PATH:
+    if path.startswith("/_emulator"):
         return await handler(request)
     for limit in request.app[LIMITS]:
         wait = limit.admit(request.app[ACCOUNT].monotonic())
@@ -575,7 +586,7 @@ def make_app(
     `per_minute` limits both APIs (None: no limit; Nmbrs publishes none); `token_ttl` sets
     how long an access token works; `max_page_size` the REST API's page-size cap.
     """
-    app = web.Application(middlewares=[emulator_middleware, nmbrs_middleware])
+    app = web.Application(middlewares=[identity_server, emulator_middleware, nmbrs_middleware])
     control = new_control(too_many)
     app[CONTROL] = control
     app[ACCOUNT] = control.people = NmbrsAccount(
