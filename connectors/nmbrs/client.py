@@ -278,28 +278,32 @@ def _join(record: dict[str, Any], employee: str, lookups: Mapping[str, _Latest])
 @cache
 def soap_client(service: str) -> Any:
     """A zeep client for one bundled WSDL: it builds and parses messages, never sends."""
-    import zeep
-    from zeep.transports import Transport
+    import zeep  # noqa: PLC0415 - only SOAP runs load zeep
+    from zeep.transports import Transport  # noqa: PLC0415 - only SOAP runs load zeep
 
-    class Offline(Transport):  # type: ignore[misc]
+    class Offline(Transport):
         """Loads only local files: nothing is fetched, whatever a WSDL might import."""
 
         def _load_remote_data(self, url: str) -> bytes:
             raise ConnectorError("config", "nmbrs: the bundled WSDL may not fetch anything")
 
     settings = zeep.Settings(strict=False, xml_huge_tree=True, forbid_dtd=True)
-    return zeep.Client(str(WSDL_DIR / f"{service}.wsdl"), transport=Offline(), settings=settings)
+    return zeep.Client(  # type: ignore[no-untyped-call]
+        str(WSDL_DIR / f"{service}.wsdl"),
+        transport=Offline(),  # type: ignore[no-untyped-call]
+        settings=settings,
+    )
 
 
 def read_reply(client: Any, binding: Any, operation: str, reply: Reply) -> Any:
     """A SOAP answer read by zeep: parsed strictly first (zeep's own non-strict parsing
     would *recover* a cut-off answer into a shorter list: people missing, taken for
     leavers), with DTDs and entities refused; a Fault raises `zeep.exceptions.Fault`."""
-    from zeep import Settings
-    from zeep.loader import parse_xml
+    from zeep import Settings  # noqa: PLC0415 - only SOAP runs load zeep
+    from zeep.loader import parse_xml  # noqa: PLC0415 - only SOAP runs load zeep
 
     strict = Settings(strict=True, xml_huge_tree=True, forbid_dtd=True, forbid_entities=True)
-    doc = parse_xml(reply.body, client.transport, settings=strict)
+    doc = parse_xml(reply.body, client.transport, settings=strict)  # type: ignore[arg-type]
     found = binding.get(operation)
     fault = doc.find("soap-env:Body/soap-env:Fault", namespaces=binding.nsmap)
     if reply.status != 200 or fault is not None:
@@ -360,9 +364,12 @@ def normalise_soap(
         latest: Any = None
         best: tuple[Any, ...] | None = None
         for info in _items(_fields(item, "EmployeePersonalInfos"), "PersonalInfo_V2"):
-            key = (_fields(info, "StartYear") or 0, _fields(info, "StartPeriod") or 0)
-            if _later(key, best):
-                best, latest = key, info
+            order: tuple[Any, ...] = (
+                _fields(info, "StartYear") or 0,
+                _fields(info, "StartPeriod") or 0,
+            )
+            if _later(order, best):
+                best, latest = order, info
         record: dict[str, Any] = {
             "employeeId": str(employee) if isinstance(employee, int) else None,
             "companyId": company.id,
@@ -491,7 +498,9 @@ class NmbrsConnector(Connector):
             or not (parts[2].isascii() and parts[2].isdigit() and len(parts[2]) <= 9)
             or not _CODE.fullmatch(parts[1])
         ):
-            raise ConnectorError("config", "nmbrs: the saved cursor is not one this connector wrote")
+            raise ConnectorError(
+                "config", "nmbrs: the saved cursor is not one this connector wrote"
+            )
         return parts[1], int(parts[2]), parts[3]
 
     async def _list_companies(self, mark: str) -> list[_Company]:
@@ -609,9 +618,7 @@ class NmbrsConnector(Connector):
 
     # ------------------------------------------------------------------ SOAP
 
-    async def _soap_page(
-        self, mark: str, company: _Company, offset: int
-    ) -> tuple[list[Any], bool]:
+    async def _soap_page(self, mark: str, company: _Company, offset: int) -> tuple[list[Any], bool]:
         held = self._held if self._held and self._held[:2] == (mark, company.id) else None
         if held is None:
             held = self._held = (mark, company.id, _SoapCompany())
@@ -640,21 +647,21 @@ class NmbrsConnector(Connector):
     async def _soap(self, service: str, operation: str, **args: Any) -> Any:
         """One SOAP call: zeep writes the envelope, `send` carries it, zeep reads the answer
         (in a thread: a company's answer can be megabytes of XML)."""
-        from lxml import etree
-        from zeep.exceptions import Error as ZeepError
-        from zeep.exceptions import Fault
+        from lxml import etree  # noqa: PLC0415 - only SOAP runs load zeep
+        from zeep.exceptions import Error as ZeepError  # noqa: PLC0415 - only SOAP runs load zeep
+        from zeep.exceptions import Fault  # noqa: PLC0415 - only SOAP runs load zeep
 
         client = soap_client(service)
         binding = client.wsdl.services[service].ports[f"{service}Soap"].binding
         header = client.get_element("ns0:AuthHeaderWithDomain")(**self._header)
-        envelope = client.create_message(
-            client.service, operation, _soapheaders=[header], **args
-        )
+        envelope = client.create_message(client.service, operation, _soapheaders=[header], **args)
         body = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
         action = binding.get(operation).soapaction
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{action}"'}
         await self._pace()
-        reply = await self.send("POST", f"{self.base_url}/{service}.asmx", headers=headers, data=body)
+        reply = await self.send(
+            "POST", f"{self.base_url}/{service}.asmx", headers=headers, data=body
+        )
         kind = reply.headers.get("Content-Type", "")
         if reply.status >= 400 and not (reply.status == 500 and "xml" in kind):
             raise self._failed(reply)

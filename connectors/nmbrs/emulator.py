@@ -69,7 +69,7 @@ from connectors.nmbrs.synthetic import Company, Person
 
 EMULATOR_CLIENT_ID: Final = "sluis-nmbrs-emulator"
 EMULATOR_CLIENT_SECRET: Final = "nmbrs-emulator-secret-" + "0123456789abcdef" * 2
-EMULATOR_REFRESH_TOKEN: Final = "nmbrs-refresh-0"
+EMULATOR_REFRESH_TOKEN: Final = "nmbrs-refresh-0"  # noqa: S105 - the stand-in's own
 EMULATOR_SUBSCRIPTION_KEY: Final = "0123456789abcdef0123456789abcdef"
 EMULATOR_USERNAME: Final = "api@voorbeeld-bv.nl"
 EMULATOR_TOKEN: Final = "b" * 32
@@ -139,9 +139,9 @@ class NmbrsAccount:
             job.end = (now - timedelta(days=7)).date()
         return [p.rest_id for p in chosen]
 
-    def delete(self, count: int) -> list[str]:
-        """`count` people are deleted from their company outright."""
-        chosen = self._pick(count, lambda p: True)
+    def delete(self, count: int, sparing: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+        """`count` people (other than `sparing`, by id) are deleted from their company."""
+        chosen = self._pick(count, lambda p: p.rest_id not in sparing)
         for company in self.companies:
             company.people = [p for p in company.people if p not in chosen]
         return [p.rest_id for p in chosen]
@@ -453,22 +453,40 @@ def soap_personal_info(p: Person) -> str:
         + "".join(
             _x(n, v)
             for n, v in (
-                ("Id", p.soap_id * 100 + i), ("EmployeeNumber", p.number), ("BSN", p.bsn),
-                ("Title", None), ("FirstName", p.first_name), ("Initials", p.initials),
-                ("Prefix", p.prefix or None), ("LastName", p.last_name),
-                ("Nickname", p.nickname), ("Gender", p.gender),
-                ("NationalityCode", p.nationality_code), ("PlaceOfBirth", p.place_of_birth),
-                ("CountryOfBirthISOCode", "NL"), ("IdentificationNumber", None),
-                ("IdentificationType", 0), ("PartnerPrefix", None),
-                ("PartnerLastName", p.partner_last_name), ("TelephonePrivate", p.phone_private),
-                ("TelephoneWork", p.phone_work), ("TelephoneMobilePrivate", p.mobile_private),
-                ("TelephoneMobileWork", None), ("TelephoneOther", None),
-                ("EmailPrivate", p.email_private), ("EmailWork", p.email_work),
-                ("BurgerlijkeStaat", p.marital_status), ("Naamstelling", "E"),
-                ("Birthday", _when(p.birthday)), ("DeceasedDate", None),
-                ("InCaseOfEmergency", p.emergency_contact), ("InCaseOfEmergencyPhone", None),
-                ("InCaseOfEmergencyRelation", None), ("TitleAfter", None),
-                ("CreationDate", _when(p.created_at)), ("StartPeriod", period),
+                ("Id", p.soap_id * 100 + i),
+                ("EmployeeNumber", p.number),
+                ("BSN", p.bsn),
+                ("Title", None),
+                ("FirstName", p.first_name),
+                ("Initials", p.initials),
+                ("Prefix", p.prefix or None),
+                ("LastName", p.last_name),
+                ("Nickname", p.nickname),
+                ("Gender", p.gender),
+                ("NationalityCode", p.nationality_code),
+                ("PlaceOfBirth", p.place_of_birth),
+                ("CountryOfBirthISOCode", "NL"),
+                ("IdentificationNumber", None),
+                ("IdentificationType", 0),
+                ("PartnerPrefix", None),
+                ("PartnerLastName", p.partner_last_name),
+                ("TelephonePrivate", p.phone_private),
+                ("TelephoneWork", p.phone_work),
+                ("TelephoneMobilePrivate", p.mobile_private),
+                ("TelephoneMobileWork", None),
+                ("TelephoneOther", None),
+                ("EmailPrivate", p.email_private),
+                ("EmailWork", p.email_work),
+                ("BurgerlijkeStaat", p.marital_status),
+                ("Naamstelling", "E"),
+                ("Birthday", _when(p.birthday)),
+                ("DeceasedDate", None),
+                ("InCaseOfEmergency", p.emergency_contact),
+                ("InCaseOfEmergencyPhone", None),
+                ("InCaseOfEmergencyRelation", None),
+                ("TitleAfter", None),
+                ("CreationDate", _when(p.created_at)),
+                ("StartPeriod", period),
                 ("StartYear", year),
             )
         )
@@ -537,7 +555,7 @@ async def soap(request: web.Request) -> web.Response:
         return _fault(9999, "Unknown SOAPAction")
     operation = action.group(2)
     try:
-        doc = etree.fromstring(  # noqa: S320 - our own test stand-in, no entities resolved
+        doc = etree.fromstring(
             await request.read(), etree.XMLParser(resolve_entities=False, no_network=True)
         )
     except etree.XMLSyntaxError:

@@ -143,7 +143,9 @@ def person(number: int, rng: random.Random, *, left_on: date | None = None) -> P
         mobile_private=f"+31 6 {rng.randrange(10**7, 10**8)}",
         bsn=bsn(rng),
         iban=iban(rng),
-        birthday=f"{rng.randrange(1960, 2004)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
+        birthday=(
+            f"{rng.randrange(1960, 2004)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
+        ),
         place_of_birth=rng.choice(("Haarlem", "Leiden", "Paramaribo", "Ankara", "Gdańsk")),
         nationality_code=rng.choice((1, 1, 1, 52, 224)),
         marital_status=rng.choice(("Ongehuwd", "Gehuwd", "Geregistreerd partnerschap")),

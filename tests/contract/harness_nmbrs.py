@@ -61,9 +61,7 @@ class NmbrsHarness:
     def make_app(
         self, people: int, *, seed: int = 1, page_size: int | None = None
     ) -> web.Application:
-        return make_app(
-            people=people, seed=seed, leaver_share=0.0, max_page_size=page_size or 100
-        )
+        return make_app(people=people, seed=seed, leaver_share=0.0, max_page_size=page_size or 100)
 
     def control(self, app: web.Application) -> EmulatorControl:
         return app[CONTROL]
