@@ -26,9 +26,12 @@ from connectors.afas.synthetic import SENSITIVE_FIELDS
 from connectors.hubspot.emulator import STATE
 from connectors.hubspot.emulator import make_app as hubspot_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
+from connectors.nmbrs.emulator import ACCOUNT as NMBRS
+from connectors.nmbrs.emulator import make_app as nmbrs_app
 from connectors.personio.emulator import ACCOUNT
 from connectors.personio.emulator import make_app as personio_app
 from connectors.personio.synthetic import SENSITIVE_ATTRIBUTES as PERSONIO_SENSITIVE
+from connectors.registry import pull_types
 from gateway.cli import demo
 from gateway.cli.main import main as sluis
 from gateway.ledger.export import write_export
@@ -176,6 +179,29 @@ async def test_demo_with_personio_leaks_nothing(
     _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
 
 
+async def test_demo_with_nmbrs_leaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--sources nmbrs`: the Nmbrs REST API (a refresh token the identity server rotates)
+    through the whole gateway; no BSN, birth date or private detail anywhere after."""
+    caplog.set_level(logging.DEBUG)
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir, sources=("nmbrs",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+        assert result.verified, result.verify_reason
+        info = result.connectors["nmbrs"]
+        assert info["counts"]["fetched"] == PEOPLE
+        people = nmbrs_app(people=PEOPLE, seed=2026)[NMBRS].people
+        assert info["leavers"] == sum(1 for p in people if p.employments[-1].end is not None)
+    finally:
+        await runner.aclose()
+    sensitive = {v for p in people for v in p.sensitive_values() if len(v) >= 6}
+    assert len(sensitive) > 200
+    _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
+
+
 def test_demo_refuses_an_unknown_source() -> None:
     run = subprocess.run(
         [sys.executable, "-m", "gateway.cli.main", "demo", "--sources", "personio,workday"],
@@ -208,7 +234,7 @@ def test_demo_sources_are_checked() -> None:
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
         sluis(["demo", "--sources", "salesforce,workday"])
     assert exited.value.code == 2 and "workday" in err.getvalue()
-    assert "afas, hubspot, personio, salesforce" in err.getvalue()
+    assert ", ".join(pull_types()) in err.getvalue()
 
 
 def _assert_nowhere(sensitive: set[str], texts: dict[str, str], data_dir: Path) -> None:

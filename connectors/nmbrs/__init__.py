@@ -26,6 +26,10 @@ CONNECTOR_TYPE: Final = ConnectorType(
             "client_secret": emulator.EMULATOR_CLIENT_SECRET,
             "refresh_token": emulator.EMULATOR_REFRESH_TOKEN,
             "subscription_key": emulator.EMULATOR_SUBSCRIPTION_KEY,
+            # The SOAP API's user (setting api = "soap", base URL <root>/soap/v3).
+            "username": emulator.EMULATOR_USERNAME,
+            "token": emulator.EMULATOR_TOKEN,
+            "domain": emulator.EMULATOR_DOMAIN,
         },
     ),
     default_settings={},
