@@ -280,7 +280,10 @@ def _whole(request: web.Request, name: str, default: int, high: int | None) -> i
     return value
 
 
-def paged(request: web.Request, rows: list[Any]) -> web.Response:
+def paged(
+    request: web.Request, rows: list[Any], build: Callable[[Any], Any] = lambda row: row
+) -> web.Response:
+    """One page of `rows`, each made into its answer by `build` (only the page's)."""
     account = request.app[ACCOUNT]
     try:
         number = _whole(request, "pageNumber", 1, None)
@@ -289,7 +292,7 @@ def paged(request: web.Request, rows: list[Any]) -> web.Response:
         return problem(400, "Bad Request", "InvalidParameter", str(exc))
     start = (number - 1) * size
     body = {
-        "data": rows[start : start + size],
+        "data": [build(row) for row in rows[start : start + size]],
         "pagination": {
             "pageNumber": number,
             "pageSize": size,
@@ -394,7 +397,7 @@ async def list_employees(request: web.Request) -> web.Response:
         return problem(404, "Not Found", "CompanyNotFound", "Company not found.")
     wanted = request.query.get("employeeId")
     people = [p for p in company.people if wanted is None or p.rest_id == wanted]
-    return paged(request, [rest_employee(p) for p in people])
+    return paged(request, people, rest_employee)
 
 
 async def list_collection(request: web.Request) -> web.Response:
@@ -404,7 +407,7 @@ async def list_collection(request: web.Request) -> web.Response:
     build = _COLLECTIONS.get(request.match_info["resource"])
     if build is None:
         return problem(404, "Not Found", "ResourceNotFound", "Resource not found.")
-    return paged(request, [build(p) for p in company.people])
+    return paged(request, company.people, build)
 
 
 # --------------------------------------------------------------------------- SOAP
