@@ -142,6 +142,17 @@ async def test_a_run_resumes_from_its_cursor_in_a_new_connector(
     assert caught.value.kind == "refused"
 
 
+@pytest.mark.parametrize("api", ["rest", "soap"])
+async def test_no_company_at_all_stops_the_run_rather_than_empty_it(
+    serve: Any, session: aiohttp.ClientSession, api: str
+) -> None:
+    app, base = await serve(people=5)
+    app[ACCOUNT].companies = []
+    with pytest.raises(ConnectorError) as caught:
+        await sync(connector(base, session, app, api=api))
+    assert caught.value.kind == "refused" and "no company" in str(caught.value)
+
+
 async def test_the_record_shape_is_all_that_reaches_the_door(
     serve: Any, session: aiohttp.ClientSession
 ) -> None:

@@ -70,6 +70,9 @@ connector to 95% of a contract's budget within any 60 seconds.
 Errors: REST errors are RFC 7807 problem details; only `status` and a plain `code` are
 reported, never `title` or `detail` (they can quote values).
 
+No company at all in the answer stops the run ("refused"): it means a user without
+rights, and a snapshot without anyone would make every employee a leaver.
+
 Cursor: `v1|<company id>|<page or offset>|<watermark>`. A resumed run finds its company by
 id; a company that vanished meanwhile stops the run (the next full run starts over).
 
@@ -458,7 +461,11 @@ class NmbrsConnector(Connector):
         companies = await self._list_companies(mark)
         watermark = mark
         if not companies:
-            return RawPage(records=[], next_cursor=None, watermark=watermark)
+            # Every run is a snapshot: an empty one would make everyone a leaver. No company
+            # at all is a user without rights, not a payroll without people.
+            raise ConnectorError(
+                "refused", "nmbrs: the user may read no company; check its rights in Nmbrs"
+            )
         index = 0
         if company_id is not None:
             index = next((i for i, c in enumerate(companies) if c.id == company_id), -1)
