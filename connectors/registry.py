@@ -25,6 +25,7 @@ _PACKAGES: Final = {
     "entra": "connectors.entra",
     "hubspot": "connectors.hubspot",
     "loket": "connectors.loket",
+    "nmbrs": "connectors.nmbrs",
     "personio": "connectors.personio",
     "salesforce": "connectors.salesforce",
     "scim": "connectors.scim",

@@ -31,6 +31,8 @@ from connectors.hubspot.emulator import make_app as hubspot_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
 from connectors.loket.emulator import ACCOUNT as LOKET_ACCOUNT
 from connectors.loket.emulator import make_app as loket_app
+from connectors.nmbrs.emulator import ACCOUNT as NMBRS
+from connectors.nmbrs.emulator import make_app as nmbrs_app
 from connectors.personio.emulator import ACCOUNT
 from connectors.personio.emulator import make_app as personio_app
 from connectors.personio.synthetic import SENSITIVE_ATTRIBUTES as PERSONIO_SENSITIVE
@@ -207,6 +209,29 @@ async def test_demo_with_loket_leaks_nothing(
     finally:
         await runner.aclose()
     sensitive = {v for v in loket_sensitive(app) if len(v) >= 6}
+    assert len(sensitive) > 200
+    _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
+
+
+async def test_demo_with_nmbrs_leaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--sources nmbrs`: the Nmbrs REST API (a refresh token the identity server rotates)
+    through the whole gateway; no BSN, birth date or private detail anywhere after."""
+    caplog.set_level(logging.DEBUG)
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir, sources=("nmbrs",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+        assert result.verified, result.verify_reason
+        info = result.connectors["nmbrs"]
+        assert info["counts"]["fetched"] == PEOPLE
+        people = nmbrs_app(people=PEOPLE, seed=2026)[NMBRS].people
+        assert info["leavers"] == sum(1 for p in people if p.employments[-1].end is not None)
+    finally:
+        await runner.aclose()
+    sensitive = {v for p in people for v in p.sensitive_values() if len(v) >= 6}
     assert len(sensitive) > 200
     _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
 

@@ -262,6 +262,50 @@ async def test_loket_standalone_prints_its_oauth_grant_and_a_gateway_syncs_twice
         await stop(loket)
 
 
+async def test_nmbrs_standalone_serves_rest_and_soap(tmp_path: Path) -> None:
+    nmbrs = await start("nmbrs", "--employees", "20")
+    try:
+        printed = nmbrs.printed
+        form = {k: printed[k] for k in ("client_id", "client_secret", "refresh_token")}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{nmbrs.base_url}/connect/token", data={**form, "grant_type": "refresh_token"}
+            ) as r:
+                assert r.status == 200
+                answer = await r.json()
+            assert answer["refresh_token"] != printed["refresh_token"]  # rotated
+            headers = {
+                "Authorization": f"Bearer {answer['access_token']}",
+                "X-Subscription-Key": printed["subscription_key"],
+            }
+            async with http.get(f"{nmbrs.base_url}/api/companies", headers=headers) as r:
+                assert (await r.json())["pagination"]["totalRecords"] == 1
+            async with http.get(f"{nmbrs.base_url}/soap/v3/EmployeeService.asmx?WSDL") as r:
+                assert "PersonalInfo_GetAll_AllEmployeesByCompany" in await r.text()
+        services = Services.open(
+            Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+        )
+        now = datetime.now(UTC)
+        try:
+            by = system(services, "acme")
+            create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+            soap = {k: printed[k] for k in ("username", "token", "domain")}
+            create_connector(
+                services.store, services.box, tenant="acme", by=by, connector_id="payroll",
+                type_name="nmbrs", base_url=f"{nmbrs.base_url}/soap/v3", credentials=soap,
+                settings={"api": "soap"}, now=now,
+                mapping_text=bundled_mapping("nmbrs").read_text(),
+            )  # fmt: skip
+            grant(services.store, by=by, connector="payroll", purpose="p", now=now)
+            run = await services.engine.sync("acme", "payroll", SyncMode.FULL)
+            assert run.status == "succeeded", run.error
+            assert run.counts["fetched"] == 20
+        finally:
+            services.close()
+    finally:
+        await stop(nmbrs)
+
+
 async def test_salesforce_standalone_prints_its_connected_app_and_a_gateway_syncs(
     tmp_path: Path,
 ) -> None:
