@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from connectors.base import ConnectorConfig, ConnectorError, PageRequest, RetryPolicy, SyncMode
-from connectors.dynamics.client import WATERMARK_PREFIX, DynamicsConnector, Pacer, select_list
+from connectors.dynamics.client import WATERMARK_PREFIX, DynamicsConnector, select_list
 from connectors.dynamics.emulator import (
     API,
     EMULATOR_CLIENT_ID,
@@ -514,17 +514,6 @@ async def test_the_token_endpoint_is_held_to_the_address_rules(
 
 
 # --------------------------------------------------------------------------- limits
-
-
-def test_the_pacer_spends_its_budget_and_never_more() -> None:
-    pacer = Pacer(5, 10.0)
-    for at in (0.0, 0.1, 0.2, 0.3, 0.4):
-        assert pacer.delay(at) == 0.0
-        pacer.sent.append(at)
-    assert pacer.delay(0.5) == pytest.approx(9.5)
-    assert pacer.delay(10.05) == 0.0
-    pacer.sent.append(10.05)
-    assert pacer.delay(10.06) == pytest.approx(0.04)
 
 
 async def test_pacing_keeps_under_the_service_protection_limit(

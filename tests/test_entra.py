@@ -23,7 +23,7 @@ from aiohttp import web
 
 from connectors.base import ConnectorConfig, ConnectorError, PageRequest, RetryPolicy, SyncMode
 from connectors.emulator_kit import CONTROL, Fault
-from connectors.entra.client import Budget, EntraConnector, _page_of, select_list
+from connectors.entra.client import EntraConnector, _page_of, select_list
 from connectors.entra.emulator import (
     DIRECTORY,
     EMULATOR_CLIENT_ID,
@@ -460,18 +460,6 @@ async def test_huge_endless_redirecting_and_cut_off_answers(
     assert caught.value.kind == kind
     # Loopback socket buffers can hold up to 16 MiB past the reader (test_source_limits).
     assert app[CONTROL].streamed_bytes < (4 + 16) * 1024 * 1024
-
-
-def test_the_budget_keeps_to_a_sliding_window() -> None:
-    budget = Budget(10, window=10.0)
-    for t in range(10):
-        assert budget.delay(1, float(t) / 10) == 0.0
-        budget.spent.append((float(t) / 10, 1))
-        budget.total += 1
-    assert budget.delay(1, 1.0) == pytest.approx(9.0)
-    assert budget.delay(3, 1.0) == pytest.approx(9.2)
-    assert budget.delay(1, 10.0) == 0.0
-    assert Budget(1).delay(5, 0.0) == 0.0, "a request dearer than the budget still goes alone"
 
 
 async def test_pacing_stays_within_graphs_resource_units(

@@ -32,7 +32,7 @@ from connectors.base import (
     SyncMode,
 )
 from connectors.emulator_kit import CONTROL, Fault
-from connectors.loket.client import LoketConnector, Pacer, token_url_for
+from connectors.loket.client import LoketConnector, token_url_for
 from connectors.loket.emulator import (
     ACCOUNT,
     EMPLOYERS_PATH,
@@ -391,7 +391,7 @@ async def test_a_429_teaches_the_pacer_the_budget(
     statuses = [r.status for r in app[CONTROL].log]
     # token, employers, the pages, and the one refused request again
     assert statuses.count(429) == 1 and len(statuses) == 1 + 1 + pages + 1
-    assert loket.pacer.learned is not None and loket.pacer.learned[0] == 5
+    assert loket.pacer.learned is not None and loket.pacer.learned.limit == 5
 
 
 async def test_a_known_budget_is_kept_without_a_single_429(
@@ -402,36 +402,6 @@ async def test_a_known_budget_is_kept_without_a_single_429(
     run = await sync(loket)
     assert len(run.by_id()) == 150
     assert 429 not in [r.status for r in app[CONTROL].log]
-
-
-def test_the_pacer_keeps_a_learned_window_and_never_more() -> None:
-    pacer = Pacer(per_minute=None)
-    now = 0.0
-    for _ in range(7):
-        pacer.sent.append(now)
-        now += 0.01
-    pacer.learn(1.0, now)  # the seventh was refused: six got through in a second
-    assert pacer.learned == (6, 1.1)
-    sent: list[float] = []
-    while now < 20.0:
-        now += pacer.delay(now)
-        pacer.sent.append(now)
-        sent.append(now)
-    for start in sent:
-        assert sum(1 for t in sent if start <= t < start + 1.1) <= 6
-    assert len(sent) >= 6 * 18
-
-
-def test_a_known_budget_spends_95_percent_of_a_minute() -> None:
-    pacer = Pacer(per_minute=300)
-    now, sent = 0.0, []
-    while now < 120.0:
-        now += pacer.delay(now)
-        pacer.sent.append(now)
-        sent.append(now)
-    assert sum(1 for t in sent if t < 60.0) == 285
-    for start in sent:
-        assert sum(1 for t in sent if start <= t < start + 60.0) <= 285
 
 
 # --------------------------------------------------------------------------- hostile answers

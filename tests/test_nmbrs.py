@@ -34,6 +34,7 @@ from connectors.nmbrs.emulator import (
     EMULATOR_USERNAME,
     make_app,
 )
+from connectors.pacing import Window
 from gateway.minimise.mapping import load_mapping
 from gateway.minimise.projector import Projector
 from gateway.runtime.config import Settings
@@ -304,7 +305,8 @@ async def test_paced_requests_stay_within_the_budget(
     app, base = await serve(people=30, per_minute=12)
     client = connector(base, session, app, page_size=10, requests_per_minute=12)
     assert client.pacer is not None
-    client.pacer.per_minute = 11  # the emulator's minute window starts at its first request
+    # The emulator's minute window starts at its first request.
+    client.pacer.windows = [Window(11, 60.0)]
     run = await sync(client)
     assert len(run.subjects) == 30
     assert [r.status for r in app[CONTROL].log].count(429) == 0

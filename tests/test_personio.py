@@ -26,7 +26,7 @@ from connectors.base import ConnectorConfig, ConnectorError, RetryPolicy, SyncMo
 from connectors.emulator_kit import CONTROL
 from connectors.http import source_session
 from connectors.netguard import PublicOnlyConnector
-from connectors.personio.client import Pacer, PersonioConnector, mapped_attributes
+from connectors.personio.client import PersonioConnector, mapped_attributes
 from connectors.personio.emulator import (
     ACCOUNT,
     AUTH_PATH,
@@ -303,19 +303,6 @@ async def test_pacing_keeps_under_the_burst_limit(
     assert len(run.by_id()) == 200
     statuses = [r.status for r in app[CONTROL].log]
     assert len(statuses) == 22 and 429 not in statuses
-
-
-def test_the_pacer_spends_95_percent_of_a_minute_and_never_more() -> None:
-    pacer = Pacer(per_minute=285, per_second=14)
-    now, sent = 0.0, []
-    while now < 120.0:
-        now += pacer.delay(now)
-        pacer.sent.append(now)
-        sent.append(now)
-    for start in sent:
-        assert sum(1 for t in sent if start <= t < start + 60.0) <= 285
-        assert sum(1 for t in sent if start <= t < start + 1.0) <= 14
-    assert sum(1 for t in sent if t < 60.0) == 285
 
 
 async def test_the_token_endpoint_is_held_to_the_address_rules(

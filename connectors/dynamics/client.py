@@ -91,10 +91,7 @@ repeats changes, never loses them).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
@@ -111,6 +108,7 @@ from connectors.base import (
 )
 from connectors.netguard import PrivateAddress, PublicOnlyConnector, check_url
 from connectors.oauth import Client, Tokens
+from connectors.pacing import Pacer, Window
 
 ENTITY_SET: Final = "contacts"
 KEY: Final = "contactid"
@@ -177,31 +175,6 @@ def _origin(text: str, what: str) -> URL:
     return url.origin()
 
 
-class Pacer:
-    """Spaces requests so that no `seconds` window holds more than `requests` of them (a
-    sliding window: the strictest way a server can count, so any other count is kept too)."""
-
-    def __init__(self, requests: int, seconds: float) -> None:
-        self.requests, self.seconds = requests, seconds
-        self.sent: deque[float] = deque()
-        #: Seconds spent waiting for the budget.
-        self.waited = 0.0
-
-    def delay(self, now: float) -> float:
-        sent = self.sent
-        while sent and now - sent[0] >= self.seconds:
-            sent.popleft()
-        if len(sent) < self.requests:
-            return 0.0
-        return max(0.0, sent[len(sent) - self.requests] + self.seconds - now)
-
-    async def wait(self) -> None:
-        while (delay := self.delay(time.monotonic())) > 0:
-            self.waited += delay
-            await asyncio.sleep(delay)
-        self.sent.append(time.monotonic())
-
-
 class _DeltaGone(Exception):
     """Dataverse no longer honours the delta token: read everyone again."""
 
@@ -251,7 +224,7 @@ class DynamicsConnector(Connector):
         per_window = _number(settings, "requests_per_window", 6000, 1, 10_000_000)
         seconds = _number(settings, "window_seconds", 300, 0.001, 86_400)
         share = _number(settings, "budget_share", 0.9, 0.01, 1.0)
-        self.pacer = Pacer(max(1, int(per_window * share)), seconds)
+        self.pacer = Pacer(Window.share(per_window, seconds, share))
         self.columns = select_list(self.projector.source_fields)
         #: Does the mapping read the deletion mark? (A custom one may not: deleted rows
         #: are then rejected for what they lack, and the next full run removes them.)

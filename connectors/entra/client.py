@@ -71,10 +71,7 @@ that Graph never sends a nextLink on another host (refused if it did).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
@@ -92,6 +89,7 @@ from connectors.base import (
     parse_retry_after,
 )
 from connectors.oauth import Client, Tokens
+from connectors.pacing import Pacer, Window
 
 DEFAULT_AUTHORITY: Final = "https://login.microsoftonline.com"
 #: Login hosts of Microsoft's Graph clouds (national clouds included).
@@ -149,36 +147,6 @@ def read_mark(text: str) -> datetime | None:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-class Budget:
-    """Spends at most `units` resource units in any `window` seconds (a sliding window
-    keeps to any token bucket or fixed window of that size the server counts in)."""
-
-    def __init__(self, units: float, window: float = WINDOW_SECONDS) -> None:
-        self.units, self.window = units, window
-        self.spent: deque[tuple[float, float]] = deque()
-        self.total = 0.0
-
-    def delay(self, cost: float, now: float) -> float:
-        spent = self.spent
-        while spent and now - spent[0][0] >= self.window:
-            self.total -= spent.popleft()[1]
-        if self.total + cost <= self.units or not spent:
-            return 0.0
-        # Wait until enough of the oldest spending has left the window.
-        over = self.total + cost - self.units
-        for at, units in spent:
-            over -= units
-            if over <= 0:
-                return max(0.0, at + self.window - now)
-        return max(0.0, spent[-1][0] + self.window - now)  # pragma: no cover
-
-    async def spend(self, cost: float) -> None:
-        while (wait := self.delay(cost, time.monotonic())) > 0:
-            await asyncio.sleep(wait)
-        self.spent.append((time.monotonic(), cost))
-        self.total += cost
-
-
 class _StateGone(Exception):
     """Graph no longer knows the delta or skip token: start a new round."""
 
@@ -209,7 +177,7 @@ class EntraConnector(Connector):
             raise ConnectorError(
                 "config", "entra: setting resource_units must be a whole number 1-10000000"
             )
-        self.budget = Budget(max(1.0, units * BUDGET_SHARE))
+        self.budget = Pacer(Window(max(1.0, units * BUDGET_SHARE), WINDOW_SECONDS))
         self.cost = float(ASSUMED_COST)
         self.select = select_list(self.projector.source_fields)
         credentials = self.config.credentials
@@ -313,7 +281,7 @@ class EntraConnector(Connector):
 
     async def _page(self, url: str) -> Any:
         async def call(token: str) -> Reply:
-            await self.budget.spend(self.cost)
+            await self.budget.wait(self.cost)
             reply = await self.send(
                 "GET",
                 url,

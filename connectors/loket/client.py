@@ -83,10 +83,8 @@ parties'), so there is no fidelity test against one.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,6 +102,7 @@ from connectors.base import (
     parse_retry_after,
 )
 from connectors.oauth import Client, Tokens
+from connectors.pacing import Pacer, Window
 
 EMPLOYERS_PATH: Final = "/providers/employers"
 MAX_PAGE_SIZE: Final = 1000
@@ -111,7 +110,6 @@ DEFAULT_PAGE_SIZE: Final = 250
 #: The share of a known per-minute budget the connector spends.
 BUDGET_SHARE: Final = 0.95
 #: How long the pacer remembers requests: the longest Retry-After it learns from.
-MEMORY_SECONDS: Final = 300.0
 _ID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
 _CODE: Final = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
@@ -137,48 +135,6 @@ def token_url_for(base_url: str, explicit: Any = None) -> str:
     if host.startswith("api."):
         url = url.with_host("oauth." + host.removeprefix("api."))
     return str(url.with_path("/token").with_query(None).with_fragment(None))
-
-
-class Pacer:
-    """Spaces requests so that no window holds more than its budget: an optional known
-    per-minute budget, and the one learned from a 429 (sliding windows keep to any fixed
-    or sliding window the server counts in)."""
-
-    def __init__(self, per_minute: int | None) -> None:
-        self.rules: list[tuple[int, float]] = []
-        if per_minute is not None:
-            self.rules.append((max(1, int(per_minute * BUDGET_SHARE)), 60.0))
-        self.learned: tuple[int, float] | None = None
-        self.sent: deque[float] = deque()
-
-    def delay(self, now: float) -> float:
-        sent = self.sent
-        while sent and now - sent[0] >= MEMORY_SECONDS:
-            sent.popleft()
-        wait = 0.0
-        rules = [*self.rules, *([self.learned] if self.learned else [])]
-        for limit, window in rules:
-            inside = [t for t in sent if now - t < window]
-            if len(inside) >= limit:
-                wait = max(wait, inside[len(inside) - limit] + window - now)
-        return max(0.0, wait)
-
-    async def wait(self) -> None:
-        while (delay := self.delay(time.monotonic())) > 0:
-            await asyncio.sleep(delay)
-        self.sent.append(time.monotonic())
-
-    def learn(self, retry_after: float | None, now: float) -> None:
-        """A 429 arrived for the latest request: what was sent in the window before it
-        (that one excepted) is what the server admits in that window."""
-        window = min(max(retry_after or 1.0, 1.0), MEMORY_SECONDS)
-        admitted = sum(1 for t in list(self.sent)[:-1] if now - t < window)
-        limit = max(1, admitted)
-        # A little longer than the server's window: its clock starts when a request
-        # arrives, ours when it leaves.
-        learned = (limit, window * 1.05 + 0.05)
-        if self.learned is None or limit < self.learned[0]:
-            self.learned = learned
 
 
 @dataclass
@@ -215,7 +171,8 @@ class LoketConnector(Connector):
 
     def configure(self, settings: Mapping[str, Any]) -> None:
         self.page_size = _whole(settings, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE) or 1
-        self.pacer = Pacer(_whole(settings, "requests_per_minute", None, 1_000_000))
+        per_minute = _whole(settings, "requests_per_minute", None, 1_000_000)
+        self.pacer = Pacer(*([Window.share(per_minute, 60.0, BUDGET_SHARE)] if per_minute else []))
         employer = settings.get("employer_id")
         if employer is not None and (not isinstance(employer, str) or not _ID.fullmatch(employer)):
             raise ConnectorError("config", "loket: setting employer_id must be an employer's id")

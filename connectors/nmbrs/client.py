@@ -110,7 +110,7 @@ from connectors.base import (
     parse_retry_after,
 )
 from connectors.oauth import Client, Tokens
-from connectors.personio.client import Pacer
+from connectors.pacing import Pacer, Window
 
 Api = Literal["rest", "soap"]
 REST_IDENTITY: Final = "https://identityservice.nmbrs.com"
@@ -403,11 +403,7 @@ class NmbrsConnector(Connector):
         self.api: Api = api
         self.page_size = _whole(settings, "page_size", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         per_minute = _whole(settings, "requests_per_minute", None, 1, 1_000_000)
-        self.pacer = (
-            Pacer(max(1, int(per_minute * BUDGET_SHARE)), max(1, per_minute))
-            if per_minute
-            else None
-        )
+        self.pacer = Pacer(Window.share(per_minute, 60.0, BUDGET_SHARE)) if per_minute else None
         read = set(self.projector.source_fields)
         self.needs = sorted({need for name, need in _NEEDS.items() if name in read})
         credentials = self.config.credentials

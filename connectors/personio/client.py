@@ -68,10 +68,8 @@ whether a 429 carries `Retry-After`; the 429 body.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
@@ -80,6 +78,7 @@ import orjson
 from multidict import MultiDict
 
 from connectors.base import Connector, ConnectorError, PageRequest, RawPage, SyncMode
+from connectors.pacing import Pacer, Window
 
 AUTH_PATH: Final = "/v1/auth"
 EMPLOYEES_PATH: Final = "/v1/company/employees"
@@ -113,32 +112,6 @@ def _whole(settings: Mapping[str, Any], name: str, default: int, low: int, high:
     return value
 
 
-class Pacer:
-    """Spaces requests so that no window of 60 s holds more than `per_minute` of them and
-    no window of 1 s more than `per_second`: a client that keeps to sliding windows keeps
-    to any fixed or sliding window the server counts in."""
-
-    def __init__(self, per_minute: int, per_second: int) -> None:
-        self.per_minute, self.per_second = per_minute, per_second
-        self.sent: deque[float] = deque()
-
-    def delay(self, now: float) -> float:
-        sent = self.sent
-        while sent and now - sent[0] >= 60.0:
-            sent.popleft()
-        wait = 0.0
-        if len(sent) >= self.per_minute:
-            wait = sent[len(sent) - self.per_minute] + 60.0 - now
-        if len(sent) >= self.per_second:
-            wait = max(wait, sent[len(sent) - self.per_second] + 1.0 - now)
-        return max(0.0, wait)
-
-    async def wait(self) -> None:
-        while (delay := self.delay(time.monotonic())) > 0:
-            await asyncio.sleep(delay)
-        self.sent.append(time.monotonic())
-
-
 class PersonioConnector(Connector):
     """Employees of one Personio account (settings and credentials: the module docstring)."""
 
@@ -150,7 +123,9 @@ class PersonioConnector(Connector):
         self.overlap = timedelta(minutes=minutes)
         per_minute = _whole(settings, "requests_per_minute", 300, 1, 1_000_000)
         burst = _whole(settings, "burst_per_second", 15, 1, 100_000)
-        self.pacer = Pacer(max(1, int(per_minute * BUDGET_SHARE)), max(1, burst - 1))
+        self.pacer = Pacer(
+            Window.share(per_minute, 60.0, BUDGET_SHARE), Window(max(1, burst - 1), 1.0)
+        )
         self.attributes = mapped_attributes(self.projector.source_fields)
         self._headers: dict[str, str] = {}
         for key, header, default in (
