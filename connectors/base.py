@@ -50,7 +50,7 @@ from tenacity import (
 )
 from yarl import URL
 
-from connectors.netguard import RefusedAddress
+from connectors.netguard import PrivateAddress, PublicOnlyConnector, RefusedAddress, check_url
 
 ErrorKind = Literal[
     "auth", "config", "unavailable", "malformed", "rate_limited", "refused", "too_large"
@@ -313,6 +313,40 @@ class Connector(ABC):
         await self._sleep(seconds)
 
     # ------------------------------------------------------------------ HTTP helpers
+
+    def reachable_origin(self, text: object, what: str) -> URL:
+        """`text` (a setting, or an address a vendor's answer names) as an http(s) origin
+        this connector may reach, judged before anything is sent to it: no credentials,
+        path, query or fragment; https when the base URL is; a public address unless the
+        gateway allows private sources. Else a "config" error naming `what`."""
+        try:
+            url = URL(text.strip()) if isinstance(text, str) else None
+        except (ValueError, TypeError):
+            url = None
+        if (
+            url is None
+            or url.scheme not in ("http", "https")
+            or not url.host
+            or url.user is not None
+            or url.password is not None
+            or url.path not in ("", "/")
+            or url.query_string
+            or url.fragment
+            or (self.base_url.startswith("https:") and url.scheme != "https")
+        ):
+            raise ConnectorError(
+                "config",
+                f"{self.type}: the {what} must be a plain http(s) origin without a path "
+                "(https when the base URL is)",
+            )
+        if isinstance(self.session.connector, PublicOnlyConnector):
+            try:
+                check_url(str(url.origin()))
+            except PrivateAddress as exc:
+                raise ConnectorError(
+                    "config", f"{self.type}: the {what} is refused: {exc} (allow_private_sources)"
+                ) from None
+        return url.origin()
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate a request; vendors override this."""

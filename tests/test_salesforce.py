@@ -299,14 +299,14 @@ async def test_the_instance_url_is_judged_like_any_host(
     _, base = await serve(people=3, instance_url="http://169.254.169.254")
     async with aiohttp.ClientSession(connector=PublicOnlyConnector()) as public:
         client = connector(base, public)
-        client._judge_instance("https://example.my.salesforce.com")
+        client.reachable_origin("https://example.my.salesforce.com", "instance_url")
         with pytest.raises(ConnectorError) as caught:
-            client._judge_instance("http://169.254.169.254")
+            client.reachable_origin("http://169.254.169.254", "instance_url")
         assert caught.value.kind == "config" and "not a public address" in str(caught.value)
 
     https = connector("https://login.example.com", session)
     with pytest.raises(ConnectorError):
-        https._judge_instance("http://example.my.salesforce.com")
+        https.reachable_origin("http://example.my.salesforce.com", "instance_url")
 
 
 async def test_bad_client_credentials_name_the_oauth_error_only(

@@ -106,7 +106,6 @@ from connectors.base import (
     SyncMode,
     parse_retry_after,
 )
-from connectors.netguard import PrivateAddress, PublicOnlyConnector, check_url
 from connectors.oauth import Client, Tokens
 from connectors.pacing import Pacer, Window
 
@@ -153,28 +152,6 @@ def _number(
     return float(value)
 
 
-def _origin(text: str, what: str) -> URL:
-    """A plain http(s) origin (a trailing slash allowed), else a "config" error."""
-    try:
-        url = URL(text.strip())
-    except (ValueError, TypeError):
-        url = None
-    if (
-        url is None
-        or url.scheme not in ("http", "https")
-        or not url.host
-        or url.user is not None
-        or url.password is not None
-        or url.path not in ("", "/")
-        or url.query_string
-        or url.fragment
-    ):
-        raise ConnectorError(
-            "config", f"dynamics: the {what} must be a plain http(s) address without a path"
-        )
-    return url.origin()
-
-
 class _DeltaGone(Exception):
     """Dataverse no longer honours the delta token: read everyone again."""
 
@@ -185,7 +162,7 @@ class DynamicsConnector(Connector):
     type: ClassVar[str] = "dynamics"
 
     def configure(self, settings: Mapping[str, Any]) -> None:
-        self.origin = str(_origin(self.base_url, "environment URL (base URL)"))
+        self.origin = str(self.reachable_origin(self.base_url, "environment URL (base URL)"))
         tenant = str(self.config.credentials.get("tenant_id", "")).strip()
         if not _TENANT.fullmatch(tenant):
             raise ConnectorError(
@@ -193,22 +170,7 @@ class DynamicsConnector(Connector):
                 "dynamics: credentials need tenant_id, the Entra ID directory (tenant) id or "
                 "a verified domain name",
             )
-        authority_text = settings.get("authority", DEFAULT_AUTHORITY)
-        if not isinstance(authority_text, str):
-            raise ConnectorError("config", "dynamics: setting authority must be a URL")
-        authority = _origin(authority_text, "authority")
-        if self.origin.startswith("https:") and authority.scheme != "https":
-            raise ConnectorError(
-                "config", "dynamics: the authority must use https when the environment does"
-            )
-        if isinstance(self.session.connector, PublicOnlyConnector):
-            try:
-                check_url(str(authority))
-            except PrivateAddress as exc:
-                raise ConnectorError(
-                    "config",
-                    f"dynamics: the authority is refused: {exc} (allow_private_sources)",
-                ) from None
+        authority = self.reachable_origin(settings.get("authority", DEFAULT_AUTHORITY), "authority")
         version = settings.get("api_version", DEFAULT_VERSION)
         if not isinstance(version, str) or not _VERSION.fullmatch(version):
             raise ConnectorError("config", "dynamics: api_version must look like v9.2")

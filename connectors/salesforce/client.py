@@ -74,7 +74,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
 import orjson
-from yarl import URL
 
 from connectors.base import (
     Connector,
@@ -84,7 +83,6 @@ from connectors.base import (
     SyncMode,
     parse_retry_after,
 )
-from connectors.netguard import PrivateAddress, PublicOnlyConnector, check_url
 
 TOKEN_PATH: Final = "/services/oauth2/token"  # noqa: S105 - a path, not a secret
 DEFAULT_VERSION: Final = "v62.0"
@@ -307,41 +305,8 @@ class SalesforceConnector(Connector):
             raise ConnectorError(
                 "malformed", "salesforce: the token answer lacks access_token or instance_url"
             )
-        self._instance = self._judge_instance(instance)
+        self._instance = str(self.reachable_origin(instance, "instance_url of the token answer"))
         self._token = token
-
-    def _judge_instance(self, instance: str) -> str:
-        """The instance URL's origin, if it may be reached; else a "config" error."""
-        try:
-            url = URL(instance)
-        except (ValueError, TypeError):
-            url = None
-        if (
-            url is None
-            or url.scheme not in ("http", "https")
-            or not url.host
-            or url.user is not None
-            or url.password is not None
-            or url.path not in ("", "/")
-            or url.query_string
-            or url.fragment
-            or (self.base_url.startswith("https:") and url.scheme != "https")
-        ):
-            raise ConnectorError(
-                "config",
-                "salesforce: the token answer names an instance_url the connector "
-                "will not use (it must be a plain http(s) origin, https when the login is)",
-            )
-        origin = str(url.origin())
-        if isinstance(self.session.connector, PublicOnlyConnector):
-            try:
-                check_url(origin)
-            except PrivateAddress as exc:
-                raise ConnectorError(
-                    "config",
-                    f"salesforce: the instance_url is refused: {exc} (allow_private_sources)",
-                ) from None
-        return origin
 
     async def _send(
         self,
