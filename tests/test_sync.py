@@ -1,6 +1,6 @@
 """The sync engine end to end: a real AFAS emulator over HTTP, a real SQLite store.
 
-Covers the promises of gateway/sync/engine.py: one transaction per page, change detection,
+Covers the promises of gateway/sync/engine.py: a page in whole transactions, change detection,
 leavers and deletions with the mass-delete guard, refusal without an instruction,
 revocation between pages, crash and resume without loss or duplicates, source faults.
 """
