@@ -193,6 +193,8 @@ class AuthorizationServer:
     client_auth: ClientAuth = "post"
     #: Further query parameters of the authorize URL a vendor wants (e.g. a prompt).
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: The vendor's name as the console's "Connect with ..." button says it.
+    vendor: str = ""
 
     def client(self, credentials: Mapping[str, str]) -> Client:
         """The registered client, from a connector's credentials."""

@@ -110,6 +110,7 @@ def authorization_server(base_url: str, settings: Mapping[str, Any]) -> Authoriz
         token_url=base_url.rstrip("/") + TOKEN_PATH,
         scopes=OAUTH_SCOPES,
         client_auth="post",
+        vendor="HubSpot",
     )
 
 
