@@ -117,15 +117,17 @@ async def callback(request: web.Request) -> web.StreamResponse:
             s.box, request.cookies.get(STATE_COOKIE, ""), query.get("state", ""), s.clock()
         )
     except ConnectFailed as exc:
-        return error_page(request, exc.status, exc.key, **exc.values)
+        return error_page(request, exc.status, exc.key, here=CALLBACK, **exc.values)
     try:
         await _finish(request, s, pending)
     except ConnectFailed as exc:
-        response = error_page(request, exc.status, exc.key, **exc.values)
+        response = error_page(request, exc.status, exc.key, here=CALLBACK, **exc.values)
     else:
         t = translator(lang_of(request))
         target = url("t", pending.tenant, "connectors", pending.connector) + "?connected=1"
-        response = render(request, "moving_on.html", target=target, message=t("connect.done"))
+        response = render(
+            request, "moving_on.html", target=target, message=t("connect.done"), here=CALLBACK
+        )
     response.del_cookie(STATE_COOKIE, path=CALLBACK)
     return response
 

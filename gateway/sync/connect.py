@@ -136,11 +136,16 @@ class Connection:
 
 
 def connection(box: SecretBox, record: ConnectorRecord) -> Connection | None:
-    """None for a type that is not connected by signing in."""
+    """None for a connector that is not connected by signing in: its type has no
+    `authorization`, or its credentials hold no `client_id` (a HubSpot private app's
+    token, where the type offers both)."""
     kind = connector_type(record.type)
     if kind.authorization is None:
         return None
-    has = bool(connector_credentials(box, record).get(REFRESH_TOKEN_KEY))
+    credentials = connector_credentials(box, record)
+    if not credentials.get("client_id"):
+        return None
+    has = bool(credentials.get(REFRESH_TOKEN_KEY))
     try:
         server = kind.authorization(record.base_url, record.settings)
     except ConnectorError as exc:
