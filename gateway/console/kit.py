@@ -122,9 +122,7 @@ def render(
     return web.Response(text=html, status=status, content_type="text/html", headers=headers)
 
 
-def error_page(
-    request: web.Request, status: int, key: str, *, here: str | None = None, **values: object
-) -> web.Response:
+def error_page(request: web.Request, status: int, key: str, **values: object) -> web.Response:
     principal = request.get(PRINCIPAL)
     return render(
         request,
@@ -133,7 +131,6 @@ def error_page(
         principal=principal,
         message_key=key,
         message_values=values,
-        here=here if here is not None else request.path_qs,
     )
 
 

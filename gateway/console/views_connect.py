@@ -29,7 +29,6 @@ from gateway.console.i18n import translator
 from gateway.console.kit import (
     PageError,
     call,
-    error_page,
     is_secure,
     lang_of,
     posted,
@@ -117,11 +116,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
             s.box, request.cookies.get(STATE_COOKIE, ""), query.get("state", ""), s.clock()
         )
     except ConnectFailed as exc:
-        return error_page(request, exc.status, exc.key, here=CALLBACK, **exc.values)
+        return _refused(request, exc)
     try:
         await _finish(request, s, pending)
     except ConnectFailed as exc:
-        response = error_page(request, exc.status, exc.key, here=CALLBACK, **exc.values)
+        response = _refused(request, exc)
     else:
         t = translator(lang_of(request))
         target = url("t", pending.tenant, "connectors", pending.connector) + "?connected=1"
@@ -130,6 +129,14 @@ async def callback(request: web.Request) -> web.StreamResponse:
         )
     response.del_cookie(STATE_COOKIE, path=CALLBACK)
     return response
+
+
+def _refused(request: web.Request, exc: ConnectFailed) -> web.Response:
+    """The error page, its links not repeating the callback's query (the vendor's code)."""
+    return render(
+        request, "error.html", exc.status, message_key=exc.key, message_values=exc.values,
+        here=CALLBACK,
+    )  # fmt: skip
 
 
 async def _finish(request: web.Request, s: Services, pending: Pending) -> None:

@@ -1,4 +1,4 @@
-""""Connect with <vendor>" from the console, end to end: a real gateway, a browser-like client
+""" "Connect with <vendor>" from the console, end to end: a real gateway, a browser-like client
 following the pages, and HubSpot's emulator (a public app: the emulator kit's authorization
 server) on 127.0.0.1. What is stored, what the ledger says, and what never shows anywhere."""
 
@@ -95,10 +95,12 @@ async def begin(console: Console, world: World) -> tuple[str, str]:
 async def at_vendor(url: str) -> str:
     """What the admin's browser does at the vendor (a browser of its own: no console
     cookies go there); the URL the vendor sends it back to."""
-    async with aiohttp.ClientSession() as browser:
-        async with browser.get(url, allow_redirects=False) as resp:
-            assert resp.status == 302, await resp.text()
-            return resp.headers["Location"]
+    async with (
+        aiohttp.ClientSession() as browser,
+        browser.get(url, allow_redirects=False) as resp,
+    ):
+        assert resp.status == 302, await resp.text()
+        return resp.headers["Location"]
 
 
 def local(url: str) -> str:
