@@ -6,13 +6,17 @@ Run from the repository root:
     .venv/bin/python bench/bench_feed_load.py                       # SQLite
     .venv/bin/python bench/bench_feed_load.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python bench/bench_feed_load.py --consumers 1 64 --seconds 8 --no-sync
+    .venv/bin/python bench/bench_feed_load.py --consumers 1 --commit-records 100
+    .venv/bin/python bench/bench_feed_load.py --database-url ... --sync-process
 
 The gateway (feed route, store, ledger, and for the sync rows a full AFAS sync after
 another into new connectors of the same tenant) runs in this process, as `sluis serve`
-does. The consumers run in their own process (one asyncio loop, one connection each), as
-platforms would: each pages with `limit` from the start of the feed, and from the start
-again when it reaches the head, for `--seconds` after a warm-up. Each page is timed from
-request to last byte.
+does; with `--sync-process` the syncs run in a second process on the same database, as a
+replica that only syncs beside one that only serves would (PostgreSQL). The consumers
+run in their own process (one asyncio loop, one connection each), as platforms would:
+each pages with `limit` from the start of the feed, and from the start again when it
+reaches the head, for `--seconds` after a warm-up. Each page is timed from request to
+last byte.
 
 The baseline, measured in the same run with the same consumer code: an aiohttp route
 serving a static body the size of a feed page (one full page as this gateway produced
@@ -40,6 +44,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 HERE = Path(__file__).resolve().parent
@@ -207,9 +212,10 @@ class Syncs:
     #: Connectors made so far, across instances (names must stay unique in the tenant).
     made = 0
 
-    def __init__(self, services: object, people: int) -> None:
+    def __init__(self, services: object, people: int, prefix: str = "sync") -> None:
         from bench_sync import free_port, start_emulator
 
+        self.prefix = prefix
         port = free_port()
         self.proc = start_emulator(people, port)
         self.base = f"http://127.0.0.1:{port}/profitrestservices"
@@ -232,7 +238,7 @@ class Syncs:
         mapping = bundled_mapping("afas").read_text()
         while not stop.is_set():
             Syncs.made += 1
-            name, now = f"sync{Syncs.made}", datetime.now(UTC)
+            name, now = f"{self.prefix}{Syncs.made}", datetime.now(UTC)
             by = Acting(SYSTEM, s.ledger(TENANT))
 
             def setup(name: str = name, now: datetime = now, by: Acting = by) -> None:
@@ -261,22 +267,12 @@ async def bench(args: argparse.Namespace) -> int:
     from gateway.api.app import make_app
     from gateway.ledger.audit import SYSTEM
     from gateway.ledger.record import Acting
-    from gateway.runtime.config import Settings
     from gateway.runtime.services import Services
     from gateway.tenancy import create_consumer
 
     failed = False
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database_url) as url:
-        services = Services.open(
-            Settings(
-                data_dir=Path(tmp),
-                database_url=url,
-                admin_token="bench-admin-token-0123456789",
-                master_key=base64.b64encode(bytes(32)).decode(),
-                scheduler=False,
-                allow_private_sources=True,
-            )
-        )
+        services = Services.open(_settings(Path(tmp), url, args.commit_records))
         backend = "PostgreSQL" if url else "SQLite"
         try:
             t0 = time.perf_counter()
@@ -324,28 +320,21 @@ async def bench(args: argparse.Namespace) -> int:
                             failed |= not ok
                     if not args.no_sync:
                         for n in args.consumers:
-                            syncs = Syncs(services, args.sync_people)
-                            stop = asyncio.Event()
-                            task = asyncio.create_task(syncs.loop(stop))
-                            try:
-                                await asyncio.sleep(1.0)  # the first sync under way
-                                busy = Figures.of(
-                                    await run_consumers_async(feed_url, tokens[:n], args),
-                                    args.seconds,
+                            if args.sync_process:
+                                busy, runs, records = await _feed_beside_a_worker(
+                                    Path(tmp), url, feed_url, tokens[:n], args
                                 )
-                            finally:
-                                stop.set()
-                                try:
-                                    with suppress(asyncio.CancelledError):
-                                        await task
-                                finally:
-                                    syncs.close()
+                            else:
+                                busy, runs, records = await _feed_beside_a_sync(
+                                    services, feed_url, tokens[:n], args
+                                )
                             base = quiet[n]
-                            _row(f"feed + sync, {n} consumer(s)", busy, None)
+                            where = "sync process" if args.sync_process else "sync"
+                            _row(f"feed + {where}, {n} consumer(s)", busy, None)
                             print(
                                 f"{'':<34}p99 with sync / without: "
-                                f"{busy.p99_ms / base.p99_ms:.2f}x  ({syncs.runs} syncs, "
-                                f"{syncs.records:,} records)"
+                                f"{busy.p99_ms / base.p99_ms:.2f}x  ({runs} syncs, "
+                                f"{records:,} records)"
                             )
                             failed |= busy.p99_ms > 2 * base.p99_ms
         finally:
@@ -353,6 +342,84 @@ async def bench(args: argparse.Namespace) -> int:
     print("targets (64 consumers: p99 < 100 ms, >= 10% of static; sync <= 2x p99):",
           "MISSED" if failed else "met")  # fmt: skip
     return 1 if failed else 0
+
+
+async def _feed_beside_a_sync(
+    services: object, feed_url: str, tokens: list[str], args: argparse.Namespace
+) -> tuple[Figures, int, int]:
+    """The feed while this process also runs syncs (as one `sluis serve` does)."""
+    syncs = Syncs(services, args.sync_people)
+    stop = asyncio.Event()
+    task = asyncio.create_task(syncs.loop(stop))
+    try:
+        await asyncio.sleep(1.0)  # the first sync under way
+        busy = Figures.of(await run_consumers_async(feed_url, tokens, args), args.seconds)
+    finally:
+        stop.set()
+        try:
+            with suppress(asyncio.CancelledError):
+                await task
+        finally:
+            syncs.close()
+    return busy, syncs.runs, syncs.records
+
+
+async def _feed_beside_a_worker(
+    data_dir: Path, url: str | None, feed_url: str, tokens: list[str], args: argparse.Namespace
+) -> tuple[Figures, int, int]:
+    """The feed while another process on the same database runs syncs: a replica that
+    only serves beside one that only syncs (`scheduler = false` on the first)."""
+    import signal
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--sync-worker", str(data_dir)]
+    cmd += ["--sync-people", str(args.sync_people), "--commit-records", str(args.commit_records)]
+    cmd += ["--database-url", url] if url else []
+    worker = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    try:
+        await asyncio.sleep(3.0)  # the worker up and its first sync under way
+        busy = Figures.of(await run_consumers_async(feed_url, tokens, args), args.seconds)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=300)
+    if worker.returncode != 0:
+        raise SystemExit("the sync worker failed")
+    done = json.loads(out)
+    return busy, done["runs"], done["records"]
+
+
+async def sync_worker(
+    data_dir: Path, url: str | None, people: int, commit_records: int
+) -> dict[str, int]:
+    """Full syncs into new connectors of the bench tenant until SIGTERM."""
+    import signal
+
+    from gateway.runtime.services import Services
+
+    services = Services.open(_settings(data_dir, url, commit_records))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    syncs = Syncs(services, people, prefix="worker")
+    try:
+        await syncs.loop(stop)
+    finally:
+        syncs.close()
+        services.close()
+    return {"runs": syncs.runs, "records": syncs.records}
+
+
+def _settings(data_dir: Path, url: str | None, commit_records: int) -> Any:
+    from gateway.runtime.config import Settings
+
+    return Settings(
+        data_dir=data_dir,
+        database_url=url,
+        admin_token="bench-admin-token-0123456789",
+        master_key=base64.b64encode(bytes(32)).decode(),
+        scheduler=False,
+        allow_private_sources=True,
+        commit_records=commit_records,
+    )
 
 
 def _row(name: str, f: Figures, static: Figures | None) -> None:
@@ -374,8 +441,25 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--sync-people", type=int, default=20_000)
     parser.add_argument("--no-sync", action="store_true", help="skip the rows with a sync")
+    parser.add_argument(
+        "--commit-records", type=int, default=1000,
+        help="people per sync transaction (the commit_records setting)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sync-process", action="store_true",
+        help="run the syncs in another process on the same database (a sync-only replica)",
+    )  # fmt: skip
     parser.add_argument("--consume", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--sync-worker", metavar="DATA_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sync_worker:
+        done = asyncio.run(
+            sync_worker(
+                Path(args.sync_worker), args.database_url, args.sync_people, args.commit_records
+            )
+        )
+        print(json.dumps(done))
+        return 0
     if args.consume:
         tokens = json.loads(sys.stdin.read())
         result = asyncio.run(load(args.consume, tokens, args.limit, args.warmup, args.seconds))

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 _PACKAGES: Final = {
     "afas": "connectors.afas",
     "dynamics": "connectors.dynamics",
+    "entra": "connectors.entra",
     "hubspot": "connectors.hubspot",
+    "loket": "connectors.loket",
+    "nmbrs": "connectors.nmbrs",
     "personio": "connectors.personio",
     "salesforce": "connectors.salesforce",
     "scim": "connectors.scim",

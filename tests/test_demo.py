@@ -23,16 +23,25 @@ import pytest
 from connectors.afas.emulator import ENVIRONMENT
 from connectors.afas.emulator import make_app as afas_app
 from connectors.afas.synthetic import SENSITIVE_FIELDS
+from connectors.entra.emulator import DIRECTORY
+from connectors.entra.emulator import make_app as entra_app
+from connectors.entra.synthetic import SENSITIVE_PROPERTIES as ENTRA_SENSITIVE
 from connectors.hubspot.emulator import STATE
 from connectors.hubspot.emulator import make_app as hubspot_app
 from connectors.hubspot.synthetic import SENSITIVE_PROPERTIES
+from connectors.loket.emulator import ACCOUNT as LOKET_ACCOUNT
+from connectors.loket.emulator import make_app as loket_app
+from connectors.nmbrs.emulator import ACCOUNT as NMBRS
+from connectors.nmbrs.emulator import make_app as nmbrs_app
 from connectors.personio.emulator import ACCOUNT
 from connectors.personio.emulator import make_app as personio_app
 from connectors.personio.synthetic import SENSITIVE_ATTRIBUTES as PERSONIO_SENSITIVE
+from connectors.registry import pull_types
 from gateway.cli import demo
 from gateway.cli.main import main as sluis
 from gateway.ledger.export import write_export
 from gateway.store.ledger_sqlite import SqliteLedgerStore
+from tests.contract.harness_loket import sensitive_values as loket_sensitive
 
 REPO = Path(__file__).resolve().parents[1]
 PEOPLE = 80
@@ -176,6 +185,57 @@ async def test_demo_with_personio_leaks_nothing(
     _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
 
 
+async def test_demo_with_loket_leaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--sources loket`: the Loket emulator (refresh tokens rotating) through the whole
+    gateway, and none of its employees' BSNs, IBANs, salaries, birth dates, addresses,
+    passports or private contact details anywhere after."""
+    caplog.set_level(logging.DEBUG)
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir, sources=("loket",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+        assert result.verified, result.verify_reason
+        info = result.connectors["loket"]
+        assert info["counts"]["fetched"] == PEOPLE
+        app = loket_app(people=PEOPLE, seed=2026)
+        expected = sum(
+            1 for p in app[LOKET_ACCOUNT].people if p.current().end is not None
+        )  # fmt: skip
+        assert info["leavers"] == expected
+        assert "contactInformation.emailAddress" in info["dropped"]
+    finally:
+        await runner.aclose()
+    sensitive = {v for v in loket_sensitive(app) if len(v) >= 6}
+    assert len(sensitive) > 200
+    _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
+
+
+async def test_demo_with_nmbrs_leaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--sources nmbrs`: the Nmbrs REST API (a refresh token the identity server rotates)
+    through the whole gateway; no BSN, birth date or private detail anywhere after."""
+    caplog.set_level(logging.DEBUG)
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir, sources=("nmbrs",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+        assert result.verified, result.verify_reason
+        info = result.connectors["nmbrs"]
+        assert info["counts"]["fetched"] == PEOPLE
+        people = nmbrs_app(people=PEOPLE, seed=2026)[NMBRS].people
+        assert info["leavers"] == sum(1 for p in people if p.employments[-1].end is not None)
+    finally:
+        await runner.aclose()
+    sensitive = {v for p in people for v in p.sensitive_values() if len(v) >= 6}
+    assert len(sensitive) > 200
+    _assert_nowhere(sensitive, {"report": report, "logs": caplog.text}, data_dir)
+
+
 def test_demo_refuses_an_unknown_source() -> None:
     run = subprocess.run(
         [sys.executable, "-m", "gateway.cli.main", "demo", "--sources", "personio,workday"],
@@ -221,12 +281,49 @@ async def test_demo_with_dynamics_asks_for_no_sensitive_column(tmp_path: Path) -
     assert "dynamics" in report and "governmentid" not in report
 
 
+async def test_demo_with_entra_asks_graph_only_for_the_mapped_properties(tmp_path: Path) -> None:
+    """`--sources entra`: Graph's delta query through the whole gateway; the disabled
+    accounts are leavers and none of the directory's phones, addresses, employee ids or
+    extension attributes (BSN, IBAN) is anywhere after."""
+    data_dir = tmp_path / "demo"
+    runner = demo.run_demo(employees=PEOPLE, data_dir=data_dir, sources=("entra",))
+    result = await anext(runner)
+    try:
+        report = demo.format_report(result)
+    finally:
+        await runner.aclose()
+    assert result.verified, result.verify_reason
+    info = result.connectors["entra"]
+    users = [u.values for u in entra_app(people=PEOPLE, seed=2026)[DIRECTORY].users.values()]
+    assert info["counts"]["fetched"] == PEOPLE
+    assert info["leavers"] == sum(1 for u in users if not u["accountEnabled"])
+    # Minimised at the source: $select asked for nothing else, so nothing was dropped.
+    assert not info["dropped"]
+    sensitive = {
+        str(leaf)
+        for u in users
+        for name in ENTRA_SENSITIVE
+        for leaf in _leaves(u.get(name))
+        if isinstance(leaf, str) and len(leaf) >= 6
+    }
+    assert len(sensitive) > 200
+    _assert_nowhere(sensitive, {"report": report}, data_dir)
+
+
+def _leaves(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in _leaves(v)]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
 def test_demo_sources_are_checked() -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exited:
         sluis(["demo", "--sources", "salesforce,workday"])
     assert exited.value.code == 2 and "workday" in err.getvalue()
-    assert "afas, dynamics, hubspot, personio, salesforce" in err.getvalue()
+    assert ", ".join(pull_types()) in err.getvalue()
 
 
 def _assert_nowhere(sensitive: set[str], texts: dict[str, str], data_dir: Path) -> None:

@@ -225,6 +225,87 @@ async def test_personio_standalone_prints_client_credentials(tmp_path: Path) -> 
         await stop(personio)
 
 
+async def test_loket_standalone_prints_its_oauth_grant_and_a_gateway_syncs_twice(
+    tmp_path: Path,
+) -> None:
+    """The printed refresh token works once (Loket's emulator rotates it): the gateway's
+    second run uses the one it kept from the first."""
+    loket = await start("loket", "--employees", "30")
+    try:
+        login = {k: loket.printed[k] for k in ("client_id", "client_secret", "refresh_token")}
+        assert loket.base_url.endswith("/v2")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{loket.control}/people/retire", json={"count": 2}) as r,
+        ):
+            assert len((await r.json())["changed"]) == 2
+        services = Services.open(
+            Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+        )
+        now = datetime.now(UTC)
+        try:
+            by = system(services, "acme")
+            create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+            create_connector(
+                services.store, services.box, tenant="acme", by=by, connector_id="payroll",
+                type_name="loket", base_url=loket.base_url, credentials=login, now=now,
+                mapping_text=bundled_mapping("loket").read_text(),
+            )  # fmt: skip
+            grant(services.store, by=by, connector="payroll", purpose="p", now=now)
+            first = await services.engine.sync("acme", "payroll", SyncMode.FULL)
+            second = await services.engine.sync("acme", "payroll", SyncMode.FULL)
+            assert first.status == second.status == "succeeded", (first.error, second.error)
+            assert first.counts["fetched"] == second.counts["fetched"] == 30
+        finally:
+            services.close()
+    finally:
+        await stop(loket)
+
+
+async def test_nmbrs_standalone_serves_rest_and_soap(tmp_path: Path) -> None:
+    nmbrs = await start("nmbrs", "--employees", "20")
+    try:
+        printed = nmbrs.printed
+        form = {k: printed[k] for k in ("client_id", "client_secret", "refresh_token")}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{nmbrs.base_url}/connect/token", data={**form, "grant_type": "refresh_token"}
+            ) as r:
+                assert r.status == 200
+                answer = await r.json()
+            assert answer["refresh_token"] != printed["refresh_token"]  # rotated
+            headers = {
+                "Authorization": f"Bearer {answer['access_token']}",
+                "X-Subscription-Key": printed["subscription_key"],
+            }
+            async with http.get(f"{nmbrs.base_url}/api/companies", headers=headers) as r:
+                assert (await r.json())["pagination"]["totalRecords"] == 1
+            async with http.get(f"{nmbrs.base_url}/soap/v3/EmployeeService.asmx?WSDL") as r:
+                assert "PersonalInfo_GetAll_AllEmployeesByCompany" in await r.text()
+        services = Services.open(
+            Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+        )
+        now = datetime.now(UTC)
+        try:
+            by = system(services, "acme")
+            create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+            soap = {k: printed[k] for k in ("username", "token", "domain")}
+            create_connector(
+                services.store, services.box, tenant="acme", by=by, connector_id="payroll",
+                type_name="nmbrs", base_url=f"{nmbrs.base_url}/soap/v3", credentials=soap,
+                settings={"api": "soap"}, now=now,
+                mapping_text=bundled_mapping("nmbrs").read_text(),
+            )  # fmt: skip
+            grant(services.store, by=by, connector="payroll", purpose="p", now=now)
+            run = await services.engine.sync("acme", "payroll", SyncMode.FULL)
+            assert run.status == "succeeded", run.error
+            assert run.counts["fetched"] == 20
+        finally:
+            services.close()
+    finally:
+        await stop(nmbrs)
+
+
 async def test_salesforce_standalone_prints_its_connected_app_and_a_gateway_syncs(
     tmp_path: Path,
 ) -> None:
@@ -340,3 +421,50 @@ async def test_a_malformed_request_gets_a_problem_that_quotes_nothing(afas: Emul
     assert b"application/problem+json" in reply and b"s3cr3t" not in reply
     assert "Traceback" not in err and "s3cr3t" not in err
     assert err.count("refused a malformed HTTP request") == 1
+
+
+async def test_entra_standalone_prints_its_app_registration_and_a_gateway_syncs(
+    tmp_path: Path,
+) -> None:
+    entra = await start("entra", "--employees", "30")
+    try:
+        login = {k: entra.printed[k] for k in ("tenant_id", "client_id", "client_secret")}
+        assert entra.base_url.endswith("/v1.0")
+        root = entra.base_url.removesuffix("/v1.0")
+        form = {
+            "grant_type": "client_credentials", "client_id": login["client_id"],
+            "client_secret": login["client_secret"], "scope": f"{root}/.default",
+        }  # fmt: skip
+        async with aiohttp.ClientSession() as http:
+            token_url = f"{root}/{login['tenant_id']}/oauth2/v2.0/token"
+            async with http.post(token_url, data=form) as r:
+                assert r.status == 200
+                token = (await r.json())["access_token"]
+            async with http.post(f"{entra.control}/people/retire", json={"count": 2}) as r:
+                retired = set((await r.json())["changed"])
+            auth = {"Authorization": f"Bearer {token}"}
+            select = {"$select": "id,accountEnabled"}
+            async with http.get(f"{entra.base_url}/users/delta", params=select, headers=auth) as r:
+                users = (await r.json())["value"]
+        assert len(users) == 30
+        assert sorted(u["accountEnabled"] for u in users if u["id"] in retired) == [False] * 2
+        services = Services.open(
+            Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
+        )
+        now = datetime.now(UTC)
+        try:
+            by = system(services, "acme")
+            create_tenant(services.store, services.box, "acme", "Acme", now, by=by)
+            create_connector(
+                services.store, services.box, tenant="acme", by=by, connector_id="idp",
+                type_name="entra", base_url=entra.base_url, credentials=login, now=now,
+                mapping_text=bundled_mapping("entra").read_text(),
+            )  # fmt: skip
+            grant(services.store, by=by, connector="idp", purpose="p", now=now)
+            run = await services.engine.sync("acme", "idp", SyncMode.FULL)
+            assert run.status == "succeeded", run.error
+            assert run.counts["fetched"] == 30
+        finally:
+            services.close()
+    finally:
+        await stop(entra)

@@ -168,25 +168,21 @@ class Projector:
         outer.update(inner.digest())
         out = self._template.copy()
         out["subject_id"] = outer.digest()[:16].hex()
-        # A required field is required of a current subject only: a leaver is deleted
-        # downstream and none of its fields leave (a deletion a source reports by its key
-        # alone, as Dataverse's change tracking does, has none to give).
-        missing = ""
         try:
-            for name, required, read in self._fields:
-                value = read(record)
-                if value is None and required and not missing:
-                    missing = name
-                out[name] = value
             active = True
             for has_left in self._leavers:
                 if has_left(record):
                     active = False
                     break
+            # A leaver is written as absent: what it lacks cannot hold it back (a deletion
+            # reported by a delta query carries an id and nothing else).
+            for name, required, read in self._fields:
+                value = read(record)
+                if value is None and required and active:
+                    return Rejected(f"{name} is required but missing")
+                out[name] = value
         except InvalidValue as exc:
-            return Rejected(f"{missing} is required but missing" if missing else str(exc))
-        if missing and active:
-            return Rejected(f"{missing} is required but missing")
+            return Rejected(str(exc))
         out["active"] = active
         return out
 

@@ -3,6 +3,7 @@ errors forms show, step-up, the connector version check, and input kept across s
 
 from __future__ import annotations
 
+import importlib
 import re
 from datetime import timedelta
 
@@ -512,6 +513,60 @@ async def test_a_personio_connector_takes_its_client_credentials(
     assert half.status == 422 and 'id="e-credential_client_id"' in half.html
 
 
+async def test_a_loket_connector_takes_its_oauth_grant(
+    console: Console, world: World, services: Services
+) -> None:
+    """A Loket source needs the app's client id and secret and the admin's refresh token:
+    the form labels the refresh token in both languages, refuses a Loket connector
+    without it (naming the field, echoing nothing) and seals all three."""
+    await console.sign_in(world.admin)
+    form = await console.get(NEW)
+    assert 'name="credential_refresh_token"' in form.html
+    assert "Loket: refresh token from the admin" in form.html
+    check_accessible(form.html)
+    loket = connector_form(
+        id="payroll", type="loket", base_url="https://api.loket.nl/v2", mapping="loket",
+        credential_token="", credential_client_id="app-id", credential_client_secret="s3cret",
+    )  # fmt: skip
+    missing = await console.submit(NEW, NEW, loket)
+    assert missing.status == 422 and 'id="e-credential_refresh_token"' in missing.html
+    assert "s3cret" not in missing.html
+    made = await console.submit(NEW, NEW, {**loket, "credential_refresh_token": "rt-secret-1"})
+    assert made.status == 200 and "Connector created" in made.html
+    record = services.store.get_connector("acme", "payroll")
+    assert connector_credentials(services.box, record) == {
+        "client_id": "app-id", "client_secret": "s3cret", "refresh_token": "rt-secret-1",
+    }  # fmt: skip
+    assert b"rt-secret-1" not in record.sealed_credentials
+
+
+async def test_an_nmbrs_connector_takes_its_rest_credentials(
+    console: Console, world: World, services: Services
+) -> None:
+    """Nmbrs's REST credentials (app client, refresh token, subscription key) each have a
+    labelled field, and are sealed together; none is shown again."""
+    from gateway.tenancy import connector_credentials
+
+    await console.sign_in(world.admin)
+    page = await console.get(NEW)
+    for name in ("refresh_token", "subscription_key", "domain"):
+        assert f'name="credential_{name}"' in page.html, name
+    assert "Nmbrs (REST): subscription key of the developer portal product" in page.html
+    check_accessible(page.html)
+    given = {"client_id": "app", "client_secret": "s3cret-1", "refresh_token": "r-1",
+             "subscription_key": "k" * 32}  # fmt: skip
+    form = connector_form(
+        id="payroll", type="nmbrs", base_url="https://api.nmbrsapp.com", mapping="nmbrs",
+        credential_token="", **{f"credential_{k}": v for k, v in given.items()},
+    )  # fmt: skip
+    made = await console.submit(NEW, NEW, form)
+    assert made.status == 200 and "Connector created" in made.html
+    record = services.store.get_connector("acme", "payroll")
+    assert connector_credentials(services.box, record) == given
+    shown = await console.get("/console/t/acme/connectors/payroll")
+    assert "s3cret-1" not in shown.html and "k" * 32 not in shown.html
+
+
 async def test_a_salesforce_connector_asks_for_its_connected_app(
     console: Console, world: World, services: Services
 ) -> None:
@@ -541,37 +596,44 @@ async def test_a_salesforce_connector_asks_for_its_connected_app(
     }  # fmt: skip
 
 
-async def test_a_dynamics_connector_asks_for_its_app_registration(
-    console: Console, world: World, services: Services
+@pytest.mark.parametrize(
+    ("type_name", "base_url", "tenant_name"),
+    [
+        ("dynamics", "https://acme.crm4.dynamics.com", "EMULATOR_TENANT"),
+        ("entra", "https://graph.microsoft.com/v1.0", "EMULATOR_TENANT_ID"),
+    ],
+)
+async def test_an_app_registration_source_asks_for_its_three_values(
+    console: Console,
+    world: World,
+    services: Services,
+    type_name: str,
+    base_url: str,
+    tenant_name: str,
 ) -> None:
-    """The form asks a Dynamics 365 source for its app registration's directory (tenant)
-    id, client id and secret, refuses it without the tenant (naming the field, echoing
-    nothing), and seals all three."""
-    from connectors.dynamics.emulator import (
-        EMULATOR_CLIENT_ID,
-        EMULATOR_CLIENT_SECRET,
-        EMULATOR_TENANT,
-    )
-    from gateway.tenancy import connector_credentials
+    """The form asks a Dynamics 365 or Entra ID source for its app registration's directory
+    (tenant) id, client id and secret, refuses it without the tenant (naming the field,
+    echoing nothing), and seals all three."""
+    emulator = importlib.import_module(f"connectors.{type_name}.emulator")
+    client_id, secret = emulator.EMULATOR_CLIENT_ID, emulator.EMULATOR_CLIENT_SECRET
+    tenant = getattr(emulator, tenant_name)
 
     await console.sign_in(world.admin)
     page = await console.get(NEW)
     assert 'name="credential_tenant_id"' in page.html
-    assert "Dynamics 365: directory (tenant) ID of the app registration" in page.html
+    assert "Entra ID: directory (tenant) ID of the app registration" in page.html
     check_accessible(page.html)
     form = connector_form(
-        id="crm", type="dynamics", base_url="https://acme.crm4.dynamics.com",
-        mapping="dynamics", credential_token="", credential_client_id=EMULATOR_CLIENT_ID,
-        credential_client_secret=EMULATOR_CLIENT_SECRET,
+        id="crm", type=type_name, base_url=base_url, mapping=type_name, credential_token="",
+        credential_client_id=client_id, credential_client_secret=secret,
     )  # fmt: skip
     refused = await console.submit(NEW, NEW, form)
     assert refused.status == 422 and 'id="e-credential_tenant_id"' in refused.html
-    assert EMULATOR_CLIENT_SECRET not in refused.html
-    made = await console.submit(NEW, NEW, {**form, "credential_tenant_id": EMULATOR_TENANT})
+    assert secret not in refused.html
+    made = await console.submit(NEW, NEW, {**form, "credential_tenant_id": tenant})
     assert made.status == 200 and "Connector created" in made.html
-    assert EMULATOR_CLIENT_SECRET not in made.html
+    assert secret not in made.html
     record = services.store.get_connector("acme", "crm")
     assert connector_credentials(services.box, record) == {
-        "tenant_id": EMULATOR_TENANT, "client_id": EMULATOR_CLIENT_ID,
-        "client_secret": EMULATOR_CLIENT_SECRET,
+        "tenant_id": tenant, "client_id": client_id, "client_secret": secret,
     }  # fmt: skip
