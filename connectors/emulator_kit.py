@@ -19,6 +19,11 @@ standalone emulator (`sluis emulator`) steered by scripts and tests in other pro
     POST   /_emulator/people/retire   {"count": 2}: 2 people leave (AFAS: employment ends;
                                       HubSpot: contacts archived)
 
+An emulator of a vendor whose customers connect by signing in (OAuth 2.0 authorization code)
+adds that vendor's authorization server with `add_authorization_routes`: an authorize
+endpoint that consents at once (or refuses, when told to) and a token endpoint with one-time
+codes, PKCE and rotating refresh tokens.
+
 The control surface has no authentication: an emulator holds only synthetic people and
 listens on 127.0.0.1 unless told otherwise.
 
@@ -29,8 +34,13 @@ fails twice, then works".
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import hashlib
+import hmac
+import secrets
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -348,3 +358,179 @@ def add_control_routes(app: web.Application) -> None:
     r.add_post("/people/touch", _touch)
     r.add_post("/people/retire", _retire)
     app.add_subapp("/_emulator", control)
+
+
+# --------------------------------------------------------------------------- authorization
+
+
+#: How long an emulated authorization code can be exchanged (RFC 6749 4.1.2: "a maximum
+#: authorization code lifetime of 10 minutes is RECOMMENDED").
+CODE_SECONDS: Final = 600.0
+
+
+@dataclass(frozen=True)
+class _Code:
+    redirect_uri: str
+    challenge: str
+    scope: str
+    until: float
+
+
+@dataclass
+class Authorization:
+    """One vendor's emulated authorization server (OAuth 2.0 authorization code, PKCE S256):
+    what it issued, and the knobs a test turns."""
+
+    client_id: str
+    client_secret: str
+    #: True: each refresh token works once and its use hands out the next (Nmbrs, Loket);
+    #: False: a refresh token stays valid (HubSpot).
+    rotate: bool = True
+    #: The consent screen's answer: True sends the browser back with `error=access_denied`.
+    deny: bool = False
+    #: Redirect URIs registered for the client; None accepts any http(s) one.
+    redirect_uris: tuple[str, ...] | None = None
+    clock: Callable[[], float] = time.monotonic
+    codes: dict[str, _Code] = field(default_factory=dict)
+    refresh_tokens: set[str] = field(default_factory=set)
+    access_tokens: set[str] = field(default_factory=set)
+    #: Every form the token endpoint was sent (tests check what a client sent).
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+
+    def accepts(self, access_token: str) -> bool:
+        """Whether an API request's bearer token is one this server issued."""
+        return access_token in self.access_tokens
+
+    def _issue(self) -> dict[str, Any]:
+        access, refresh = "at-" + secrets.token_urlsafe(24), "rt-" + secrets.token_urlsafe(24)
+        self.access_tokens.add(access)
+        self.refresh_tokens.add(refresh)
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": 1800,
+        }
+
+
+AUTHORIZATION: Final = web.AppKey("emulator_authorization", Authorization)
+
+
+def _oauth_error(code: str, status: int = 400) -> web.Response:
+    """An RFC 6749 5.2 error body."""
+    return web.json_response(
+        {"error": code, "error_description": f"emulated {code}"},
+        status=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _back(redirect_uri: str, **params: str) -> web.HTTPFound:
+    sep = "&" if "?" in redirect_uri else "?"
+    return web.HTTPFound(redirect_uri + sep + urllib.parse.urlencode(params))
+
+
+async def _authorize(request: web.Request) -> web.StreamResponse:
+    """The consent screen, consenting (or refusing, with `deny`) at once."""
+    server = request.app[AUTHORIZATION]
+    q = request.query
+    redirect_uri = q.get("redirect_uri", "")
+    registered = server.redirect_uris
+    # RFC 6749 4.1.2.1: a wrong client or redirect URI is shown, never redirected to.
+    if (
+        q.get("client_id") != server.client_id
+        or not redirect_uri.startswith(("http://", "https://"))
+        or (registered is not None and redirect_uri not in registered)
+    ):
+        return web.Response(status=400, text="unknown client or redirect_uri")
+    state = {"state": q["state"]} if "state" in q else {}
+    if q.get("response_type") != "code":
+        raise _back(redirect_uri, error="unsupported_response_type", **state)
+    challenge = q.get("code_challenge", "")
+    if q.get("code_challenge_method") != "S256" or not 43 <= len(challenge) <= 128:
+        raise _back(redirect_uri, error="invalid_request", **state)
+    if server.deny:
+        raise _back(redirect_uri, error="access_denied", **state)
+    code = secrets.token_urlsafe(24)
+    server.codes[code] = _Code(
+        redirect_uri, challenge, q.get("scope", ""), server.clock() + CODE_SECONDS
+    )
+    raise _back(redirect_uri, code=code, **state)
+
+
+def _client_of(request: web.Request, form: dict[str, str]) -> tuple[str, str]:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            pair = base64.b64decode(encoded, validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return "", ""
+        user, _, secret = pair.partition(":")
+        return urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(secret)
+    return form.get("client_id", ""), form.get("client_secret", "")
+
+
+async def _token(request: web.Request) -> web.Response:
+    server = request.app[AUTHORIZATION]
+    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    server.token_requests.append(form)
+    client_id, secret = _client_of(request, form)
+    if not (
+        hmac.compare_digest(client_id.encode(), server.client_id.encode())
+        and hmac.compare_digest(secret.encode(), server.client_secret.encode())
+    ):
+        return _oauth_error("invalid_client", 401)
+    grant = form.get("grant_type")
+    if grant == "authorization_code":
+        found = server.codes.pop(form.get("code", ""), None)  # one use, right or wrong
+        verifier = form.get("code_verifier", "")
+        if (
+            found is None
+            or found.until <= server.clock()
+            or form.get("redirect_uri") != found.redirect_uri
+            or not 43 <= len(verifier) <= 128
+            or _s256(verifier) != found.challenge
+        ):
+            return _oauth_error("invalid_grant")
+        return web.json_response(server._issue(), headers={"Cache-Control": "no-store"})
+    if grant == "refresh_token":
+        refresh = form.get("refresh_token", "")
+        if refresh not in server.refresh_tokens:
+            return _oauth_error("invalid_grant")
+        answer = server._issue()
+        if server.rotate:
+            server.refresh_tokens.discard(refresh)
+        else:
+            server.refresh_tokens.discard(answer["refresh_token"])
+            answer["refresh_token"] = refresh
+        return web.json_response(answer, headers={"Cache-Control": "no-store"})
+    return _oauth_error("unsupported_grant_type")
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def add_authorization_routes(
+    app: web.Application,
+    client_id: str,
+    client_secret: str,
+    *,
+    authorize_path: str = "/oauth/authorize",
+    token_path: str = "/oauth/token",  # noqa: S107 - a path
+    rotate: bool = True,
+    redirect_uris: tuple[str, ...] | None = None,
+) -> Authorization:
+    """Serve an authorization server for one registered client on the emulator:
+    `GET authorize_path` consents at once (a 302 back to `redirect_uri` with `code` and
+    `state`, or `error=access_denied` while `deny` is set) and `POST token_path` takes the
+    `authorization_code` grant (one-time codes, PKCE S256, the same `redirect_uri`, client
+    auth in the body or as Basic) and the `refresh_token` grant (rotating unless `rotate`
+    is False), answering errors as RFC 6749 5.2 bodies. The vendor's API accepts the access
+    tokens it issued through `Authorization.accepts` (kept as `app[AUTHORIZATION]`)."""
+    server = Authorization(client_id, client_secret, rotate=rotate, redirect_uris=redirect_uris)
+    app[AUTHORIZATION] = server
+    app.router.add_get(authorize_path, _authorize, allow_head=False)
+    app.router.add_post(token_path, _token)
+    return server

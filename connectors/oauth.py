@@ -17,6 +17,12 @@ Two grants, chosen by the credentials:
   connector's `keep_credentials` and stored sealed *before* the access token is used: a
   gateway that lost it would hold a refresh token the provider no longer honours.
 
+Where that refresh token comes from is the third use of the endpoint: `exchange_code`, the
+`authorization_code` grant with PKCE that ends a customer admin's "Connect" in the console
+(the vendor's endpoints as an `AuthorizationServer`). All three post their form through
+one function, `post_form`, so the client authentication, the capped read and the error
+reading are written once.
+
 A token is reused until `margin` seconds before its `expires_in` ends, and fetched again
 once after the source refuses it (`call`): providers revoke early, clocks differ. The
 token endpoint's `error` code (RFC 6749 5.2) is reported when it is a plain code; its
@@ -27,11 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import re
+import secrets
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
 import orjson
@@ -79,15 +87,10 @@ class Tokens:
     ) -> None:
         """`refresh_token` given: the refresh-token grant, else client credentials.
         `extra` adds form fields a provider wants beside the standard ones."""
-        url = URL(token_url)
-        if url.scheme not in ("http", "https") or not url.host or url.user or url.password:
-            raise ConnectorError(
-                "config", f"{connector.type}: the token endpoint must be a plain http(s) URL"
-            )
+        self._url = _endpoint(connector, token_url)
         if not client.client_id:
             raise ConnectorError("auth", f"{connector.type}: credentials need a client_id")
         self._connector = connector
-        self._url = str(url)
         self._client = client
         self._scope = scope
         self._refresh = refresh_token
@@ -142,21 +145,7 @@ class Tokens:
             form["grant_type"] = "client_credentials"
         if self._scope:
             form["scope"] = self._scope
-        headers = {"Accept": "application/json"}
-        client = self._client
-        if client.auth == "basic":
-            # RFC 6749 2.3.1: both parts form-urlencoded before the Basic encoding.
-            pair = f"{_form(client.client_id)}:{_form(client.secret or '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        else:
-            form["client_id"] = client.client_id
-            if client.secret is not None:
-                form["client_secret"] = client.secret
-        reply = await self._connector.send("POST", self._url, headers=headers, data=form)
-        if reply.status >= 400:
-            raise self._refused(reply.status, reply.body, reply.headers.get("Retry-After"))
-        body = self._connector.json_of(reply.body)
-        answer = body if isinstance(body, dict) else {}
+        answer = await post_form(self._connector, self._url, self._client, form)
         token = answer.get("access_token")
         kind = answer.get("token_type", "Bearer")
         if (
@@ -189,33 +178,174 @@ class Tokens:
         if keep is not None:
             await keep({"refresh_token": refresh})
 
-    def _refused(self, status: int, payload: bytes, retry_after: str | None) -> ConnectorError:
-        vendor = self._connector.type
-        if status == 429:
-            self._connector.stats.rate_limited += 1
-            return ConnectorError(
-                "rate_limited",
-                f"{vendor}: the token endpoint is rate limiting (HTTP 429)",
-                status=status,
-                retry_after=parse_retry_after(retry_after),
-            )
-        if status >= 500:
-            return ConnectorError(
-                "unavailable", f"{vendor}: the token endpoint failed (HTTP {status})", status=status
-            )
-        code = _error_code(payload)
-        detail = f" [error {code}]" if code else ""
-        if code == "invalid_grant" and self._refresh is not None:
-            hint = "; the refresh token was refused: connect the source again"
-        elif code == "invalid_client":
-            hint = "; check the client id and secret"
-        else:
-            hint = ""
-        return ConnectorError(
-            "auth",
-            f"{vendor}: the token endpoint refused the credentials (HTTP {status}){detail}{hint}",
-            status=status,
+
+@dataclass(frozen=True)
+class AuthorizationServer:
+    """A vendor's authorization-code endpoints (RFC 6749 4.1, with PKCE, RFC 7636), as a
+    connector type declares them (`ConnectorType.authorization`): where a customer admin's
+    browser is sent to consent, where the code is exchanged, what to ask for, and how the
+    client authenticates there. The client's id and secret are the connector's own
+    credentials (`client_id`, `client_secret`)."""
+
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...] = ()
+    client_auth: ClientAuth = "post"
+    #: Further query parameters of the authorize URL a vendor wants (e.g. a prompt).
+    extra: Mapping[str, str] = field(default_factory=dict)
+    #: The vendor's name as the console's "Connect with ..." button says it.
+    vendor: str = ""
+
+    def client(self, credentials: Mapping[str, str]) -> Client:
+        """The registered client, from a connector's credentials."""
+        secret = credentials.get("client_secret") or None
+        return Client(credentials.get("client_id", ""), secret, self.client_auth)
+
+    def authorize(self, client_id: str, redirect_uri: str, state: str, verifier: str) -> str:
+        """The URL the browser is sent to: `response_type=code` with an S256 challenge."""
+        query = {
+            **self.extra,
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "state": state,
+            "code_challenge": code_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+        if self.scopes:
+            query["scope"] = " ".join(self.scopes)
+        sep = "&" if "?" in self.authorize_url else "?"
+        return f"{self.authorize_url}{sep}{urllib.parse.urlencode(query)}"
+
+
+#: The credential a completed "Connect" adds to a connector's sealed credentials.
+REFRESH_TOKEN_KEY: Final = "refresh_token"  # noqa: S105 - a key name
+
+
+def new_verifier() -> str:
+    """A PKCE code verifier (RFC 7636 4.1: 43-128 unreserved characters; 64 here)."""
+    return secrets.token_urlsafe(48)
+
+
+def code_challenge(verifier: str) -> str:
+    """RFC 7636 4.2, S256: base64url(sha256(verifier)) without padding."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+async def exchange_code(
+    connector: Connector,
+    server: AuthorizationServer,
+    client: Client,
+    *,
+    code: str,
+    redirect_uri: str,
+    verifier: str,
+) -> str:
+    """The refresh token an authorization code is exchanged for (RFC 6749 4.1.3), through
+    the connector's `send`. The access token that comes with it is not kept: the connector
+    gets its own from the refresh token when it runs."""
+    url = _endpoint(connector, server.token_url)
+    if not client.client_id:
+        raise ConnectorError("auth", f"{connector.type}: credentials need a client_id")
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": verifier,
+    }
+    answer = await post_form(connector, url, client, form)
+    refresh = answer.get("refresh_token")
+    if not isinstance(refresh, str) or not refresh.strip() or len(refresh) > MAX_TOKEN_CHARS:
+        raise ConnectorError(
+            "malformed", f"{connector.type}: the token endpoint's answer holds no refresh token"
         )
+    return refresh.strip()
+
+
+def connected_refresh_token(connector: Connector) -> str:
+    """The refresh token a "Connect" stored for this connector, or a plain "auth" error
+    saying no one has connected it yet (rather than the vendor's refusal of nothing)."""
+    refresh = connector.config.credentials.get(REFRESH_TOKEN_KEY, "").strip()
+    if not refresh:
+        raise ConnectorError(
+            "auth",
+            f"{connector.type}: not connected: an admin must use Connect on the connector's "
+            "page and sign in at the vendor first",
+        )
+    return refresh
+
+
+async def post_form(
+    connector: Connector, url: str, client: Client, form: Mapping[str, str]
+) -> dict[str, Any]:
+    """One form POST to a token endpoint, the client authenticated as `client` says; the
+    answer's JSON object, or a `ConnectorError` quoting at most the RFC 6749 error code."""
+    body = dict(form)
+    headers = {"Accept": "application/json"}
+    if client.auth == "basic":
+        # RFC 6749 2.3.1: both parts form-urlencoded before the Basic encoding.
+        pair = f"{_form(client.client_id)}:{_form(client.secret or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    else:
+        body["client_id"] = client.client_id
+        if client.secret is not None:
+            body["client_secret"] = client.secret
+    reply = await connector.send("POST", url, headers=headers, data=body)
+    if reply.status >= 400:
+        raise _refused(
+            connector, form.get("grant_type", ""), reply.status, reply.body,
+            reply.headers.get("Retry-After"),
+        )  # fmt: skip
+    answer = connector.json_of(reply.body)
+    return answer if isinstance(answer, dict) else {}
+
+
+_INVALID_GRANT_HINTS: Final = {
+    "refresh_token": "; the refresh token was refused: connect the source again",
+    "authorization_code": "; the code was refused (used already, expired, or issued for "
+    "another redirect or verifier): connect again",
+}
+
+
+def _refused(
+    connector: Connector, grant: str, status: int, payload: bytes, retry_after: str | None
+) -> ConnectorError:
+    vendor = connector.type
+    if status == 429:
+        connector.stats.rate_limited += 1
+        return ConnectorError(
+            "rate_limited",
+            f"{vendor}: the token endpoint is rate limiting (HTTP 429)",
+            status=status,
+            retry_after=parse_retry_after(retry_after),
+        )
+    if status >= 500:
+        return ConnectorError(
+            "unavailable", f"{vendor}: the token endpoint failed (HTTP {status})", status=status
+        )
+    code = _error_code(payload)
+    detail = f" [error {code}]" if code else ""
+    if code == "invalid_grant":
+        hint = _INVALID_GRANT_HINTS.get(grant, "")
+    elif code == "invalid_client":
+        hint = "; check the client id and secret"
+    else:
+        hint = ""
+    return ConnectorError(
+        "auth",
+        f"{vendor}: the token endpoint refused the credentials (HTTP {status}){detail}{hint}",
+        status=status,
+    )
+
+
+def _endpoint(connector: Connector, token_url: str) -> str:
+    url = URL(token_url)
+    if url.scheme not in ("http", "https") or not url.host or url.user or url.password:
+        raise ConnectorError(
+            "config", f"{connector.type}: the token endpoint must be a plain http(s) URL"
+        )
+    return str(url)
 
 
 def _form(value: str) -> str:

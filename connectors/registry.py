@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.base import Connector
+from connectors.oauth import AuthorizationServer
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -76,6 +77,13 @@ class ConnectorType:
     #: Settings a connector needs to reach a started emulator, given its base URL (a
     #: token endpoint on another host in production, the emulator's own in the demo).
     emulator_settings: Callable[[str], Mapping[str, Any]] | None = None
+
+    #: For a source a customer admin connects by signing in at the vendor (OAuth 2.0
+    #: authorization code with PKCE): the vendor's endpoints, given the connector's base URL
+    #: and settings. The console's "Connect" sends the admin there with the connector's
+    #: `client_id` and stores the refresh token it gets back as `refresh_token` (never a
+    #: typed credential). None: the type is not connected that way.
+    authorization: Callable[[str, Mapping[str, Any]], AuthorizationServer] | None = None
 
     def settings_for_emulator(self, base_url: str) -> dict[str, Any]:
         """`default_settings` plus what reaching the emulator at `base_url` needs."""

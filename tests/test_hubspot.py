@@ -112,7 +112,9 @@ def test_bundled_mapping_and_registry_entry() -> None:
     kind = connector_type("hubspot")
     assert kind is CONNECTOR_TYPE
     assert kind.connector is HubSpotConnector
-    assert kind.credential_keys == ("token",)
+    assert kind.credential_keys == ()
+    assert kind.optional_credential_keys == ("token", "client_id", "client_secret")
+    assert kind.authorization is not None
 
 
 # --------------------------------------------------------------------------- emulator

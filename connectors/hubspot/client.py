@@ -43,8 +43,18 @@ from connectors.base import (
     RawPage,
     SyncMode,
 )
+from connectors.oauth import (
+    REFRESH_TOKEN_KEY,
+    AuthorizationServer,
+    Tokens,
+    connected_refresh_token,
+)
 
 CONTACTS_PATH: Final = "/crm/v3/objects/contacts"
+#: A public app's consent screen and token endpoint (the latter on the API's own host).
+AUTHORIZE_URL: Final = "https://app.hubspot.com/oauth/authorize"
+TOKEN_PATH: Final = "/oauth/v1/token"  # noqa: S105 - a path
+OAUTH_SCOPES: Final = ("crm.objects.contacts.read",)
 SEARCH_PATH: Final = "/crm/v3/objects/contacts/search"
 LIST_MAX_LIMIT: Final = 100
 SEARCH_MAX_LIMIT: Final = 200
@@ -88,13 +98,31 @@ def _int_setting(settings: Mapping[str, Any], name: str, default: int, low: int)
     return value
 
 
+def authorization_server(base_url: str, settings: Mapping[str, Any]) -> AuthorizationServer:
+    """HubSpot's OAuth endpoints for a public app: the consent screen on app.hubspot.com
+    (the `authorize_url` setting moves it, for the emulator), the token endpoint on the API's
+    own host, the client secret in the form body. HubSpot's refresh tokens do not rotate."""
+    authorize = settings.get("authorize_url", AUTHORIZE_URL)
+    if not isinstance(authorize, str) or not re.match(r"https?://[^/\s@]+(/|$)", authorize):
+        raise ConnectorError("config", "hubspot: authorize_url must be an http(s) URL")
+    return AuthorizationServer(
+        authorize_url=authorize,
+        token_url=base_url.rstrip("/") + TOKEN_PATH,
+        scopes=OAUTH_SCOPES,
+        client_auth="post",
+        vendor="HubSpot",
+    )
+
+
 class HubSpotConnector(Connector):
-    """Contacts of one HubSpot portal. Credentials: `{"token": <private-app or OAuth token>}`.
+    """Contacts of one HubSpot portal. Credentials: a private app's `{"token": ...}`, or a
+    public app's `{"client_id", "client_secret"}` plus the `refresh_token` the console's
+    "Connect" stores once a portal admin has installed the app (OAuth authorization code).
 
     Settings: `page_size` (default 100; HubSpot caps lists at 100 and search at 200),
     `overlap_seconds` (default 0: incremental windows start this much before the
     watermark, for portals whose search index lags behind writes), `search_cap` (default
-    10,000; only tests move it).
+    10,000; only tests move it), `authorize_url` (public apps; default HubSpot's).
     """
 
     type: ClassVar[str] = "hubspot"
@@ -104,12 +132,52 @@ class HubSpotConnector(Connector):
         self.overlap_ms = _int_setting(settings, "overlap_seconds", 0, 0) * 1000
         self.search_cap = _int_setting(settings, "search_cap", SEARCH_CAP, 1)
         self.properties = mapped_properties(self.projector.source_fields)
+        credentials = self.config.credentials
+        #: A public app's tokens (None: a private app's fixed token, or not yet connected).
+        self.tokens: Tokens | None = None
+        self.public_app = bool(credentials.get("client_id"))
+        self._access = ""
+        if not self.public_app and not credentials.get("token", "").strip():
+            raise ConnectorError(
+                "config",
+                "hubspot: credentials need a private app's token, or a public app's "
+                "client_id and client_secret",
+            )
+        if self.public_app:
+            server = authorization_server(self.base_url, settings)
+            refresh = credentials.get(REFRESH_TOKEN_KEY, "").strip()
+            if refresh:
+                self.tokens = Tokens(
+                    self, server.token_url, server.client(credentials), refresh_token=refresh
+                )
 
     def auth_headers(self) -> dict[str, str]:
-        token = self.config.credentials.get("token", "").strip()
-        if not token:
+        token = self._access if self.public_app else self.config.credentials.get("token", "")
+        if not token.strip():
             raise ConnectorError("auth", "hubspot: no token configured (credentials.token)")
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": f"Bearer {token.strip()}"}
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """A private app's call as it is; a public app's with its current access token
+        (fetched again once when HubSpot refuses one that was not fresh)."""
+        if not self.public_app:
+            return await super().request_json(method, path, params=params, body=body)
+        if self.tokens is None:
+            connected_refresh_token(self)  # raises: nobody has connected the portal yet
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        async def attempt(token: str) -> Any:
+            self._access = token
+            return await Connector.request_json(self, method, path, params=params, body=body)
+
+        return await self.tokens.call(attempt)
 
     async def fetch_raw(self, request: PageRequest) -> RawPage:
         cursor = request.cursor

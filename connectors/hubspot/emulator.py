@@ -18,6 +18,9 @@
   with `category: RATE_LIMITS`, `errorType: RATE_LIMIT` and the `policyName`, and the
   `X-HubSpot-RateLimit-*` headers (Daily, Daily-Remaining, Interval-Milliseconds, Max,
   Remaining, Secondly, Secondly-Remaining), which every answer carries.
+* A public app's OAuth (`GET /oauth/authorize`, `POST /oauth/v1/token`: the kit's
+  authorization server, for `EMULATOR_CLIENT_ID`; refresh tokens do not rotate, as at
+  HubSpot): the API takes the access tokens it issued as well as the private app's token.
 
 Tests steer the data through `app[STATE]` (touch, archive, clear an email) and faults, rate
 limits and the request log through `app[CONTROL]`.
@@ -38,18 +41,24 @@ import orjson
 from aiohttp import web
 
 from connectors.emulator_kit import (
+    AUTHORIZATION,
     CONTROL,
     RateLimit,
+    add_authorization_routes,
     add_control_routes,
     emulator_middleware,
     new_control,
 )
 from connectors.hubspot import synthetic
+from connectors.hubspot.client import TOKEN_PATH
 
 CONTACTS_PATH: Final = "/crm/v3/objects/contacts"
 SEARCH_PATH: Final = "/crm/v3/objects/contacts/search"
 #: The emulator's well-known token (not a secret: it opens only this local stand-in).
 EMULATOR_TOKEN: Final = "pat-eu1-00000000-0000-4000-8000-emulator0001"  # noqa: S105
+#: The public app registered at the emulated portal (OAuth authorization code; not secrets).
+EMULATOR_CLIENT_ID: Final = "00000000-0000-4000-8000-emulatorapp1"
+EMULATOR_CLIENT_SECRET: Final = "emulator-public-app-secret"  # noqa: S105
 SEARCH_CAP: Final = 10_000
 LIST_MAX_LIMIT: Final = 100
 SEARCH_MAX_LIMIT: Final = 200
@@ -177,11 +186,12 @@ async def _hubspot_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Bearer auth, the daily limit and HubSpot-style 400s, in the order HubSpot applies them."""
-    if request.path.startswith("/_emulator"):
-        return await handler(request)  # the emulator's own control surface
+    if request.path.startswith(("/_emulator", "/oauth/")):
+        return await handler(request)  # the control surface; the OAuth endpoints
     state = request.app[STATE]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or token.strip() != state.token:
+    issued = request.app[AUTHORIZATION].accepts(token.strip())
+    if scheme.lower() != "bearer" or (token.strip() != state.token and not issued):
         problem = "is invalid or has expired" if token.strip() else "was not found"
         return _error(401, f"The access token {problem}.", category="INVALID_AUTHENTICATION")
     state.daily_used += 1
@@ -478,5 +488,9 @@ def make_app(
     app.router.add_get(CONTACTS_PATH + "/{contact_id}", _get_contact)
     app.on_response_prepare.append(_add_limit_headers)
     control.vendor = "hubspot"
+    add_authorization_routes(
+        app, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET, authorize_path="/oauth/authorize",
+        token_path=TOKEN_PATH, rotate=False,
+    )  # fmt: skip
     add_control_routes(app)
     return app

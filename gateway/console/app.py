@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.console import (
     views_auth,
     views_authorise,
+    views_connect,
     views_connectors,
     views_idp,
     views_oidc,
@@ -54,6 +55,7 @@ def make_console_app(services: Services) -> web.Application:
     views_auth.add_routes(router)
     views_oidc.add_routes(router)
     views_connectors.add_routes(router)
+    views_connect.add_routes(router)
     views_preview.add_routes(router)
     views_authorise.add_routes(router)
     views_runs.add_routes(router)

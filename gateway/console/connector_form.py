@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from connectors.netguard import PrivateAddress, check_url
+from connectors.oauth import REFRESH_TOKEN_KEY
 from connectors.registry import UnknownConnectorType, connector_type, pull_types
 from gateway.console.i18n import Translate
 from gateway.minimise.mapping import Mapping, MappingError, parse_mapping
@@ -82,22 +83,31 @@ _MULTILINE: Final = frozenset({"private_key"})
 MAX_CREDENTIAL_CHARS: Final = 8192
 
 
+def typed_keys(type_name: str) -> tuple[str, ...]:
+    """The credential keys of a type that are typed in: all, except the refresh token of
+    a type connected by signing in at the vendor (stored by "Connect", never typed)."""
+    kind = connector_type(type_name)
+    keys = (*kind.credential_keys, *kind.optional_credential_keys)
+    if kind.authorization is not None:
+        keys = tuple(k for k in keys if k != REFRESH_TOKEN_KEY)
+    return keys
+
+
 def credential_fields(types: list[str]) -> list[CredentialField]:
     """The credential inputs for these types, each key once, in the types' order."""
     keys: dict[str, None] = {}
     for name in types:
-        kind = connector_type(name)
-        keys.update(dict.fromkeys((*kind.credential_keys, *kind.optional_credential_keys)))
+        keys.update(dict.fromkeys(typed_keys(name)))
     return [CredentialField(key, key in _MULTILINE) for key in keys]
 
 
 def _read_credentials(form: Fields[str, str], type_name: str) -> dict[str, str]:
     try:
-        kind = connector_type(type_name)
+        keys = typed_keys(type_name)
     except UnknownConnectorType:
         return {}
     found = {}
-    for key in (*kind.credential_keys, *kind.optional_credential_keys):
+    for key in keys:
         value = str(form.get(f"credential_{key}", "")).strip()[:MAX_CREDENTIAL_CHARS]
         if value:
             found[key] = value.replace("\r\n", "\n") + ("\n" if key in _MULTILINE else "")
@@ -175,6 +185,12 @@ def read_connector(
                     if key == "token"
                     else t("connector.credential_required", name=key)
                 )
+    if "type" not in errors and existing is None and not got.credentials:
+        # A type whose credentials are all optional (a HubSpot private app's token or a
+        # public app's client id and secret) still needs some.
+        first = typed_keys(got.type)[:1]
+        if first and not connector_type(got.type).credential_keys:
+            errors[f"credential_{first[0]}"] = t("connector.credentials_needed")
     if existing is None or got.base_url != existing.base_url:
         _check_url(got, t, allow_private)
     try:

@@ -108,13 +108,15 @@ def render(
 ) -> web.Response:
     lang = lang_of(request)
     env = request.config_dict[TEMPLATES]
+    # `here` (where the language switch comes back to) may be given: a page whose query
+    # holds a one-time secret (an OAuth callback's code) must not repeat it in its links.
+    context.setdefault("here", request.path_qs)
     html = env.get_template(template).render(
         t=translator(lang),
         lang=lang,
         principal=principal,
         csrf=principal.csrf if principal else None,
         url=url,
-        here=request.path_qs,
         **context,
     )
     return web.Response(text=html, status=status, content_type="text/html", headers=headers)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping as Fields
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from aiohttp import web
 
@@ -29,6 +29,7 @@ from gateway.console.kit import (
     lang_of,
     posted,
     prefill,
+    public_base,
     render,
     services,
     signed_in,
@@ -39,6 +40,7 @@ from gateway.minimise.mapping import Mapping, parse_mapping
 from gateway.minimise.mapping_diff import MappingDiff
 from gateway.runtime.services import Services
 from gateway.store.records import AlreadyExists, ConnectorRecord, Instruction, NotFound, RunRecord
+from gateway.sync.connect import connection
 from gateway.sync.preview import Preview
 from gateway.tenancy import (
     DEFAULT_INTERVAL_SECONDS,
@@ -49,6 +51,10 @@ from gateway.tenancy import (
 from gateway.tenancy import change_connector as change
 
 T = TypeVar("T")
+
+#: Where a vendor sends the browser back after "Connect" (`views_connect`): the redirect
+#: URI an admin registers for the app at the vendor, under the console's public base.
+CONNECT_CALLBACK: Final = "/console/connect/callback"
 
 
 @dataclass
@@ -262,9 +268,11 @@ async def connector_view(
     flashes: list[Flash] | None = None,
     status: int = 200,
     live: Preview | None = None,
+    connect_errors: dict[str, str] | None = None,
 ) -> web.Response:
     s = services(request)
     at = s.clock()
+    linked = await call(connection, s.box, record)
     instructions = await call(s.store.list_instructions, record.tenant, record.id)
     mapping = parse_mapping(record.mapping_text, f"mapping of connector {record.id}")
     names = await account_names(s, principal, record.tenant)
@@ -293,6 +301,9 @@ async def connector_view(
         can_configure=allowed(principal, "tenant.configure", record.tenant),
         can_authorise=allowed(principal, "tenant.authorise", record.tenant),
         flashes=flashes or [],
+        connection=linked,
+        connect_errors=connect_errors or {},
+        connect_redirect=public_base(request) + CONNECT_CALLBACK,
     )
 
 
@@ -304,7 +315,8 @@ async def connector_page(request: web.Request) -> web.StreamResponse:
     kept = prefill(request)
     flashes = []
     for flag, key in (("created", "connector.created"), ("saved", "connector.saved"),
-                      ("granted", "auth.granted"), ("revoked", "auth.revoked")):  # fmt: skip
+                      ("granted", "auth.granted"), ("revoked", "auth.revoked"),
+                      ("connected", "connect.done")):  # fmt: skip
         if request.query.get(flag):
             flashes.append(Flash("ok", t(key)))
     values = auth_values = None

@@ -282,3 +282,45 @@ async def test_sign_in_through_the_organisations_identity_provider(
     await page.wait_for_url(re.compile(r".*/console/t/acme$"))
     assert "Signed in as customer admin" in await page.content()
     await context.close()
+
+
+async def test_connect_a_source_by_signing_in_at_the_vendor(
+    browser: Any, gateway: str, services: Services, clock: Clock, aiohttp_server: Any
+) -> None:
+    """ "Connect with HubSpot": out to the vendor (another site: `localhost`, the console
+    being on 127.0.0.1) and back, where the session cookie (SameSite=Strict) does not come
+    along on the vendor's redirect; the console still ends on the connected page."""
+    from connectors.emulator_kit import AUTHORIZATION
+    from connectors.hubspot.emulator import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
+    from connectors.hubspot.emulator import make_app as hubspot_emulator
+    from gateway.accounts.principal import Principal
+    from gateway.ledger.record import Acting
+    from gateway.tenancy import connector_credentials, create_connector
+    from mappings import bundled_mapping
+
+    make_tenants(services, clock, "acme")
+    admin = enrol(services, clock, role="admin", tenant="acme", email="a@acme.example")
+    app = hubspot_emulator(people=5)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    by = Acting(Principal(admin.account_id, "admin", "acme", "t").actor(), services.ledger("acme"))
+    create_connector(
+        services.store, services.box, tenant="acme", connector_id="crm", type_name="hubspot",
+        base_url=str(server.make_url("")).rstrip("/"), now=clock(), by=by,
+        credentials={"client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET},
+        settings={"authorize_url": f"http://localhost:{server.port}/oauth/authorize"},
+        mapping_text=bundled_mapping("hubspot").read_text(),
+    )  # fmt: skip
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, gateway, admin)
+    await page.goto(gateway + "/console/t/acme/connectors/crm")
+    assert "Not connected yet" in await page.content()
+    form = page.locator("#connect-form")
+    await fill_code_if_asked(page, admin, form)
+    await form.get_by_role("button", name="Connect with HubSpot").click()
+    await page.wait_for_url(re.compile(r".*/console/t/acme/connectors/crm\?connected=1$"))
+    content = await page.content()
+    assert "Connected: HubSpot gave Sluis access" in content, content
+    stored = connector_credentials(services.box, services.store.get_connector("acme", "crm"))
+    assert stored["refresh_token"] in app[AUTHORIZATION].refresh_tokens
+    await context.close()

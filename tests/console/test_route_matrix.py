@@ -25,6 +25,7 @@ RULES: dict[tuple[str, str], Capability | str] = {
     ("GET", "/lang"): PUBLIC,
     ("GET", "/oidc"): PUBLIC,
     ("GET", "/oidc/callback"): PUBLIC,
+    ("GET", "/connect/callback"): PUBLIC,  # the sealed state cookie is what it takes
     ("GET", "/invitations/{token}"): PUBLIC,
     ("POST", "/invitations/{token}"): PUBLIC,
     ("GET", "/t/{tenant}"): "tenant.read",
@@ -37,6 +38,7 @@ RULES: dict[tuple[str, str], Capability | str] = {
         "tenant.authorise"
     ),
     ("POST", "/t/{tenant}/connectors/{connector}/sync"): "tenant.configure",
+    ("POST", "/t/{tenant}/connectors/{connector}/connect"): "tenant.configure",
     ("POST", "/t/{tenant}/connectors/{connector}/live-preview"): "tenant.authorise",
     ("GET", "/t/{tenant}/connectors/{connector}/runs"): "tenant.read",
     ("GET", "/t/{tenant}/connectors/{connector}/runs/{run}"): "tenant.read",
