@@ -53,6 +53,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from gateway.runtime.config import COMMIT_RECORDS  # noqa: E402
+
 TENANT = "bench"
 
 
@@ -442,7 +444,7 @@ def main() -> int:
     parser.add_argument("--sync-people", type=int, default=20_000)
     parser.add_argument("--no-sync", action="store_true", help="skip the rows with a sync")
     parser.add_argument(
-        "--commit-records", type=int, default=1000,
+        "--commit-records", type=int, default=COMMIT_RECORDS,
         help="people per sync transaction (the commit_records setting)",
     )  # fmt: skip
     parser.add_argument(
