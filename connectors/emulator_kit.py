@@ -22,7 +22,7 @@ standalone emulator (`sluis emulator`) steered by scripts and tests in other pro
 An emulator of a vendor whose customers connect by signing in (OAuth 2.0 authorization code)
 adds that vendor's authorization server with `add_authorization_routes`: an authorize
 endpoint that consents at once (or refuses, when told to) and a token endpoint with one-time
-codes, PKCE and rotating refresh tokens.
+codes, PKCE, rotating refresh tokens and access tokens that run out after `expires_in`.
 
 The control surface has no authentication: an emulator holds only synthetic people and
 listens on 127.0.0.1 unless told otherwise.

@@ -4,7 +4,8 @@ Everything runs over real HTTP against the emulator on 127.0.0.1. What the contr
 cannot know: the `_embedded` envelope and page numbers, the three employer-wide lists and
 how an employee's employments decide their end date and job title, employers one by one
 or all of them, the refresh-token grant (rotation kept sealed by a real gateway, expiry,
-refusal), the BSN/IBAN/wage endpoints left alone, pacing learned from a 429, hostile
+refusal; none before "Connect with Loket": no request at all), Loket's OAuth endpoints
+beside its API host, the BSN/IBAN/wage endpoints left alone, pacing learned from a 429, hostile
 answers, and that the token endpoint is held to the same address rules as the API.
 
 Marked "invented" below: behaviour the emulator had to choose where Loket publishes
