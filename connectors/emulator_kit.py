@@ -22,7 +22,7 @@ standalone emulator (`sluis emulator`) steered by scripts and tests in other pro
 An emulator of a vendor whose customers connect by signing in (OAuth 2.0 authorization code)
 adds that vendor's authorization server with `add_authorization_routes`: an authorize
 endpoint that consents at once (or refuses, when told to) and a token endpoint with one-time
-codes, PKCE and rotating refresh tokens.
+codes, PKCE, rotating refresh tokens and access tokens that run out after `expires_in`.
 
 The control surface has no authentication: an emulator holds only synthetic people and
 listens on 127.0.0.1 unless told otherwise.
@@ -390,26 +390,34 @@ class Authorization:
     deny: bool = False
     #: Redirect URIs registered for the client; None accepts any http(s) one.
     redirect_uris: tuple[str, ...] | None = None
+    #: How long an access token works (its `expires_in`, in seconds).
+    expires_in: int = 1800
     clock: Callable[[], float] = time.monotonic
     codes: dict[str, _Code] = field(default_factory=dict)
     refresh_tokens: set[str] = field(default_factory=set)
-    access_tokens: set[str] = field(default_factory=set)
+    #: Every access token issued, with when it stops working (`clock` seconds).
+    access_tokens: dict[str, float] = field(default_factory=dict)
     #: Every form the token endpoint was sent (tests check what a client sent).
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
     def accepts(self, access_token: str) -> bool:
-        """Whether an API request's bearer token is one this server issued."""
-        return access_token in self.access_tokens
+        """Whether an API request's bearer token is one this server issued, still working."""
+        until = self.access_tokens.get(access_token)
+        return until is not None and until > self.clock()
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far stops working (tests: a token that ran out)."""
+        self.access_tokens = dict.fromkeys(self.access_tokens, float("-inf"))
 
     def _issue(self) -> dict[str, Any]:
         access, refresh = "at-" + secrets.token_urlsafe(24), "rt-" + secrets.token_urlsafe(24)
-        self.access_tokens.add(access)
+        self.access_tokens[access] = self.clock() + self.expires_in
         self.refresh_tokens.add(refresh)
         return {
             "access_token": access,
             "refresh_token": refresh,
             "token_type": "bearer",
-            "expires_in": 1800,
+            "expires_in": self.expires_in,
         }
 
 
@@ -521,6 +529,7 @@ def add_authorization_routes(
     token_path: str = "/oauth/token",  # noqa: S107 - a path
     rotate: bool = True,
     redirect_uris: tuple[str, ...] | None = None,
+    expires_in: int = 1800,
 ) -> Authorization:
     """Serve an authorization server for one registered client on the emulator:
     `GET authorize_path` consents at once (a 302 back to `redirect_uri` with `code` and
@@ -528,8 +537,12 @@ def add_authorization_routes(
     `authorization_code` grant (one-time codes, PKCE S256, the same `redirect_uri`, client
     auth in the body or as Basic) and the `refresh_token` grant (rotating unless `rotate`
     is False), answering errors as RFC 6749 5.2 bodies. The vendor's API accepts the access
-    tokens it issued through `Authorization.accepts` (kept as `app[AUTHORIZATION]`)."""
-    server = Authorization(client_id, client_secret, rotate=rotate, redirect_uris=redirect_uris)
+    tokens it issued, for `expires_in` seconds, through `Authorization.accepts` (kept as
+    `app[AUTHORIZATION]`)."""
+    server = Authorization(
+        client_id, client_secret, rotate=rotate, redirect_uris=redirect_uris,
+        expires_in=expires_in,
+    )  # fmt: skip
     app[AUTHORIZATION] = server
     app.router.add_get(authorize_path, _authorize, allow_head=False)
     app.router.add_post(token_path, _token)

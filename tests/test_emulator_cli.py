@@ -234,6 +234,10 @@ async def test_loket_standalone_prints_its_oauth_grant_and_a_gateway_syncs_twice
     try:
         login = {k: loket.printed[k] for k in ("client_id", "client_secret", "refresh_token")}
         assert loket.base_url.endswith("/v2")
+        # Loket's consent screen and token endpoint, on the emulator's root ("Connect").
+        root = loket.base_url.removesuffix("/v2")
+        settings = dict(pair.split("=", 1) for pair in loket.printed["settings"].split(", "))
+        assert settings == {"authorize_url": f"{root}/authorize", "token_url": f"{root}/token"}
         async with (
             aiohttp.ClientSession() as http,
             http.post(f"{loket.control}/people/retire", json={"count": 2}) as r,
@@ -249,7 +253,7 @@ async def test_loket_standalone_prints_its_oauth_grant_and_a_gateway_syncs_twice
             create_connector(
                 services.store, services.box, tenant="acme", by=by, connector_id="payroll",
                 type_name="loket", base_url=loket.base_url, credentials=login, now=now,
-                mapping_text=bundled_mapping("loket").read_text(),
+                mapping_text=bundled_mapping("loket").read_text(), settings=settings,
             )  # fmt: skip
             grant(services.store, by=by, connector="payroll", purpose="p", now=now)
             first = await services.engine.sync("acme", "payroll", SyncMode.FULL)

@@ -4,7 +4,8 @@ Everything runs over real HTTP against the emulator on 127.0.0.1. What the contr
 cannot know: the `_embedded` envelope and page numbers, the three employer-wide lists and
 how an employee's employments decide their end date and job title, employers one by one
 or all of them, the refresh-token grant (rotation kept sealed by a real gateway, expiry,
-refusal), the BSN/IBAN/wage endpoints left alone, pacing learned from a 429, hostile
+refusal; none before "Connect with Loket": no request at all), Loket's OAuth endpoints
+beside its API host, the BSN/IBAN/wage endpoints left alone, pacing learned from a 429, hostile
 answers, and that the token endpoint is held to the same address rules as the API.
 
 Marked "invented" below: behaviour the emulator had to choose where Loket publishes
@@ -31,8 +32,14 @@ from connectors.base import (
     RetryPolicy,
     SyncMode,
 )
-from connectors.emulator_kit import CONTROL, Fault
-from connectors.loket.client import LoketConnector, token_url_for
+from connectors.emulator_kit import AUTHORIZATION, CONTROL, Fault
+from connectors.loket import CONNECTOR_TYPE
+from connectors.loket.client import (
+    LoketConnector,
+    authorization_server,
+    authorize_url_for,
+    token_url_for,
+)
 from connectors.loket.emulator import (
     ACCOUNT,
     EMPLOYERS_PATH,
@@ -123,7 +130,7 @@ async def test_the_token_endpoint_rotates_refresh_tokens(
     assert first["expires_in"] == 3599  # Loket: an hour less a second
     assert first["refresh_token"] != EMULATOR_REFRESH_TOKEN
     again = await access_token(session, base, EMULATOR_REFRESH_TOKEN)
-    assert again == {"error": "invalid_grant", "status": 400}  # used once: gone
+    assert (again["status"], again["error"]) == (400, "invalid_grant")  # used once: gone
     second = await access_token(session, base, first["refresh_token"])
     assert second["status"] == 200
 
@@ -300,15 +307,15 @@ async def test_an_expired_access_token_is_replaced_once(
 ) -> None:
     app, base = await serve(people=300)
     loket = connector(base, session)
-    account = app[ACCOUNT]
+    auth = app[AUTHORIZATION]
 
     def expire_before_third(n: int) -> None:
         if n == 2:
-            account.expire_tokens()
+            auth.expire_access_tokens()
 
     run = await sync(loket, before_page=expire_before_third)
     assert len(run.by_id()) == 300
-    assert account.issued == 2
+    assert [form["grant_type"] for form in auth.token_requests] == ["refresh_token"] * 2
     statuses = [r.status for r in app[CONTROL].log]
     assert statuses.count(401) == 1 and loket.stats.retries == 0
 
@@ -322,10 +329,14 @@ async def test_a_token_is_renewed_before_it_expires(
     loket = connector(base, session)
     run = await sync(loket)
     assert len(run.subjects) == 100
-    account = app[ACCOUNT]
+    auth = app[AUTHORIZATION]
     api = [r for r in app[CONTROL].log if r.path != TOKEN_PATH]
-    assert account.issued == len(api) and 401 not in [r.status for r in app[CONTROL].log]
-    assert loket.tokens.refresh_token in account.refresh_tokens
+    assert len(auth.token_requests) == len(api) and 401 not in [r.status for r in app[CONTROL].log]
+    assert loket.tokens is not None and auth.refresh_tokens == {loket.tokens.refresh_token}
+    # The app authenticates in the form body, as Loket's integrations do (`client_auth`).
+    assert {(f["client_id"], f["client_secret"]) for f in auth.token_requests} == {
+        (EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET)
+    }
 
 
 async def test_a_refused_refresh_token_is_an_auth_error_without_the_body(
@@ -347,12 +358,16 @@ async def test_a_refused_refresh_token_is_an_auth_error_without_the_body(
 def test_credentials_and_settings_are_checked_before_any_request() -> None:
     projector = Projector(load_mapping(MAPPINGS / "loket.toml"), KEY)
     for credentials, settings, kind in (
-        ({"client_id": "a", "client_secret": "b"}, {}, "auth"),
+        ({"client_id": "a", "refresh_token": "r"}, {}, "auth"),
+        ({"client_secret": "b", "refresh_token": "r"}, {}, "auth"),
         (LOGIN, {"page_size": 0}, "config"),
         (LOGIN, {"page_size": 1001}, "config"),
         (LOGIN, {"employer_id": "../../admin"}, "config"),
         (LOGIN, {"requests_per_minute": True}, "config"),
         (LOGIN, {"token_url": "ftp://oauth.loket.nl/token"}, "config"),
+        (LOGIN, {"token_url": "https://user:pw@oauth.loket.nl/token"}, "config"),
+        (LOGIN, {"authorize_url": "javascript:alert(1)"}, "config"),
+        (LOGIN, {"authorize_url": 7}, "config"),
     ):
         config = ConnectorConfig("loket", "https://api.loket.nl/v2", credentials, settings)
         with pytest.raises(ConnectorError) as caught:
@@ -360,11 +375,44 @@ def test_credentials_and_settings_are_checked_before_any_request() -> None:
         assert caught.value.kind == kind, settings
 
 
-def test_the_token_endpoint_follows_the_api_host() -> None:
+async def test_a_connector_nobody_connected_fails_saying_so_without_a_request(
+    serve: Callable[..., Any], session: aiohttp.ClientSession
+) -> None:
+    """Created with the app's id and secret only (before "Connect with Loket"): the
+    connector is made, and its first page fails plainly before anything is sent."""
+    app, base = await serve()
+    app_only = {"client_id": EMULATOR_CLIENT_ID, "client_secret": EMULATOR_CLIENT_SECRET}
+    loket = connector(base, session, credentials=app_only)
+    with pytest.raises(ConnectorError) as caught:
+        await loket.fetch_page(PageRequest(SyncMode.FULL))
+    assert caught.value.kind == "auth" and "not connected" in str(caught.value)
+    assert not caught.value.retryable
+    assert app[CONTROL].log == [] and app[AUTHORIZATION].token_requests == []
+
+
+def test_the_oauth_endpoints_follow_the_api_host() -> None:
     assert token_url_for("https://api.loket.nl/v2") == "https://oauth.loket.nl/token"
     assert token_url_for("https://api.loket-acc.nl/v2") == "https://oauth.loket-acc.nl/token"
     assert token_url_for("http://127.0.0.1:8080/v2") == "http://127.0.0.1:8080/token"
     assert token_url_for("https://api.loket.nl/v2", "https://x.example/t") == "https://x.example/t"
+    assert authorize_url_for("https://api.loket.nl/v2") == "https://oauth.loket.nl/authorize"
+    assert authorize_url_for("https://api.loket-acc.nl/v2") == (
+        "https://oauth.loket-acc.nl/authorize"
+    )
+    assert authorize_url_for("http://127.0.0.1:8080/v2") == "http://127.0.0.1:8080/authorize"
+    server = authorization_server("https://api.loket-acc.nl/v2", {})
+    assert (server.authorize_url, server.token_url) == (
+        "https://oauth.loket-acc.nl/authorize", "https://oauth.loket-acc.nl/token",
+    )  # fmt: skip
+    assert server.scopes == ("all",) and server.client_auth == "post"
+    assert server.vendor == "Loket"
+    # The settings win: what the emulator's connectors are given.
+    settings = CONNECTOR_TYPE.settings_for_emulator("http://127.0.0.1:8080/v2")
+    moved = authorization_server("https://api.loket.nl/v2", settings)
+    assert moved.authorize_url == "http://127.0.0.1:8080/authorize"
+    assert moved.token_url == "http://127.0.0.1:8080/token"
+    assert CONNECTOR_TYPE.authorization is authorization_server
+    assert "refresh_token" not in CONNECTOR_TYPE.credential_keys
 
 
 async def test_the_token_endpoint_is_held_to_the_address_rules(
@@ -523,6 +571,7 @@ async def test_a_gateway_sync_keeps_the_rotated_token_sealed_and_leaks_nothing(
     caplog.set_level(logging.DEBUG)
     app, base = await serve(people=300, employers=2, leaver_share=0.05)
     account = app[ACCOUNT]
+    auth = app[AUTHORIZATION]
     sensitive = sensitive_values(app)
     data = tmp_path / "data"
     services = Services.open(
@@ -552,7 +601,7 @@ async def test_a_gateway_sync_keeps_the_rotated_token_sealed_and_leaks_nothing(
     assert again.counts["deleted"] == 4 + 2  # leavers and the deleted
     assert first["refresh_token"] != EMULATOR_REFRESH_TOKEN
     assert stored["refresh_token"] != first["refresh_token"]
-    assert account.refresh_tokens == {stored["refresh_token"]}
+    assert auth.refresh_tokens == {stored["refresh_token"]}
     assert stored["refresh_token"].encode() not in record.sealed_credentials
     sensitive |= {stored["refresh_token"], first["refresh_token"]}
     assert not [v for v in sensitive if v in caplog.text]

@@ -1,16 +1,20 @@
 """Loket.nl (Visma Loket, Dutch payroll): employees of one employer or of every employer
 the Loket user may see, with their employment's end date and function.
 
-Authentication: OAuth 2.0 authorization code, done once by the customer's Loket admin
-(README); the gateway holds the app's `client_id` and `client_secret` and the resulting
-`refresh_token`. `connectors.oauth.Tokens` trades the refresh token for an access token
-(`POST https://oauth.loket.nl/token`, form body with the client id and secret in it, as
-Loket's integrations send it; an hour less a second) and, should Loket hand out a new
-refresh token with it, gives that to `keep_credentials` to be stored sealed before the
-access token is used. A 401 from the API fetches one new access token and tries once more.
-The token endpoint is derived from the base URL (`api.loket.nl` → `oauth.loket.nl`,
-`api.loket-acc.nl` → `oauth.loket-acc.nl`; any other host: `/token` on that host, as the
-emulator serves it), or set as `token_url`. It is reached through the connector's
+Authentication: OAuth 2.0 authorization code. The gateway holds the app's `client_id` and
+`client_secret`; a customer admin signs in at Loket once through the console's "Connect
+with Loket" (`authorization_server`: `https://oauth.loket.nl/authorize`, scope `all`),
+which stores the `refresh_token` that sign-in yields, sealed. The connector reads it on its
+first request (`connectors.oauth.connected_refresh_token`): until someone has connected the
+source, a run fails saying so before anything is sent. `connectors.oauth.Tokens` trades
+the refresh token for an access token (`POST https://oauth.loket.nl/token`, form body with
+the client id and secret in it, as Loket's integrations send it; an hour less a second)
+and, should Loket hand out a new refresh token with it, gives that to `keep_credentials`
+to be stored sealed before the access token is used. A 401 from the API fetches one new
+access token and tries once more. Both endpoints are derived from the base URL
+(`api.loket.nl` → `oauth.loket.nl`, `api.loket-acc.nl` → `oauth.loket-acc.nl`; any other
+host: `/authorize` and `/token` on that host, as the emulator serves them), or set as
+`authorize_url` and `token_url`. The token endpoint is reached through the connector's
 public-only session like every other request, so the gateway's address rules cover it.
 
 Why three lists per employer: Loket keeps what the platform needs in three places. The
@@ -61,12 +65,16 @@ reported, never a description: Loket's descriptions can quote the submitted valu
 on an employer's lists means the user lacks rights there ("refused"), not a bad token.
 
 Settings: `employer_id` (one employer's id; default: every employer the user sees),
-`page_size` (1-1000, default 250), `requests_per_minute` (optional), `token_url`
-(optional). Credentials: `client_id`, `client_secret`, `refresh_token`.
+`page_size` (1-1000, default 250), `requests_per_minute` (optional), `token_url` and
+`authorize_url` (optional). Credentials: `client_id`, `client_secret`, and the
+`refresh_token` that "Connect" stores.
 
 Not verified against Loket's public documentation (developer.loket.nl renders its
 reference in the browser only; what is known comes from the OpenAPI-derived operation
-list, third-party integrations and unified-API vendors): whether refresh tokens rotate
+list, third-party integrations and unified-API vendors): whether the authorize endpoint
+honours PKCE (the connect sends an S256 challenge and the exchange its verifier; a server
+that does not know them ignores them, RFC 6749 3.1) and whether it takes `state` back
+unchanged (integrations' scripts show it does); whether refresh tokens rotate
 (both are handled); the status for an expired access token (401 assumed); the error
 body's shape; any rate limit and whether a 429 carries `Retry-After`; the page-size
 cap; the shape of an actual organisational entity (its `employment.id` link,
@@ -83,6 +91,7 @@ parties'), so there is no fidelity test against one.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -101,10 +110,13 @@ from connectors.base import (
     Reply,
     parse_retry_after,
 )
-from connectors.oauth import Client, Tokens
+from connectors.oauth import AuthorizationServer, Tokens, connected_refresh_token
 from connectors.pacing import Pacer, Window
 
 EMPLOYERS_PATH: Final = "/providers/employers"
+#: The scope of Loket's authorization-code grant (the signing-in user's rights decide the
+#: rest; see `authorization_server`).
+OAUTH_SCOPES: Final = ("all",)
 MAX_PAGE_SIZE: Final = 1000
 DEFAULT_PAGE_SIZE: Final = 250
 #: The share of a known per-minute budget the connector spends.
@@ -123,18 +135,56 @@ def _whole(settings: Mapping[str, Any], name: str, default: int | None, high: in
     return value
 
 
+def _oauth_url(base_url: str, path: str, explicit: Any, setting: str) -> str:
+    """Loket's OAuth endpoint `path` for an API base URL (`api.X` → `https://oauth.X`), or
+    `path` on the base URL's own host (the emulator), unless the setting names one."""
+    url: URL | None = None
+    if explicit is not None:
+        with contextlib.suppress(ValueError):
+            url = URL(explicit.strip()) if isinstance(explicit, str) else None
+    else:
+        url = URL(base_url)
+        host = url.host or ""
+        if host.startswith("api."):
+            url = url.with_host("oauth." + host.removeprefix("api."))
+        url = url.with_path(path).with_query(None).with_fragment(None)
+    if (
+        url is None
+        or url.scheme not in ("http", "https")
+        or not url.host
+        or url.user is not None
+        or url.password is not None
+    ):
+        raise ConnectorError("config", f"loket: setting {setting} must be a plain http(s) URL")
+    return str(url)
+
+
 def token_url_for(base_url: str, explicit: Any = None) -> str:
     """Loket's token endpoint for an API base URL (`api.X` → `https://oauth.X/token`), or
     `/token` on the base URL's own host (the emulator), unless `token_url` says otherwise."""
-    if explicit is not None:
-        if not isinstance(explicit, str) or not explicit.strip():
-            raise ConnectorError("config", "loket: setting token_url must be a URL")
-        return explicit.strip()
-    url = URL(base_url)
-    host = url.host or ""
-    if host.startswith("api."):
-        url = url.with_host("oauth." + host.removeprefix("api."))
-    return str(url.with_path("/token").with_query(None).with_fragment(None))
+    return _oauth_url(base_url, "/token", explicit, "token_url")
+
+
+def authorize_url_for(base_url: str, explicit: Any = None) -> str:
+    """Loket's consent screen for an API base URL (`api.X` → `https://oauth.X/authorize`),
+    or `/authorize` on the base URL's own host, unless `authorize_url` says otherwise."""
+    return _oauth_url(base_url, "/authorize", explicit, "authorize_url")
+
+
+def authorization_server(base_url: str, settings: Mapping[str, Any]) -> AuthorizationServer:
+    """Loket's OAuth endpoints for the console's "Connect with Loket": the consent screen
+    and the token endpoint on the `oauth.` host beside the API's (`-acc` for acceptance),
+    or where the `authorize_url` and `token_url` settings say; scope `all` (the one scope
+    Loket's integrations ask for: what the app may read is the signing-in user's rights);
+    the client id and secret in the form body, as Loket's integrations send them. Loket's
+    refresh tokens may rotate: `Tokens` keeps each new one (module docstring)."""
+    return AuthorizationServer(
+        authorize_url=authorize_url_for(base_url, settings.get("authorize_url")),
+        token_url=token_url_for(base_url, settings.get("token_url")),
+        scopes=OAUTH_SCOPES,
+        client_auth="post",
+        vendor="Loket",
+    )
 
 
 @dataclass
@@ -178,23 +228,29 @@ class LoketConnector(Connector):
             raise ConnectorError("config", "loket: setting employer_id must be an employer's id")
         self._employers: list[str] | None = [employer] if employer else None
         creds = self.config.credentials
-        client_id = str(creds.get("client_id", "")).strip()
-        secret = str(creds.get("client_secret", "")).strip()
-        refresh = str(creds.get("refresh_token", "")).strip()
-        if not client_id or not secret or not refresh:
+        if not creds.get("client_id", "").strip() or not creds.get("client_secret", "").strip():
             raise ConnectorError(
-                "auth",
-                "loket: credentials need client_id, client_secret and refresh_token "
-                "(the app's and the admin's authorisation)",
+                "auth", "loket: credentials need the app's client_id and client_secret"
             )
-        self.tokens = Tokens(
-            self,
-            token_url_for(self.base_url, settings.get("token_url")),
-            Client(client_id, secret, "post"),
-            refresh_token=refresh,
-        )
+        #: Loket's endpoints (checked here: a bad `token_url` is a config error at once).
+        self.server = authorization_server(self.base_url, settings)
+        #: The refresh-token grant, made on the first request from the refresh token the
+        #: console's "Connect" stored (`_tokens`); None until then.
+        self.tokens: Tokens | None = None
         self._bearer: str | None = None
         self._index: _Index | None = None
+
+    def _tokens(self) -> Tokens:
+        """The connector's tokens, from the stored refresh token; a plain "not connected"
+        error, before any request, when no admin has connected the source yet."""
+        if self.tokens is None:
+            self.tokens = Tokens(
+                self,
+                self.server.token_url,
+                self.server.client(self.config.credentials),
+                refresh_token=connected_refresh_token(self),
+            )
+        return self.tokens
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._bearer}"} if self._bearer else {}
@@ -219,12 +275,13 @@ class LoketConnector(Connector):
     async def _get(self, path: str, page: int, size: int) -> tuple[list[Any], int]:
         """One page of a Loket list: its items and the number of pages."""
         params = {"pageNumber": str(page), "pageSize": str(size)}
+        tokens = self._tokens()
 
         async def attempt(token: str) -> Any:
             self._bearer = token
             return await self.request_json("GET", path, params=params)
 
-        body = await self.tokens.call(attempt)
+        body = await tokens.call(attempt)
         return _envelope(body, page)
 
     async def _employer_ids(self) -> list[str]:

@@ -5,15 +5,21 @@ Faithful where a client goes wrong in production (research notes, `connector_api
 section 7f; the OpenAPI-derived operation list of Loket's v2 API; integrations that run
 against Loket, such as Tools4ever's HelloID source connector):
 
-* `POST /token` (Loket: `https://oauth.loket.nl/token`) takes the refresh-token grant as a
-  form body with `client_id` and `client_secret` in it, and answers `access_token`,
-  `token_type`, `expires_in` (3599 seconds: Loket's access tokens live an hour less a
-  second) and a `refresh_token`. With `rotate` (the default) every refresh token works
-  once: the answer carries the next one, and the used one is refused as `invalid_grant`
-  afterwards. A wrong client is `invalid_client` (401), a wrong or used refresh token
-  `invalid_grant` (400), as RFC 6749 says.
-* Everything under `/v2` needs `Authorization: Bearer <access token>`; none, an unknown or
-  an expired one is a 401.
+* `GET /authorize` (Loket: `https://oauth.loket.nl/authorize`) and `POST /token`
+  (`https://oauth.loket.nl/token`): the emulator kit's authorization server
+  (`add_authorization_routes`) for the app `EMULATOR_CLIENT_ID`. The consent screen
+  consents at once (or refuses, with `deny`) and sends the browser back with a one-time
+  code; the token endpoint exchanges it (PKCE S256, the same redirect URI) and takes the
+  refresh-token grant with `client_id` and `client_secret` in the form body, answering
+  `access_token`, `token_type`, `expires_in` (3599 seconds: Loket's access tokens live an
+  hour less a second) and a `refresh_token`. With `rotate` (the default) every refresh
+  token works once: the answer carries the next one, and the used one is refused as
+  `invalid_grant` afterwards. A wrong client is `invalid_client` (401), a wrong or used
+  refresh token or code `invalid_grant` (400), as RFC 6749 says. `EMULATOR_REFRESH_TOKEN`
+  works from the start, as if an admin had connected the app already (the demo, the
+  contract suite and `sluis emulator` use it).
+* Everything under `/v2` needs `Authorization: Bearer <access token>` the token endpoint
+  issued; none, an unknown or an expired one is a 401.
 * Lists page by `pageNumber` (from 1) and `pageSize` (default 10, at most 1000) inside the
   envelope `{"_embedded": [...], "currentPage", "pageSize", "totalItems", "totalPages"}`;
   a page past the last is an empty `_embedded`. Items come in a stable order (by id for
@@ -34,17 +40,14 @@ against Loket, such as Tools4ever's HelloID source connector):
 Invented where Loket publishes nothing (and marked so in the tests): the rate limit (by
 default 100 requests per 10 seconds, a fixed window, answered 429 with `Retry-After`),
 the error body (`{"messages": [{"code", "type", "description"}]}`), the 401 for a bad
-token, the page-size cap, the `employment.id` link on an organisational entity, and
-whether refresh tokens rotate.
+token, the page-size cap, the `employment.id` link on an organisational entity, whether
+refresh tokens rotate, and PKCE at the authorize endpoint (the kit's server requires it).
 """
 
 from __future__ import annotations
 
-import hmac
 import math
 import random
-import secrets
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -54,8 +57,10 @@ import orjson
 from aiohttp import web
 
 from connectors.emulator_kit import (
+    AUTHORIZATION,
     CONTROL,
     RateLimit,
+    add_authorization_routes,
     add_control_routes,
     emulator_middleware,
     new_control,
@@ -66,34 +71,24 @@ from connectors.loket.synthetic import Employer, Person
 EMULATOR_CLIENT_ID: Final = "0b7a7c4e-5c7e-4d0b-9a57-10ce7e5e0001"
 EMULATOR_CLIENT_SECRET: Final = "loket-emulator-secret-" + "0123456789abcdef" * 2
 EMULATOR_REFRESH_TOKEN: Final = "loket-emulator-refresh-" + "fedcba9876543210" * 2
+AUTHORIZE_PATH: Final = "/authorize"
 TOKEN_PATH: Final = "/token"  # noqa: S105 - a path, not a secret
 API: Final = "/v2"
 EMPLOYERS_PATH: Final = API + "/providers/employers"
-TOKEN_TTL: Final = 3599.0
+TOKEN_TTL: Final = 3599
 DEFAULT_PAGE_SIZE: Final = 10
 MAX_PAGE_SIZE: Final = 1000
 
 
 @dataclass
 class LoketAccount:
-    """One Loket user as an app sees it: its OAuth grant, employers and their people."""
+    """One Loket user as an app sees it: its employers and their people (the app's OAuth
+    grant is the kit's authorization server, `app[AUTHORIZATION]`)."""
 
-    client_id: str
-    client_secret: str
-    refresh_token: str
     employers: list[Employer]
     people: list[Person]
     #: Employers this user may not read (their lists answer 403).
     forbidden: frozenset[str] = frozenset()
-    rotate: bool = True
-    token_ttl: float = TOKEN_TTL
-    #: Refresh tokens that work (one, unless rotation is off).
-    refresh_tokens: set[str] = field(default_factory=set)
-    #: Access token → when it stops working (monotonic seconds).
-    tokens: dict[str, float] = field(default_factory=dict)
-    #: How many access tokens were handed out.
-    issued: int = 0
-    monotonic: Callable[[], float] = time.monotonic
     today: Callable[[], date] = date.today
     rng: random.Random = field(default_factory=random.Random)
 
@@ -101,9 +96,6 @@ class LoketAccount:
     #: first use; `remove` starts them again).
     _staff: dict[str, list[Person]] = field(default_factory=dict)
     _jobs: dict[str, list[tuple[Person, synthetic.Employment]]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.refresh_tokens.add(self.refresh_token)
 
     def staff(self, employer: Employer) -> list[Person]:
         found = self._staff.get(employer.id)
@@ -168,34 +160,6 @@ class LoketAccount:
     def size(self) -> int:
         return len(self.people)
 
-    # ------------------------------------------------------------------ tokens
-
-    def grant(self, now: float) -> dict[str, Any]:
-        self.issued += 1
-        token = "loket-at-" + secrets.token_urlsafe(32)
-        self.tokens[token] = now + self.token_ttl
-        answer: dict[str, Any] = {
-            "access_token": token,
-            "token_type": "bearer",
-            "expires_in": int(self.token_ttl),
-        }
-        if self.rotate:
-            self.refresh_tokens.clear()
-            fresh = "loket-rt-" + secrets.token_urlsafe(32)
-            self.refresh_tokens.add(fresh)
-            answer["refresh_token"] = fresh
-        else:
-            answer["refresh_token"] = next(iter(self.refresh_tokens))
-        return answer
-
-    def valid(self, token: str, now: float) -> bool:
-        until = self.tokens.get(token)
-        return until is not None and until > now
-
-    def expire_tokens(self) -> None:
-        """Every access token issued so far stops working (tests: a token that ran out)."""
-        self.tokens = dict.fromkeys(self.tokens, 0.0)
-
 
 ACCOUNT: Final = web.AppKey("loket_account", LoketAccount)
 
@@ -220,45 +184,16 @@ def too_many(wait: float) -> web.Response:
     )
 
 
-# --------------------------------------------------------------------------- OAuth
-
-
-def _oauth_error(status: int, code: str) -> web.Response:
-    return _json({"error": code}, status)
-
-
-async def token(request: web.Request) -> web.Response:
-    account = request.app[ACCOUNT]
-    form = await request.post()
-    client_id, secret = form.get("client_id"), form.get("client_secret")
-    if not isinstance(client_id, str) or not isinstance(secret, str):
-        return _oauth_error(401, "invalid_client")
-    if not (
-        hmac.compare_digest(client_id.encode(), account.client_id.encode())
-        and hmac.compare_digest(secret.encode(), account.client_secret.encode())
-    ):
-        return _oauth_error(401, "invalid_client")
-    if form.get("grant_type") != "refresh_token":
-        return _oauth_error(400, "unsupported_grant_type")
-    given = form.get("refresh_token")
-    if not isinstance(given, str) or not any(
-        hmac.compare_digest(given.encode(), known.encode()) for known in account.refresh_tokens
-    ):
-        return _oauth_error(400, "invalid_grant")
-    return _json(account.grant(account.monotonic()))
-
-
 @web.middleware
 async def loket_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Bearer auth for everything under /v2."""
+    """Bearer auth for everything under /v2: an access token the token endpoint issued."""
     if not request.path.startswith(API + "/"):
         return await handler(request)
-    account = request.app[ACCOUNT]
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     given = given.strip()
-    if scheme.lower() != "bearer" or not given or not account.valid(given, account.monotonic()):
+    if scheme.lower() != "bearer" or not request.app[AUTHORIZATION].accepts(given):
         return error_response(401, "The access token is missing, invalid or expired", 401)
     return await handler(request)
 
@@ -396,14 +331,16 @@ def make_app(
     client_secret: str = EMULATOR_CLIENT_SECRET,
     refresh_token: str = EMULATOR_REFRESH_TOKEN,
     rotate: bool = True,
-    token_ttl: float = TOKEN_TTL,
+    token_ttl: int = TOKEN_TTL,
     leaver_share: float = 0.05,
     rate_limit: tuple[int, float] | None = (100, 10.0),
     forbidden_employers: int = 0,
 ) -> web.Application:
     """A Loket user with `people` synthetic employees spread over `employers` employers.
 
-    `rotate`: each refresh token works once (the answer carries the next). `rate_limit`:
+    `rotate`: each refresh token works once (the answer carries the next); `token_ttl`:
+    how long an access token works, in seconds; `refresh_token` works from the start (an
+    admin's connect, done already). `rate_limit`:
     (requests, seconds) in a fixed window, or None. `forbidden_employers`: how many of the
     employers (the last ones) the user may not read, although it sees them exist.
     """
@@ -416,18 +353,17 @@ def make_app(
     app[CONTROL] = control
     forbidden = frozenset(e.id for e in employer_list[len(employer_list) - forbidden_employers :])
     app[ACCOUNT] = control.people = LoketAccount(
-        client_id=client_id,
-        client_secret=client_secret,
-        refresh_token=refresh_token,
         employers=employer_list,
         people=list(synthetic.people(people, employer_list, seed=seed, leaver_share=leaver_share)),
         forbidden=forbidden,
-        rotate=rotate,
-        token_ttl=token_ttl,
         rng=random.Random(seed + 1),
     )
+    server = add_authorization_routes(
+        app, client_id, client_secret, authorize_path=AUTHORIZE_PATH, token_path=TOKEN_PATH,
+        rotate=rotate, expires_in=token_ttl,
+    )  # fmt: skip
+    server.refresh_tokens.add(refresh_token)
     r = app.router
-    r.add_post(TOKEN_PATH, token)
     r.add_get(EMPLOYERS_PATH, list_employers)
     r.add_get(EMPLOYERS_PATH + "/{employer_id}/employees", list_employees)
     r.add_get(EMPLOYERS_PATH + "/{employer_id}/employees/employments", list_employments)

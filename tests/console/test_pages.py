@@ -516,28 +516,31 @@ async def test_a_personio_connector_takes_its_client_credentials(
 async def test_a_loket_connector_takes_its_oauth_grant(
     console: Console, world: World, services: Services
 ) -> None:
-    """A Loket source needs the app's client id and secret and the admin's refresh token:
-    the form labels the refresh token in both languages, refuses a Loket connector
-    without it (naming the field, echoing nothing) and seals all three."""
+    """A Loket source is created with the app's client id and secret alone (refusing it
+    without the secret, naming the field, echoing nothing); nobody types a Loket refresh
+    token: the connector's page offers "Connect with Loket" until an admin has signed in
+    there."""
     await console.sign_in(world.admin)
     form = await console.get(NEW)
-    assert 'name="credential_refresh_token"' in form.html
-    assert "Loket: refresh token from the admin" in form.html
+    assert "Loket: refresh token" not in form.html
     check_accessible(form.html)
     loket = connector_form(
         id="payroll", type="loket", base_url="https://api.loket.nl/v2", mapping="loket",
-        credential_token="", credential_client_id="app-id", credential_client_secret="s3cret",
+        credential_token="", credential_client_id="app-id",
     )  # fmt: skip
     missing = await console.submit(NEW, NEW, loket)
-    assert missing.status == 422 and 'id="e-credential_refresh_token"' in missing.html
-    assert "s3cret" not in missing.html
-    made = await console.submit(NEW, NEW, {**loket, "credential_refresh_token": "rt-secret-1"})
+    assert missing.status == 422 and 'id="e-credential_client_secret"' in missing.html
+    assert 'id="e-credential_refresh_token"' not in missing.html
+    made = await console.submit(NEW, NEW, {**loket, "credential_client_secret": "s3cret"})
     assert made.status == 200 and "Connector created" in made.html
     record = services.store.get_connector("acme", "payroll")
     assert connector_credentials(services.box, record) == {
-        "client_id": "app-id", "client_secret": "s3cret", "refresh_token": "rt-secret-1",
+        "client_id": "app-id", "client_secret": "s3cret",
     }  # fmt: skip
-    assert b"rt-secret-1" not in record.sealed_credentials
+    assert b"s3cret" not in record.sealed_credentials
+    page = await console.get("/console/t/acme/connectors/payroll")
+    assert "Connect with Loket" in page.html and "Not connected yet" in page.html
+    assert "s3cret" not in page.html
 
 
 async def test_an_nmbrs_connector_takes_its_rest_credentials(
