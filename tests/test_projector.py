@@ -12,7 +12,7 @@ import pytest
 
 from connectors.afas.synthetic import SENSITIVE_FIELDS, employees
 from gateway.minimise.egress import SUBJECT_KEYS, Subject
-from gateway.minimise.mapping import load_mapping, parse_mapping
+from gateway.minimise.mapping import MappingError, load_mapping, parse_mapping
 from gateway.minimise.projector import UNNAMED_FIELD, Projector, Rejected, safe_field_name
 
 KEY = b"k" * 32
@@ -283,3 +283,37 @@ def test_nested_fields_count_as_seen_when_present() -> None:
     projector = Projector(mapping, KEY)
     projector.project_page([{"id": "1", "properties": {"email": None, "firstname": "A"}}])
     assert projector.unseen_source_fields == ["properties.firstnam"]
+
+
+def test_csv_columns_with_spaces_and_dots_are_read_as_named() -> None:
+    """Exports name columns as people write them ("Job Title", "Func.omschr"): a mapping
+    may name them so, and a flat record's own dotted column wins over a nested path."""
+    text = """
+connector = "sftp"
+[identity]
+fields = ["Personeels nummer"]
+[fields.first_name]
+source = "First Name"
+category = "user.name.first"
+[fields.last_name]
+source = "Last Name"
+category = "user.name.last"
+[fields.email]
+source = "E-mail adres"
+category = "user.contact.email"
+required = true
+[fields.job_title]
+source = "Func.omschr"
+category = "user.job_title"
+"""
+    projector = Projector(parse_mapping(text, "export.toml"), b"k" * 32)
+    row = {
+        "Personeels nummer": "17", "First Name": "Eva", "Last Name": "Dijk",
+        "E-mail adres": "eva@example.nl", "Func.omschr": "Docent", "BSN": "123456782",
+    }  # fmt: skip
+    page = projector.project_page([row])
+    [subject] = page.subjects
+    assert (subject["first_name"], subject["job_title"]) == ("Eva", "Docent")
+    assert dict(page.dropped) == {"BSN": 1}
+    with pytest.raises(MappingError):
+        parse_mapping(text.replace('"Func.omschr"', '" Func"'), "export.toml")

@@ -31,7 +31,11 @@ NORMALISERS: Final = ("nfc", "collapse_whitespace", "lower", "upper", "title")
 DEFAULT_NORMALISERS: Final = ("nfc", "collapse_whitespace")
 LeaverWhen = Literal["date_past", "true", "false", "in"]
 
-_FIELD_NAME = re.compile(r"^[^\s*?\[\]{}]+$")
+#: A source field: any printable text without wildcard or brace characters, spaces inside
+#: allowed (CSV exports name columns "Job Title" or "E-mail adres"), none at either end.
+_FIELD_NAME = re.compile(
+    r"^[^\s*?\[\]{}\x00-\x1f\x7f](?:[^*?\[\]{}\x00-\x1f\x7f]*[^\s*?\[\]{}\x00-\x1f\x7f])?$"
+)
 _WILDCARDS = ("*", "?", "[", "]")
 _FORBIDDEN_SWITCHES = ("all", "all_fields", "include_all", "passthrough", "wildcard", "everything")
 

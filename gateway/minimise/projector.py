@@ -331,6 +331,10 @@ def _getter(path: str) -> Callable[[dict[str, Any]], Any]:
     parts = tuple(path.split("."))
 
     def get(record: dict[str, Any]) -> Any:
+        # A flat record's own column named with a dot ("Func.omschr" in a CSV export)
+        # before the nested path the dots would otherwise spell.
+        if path in record:
+            return record[path]
         node: Any = record
         for part in parts:
             if not isinstance(node, dict):
@@ -545,6 +549,8 @@ def _path_tree(paths: Iterable[str]) -> dict[str, Any]:
     """Source paths as a tree: `{"properties": {"email": LEAF}}`; LEAF means read whole."""
     tree: dict[str, Any] = {}
     for path in sorted(paths, key=lambda p: p.count(".")):
+        if "." in path:
+            tree.setdefault(path, _LEAF)  # a flat record's own dotted column (see `_getter`)
         node = tree
         parts = path.split(".")
         for part in parts[:-1]:
@@ -573,6 +579,8 @@ def _present(path: str) -> Callable[[dict[str, Any]], bool]:
     parents = parts[:-1]
 
     def present(record: dict[str, Any]) -> bool:
+        if path in record:
+            return True
         node: Any = record
         for part in parents:
             node = node.get(part)
