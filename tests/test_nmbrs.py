@@ -373,7 +373,7 @@ async def test_the_identity_server_is_held_to_the_address_rules(
 
 
 def test_the_identity_server_is_nmbrs_s_for_nmbrs_s_api() -> None:
-    """"Connect with Nmbrs" signs in at Nmbrs's identity server for Nmbrs's API, at the
+    """ "Connect with Nmbrs" signs in at Nmbrs's identity server for Nmbrs's API, at the
     base URL's own origin for a stand-in, or where `identity_url` says; it asks for read
     scopes only, and `offline_access` for the refresh token."""
     official = authorization_server("https://api.nmbrsapp.com", {})

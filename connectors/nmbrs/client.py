@@ -414,7 +414,7 @@ def identity_url(base_url: str, settings: Mapping[str, Any]) -> str:
         url = URL(given) if isinstance(given, str) else None
         if url is None or url.scheme not in ("http", "https") or not url.host or url.user:
             raise ConnectorError("config", "nmbrs: setting identity_url must be an http(s) URL")
-        return given.rstrip("/")
+        return str(url).rstrip("/")
     base = URL(base_url)
     host = base.host or ""
     if host == "nmbrsapp.com" or host.endswith(".nmbrsapp.com"):

@@ -176,8 +176,7 @@ class NmbrsAccount:
             **answer,
             "expires_in": int(self.token_ttl),
             "token_type": "Bearer",
-            "scope": "company.info.read employee.info.read employee.employment.read "
-            "offline_access",
+            "scope": "company.info.read employee.info.read employee.employment.read offline_access",
         }
 
     def expire_tokens(self) -> None:
