@@ -78,7 +78,8 @@ async def download(
         seconds = time.perf_counter() - start
     kept = dict(credentials)
     if settings.get("api", "rest") == "rest":
-        kept["refresh_token"] = connector.tokens.refresh_token or ""
+        tokens = connector.tokens
+        kept["refresh_token"] = (tokens.refresh_token if tokens is not None else None) or ""
     return rows, seconds, kept
 
 

@@ -13,12 +13,14 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 
 from connectors.afas.emulator import token_header
 from connectors.base import SyncMode
+from connectors.oauth import code_challenge, new_verifier
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.sync.instructions import grant
@@ -286,6 +288,25 @@ async def test_nmbrs_standalone_serves_rest_and_soap(tmp_path: Path) -> None:
                 assert (await r.json())["pagination"]["totalRecords"] == 1
             async with http.get(f"{nmbrs.base_url}/soap/v3/EmployeeService.asmx?WSDL") as r:
                 assert "PersonalInfo_GetAll_AllEmployeesByCompany" in await r.text()
+            # "Connect with Nmbrs" against it: the identity server is the emulator itself.
+            assert printed["settings"] == f"identity_url={nmbrs.base_url}"
+            verifier = new_verifier()
+            consent = {
+                "response_type": "code", "client_id": printed["client_id"], "state": "s1",
+                "redirect_uri": "http://127.0.0.1:9/console/connect/callback",
+                "code_challenge": code_challenge(verifier), "code_challenge_method": "S256",
+            }  # fmt: skip
+            async with http.get(
+                f"{nmbrs.base_url}/connect/authorize", params=consent, allow_redirects=False
+            ) as r:
+                assert r.status == 302
+                code = parse_qs(urlsplit(r.headers["Location"]).query)["code"][0]
+            exchange = {
+                **form, "grant_type": "authorization_code", "code": code,
+                "redirect_uri": consent["redirect_uri"], "code_verifier": verifier,
+            }  # fmt: skip
+            async with http.post(f"{nmbrs.base_url}/connect/token", data=exchange) as r:
+                assert r.status == 200 and (await r.json())["refresh_token"]
         services = Services.open(
             Settings(data_dir=tmp_path, admin_token="g" * 32, allow_private_sources=True)
         )

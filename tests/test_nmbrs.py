@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 
 from connectors.base import ConnectorConfig, ConnectorError, PageRequest, RetryPolicy, SyncMode
-from connectors.emulator_kit import CONTROL, Fault
+from connectors.emulator_kit import AUTHORIZATION, CONTROL, Fault
 from connectors.netguard import PublicOnlyConnector
-from connectors.nmbrs.client import FIELDS, NmbrsConnector
+from connectors.nmbrs.client import FIELDS, NmbrsConnector, authorization_server
 from connectors.nmbrs.emulator import (
     ACCOUNT,
     EMULATOR_CLIENT_ID,
@@ -372,13 +372,39 @@ async def test_the_identity_server_is_held_to_the_address_rules(
     assert app[ACCOUNT].refreshes == 0
 
 
-def test_the_identity_server_is_nmbrs_s_for_nmbrs_s_api(
-    session: aiohttp.ClientSession,
+def test_the_identity_server_is_nmbrs_s_for_nmbrs_s_api() -> None:
+    """ "Connect with Nmbrs" signs in at Nmbrs's identity server for Nmbrs's API, at the
+    base URL's own origin for a stand-in, or where `identity_url` says; it asks for read
+    scopes only, and `offline_access` for the refresh token."""
+    official = authorization_server("https://api.nmbrsapp.com", {})
+    assert official.authorize_url == "https://identityservice.nmbrs.com/connect/authorize"
+    assert official.token_url == "https://identityservice.nmbrs.com/connect/token"
+    assert official.vendor == "Nmbrs" and official.client_auth == "post"
+    assert "offline_access" in official.scopes
+    assert all(s.endswith(".read") for s in official.scopes if s != "offline_access")
+    stand_in = authorization_server("https://nmbrs.example.com/base", {})
+    assert stand_in.token_url == "https://nmbrs.example.com/connect/token"
+    moved = authorization_server(
+        "https://api.nmbrsapp.com", {"identity_url": "https://id.example.com/"}
+    )
+    assert moved.authorize_url == "https://id.example.com/connect/authorize"
+    with pytest.raises(ConnectorError):
+        authorization_server("https://api.nmbrsapp.com", {"identity_url": "ftp://id.example"})
+
+
+async def test_a_rest_connector_not_yet_connected_fails_before_any_request(
+    serve: Any, session: aiohttp.ClientSession
 ) -> None:
-    official = connector("https://api.nmbrsapp.com", session)
-    assert official.tokens._url == "https://identityservice.nmbrs.com/connect/token"
-    stand_in = connector("https://nmbrs.example.com/base", session)
-    assert stand_in.tokens._url == "https://nmbrs.example.com/connect/token"
+    """Without the refresh token "Connect" stores, the connector can be built (the console
+    shows it, a connect can begin), and its run stops at once saying what to do."""
+    app, base = await serve(people=3)
+    unconnected = {k: v for k, v in REST.items() if k != "refresh_token"}
+    client = connector(base, session, credentials=unconnected)
+    with pytest.raises(ConnectorError) as caught:
+        await sync(client)
+    assert caught.value.kind == "auth" and "not connected" in str(caught.value)
+    assert app[CONTROL].log == [] and app[AUTHORIZATION].token_requests == []
+    assert app[ACCOUNT].refreshes == 0
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,9 @@
 """Nmbrs (Visma, Dutch payroll): employees from the REST API or the legacy SOAP API.
 
+The REST API is connected by a customer admin's sign-in at Nmbrs (the console's "Connect
+with Nmbrs", OAuth authorization code: `authorization_server`); the SOAP API takes an API
+user's token.
+
 The emulator (`emulator.py`) and its synthetic people (`synthetic.py`) are named here by
 module path only: they are imported when a test or the demo asks for them, never by a sync.
 """
@@ -8,12 +12,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from connectors.nmbrs.client import NmbrsConnector
+from yarl import URL
+
+from connectors.nmbrs.client import NmbrsConnector, authorization_server
 from connectors.registry import ConnectorType, emulator_loader
 
 #: REST credentials (the default) and SOAP credentials (setting `api = "soap"`): the
-#: connector checks that the set its API needs is complete.
-REST_KEYS: Final = ("client_id", "client_secret", "refresh_token", "subscription_key")
+#: connector checks that the set its API needs is complete. The REST API's refresh token
+#: is stored by "Connect", never typed; it stays an accepted key of the admin API so a
+#: connector given one by hand before "Connect" existed keeps working.
+REST_KEYS: Final = ("client_id", "client_secret", "subscription_key")
 SOAP_KEYS: Final = ("username", "token", "domain")
 
 CONNECTOR_TYPE: Final = ConnectorType(
@@ -34,7 +42,10 @@ CONNECTOR_TYPE: Final = ConnectorType(
     ),
     default_settings={},
     credential_keys=(),
-    optional_credential_keys=(*REST_KEYS, *SOAP_KEYS),
+    optional_credential_keys=(*REST_KEYS, "refresh_token", *SOAP_KEYS),
+    authorization=authorization_server,
+    # The identity server is the emulator itself (its /connect/authorize and /connect/token).
+    emulator_settings=lambda base: {"identity_url": str(URL(base).origin())},
     # No updated-since in either API: every run reads every company whole, and people
     # missing from it are the ones deleted.
     full_only=True,

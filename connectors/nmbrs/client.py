@@ -14,17 +14,21 @@ projector then drops whatever the mapping does not read. A record that is not an
 or lacks its id, goes to the projector as it is and is quarantined with a reason there.
 
 REST (`https://api.nmbrsapp.com`, `/api/...`). Authentication: OAuth 2.0 against Nmbrs's
-identity server (IdentityServer). The customer's admin signs in once (authorization code
-with PKCE and scope `offline_access`, outside the gateway) and hands the gateway the app's
-`client_id` and `client_secret` and the resulting `refresh_token`, plus the
-`subscription_key` of the developer-portal product, sent as `X-Subscription-Key` on every
-call. Access tokens come from `connectors.oauth.Tokens` with the refresh-token grant; the
-identity server rotates refresh tokens (each is good once), so every new one is handed to
-the gateway to store sealed before the access token is used. The token endpoint is
-`{identity_url}/connect/token`; `identity_url` (a setting) defaults to
-`https://identityservice.nmbrs.com` when the base URL is an `nmbrsapp.com` host, else to
-the base URL's own origin (a stand-in such as the emulator serves both). Either way the
-token request goes through the connector's public-only session, like every API call.
+identity server (IdentityServer). A customer admin connects the source once with the
+console's "Connect with Nmbrs" (`authorization_server`: the authorization code grant with
+PKCE, read-only scopes and `offline_access`); the gateway stores the refresh token it
+yields sealed. The connector's own credentials are the app's `client_id` and
+`client_secret` and the `subscription_key` of the developer-portal product, sent as
+`X-Subscription-Key` on every call; the refresh token is read when the first request needs
+it (`connected_refresh_token`: a plain "not connected" error, before any request, until
+someone has connected). Access tokens come from `connectors.oauth.Tokens` with the
+refresh-token grant; the identity server rotates refresh tokens (each is good once), so
+every new one is handed to the gateway to store sealed before the access token is used.
+The endpoints are `{identity_url}/connect/authorize` and `{identity_url}/connect/token`;
+`identity_url` (a setting) defaults to `https://identityservice.nmbrs.com` when the base
+URL is an `nmbrsapp.com` host, else to the base URL's own origin (a stand-in such as the
+emulator serves both). Either way the token request goes through the connector's
+public-only session, like every API call.
 
 What a run reads, company by company (`GET /api/companies`, paged): the company-wide
 history collections the mapping needs, each read in full first and reduced on the fly to
@@ -77,8 +81,11 @@ Cursor: `v1|<company id>|<page or offset>|<watermark>`. A resumed run finds its 
 id; a company that vanished meanwhile stops the run (the next full run starts over).
 
 Not verified against Nmbrs's public documentation (assumed, and handled either way where
-possible): the token endpoint path `/connect/token` (IdentityServer's default; discovery
-was not read) and that refresh tokens rotate; the shape of the REST `personalinfo` rows
+possible): the endpoint paths `/connect/authorize` and `/connect/token` (IdentityServer's
+defaults; discovery was not read), that the three read scopes cover what a run reads
+(Nmbrs's own "basic HR employee synchronization" scenario names `company.info.read` and
+`employee.info.read` for the company, employee and function lists) and that refresh tokens
+rotate; the shape of the REST `personalinfo` rows
 (a history whose entries hold `contactInfo.businessEmail`) and that the work email lives
 there; the page-size cap; whether rows come in a stable order; the 429 `Retry-After`
 values and the rate limits; the names of the SOAP result items (`PersonalInfoItem`,
@@ -109,12 +116,20 @@ from connectors.base import (
     Reply,
     parse_retry_after,
 )
-from connectors.oauth import Client, Tokens
+from connectors.oauth import AuthorizationServer, Tokens, connected_refresh_token
 from connectors.pacing import Pacer, Window
 
 Api = Literal["rest", "soap"]
 REST_IDENTITY: Final = "https://identityservice.nmbrs.com"
+AUTHORIZE_PATH: Final = "/connect/authorize"
 TOKEN_PATH: Final = "/connect/token"  # noqa: S105 - a path, not a secret
+#: What "Connect with Nmbrs" asks for: read-only access to the company list, the employees'
+#: basic and personal info (names, work email, functions) and their employments (dates),
+#: and `offline_access` for a refresh token. No payroll, salary, leave, bank-account,
+#: document or write scope.
+OAUTH_SCOPES: Final = (
+    "company.info.read", "employee.info.read", "employee.employment.read", "offline_access",
+)  # fmt: skip
 MAX_PAGE_SIZE: Final = 100
 BUDGET_SHARE: Final = 0.95
 #: How long a 429 without `Retry-After` waits.
@@ -391,6 +406,39 @@ def normalise_soap(
 # --------------------------------------------------------------------------- connector
 
 
+def identity_url(base_url: str, settings: Mapping[str, Any]) -> str:
+    """The identity server's root: the `identity_url` setting, else Nmbrs's for an
+    `nmbrsapp.com` API host, else the base URL's own origin (a stand-in serving both)."""
+    given = settings.get("identity_url")
+    if given is not None:
+        url = URL(given) if isinstance(given, str) else None
+        if url is None or url.scheme not in ("http", "https") or not url.host or url.user:
+            raise ConnectorError("config", "nmbrs: setting identity_url must be an http(s) URL")
+        return str(url).rstrip("/")
+    base = URL(base_url)
+    host = base.host or ""
+    if host == "nmbrsapp.com" or host.endswith(".nmbrsapp.com"):
+        return REST_IDENTITY
+    if base.scheme not in ("http", "https") or not host:
+        raise ConnectorError("config", "nmbrs: the base URL must be an http(s) URL")
+    return str(base.origin())
+
+
+def authorization_server(base_url: str, settings: Mapping[str, Any]) -> AuthorizationServer:
+    """Nmbrs's identity server as the console's "Connect with Nmbrs" uses it: the
+    authorization code grant with PKCE at `{identity}/connect/authorize`, the code and the
+    rotating refresh tokens at `{identity}/connect/token`, the client secret in the form
+    body (IdentityServer takes it there or as Basic)."""
+    identity = identity_url(base_url, settings)
+    return AuthorizationServer(
+        authorize_url=identity + AUTHORIZE_PATH,
+        token_url=identity + TOKEN_PATH,
+        scopes=OAUTH_SCOPES,
+        client_auth="post",
+        vendor="Nmbrs",
+    )
+
+
 class NmbrsConnector(Connector):
     """Employees of the companies an Nmbrs user may read (settings: module docstring)."""
 
@@ -412,7 +460,7 @@ class NmbrsConnector(Connector):
         if api == "rest":
             missing = [
                 k
-                for k in ("client_id", "client_secret", "refresh_token", "subscription_key")
+                for k in ("client_id", "client_secret", "subscription_key")
                 if not str(credentials.get(k, "")).strip()
             ]
             if missing:
@@ -420,12 +468,10 @@ class NmbrsConnector(Connector):
                     "auth", f"nmbrs: the REST API needs credentials {', '.join(missing)}"
                 )
             self.subscription_key = str(credentials["subscription_key"]).strip()
-            self.tokens = Tokens(
-                self,
-                self._identity(settings) + TOKEN_PATH,
-                Client(str(credentials["client_id"]).strip(), str(credentials["client_secret"])),
-                refresh_token=str(credentials["refresh_token"]).strip(),
-            )
+            self.server = authorization_server(self.base_url, settings)
+            #: Made when the first request needs a token (the refresh token a "Connect"
+            #: stored is read then, not here: a connector not yet connected can be built).
+            self.tokens: Tokens | None = None
         else:
             missing = [k for k in ("username", "token", "domain") if not credentials.get(k)]
             if missing:
@@ -437,18 +483,6 @@ class NmbrsConnector(Connector):
                 "Token": str(credentials["token"]),
                 "Domain": str(credentials["domain"]),
             }
-
-    def _identity(self, settings: Mapping[str, Any]) -> str:
-        given = settings.get("identity_url")
-        if given is not None:
-            if not isinstance(given, str) or URL(given).scheme not in ("http", "https"):
-                raise ConnectorError("config", "nmbrs: setting identity_url must be an http(s) URL")
-            return given.rstrip("/")
-        base = URL(self.base_url)
-        host = base.host or ""
-        if host == "nmbrsapp.com" or host.endswith(".nmbrsapp.com"):
-            return REST_IDENTITY
-        return str(base.origin())
 
     # ------------------------------------------------------------------ paging
 
@@ -562,7 +596,7 @@ class NmbrsConnector(Connector):
 
     async def _rest_get_page(self, path: str, page: int) -> tuple[list[Any], int | None]:
         params = {"pageNumber": str(page), "pageSize": str(self.page_size)}
-        body = await self.tokens.call(lambda token: self._rest_get(token, path, params))
+        body = await self._tokens().call(lambda token: self._rest_get(token, path, params))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise ConnectorError("malformed", "nmbrs: the answer has no data list")
@@ -576,6 +610,21 @@ class NmbrsConnector(Connector):
         if not isinstance(total, int) or isinstance(total, bool) or total < 0:
             total = None
         return data, total
+
+    def _tokens(self) -> Tokens:
+        """The access tokens, from the refresh token "Connect" stored (a plain "not
+        connected" error, before any request, when there is none)."""
+        if self.tokens is None:
+            credentials = self.config.credentials
+            self.tokens = Tokens(
+                self,
+                self.server.token_url,
+                self.server.client(
+                    {k: str(credentials.get(k, "")).strip() for k in ("client_id", "client_secret")}
+                ),
+                refresh_token=connected_refresh_token(self),
+            )
+        return self.tokens
 
     async def _rest_get(self, token: str, path: str, params: Mapping[str, str]) -> Any:
         headers = {
@@ -610,7 +659,7 @@ class NmbrsConnector(Connector):
                 "auth",
                 f"nmbrs: Nmbrs refused the request (HTTP {status}"
                 + (f", code {code}" if code else "")
-                + "); check the subscription key, the app's client and the refresh token",
+                + "); check the subscription key and the app's client, or connect the source again",
                 status=status,
             )
         if code is None:

@@ -5,14 +5,19 @@ section 5):
 
 REST (`/api/...`), as Nmbrs documents it:
 
-* `POST /connect/token` is the identity server's token endpoint (IdentityServer): the
-  refresh-token grant with `client_id` and `client_secret` in the form body answers
-  `{access_token, expires_in: 3600, token_type: "Bearer", refresh_token, scope}`. Refresh
-  tokens are one-time: each use hands out a new one and the old one stops working (an
-  `invalid_grant` 400 after that), as IdentityServer does with `OneTimeOnly` tokens. A
-  wrong client is an `invalid_client` 400.
+* The identity server (IdentityServer) is the emulator kit's authorization server for
+  `EMULATOR_CLIENT_ID`: `GET /connect/authorize` consents at once (authorization code with
+  PKCE S256, the browser sent back to the `redirect_uri`), and `POST /connect/token` takes
+  the `authorization_code` grant and the `refresh_token` grant (the client in the form
+  body or as Basic). Refresh tokens are one-time: each use hands out a new one and the old
+  one stops working (an `invalid_grant` 400 after that), as IdentityServer does with
+  `OneTimeOnly` tokens; a wrong client is `invalid_client`. `EMULATOR_REFRESH_TOKEN` is
+  one it issued before it started (what the demo and `sluis emulator` hand out). Each
+  answer says `expires_in: 3600` (`token_ttl`) and the access token stops working then.
+  Neither endpoint meets the API's faults or limits: it is another host at Nmbrs.
 * Every API call needs `X-Subscription-Key` (a missing or wrong key is a 401 from the API
-  gateway) and `Authorization: Bearer`; an unknown or expired token is a 401.
+  gateway) and `Authorization: Bearer` with a token the identity server issued; an unknown
+  or expired token is a 401.
 * `GET /api/companies`, `GET /api/companies/{companyId}/employees` and the company-wide
   history collections `.../employees/functions`, `.../employments` and `.../personalinfo`
   page with `pageNumber` (1-based) and `pageSize` (at most `max_page_size`, 100 unless
@@ -44,7 +49,6 @@ import hmac
 import math
 import random
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -58,8 +62,10 @@ from aiohttp import web
 from lxml import etree
 
 from connectors.emulator_kit import (
+    AUTHORIZATION,
     CONTROL,
     RateLimit,
+    add_authorization_routes,
     add_control_routes,
     emulator_middleware,
     new_control,
@@ -74,6 +80,7 @@ EMULATOR_SUBSCRIPTION_KEY: Final = "0123456789abcdef0123456789abcdef"
 EMULATOR_USERNAME: Final = "api@voorbeeld-bv.nl"
 EMULATOR_TOKEN: Final = "b" * 32
 EMULATOR_DOMAIN: Final = "voorbeeld"
+AUTHORIZE_PATH: Final = "/connect/authorize"
 TOKEN_PATH: Final = "/connect/token"  # noqa: S105 - a path, not a secret
 API: Final = "/api"
 SOAP_ROOT: Final = "/soap/v3"
@@ -86,11 +93,12 @@ _NS: Final = "https://api.nmbrs.nl/soap/v3/"
 
 @dataclass
 class NmbrsAccount:
-    """One Nmbrs environment: its companies, the REST app registration and the SOAP user."""
+    """One Nmbrs environment: its companies, the REST API's subscription key and what its
+    identity server handed out (the app registration itself is `app[AUTHORIZATION]`'s),
+    and the SOAP user."""
 
     companies: list[Company]
-    client_id: str = EMULATOR_CLIENT_ID
-    client_secret: str = EMULATOR_CLIENT_SECRET
+    #: The refresh token the identity server handed out last (the one a client keeps).
     refresh_token: str = EMULATOR_REFRESH_TOKEN
     subscription_key: str = EMULATOR_SUBSCRIPTION_KEY
     username: str = EMULATOR_USERNAME
@@ -100,6 +108,7 @@ class NmbrsAccount:
     max_page_size: int = MAX_PAGE_SIZE
     #: access token → when it stops working (monotonic seconds).
     tokens: dict[str, float] = field(default_factory=dict)
+    #: How many token answers the identity server gave (codes and refreshes alike).
     refreshes: int = 0
     monotonic: Callable[[], float] = time.monotonic
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -157,17 +166,17 @@ class NmbrsAccount:
 
     # ------------------------------------------------------------------ tokens
 
-    def issue(self, now: float) -> dict[str, Any]:
+    def issued(self, answer: dict[str, Any], now: float) -> dict[str, Any]:
+        """A token answer of the identity server, with Nmbrs's lifetime and scope: its
+        access token works for `token_ttl` seconds, its refresh token is the newest."""
         self.refreshes += 1
-        token = "eyJ" + secrets.token_urlsafe(48)
-        self.tokens[token] = now + self.token_ttl
-        self.refresh_token = f"nmbrs-refresh-{self.refreshes}-{secrets.token_hex(8)}"
+        self.tokens[answer["access_token"]] = now + self.token_ttl
+        self.refresh_token = answer["refresh_token"]
         return {
-            "access_token": token,
+            **answer,
             "expires_in": int(self.token_ttl),
             "token_type": "Bearer",
-            "refresh_token": self.refresh_token,
-            "scope": "employee.info.read employee.employment.read offline_access",
+            "scope": "company.info.read employee.info.read employee.employment.read offline_access",
         }
 
     def expire_tokens(self) -> None:
@@ -206,31 +215,22 @@ def too_many(wait: float) -> web.Response:
 # --------------------------------------------------------------------------- identity
 
 
-async def token(request: web.Request) -> web.Response:
-    account = request.app[ACCOUNT]
-    form = await request.post()
-    client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
-    if not (
-        hmac.compare_digest(client_id.encode(), account.client_id.encode())
-        and hmac.compare_digest(secret.encode(), account.client_secret.encode())
-    ):
-        return _json({"error": "invalid_client"}, 400)
-    if form.get("grant_type") != "refresh_token":
-        return _json({"error": "unsupported_grant_type"}, 400)
-    given = str(form.get("refresh_token", ""))
-    if not hmac.compare_digest(given.encode(), account.refresh_token.encode()):
-        return _json({"error": "invalid_grant", "error_description": f"grant {given[:6]}…"}, 400)
-    return _json(account.issue(account.monotonic()))
-
-
 @web.middleware
 async def identity_server(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """The token endpoint, answered before the API's faults and limits apply: Nmbrs's
-    identity server is another host than its API (`identityservice.nmbrs.com`)."""
-    if request.path == TOKEN_PATH and request.method == "POST":
-        return await token(request)
+    """The kit's authorize and token endpoints, answered before the API's faults and
+    limits apply (Nmbrs's identity server is another host than its API,
+    `identityservice.nmbrs.com`); a token answer gets Nmbrs's lifetime and scope."""
+    if request.path == AUTHORIZE_PATH or (request.path == TOKEN_PATH and request.method == "POST"):
+        answer = await request.match_info.handler(request)
+        if request.path != TOKEN_PATH or answer.status != 200:
+            return answer
+        assert isinstance(answer, web.Response)
+        assert isinstance(answer.body, bytes)
+        account = request.app[ACCOUNT]
+        body = account.issued(orjson.loads(answer.body), account.monotonic())
+        return _json(body, headers={"Cache-Control": "no-store"})
     return await handler(request)
 
 
@@ -258,8 +258,9 @@ async def nmbrs_middleware(
             {"statusCode": 401, "message": "Access denied due to invalid subscription key."}, 401
         )
     scheme, _, bearer = request.headers.get("Authorization", "").partition(" ")
-    until = account.tokens.get(bearer.strip())
-    if scheme.lower() != "bearer" or until is None or until <= account.monotonic():
+    issued = request.app[AUTHORIZATION].accepts(bearer.strip())
+    until = account.tokens.get(bearer.strip(), 0.0)
+    if scheme.lower() != "bearer" or not issued or until <= account.monotonic():
         return problem(401, "Unauthorized", "Unauthorized", "The access token is not valid.")
     return await handler(request)
 
@@ -619,8 +620,12 @@ def make_app(
         rng=random.Random(seed + 1),
     )
     app[LIMITS] = [RateLimit(per_minute, 60.0)] if per_minute else []
+    server = add_authorization_routes(
+        app, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET, authorize_path=AUTHORIZE_PATH,
+        token_path=TOKEN_PATH, rotate=True,
+    )  # fmt: skip
+    server.refresh_tokens.add(EMULATOR_REFRESH_TOKEN)  # issued before the emulator started
     r = app.router
-    r.add_post(TOKEN_PATH, token)
     r.add_get(f"{API}/companies", list_companies)
     r.add_get(API + "/companies/{company_id}/employees", list_employees)
     r.add_get(API + "/companies/{company_id}/employees/{resource}", list_collection)

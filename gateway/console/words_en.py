@@ -114,7 +114,6 @@ EN: Final[dict[str, str]] = {
     "connector.credential_client_id": "Personio: client ID of the API credential; Salesforce: consumer key of the connected app; Dynamics 365, Entra ID: application (client) ID of the app registration; Loket: client ID of the registered app; Nmbrs: client ID of the app; HubSpot public app: client ID of the app",
     "connector.credential_client_secret": "Personio: client secret of the API credential; Salesforce: consumer secret of the connected app; Dynamics 365, Entra ID: client secret value of the app registration; Loket: client secret of the registered app; Nmbrs: client secret of the app; HubSpot public app: client secret of the app",
     "connector.credential_tenant_id": "Dynamics 365, Entra ID: directory (tenant) ID of the app registration in Microsoft Entra ID",
-    "connector.credential_refresh_token": "Nmbrs (REST): refresh token from the admin's one-time sign-in (the gateway keeps the newest one)",
     "connector.credential_username": "SFTP: user name of the read-only export account; Nmbrs (SOAP): the API user's e-mail address",
     "connector.credential_subscription_key": "Nmbrs (REST): subscription key of the developer portal product",
     "connector.credential_domain": "Nmbrs (SOAP): the environment's domain",

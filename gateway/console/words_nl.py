@@ -114,7 +114,6 @@ NL: Final[dict[str, str]] = {
     "connector.credential_client_id": "Personio: client-ID van de API-credential; Salesforce: consumer key van de connected app; Dynamics 365, Entra ID: toepassings-ID (client-ID) van de app-registratie; Loket: client-ID van de geregistreerde app; Nmbrs: client-ID van de app; openbare HubSpot-app: client-ID van de app",
     "connector.credential_client_secret": "Personio: client-secret van de API-credential; Salesforce: consumer secret van de connected app; Dynamics 365, Entra ID: waarde van het clientgeheim van de app-registratie; Loket: client-secret van de geregistreerde app; Nmbrs: client-secret van de app; openbare HubSpot-app: client-secret van de app",
     "connector.credential_tenant_id": "Dynamics 365, Entra ID: map-ID (tenant-ID) van de app-registratie in Microsoft Entra ID",
-    "connector.credential_refresh_token": "Nmbrs (REST): refresh token van de eenmalige aanmelding door de beheerder (de gateway bewaart steeds de nieuwste)",
     "connector.credential_username": "SFTP: gebruikersnaam van het alleen-lezen exportaccount; Nmbrs (SOAP): het e-mailadres van de API-gebruiker",
     "connector.credential_subscription_key": "Nmbrs (REST): subscription key van het product op het developerportaal",
     "connector.credential_domain": "Nmbrs (SOAP): het domein van de omgeving",

@@ -546,21 +546,23 @@ async def test_a_loket_connector_takes_its_oauth_grant(
 async def test_an_nmbrs_connector_takes_its_rest_credentials(
     console: Console, world: World, services: Services
 ) -> None:
-    """Nmbrs's REST credentials (app client, refresh token, subscription key) each have a
-    labelled field, and are sealed together; none is shown again."""
+    """Nmbrs's REST credentials (app client, subscription key) each have a labelled field
+    and are sealed together; none is shown again. The refresh token is not typed: a
+    refresh token typed into the form (Loket's field) is not kept for Nmbrs, whose page
+    offers "Connect with Nmbrs" instead."""
     from gateway.tenancy import connector_credentials
 
     await console.sign_in(world.admin)
     page = await console.get(NEW)
-    for name in ("refresh_token", "subscription_key", "domain"):
+    for name in ("subscription_key", "domain"):
         assert f'name="credential_{name}"' in page.html, name
     assert "Nmbrs (REST): subscription key of the developer portal product" in page.html
     check_accessible(page.html)
-    given = {"client_id": "app", "client_secret": "s3cret-1", "refresh_token": "r-1",
-             "subscription_key": "k" * 32}  # fmt: skip
+    given = {"client_id": "app", "client_secret": "s3cret-1", "subscription_key": "k" * 32}
     form = connector_form(
         id="payroll", type="nmbrs", base_url="https://api.nmbrsapp.com", mapping="nmbrs",
-        credential_token="", **{f"credential_{k}": v for k, v in given.items()},
+        credential_token="", credential_refresh_token="r-1",
+        **{f"credential_{k}": v for k, v in given.items()},
     )  # fmt: skip
     made = await console.submit(NEW, NEW, form)
     assert made.status == 200 and "Connector created" in made.html
@@ -568,6 +570,7 @@ async def test_an_nmbrs_connector_takes_its_rest_credentials(
     assert connector_credentials(services.box, record) == given
     shown = await console.get("/console/t/acme/connectors/payroll")
     assert "s3cret-1" not in shown.html and "k" * 32 not in shown.html
+    assert "Connect with Nmbrs" in shown.html and "Not connected yet" in shown.html
 
 
 async def test_a_salesforce_connector_asks_for_its_connected_app(
