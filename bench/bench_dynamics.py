@@ -6,7 +6,7 @@ The Dataverse emulator (with its Entra ID token endpoint) runs in its own proces
 Dataverse would, the gateway's sync engine in this one, on SQLite in a temporary directory.
 
 Speed (`--contacts`, default 100,000): the emulator's service protection limit is lifted,
-pages are Dataverse's largest (5,000 rows), and the full sync asks for change tracking, so
+pages are the connector's default (1,000 rows), and the full sync asks for change tracking, so
 the re-sync after it follows the delta link (nothing changed: one request). The baseline
 downloads every page through the connector's own `fetch_raw` (token, `$select`, paging,
 JSON parsing; nothing minimised or stored).
@@ -61,7 +61,7 @@ async def speed(contacts: int) -> None:
         assert run.status == "succeeded", run.error
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = full.counts["fetched"]
-    print(f"contacts {n:,} (download-only read {rows:,}), pages of 5,000")
+    print(f"contacts {n:,} (download-only read {rows:,}), pages of 1,000")
     print(f"{'stage':<30}{'seconds':>9}{'records/s':>12}")
     print(f"{'download only (baseline)':<30}{raw_s:>9.2f}{rows / raw_s:>12,.0f}")
     print(f"{'full sync':<30}{full_s:>9.2f}{n / full_s:>12,.0f}")
