@@ -314,6 +314,22 @@ class Connector(ABC):
 
     # ------------------------------------------------------------------ HTTP helpers
 
+    def number_setting(
+        self, settings: Mapping[str, Any], name: str, default: float, low: float, high: float
+    ) -> float:
+        """A numeric setting within [low, high] (2 and 2.0 both do), else a "config" error
+        naming it, so a connector with a setting that cannot work fails when configured."""
+        value = settings.get(name, default)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise ConnectorError(
+                "config", f"{self.type}: setting {name} must be from {low} to {high}"
+            )
+        return float(value)
+
     def reachable_origin(self, text: object, what: str) -> URL:
         """`text` (a setting, or an address a vendor's answer names) as an http(s) origin
         this connector may reach, judged before anything is sent to it: no credentials,

@@ -145,15 +145,6 @@ def select_list(source_fields: frozenset[str] | set[str]) -> list[str]:
     return sorted(names)
 
 
-def _number(
-    settings: Mapping[str, Any], name: str, default: float, low: float, high: float
-) -> float:
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ConnectorError("config", f"dynamics: setting {name} must be from {low} to {high}")
-    return float(value)
-
-
 class _DeltaGone(Exception):
     """Dataverse no longer honours the delta token: read everyone again."""
 
@@ -177,7 +168,9 @@ class DynamicsConnector(Connector):
         if not isinstance(version, str) or not _VERSION.fullmatch(version):
             raise ConnectorError("config", "dynamics: api_version must look like v9.2")
         self.path = f"/api/data/{version}/{ENTITY_SET}"
-        self.page_size = int(_number(settings, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE))
+        self.page_size = int(
+            self.number_setting(settings, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        )
         tracking = settings.get("change_tracking", True)
         if not isinstance(tracking, bool):
             raise ConnectorError(
@@ -185,9 +178,9 @@ class DynamicsConnector(Connector):
             )
         #: Ask full reads for a delta link? (Off for a table that cannot be tracked.)
         self.tracking = tracking
-        per_window = _number(settings, "requests_per_window", 6000, 1, 10_000_000)
-        seconds = _number(settings, "window_seconds", 300, 0.001, 86_400)
-        share = _number(settings, "budget_share", 0.9, 0.01, 1.0)
+        per_window = self.number_setting(settings, "requests_per_window", 6000, 1, 10_000_000)
+        seconds = self.number_setting(settings, "window_seconds", 300, 0.001, 86_400)
+        share = self.number_setting(settings, "budget_share", 0.9, 0.01, 1.0)
         self.pacer = Pacer(Window.share(per_window, seconds, share))
         self.columns = select_list(self.projector.source_fields)
         #: Does the mapping read the deletion mark? (A custom one may not: deleted rows

@@ -149,15 +149,6 @@ def spell(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
-def _number(
-    settings: Mapping[str, Any], name: str, default: float, low: float, high: float
-) -> float:
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ConnectorError("config", f"salesforce: setting {name} must be from {low} to {high}")
-    return float(value)
-
-
 class SalesforceConnector(Connector):
     """Contacts (or another object) of one Salesforce org; see the module docstring."""
 
@@ -169,10 +160,12 @@ class SalesforceConnector(Connector):
         if not isinstance(version, str) or not _VERSION.fullmatch(version):
             raise ConnectorError("config", "salesforce: api_version must look like v62.0")
         self.version = version
-        self.batch_size = int(_number(settings, "batch_size", 2000, 200, 2000))
-        self.overlap = timedelta(seconds=_number(settings, "overlap_seconds", 60, 0, 86_400))
-        self.max_usage = _number(settings, "max_api_usage", 0.9, 0.1, 1.0)
-        self.limit_wait = _number(settings, "limit_wait_seconds", 60, 0.001, 300)
+        self.batch_size = int(self.number_setting(settings, "batch_size", 2000, 200, 2000))
+        self.overlap = timedelta(
+            seconds=self.number_setting(settings, "overlap_seconds", 60, 0, 86_400)
+        )
+        self.max_usage = self.number_setting(settings, "max_api_usage", 0.9, 0.1, 1.0)
+        self.limit_wait = self.number_setting(settings, "limit_wait_seconds", 60, 0.001, 300)
         self.fields = select_list(self.projector.source_fields)
         self.deletes_visible = "isdeleted" in {f.lower() for f in self.fields}
         self._token: str | None = None
