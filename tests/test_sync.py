@@ -348,6 +348,28 @@ async def test_a_failure_between_a_pages_transactions_leaves_no_duplicate(world:
     assert services.ledger("acme").verify(services.signer.public_key).ok
 
 
+async def test_a_run_taken_over_between_a_pages_transactions_commits_no_more(
+    world: World,
+) -> None:
+    """Each of a page's transactions is fenced by the run's lease, not only the last: here
+    another replica takes the run (a trigger hands it over inside a transaction), and that
+    transaction and everything after it is left to the new owner."""
+    world.services.close()
+    services = world.reopen(commit_records=30)
+    _authorise(world)
+    path = world.tmp / "data" / DB_FILE
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER taken_over AFTER INSERT ON events WHEN NEW.seq = 150 "
+            "BEGIN UPDATE sync_runs SET owner = 'replica-b'; END"
+        )
+    run = await services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "running" and run.pages == 1  # the new owner's to finish
+    events = world.events()
+    assert run.counts["upserted"] < len(events) < 149  # no event of the refused chunk
+    assert services.ledger("acme").verify(services.signer.public_key).ok
+
+
 async def test_source_faults(world: World) -> None:
     _authorise(world)
     control = world.emulator[CONTROL]

@@ -567,6 +567,13 @@ class SyncEngine:
             )  # fmt: skip
             progress.update(counts=counts, watermark=watermark)
 
+        def fence(_: Committed) -> None:
+            # Every transaction is fenced, not only the page's last (whose progress write
+            # is): a process that lost the run must not commit a chunk its successor also
+            # compared, or a person's event would be written twice.
+            if not self.store.renew_lease(run.id, self.replica, now + self.lease):
+                raise LeaseLost("the run was taken over before this page was committed")
+
         before = 0
         for chunk in chunks[:-1]:
             # What the door counted (quarantined, dropped) rides on the last chunk.
@@ -575,7 +582,7 @@ class SyncEngine:
                 self.store, self.ledger(run.tenant), record=state.record,
                 instruction=state.instruction, mapping_digest=state.mapping.digest,
                 fields=state.mapping.categories, batch=batch, now=now, run_id=run.id,
-                check=check,
+                check=check, inside=fence,
             )  # fmt: skip
             before += len(chunk)
             changed.update(done.changes.counts)
