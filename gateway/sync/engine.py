@@ -574,28 +574,27 @@ class SyncEngine:
             if not self.store.renew_lease(run.id, self.replica, now + self.lease):
                 raise LeaseLost("the run was taken over before this page was committed")
 
-        before = 0
-        for chunk in chunks[:-1]:
-            # What the door counted (quarantined, dropped) rides on the last chunk.
-            batch = Batch(chunk, len(chunk), 0, {})
+        sent = 0
+        for n, chunk in enumerate(chunks, 1):
+            last = n == len(chunks)
+            # What the door counted (quarantined, dropped) rides on the last chunk, which
+            # also writes the run's progress; the others are only fenced.
+            batch = (
+                Batch(chunk, page.fetched - sent, len(page.rejected), page.dropped)
+                if last
+                else Batch(chunk, len(chunk), 0, {})
+            )
             done = commit_batch(
                 self.store, self.ledger(run.tenant), record=state.record,
                 instruction=state.instruction, mapping_digest=state.mapping.digest,
                 fields=state.mapping.categories, batch=batch, now=now, run_id=run.id,
-                check=check, inside=fence,
+                check=check, inside=save_progress if last else fence,
             )  # fmt: skip
-            before += len(chunk)
-            changed.update(done.changes.counts)
-            suppressed += len(done.suppressed)
+            sent += len(chunk)
             events.extend(done.events)
-        batch = Batch(chunks[-1], page.fetched - before, len(page.rejected), page.dropped)
-        done = commit_batch(
-            self.store, self.ledger(run.tenant), record=state.record,
-            instruction=state.instruction, mapping_digest=state.mapping.digest,
-            fields=state.mapping.categories, batch=batch, now=now, run_id=run.id,
-            check=check, inside=save_progress,
-        )  # fmt: skip
-        events.extend(done.events)
+            if not last:
+                changed.update(done.changes.counts)
+                suppressed += len(done.suppressed)
         state.counts, state.watermark = progress["counts"], progress["watermark"]
         merge_dropped(state.dropped, page.dropped)
         self._count_page(state.record.type, page, dropped_total, events)
