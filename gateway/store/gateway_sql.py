@@ -25,7 +25,7 @@ from gateway.store.database import Database, time_text
 from gateway.store.database import need_time as _need
 from gateway.store.database import read_time as _dt
 from gateway.store.destinations_sql import SqlDestinations
-from gateway.store.event_wire import event_wire
+from gateway.store.event_wire import RenderedEvent, event_wire, render_event
 from gateway.store.ledger_sql import SqlLedgerStore
 from gateway.store.protocols import LeaseLost, StoreError
 from gateway.store.push_sql import SqlCheckpointPushes
@@ -460,30 +460,26 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         )
         return iter([r[0] for r in rows])
 
-    def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]:
+    def append_events(self, tenant: str, events: Sequence[NewEvent | RenderedEvent]) -> list[int]:
         if not events:
             return []
+        # Rendered before the lock where the caller could (a sync's page); here otherwise.
+        rendered = [e if isinstance(e, RenderedEvent) else render_event(e) for e in events]
         with self._db.transaction():
             # Numbers are given under the tenant's lock, held to COMMIT: a reader never
             # sees seq n+1 before n, whichever process wrote them.
             self._db.lock_tenant(tenant)
             start = self.last_event_seq(tenant) + 1
-            # A page's events share one time: bound and spelled once.
-            stamps: dict[datetime, tuple[object, str]] = {}
+            # A page's events share one time: bound once.
+            stamps: dict[datetime, object] = {}
             rows = []
-            for i, e in enumerate(events):
+            for seq, r in enumerate(rendered, start):
+                e = r.event
                 stamp = stamps.get(e.occurred_at)
                 if stamp is None:
-                    text = time_text(e.occurred_at)
-                    stamp = stamps[e.occurred_at] = (self._t(e.occurred_at), text)
-                data = None if e.data is None else orjson.dumps(e.data).decode()
-                # The feed's bytes for the event, made once here (gateway.store.event_wire).
-                wire = event_wire(
-                    seq=start + i, id=e.id, type=e.type, subject_id=e.subject_id, data=e.data,
-                    occurred_at=stamp[1], source=e.source, instruction_id=e.instruction_id,
-                )  # fmt: skip
-                rows.append((tenant, start + i, e.id, e.type, e.subject_id, data, stamp[0],
-                             e.source, e.instruction_id, wire))  # fmt: skip
+                    stamp = stamps[e.occurred_at] = self._t(e.occurred_at)
+                rows.append((tenant, seq, e.id, e.type, e.subject_id, r.data_text, stamp,
+                             e.source, e.instruction_id, r.wire(seq)))  # fmt: skip
             self._db.insert_rows("events", _EVENT_COLUMNS, rows)
         return list(range(start, start + len(events)))
 

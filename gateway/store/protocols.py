@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         SessionRecord,
         ThrottleRecord,
     )
+    from gateway.store.event_wire import RenderedEvent
     from gateway.store.records import (
         CheckpointPush,
         ConnectorRecord,
@@ -446,9 +447,10 @@ class Store(Protocol):
     ) -> None: ...
     def count_present(self, tenant: str, connector_id: str) -> int: ...
     def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]: ...
-    def append_events(self, tenant: str, events: Sequence[NewEvent]) -> list[int]:
+    def append_events(self, tenant: str, events: Sequence[NewEvent | RenderedEvent]) -> list[int]:
         """Number the events after the tenant's last and store them, each with its wire
-        JSON (`gateway.store.event_wire`); returns their sequence numbers."""
+        JSON (`gateway.store.event_wire`; events may come rendered but for their number,
+        `render_events`); returns their sequence numbers."""
         ...
 
     def events_after(self, tenant: str, after_seq: int, limit: int) -> list[EventRow]: ...

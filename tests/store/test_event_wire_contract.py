@@ -15,7 +15,7 @@ import pytest
 
 from gateway.store import migrate
 from gateway.store.database import time_text
-from gateway.store.event_wire import DATA_FIELDS, event_wire
+from gateway.store.event_wire import DATA_FIELDS, event_wire, render_events
 from gateway.store.gateway_sql import SqlStore
 from gateway.store.migrate import MigratingDatabase
 from gateway.store.postgres import PostgresStore
@@ -67,6 +67,30 @@ def test_append_events_stores_each_events_wire(store: Store) -> None:
                                "job_title": None}  # fmt: skip
     assert b"123456782" not in rows[2][4]
     assert list(sent[0]["data"]) == list(DATA_FIELDS)
+
+
+def test_events_rendered_before_the_lock_are_stored_byte_for_byte_the_same(
+    store: Store,
+) -> None:
+    """A sync renders its events before it takes the writer (`render_events`), all but
+    their numbers; what is stored is exactly what `event_wire` makes, and mixing rendered
+    and plain events in one append numbers them in order."""
+    store.create_tenant(Tenant("acme", "Acme BV", T0, b"sealed"))
+    data = {"first_name": 'Zo\u00eb "Q"', "last_name": "\u00c5s\n"}
+    odd = NewEvent('evt_\u00e9"4', "subject.upserted", SID[3], data, T0, "afas", "ins_1")
+    events = [*_events(), odd]
+    rendered = render_events(events[:2])
+    assert all(
+        r.wire(n) == _expected(n, e)
+        for n, (r, e) in enumerate(zip(rendered, events[:2], strict=True), 1)
+    )
+    assert render_events([odd])[0].wire(123456789) == _expected(123456789, odd)
+    assert store.append_events("acme", [*rendered, events[2], render_events([odd])[0]]) == [
+        1, 2, 3, 4]  # fmt: skip
+    rows = store.feed_rows("acme", 0, 10)
+    assert [r[4] for r in rows] == [_expected(n, e) for n, e in enumerate(events, 1)]
+    stored = store.events_after("acme", 0, 10)
+    assert [e.data for e in stored] == [e.data for e in events]
 
 
 def test_events_without_wire_get_it_built_on_read(store: Store) -> None:
