@@ -274,7 +274,9 @@ async def bench(args: argparse.Namespace) -> int:
 
     failed = False
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database_url) as url:
-        services = Services.open(_settings(Path(tmp), url, args.commit_records))
+        services = Services.open(
+            _settings(Path(tmp), url, args.commit_records, args.source_processes)
+        )
         backend = "PostgreSQL" if url else "SQLite"
         try:
             t0 = time.perf_counter()
@@ -410,7 +412,9 @@ async def sync_worker(
     return {"runs": syncs.runs, "records": syncs.records}
 
 
-def _settings(data_dir: Path, url: str | None, commit_records: int) -> Any:
+def _settings(
+    data_dir: Path, url: str | None, commit_records: int, source_processes: int = 0
+) -> Any:
     from gateway.runtime.config import Settings
 
     return Settings(
@@ -421,6 +425,7 @@ def _settings(data_dir: Path, url: str | None, commit_records: int) -> Any:
         scheduler=False,
         allow_private_sources=True,
         commit_records=commit_records,
+        source_processes=source_processes,
     )
 
 
@@ -450,6 +455,10 @@ def main() -> int:
     parser.add_argument(
         "--sync-process", action="store_true",
         help="run the syncs in another process on the same database (a sync-only replica)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--source-processes", type=int, default=0,
+        help="fetch and minimise the syncs' pages in this many worker processes",
     )  # fmt: skip
     parser.add_argument("--consume", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--sync-worker", metavar="DATA_DIR", help=argparse.SUPPRESS)

@@ -561,13 +561,19 @@ async def test_huge_endless_and_redirecting_answers_are_refused(
 # --------------------------------------------------------------------------- the gateway
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "source-worker"])
 async def test_a_gateway_sync_keeps_the_rotated_token_sealed_and_leaks_nothing(
-    serve: Callable[..., Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    serve: Callable[..., Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    workers: int,
 ) -> None:
     """Through the whole gateway (engine, store, ledger) on SQLite: two syncs, each
     rotating the refresh token; the gateway stores the newest one sealed and uses it the
     next time, and no sensitive value is in the data directory's files (WAL included) or
-    the logs."""
+    the logs. With a source worker, the token rotates in the worker's connector and
+    crosses back to be kept; the worker's own output (stderr) is checked too."""
     caplog.set_level(logging.DEBUG)
     app, base = await serve(people=300, employers=2, leaver_share=0.05)
     account = app[ACCOUNT]
@@ -575,7 +581,13 @@ async def test_a_gateway_sync_keeps_the_rotated_token_sealed_and_leaks_nothing(
     sensitive = sensitive_values(app)
     data = tmp_path / "data"
     services = Services.open(
-        Settings(data_dir=data, admin_token="l" * 32, allow_private_sources=True)
+        Settings(
+            data_dir=data,
+            admin_token="l" * 32,
+            allow_private_sources=True,
+            source_processes=workers,
+            log_level="DEBUG",
+        )
     )
     now = datetime.now(UTC)
     try:
@@ -605,6 +617,7 @@ async def test_a_gateway_sync_keeps_the_rotated_token_sealed_and_leaks_nothing(
     assert stored["refresh_token"].encode() not in record.sealed_credentials
     sensitive |= {stored["refresh_token"], first["refresh_token"]}
     assert not [v for v in sensitive if v in caplog.text]
+    assert not [v for v in sensitive if v in capfd.readouterr().err]
     for path in sorted(data.rglob("*")):
         if path.is_file():
             blob = path.read_bytes()

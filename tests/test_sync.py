@@ -47,6 +47,8 @@ class World:
     server: TestServer
     tmp: Path
     hook: list[PageHook]
+    #: Settings every process of this world gets (`source_processes`).
+    options: dict[str, Any]
 
     @property
     def store(self) -> Any:
@@ -61,7 +63,7 @@ class World:
 
     def reopen(self, **options: Any) -> Services:
         """A new process on the same data directory (after a crash), with other settings."""
-        self.services = _services(self.tmp, self.hook, **options)
+        self.services = _services(self.tmp, self.hook, **{**self.options, **options})
         return self.services
 
 
@@ -77,12 +79,17 @@ def _services(tmp: Path, hook: list[PageHook], **options: Any) -> Services:
     return Services.open(settings, retry=FAST, after_page=after_page)
 
 
-@pytest.fixture
-async def world(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIterator[World]:
+@pytest.fixture(params=[0, 1], ids=["in-process", "source-worker"])
+async def world(
+    request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Callable[..., Any]
+) -> AsyncIterator[World]:
+    """Every test runs twice: with the connector in the gateway's process, and in a source
+    worker process (`source_processes = 1`), which must behave the same in every respect."""
     emulator = make_app(people=PEOPLE, seed=11)
     server = await aiohttp_server(emulator, host="127.0.0.1")
     hook: list[PageHook] = []
-    services = _services(tmp_path, hook)
+    options = {"source_processes": request.param}
+    services = _services(tmp_path, hook, **options)
     now = datetime.now(UTC)
     create_tenant(services.store, services.box, "acme", "Acme BV", now, by=system(services, "acme"))
     create_connector(
@@ -98,8 +105,9 @@ async def world(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIter
         settings={"page_size": 100},
         now=now,
     )
-    yield World(services, emulator, server, tmp_path, hook)
-    services.close()
+    world = World(services, emulator, server, tmp_path, hook, options)
+    yield world
+    world.services.close()
 
 
 def _authorise(world: World) -> str:

@@ -34,6 +34,7 @@ from gateway.runtime.storage import open_store
 from gateway.store.protocols import Store
 from gateway.sync.engine import PageHook, SyncEngine, utcnow
 from gateway.sync.scim_inbound import ScimInbound
+from gateway.sync.source_process import SourceWorkers
 from gateway.tenancy import subject_key
 
 ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
@@ -180,6 +181,15 @@ class Services:
             allow_private_sources=settings.allow_private_sources,
             lease_seconds=settings.run_lease_seconds,
             commit_records=settings.commit_records,
+            source_workers=(
+                SourceWorkers(
+                    settings.source_processes,
+                    log_format=settings.log_format,
+                    log_level=settings.log_level,
+                )
+                if settings.source_processes
+                else None
+            ),
         )
         token = settings.admin_token or _load_or_create_token(admin_token_path(settings))
         services = cls(settings, store, box, signer, engine, metrics, token, clock)
@@ -190,6 +200,8 @@ class Services:
         return self.engine.ledger(tenant)
 
     def close(self) -> None:
+        if self.engine.source_workers is not None:
+            self.engine.source_workers.close()
         self.store.close()
 
     def metrics_state(self) -> GatewayState:

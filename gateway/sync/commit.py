@@ -11,8 +11,8 @@ and counts) is written by `inside`, in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from gateway.ledger import entry as entries
@@ -20,8 +20,15 @@ from gateway.ledger.kinds import LedgerEntry
 from gateway.ledger.log import Ledger
 from gateway.ledger.record import recording
 from gateway.minimise.egress import SubjectRecord
+from gateway.store.event_wire import RenderedEvent, render_events
 from gateway.store.protocols import Store
-from gateway.store.records import ConnectorRecord, Instruction, NewEvent, new_event_id
+from gateway.store.records import (
+    ConnectorRecord,
+    Instruction,
+    NewEvent,
+    SubjectState,
+    new_event_id,
+)
 from gateway.sync.changes import PageChanges, by_subject_id, detect_changes
 
 
@@ -48,6 +55,122 @@ class Committed:
         return self.changes.events
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A batch compared and made ready to write (`prepare_batch`), holding no lock: the
+    work that needs no writer (reading what was stored of its people, change detection,
+    the events' rows, the inbound entry) done before the writer is taken."""
+
+    store: Store
+    record: ConnectorRecord
+    instruction: Instruction
+    mapping_digest: str
+    fields: Mapping[str, str]
+    batch: Batch
+    now: datetime
+    run_id: str
+    latest: dict[str, SubjectRecord]
+    event_id_base: str
+    changes: PageChanges = field(init=False)
+    rows: list[RenderedEvent] = field(init=False)
+    entry: LedgerEntry = field(init=False)
+
+    def inbound(self, subject_ids: Iterable[str]) -> LedgerEntry:
+        """The batch's inbound entry, naming `subject_ids`."""
+        b = self.batch
+        return entries.inbound(
+            time=self.now, tenant=self.record.tenant, connector=self.record.id,
+            instruction_id=self.instruction.id, mapping_digest=self.mapping_digest,
+            subject_ids=subject_ids, fields=self.fields, records=b.fetched,
+            quarantined=b.quarantined, dropped=b.dropped, run_id=self.run_id,
+        )  # fmt: skip
+
+    def compared(self, known: Mapping[str, SubjectState]) -> PageChanges:
+        """The batch compared with `known`, with the same event ids every time."""
+        return detect_changes(
+            self.latest, known, event_id_base=self.event_id_base, occurred_at=self.now,
+            source=self.record.id, instruction_id=self.instruction.id,
+        )  # fmt: skip
+
+
+def prepare_batch(
+    store: Store,
+    *,
+    record: ConnectorRecord,
+    instruction: Instruction,
+    mapping_digest: str,
+    fields: Mapping[str, str],
+    batch: Batch,
+    now: datetime,
+    run_id: str,
+) -> Prepared:
+    """Compare the batch with what the store holds of its people and build what
+    `write_batch` writes. Reads only, outside any transaction: a caller may prepare the
+    next batch while the one before is being written (see `write_batch`'s `stale`)."""
+    latest = by_subject_id(batch.subjects)
+    known = store.subject_states(record.tenant, record.id, list(latest))
+    # One unique event id base per batch, numbered within it.
+    prepared = Prepared(
+        store, record, instruction, mapping_digest, fields, batch, now, run_id, latest,
+        new_event_id(),
+    )  # fmt: skip
+    # Made before the write lock is taken (the events' wire bytes; 1,000 ids validated
+    # and sorted), and made again inside only in the rare batch that needs it.
+    prepared.changes = prepared.compared(known)
+    prepared.rows = render_events(prepared.changes.events)
+    prepared.entry = prepared.inbound(latest)
+    return prepared
+
+
+def write_batch(
+    ledger: Ledger,
+    prepared: Prepared,
+    *,
+    check: Callable[[], None],
+    inside: Callable[[Committed], None] | None = None,
+    stale: Collection[str] = (),
+    sweep: bool = True,
+) -> Committed:
+    """Write a prepared batch's changes, events and inbound entry in one transaction.
+
+    `check` runs inside the transaction, after the tenant's lock is taken, and raises to
+    refuse (a revoked instruction, a paused connector): then nothing is written. `inside`
+    runs after the writes, in the same transaction. `stale`: people whose stored state may
+    have changed since the batch was prepared (they were in a batch written meanwhile);
+    if the batch holds any, it is compared again inside the transaction, where the writes
+    before it are visible, so nobody's event is written twice or missed."""
+    store = prepared.store
+    tenant, connector = prepared.record.tenant, prepared.record.id
+    latest = prepared.latest
+    changes, rows = prepared.changes, prepared.rows
+    written: list[LedgerEntry] = [prepared.entry]  # appended when the block ends
+    with recording(store, ledger, written):
+        # The tenant's lock first (held to COMMIT), then who is suppressed: an erasure
+        # takes the same lock, so a batch compared before it cannot bring the person back
+        # after it.
+        with store.ledger.writing(tenant):
+            pass
+        check()
+        if stale and not latest.keys().isdisjoint(stale):
+            changes = prepared.compared(store.subject_states(tenant, connector, list(latest)))
+            rows = render_events(changes.events)
+        suppressed = frozenset(store.suppressed(tenant, list(latest)))
+        if suppressed:
+            changes = changes.without(suppressed)
+            rows = [r for r in rows if r.event.subject_id not in suppressed]
+            written[:] = [prepared.inbound(k for k in latest if k not in suppressed)]
+        store.write_subjects(tenant, connector, prepared.run_id, changes.writes)
+        if sweep:
+            # Suppressed people are still at the source: seen, so that a full sync's
+            # sweep does not take them for leavers.
+            store.mark_seen(tenant, connector, prepared.run_id, [*changes.unchanged, *suppressed])
+        store.append_events(tenant, rows)
+        done = Committed(changes, suppressed)
+        if inside is not None:
+            inside(done)
+    return done
+
+
 def commit_batch(
     store: Store,
     ledger: Ledger,
@@ -61,53 +184,12 @@ def commit_batch(
     run_id: str,
     check: Callable[[], None],
     inside: Callable[[Committed], None] | None = None,
+    sweep: bool = True,
 ) -> Committed:
-    """Compare, then write the batch's changes, events and inbound entry in one transaction.
-
-    `check` runs inside the transaction, after the tenant's lock is taken, and raises to
-    refuse (a revoked instruction, a paused connector): then nothing is written. `inside`
-    runs after the writes, in the same transaction."""
-    tenant, connector = record.tenant, record.id
-    latest = by_subject_id(batch.subjects)
-    known = store.subject_states(tenant, connector, list(latest))
-    changes = detect_changes(
-        latest,
-        known,
-        event_id_base=new_event_id(),  # one unique base per batch, numbered within it
-        occurred_at=now,
-        source=connector,
-        instruction_id=instruction.id,
-    )
-
-    def inbound(subject_ids: Iterable[str]) -> LedgerEntry:
-        return entries.inbound(
-            time=now, tenant=tenant, connector=connector, instruction_id=instruction.id,
-            mapping_digest=mapping_digest, subject_ids=subject_ids, fields=fields,
-            records=batch.fetched, quarantined=batch.quarantined, dropped=batch.dropped,
-            run_id=run_id,
-        )  # fmt: skip
-
-    # Built before the write lock is taken (1,000 ids validated and sorted); built again
-    # inside only in the rare batch that holds a suppressed person.
-    written: list[LedgerEntry] = [inbound(latest)]  # appended when the block ends
-    with recording(store, ledger, written):
-        # The tenant's lock first (held to COMMIT), then who is suppressed: an erasure
-        # takes the same lock, so a batch compared before it cannot bring the person back
-        # after it.
-        with store.ledger.writing(tenant):
-            pass
-        check()
-        suppressed = frozenset(store.suppressed(tenant, list(latest)))
-        if suppressed:
-            changes = changes.without(suppressed)
-            latest = {k: v for k, v in latest.items() if k not in suppressed}
-            written[:] = [inbound(latest)]
-        store.write_subjects(tenant, connector, run_id, changes.writes)
-        # Suppressed people are still at the source: seen, so that a full sync's sweep
-        # does not take them for leavers.
-        store.mark_seen(tenant, connector, run_id, [*changes.unchanged, *suppressed])
-        store.append_events(tenant, changes.events)
-        done = Committed(changes, suppressed)
-        if inside is not None:
-            inside(done)
-    return done
+    """Compare, then write the batch's changes, events and inbound entry in one transaction
+    (`prepare_batch`, then `write_batch`)."""
+    prepared = prepare_batch(
+        store, record=record, instruction=instruction, mapping_digest=mapping_digest,
+        fields=fields, batch=batch, now=now, run_id=run_id,
+    )  # fmt: skip
+    return write_batch(ledger, prepared, check=check, inside=inside, sweep=sweep)

@@ -32,14 +32,16 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 from connectors.base import (
+    Connector,
     ConnectorConfig,
     ConnectorError,
+    ConnectorStats,
     MinimisedPage,
     PageRequest,
     RetryPolicy,
@@ -70,9 +72,10 @@ from gateway.store.records import (
     new_event_id,
 )
 from gateway.sync.changes import content_digest
-from gateway.sync.commit import Batch, Committed, commit_batch
+from gateway.sync.commit import Batch, Committed, Prepared, prepare_batch, write_batch
 from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
 from gateway.sync.revocation import Revocations
+from gateway.sync.source_process import SourceWorkers
 from gateway.tenancy import connector_credentials, credentials_keeper, subject_key
 
 log = logging.getLogger("sluis.sync")
@@ -142,6 +145,41 @@ def replica_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class _Source(Protocol):
+    """A run's connector as the page loop uses it: in this process (`_InProcess`) or in a
+    source worker (`gateway.sync.source_process.RemoteConnector`)."""
+
+    @property
+    def stats(self) -> ConnectorStats: ...
+    @property
+    def records_seen(self) -> int: ...
+    @property
+    def unseen_source_fields(self) -> list[str]: ...
+    async def fetch_page(self, request: PageRequest) -> MinimisedPage: ...
+
+
+class _InProcess:
+    """A connector in this process, with the projector it minimises through."""
+
+    def __init__(self, connector: Connector, projector: Projector) -> None:
+        self.connector, self.projector = connector, projector
+
+    @property
+    def stats(self) -> ConnectorStats:
+        return self.connector.stats
+
+    @property
+    def records_seen(self) -> int:
+        return self.projector.records_seen
+
+    @property
+    def unseen_source_fields(self) -> list[str]:
+        return self.projector.unseen_source_fields
+
+    async def fetch_page(self, request: PageRequest) -> MinimisedPage:
+        return await self.connector.fetch_page(request)
+
+
 class RunTakenOver(Exception):
     """The run's lease ran out and another process carries it on (or it was stopped)."""
 
@@ -164,8 +202,12 @@ class SyncEngine:
         replica: str | None = None,
         lease_seconds: float = LEASE_SECONDS,
         commit_records: int = COMMIT_RECORDS,
+        source_workers: SourceWorkers | None = None,
     ) -> None:
         self.store = store
+        #: Where connectors run: worker processes (`gateway.sync.source_process`), or this
+        #: process when None.
+        self.source_workers = source_workers
         #: The most subjects one transaction of a page's commit carries (`_commit_page`).
         self.commit_records = commit_records
         #: This process as the owner of the runs it runs.
@@ -380,9 +422,7 @@ class SyncEngine:
 
     async def _pages(self, state: _RunState) -> tuple[RunStatus, str | None]:
         run, record = state.run, state.record
-        kind = connector_type(record.type)
         tenant = await asyncio.to_thread(self.store.get_tenant, run.tenant)
-        projector = Projector(state.mapping, subject_key(self.box, tenant))
         config = ConnectorConfig(
             type=record.type,
             base_url=record.base_url,
@@ -392,72 +432,102 @@ class SyncEngine:
         mode = SyncMode(run.mode)
         cursor = self._open_cursor(run)
         pages = run.pages
-        async with source_session(
-            record.base_url, allow_private=self.allow_private_sources
-        ) as session:
-            connector = kind.connector(
-                config, projector, session, retry=self.retry,
-                before_attempt=lambda: self._check_instruction(state),
-                keep_credentials=credentials_keeper(self.store, self.box, run.tenant, record.id),
-            )  # fmt: skip
-
-            # A page commits in a worker thread while the next one is fetched: the store's
-            # work and the source's answer overlap instead of adding up. Commits stay in
-            # page order (each waits for the one before), and every commit checks the
-            # instruction and the connector again inside its transaction, so a page
-            # fetched while a revocation, pause or new mapping landed is never committed.
-            committing: asyncio.Future[None] | None = None
-            fetching: asyncio.Future[MinimisedPage] | None = None
-            unchanged = False
-            try:
-                while True:
-                    # Checked before every fetch: a revocation stops the run before the
-                    # next request goes out.
-                    if state.lease_lost:
-                        raise RunTakenOver(run.id)
-                    await asyncio.to_thread(self._still_configured, state)
-                    await asyncio.to_thread(self._still_authorised, state)
-                    fetching = asyncio.ensure_future(
-                        self.revocations.watch(
-                            state.instruction.id,
-                            connector.fetch_page(PageRequest(mode, cursor, run.since)),
-                            check=lambda: self._check_instruction(state),
-                            poll=self.revocation_poll,
+        source: _Source | None = None
+        try:
+            async with self._source(state, config, subject_key(self.box, tenant)) as source:
+                # A page commits in worker threads while the next one is fetched: the
+                # store's work and the source's answer overlap instead of adding up.
+                # Commits stay in page order (each waits for the one before), and every
+                # commit checks the instruction and the connector again inside its
+                # transaction, so a page fetched while a revocation, pause or new mapping
+                # landed is never committed.
+                committing: asyncio.Future[None] | None = None
+                fetching: asyncio.Future[MinimisedPage] | None = None
+                unchanged = False
+                try:
+                    while True:
+                        # Checked before every fetch: a revocation stops the run before the
+                        # next request goes out.
+                        if state.lease_lost:
+                            raise RunTakenOver(run.id)
+                        await asyncio.to_thread(self._still_configured, state)
+                        await asyncio.to_thread(self._still_authorised, state)
+                        fetching = asyncio.ensure_future(
+                            self.revocations.watch(
+                                state.instruction.id,
+                                source.fetch_page(PageRequest(mode, cursor, run.since)),
+                                check=lambda: self._check_instruction(state),
+                                poll=self.revocation_poll,
+                            )
                         )
-                    )
-                    if committing is not None:
-                        await committing
-                        committing = None
-                        pages += 1
-                        await self._page_done(run.id, pages)
-                    page = await fetching
-                    unchanged = page.unchanged
-                    committing = asyncio.ensure_future(
-                        asyncio.to_thread(self._commit_page, state, page)
-                    )
-                    if page.last:
-                        break
-                    cursor = page.next_cursor
-                await committing
-                committing = None
-                pages += 1
-                await self._page_done(run.id, pages)
-            finally:
-                if fetching is not None and not fetching.done():
-                    fetching.cancel()  # the page after one that failed, or a stop
-                    await asyncio.wait([fetching])
-                if committing is not None and not committing.done():
-                    # A worker thread cannot be stopped: let the commit it is making end
-                    # before the run is finished (or left to resume).
-                    await asyncio.wait([committing])
-                await connector.aclose()
-                stats = connector.stats
+                        if committing is not None:
+                            await committing
+                            committing = None
+                            pages += 1
+                            await self._page_done(run.id, pages)
+                        page = await fetching
+                        unchanged = page.unchanged
+                        committing = asyncio.ensure_future(self._commit_page(state, page))
+                        if page.last:
+                            break
+                        cursor = page.next_cursor
+                    await committing
+                    committing = None
+                    pages += 1
+                    await self._page_done(run.id, pages)
+                finally:
+                    if fetching is not None and not fetching.done():
+                        fetching.cancel()  # the page after one that failed, or a stop
+                        await asyncio.wait([fetching])
+                    if committing is not None and not committing.done():
+                        # A worker thread cannot be stopped: let the commit it is making
+                        # end before the run is finished (or left to resume).
+                        await asyncio.wait([committing])
+        finally:
+            if source is not None:
+                stats = source.stats
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
-        self._note_unseen_fields(state, projector)
+        self._note_unseen_fields(state, source)
         if mode is SyncMode.FULL and not unchanged:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
+
+    @contextlib.asynccontextmanager
+    async def _source(
+        self, state: _RunState, config: ConnectorConfig, key: bytes
+    ) -> AsyncIterator[_Source]:
+        """The run's connector: in a source worker process when the engine has them
+        (`source_workers`), else in this one. Closed (`aclose`) when the block ends."""
+        record = state.record
+
+        def before_attempt() -> Awaitable[None]:
+            return self._check_instruction(state)
+
+        keep = credentials_keeper(self.store, self.box, state.run.tenant, record.id)
+        if self.source_workers is not None:
+            remote = await self.source_workers.open(
+                config, record.mapping_text, key, retry=self.retry,
+                allow_private=self.allow_private_sources, before_attempt=before_attempt,
+                keep_credentials=keep,
+            )  # fmt: skip
+            try:
+                yield remote
+            finally:
+                await remote.aclose()
+            return
+        projector = Projector(state.mapping, key)
+        async with source_session(
+            record.base_url, allow_private=self.allow_private_sources
+        ) as session:
+            connector = connector_type(record.type).connector(
+                config, projector, session, retry=self.retry,
+                before_attempt=before_attempt, keep_credentials=keep,
+            )  # fmt: skip
+            try:
+                yield _InProcess(connector, projector)
+            finally:
+                await connector.aclose()
 
     async def _page_done(self, run_id: str, pages: int) -> None:
         if self.after_page is not None:
@@ -483,13 +553,13 @@ class SyncEngine:
                 state.instruction.id,
             )
 
-    def _note_unseen_fields(self, state: _RunState, projector: Projector) -> None:
+    def _note_unseen_fields(self, state: _RunState, source: _Source) -> None:
         """Mapped source fields that no fetched record held: most likely a typo in the
         mapping, which would leave an egress field empty for everyone without a word.
         Counted in the run (`unseen_source_fields`), named in the log, and a gauge."""
-        if not projector.records_seen:
+        if not source.records_seen:
             return
-        unseen = projector.unseen_source_fields
+        unseen = source.unseen_source_fields
         run = state.run
         state.counts["unseen_source_fields"] = len(unseen)
         self.metrics.mapping_fields_unseen.labels(run.tenant, run.connector).set(len(unseen))
@@ -516,7 +586,7 @@ class SyncEngine:
         if self.revocations.is_revoked(state.instruction.id):
             raise self.revocations.refusal(state.instruction.id)
 
-    def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
+    async def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
         """The page through the one commit path (`gateway.sync.commit`), in transactions
         of at most `commit_records` subjects; the last one also writes the run's cursor,
         counts and lease.
@@ -528,6 +598,12 @@ class SyncEngine:
         from the page's start: the chunks already written compare as unchanged, so no
         event is written twice (the ledger then truthfully shows those records received
         twice).
+
+        Why two threads: a chunk is prepared (`_prepare`: read what was stored of its
+        people, compare, render its events and inbound entry) while the chunk before it is
+        written (`_write`), so the writer's transaction holds only the writes. A chunk
+        prepared while the one before was being written is handed that one's people as
+        `stale`: the rare person in both is compared again inside the transaction.
         """
         run = state.run
         now = self.clock()
@@ -541,10 +617,6 @@ class SyncEngine:
         changed: Counter[str] = Counter()
         suppressed = 0
         events: list[NewEvent] = []
-
-        def check() -> None:
-            self._still_configured(state)
-            self._still_authorised(state)
 
         def save_progress(done: Committed) -> None:
             # The run's figures with this page in them; they become the run's only once
@@ -574,30 +646,81 @@ class SyncEngine:
             if not self.store.renew_lease(run.id, self.replica, now + self.lease):
                 raise LeaseLost("the run was taken over before this page was committed")
 
+        def written(done: Committed) -> None:
+            nonlocal suppressed
+            events.extend(done.events)
+            changed.update(done.changes.counts)
+            suppressed += len(done.suppressed)
+
+        steps: list[tuple[Batch, Callable[[Committed], None]]] = []
         sent = 0
         for n, chunk in enumerate(chunks, 1):
-            last = n == len(chunks)
             # What the door counted (quarantined, dropped) rides on the last chunk, which
             # also writes the run's progress; the others are only fenced.
-            batch = (
-                Batch(chunk, page.fetched - sent, len(page.rejected), page.dropped)
-                if last
-                else Batch(chunk, len(chunk), 0, {})
-            )
-            done = commit_batch(
-                self.store, self.ledger(run.tenant), record=state.record,
-                instruction=state.instruction, mapping_digest=state.mapping.digest,
-                fields=state.mapping.categories, batch=batch, now=now, run_id=run.id,
-                check=check, inside=save_progress if last else fence,
-            )  # fmt: skip
+            if n == len(chunks):
+                last = Batch(chunk, page.fetched - sent, len(page.rejected), page.dropped)
+                steps.append((last, save_progress))
+            else:
+                steps.append((Batch(chunk, len(chunk), 0, {}), fence))
             sent += len(chunk)
-            events.extend(done.events)
-            if not last:
-                changed.update(done.changes.counts)
-                suppressed += len(done.suppressed)
+        await self._write_in_turn(state, now, steps, written)
         state.counts, state.watermark = progress["counts"], progress["watermark"]
         merge_dropped(state.dropped, page.dropped)
         self._count_page(state.record.type, page, dropped_total, events)
+
+    async def _write_in_turn(
+        self,
+        state: _RunState,
+        now: datetime,
+        steps: Sequence[tuple[Batch, Callable[[Committed], None]]],
+        written: Callable[[Committed], None],
+    ) -> None:
+        """Each batch prepared, then written with its `inside` step, in order; a batch is
+        prepared while the one before it is written, and `written` hears of each write
+        before the next one starts."""
+        writing: asyncio.Future[Committed] | None = None
+        in_flight: Collection[str] = ()
+        try:
+            for batch, inside in steps:
+                prepared = await asyncio.to_thread(self._prepare, state, batch, now)
+                stale = in_flight
+                if writing is not None:
+                    written(await writing)
+                writing = asyncio.ensure_future(
+                    asyncio.to_thread(self._write, state, prepared, inside, stale)
+                )
+                in_flight = prepared.latest.keys()
+            if writing is not None:
+                written(await writing)
+        finally:
+            if writing is not None and not writing.done():
+                # A worker thread cannot be stopped: let the write it is making end first.
+                await asyncio.wait([writing])
+
+    def _prepare(self, state: _RunState, batch: Batch, now: datetime) -> Prepared:
+        """One chunk compared and rendered (`prepare_batch`); runs in a worker thread."""
+        return prepare_batch(
+            self.store, record=state.record, instruction=state.instruction,
+            mapping_digest=state.mapping.digest, fields=state.mapping.categories,
+            batch=batch, now=now, run_id=state.run.id,
+        )  # fmt: skip
+
+    def _write(
+        self,
+        state: _RunState,
+        prepared: Prepared,
+        inside: Callable[[Committed], None],
+        stale: Collection[str],
+    ) -> Committed:
+        """One prepared chunk written in its transaction (`write_batch`), with the
+        instruction and the connector checked again inside it; runs in a worker thread."""
+
+        def check() -> None:
+            self._still_configured(state)
+            self._still_authorised(state)
+
+        ledger = self.ledger(state.run.tenant)
+        return write_batch(ledger, prepared, check=check, inside=inside, stale=stale)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
         run, store = state.run, self.store

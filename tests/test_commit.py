@@ -1,0 +1,95 @@
+"""The commit path's two halves (`gateway.sync.commit`): a batch prepared while the one
+before it is still being written, on a real SQLite store.
+
+The engine prepares a page's next transaction (reads, compares, renders) while the one
+before it writes. A person in both would be compared against what was stored before the
+first wrote them; `stale` makes the second compare again inside its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.minimise.egress import SubjectRecord
+from gateway.runtime.config import Settings
+from gateway.runtime.services import Services
+from gateway.sync.commit import Batch, Prepared, prepare_batch, write_batch
+from gateway.sync.instructions import grant
+from gateway.tenancy import create_connector, create_tenant
+from mappings import bundled_mapping
+from tests.principals import system
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _person(n: int, title: str = "Docent") -> SubjectRecord:
+    return {
+        "subject_id": f"{n:032x}", "first_name": f"Voornaam{n}", "last_name": "Jansen",
+        "email": f"p{n}@school.nl", "job_title": title, "active": True,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    services = Services.open(Settings(data_dir=tmp_path, admin_token="c" * 32, scheduler=False))
+    by = system(services, "acme")
+    create_tenant(services.store, services.box, "acme", "Acme BV", NOW, by=by)
+    create_connector(
+        services.store, services.box, tenant="acme", by=by, connector_id="afas",
+        type_name="afas", base_url="https://afas.example.nl/profitrestservices",
+        credentials={"token": "t"}, mapping_text=bundled_mapping("afas").read_text(), now=NOW,
+    )  # fmt: skip
+    grant(services.store, by=by, connector="afas", purpose="accounts", now=NOW)
+    yield services
+    services.close()
+
+
+def _prepare(services: Services, people: list[SubjectRecord]) -> Prepared:
+    store = services.store
+    record = store.get_connector("acme", "afas")
+    instruction = store.list_instructions("acme", "afas")[0]
+    return prepare_batch(
+        store, record=record, instruction=instruction, mapping_digest=record.mapping_digest,
+        fields={"email": "user.contact.email"}, batch=Batch(people, len(people), 0, {}), now=NOW,
+        run_id="run_1",
+    )  # fmt: skip
+
+
+def _write(services: Services, prepared: Prepared, stale: Any = ()) -> None:
+    write_batch(services.ledger("acme"), prepared, check=lambda: None, stale=stale)
+
+
+@pytest.mark.parametrize("title", ["Docent", "Teamleider"], ids=["same", "changed"])
+def test_a_person_in_two_batches_prepared_together_gets_one_event_per_change(
+    services: Services, title: str
+) -> None:
+    first = _prepare(services, [_person(1), _person(2)])
+    # Prepared before the first is written: person 2 looks new to both.
+    second = _prepare(services, [_person(2, title), _person(3)])
+    assert [w.subject_id for w in second.changes.writes] == [f"{2:032x}", f"{3:032x}"]
+    _write(services, first)
+    _write(services, second, stale=first.latest.keys())
+    events = services.store.events_after("acme", 0, 100)
+    by_person = [e.subject_id for e in events]
+    if title == "Docent":  # the same record twice: one event, not two
+        assert by_person == [f"{1:032x}", f"{2:032x}", f"{3:032x}"]
+    else:  # changed in between: an event for each version
+        assert by_person == [f"{1:032x}", f"{2:032x}", f"{2:032x}", f"{3:032x}"]
+        assert events[2].data is not None and events[2].data["job_title"] == "Teamleider"
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+def test_without_stale_the_second_batch_would_repeat_the_person(services: Services) -> None:
+    """What `stale` is for: the same two batches without it write person 2's event twice
+    (this is the behaviour the engine must never have)."""
+    first = _prepare(services, [_person(1), _person(2)])
+    second = _prepare(services, [_person(2), _person(3)])
+    _write(services, first)
+    _write(services, second)
+    events = services.store.events_after("acme", 0, 100)
+    assert [e.subject_id for e in events].count(f"{2:032x}") == 2
