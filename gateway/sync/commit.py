@@ -61,12 +61,15 @@ def commit_batch(
     run_id: str,
     check: Callable[[], None],
     inside: Callable[[Committed], None] | None = None,
+    sweep: bool = True,
 ) -> Committed:
     """Compare, then write the batch's changes, events and inbound entry in one transaction.
 
     `check` runs inside the transaction, after the tenant's lock is taken, and raises to
     refuse (a revoked instruction, a paused connector): then nothing is written. `inside`
-    runs after the writes, in the same transaction."""
+    runs after the writes, in the same transaction. `sweep=False` for a caller whose run
+    never looks for leavers (a pushed SCIM write): the unchanged are not marked seen, as
+    nothing would read or end that run's seen log."""
     tenant, connector = record.tenant, record.id
     latest = by_subject_id(batch.subjects)
     known = store.subject_states(tenant, connector, list(latest))
@@ -105,7 +108,8 @@ def commit_batch(
         store.write_subjects(tenant, connector, run_id, changes.writes)
         # Suppressed people are still at the source: seen, so that a full sync's sweep
         # does not take them for leavers.
-        store.mark_seen(tenant, connector, run_id, [*changes.unchanged, *suppressed])
+        if sweep:
+            store.mark_seen(tenant, connector, run_id, [*changes.unchanged, *suppressed])
         store.append_events(tenant, changes.events)
         done = Committed(changes, suppressed)
         if inside is not None:
