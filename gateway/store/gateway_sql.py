@@ -1041,17 +1041,18 @@ def _run_mark(run_id: str) -> int:
 
 #: A run's sweep: present subjects the run neither wrote (`seen` is its mark) nor found
 #: unchanged (its `run_seen` log, expanded from JSON in SQL), in id order. Params: tenant,
-#: connector, the run's mark, the run, tenant, connector. SQLite runs `NOT IN` over an
-#: uncorrelated subquery once, into a temporary index; a correlated `NOT EXISTS` would
-#: expand the log again for every subject (it has no hash join). PostgreSQL plans
-#: `NOT EXISTS` as a hash anti join, which spills to disk past `work_mem`; its `NOT IN`
-#: falls back to a scan of the whole list per subject when the list outgrows `work_mem`.
+#: connector, the run's mark, the run, tenant, connector. SQLite: `EXCEPT` fills a
+#: temporary B-tree from the subjects (already in id order) and takes the log's ids out,
+#: 3x faster than `NOT IN` over the log at 100,000 (whose index is built in random
+#: order); a correlated `NOT EXISTS` would expand the log again for every subject (no hash
+#: join). PostgreSQL: `NOT EXISTS` is planned as an anti join, which spills to disk past
+#: `work_mem`; `NOT IN` hashes its list only when it fits there, and otherwise scans the
+#: whole list for every subject (500,000 of them).
 _UNSEEN: Final[dict[Dialect, str]] = {
     "sqlite": (
         "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ? AND present = 1"
-        " AND seen != ? AND subject_id NOT IN (SELECT j.value FROM run_seen r,"
-        " json_each(r.ids) j WHERE r.run = ? AND r.tenant = ? AND r.connector = ?)"
-        " ORDER BY subject_id"
+        " AND seen != ? EXCEPT SELECT j.value FROM run_seen r, json_each(r.ids) j"
+        " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? ORDER BY subject_id"
     ),
     "postgres": (
         "SELECT s.subject_id FROM subjects s WHERE s.tenant = ? AND s.connector = ?"
