@@ -1041,11 +1041,11 @@ def _run_mark(run_id: str) -> int:
 
 #: A run's sweep: present subjects the run neither wrote (`seen` is its mark) nor found
 #: unchanged (its `run_seen` log, expanded from JSON in SQL), in id order. Params: tenant,
-#: connector, the run's mark, the run, tenant, connector. SQLite: `EXCEPT` fills a
-#: temporary B-tree from the subjects (already in id order) and takes the log's ids out,
-#: 3x faster than `NOT IN` over the log at 100,000 (whose index is built in random
-#: order); a correlated `NOT EXISTS` would expand the log again for every subject (no hash
-#: join). PostgreSQL: `NOT EXISTS` is planned as an anti join, which spills to disk past
+#: connector, the run's mark, the run, tenant, connector. SQLite plans `EXCEPT` as a
+#: merge of the subjects (read in id order from the key) with the log's ids sorted in a
+#: temporary B-tree: 3x faster than `NOT IN`, which probes an index of the log once per
+#: subject; a correlated `NOT EXISTS` would expand the log again for every subject (no
+#: hash join). PostgreSQL: `NOT EXISTS` is planned as an anti join, which spills to disk past
 #: `work_mem`; `NOT IN` hashes its list only when it fits there, and otherwise scans the
 #: whole list for every subject (500,000 of them).
 _UNSEEN: Final[dict[Dialect, str]] = {
