@@ -13,7 +13,8 @@ migration that adds a table cannot make the copy lose it silently. Columns come 
 catalogues of both sides and must match by name; values go through the `Database` seam
 (times as each engine binds them, BLOB to bytea as bytes). `sync_runs.rowid` is an
 identity column on PostgreSQL: runs are inserted in SQLite's rowid order and numbered by
-it, so the queries that break ties between runs by rowid agree on both engines.
+it, so the queries that break ties between runs by rowid agree on both engines
+(`run_seen.rowid` likewise, so a running run's seen log keeps its order).
 
 This module only moves rows; whether the copy's ledger verifies is the caller's question
 (the store never interprets what it holds).
@@ -44,6 +45,8 @@ TABLES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("instructions", ("id",)),
     # The insertion order SQLite kept: PostgreSQL's identity numbers the runs in it.
     ("sync_runs", ("rowid",)),
+    # A running run's seen log (appended in rowid order; renumbered in it, like the runs).
+    ("run_seen", ("rowid",)),
     ("subjects", ("tenant", "connector", "subject_id")),
     ("events", ("tenant", "seq")),
     ("consumers", ("id",)),

@@ -21,7 +21,7 @@ from typing import Any, Final, cast
 import orjson
 
 from gateway.store.accounts_sql import SqlAccountStore
-from gateway.store.database import Database, time_text
+from gateway.store.database import Database, Dialect, time_text
 from gateway.store.database import need_time as _need
 from gateway.store.database import read_time as _dt
 from gateway.store.destinations_sql import SqlDestinations
@@ -351,13 +351,17 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         *,
         owner: str | None = None,
     ) -> None:
-        self._fenced(
-            "UPDATE sync_runs SET status = ?, finished_at = ?, counts = ?, error = ?,"
-            " lease_until = NULL WHERE id = ?",
-            (status, self._t(at), _json(dict(counts)), error, run_id),
-            owner,
-            running=False,
-        )
+        with self._db.transaction():
+            self._fenced(
+                "UPDATE sync_runs SET status = ?, finished_at = ?, counts = ?, error = ?,"
+                " lease_until = NULL WHERE id = ?",
+                (status, self._t(at), _json(dict(counts)), error, run_id),
+                owner,
+                running=False,
+            )
+            # Its seen log served the sweep, which is over: keyed ids are not kept longer
+            # than they are used. Not when the fence failed: the owner still needs it.
+            self._write("DELETE FROM run_seen WHERE run = ?", (run_id,))
 
     def _fenced(
         self, sql: str, params: tuple[object, ...], owner: str | None, *, running: bool = True
@@ -435,15 +439,14 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def mark_seen(
         self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
     ) -> None:
-        seen = _run_mark(run_id)
-        with self._db.transaction():
-            for start in range(0, len(subject_ids), _IDS_PER_STATEMENT):
-                match, ids = self._db.one_of(subject_ids[start : start + _IDS_PER_STATEMENT])
-                self._db.execute(
-                    "UPDATE subjects SET seen = ? WHERE tenant = ? AND connector = ?"
-                    f" AND subject_id {match}",
-                    (seen, tenant, connector_id, *ids),
-                )
+        # One appended row, not one update per person: an update of `subjects.seen` dirtied
+        # a random page of the table for each (keyed ids are spread over its B-tree).
+        if not subject_ids:
+            return
+        self._write(
+            "INSERT INTO run_seen (tenant, connector, run, ids) VALUES (?, ?, ?, ?)",
+            (tenant, connector_id, run_id, orjson.dumps(list(subject_ids)).decode()),
+        )
 
     def count_present(self, tenant: str, connector_id: str) -> int:
         rows = self._all(
@@ -453,10 +456,11 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         return int(rows[0][0])
 
     def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]:
+        # The database builds the set of ids the log holds (a connector of 500,000 needs
+        # no such set in Python), each engine in the way it does well (`_UNSEEN`).
         rows = self._all(
-            "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ?"
-            " AND present = 1 AND seen != ? ORDER BY subject_id",
-            (tenant, connector_id, _run_mark(run_id)),
+            _UNSEEN[self._db.dialect],
+            (tenant, connector_id, _run_mark(run_id), run_id, tenant, connector_id),
         )
         return iter([r[0] for r in rows])
 
@@ -862,6 +866,10 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                 " sealed_credentials = ? WHERE tenant = ? AND id = ?",
                 (self._t(at), subjects, b"", tenant, connector_id),
             )
+            # Nor are its runs' seen logs (keyed ids): none outlives the connector.
+            self._db.execute(
+                "DELETE FROM run_seen WHERE tenant = ? AND connector = ?", (tenant, connector_id)
+            )
 
     def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:
         rows = self._all(
@@ -884,6 +892,11 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                 "UPDATE sync_runs SET status = 'stopped', finished_at = ?, error = ?"
                 " WHERE tenant = ? AND connector = ? AND status = 'running'",
                 (self._t(at), error, tenant, connector_id),
+            )
+            # A stopped run commits nothing more (its writes are fenced on `running`), so
+            # its seen log is of no more use; no other run of the connector has one.
+            self._db.execute(
+                "DELETE FROM run_seen WHERE tenant = ? AND connector = ?", (tenant, connector_id)
             )
         return [r[0] for r in rows]
 
@@ -988,7 +1001,7 @@ _TENANT_TABLES: Final = (
     "destination_dead_letters", "destinations",
     "erasure_receipts", "dsr_requests", "suppressions", "event_heads", "events", "subjects",
     "retention_policies",
-    "sync_runs", "instructions", "checkpoint_pushes", "consumers", "tenant_oidc",
+    "run_seen", "sync_runs", "instructions", "checkpoint_pushes", "consumers", "tenant_oidc",
     "oidc_pending", "connectors",
 )  # fmt: skip
 
@@ -1020,6 +1033,31 @@ _FEED_PAGE: Final = "WHERE tenant = ? AND seq > ? ORDER BY seq LIMIT ?"
 def _run_mark(run_id: str) -> int:
     """A run id as a 63-bit number: the `seen` mark is 8 bytes a row instead of 36."""
     return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big") >> 1
+
+
+#: A run's sweep: present subjects the run neither wrote (`seen` is its mark) nor found
+#: unchanged (its `run_seen` log, expanded from JSON in SQL), in id order. Params: tenant,
+#: connector, the run's mark, the run, tenant, connector. SQLite plans `EXCEPT` as a
+#: merge of the subjects (read in id order from the key) with the log's ids sorted in a
+#: temporary B-tree: 3x faster than `NOT IN`, which probes an index of the log once per
+#: subject; a correlated `NOT EXISTS` would expand the log again for every subject (no
+#: hash join). PostgreSQL: `NOT EXISTS` is planned as an anti join, which spills to disk past
+#: `work_mem`; `NOT IN` hashes its list only when it fits there, and otherwise scans the
+#: whole list for every subject (500,000 of them).
+_UNSEEN: Final[dict[Dialect, str]] = {
+    "sqlite": (
+        "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ? AND present = 1"
+        " AND seen != ? EXCEPT SELECT j.value FROM run_seen r, json_each(r.ids) j"
+        " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? ORDER BY subject_id"
+    ),
+    "postgres": (
+        "SELECT s.subject_id FROM subjects s WHERE s.tenant = ? AND s.connector = ?"
+        " AND s.present = 1 AND s.seen != ? AND NOT EXISTS (SELECT 1 FROM run_seen r"
+        " CROSS JOIN LATERAL json_array_elements_text(CAST(r.ids AS json)) AS j(id)"
+        " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? AND j.id = s.subject_id)"
+        " ORDER BY s.subject_id"
+    ),
+}
 
 
 _EVENT_COLUMNS: Final = (

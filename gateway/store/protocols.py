@@ -415,7 +415,9 @@ class Store(Protocol):
     ) -> None:
         """End a run. With `owner`: only if that process still owns it, else `LeaseLost`
         (another process carries it on). A run an admin stopped keeps its owner, who may
-        still record how it ended."""
+        still record how it ended. The run's seen log (`mark_seen`) is deleted in the same
+        transaction, whatever the status: keyed ids are kept no longer than the sweep that
+        needs them (not when `LeaseLost`: the new owner's sweep still does)."""
         ...
 
     def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
@@ -444,9 +446,22 @@ class Store(Protocol):
     ) -> None: ...
     def mark_seen(
         self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
-    ) -> None: ...
+    ) -> None:
+        """Record that the run found these subjects at the source unchanged, so its sweep
+        (`unseen_present`) does not take them for leavers. Appended to the run's seen log
+        (one row a call, not a write per subject: keyed ids would dirty a random page
+        each), in the caller's transaction, so a page's marks commit with its changes and
+        a run resumed after a crash keeps those of the pages it committed. The log lives
+        until the run ends (`finish_run`) or its connector, tenant or history goes."""
+        ...
+
     def count_present(self, tenant: str, connector_id: str) -> int: ...
-    def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]: ...
+    def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]:
+        """A full sync's leavers, in id order: the connector's present subjects the run
+        neither wrote (`write_subjects` with this run) nor marked seen (`mark_seen`),
+        computed by the database however many subjects the connector has."""
+        ...
+
     def append_events(self, tenant: str, events: Sequence[NewEvent | RenderedEvent]) -> list[int]:
         """Number the events after the tenant's last and store them, each with its wire
         JSON (`gateway.store.event_wire`; events may come rendered but for their number,
@@ -581,7 +596,8 @@ class Store(Protocol):
     def mark_connector_deleted(
         self, tenant: str, connector_id: str, at: datetime, subjects: str
     ) -> None:
-        """Hide the connector from every lookup; its row stays, so its id is never reused."""
+        """Hide the connector from every lookup; its row stays, so its id is never reused.
+        Its runs' seen logs go."""
         ...
 
     def deleted_connector(self, tenant: str, connector_id: str) -> ConnectorRecord | None:
@@ -591,7 +607,8 @@ class Store(Protocol):
     def stop_running_runs(
         self, tenant: str, connector_id: str, at: datetime, error: str
     ) -> list[str]:
-        """Mark the connector's running runs stopped; returns their ids."""
+        """Mark the connector's running runs stopped (their seen logs deleted: nothing
+        more of them commits); returns their ids."""
         ...
 
     def present_subjects(self, tenant: str, connector_id: str) -> list[str]: ...

@@ -61,12 +61,20 @@ class _Expiry:
     scope: str
     expired: str
     operators: bool = False
+    #: Rows elsewhere that belong to a record and go with it: (table, column holding the
+    #: record's one-column key). A finished run's seen log is gone already (`finish_run`);
+    #: this is for one whose owner never recorded its end.
+    owned: tuple[str, str] | None = None
 
 
 _ACCOUNT_TENANT: Final = "(SELECT a.tenant FROM accounts a WHERE a.id = r.account_id)"
 _EXPIRIES: Final[dict[ExpiredKind, _Expiry]] = {
     "sync_runs": _Expiry(
-        "sync_runs", ("id",), "r.tenant", "r.status != 'running' AND r.finished_at < ?"
+        "sync_runs",
+        ("id",),
+        "r.tenant",
+        "r.status != 'running' AND r.finished_at < ?",
+        owned=("run_seen", "run"),
     ),
     "dsr_requests": _Expiry(
         "dsr_requests", ("id",), "r.tenant", "r.state != 'open' AND r.closed_at < ?"
@@ -280,6 +288,9 @@ class SqlRetention:
                 values = [k[0] for k in keys]
                 for start in range(0, len(values), _KEYS_PER_STATEMENT):
                     match, params = self._db.one_of(values[start : start + _KEYS_PER_STATEMENT])
+                    if spec.owned is not None:
+                        table, column = spec.owned
+                        self._db.execute(f"DELETE FROM {table} WHERE {column} {match}", params)
                     deleted += self._db.execute(
                         f"DELETE FROM {spec.table} WHERE {spec.key[0]} {match}", params
                     )

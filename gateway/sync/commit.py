@@ -187,7 +187,9 @@ def commit_batch(
     sweep: bool = True,
 ) -> Committed:
     """Compare, then write the batch's changes, events and inbound entry in one transaction
-    (`prepare_batch`, then `write_batch`)."""
+    (`prepare_batch`, then `write_batch`). `sweep=False` for a caller whose run never looks
+    for leavers (a pushed SCIM write): the unchanged are not marked seen, as nothing would
+    read or end that run's seen log."""
     prepared = prepare_batch(
         store, record=record, instruction=instruction, mapping_digest=mapping_digest,
         fields=fields, batch=batch, now=now, run_id=run_id,

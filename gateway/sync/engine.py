@@ -720,7 +720,9 @@ class SyncEngine:
             self._still_authorised(state)
 
         ledger = self.ledger(state.run.tenant)
-        return write_batch(ledger, prepared, check=check, inside=inside, stale=stale)
+        # Only a full run looks for leavers: an incremental one marks nobody seen.
+        sweep = state.run.mode == SyncMode.FULL.value
+        return write_batch(ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
         run, store = state.run, self.store

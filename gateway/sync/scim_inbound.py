@@ -300,7 +300,7 @@ class ScimInbound:
                 self.store, self.ledger_of(record.tenant), record=record,
                 instruction=instruction, mapping_digest=source.mapping.digest,
                 fields=source.mapping.categories, batch=batch, now=self.clock(),
-                run_id=f"scim_{uuid.uuid4().hex}", check=check, inside=inside,
+                run_id=f"scim_{uuid.uuid4().hex}", check=check, inside=inside, sweep=False,
             )  # fmt: skip
         except InstructionRefused as refusal:
             # Refused inside the transaction (nothing was written): recorded after it.

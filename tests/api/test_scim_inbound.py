@@ -235,3 +235,20 @@ async def test_a_pushed_connector_has_no_credentials_to_change(api: Api) -> None
         )
         assert refused.status == 422, refused.body
         assert refused.body["errors"][0]["field"] == "credentials"
+
+
+async def test_a_pushed_write_leaves_no_seen_log(api: Api) -> None:
+    """A SCIM write commits as a throwaway run that never sweeps for leavers: the people
+    it finds unchanged are not marked seen, so no keyed ids pile up in `run_seen`."""
+    scim = await scim_source(api, connector="okta")
+    status, user = await scim.call("POST", "/Users", OKTA_CREATE)
+    assert status == 201
+    for _ in range(2):  # the same user again: unchanged
+        status, _user = await scim.call(
+            "PUT", f"/Users/{user['id']}", {**OKTA_CREATE, "id": user["id"]}
+        )
+        assert status == 200
+    assert api.people is not None
+    store: Any = api.people.services.store
+    assert store.count_present("acme", "okta") == 1
+    assert store.database.all("SELECT count(*) FROM run_seen")[0][0] == 0

@@ -19,6 +19,7 @@ import pytest
 from gateway.store import migrate
 from gateway.store.copy import TABLES, CopyError, copy_database, ensure_empty, plan, row_counts
 from gateway.store.database import read_time
+from gateway.store.gateway_sql import SqlStore
 from gateway.store.postgres_db import PostgresDatabase
 from gateway.store.records import (
     ConnectorRecord,
@@ -58,6 +59,12 @@ def _fill(store: SqliteStore, tenants: int = 3, people: int = 23) -> None:
                 f"run-{tenant}-{c}-0",
                 [SubjectWrite(f"{i:032x}", bytes([i]) * 32, i % 5 != 0) for i in range(people)],
             )
+            # A full sync under way: its seen log, a page of ids at a time, travels with it.
+            running = f"run-{tenant}-{c}-live"
+            store.start_run(RunRecord(running, tenant, c, "full", "running", T0))
+            for start in range(0, people - 2, 5):
+                ids = [f"{i:032x}" for i in range(start, min(start + 5, people - 2))]
+                store.mark_seen(tenant, c, running, ids[::-1])
         store.append_events(
             tenant,
             [
@@ -122,6 +129,7 @@ def test_every_row_arrives_across_many_small_pages(
     assert list(report.rows) == names
     assert report.rows == row_counts(source, names) == row_counts(target, names)
     assert report.rows["subjects"] == 3 * 2 * 23 and report.rows["ledger_entries"] == 3 * 23
+    assert report.rows["run_seen"] == 3 * 2 * 5
     assert report.version == migrate.latest_version("postgres")
     # Every batch reported, never more than a page at a time, ending at the table's total.
     assert ("events", 4, 69) in seen and ("events", 69, 69) in seen
@@ -136,6 +144,12 @@ def test_every_row_arrives_across_many_small_pages(
     ours = target.all("SELECT id FROM sync_runs ORDER BY rowid")
     theirs = source.all("SELECT id FROM sync_runs ORDER BY rowid")
     assert ours == theirs and ours[0][0] == "run-t0-afas-2"
+    # The running run's sweep finds the same leavers on the copy (present, never marked).
+    copied, original = SqlStore(target), SqlStore(source)
+    for tenant, c in (("t0", "afas"), ("t2", "hubspot")):
+        leavers = list(copied.unseen_present(tenant, c, f"run-{tenant}-{c}-live"))
+        assert leavers == list(original.unseen_present(tenant, c, f"run-{tenant}-{c}-live"))
+        assert leavers == [f"{i:032x}" for i in (21, 22)]
 
 
 def test_every_table_the_migrations_make_is_placed_in_foreign_key_order(

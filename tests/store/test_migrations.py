@@ -31,7 +31,7 @@ from tests.pg import database_url, fresh_schema
 
 RELEASE_0_1_0 = Path(__file__).parent / "fixtures" / "release-0.1.0"
 #: Columns one engine has that the other keeps implicitly (SQLite's rowid).
-ENGINE_ONLY = {("postgres", "sync_runs", "rowid")}
+ENGINE_ONLY = {("postgres", "sync_runs", "rowid"), ("postgres", "run_seen", "rowid")}
 
 
 def _load_release(data_dir: Path) -> Path:
