@@ -3,9 +3,10 @@ of a large AFAS source, on SQLite and (with `--postgres`) on PostgreSQL.
 
 For each size the AFAS emulator serves that many employees; the connector's own keyset
 download of every page is timed first (the baseline), then a full sync into a fresh store.
-The sync engine's page commit (`SyncEngine._commit_page`: change detection, subjects,
-events, the ledger entry, the transaction) is timed by wrapping it in this process, so the
-figure is the commit's own time per record, in the same run for both sizes.
+The sync engine's page commit (`SyncEngine._prepare` and `_write`: change detection,
+subjects, events, the ledger entry, the transaction) is timed by wrapping both stages in
+this process, so the figure is the commit's own time per record, in the same run for both
+sizes.
 
     .venv/bin/python bench/bench_commit_scale.py [--sizes 10000 500000] [--postgres]
 
@@ -34,19 +35,24 @@ from gateway.sync.engine import SyncEngine
 
 
 class CommitTimer:
-    """Adds up the time spent in the engine's page commits (they run in worker threads,
-    one at a time per run): wall time, and the committing thread's own CPU time, which
-    other processes on a shared machine disturb far less."""
+    """Adds up the time spent in the engine's page commits: each transaction is prepared
+    (`SyncEngine._prepare`: read, compare, render) in one worker thread and written
+    (`SyncEngine._write`) in another, the next prepared while the one before writes. The
+    figures are the two stages' wall time summed (the work a record costs, not the run's
+    elapsed time) and the threads' own CPU time, which other processes on a shared machine
+    disturb far less."""
+
+    STAGES = ("_prepare", "_write")
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.cpu_seconds = 0.0
         self.pages = 0
-        self._original: Callable[..., Any] = SyncEngine._commit_page
+        self._originals: dict[str, Callable[..., Any]] = {
+            name: getattr(SyncEngine, name) for name in self.STAGES
+        }
 
-    def __enter__(self) -> CommitTimer:
-        original = self._original
-
+    def _timed(self, original: Callable[..., Any], *, counts_page: bool) -> Callable[..., Any]:
         @functools.wraps(original)
         def timed(engine: SyncEngine, *args: Any, **kwargs: Any) -> Any:
             t0, c0 = time.perf_counter(), time.thread_time()
@@ -55,13 +61,18 @@ class CommitTimer:
             finally:
                 self.seconds += time.perf_counter() - t0
                 self.cpu_seconds += time.thread_time() - c0
-                self.pages += 1
+                self.pages += counts_page
 
-        SyncEngine._commit_page = timed  # type: ignore[method-assign]
+        return timed
+
+    def __enter__(self) -> CommitTimer:
+        for name, original in self._originals.items():
+            setattr(SyncEngine, name, self._timed(original, counts_page=name == "_write"))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        SyncEngine._commit_page = self._original  # type: ignore[method-assign]
+        for name, original in self._originals.items():
+            setattr(SyncEngine, name, original)
 
 
 async def one(size: int, backend: str, page_size: int) -> dict[str, float]:
@@ -90,7 +101,7 @@ async def one(size: int, backend: str, page_size: int) -> dict[str, float]:
         "sync_s": sync_s,
         "commit_us": timer.seconds / size * 1e6,
         "commit_cpu_us": timer.cpu_seconds / size * 1e6,
-        "pages": timer.pages,
+        "transactions": timer.pages,
     }
 
 
