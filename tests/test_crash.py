@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, make_app
 from connectors.emulator_kit import CONTROL, Fault
@@ -29,7 +30,7 @@ ADMIN: dict[str, str] = {}
 PEOPLE = 600
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def _serve(data_dir: Path, port: int, workers: int = 0) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "SLUIS_DATA_DIR": str(data_dir),
@@ -37,6 +38,7 @@ def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "SLUIS_ADMIN_TOKEN": BOOTSTRAP,
         "SLUIS_SCHEDULER": "false",
         "SLUIS_ALLOW_PRIVATE_SOURCES": "true",
+        "SLUIS_SOURCE_PROCESSES": str(workers),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli.main", "serve"],
@@ -62,7 +64,37 @@ async def _json(http: aiohttp.ClientSession, method: str, url: str, body: Any = 
         return await r.json()
 
 
-async def test_kill_9_between_pages_then_restart(tmp_path: Path, aiohttp_server: Any) -> None:
+def _source_workers(parent: int) -> list[int]:
+    """Pids of the source worker processes `parent` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"gateway.sync.source_worker" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie no one has reaped yet counts: it runs no more)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "source-worker"])
+async def test_kill_9_between_pages_then_restart(
+    tmp_path: Path, aiohttp_server: Any, workers: int
+) -> None:
+    """With a source worker, the worker of the killed gateway goes too (its socket
+    closes), and the restarted gateway carries the run on with a new one."""
     emulator = make_app(people=PEOPLE, seed=5)
     server = await aiohttp_server(emulator, host="127.0.0.1")
     emulator[CONTROL].inject(*[Fault("slow", seconds=0.4) for _ in range(20)])
@@ -71,7 +103,7 @@ async def test_kill_9_between_pages_then_restart(tmp_path: Path, aiohttp_server:
     t = f"{base}/admin/v1/tenants/acme"
     tokens = provision(tmp_path)
     ADMIN["Authorization"] = f"Bearer {tokens.admin}"
-    proc = _serve(tmp_path, port)
+    proc = _serve(tmp_path, port, workers)
     try:
         async with aiohttp.ClientSession() as http:
             await _up(http, base)
@@ -86,9 +118,16 @@ async def test_kill_9_between_pages_then_restart(tmp_path: Path, aiohttp_server:
             url = f"{t}/connectors/hr/syncs/{run['id']}"
             while (await _json(http, "GET", url))["pages"] < 2:
                 await asyncio.sleep(0.02)
+            orphans = _source_workers(proc.pid)
+            assert len(orphans) == workers
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
-            proc = _serve(tmp_path, port)
+            for _ in range(200):
+                if all(_gone(pid) for pid in orphans):
+                    break
+                await asyncio.sleep(0.05)
+            assert all(_gone(pid) for pid in orphans), "a source worker outlived its gateway"
+            proc = _serve(tmp_path, port, workers)
             await _up(http, base)
             while (done := await _json(http, "GET", url))["status"] == "running":
                 await asyncio.sleep(0.05)
