@@ -76,6 +76,7 @@ class World:
             actor=kw.pop("actor", ADMIN),
             allow_private_sources=kw.pop("allow_private_sources", True),
             clock=s.clock,
+            workers=s.engine.source_workers,
             **kw,
         )
 
@@ -112,15 +113,19 @@ class World:
         ]
 
 
-@pytest.fixture
-async def world(tmp_path: Path, aiohttp_server: Callable[..., Any]) -> AsyncIterator[World]:
+@pytest.fixture(params=[0, 1], ids=["in-process", "source-worker"])
+async def world(
+    request: pytest.FixtureRequest, tmp_path: Path, aiohttp_server: Callable[..., Any]
+) -> AsyncIterator[World]:
+    """Every preview test runs twice: reading the source in the gateway's process, and in
+    a source worker (`source_processes = 1`), which must show the same."""
     afas = afas_app(people=PEOPLE, seed=7)
     hubspot = hubspot_app(people=PEOPLE, seed=7, archived_share=0.0)
     afas_server: TestServer = await aiohttp_server(afas, host="127.0.0.1")
     hubspot_server: TestServer = await aiohttp_server(hubspot, host="127.0.0.1")
     settings = Settings(
         data_dir=tmp_path / "data", admin_token="t" * 32, scheduler=False,
-        allow_private_sources=True,
+        allow_private_sources=True, source_processes=request.param,
     )  # fmt: skip
     services = Services.open(settings)
     now = datetime.now(UTC)

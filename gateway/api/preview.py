@@ -106,6 +106,7 @@ async def post_preview(request: web.Request) -> web.Response:
             limit=body.limit,
             allow_private_sources=s.settings.allow_private_sources,
             clock=s.clock,
+            workers=s.engine.source_workers,
         )
     except NotFound as exc:
         raise Problem(404, f"not found: {exc}") from None

@@ -57,6 +57,7 @@ async def live_preview(request: web.Request) -> web.StreamResponse:
             proposed=proposed,
             allow_private_sources=s.settings.allow_private_sources,
             clock=s.clock,
+            workers=s.engine.source_workers,
         )
     except (PreviewFailed, PreviewRefused) as exc:
         flash = Flash("error", t("live.failed", reason=str(exc)))

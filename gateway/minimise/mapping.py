@@ -17,7 +17,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -159,6 +159,9 @@ class Mapping:
     fields: dict[str, FieldRule]
     leavers: tuple[LeaverRule, ...]
     path: str = "<mapping>"
+    #: The TOML it was parsed from: what a source worker process is handed to compile the
+    #: same mapping (`gateway.sync.source_process`). Not part of its meaning (the digest).
+    text: str = field(default="", compare=False, repr=False)
 
     def canonical(self) -> dict[str, Any]:
         """The meaning of the mapping with defaults filled in: what the digest covers."""
@@ -274,7 +277,7 @@ def parse_mapping(text: str, path: str = "<mapping>") -> Mapping:
         field = ".".join(loc)
         problem = _describe(err)
         raise MappingError(path, locate(loc), field, problem) from None
-    return _compile(doc, path, locate)
+    return _compile(doc, path, locate, text)
 
 
 def _describe(err: Any) -> str:
@@ -308,7 +311,7 @@ def _refuse_wildcards(raw: dict[str, Any], path: str, locate: _Locator) -> None:
     walk(raw, ())
 
 
-def _compile(doc: _MappingFile, path: str, locate: _Locator) -> Mapping:
+def _compile(doc: _MappingFile, path: str, locate: _Locator, text: str) -> Mapping:
     fields: dict[str, FieldRule] = {}
     used_by: dict[str, str] = {}
     for name, spec in doc.fields.items():
@@ -406,6 +409,7 @@ def _compile(doc: _MappingFile, path: str, locate: _Locator) -> Mapping:
         fields=ordered,
         leavers=tuple(leavers),
         path=path,
+        text=text,
     )
 
 

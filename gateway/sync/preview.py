@@ -26,13 +26,12 @@ result itself holds personal data (the sample people), so callers keep it only b
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from connectors.base import (
     ConnectorConfig,
@@ -40,9 +39,7 @@ from connectors.base import (
     ErrorKind,
     KeepCredentials,
     MinimisedPage,
-    Minimiser,
     PageRequest,
-    ProjectedPage,
     RetryPolicy,
     SyncMode,
 )
@@ -52,12 +49,14 @@ from gateway.keys.master import SecretBox
 from gateway.ledger.audit import Actor, AuditCounts, audit
 from gateway.ledger.log import Ledger
 from gateway.ledger.record import record
+from gateway.minimise.bounded import BoundedDoor
 from gateway.minimise.egress import EGRESS_FIELDS
 from gateway.minimise.mapping import Mapping, parse_mapping
 from gateway.minimise.mapping_diff import MappingDiff, diff_mappings
 from gateway.minimise.projector import Projector
 from gateway.store.protocols import Store
 from gateway.sync.engine import utcnow
+from gateway.sync.source_process import SourceWorkerFailed, SourceWorkers
 from gateway.tenancy import connector_credentials, credentials_keeper, subject_key
 
 log = logging.getLogger("sluis.preview")
@@ -133,31 +132,6 @@ class Preview:
     diff: MappingDiff | None
 
 
-class _Bounded:
-    """The projector behind a bound: it minimises at most `limit` raw records of a page,
-    so whatever a source sends beyond that is never even looked at."""
-
-    def __init__(self, projector: Projector, limit: int) -> None:
-        self.projector = projector
-        self.limit = limit
-        self.read = 0
-        self.more = False
-
-    @property
-    def source_fields(self) -> frozenset[str]:
-        return self.projector.source_fields
-
-    def project_page(self, records: Iterable[Any]) -> ProjectedPage:
-        rest = iter(records)
-        taken = list(itertools.islice(rest, self.limit))
-        self.read = len(taken)
-        self.more = next(rest, _END) is not _END
-        return self.projector.project_page(taken)
-
-
-_END: Final = object()
-
-
 def preview_id() -> str:
     """128 random bits: the id is the only thing standing between a result and a guess."""
     return f"prv_{secrets.token_hex(16)}"
@@ -177,6 +151,7 @@ async def make_preview(
     retry: RetryPolicy = RETRY,
     timeout: float = TIMEOUT_SECONDS,
     clock: Callable[[], datetime] = utcnow,
+    workers: SourceWorkers | None = None,
 ) -> Preview:
     """Fetch and minimise one bounded page of `connector`, record the preview in the
     tenant's ledger, and return it.
@@ -196,8 +171,7 @@ async def make_preview(
             f"not {found.type}"
         )
     mapping = proposed or current
-    projector = Projector(mapping, subject_key(box, owner))
-    door = _Bounded(projector, limit)
+    key = subject_key(box, owner)
     config = ConnectorConfig(
         type=found.type,
         base_url=found.base_url,
@@ -205,7 +179,16 @@ async def make_preview(
         settings={**found.settings, "page_size": limit},
     )
     keep = credentials_keeper(store, box, tenant, connector)
-    page = await _fetch_one(config, door, allow_private_sources, retry, timeout, keep=keep)
+    door: _Door
+    if workers is not None:
+        page, door = await _fetch_remote(
+            workers, config, mapping, key, limit=limit, allow_private=allow_private_sources,
+            retry=retry, timeout=timeout, keep=keep,
+        )  # fmt: skip
+    else:
+        local = BoundedDoor(Projector(mapping, key), limit)
+        page = await _fetch_one(config, local, allow_private_sources, retry, timeout, keep=keep)
+        door = local
     made_at = clock()
     pid = preview_id()
     rejected = tuple(QuarantinedRecord(position, reason) for position, reason in page.rejected)
@@ -247,16 +230,66 @@ async def make_preview(
         people=tuple(_person(subject, mapping) for subject in page.subjects),
         dropped=dropped,
         quarantined=rejected,
-        unseen_source_fields=tuple(projector.unseen_source_fields)
-        if projector.records_seen
-        else (),
+        unseen_source_fields=tuple(door.unseen_source_fields) if door.records_seen else (),
         diff=diff_mappings(current, proposed) if proposed is not None else None,
     )
 
 
+class _Door(Protocol):
+    """What a preview reads off the door, in this process (`BoundedDoor`) or from a
+    source worker (`RemoteConnector`)."""
+
+    @property
+    def read(self) -> int: ...
+    @property
+    def more(self) -> bool: ...
+    @property
+    def records_seen(self) -> int: ...
+    @property
+    def unseen_source_fields(self) -> list[str]: ...
+
+
+async def _fetch_remote(
+    workers: SourceWorkers,
+    config: ConnectorConfig,
+    mapping: Mapping,
+    key: bytes,
+    *,
+    limit: int,
+    allow_private: bool,
+    retry: RetryPolicy,
+    timeout: float,
+    keep: KeepCredentials,
+) -> tuple[MinimisedPage, _Door]:
+    """`_fetch_one` in a source worker: the raw page never enters this process."""
+
+    async def no_check() -> None:
+        return None
+
+    try:
+        async with asyncio.timeout(timeout):
+            remote = await workers.open(
+                config, mapping.text, key, retry=retry, allow_private=allow_private,
+                before_attempt=no_check, keep_credentials=keep, limit=limit,
+            )  # fmt: skip
+            try:
+                page = await remote.fetch_page(PageRequest(SyncMode.FULL))
+            finally:
+                await remote.aclose()
+    except ConnectorError as exc:
+        raise PreviewFailed(exc.kind, str(exc), status=exc.status) from None
+    except SourceWorkerFailed as exc:
+        raise PreviewFailed("unavailable", f"{config.type}: {exc}; try again") from None
+    except TimeoutError:
+        raise PreviewFailed(
+            "unavailable", f"{config.type}: the source did not answer within {timeout:g} s"
+        ) from None
+    return page, remote
+
+
 async def _fetch_one(
     config: ConnectorConfig,
-    door: Minimiser,
+    door: BoundedDoor,
     allow_private: bool,
     retry: RetryPolicy,
     timeout: float,

@@ -171,9 +171,11 @@ class SourceWorkers:
         allow_private: bool,
         before_attempt: Callable[[], Awaitable[None]],
         keep_credentials: KeepCredentials | None,
+        limit: int | None = None,
     ) -> RemoteConnector:
         """A connector for one run, built in a worker. Raises ConnectorError as building
-        one in-process would (a refused address, a setting that cannot work)."""
+        one in-process would (a refused address, a setting that cannot work). `limit`:
+        minimise at most that many records of a page (a preview's `BoundedDoor`)."""
         link = self._link()
         run_id = f"r{next(self._run_numbers)}"
         remote = RemoteConnector(link, run_id, before_attempt, keep_credentials)
@@ -185,6 +187,7 @@ class SourceWorkers:
                 "credentials": dict(config.credentials), "settings": dict(config.settings),
                 "mapping": mapping_text, "key": subject_key.hex(),
                 "retry": None if retry is None else vars(retry), "allow_private": allow_private,
+                "limit": limit,
             })  # fmt: skip
             reply = await opened
         except BaseException:
@@ -221,6 +224,9 @@ class RemoteConnector:
         #: From the worker's projector, once closed (`Projector.records_seen`, ...).
         self.records_seen = 0
         self.unseen_source_fields: list[str] = []
+        #: With a `limit`: records of the page minimised, and whether it held more.
+        self.read = 0
+        self.more = False
 
     async def answer(self, message: dict[str, Any]) -> bool:
         """Run the gateway's side of a call the connector made; False stops its fetch."""
@@ -299,3 +305,5 @@ class RemoteConnector:
             )
             self.records_seen = int(reply.get("records_seen", 0))
             self.unseen_source_fields = [str(name) for name in reply.get("unseen") or []]
+            self.read = int(reply.get("read", 0))
+            self.more = bool(reply.get("more", False))

@@ -38,6 +38,7 @@ from connectors.base import (
 )
 from connectors.http import source_session
 from connectors.registry import connector_type
+from gateway.minimise.bounded import BoundedDoor
 from gateway.minimise.mapping import parse_mapping
 from gateway.minimise.projector import Projector
 from gateway.runtime.logs import configure_logging
@@ -55,6 +56,8 @@ class _Run:
     connector: Connector
     projector: Projector
     session: Any
+    #: A preview's bound, when the gateway asked for one.
+    door: BoundedDoor | None = None
     fetches: dict[int, asyncio.Task[None]] = field(default_factory=dict)
 
 
@@ -117,6 +120,8 @@ class Worker:
         try:
             mapping = parse_mapping(str(message["mapping"]), f"mapping of run {run_id}")
             projector = Projector(mapping, bytes.fromhex(str(message["key"])))
+            limit = message.get("limit")
+            door = BoundedDoor(projector, int(limit)) if limit else None
             kind = connector_type(str(message["type"]))
             retry = message.get("retry")
             session = source_session(
@@ -145,7 +150,7 @@ class Worker:
 
         try:
             connector = kind.connector(
-                config, projector, session,
+                config, door or projector, session,
                 retry=RetryPolicy(**retry) if retry else None,
                 before_attempt=before_attempt, keep_credentials=keep_credentials,
             )  # fmt: skip
@@ -154,7 +159,7 @@ class Worker:
             self.send({"op": "error", "run": run_id, "id": 0, "kind": exc.kind,
                        "message": str(exc)})  # fmt: skip
             return
-        self.runs[run_id] = _Run(connector, projector, session)
+        self.runs[run_id] = _Run(connector, projector, session, door)
         self.send({"op": "opened", "run": run_id})
 
     async def _call(self, run_id: str, message: dict[str, Any]) -> bool:
@@ -206,6 +211,8 @@ class Worker:
                       "waited_seconds": stats.waited_seconds},
             "records_seen": run.projector.records_seen,
             "unseen": run.projector.unseen_source_fields,
+            "read": run.door.read if run.door else 0,
+            "more": run.door.more if run.door else False,
         })  # fmt: skip
 
     async def _close_run(self, run: _Run) -> None:
