@@ -413,7 +413,7 @@ async def sync_worker(
 
 
 def _settings(
-    data_dir: Path, url: str | None, commit_records: int, source_processes: int = 0
+    data_dir: Path, url: str | None, commit_records: int, source_processes: int = 1
 ) -> Any:
     from gateway.runtime.config import Settings
 
@@ -457,8 +457,9 @@ def main() -> int:
         help="run the syncs in another process on the same database (a sync-only replica)",
     )  # fmt: skip
     parser.add_argument(
-        "--source-processes", type=int, default=0,
-        help="fetch and minimise the syncs' pages in this many worker processes",
+        "--source-processes", type=int, default=1,
+        help="fetch and minimise the syncs' pages in this many worker processes (the "
+        "source_processes setting; 0: in the gateway's process)",
     )  # fmt: skip
     parser.add_argument("--consume", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--sync-worker", metavar="DATA_DIR", help=argparse.SUPPRESS)

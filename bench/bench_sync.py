@@ -45,6 +45,8 @@ from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
 
 REPO = Path(__file__).resolve().parents[1]
+#: The gateway's own default (`Settings.source_processes`).
+SOURCE_PROCESSES = Settings.model_fields["source_processes"].default
 
 
 def free_port() -> int:
@@ -207,8 +209,9 @@ def main() -> None:
     ap.add_argument(
         "--source-processes",
         type=int,
-        default=0,
-        help="fetch and minimise in this many worker processes (Settings.source_processes)",
+        default=SOURCE_PROCESSES,
+        help="fetch and minimise in this many worker processes (Settings.source_processes; "
+        "0: in the gateway's process)",
     )
     asyncio.run(bench(ap.parse_args()))
 

@@ -8,8 +8,8 @@ database_pool_size = 10        # connections per process
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
 commit_records = 250           # people per sync commit transaction (smaller: shorter waits
                                # for feed pages during a sync; a little slower syncs)
-source_processes = 0           # worker processes that fetch and minimise pages (0: in the
-                               # gateway's own process); raw records then never enter it
+source_processes = 1           # worker processes that fetch and minimise sources' pages, so
+                               # raw records never enter the gateway (0: in its own process)
 scheduler_tick = 5.0           # seconds between the scheduler's looks at what is due
 key_dir = "sluis-data-keys"    # master key and ledger signing key (default: beside data_dir)
 host = "127.0.0.1"
@@ -111,11 +111,11 @@ class Settings(BaseModel):
     #: entry waits for the one writer, so smaller transactions shorten its wait during a
     #: sync, at the cost of more commits per run.
     commit_records: int = Field(default=COMMIT_RECORDS, ge=10, le=100_000)
-    #: Processes that fetch and minimise sources' pages for this gateway's sync runs
-    #: (`gateway.sync.source_worker`); 0 runs connectors in the gateway's own process.
-    #: Raw vendor records then never enter the process that serves the feed, and parsing
-    #: them runs on another core instead of holding the GIL feed pages need.
-    source_processes: int = Field(default=0, ge=0, le=64)
+    #: Processes that fetch and minimise sources' pages for this gateway's sync runs and
+    #: previews (`gateway.sync.source_worker`): raw vendor records then never enter the
+    #: process that serves the feed, and parsing them runs on another core instead of
+    #: holding the GIL feed pages need. 0 runs connectors in the gateway's own process.
+    source_processes: int = Field(default=1, ge=0, le=64)
     #: Where the master key and the ledger signing key live; None: `default_key_dir`.
     key_dir: Path | None = None
     host: str = "127.0.0.1"

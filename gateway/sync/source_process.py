@@ -125,10 +125,18 @@ class _Link:
             await self.send({"op": "answer", "run": run_id, "call": message["call"], "ok": ok})
 
     def close(self) -> None:
+        """Stop the worker. From its own running loop the stream is closed as usual;
+        otherwise (the loop has ended, as when `sluis serve` closes its services after the
+        server stopped, or another loop calls) the socket is closed directly, since a
+        transport can only be closed through its loop."""
         self.alive = False
-        if self._reading is not None:
+        try:
+            own_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            own_loop = False
+        if own_loop and self._reading is not None:
             self._reading.cancel()
-        if self._writer is not None:
+        if own_loop and self._writer is not None:
             self._writer.close()
         else:
             self._socket.close()
