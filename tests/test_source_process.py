@@ -97,6 +97,29 @@ async def test_the_gateway_process_builds_no_connector_and_projects_nothing(
     assert len({e.subject_id for e in events}) == len(events)
 
 
+async def test_a_worker_gets_none_of_the_gateways_settings_or_secrets(
+    emulator: tuple[web.Application, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker parses what sources send: its environment holds no `SLUIS_*` setting
+    (the master key, tokens, the database URL) and no libpq variable."""
+    monkeypatch.setenv("SLUIS_MASTER_KEY_FILE", str(tmp_path / "not-for-workers"))
+    monkeypatch.setenv("PGPASSWORD", "not-for-workers")
+    monkeypatch.setenv("SOME_OTHER_VARIABLE", "kept")
+    _app, base = emulator
+    services = await _world(tmp_path, base)
+    try:
+        run = await services.engine.sync("acme", "afas", SyncMode.FULL)
+        assert services.engine.source_workers is not None
+        (link,) = services.engine.source_workers._links
+        environ = Path(f"/proc/{link.process.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        services.close()
+    assert run.status == "succeeded", run.error
+    names = {item.split(b"=", 1)[0].decode() for item in environ if item}
+    assert "SOME_OTHER_VARIABLE" in names
+    assert not [n for n in names if n.startswith(("SLUIS_", "PG"))]
+
+
 async def test_a_worker_that_dies_fails_the_run_and_the_next_run_gets_a_new_one(
     emulator: tuple[web.Application, str], tmp_path: Path
 ) -> None:

@@ -9,6 +9,10 @@ to the store, and parsing them no longer takes the GIL from feed pages and page 
 Workers start on first use, on the event loop that uses them, and are started again when
 one has died (a run that was on it fails with the reason; the next run gets a new one).
 A worker exits by itself when the gateway goes away (its socket closes).
+
+Not a sandbox: a worker runs as the same user. It is started without the gateway's
+settings and secrets in its environment (`worker_environment`), and is handed per run only
+what that run needs (the source's credentials, the tenant's subject key, the mapping).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -45,6 +50,17 @@ class SourceWorkerFailed(Exception):
     the message names the kind of failure only."""
 
 
+#: Environment variables a worker does not get: the gateway's own settings and secrets
+#: (`SLUIS_*`: the master key, the admin and metrics tokens, the database URL) and libpq's.
+_WITHHELD: Final = ("SLUIS_", "PG")
+
+
+def worker_environment() -> dict[str, str]:
+    """The gateway's environment less its settings and secrets: a worker parses what
+    sources send, and needs none of them (what a run needs is handed over per run)."""
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith(_WITHHELD)}
+
+
 class _Link:
     """One worker process and the stream to it, on one event loop."""
 
@@ -57,6 +73,7 @@ class _Link:
                 [sys.executable, "-m", worker, "--fd", str(child.fileno()), *options],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
+                env=worker_environment(),
             )
         finally:
             child.close()
