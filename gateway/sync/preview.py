@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -266,7 +267,7 @@ async def _fetch_remote(
     async def no_check() -> None:
         return None
 
-    try:
+    with _failures_as_preview_failed(config, timeout):
         async with asyncio.timeout(timeout):
             remote = await workers.open(
                 config, mapping.text, key, retry=retry, allow_private=allow_private,
@@ -276,6 +277,14 @@ async def _fetch_remote(
                 page = await remote.fetch_page(PageRequest(SyncMode.FULL))
             finally:
                 await remote.aclose()
+    return page, remote
+
+
+@contextmanager
+def _failures_as_preview_failed(config: ConnectorConfig, timeout: float) -> Iterator[None]:
+    """Connector failures, a worker's and the deadline become `PreviewFailed`."""
+    try:
+        yield
     except ConnectorError as exc:
         raise PreviewFailed(exc.kind, str(exc), status=exc.status) from None
     except SourceWorkerFailed as exc:
@@ -284,7 +293,6 @@ async def _fetch_remote(
         raise PreviewFailed(
             "unavailable", f"{config.type}: the source did not answer within {timeout:g} s"
         ) from None
-    return page, remote
 
 
 async def _fetch_one(
@@ -298,7 +306,7 @@ async def _fetch_one(
 ) -> MinimisedPage:
     """One page through the connector's own client, as a sync's first page; connector
     failures (and the deadline) become `PreviewFailed`."""
-    try:
+    with _failures_as_preview_failed(config, timeout):
         async with (
             asyncio.timeout(timeout),
             source_session(config.base_url, allow_private=allow_private) as session,
@@ -310,12 +318,6 @@ async def _fetch_one(
                 page = await client.fetch_page(PageRequest(SyncMode.FULL))
             finally:
                 await client.aclose()
-    except ConnectorError as exc:
-        raise PreviewFailed(exc.kind, str(exc), status=exc.status) from None
-    except TimeoutError:
-        raise PreviewFailed(
-            "unavailable", f"{config.type}: the source did not answer within {timeout:g} s"
-        ) from None
     return page
 
 
