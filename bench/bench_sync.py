@@ -55,6 +55,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def peak_rss_mib(pid: int) -> float:
+    """A live process's peak resident set (`VmHWM`), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def start_emulator(people: int, port: int) -> subprocess.Popen[bytes]:
     code = (
         "from aiohttp import web; from connectors.afas.emulator import make_app; "
@@ -176,6 +184,8 @@ async def bench(args: argparse.Namespace) -> None:
             full_again = await services.engine.sync("bench", "afas", SyncMode.FULL)
             full_again_s, again_cpu = time.perf_counter() - t0, time.process_time() - c0
             events = services.store.last_event_seq("bench")
+            workers = services.engine.source_workers
+            worker_rss = [peak_rss_mib(pid) for pid in (workers.pids() if workers else [])]
             services.close()
     finally:
         emulator.terminate()
@@ -200,6 +210,8 @@ async def bench(args: argparse.Namespace) -> None:
     print(f"re-sync speed-up over full: {full_s / again_s:.1f}x (target >= 5x)")
     print(f"no-change full re-sync speed-up over full: {full_s / full_again_s:.2f}x")
     print(f"peak RSS of the gateway process: {rss:.0f} MiB (target < 200)")
+    for n, worker in enumerate(worker_rss, 1):
+        print(f"peak RSS of source worker {n}: {worker:.0f} MiB")
 
 
 def main() -> None:

@@ -224,6 +224,10 @@ class SourceWorkers:
             raise remote.failure(reply)
         return remote
 
+    def pids(self) -> list[int]:
+        """The worker processes running now (for benches and operators' tools)."""
+        return [link.process.pid for link in self._links if link.process.poll() is None]
+
     def close(self) -> None:
         for link in self._links:
             link.close()
