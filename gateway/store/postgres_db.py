@@ -482,6 +482,9 @@ class PostgresDatabase:
             self._pool.putconn(conn)
         self._statistics.committed()
 
+    def wrote(self, table: str, rows: int) -> None:
+        self._wrote(table, rows)
+
     def _wrote(self, table: str, rows: int) -> None:
         self._statistics.wrote(table, rows)
         if self._bound.conn is None:  # autocommitted: it is in
