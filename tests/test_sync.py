@@ -31,8 +31,14 @@ from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.runtime.storage import DB_FILE
 from gateway.sync.engine import PageHook
-from gateway.sync.instructions import InstructionRefused, grant
-from gateway.tenancy import create_connector, create_tenant
+from gateway.sync.instructions import InstructionRefused, grant, revoke
+from gateway.tenancy import (
+    change_connector,
+    create_connector,
+    create_tenant,
+    delete_connector,
+    set_paused,
+)
 from mappings import bundled_mapping
 from tests.principals import system
 
@@ -265,6 +271,114 @@ async def test_a_page_fetched_while_revoking_is_never_committed(world: World) ->
     entries = world.services.ledger("acme").entries(limit=10)
     directions = [r.entry.direction for r in entries if isinstance(r.entry, TransferEntry)]
     assert directions == ["refused"]
+
+
+#: What an admin (or time) can change under a running sync, each of which stops it.
+CHANGES = ("pause", "new_mapping", "revocation", "expiry", "deletion")
+
+
+def _change(world: World, change: str, instruction: str) -> None:
+    """Make `change` to the connector or its instruction, as the admin API would."""
+    now = datetime.now(UTC)
+    by = system(world.services, "acme")
+    record = world.store.get_connector("acme", "afas")
+    if change == "pause":
+        set_paused(world.store, record, paused=True, now=now, by=by)
+    elif change == "new_mapping":
+        job_title = '[fields.job_title]\nsource = "Functie"\ncategory = "user.job_title"\n'
+        bundled = bundled_mapping("afas").read_text()
+        assert job_title in bundled
+        narrower = bundled.replace(job_title, "")
+        change_connector(world.store, world.services.box, record, mapping_text=narrower,
+                         now=now, by=by)  # fmt: skip
+    elif change == "revocation":
+        revoke(world.store, by=by, instruction=world.store.get_instruction(instruction), now=now)
+    elif change == "deletion":
+        delete_connector(world.store, tenant="acme", connector="afas", subjects="keep", by=by,
+                         now=now)  # fmt: skip
+
+
+def _stopped_by(world: World, change: str, instruction: str) -> str:
+    """The error a run stopped by `change` reports: the same whichever check saw it."""
+    current = world.store.get_instruction(instruction)
+    if change == "pause":
+        paused = world.store.get_connector("acme", "afas").paused_at
+        assert paused is not None
+        return (
+            f"connector afas was paused at {paused.isoformat()}; resume it (PATCH the "
+            'connector with {"paused": false}) to sync again'
+        )
+    if change == "new_mapping":
+        now = world.store.get_connector("acme", "afas").mapping_digest
+        return (
+            f"the mapping of connector afas changed to {now} during the run; instruction "
+            f"{instruction} authorises {current.mapping_digest}: a new authorisation is needed"
+        )
+    if change == "expiry":
+        assert current.valid_until is not None
+        return f"instruction {instruction} was expired at {current.valid_until.isoformat()}"
+    # A deleted connector's instructions were revoked with it: that is what is reported.
+    assert current.revoked_at is not None
+    return f"instruction {instruction} was revoked at {current.revoked_at.isoformat()}"
+
+
+def _grant_for(world: World, change: str, seconds: float) -> str:
+    """The run's instruction: one that expires `seconds` from now for `expiry`."""
+    if change != "expiry":
+        return _authorise(world)
+    return grant(
+        world.store, by=system(world.services, "acme"), connector="afas",
+        purpose="accounts for the e-learning platform", now=datetime.now(UTC),
+        valid_until=datetime.now(UTC) + timedelta(seconds=seconds),
+    ).id  # fmt: skip
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_a_change_between_pages_stops_the_run(world: World, change: str) -> None:
+    """Each change an admin (or time) makes between pages stops the run before the next
+    page commits (checked before the next fetch, and inside its transaction)."""
+    instruction = _grant_for(world, change, 1.0)
+
+    async def change_after_first(run_id: str, pages: int) -> None:
+        if pages != 1:
+            return
+        if change == "expiry":
+            until = world.store.get_instruction(instruction).valid_until
+            await asyncio.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
+        _change(world, change, instruction)
+
+    world.hook.append(change_after_first)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "stopped"
+    assert run.pages == 1
+    assert run.error == _stopped_by(world, change, instruction)
+    assert len(world.events()) == run.counts["upserted"] <= 100
+    # At most the page already on its way when the change landed was asked for.
+    assert len(world.emulator[CONTROL].requests_to("/profitrestservices/connectors")) <= 2
+
+
+@pytest.mark.parametrize("change", CHANGES)
+async def test_a_change_during_a_fetch_stops_the_page_inside_its_transaction(
+    world: World, change: str
+) -> None:
+    """A change made while a page is on its way (after the check before its fetch): the
+    check inside the page's transaction refuses it, and nothing of it is stored."""
+    instruction = _grant_for(world, change, 0.8)
+    # The fetch's own polls of the instruction would see a revocation or expiry first.
+    world.services.engine.revocation_poll = 60.0
+    control = world.emulator[CONTROL]
+    control.inject(Fault("slow", seconds=1.2 if change == "expiry" else 0.6,
+                         path="/profitrestservices"))  # fmt: skip
+    task = asyncio.create_task(world.services.engine.sync("acme", "afas", SyncMode.FULL))
+    while control.faults:  # taken when the first request reaches the source
+        await asyncio.sleep(0.01)
+    _change(world, change, instruction)
+    run = await task
+    assert run.status == "stopped" and run.pages == 0
+    assert run.error == _stopped_by(world, change, instruction)
+    assert world.events() == []
+    assert world.store.count_present("acme", "afas") == 0
+    assert len(control.requests_to("/profitrestservices/connectors")) == 1
 
 
 class Crash(BaseException):

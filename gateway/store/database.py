@@ -92,6 +92,12 @@ class Database(Protocol):
         replaced (a page's subject digests)."""
         ...
 
+    def wrote(self, table: str, rows: int) -> None:
+        """`rows` were added to `table` by a statement of the caller's own (not by
+        `insert_rows` or `upsert_rows`, which count theirs): an engine that keeps its
+        planner's statistics up with bulk loads counts them too."""
+        ...
+
     def transaction(self) -> AbstractContextManager[None]:
         """Everything inside commits together or not at all; an inner call joins the outer
         transaction of the same thread."""

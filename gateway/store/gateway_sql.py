@@ -429,6 +429,26 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None:
         seen = _run_mark(run_id)
+        if self._db.dialect == "postgres" and rows:
+            # One statement, the rows as one JSON text, not `upsert_rows` (a staging table,
+            # COPY, the upsert from it: five round trips): a page's transaction runs under
+            # the tenant's lock, and on a busy machine it waits out each round trip. JSON
+            # rather than arrays: psycopg builds a 250-row page's arrays in 1 ms of Python
+            # (holding the GIL the next page's fetch needs), orjson its text in 0.2 ms.
+            latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
+            self._db.execute(
+                "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
+                " SELECT ?, ?, u.s, decode(u.d, 'hex'), u.p, ?"
+                " FROM json_to_recordset(CAST(? AS json)) AS u(s text, d text, p smallint)"
+                " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
+                " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
+                (tenant, connector_id, seen, orjson.dumps(
+                    [{"s": r.subject_id, "d": r.digest.hex(), "p": int(r.present)}
+                     for r in latest.values()]
+                ).decode()),
+            )  # fmt: skip
+            self._db.wrote("subjects", len(latest))
+            return
         self._db.upsert_rows(
             "subjects",
             ("tenant", "connector", "subject_id", "digest", "present", "seen"),

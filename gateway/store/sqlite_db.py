@@ -274,6 +274,10 @@ class SqliteDatabase:
         for statement in statements:
             self.conn.execute(statement)
 
+    def wrote(self, table: str, rows: int) -> None:
+        """Nothing to keep up: no ANALYZE is run here, and the planner's default estimates
+        do not go stale as a table grows."""
+
     def lock_tenant(self, tenant: str) -> None:
         """BEGIN IMMEDIATE already made this transaction the only writer."""
 

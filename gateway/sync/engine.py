@@ -65,7 +65,6 @@ from gateway.store.records import (
     ConnectorRecord,
     Instruction,
     NewEvent,
-    NotFound,
     RunRecord,
     RunStatus,
     SubjectWrite,
@@ -73,7 +72,12 @@ from gateway.store.records import (
 )
 from gateway.sync.changes import content_digest
 from gateway.sync.commit import Batch, Committed, Prepared, prepare_batch, write_batch
-from gateway.sync.instructions import InstructionRefused, require_active, require_still_active
+from gateway.sync.instructions import (
+    InstructionRefused,
+    require_active,
+    require_still_active,
+    still_active,
+)
 from gateway.sync.revocation import Revocations
 from gateway.sync.source_process import SourceWorkers
 from gateway.tenancy import connector_credentials, credentials_keeper, subject_key
@@ -450,8 +454,7 @@ class SyncEngine:
                         # next request goes out.
                         if state.lease_lost:
                             raise RunTakenOver(run.id)
-                        await asyncio.to_thread(self._still_configured, state)
-                        await asyncio.to_thread(self._still_authorised, state)
+                        await asyncio.to_thread(self._still_standing, state)
                         fetching = asyncio.ensure_future(
                             self.revocations.watch(
                                 state.instruction.id,
@@ -535,13 +538,18 @@ class SyncEngine:
             if asyncio.iscoroutine(outcome):
                 await outcome
 
-    def _still_configured(self, state: _RunState) -> None:
+    def _still_standing(self, state: _RunState) -> None:
         """The admin's later changes reach a running run before its next page: a pause
-        stops it, and so does a new mapping (the run's instruction authorises the old)."""
-        try:
-            current = self.store.get_connector(state.run.tenant, state.run.connector)
-        except NotFound:
-            return  # deleted: its instructions are revoked, which the next check reports
+        stops it, a new mapping does (the run's instruction authorises the old), and so does
+        the instruction's revocation or expiry. The connector and its instructions are read
+        in one statement (`Store.source_standing`): this runs before every fetch and inside
+        every transaction of a page, after the tenant's lock, where each statement is a
+        round trip on PostgreSQL that the lock is held for."""
+        current, instructions = self.store.source_standing(state.run.tenant, state.run.connector)
+        if current is None:
+            # Deleted: its instructions were revoked with it, which this reports.
+            self._still_authorised(state)
+            return
         if current.paused_at is not None:
             raise ConnectorPaused(current.id, current.paused_at)
         if current.mapping_digest != state.instruction.mapping_digest:
@@ -552,6 +560,11 @@ class SyncEngine:
                 f"{state.instruction.mapping_digest}: a new authorisation is needed",
                 state.instruction.id,
             )
+        for instruction in instructions:
+            if instruction.id == state.instruction.id:
+                still_active(instruction, self.clock())
+                return
+        self._still_authorised(state)  # not the connector's: read (and refused) by its id
 
     def _note_unseen_fields(self, state: _RunState, source: _Source) -> None:
         """Mapped source fields that no fetched record held: most likely a typo in the
@@ -716,8 +729,7 @@ class SyncEngine:
         instruction and the connector checked again inside it; runs in a worker thread."""
 
         def check() -> None:
-            self._still_configured(state)
-            self._still_authorised(state)
+            self._still_standing(state)
 
         ledger = self.ledger(state.run.tenant)
         # Only a full run looks for leavers: an incremental one marks nobody seen.

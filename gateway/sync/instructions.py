@@ -127,7 +127,13 @@ def active_among(
 
 def require_still_active(store: Store, instruction: Instruction, now: datetime) -> None:
     """Re-check the instruction a run started under, before each further page."""
-    current = store.get_instruction(instruction.id)
+    still_active(store.get_instruction(instruction.id), now)
+
+
+def still_active(current: Instruction, now: datetime) -> None:
+    """`require_still_active` over the instruction as just read: a caller that reads it
+    together with its connector (`Store.source_standing`, one statement inside every page's
+    transaction) refuses with the same words as one that reads it alone."""
     state = current.state(now)
     if state != "active":
         when = current.revoked_at if state == "revoked" else current.valid_until

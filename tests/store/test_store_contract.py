@@ -392,6 +392,20 @@ def test_a_subject_written_twice_in_one_batch_keeps_the_last(store: Store) -> No
     assert store.count_present("acme", "afas") == 0
 
 
+def test_a_subject_written_again_takes_the_new_digest_presence_and_run(store: Store) -> None:
+    _setup(store)
+    store.write_subjects("acme", "afas", "r1", [SubjectWrite(s, b"a" * 16, True) for s in SID[:3]])
+    store.write_subjects("acme", "afas", "r2", [
+        SubjectWrite(SID[1], b"b" * 16, False), SubjectWrite(SID[3], b"c" * 16, True),
+    ])  # fmt: skip
+    states = store.subject_states("acme", "afas", SID[:4])
+    assert [(states[s].digest, states[s].present) for s in SID[:4]] == [
+        (b"a" * 16, True), (b"b" * 16, False), (b"a" * 16, True), (b"c" * 16, True),
+    ]  # fmt: skip
+    # Written by r2: seen by it; the others present are not.
+    assert list(store.unseen_present("acme", "afas", "r2")) == sorted([SID[0], SID[2]])
+
+
 def test_a_persons_events_are_found_by_email_and_by_subject(store: Store) -> None:
     """What a data-subject request reads: every event holding an email (exactly, as the
     egress schema normalised it), and every event of a set of subjects, in feed order."""
