@@ -67,7 +67,9 @@ async def get_events(request: web.Request) -> web.Response:
         # One worker thread per request: the token, then the page (each hop costs a wait
         # in the executor's queue, which 64 consumers at once make long). The page's
         # ledger entries are committed by their group's committer, waited for below.
-        access = admit(s.store, s.clock(), token, tenant)
+        blocks = s.feed_blocks
+        source = blocks.source_of(tenant, after, limit) if blocks is not None else None
+        access = admit(s.store, s.clock(), token, tenant, source=source)
         consumer = access.consumer
         if bad is not None:
             raise bad
@@ -79,8 +81,9 @@ async def get_events(request: web.Request) -> web.Response:
             after=after,
             limit=limit,
             withheld_by=withheld_by,
-            blocks=s.feed_blocks,
+            blocks=blocks,
             state=(access.generation, access.restricted),
+            standings=access.standings,
             deferred=committing,
         )
         return body, served, consumer.id

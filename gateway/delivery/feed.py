@@ -67,7 +67,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,7 +82,7 @@ from gateway.ledger.log import Ledger
 from gateway.minimise.egress import EGRESS_FIELDS
 from gateway.store.event_wire import DATA_FIELDS
 from gateway.store.protocols import Store
-from gateway.store.records import Consumer, FeedAccess, FeedBlock, Instruction
+from gateway.store.records import ConnectorRecord, Consumer, FeedAccess, FeedBlock, Instruction
 from gateway.sync.instructions import InstructionRefused, active_among
 from gateway.tenancy import token_hash
 
@@ -190,10 +190,18 @@ class Standing:
         )
 
 
-def standing(store: Store, tenant: str, connector: str, now: datetime) -> Standing:
+#: Sources' `Store.source_standing` read already this page, by (tenant, connector).
+Standings = Mapping[tuple[str, str], tuple[ConnectorRecord | None, list[Instruction]]]
+
+
+def standing(
+    store: Store, tenant: str, connector: str, now: datetime, known: Standings | None = None
+) -> Standing:
     """A source connector's standing now: its active instruction and the fields it covers,
-    or why there is none (also what the push workers of `gateway.delivery.push` ask)."""
-    record, instructions = store.source_standing(tenant, connector)
+    or why there is none (also what the push workers of `gateway.delivery.push` ask).
+    `known`: standings this page read already (`admit`), used instead of asking again."""
+    read = known.get((tenant, connector)) if known else None
+    record, instructions = read if read is not None else store.source_standing(tenant, connector)
     if record is None:
         refusal = InstructionRefused("missing", f"connector {connector} no longer exists")
         deleted = store.deleted_connector(tenant, connector)
@@ -279,12 +287,17 @@ def authenticate(store: Store, now: datetime, token: str, tenant: str) -> Consum
     return admit(store, now, token, tenant).consumer
 
 
-def admit(store: Store, now: datetime, token: str, tenant: str) -> FeedAccess:
+def admit(
+    store: Store, now: datetime, token: str, tenant: str, *, source: str | None = None
+) -> FeedAccess:
     """`authenticate`, with the tenant's feed state read in the same statement (a page
-    then asks the database nothing more before its kept block)."""
+    then asks the database nothing more before its kept block), and with `source` that
+    connector's standing too (`FeedAccess.standings`, for `serve_page`): the page's checks
+    in one statement rather than two (one round trip fewer on PostgreSQL, where each made
+    a page wait for the GIL again among 64 consumers' threads)."""
     access = None
     if len(token) <= MAX_TOKEN_LENGTH:
-        access = store.feed_access(token_hash(token))
+        access = store.feed_access(token_hash(token), (tenant, source) if source else None)
     consumer = access.consumer if access is not None else None
     if consumer is None or (consumer.revoked_at is not None and consumer.revoked_at <= now):
         raise FeedDenied(401, "the bearer token is not a valid feed token")
@@ -368,6 +381,7 @@ def serve_page(
     withheld_by: dict[str, int] | None = None,
     blocks: FeedBlocks | None = None,
     state: tuple[int, int] | None = None,
+    standings: Standings | None = None,
     deferred: list[Future[int]] | None = None,
 ) -> tuple[bytes, int, int]:
     """Build one page, write its ledger entries, return (body, served, withheld).
@@ -375,6 +389,7 @@ def serve_page(
     `withheld_by`, if given, receives the withheld count per source connector (metrics);
     `blocks`, if given, keeps full pages for other consumers (`gateway.delivery.blocks`);
     `state`, the tenant's `Store.feed_state` if the caller read it already (`admit`);
+    `standings`, sources' standings it read with it (`FeedAccess.standings`), read now;
     `deferred`, if given, receives the future of the page's ledger entries instead of this
     thread waiting for their group's commit (`Ledger.append_grouped_later`): the caller
     must wait for every future in it before the body is sent. The feed route waits in its
@@ -393,7 +408,7 @@ def serve_page(
     # (the block says how many there are, so the common page asks nothing more).
     held_back = store.restricted(tenant) if block is None or block.restricted else frozenset()
     if block is not None and not held_back.intersection(block.subject_ids):
-        src = standing(store, tenant, block.source, now)
+        src = standing(store, tenant, block.source, now, standings)
         if src.leaves_as_stored:
             return _serve_block(
                 ledger, consumer, block, src, body=body, now=now, after=after, blocks=blocks,
@@ -402,7 +417,8 @@ def serve_page(
     rows = store.feed_rows(tenant, after, limit)
     # Each source's standing once per page, in order of first appearance (ledger order).
     sources = {
-        name: standing(store, tenant, name, now) for name in dict.fromkeys(r[3] for r in rows)
+        name: standing(store, tenant, name, now, standings)
+        for name in dict.fromkeys(r[3] for r in rows)
     }
     withheld = 0
     only = next(iter(sources.values())) if len(sources) == 1 else None

@@ -187,6 +187,51 @@ async def test_revocation_withholds_events(api: Api, services: Services) -> None
     assert [e["seq"] for e in (await page(api, token))["events"]] == list(range(1, 12))
 
 
+async def test_a_kept_page_is_checked_against_its_source_of_now(
+    api: Api, services: Services
+) -> None:
+    """A page kept for other consumers (`FeedBlocks`) has its source's standing read in the
+    same statement as the token (`FeedBlocks.source_of`, `Store.feed_access`): still, a
+    revocation, a narrower mapping and a deleted connector each take effect on the next
+    page, and a token of another tenant learns nothing."""
+    token, instruction = await setup_feed(api)
+    other = await make_consumer(api)
+    insert_events(services, "acme", 20)
+    first = await page(api, token, limit=10)
+    assert services.feed_blocks.source_of("acme", 0, 10) == "hr"
+    assert await page(api, other, limit=10) == first
+    assert services.feed_blocks.hits >= 1
+    c = "/admin/v1/tenants/acme/connectors/hr"
+    assert (await api.delete(f"{c}/instructions/{instruction}")).status == 200
+    revoked = await page(api, other, limit=10)
+    assert revoked["events"] == [] and revoked["withheld"] == 10
+    await grant(api)
+    assert len((await page(api, other, limit=10))["events"]) == 10
+    toml = (
+        'connector = "afas"\n[identity]\nfields = ["Medewerker"]\nnamespace = "afas.employee"\n'
+        '[fields.email]\nsource = "Email_werk"\ncategory = "user.contact.email"\n'
+    )
+    assert (await api.patch(c, {"mapping": {"toml": toml}})).status == 200
+    unauthorised = await page(api, token, limit=10)
+    assert unauthorised["events"] == [] and unauthorised["withheld"] == 10
+    await grant(api)
+    narrowed = (await page(api, token, limit=10))["events"]
+    assert [e["seq"] for e in narrowed] == list(range(1, 11))
+    assert narrowed[0]["data"] == {
+        "first_name": None,
+        "last_name": None,
+        "email": "person0@example-employer.nl",
+        "job_title": None,
+    }
+    await make_tenant(api, "beta")
+    stranger = await make_consumer(api, "beta")
+    reply = await api.get(FEED.format("acme"), token=stranger, params={"limit": 10})
+    assert reply.status == 403 and "person" not in reply.text
+    assert (await api.delete(c, params={"subjects": "keep"})).status in (200, 204)
+    gone = await page(api, other, limit=10)
+    assert gone["events"] == [] and gone["withheld"] == 10
+
+
 async def test_connector_without_instruction_delivers_nothing(api: Api, services: Services) -> None:
     await make_tenant(api)
     await make_connector(api)
