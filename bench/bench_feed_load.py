@@ -269,6 +269,7 @@ async def bench(args: argparse.Namespace) -> int:
     from gateway.api.app import make_app
     from gateway.ledger.audit import SYSTEM
     from gateway.ledger.record import Acting
+    from gateway.runtime import heap
     from gateway.runtime.services import Services
     from gateway.tenancy import create_consumer
 
@@ -289,6 +290,7 @@ async def bench(args: argparse.Namespace) -> int:
             ]
             print(f"{backend}: filled {args.events:,} events in {time.perf_counter() - t0:.1f}s")
             async with serving(make_app(services)) as port:
+                heap.settle()  # as `sluis serve` does once listening
                 feed_url = f"http://127.0.0.1:{port}/feed/v1/tenants/{TENANT}/events"
                 async with aiohttp.ClientSession() as session:
                     headers = {"Authorization": f"Bearer {first}"}

@@ -7,6 +7,7 @@ ledger entries it writes, live in `gateway.delivery.feed`.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Final
 
@@ -60,11 +61,15 @@ async def get_events(request: web.Request) -> web.Response:
         bad = Problem(400, str(exc), slug="bad-cursor")
     ledger = s.ledger(tenant)
     withheld_by: dict[str, int] = {}
+    committing: list[Future[int]] = []
 
     def page() -> tuple[bytes, int, str]:
         # One worker thread per request: the token, then the page (each hop costs a wait
-        # in the executor's queue, which 64 consumers at once make long).
-        access = admit(s.store, s.clock(), token, tenant)
+        # in the executor's queue, which 64 consumers at once make long). The page's
+        # ledger entries are committed by their group's committer, waited for below.
+        blocks = s.feed_blocks
+        source = blocks.source_of(tenant, after, limit) if blocks is not None else None
+        access = admit(s.store, s.clock(), token, tenant, source=source)
         consumer = access.consumer
         if bad is not None:
             raise bad
@@ -76,13 +81,17 @@ async def get_events(request: web.Request) -> web.Response:
             after=after,
             limit=limit,
             withheld_by=withheld_by,
-            blocks=s.feed_blocks,
+            blocks=blocks,
             state=(access.generation, access.restricted),
+            standings=access.standings,
+            deferred=committing,
         )
         return body, served, consumer.id
 
     try:
         body, served, consumer_id = await asyncio.to_thread(page)
+        for pending in committing:  # on the ledger before the page is sent
+            await asyncio.wrap_future(pending)
     except FeedDenied as denied:
         if denied.status == 401:
             raise unauthorized(REALM, denied.detail) from None

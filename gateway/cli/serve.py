@@ -17,6 +17,7 @@ from gateway.api.app import AccessLogger, make_app
 from gateway.api.protocol import HttpLimits, start_site
 from gateway.keys.master import SecretError
 from gateway.keys.signing import SigningKeyError
+from gateway.runtime import heap
 from gateway.runtime.config import ConfigError, Settings, load_settings
 from gateway.runtime.logs import configure_logging
 from gateway.runtime.services import Services, admin_token_path
@@ -87,6 +88,7 @@ async def _serve(services: Services) -> None:
     )
     try:
         log.info("listening on %s", site.name)
+        heap.settle()  # what starting made lives on: out of the collector's full passes
         await stop.wait()
         log.info("stopping")
     finally:

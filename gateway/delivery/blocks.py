@@ -115,6 +115,14 @@ class FeedBlocks:
         self._keep(key, _Kept(bare, body, generation, now, _size(bare, body)))
         return Page(block, body)
 
+    def source_of(self, tenant: str, after: int, limit: int) -> str | None:
+        """The source connector of the block kept for this page, if one is, unchecked: what
+        the page's first read may ask the standing of in the same statement (`admit`).
+        A guess only; `get` still decides whether the block is served."""
+        with self._lock:
+            kept = self._kept.get((tenant, after, limit))
+        return kept.block.source if kept is not None else None
+
     def outbound(
         self,
         key: tuple[object, ...],

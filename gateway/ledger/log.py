@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -335,6 +336,17 @@ class Ledger:
             return []
         start = self._group.submit(prepared)
         return list(range(start, start + len(prepared)))
+
+    def append_grouped_later(self, entries: Sequence[LedgerEntry]) -> Future[int] | None:
+        """`append_grouped` for a caller that waits elsewhere (an event loop): the entries
+        are checked and queued in this thread, which is then free; the future gives the
+        index of the first once they are committed, or raises what their commit raised.
+        None when there is nothing to append. The caller must wait for the future before
+        it acts on the entries being written (a feed page: before it is sent)."""
+        prepared = self._prepare(entries)
+        if not prepared:
+            return None
+        return self._group.submit_later(prepared)
 
     def _prepare(self, entries: Sequence[LedgerEntry]) -> list[_Prepared]:
         """Each entry's canonical bytes, leaf hash and subject list, checked: no store, no

@@ -815,21 +815,53 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
              self._t(consumer.created_at), self._t(consumer.revoked_at)),
         )  # fmt: skip
 
-    def feed_access(self, token_hash: bytes) -> FeedAccess | None:
-        # A feed page's first read, one statement: who asks, and their tenant's feed state.
-        rows = self._all(
-            "SELECT c.id, c.tenant, c.name, c.created_at, c.revoked_at,"
-            " (SELECT generation FROM event_heads h WHERE h.tenant = c.tenant),"
-            " (SELECT count(*) FROM suppressions s WHERE s.tenant = c.tenant"
-            "  AND s.kind = 'restricted')"
-            " FROM consumers c WHERE c.token_hash = ?",
-            (token_hash,),
-        )
+    _ACCESS_SQL: Final = (
+        "SELECT c.id, c.tenant, c.name, c.created_at, c.revoked_at,"
+        " (SELECT generation FROM event_heads h WHERE h.tenant = c.tenant),"
+        " (SELECT count(*) FROM suppressions s WHERE s.tenant = c.tenant"
+        "  AND s.kind = 'restricted')"
+    )
+    _ACCESS_SPLIT: Final = 7
+    #: `feed_access` with a source: `source_standing`'s join, left-joined to the consumer
+    #: (one row per instruction, the consumer's columns on each).
+    _ACCESS_STANDING_SQL: Final = (
+        _ACCESS_SQL
+        + ", "
+        + ", ".join(f"k.{c.strip()}" for c in _CONNECTOR_READ.split(","))
+        + ", "
+        + ", ".join(f"i.{c.strip()}" for c in _INSTRUCTION_COLUMNS.split(","))
+        + " FROM consumers c"
+        " LEFT JOIN connectors k ON k.tenant = ? AND k.id = ? AND k.deleted_at IS NULL"
+        " LEFT JOIN instructions i ON i.tenant = k.tenant AND i.connector = k.id"
+        " WHERE c.token_hash = ?"
+        " ORDER BY i.granted_at, i.id"
+    )
+
+    def feed_access(
+        self, token_hash: bytes, source: tuple[str, str] | None = None
+    ) -> FeedAccess | None:
+        # A feed page's first read, one statement: who asks, their tenant's feed state, and
+        # with `source` the standing of the source its page most likely holds (each
+        # statement is a round trip on PostgreSQL, and another wait for the GIL under load).
+        if source is None:
+            rows = self._all(
+                f"{self._ACCESS_SQL} FROM consumers c WHERE c.token_hash = ?", (token_hash,)
+            )
+        else:
+            rows = self._all(self._ACCESS_STANDING_SQL, (*source, token_hash))
         if not rows:
             return None
         r = rows[0]
         consumer = Consumer(r[0], r[1], r[2], _need(r[3]), _dt(r[4]))
-        return FeedAccess(consumer, int(r[5] or 0), int(r[6] or 0))
+        standings: dict[tuple[str, str], tuple[ConnectorRecord | None, list[Instruction]]] = {}
+        if source is not None:
+            split, width = self._ACCESS_SPLIT, self._ACCESS_SPLIT + self._STANDING_SPLIT
+            record = None if r[split] is None else _connector(r[split:width])
+            standings[source] = (
+                record,
+                [_instruction(x[width:]) for x in rows if x[width] is not None],
+            )
+        return FeedAccess(consumer, int(r[5] or 0), int(r[6] or 0), standings)
 
     # ------------------------------------------------------------------ lifecycle (admin API)
     # Updating, pausing and deleting connectors, and managing feed consumers.

@@ -567,9 +567,13 @@ class Store(Protocol):
     # feed consumers
     def create_consumer(self, consumer: Consumer, token_hash: bytes) -> None: ...
 
-    def feed_access(self, token_hash: bytes) -> FeedAccess | None:
+    def feed_access(
+        self, token_hash: bytes, source: tuple[str, str] | None = None
+    ) -> FeedAccess | None:
         """The consumer holding the token (revoked or not), with its tenant's
-        `feed_state`, read together; None for an unknown token."""
+        `feed_state`, read together; None for an unknown token. With `source` (tenant,
+        connector), that connector's `source_standing` too, in `standings` (a feed page's
+        checks in one read)."""
         ...
 
     # connector and consumer lifecycle (admin API)

@@ -267,11 +267,17 @@ class Consumer:
 @dataclass(frozen=True, slots=True)
 class FeedAccess:
     """What a feed page reads first, together: the consumer holding the token, and its
-    tenant's feed generation and number of restricted people (`Store.feed_state`)."""
+    tenant's feed generation and number of restricted people (`Store.feed_state`); and,
+    when asked for, one source connector's `Store.source_standing`."""
 
     consumer: Consumer
     generation: int
     restricted: int
+    #: (tenant, connector) -> the connector (None if missing or deleted) and its
+    #: instructions in grant order; empty unless a source was asked for.
+    standings: Mapping[tuple[str, str], tuple[ConnectorRecord | None, list[Instruction]]] = field(
+        default_factory=dict
+    )
 
 
 # --------------------------------------------------------------------------- the ledger's rows

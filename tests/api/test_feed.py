@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ from gateway.delivery.feed import decode_cursor, encode_cursor
 from gateway.ledger.log import check_inclusion_proof
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
+from gateway.runtime.storage import DB_FILE
 from gateway.store.records import NewEvent
-from gateway.tenancy import create_tenant
+from gateway.tenancy import create_tenant, token_hash
 from tests.api.conftest import (
     ADMIN_TOKEN,
     MASTER_KEY,
@@ -184,6 +187,51 @@ async def test_revocation_withholds_events(api: Api, services: Services) -> None
     assert [e["seq"] for e in (await page(api, token))["events"]] == list(range(1, 12))
 
 
+async def test_a_kept_page_is_checked_against_its_source_of_now(
+    api: Api, services: Services
+) -> None:
+    """A page kept for other consumers (`FeedBlocks`) has its source's standing read in the
+    same statement as the token (`FeedBlocks.source_of`, `Store.feed_access`): still, a
+    revocation, a narrower mapping and a deleted connector each take effect on the next
+    page, and a token of another tenant learns nothing."""
+    token, instruction = await setup_feed(api)
+    other = await make_consumer(api)
+    insert_events(services, "acme", 20)
+    first = await page(api, token, limit=10)
+    assert services.feed_blocks.source_of("acme", 0, 10) == "hr"
+    assert await page(api, other, limit=10) == first
+    assert services.feed_blocks.hits >= 1
+    c = "/admin/v1/tenants/acme/connectors/hr"
+    assert (await api.delete(f"{c}/instructions/{instruction}")).status == 200
+    revoked = await page(api, other, limit=10)
+    assert revoked["events"] == [] and revoked["withheld"] == 10
+    await grant(api)
+    assert len((await page(api, other, limit=10))["events"]) == 10
+    toml = (
+        'connector = "afas"\n[identity]\nfields = ["Medewerker"]\nnamespace = "afas.employee"\n'
+        '[fields.email]\nsource = "Email_werk"\ncategory = "user.contact.email"\n'
+    )
+    assert (await api.patch(c, {"mapping": {"toml": toml}})).status == 200
+    unauthorised = await page(api, token, limit=10)
+    assert unauthorised["events"] == [] and unauthorised["withheld"] == 10
+    await grant(api)
+    narrowed = (await page(api, token, limit=10))["events"]
+    assert [e["seq"] for e in narrowed] == list(range(1, 11))
+    assert narrowed[0]["data"] == {
+        "first_name": None,
+        "last_name": None,
+        "email": "person0@example-employer.nl",
+        "job_title": None,
+    }
+    await make_tenant(api, "beta")
+    stranger = await make_consumer(api, "beta")
+    reply = await api.get(FEED.format("acme"), token=stranger, params={"limit": 10})
+    assert reply.status == 403 and "person" not in reply.text
+    assert (await api.delete(c, params={"subjects": "keep"})).status in (200, 204)
+    gone = await page(api, other, limit=10)
+    assert gone["events"] == [] and gone["withheld"] == 10
+
+
 async def test_connector_without_instruction_delivers_nothing(api: Api, services: Services) -> None:
     await make_tenant(api)
     await make_connector(api)
@@ -251,6 +299,75 @@ async def test_every_served_page_is_an_outbound_ledger_entry(api: Api, services:
     assert (await api.get("/admin/v1/tenants/acme/ledger", params={"limit": 0})).status == 422
     metrics = (await api.get("/metrics")).text
     assert 'sluis_feed_events_served_total{tenant="acme"} 30.0' in metrics
+
+
+async def test_concurrent_pages_are_each_on_the_ledger_when_their_response_arrives(
+    api: Api, services: Services
+) -> None:
+    """Pages served at once are committed in groups by the committer threads while the
+    route waits in its loop (`Ledger.append_grouped_later`): still, when a page's response
+    arrives, its outbound entry is already on the ledger."""
+    token, _ = await setup_feed(api)
+    tokens = [token] + [await make_consumer(api) for _ in range(11)]
+    insert_events(services, "acme", 40)
+    ledger = services.ledger("acme")
+    headers = {t: {"Authorization": f"Bearer {t}"} for t in tokens}
+
+    def delivered() -> list[tuple[str, int]]:
+        found = []
+        for record in ledger.entries(limit=10_000):
+            entry = record.entry.model_dump()
+            if entry.get("direction") == "outbound":
+                found.append((entry["destination"], entry["counts"]["records"]))
+        return found
+
+    async def consume(token: str) -> None:
+        access = services.store.feed_access(token_hash(token))
+        assert access is not None
+        mine = f"feed:{access.consumer.id}"
+        after: str | None = None
+        for n in range(1, 5):
+            params: dict[str, Any] = {"limit": 10, **({"after": after} if after else {})}
+            reply = await api.get(FEED.format("acme"), params=params, headers=headers[token])
+            assert reply.status == 200, reply.body
+            assert len(reply.body["events"]) == 10
+            assert [c for d, c in delivered() if d == mine] == [10] * n
+            after = reply.body["next_cursor"]
+
+    await asyncio.gather(*(consume(t) for t in tokens))
+    entries = delivered()
+    assert len(entries) == 4 * len(tokens)
+    assert ledger.verify(services.signer.public_key).ok
+
+
+async def test_a_page_whose_ledger_entry_cannot_be_written_is_not_sent(
+    api: Api, services: Services, tmp_path: Path
+) -> None:
+    """The page's entry is committed before it is sent, so a ledger that refuses the write
+    (here a trigger, as a full disk would) answers an error with no events, and the same
+    page is served once the ledger takes writes again."""
+    token, _ = await setup_feed(api)
+    insert_events(services, "acme", 5)
+    size = services.ledger("acme").size()
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        db.execute(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON ledger_entries "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    # The raw client: a store that refuses writes is a 503 the OpenAPI document leaves to
+    # the problem middleware, as on every route.
+    refused = await api.client.get(
+        FEED.format("acme"), headers={"Authorization": f"Bearer {token}"}
+    )
+    text = await refused.text()
+    assert refused.status == 503 and refused.content_type == "application/problem+json"
+    assert "events" not in orjson.loads(text) and "person" not in text
+    assert services.ledger("acme").size() == size
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        db.execute("DROP TRIGGER disk_full")
+    body = await page(api, token)
+    assert [e["seq"] for e in body["events"]] == [1, 2, 3, 4, 5]
+    assert services.ledger("acme").size() == size + 1
 
 
 async def test_a_new_tenants_ledger_begins_with_who_created_it(api: Api, people: People) -> None:

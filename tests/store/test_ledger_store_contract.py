@@ -88,6 +88,29 @@ def test_a_stale_append_conflicts_and_changes_nothing(ledger_store: LedgerStore)
     assert [r[0] for r in s.iter_entries("acme")] == [0, 1]
 
 
+def test_an_append_whose_later_write_fails_stores_none_of_it(ledger_store: LedgerStore) -> None:
+    """The writes of an append reach PostgreSQL together (`Database.batched`), so a failure
+    of a later one (a tree node stored already) is heard at the end of the batch: still a
+    `StoreConflict`, and the entries written before it in the batch are rolled back."""
+    s = ledger_store
+    _append(s, "acme", 0, 16, "cp 16")
+    with pytest.raises(StoreConflict):
+        s.append(
+            "acme",
+            16,
+            entries=[(b'{"i":16}', _leaf(16))],
+            nodes=[(4, 0, b"m" * 32)],  # (level 4, index 0) is there already
+            frontier=[_leaf(16)],
+            checkpoint_note="cp 17",
+        )
+    assert s.head("acme").size == 16  # type: ignore[union-attr]
+    assert [r[0] for r in s.iter_entries("acme")][-1] == 15
+    assert [c.note for c in s.iter_checkpoints("acme")] == ["cp 16"]
+    assert list(s.iter_nodes("acme")) == [(4, 0, b"n" * 32)]
+    _append(s, "acme", 16, 1, "cp 17")
+    assert s.head("acme").size == 17  # type: ignore[union-attr]
+
+
 def test_add_checkpoint_only_at_the_current_size(ledger_store: LedgerStore) -> None:
     s = ledger_store
     _append(s, "acme", 0, 3, "cp 3")

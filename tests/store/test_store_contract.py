@@ -163,6 +163,35 @@ def test_a_sources_standing_is_its_connector_and_instructions_read_together(
     assert store.source_standing("acme", "afas") == (None, [])
 
 
+def test_feed_access_reads_a_sources_standing_in_the_same_statement(store: Store) -> None:
+    """`feed_access` with a source: what `source_standing` gives for it, beside the token's
+    consumer and feed state; a consumer is found whatever the source (missing, another
+    tenant's, deleted), and an unknown token is None."""
+    _setup(store)
+    store.create_consumer(Consumer("con_1", "acme", "lms", T0), b"h" * 32)
+    digest = "sha256:" + "0" * 64
+    for n, hours in ((2, 2), (1, 1)):
+        store.add_instruction(
+            Instruction(f"ins_{n}", "acme", "afas", "a", T0 + timedelta(hours=hours), "p",
+                        digest, {"email": "user.contact.email"})
+        )  # fmt: skip
+    plain = store.feed_access(b"h" * 32)
+    assert plain is not None and plain.standings == {}
+    found = store.feed_access(b"h" * 32, ("acme", "afas"))
+    assert found is not None and found.consumer == plain.consumer
+    assert (found.generation, found.restricted) == (plain.generation, plain.restricted)
+    assert found.standings == {("acme", "afas"): store.source_standing("acme", "afas")}
+    assert [i.id for i in found.standings[("acme", "afas")][1]] == ["ins_1", "ins_2"]
+    for source in (("acme", "nope"), ("beta", "afas")):
+        missing = store.feed_access(b"h" * 32, source)
+        assert missing is not None and missing.consumer.id == "con_1"
+        assert missing.standings == {source: (None, [])}
+    assert store.feed_access(b"x" * 32, ("acme", "afas")) is None
+    store.mark_connector_deleted("acme", "afas", T0 + timedelta(hours=3), "keep")
+    deleted = store.feed_access(b"h" * 32, ("acme", "afas"))
+    assert deleted is not None and deleted.standings == {("acme", "afas"): (None, [])}
+
+
 def test_tenants_list_in_id_order_and_connectors_across_tenants(store: Store) -> None:
     _setup(store)
     store.create_tenant(Tenant("beta", "Beta BV", T0, b"sealed"))
