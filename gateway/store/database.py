@@ -109,13 +109,6 @@ class Database(Protocol):
         no two writers fork a log or interleave event numbers."""
         ...
 
-    def batched(self) -> AbstractContextManager[None]:
-        """Inside a transaction: the writes in the block may reach the engine together, at
-        its end (a duplicate key is then a `StoreConflict` raised there); what `execute`
-        returns inside is not a row count. Only for writes nobody reads back in the block
-        (nor COPY: no `insert_rows` or `upsert_rows`)."""
-        ...
-
     def snapshot(self) -> AbstractContextManager[Database]:
         """A read-only view of one consistent state, while writers carry on."""
         ...

@@ -406,28 +406,26 @@ class SqlLedgerStore(_Reads):
         with db.transaction():
             seq = self._check_size(tenant, expected_size)
             set_of = self._store_sets(tenant, subject_sets) if subject_sets else {}
-            # The writes alone, read back by nothing here: one round trip on PostgreSQL.
-            with db.batched():
+            db.executemany(
+                "INSERT INTO ledger_entries (tenant, idx, body, leaf_hash, subject_set)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (tenant, expected_size + i, body, leaf, set_of.get(i, 0))
+                    for i, (body, leaf) in enumerate(entries)
+                ],
+            )
+            if nodes:
                 db.executemany(
-                    "INSERT INTO ledger_entries (tenant, idx, body, leaf_hash, subject_set)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (tenant, expected_size + i, body, leaf, set_of.get(i, 0))
-                        for i, (body, leaf) in enumerate(entries)
-                    ],
+                    "INSERT INTO ledger_nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)",
+                    [(tenant, level, idx, h) for level, idx, h in nodes],
                 )
-                if nodes:
-                    db.executemany(
-                        "INSERT INTO ledger_nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)",
-                        [(tenant, level, idx, h) for level, idx, h in nodes],
-                    )
-                self._insert_checkpoint(tenant, seq, new_size, checkpoint_note)
-                db.execute(
-                    "INSERT INTO ledger_heads (tenant, size, frontier) VALUES (?, ?, ?)"
-                    " ON CONFLICT (tenant) DO UPDATE SET size = excluded.size,"
-                    " frontier = excluded.frontier",
-                    (tenant, new_size, b"".join(frontier)),
-                )
+            self._insert_checkpoint(tenant, seq, new_size, checkpoint_note)
+            db.execute(
+                "INSERT INTO ledger_heads (tenant, size, frontier) VALUES (?, ?, ?)"
+                " ON CONFLICT (tenant) DO UPDATE SET size = excluded.size,"
+                " frontier = excluded.frontier",
+                (tenant, new_size, b"".join(frontier)),
+            )
 
     def _append_in_one(
         self,

@@ -471,22 +471,6 @@ class PostgresDatabase:
         self.all("SELECT pg_advisory_xact_lock(?)", (tenant_lock_key(tenant),))
         self._bound.locked |= {tenant}
 
-    @contextmanager
-    def batched(self) -> Iterator[None]:
-        """psycopg's pipeline mode on the transaction's connection: the block's statements
-        go out without waiting for each one's answer, and the answers are read once, at
-        its end. A ledger append's four writes (entries, tree nodes, checkpoint, head) took
-        four round trips, one after another, while every feed page of the group waited
-        for them (measured in bench/bench_feed_load.py)."""
-        conn = self._bound.conn
-        if conn is None:  # pragma: no cover - a programming error
-            raise StoreError("batched needs a transaction")
-        try:
-            with conn.pipeline():
-                yield
-        except psycopg.Error as exc:
-            raise _failure(exc, batch=True) from None
-
     # ------------------------------------------------------------------ transactions
 
     @contextmanager

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Self
@@ -280,10 +280,6 @@ class SqliteDatabase:
 
     def lock_tenant(self, tenant: str) -> None:
         """BEGIN IMMEDIATE already made this transaction the only writer."""
-
-    def batched(self) -> AbstractContextManager[None]:
-        """Statements are calls into this process: nothing to send together."""
-        return nullcontext()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -89,9 +89,9 @@ def test_a_stale_append_conflicts_and_changes_nothing(ledger_store: LedgerStore)
 
 
 def test_an_append_whose_later_write_fails_stores_none_of_it(ledger_store: LedgerStore) -> None:
-    """The writes of an append reach PostgreSQL together (`Database.batched`), so a failure
-    of a later one (a tree node stored already) is heard at the end of the batch: still a
-    `StoreConflict`, and the entries written before it in the batch are rolled back."""
+    """A failure of a later write of an append (a tree node stored already) is a
+    `StoreConflict`, and the entries written before it are rolled back: on PostgreSQL the
+    append is one statement (`_APPEND_PG`), on SQLite several in one transaction."""
     s = ledger_store
     _append(s, "acme", 0, 16, "cp 16")
     with pytest.raises(StoreConflict):
