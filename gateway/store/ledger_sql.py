@@ -21,6 +21,7 @@ from typing import Any, Final, Self
 from gateway.store.database import Database, read_time
 from gateway.store.protocols import LedgerReader, StoreConflict
 from gateway.store.records import (
+    AlreadyExists,
     EntryRow,
     LedgerHead,
     NodeRow,
@@ -449,15 +450,20 @@ class SqlLedgerStore(_Reads):
         for offset, digest, ids in sets:
             if ids:
                 of_entry[offset] = digest
-        rows = self.database.all(
-            _APPEND_PG,
-            (
-                tenant, expected, list(lists), list(lists.values()), [b for b, _ in entries],
-                [leaf for _, leaf in entries], of_entry, [n[0] for n in nodes],
-                [n[1] for n in nodes], [n[2] for n in nodes], expected + len(entries), note,
-                frontier,
-            ),
-        )  # fmt: skip
+        try:
+            rows = self.database.all(
+                _APPEND_PG,
+                (
+                    tenant, expected, list(lists), list(lists.values()),
+                    [b for b, _ in entries], [leaf for _, leaf in entries], of_entry,
+                    [n[0] for n in nodes], [n[1] for n in nodes], [n[2] for n in nodes],
+                    expected + len(entries), note, frontier,
+                ),
+            )  # fmt: skip
+        except AlreadyExists:
+            # A row of the append is there already (an entry, a tree node, a checkpoint):
+            # another writer's, as on SQLite, where the same is a StoreConflict.
+            raise StoreConflict("the log already holds part of this append") from None
         appended, stored = rows[0]
         if not appended:
             raise StoreConflict("the log grew since its head was read")
