@@ -125,13 +125,13 @@ async def test_a_worker_that_dies_fails_the_run_and_the_next_run_gets_a_new_one(
 ) -> None:
     app, base = emulator
     services: Services | None = None
-    killed: list[str] = []
+    killed: list[int] = []
 
-    def kill_worker(run_id: str, pages: int) -> None:
+    def kill_worker(_run_id: str, pages: int) -> None:
         assert services is not None and services.engine.source_workers is not None
         if pages == 1 and not killed:  # the first run's only
-            killed.append(run_id)
             for link in services.engine.source_workers._links:
+                killed.append(link.process.pid)
                 link.process.kill()
 
     services = await _world(tmp_path, base, after_page=kill_worker)
@@ -139,6 +139,8 @@ async def test_a_worker_that_dies_fails_the_run_and_the_next_run_gets_a_new_one(
         first = await services.engine.sync("acme", "afas", SyncMode.FULL)
         second = await services.engine.sync("acme", "afas", SyncMode.FULL)
         events = services.store.events_after("acme", 0, 10_000)
+        # The dead worker was reaped when the new one started, not left a zombie.
+        assert killed and not [pid for pid in killed if Path(f"/proc/{pid}").exists()]
     finally:
         services.close()
     assert first.status == "failed"

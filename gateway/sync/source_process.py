@@ -176,6 +176,9 @@ class SourceWorkers:
         if any(link.loop is not loop for link in self._links):
             # Started by another event loop (a test's, a CLI command's): theirs is gone.
             self.close()
+        for link in self._links:
+            if not (link.alive or link.runs):
+                link.close()  # it died: reap the process rather than leave a zombie
         self._links = [link for link in self._links if link.alive or link.runs]
         while len(self._links) < self.count:
             self._links.append(_Link(self.log_format, self.log_level))
