@@ -42,18 +42,41 @@ def event_wire(
     instruction_id: str,
 ) -> bytes:
     """The event as the feed sends it; `occurred_at` is RFC 3339 UTC text (`time_text`)."""
-    return orjson.dumps(
-        {
-            "id": id,
-            "seq": seq,
-            "type": type,
-            "subject_id": subject_id,
-            "data": _wire_data(data),
-            "occurred_at": occurred_at,
-            "source": source,
-            "instruction_id": instruction_id,
-        }
+    head, tail = _around_seq(
+        id=id, type=type, subject_id=subject_id, data=data, occurred_at=occurred_at,
+        source=source, instruction_id=instruction_id,
+    )  # fmt: skip
+    return b"%b%d%b" % (head, seq, tail)
+
+
+def _around_seq(
+    *,
+    id: str,
+    type: str,
+    subject_id: str,
+    data: object,
+    occurred_at: str,
+    source: str,
+    instruction_id: str,
+) -> tuple[bytes, bytes]:
+    """The wire bytes before and after the event's number. orjson writes keys in order
+    with no spaces: the bytes after `"seq":` are those of the same object without `id`
+    and `seq`, less its opening brace."""
+    head = b'{"id":%b,"seq":' % orjson.dumps(id)
+    tail = (
+        b","
+        + orjson.dumps(
+            {
+                "type": type,
+                "subject_id": subject_id,
+                "data": _wire_data(data),
+                "occurred_at": occurred_at,
+                "source": source,
+                "instruction_id": instruction_id,
+            }
+        )[1:]
     )
+    return head, tail
 
 
 def _wire_data(data: object) -> dict[str, Any] | None:
@@ -87,22 +110,10 @@ def render_event(event: NewEvent, stamps: dict[datetime, str] | None = None) -> 
         text = time_text(at)
         if stamps is not None:
             stamps[at] = text
-    # orjson writes keys in order with no spaces: the bytes after `"seq":` are those of
-    # the same object without `id` and `seq`, less its opening brace.
-    head = b'{"id":%b,"seq":' % orjson.dumps(event.id)
-    tail = (
-        b","
-        + orjson.dumps(
-            {
-                "type": event.type,
-                "subject_id": event.subject_id,
-                "data": _wire_data(event.data),
-                "occurred_at": text,
-                "source": event.source,
-                "instruction_id": event.instruction_id,
-            }
-        )[1:]
-    )
+    head, tail = _around_seq(
+        id=event.id, type=event.type, subject_id=event.subject_id, data=event.data,
+        occurred_at=text, source=event.source, instruction_id=event.instruction_id,
+    )  # fmt: skip
     data = None if event.data is None else orjson.dumps(event.data).decode()
     return RenderedEvent(event, data, head, tail)
 

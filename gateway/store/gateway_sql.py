@@ -60,6 +60,15 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _standing_columns(alias: str, connector_columns: str, instruction_columns: str) -> str:
+    """A source's standing as columns: the connector's (table alias `alias`), then its
+    instruction's (alias `i`), as `_connector` and `_instruction` read them back."""
+    return ", ".join(
+        [f"{alias}.{c.strip()}" for c in connector_columns.split(",")]
+        + [f"i.{c.strip()}" for c in instruction_columns.split(",")]
+    )
+
+
 class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     """The `Store` protocol over one `Database` whose schema is up to date."""
 
@@ -239,9 +248,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     _STANDING_SPLIT: Final = len(_CONNECTOR_READ.split(","))
     _STANDING_SQL: Final = (
         "SELECT "
-        + ", ".join(f"c.{c.strip()}" for c in _CONNECTOR_READ.split(","))
-        + ", "
-        + ", ".join(f"i.{c.strip()}" for c in _INSTRUCTION_COLUMNS.split(","))
+        + _standing_columns("c", _CONNECTOR_READ, _INSTRUCTION_COLUMNS)
         + " FROM connectors c"
         " LEFT JOIN instructions i ON i.tenant = c.tenant AND i.connector = c.id"
         " WHERE c.tenant = ? AND c.id = ? AND c.deleted_at IS NULL"
@@ -827,9 +834,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     _ACCESS_STANDING_SQL: Final = (
         _ACCESS_SQL
         + ", "
-        + ", ".join(f"k.{c.strip()}" for c in _CONNECTOR_READ.split(","))
-        + ", "
-        + ", ".join(f"i.{c.strip()}" for c in _INSTRUCTION_COLUMNS.split(","))
+        + _standing_columns("k", _CONNECTOR_READ, _INSTRUCTION_COLUMNS)
         + " FROM consumers c"
         " LEFT JOIN connectors k ON k.tenant = ? AND k.id = ? AND k.deleted_at IS NULL"
         " LEFT JOIN instructions i ON i.tenant = k.tenant AND i.connector = k.id"
