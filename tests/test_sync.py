@@ -409,6 +409,76 @@ async def test_crash_between_pages_resumes_without_loss_or_duplicates(world: Wor
     assert services.ledger("acme").verify(services.signer.public_key).ok
 
 
+@pytest.mark.parametrize("crash_after", [1, 2])
+async def test_a_run_resumes_from_its_journal_merged_or_not(world: World, crash_after: int) -> None:
+    """A run journals the people it changed and merges them into the subjects once it holds
+    `merge_records` (here after page 2 of 100 each), and at its end. Crashed after page 1
+    (journaled, not merged) or after page 2 (merged), the resumed run compares with both
+    and the result is the same: every person's event once, and every person stored."""
+    world.services.close()
+    services = world.reopen(merge_records=150)
+    _authorise(world)
+
+    def crash(run_id: str, pages: int) -> None:
+        if pages == crash_after:
+            raise Crash
+
+    world.hook.append(crash)
+    with pytest.raises(Crash):
+        await services.engine.sync("acme", "afas", SyncMode.FULL)
+    world.hook.clear()
+    [run] = services.store.running_runs()
+    journaled = services.store.run_writes(run.id)
+    stored = services.store.present_subjects("acme", "afas")
+    if crash_after == 1:
+        # Every person of page 1 is new: written (an inactive one as absent), no event.
+        assert (len(journaled), len(stored)) == (run.counts["passed"], 0)
+    else:  # merged after page 2, before the hook
+        assert (len(journaled), len(stored)) == (0, run.counts["upserted"])
+    services.close()
+    services = world.reopen()
+    [resumed] = await services.engine.resume_interrupted()
+    assert resumed.status == "succeeded", resumed.error
+    ids = [e.subject_id for e in world.events()]
+    assert len(ids) == len(set(ids)) == len(_active_people(world))
+    assert services.store.present_subjects("acme", "afas") == sorted(ids)
+    assert services.store.run_writes(resumed.id) == {}
+    # Nothing changed at the source: a full re-sync writes nothing and deletes no one.
+    again = await services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert again.status == "succeeded", again.error
+    assert (again.counts["upserted"], again.counts["deleted"]) == (0, 0)
+    assert len(world.events()) == len(ids)
+
+
+async def test_a_run_resumed_mid_page_compares_with_what_it_journaled(world: World) -> None:
+    """A run left between a page's transactions (taken over here, as by a replica that
+    found its lease expired) resumes from the page's start: the transactions that had
+    committed journaled their people without merging them, and the new owner reads the
+    journal back, so those people compare as unchanged and get no second event."""
+    world.services.close()
+    services = world.reopen(commit_records=30)
+    _authorise(world)
+    path = world.tmp / "data" / DB_FILE
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER taken_over AFTER INSERT ON events WHEN NEW.seq = 150 "
+            "BEGIN UPDATE sync_runs SET owner = 'replica-b'; END"
+        )
+    left = await services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert left.status == "running" and left.pages == 1
+    assert len(world.events()) > 100  # page 2's first transactions committed
+    assert services.store.present_subjects("acme", "afas") == []  # journaled only
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER taken_over")
+    services.close()
+    services = world.reopen()
+    [resumed] = await services.engine.resume_interrupted()
+    assert resumed.status == "succeeded", resumed.error
+    ids = [e.subject_id for e in world.events()]
+    assert len(ids) == len(set(ids)) == len(_active_people(world))
+    assert services.store.present_subjects("acme", "afas") == sorted(ids)
+
+
 def _inbound(world: World) -> list[TransferEntry]:
     entries = world.services.ledger("acme").entries(limit=1000)
     return [

@@ -366,6 +366,11 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                 owner,
                 running=False,
             )
+            # What it journaled and did not merge yet (a run that failed or was stopped
+            # half-way) goes into `subjects` first: the events for it are in the feed.
+            where = self._all("SELECT tenant, connector FROM sync_runs WHERE id = ?", (run_id,))
+            if where:
+                self.merge_run_writes(where[0][0], where[0][1], run_id)
             # Its seen log served the sweep, which is over: keyed ids are not kept longer
             # than they are used. Not when the fence failed: the owner still needs it.
             self._write("DELETE FROM run_seen WHERE run = ?", (run_id,))
@@ -464,16 +469,70 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         )
 
     def mark_seen(
-        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
+        self,
+        tenant: str,
+        connector_id: str,
+        run_id: str,
+        subject_ids: Sequence[str],
+        writes: Sequence[SubjectWrite] = (),
     ) -> None:
         # One appended row, not one update per person: an update of `subjects.seen` dirtied
         # a random page of the table for each (keyed ids are spread over its B-tree).
-        if not subject_ids:
+        if not subject_ids and not writes:
             return
-        self._write(
-            "INSERT INTO run_seen (tenant, connector, run, ids) VALUES (?, ?, ?, ?)",
-            (tenant, connector_id, run_id, orjson.dumps(list(subject_ids)).decode()),
+        journal = (
+            orjson.dumps([[w.subject_id, w.digest.hex(), w.present] for w in writes]).decode()
+            if writes
+            else None
         )
+        self._write(
+            "INSERT INTO run_seen (tenant, connector, run, ids, writes) VALUES (?, ?, ?, ?, ?)",
+            (tenant, connector_id, run_id, orjson.dumps(list(subject_ids)).decode(), journal),
+        )
+
+    def run_writes(self, run_id: str) -> dict[str, SubjectState]:
+        _, latest = self._journaled(run_id)
+        return {sid: SubjectState(sid, d, p) for sid, (d, p) in latest.items()}
+
+    def _journaled(self, run_id: str) -> tuple[int | None, dict[str, tuple[bytes, bool]]]:
+        """The run's journaled writes not merged yet, the last of each person winning, and
+        the last log row they came from."""
+        rows = self._all(
+            "SELECT rowid, writes FROM run_seen WHERE run = ? AND writes IS NOT NULL"
+            " ORDER BY rowid",
+            (run_id,),
+        )
+        latest: dict[str, tuple[bytes, bool]] = {}
+        for _, text in rows:
+            for sid, digest, present in orjson.loads(text):
+                latest[sid] = (bytes.fromhex(digest), bool(present))
+        return (int(rows[-1][0]) if rows else None), latest
+
+    def merge_run_writes(
+        self, tenant: str, connector_id: str, run_id: str, *, owner: str | None = None
+    ) -> int:
+        top, latest = self._journaled(run_id)
+        if top is None:
+            return 0
+        ids = sorted(latest)
+        merged = 0
+        for start in range(0, len(ids), MERGE_SLICE):
+            part = ids[start : start + MERGE_SLICE]
+            with self._db.transaction():
+                if owner is not None:
+                    self._fenced(_TOUCH_RUN, (run_id,), owner)
+                # Erased or restricted since the run wrote them: not brought back.
+                gone = self.suppressed(tenant, part)
+                rows = [SubjectWrite(sid, *latest[sid]) for sid in part if sid not in gone]
+                self.write_subjects(tenant, connector_id, run_id, rows)
+                merged += len(rows)
+        with self._db.transaction():
+            if owner is not None:
+                self._fenced(_TOUCH_RUN, (run_id,), owner)
+            self._write(
+                "UPDATE run_seen SET writes = NULL WHERE run = ? AND rowid <= ?", (run_id, top)
+            )
+        return merged
 
     def count_present(self, tenant: str, connector_id: str) -> int:
         rows = self._all(
@@ -485,9 +544,9 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]:
         # The database builds the set of ids the log holds (a connector of 500,000 needs
         # no such set in Python), each engine in the way it does well (`_UNSEEN`).
+        log = (run_id, tenant, connector_id)
         rows = self._all(
-            _UNSEEN[self._db.dialect],
-            (tenant, connector_id, _run_mark(run_id), run_id, tenant, connector_id),
+            _UNSEEN[self._db.dialect], (tenant, connector_id, _run_mark(run_id), *log, *log)
         )
         return iter([r[0] for r in rows])
 
@@ -951,7 +1010,11 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                 (self._t(at), error, tenant, connector_id),
             )
             # A stopped run commits nothing more (its writes are fenced on `running`), so
-            # its seen log is of no more use; no other run of the connector has one.
+            # its seen log is of no more use once what it journaled is in `subjects` (the
+            # connector's deletion reads who is present); no other run of the connector
+            # has one.
+            for (run_id,) in rows:
+                self.merge_run_writes(tenant, connector_id, run_id)
             self._db.execute(
                 "DELETE FROM run_seen WHERE tenant = ? AND connector = ?", (tenant, connector_id)
             )
@@ -1092,9 +1155,10 @@ def _run_mark(run_id: str) -> int:
     return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big") >> 1
 
 
-#: A run's sweep: present subjects the run neither wrote (`seen` is its mark) nor found
-#: unchanged (its `run_seen` log, expanded from JSON in SQL), in id order. Params: tenant,
-#: connector, the run's mark, the run, tenant, connector. SQLite plans `EXCEPT` as a
+#: A run's sweep: present subjects the run neither wrote (`seen` is its mark, or in its
+#: journal not merged yet) nor found unchanged (its `run_seen` log, expanded from JSON in
+#: SQL), in id order. Params: tenant, connector, the run's mark, then the run, tenant,
+#: connector twice (the log's ids, its journaled writes). SQLite plans `EXCEPT` as a
 #: merge of the subjects (read in id order from the key) with the log's ids sorted in a
 #: temporary B-tree: 3x faster than `NOT IN`, which probes an index of the log once per
 #: subject; a correlated `NOT EXISTS` would expand the log again for every subject (no
@@ -1105,6 +1169,8 @@ _UNSEEN: Final[dict[Dialect, str]] = {
     "sqlite": (
         "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ? AND present = 1"
         " AND seen != ? EXCEPT SELECT j.value FROM run_seen r, json_each(r.ids) j"
+        " WHERE r.run = ? AND r.tenant = ? AND r.connector = ?"
+        " EXCEPT SELECT json_extract(j.value, '$[0]') FROM run_seen r, json_each(r.writes) j"
         " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? ORDER BY subject_id"
     ),
     "postgres": (
@@ -1112,6 +1178,9 @@ _UNSEEN: Final[dict[Dialect, str]] = {
         " AND s.present = 1 AND s.seen != ? AND NOT EXISTS (SELECT 1 FROM run_seen r"
         " CROSS JOIN LATERAL json_array_elements_text(CAST(r.ids AS json)) AS j(id)"
         " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? AND j.id = s.subject_id)"
+        " AND NOT EXISTS (SELECT 1 FROM run_seen r"
+        " CROSS JOIN LATERAL json_array_elements(CAST(r.writes AS json)) AS w(e)"
+        " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? AND w.e ->> 0 = s.subject_id)"
         " ORDER BY s.subject_id"
     ),
 }
@@ -1125,6 +1194,12 @@ _EVENT_COLUMNS: Final = (
 
 #: Subject ids matched in one statement (SQLite admits 32,766 parameters; a page is 1,000).
 _IDS_PER_STATEMENT: Final = 1000
+#: People per transaction when a run's journaled writes are merged (`merge_run_writes`):
+#: in key order, so a slice fills whole pages of `subjects`, and short enough that a feed
+#: page waiting for the writer waits about as long as for one page commit.
+MERGE_SLICE: Final = 2000
+#: A no-op update of a run, for `_fenced` to hold a merge to its owner.
+_TOUCH_RUN: Final = "UPDATE sync_runs SET owner = owner WHERE id = ?"
 
 
 def _event_row(r: Sequence[Any]) -> EventRow:

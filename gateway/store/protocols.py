@@ -445,14 +445,37 @@ class Store(Protocol):
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None: ...
     def mark_seen(
-        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
+        self,
+        tenant: str,
+        connector_id: str,
+        run_id: str,
+        subject_ids: Sequence[str],
+        writes: Sequence[SubjectWrite] = (),
     ) -> None:
         """Record that the run found these subjects at the source unchanged, so its sweep
-        (`unseen_present`) does not take them for leavers. Appended to the run's seen log
-        (one row a call, not a write per subject: keyed ids would dirty a random page
-        each), in the caller's transaction, so a page's marks commit with its changes and
-        a run resumed after a crash keeps those of the pages it committed. The log lives
-        until the run ends (`finish_run`) or its connector, tenant or history goes."""
+        (`unseen_present`) does not take them for leavers, and journal the run's `writes`
+        (what `write_subjects` would write) for `merge_run_writes` to bring into the
+        subjects later. Appended to the run's seen log (one row a call, not a write per
+        subject: keyed ids would dirty a random page each), in the caller's transaction,
+        so a page's marks and writes commit with its events and a run resumed after a
+        crash keeps those of the pages it committed. The log lives until the run ends
+        (`finish_run`, which merges what is left first) or its connector, tenant or
+        history goes."""
+        ...
+
+    def run_writes(self, run_id: str) -> dict[str, SubjectState]:
+        """The run's journaled writes not merged yet, by keyed id, the latest of each: what
+        a run resumed after a crash compares its pages with on top of `subject_states`."""
+        ...
+
+    def merge_run_writes(
+        self, tenant: str, connector_id: str, run_id: str, *, owner: str | None = None
+    ) -> int:
+        """Bring the run's journaled writes into the subjects (as `write_subjects` with the
+        run), in key order and in short transactions of their own, leaving out people
+        suppressed meanwhile; returns how many were written. With `owner`, each
+        transaction first checks that process still owns the running run (`LeaseLost`
+        if not). Idempotent: a merge cut short is merged again whole."""
         ...
 
     def count_present(self, tenant: str, connector_id: str) -> int: ...
