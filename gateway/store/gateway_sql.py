@@ -90,6 +90,10 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def shared(self) -> bool:
         return self._db.dialect != "sqlite"
 
+    @property
+    def journals_subjects(self) -> bool:
+        return self._db.dialect == "sqlite"
+
     def transaction(self) -> AbstractContextManager[None]:
         return self._db.transaction()
 
@@ -440,32 +444,40 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def write_subjects(
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None:
-        seen = _run_mark(run_id)
-        if self._db.dialect == "postgres" and rows:
+        latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
+        self._put_subjects(
+            tenant, connector_id, _run_mark(run_id),
+            [(r.subject_id, r.digest.hex(), r.present) for r in latest.values()],
+        )  # fmt: skip
+
+    def _put_subjects(
+        self, tenant: str, connector_id: str, seen: int, rows: Sequence[_Journaled]
+    ) -> None:
+        """Upsert subjects given as (keyed id, digest hex, present), one row per id."""
+        if not rows:
+            return
+        if self._db.dialect == "postgres":
             # One statement, the rows as one JSON text, not `upsert_rows` (a staging table,
             # COPY, the upsert from it: five round trips): a page's transaction runs under
             # the tenant's lock, and on a busy machine it waits out each round trip. JSON
             # rather than arrays: psycopg builds a 250-row page's arrays in 1 ms of Python
             # (holding the GIL the next page's fetch needs), orjson its text in 0.2 ms.
-            latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
             self._db.execute(
                 "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
-                " SELECT ?, ?, u.s, decode(u.d, 'hex'), u.p, ?"
-                " FROM json_to_recordset(CAST(? AS json)) AS u(s text, d text, p smallint)"
+                " SELECT ?, ?, u.e ->> 0, decode(u.e ->> 1, 'hex'),"
+                " CASE WHEN u.e ->> 2 = 'true' THEN 1 ELSE 0 END, ?"
+                " FROM json_array_elements(CAST(? AS json)) AS u(e)"
                 " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
                 " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
-                (tenant, connector_id, seen, orjson.dumps(
-                    [{"s": r.subject_id, "d": r.digest.hex(), "p": int(r.present)}
-                     for r in latest.values()]
-                ).decode()),
-            )  # fmt: skip
-            self._db.wrote("subjects", len(latest))
+                (tenant, connector_id, seen, orjson.dumps(rows).decode()),
+            )
+            self._db.wrote("subjects", len(rows))
             return
         self._db.upsert_rows(
             "subjects",
             ("tenant", "connector", "subject_id", "digest", "present", "seen"),
             ("tenant", "connector", "subject_id"),
-            [(tenant, connector_id, r.subject_id, r.digest, int(r.present), seen) for r in rows],
+            [(tenant, connector_id, sid, bytes.fromhex(d), int(p), seen) for sid, d, p in rows],
         )
 
     def mark_seen(
@@ -492,9 +504,9 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
 
     def run_writes(self, run_id: str) -> dict[str, SubjectState]:
         _, latest = self._journaled(run_id)
-        return {sid: SubjectState(sid, d, p) for sid, (d, p) in latest.items()}
+        return {sid: SubjectState(sid, bytes.fromhex(d), bool(p)) for sid, d, p in latest.values()}
 
-    def _journaled(self, run_id: str) -> tuple[int | None, dict[str, tuple[bytes, bool]]]:
+    def _journaled(self, run_id: str) -> tuple[int | None, dict[str, _Journaled]]:
         """The run's journaled writes not merged yet, the last of each person winning, and
         the last log row they came from."""
         rows = self._all(
@@ -502,10 +514,9 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
             " ORDER BY rowid",
             (run_id,),
         )
-        latest: dict[str, tuple[bytes, bool]] = {}
+        latest: dict[str, _Journaled] = {}
         for _, text in rows:
-            for sid, digest, present in orjson.loads(text):
-                latest[sid] = (bytes.fromhex(digest), bool(present))
+            latest.update((e[0], e) for e in orjson.loads(text))
         return (int(rows[-1][0]) if rows else None), latest
 
     def merge_run_writes(
@@ -515,16 +526,19 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         if top is None:
             return 0
         ids = sorted(latest)
+        seen = _run_mark(run_id)
         merged = 0
         for start in range(0, len(ids), MERGE_SLICE):
             part = ids[start : start + MERGE_SLICE]
             with self._db.transaction():
                 if owner is not None:
                     self._fenced(_TOUCH_RUN, (run_id,), owner)
-                # Erased or restricted since the run wrote them: not brought back.
+                # Erased or restricted since the run wrote them: not brought back. Under
+                # the tenant's lock, which an erasure takes too, so none lands in between.
+                self._db.lock_tenant(tenant)
                 gone = self.suppressed(tenant, part)
-                rows = [SubjectWrite(sid, *latest[sid]) for sid in part if sid not in gone]
-                self.write_subjects(tenant, connector_id, run_id, rows)
+                rows = [latest[sid] for sid in part if sid not in gone]
+                self._put_subjects(tenant, connector_id, seen, rows)
                 merged += len(rows)
         with self._db.transaction():
             if owner is not None:
@@ -1198,6 +1212,8 @@ _IDS_PER_STATEMENT: Final = 1000
 #: in key order, so a slice fills whole pages of `subjects`, and short enough that a feed
 #: page waiting for the writer waits about as long as for one page commit.
 MERGE_SLICE: Final = 2000
+#: A subject as a run journals it: keyed id, digest in hex, present.
+_Journaled = tuple[str, str, bool]
 #: A no-op update of a run, for `_fenced` to hold a merge to its owner.
 _TOUCH_RUN: Final = "UPDATE sync_runs SET owner = owner WHERE id = ?"
 

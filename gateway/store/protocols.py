@@ -347,6 +347,17 @@ class Store(Protocol):
         store (SQLite) has one process, so at its start every running run is orphaned."""
         ...
 
+    @property
+    def journals_subjects(self) -> bool:
+        """Whether a sync run should journal its subject writes (`mark_seen`'s `writes`)
+        and merge them later (`merge_run_writes`) rather than write them page by page.
+        SQLite: yes; each commit rewrites every page it touched, and keyed ids touch a
+        random page of the subjects each (264 MB of WAL for a first sync of 100,000,
+        ~60 MB journaled; the sync 15-25% faster). PostgreSQL logs rows, not pages: the
+        journal and the merge there cost more than they save (measured: merges of 0.8-1.3 s
+        a 50,000 against 0.7-1.1 s saved on the page commits)."""
+        ...
+
     # tenants
     def create_tenant(self, tenant: Tenant) -> None: ...
     def get_tenant(self, tenant_id: str) -> Tenant: ...

@@ -200,9 +200,7 @@ def write_batch(
         if inside is not None:
             inside(done)
     if journaled is not None:
-        journaled.update(
-            (w.subject_id, SubjectState(w.subject_id, w.digest, w.present)) for w in changes.writes
-        )
+        journaled.update((w.subject_id, w) for w in changes.writes)
     return done
 
 

@@ -136,8 +136,9 @@ class _RunState:
     #: Set by the heartbeat when another process has taken the run over.
     lease_lost: bool = False
     #: What the run journaled and has not merged into the subjects yet, by keyed id
-    #: (`gateway.sync.commit.write_batch`'s `journaled`); read back on a resume.
-    journaled: dict[str, SubjectState] = field(default_factory=dict)
+    #: (`gateway.sync.commit.write_batch`'s `journaled`); read back on a resume. None: the
+    #: store takes the run's writes page by page (`Store.journals_subjects`).
+    journaled: dict[str, SubjectState] | None = None
 
 
 #: Called after each committed page with (run id, pages committed so far); tests use it to
@@ -445,8 +446,7 @@ class SyncEngine:
         mode = SyncMode(run.mode)
         cursor = self._open_cursor(run)
         pages = run.pages
-        # A resumed run's pages compare with what it journaled before it stopped.
-        state.journaled = await asyncio.to_thread(self.store.run_writes, run.id)
+        state.journaled = await asyncio.to_thread(self._journal_of, run)
         source: _Source | None = None
         try:
             async with self._source(state, config, subject_key(self.box, tenant)) as source:
@@ -549,7 +549,7 @@ class SyncEngine:
     async def _page_done(self, state: _RunState, pages: int) -> None:
         """After a page's last commit: its journaled writes merged once there are enough
         (`merge_records`), then the `after_page` hook."""
-        if len(state.journaled) >= self.merge_records:
+        if state.journaled is not None and len(state.journaled) >= self.merge_records:
             await asyncio.to_thread(self._merge, state)
         if self.after_page is not None:
             outcome = self.after_page(state.run.id, pages)
@@ -736,9 +736,16 @@ class SyncEngine:
             batch=batch, now=now, run_id=state.run.id, journaled=state.journaled,
         )  # fmt: skip
 
+    def _journal_of(self, run: RunRecord) -> dict[str, SubjectState] | None:
+        """What the run journaled before (a resumed run's pages compare with it), or None
+        when the store takes writes page by page (`Store.journals_subjects`)."""
+        return self.store.run_writes(run.id) if self.store.journals_subjects else None
+
     def _merge(self, state: _RunState) -> None:
         """The run's journaled writes into the subjects (`Store.merge_run_writes`), while
         this process still owns the run; runs in a worker thread, between page commits."""
+        if state.journaled is None:
+            return
         run = state.run
         self.store.merge_run_writes(run.tenant, run.connector, run.id, owner=self.replica)
         state.journaled.clear()

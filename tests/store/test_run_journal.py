@@ -155,3 +155,9 @@ def test_a_deleted_connector_knows_who_its_stopped_run_delivered(store: Store) -
         present = store.present_subjects("acme", "afas")
     assert present == sorted([*SID[1:20], SID[30]])
     assert _log_rows(store, "WHERE connector = ?", ("afas",)) == 0
+
+
+def test_the_embedded_store_asks_runs_to_journal(store: Store) -> None:
+    """SQLite rewrites every page a commit touched, PostgreSQL logs rows: only the first
+    gains from the journal (`Store.journals_subjects`), though both keep one."""
+    assert store.journals_subjects is (not store.shared)
