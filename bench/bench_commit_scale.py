@@ -4,8 +4,7 @@ of a large AFAS source, on SQLite and (with `--postgres`) on PostgreSQL.
 For each size the AFAS emulator serves that many employees; the connector's own keyset
 download of every page is timed first (the baseline), then a full sync into a fresh store.
 The sync engine's page commit (`SyncEngine._prepare` and `_write`: change detection,
-subjects, events, the ledger entry, the transaction), and on SQLite the merges of what the
-run journaled into the subjects (`SyncEngine._merge`), are timed by wrapping the stages in
+subjects, events, the ledger entry, the transaction) is timed by wrapping both stages in
 this process, so the figure is the commit's own time per record, in the same run for both
 sizes.
 
@@ -38,13 +37,12 @@ from gateway.sync.engine import SyncEngine
 class CommitTimer:
     """Adds up the time spent in the engine's page commits: each transaction is prepared
     (`SyncEngine._prepare`: read, compare, render) in one worker thread and written
-    (`SyncEngine._write`) in another, the next prepared while the one before writes; a run
-    that journals its subjects merges them between pages (`SyncEngine._merge`). The
+    (`SyncEngine._write`) in another, the next prepared while the one before writes. The
     figures are the two stages' wall time summed (the work a record costs, not the run's
     elapsed time) and the threads' own CPU time, which other processes on a shared machine
     disturb far less."""
 
-    STAGES = ("_prepare", "_write", "_merge")
+    STAGES = ("_prepare", "_write")
 
     def __init__(self) -> None:
         self.seconds = 0.0

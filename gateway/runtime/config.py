@@ -8,8 +8,6 @@ database_pool_size = 10        # connections per process
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
 commit_records = 250           # people per sync commit transaction (smaller: shorter waits
                                # for feed pages during a sync; a little slower syncs)
-merge_records = 50000          # people a sync run journals before merging them into the
-                               # subjects in key order (memory ~250 bytes a person)
 source_processes = 1           # worker processes that fetch and minimise sources' pages, so
                                # raw records never enter the gateway (0: in its own process)
 scheduler_tick = 5.0           # seconds between the scheduler's looks at what is due
@@ -66,8 +64,6 @@ from gateway.keys.signing import LOG_NAME_PATTERN
 #: 1,000 in four. Measured (bench_feed_load, SQLite, 64 consumers): a sync adds 2.1x to
 #: feed p99 at 250 or 100, 3.8x at 1,000; a 100k full sync takes about 10% longer.
 COMMIT_RECORDS: Final = 250
-#: Journaled subject writes a sync run holds before it merges them (`Settings.merge_records`).
-MERGE_RECORDS: Final = 50_000
 
 ENV_PREFIX = "SLUIS_"
 #: `SLUIS_<KEY>_FILE`: the setting is read from the named file.
@@ -115,11 +111,6 @@ class Settings(BaseModel):
     #: entry waits for the one writer, so smaller transactions shorten its wait during a
     #: sync, at the cost of more commits per run.
     commit_records: int = Field(default=COMMIT_RECORDS, ge=10, le=100_000)
-    #: A sync run journals the people it changed and merges them into the subjects in key
-    #: order once it holds this many, and at its end (`gateway.sync.commit.write_batch`):
-    #: written page by page, keyed ids dirtied random pages of the subjects' B-tree.
-    #: Larger merges fewer times; the run holds them in memory (~250 bytes a person).
-    merge_records: int = Field(default=MERGE_RECORDS, ge=1, le=10_000_000)
     #: Processes that fetch and minimise sources' pages for this gateway's sync runs and
     #: previews (`gateway.sync.source_worker`): raw vendor records then never enter the
     #: process that serves the feed, and parsing them runs on another core instead of

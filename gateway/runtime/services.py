@@ -181,7 +181,6 @@ class Services:
             allow_private_sources=settings.allow_private_sources,
             lease_seconds=settings.run_lease_seconds,
             commit_records=settings.commit_records,
-            merge_records=settings.merge_records,
             source_workers=(
                 SourceWorkers(
                     settings.source_processes,

@@ -90,10 +90,6 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def shared(self) -> bool:
         return self._db.dialect != "sqlite"
 
-    @property
-    def journals_subjects(self) -> bool:
-        return self._db.dialect == "sqlite"
-
     def transaction(self) -> AbstractContextManager[None]:
         return self._db.transaction()
 
@@ -370,11 +366,6 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                 owner,
                 running=False,
             )
-            # What it journaled and did not merge yet (a run that failed or was stopped
-            # half-way) goes into `subjects` first: the events for it are in the feed.
-            where = self._all("SELECT tenant, connector FROM sync_runs WHERE id = ?", (run_id,))
-            if where:
-                self.merge_run_writes(where[0][0], where[0][1], run_id)
             # Its seen log served the sweep, which is over: keyed ids are not kept longer
             # than they are used. Not when the fence failed: the owner still needs it.
             self._write("DELETE FROM run_seen WHERE run = ?", (run_id,))
@@ -444,109 +435,45 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def write_subjects(
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None:
-        latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
-        self._put_subjects(
-            tenant, connector_id, _run_mark(run_id),
-            [(r.subject_id, r.digest.hex(), r.present) for r in latest.values()],
-        )  # fmt: skip
-
-    def _put_subjects(
-        self, tenant: str, connector_id: str, seen: int, rows: Sequence[_Journaled]
-    ) -> None:
-        """Upsert subjects given as (keyed id, digest hex, present), one row per id."""
-        if not rows:
-            return
-        if self._db.dialect == "postgres":
+        seen = _run_mark(run_id)
+        if self._db.dialect == "postgres" and rows:
             # One statement, the rows as one JSON text, not `upsert_rows` (a staging table,
             # COPY, the upsert from it: five round trips): a page's transaction runs under
             # the tenant's lock, and on a busy machine it waits out each round trip. JSON
             # rather than arrays: psycopg builds a 250-row page's arrays in 1 ms of Python
             # (holding the GIL the next page's fetch needs), orjson its text in 0.2 ms.
+            latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
             self._db.execute(
                 "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
-                " SELECT ?, ?, u.e ->> 0, decode(u.e ->> 1, 'hex'),"
-                " CASE WHEN u.e ->> 2 = 'true' THEN 1 ELSE 0 END, ?"
-                " FROM json_array_elements(CAST(? AS json)) AS u(e)"
+                " SELECT ?, ?, u.s, decode(u.d, 'hex'), u.p, ?"
+                " FROM json_to_recordset(CAST(? AS json)) AS u(s text, d text, p smallint)"
                 " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
                 " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
-                (tenant, connector_id, seen, orjson.dumps(rows).decode()),
-            )
-            self._db.wrote("subjects", len(rows))
+                (tenant, connector_id, seen, orjson.dumps(
+                    [{"s": r.subject_id, "d": r.digest.hex(), "p": int(r.present)}
+                     for r in latest.values()]
+                ).decode()),
+            )  # fmt: skip
+            self._db.wrote("subjects", len(latest))
             return
         self._db.upsert_rows(
             "subjects",
             ("tenant", "connector", "subject_id", "digest", "present", "seen"),
             ("tenant", "connector", "subject_id"),
-            [(tenant, connector_id, sid, bytes.fromhex(d), int(p), seen) for sid, d, p in rows],
+            [(tenant, connector_id, r.subject_id, r.digest, int(r.present), seen) for r in rows],
         )
 
     def mark_seen(
-        self,
-        tenant: str,
-        connector_id: str,
-        run_id: str,
-        subject_ids: Sequence[str],
-        writes: Sequence[SubjectWrite] = (),
+        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
     ) -> None:
         # One appended row, not one update per person: an update of `subjects.seen` dirtied
         # a random page of the table for each (keyed ids are spread over its B-tree).
-        if not subject_ids and not writes:
+        if not subject_ids:
             return
-        journal = (
-            orjson.dumps([[w.subject_id, w.digest.hex(), w.present] for w in writes]).decode()
-            if writes
-            else None
-        )
         self._write(
-            "INSERT INTO run_seen (tenant, connector, run, ids, writes) VALUES (?, ?, ?, ?, ?)",
-            (tenant, connector_id, run_id, orjson.dumps(list(subject_ids)).decode(), journal),
+            "INSERT INTO run_seen (tenant, connector, run, ids) VALUES (?, ?, ?, ?)",
+            (tenant, connector_id, run_id, orjson.dumps(list(subject_ids)).decode()),
         )
-
-    def run_writes(self, run_id: str) -> dict[str, SubjectState]:
-        _, latest = self._journaled(run_id)
-        return {sid: SubjectState(sid, bytes.fromhex(d), bool(p)) for sid, d, p in latest.values()}
-
-    def _journaled(self, run_id: str) -> tuple[int | None, dict[str, _Journaled]]:
-        """The run's journaled writes not merged yet, the last of each person winning, and
-        the last log row they came from."""
-        rows = self._all(
-            "SELECT rowid, writes FROM run_seen WHERE run = ? AND writes IS NOT NULL"
-            " ORDER BY rowid",
-            (run_id,),
-        )
-        latest: dict[str, _Journaled] = {}
-        for _, text in rows:
-            latest.update((e[0], e) for e in orjson.loads(text))
-        return (int(rows[-1][0]) if rows else None), latest
-
-    def merge_run_writes(
-        self, tenant: str, connector_id: str, run_id: str, *, owner: str | None = None
-    ) -> int:
-        top, latest = self._journaled(run_id)
-        if top is None:
-            return 0
-        ids = sorted(latest)
-        seen = _run_mark(run_id)
-        merged = 0
-        for start in range(0, len(ids), MERGE_SLICE):
-            part = ids[start : start + MERGE_SLICE]
-            with self._db.transaction():
-                if owner is not None:
-                    self._fenced(_TOUCH_RUN, (run_id,), owner)
-                # Erased or restricted since the run wrote them: not brought back. Under
-                # the tenant's lock, which an erasure takes too, so none lands in between.
-                self._db.lock_tenant(tenant)
-                gone = self.suppressed(tenant, part)
-                rows = [latest[sid] for sid in part if sid not in gone]
-                self._put_subjects(tenant, connector_id, seen, rows)
-                merged += len(rows)
-        with self._db.transaction():
-            if owner is not None:
-                self._fenced(_TOUCH_RUN, (run_id,), owner)
-            self._write(
-                "UPDATE run_seen SET writes = NULL WHERE run = ? AND rowid <= ?", (run_id, top)
-            )
-        return merged
 
     def count_present(self, tenant: str, connector_id: str) -> int:
         rows = self._all(
@@ -558,9 +485,9 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]:
         # The database builds the set of ids the log holds (a connector of 500,000 needs
         # no such set in Python), each engine in the way it does well (`_UNSEEN`).
-        log = (run_id, tenant, connector_id)
         rows = self._all(
-            _UNSEEN[self._db.dialect], (tenant, connector_id, _run_mark(run_id), *log, *log)
+            _UNSEEN[self._db.dialect],
+            (tenant, connector_id, _run_mark(run_id), run_id, tenant, connector_id),
         )
         return iter([r[0] for r in rows])
 
@@ -1024,11 +951,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                 (self._t(at), error, tenant, connector_id),
             )
             # A stopped run commits nothing more (its writes are fenced on `running`), so
-            # its seen log is of no more use once what it journaled is in `subjects` (the
-            # connector's deletion reads who is present); no other run of the connector
-            # has one.
-            for (run_id,) in rows:
-                self.merge_run_writes(tenant, connector_id, run_id)
+            # its seen log is of no more use; no other run of the connector has one.
             self._db.execute(
                 "DELETE FROM run_seen WHERE tenant = ? AND connector = ?", (tenant, connector_id)
             )
@@ -1169,10 +1092,9 @@ def _run_mark(run_id: str) -> int:
     return int.from_bytes(hashlib.sha256(run_id.encode()).digest()[:8], "big") >> 1
 
 
-#: A run's sweep: present subjects the run neither wrote (`seen` is its mark, or in its
-#: journal not merged yet) nor found unchanged (its `run_seen` log, expanded from JSON in
-#: SQL), in id order. Params: tenant, connector, the run's mark, then the run, tenant,
-#: connector twice (the log's ids, its journaled writes). SQLite plans `EXCEPT` as a
+#: A run's sweep: present subjects the run neither wrote (`seen` is its mark) nor found
+#: unchanged (its `run_seen` log, expanded from JSON in SQL), in id order. Params: tenant,
+#: connector, the run's mark, the run, tenant, connector. SQLite plans `EXCEPT` as a
 #: merge of the subjects (read in id order from the key) with the log's ids sorted in a
 #: temporary B-tree: 3x faster than `NOT IN`, which probes an index of the log once per
 #: subject; a correlated `NOT EXISTS` would expand the log again for every subject (no
@@ -1183,8 +1105,6 @@ _UNSEEN: Final[dict[Dialect, str]] = {
     "sqlite": (
         "SELECT subject_id FROM subjects WHERE tenant = ? AND connector = ? AND present = 1"
         " AND seen != ? EXCEPT SELECT j.value FROM run_seen r, json_each(r.ids) j"
-        " WHERE r.run = ? AND r.tenant = ? AND r.connector = ?"
-        " EXCEPT SELECT json_extract(j.value, '$[0]') FROM run_seen r, json_each(r.writes) j"
         " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? ORDER BY subject_id"
     ),
     "postgres": (
@@ -1192,9 +1112,6 @@ _UNSEEN: Final[dict[Dialect, str]] = {
         " AND s.present = 1 AND s.seen != ? AND NOT EXISTS (SELECT 1 FROM run_seen r"
         " CROSS JOIN LATERAL json_array_elements_text(CAST(r.ids AS json)) AS j(id)"
         " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? AND j.id = s.subject_id)"
-        " AND NOT EXISTS (SELECT 1 FROM run_seen r"
-        " CROSS JOIN LATERAL json_array_elements(CAST(r.writes AS json)) AS w(e)"
-        " WHERE r.run = ? AND r.tenant = ? AND r.connector = ? AND w.e ->> 0 = s.subject_id)"
         " ORDER BY s.subject_id"
     ),
 }
@@ -1208,14 +1125,6 @@ _EVENT_COLUMNS: Final = (
 
 #: Subject ids matched in one statement (SQLite admits 32,766 parameters; a page is 1,000).
 _IDS_PER_STATEMENT: Final = 1000
-#: People per transaction when a run's journaled writes are merged (`merge_run_writes`):
-#: in key order, so a slice fills whole pages of `subjects`, and short enough that a feed
-#: page waiting for the writer waits about as long as for one page commit.
-MERGE_SLICE: Final = 2000
-#: A subject as a run journals it: keyed id, digest in hex, present.
-_Journaled = tuple[str, str, bool]
-#: A no-op update of a run, for `_fenced` to hold a merge to its owner.
-_TOUCH_RUN: Final = "UPDATE sync_runs SET owner = owner WHERE id = ?"
 
 
 def _event_row(r: Sequence[Any]) -> EventRow:

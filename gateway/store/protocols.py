@@ -347,17 +347,6 @@ class Store(Protocol):
         store (SQLite) has one process, so at its start every running run is orphaned."""
         ...
 
-    @property
-    def journals_subjects(self) -> bool:
-        """Whether a sync run should journal its subject writes (`mark_seen`'s `writes`)
-        and merge them later (`merge_run_writes`) rather than write them page by page.
-        SQLite: yes; each commit rewrites every page it touched, and keyed ids touch a
-        random page of the subjects each (264 MB of WAL for a first sync of 100,000,
-        ~60 MB journaled; the sync 15-25% faster). PostgreSQL logs rows, not pages: the
-        journal and the merge there cost more than they save (measured: merges of 0.8-1.3 s
-        a 50,000 against 0.7-1.1 s saved on the page commits)."""
-        ...
-
     # tenants
     def create_tenant(self, tenant: Tenant) -> None: ...
     def get_tenant(self, tenant_id: str) -> Tenant: ...
@@ -456,37 +445,14 @@ class Store(Protocol):
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None: ...
     def mark_seen(
-        self,
-        tenant: str,
-        connector_id: str,
-        run_id: str,
-        subject_ids: Sequence[str],
-        writes: Sequence[SubjectWrite] = (),
+        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
     ) -> None:
         """Record that the run found these subjects at the source unchanged, so its sweep
-        (`unseen_present`) does not take them for leavers, and journal the run's `writes`
-        (what `write_subjects` would write) for `merge_run_writes` to bring into the
-        subjects later. Appended to the run's seen log (one row a call, not a write per
-        subject: keyed ids would dirty a random page each), in the caller's transaction,
-        so a page's marks and writes commit with its events and a run resumed after a
-        crash keeps those of the pages it committed. The log lives until the run ends
-        (`finish_run`, which merges what is left first) or its connector, tenant or
-        history goes."""
-        ...
-
-    def run_writes(self, run_id: str) -> dict[str, SubjectState]:
-        """The run's journaled writes not merged yet, by keyed id, the latest of each: what
-        a run resumed after a crash compares its pages with on top of `subject_states`."""
-        ...
-
-    def merge_run_writes(
-        self, tenant: str, connector_id: str, run_id: str, *, owner: str | None = None
-    ) -> int:
-        """Bring the run's journaled writes into the subjects (as `write_subjects` with the
-        run), in key order and in short transactions of their own, leaving out people
-        suppressed meanwhile; returns how many were written. With `owner`, each
-        transaction first checks that process still owns the running run (`LeaseLost`
-        if not). Idempotent: a merge cut short is merged again whole."""
+        (`unseen_present`) does not take them for leavers. Appended to the run's seen log
+        (one row a call, not a write per subject: keyed ids would dirty a random page
+        each), in the caller's transaction, so a page's marks commit with its changes and
+        a run resumed after a crash keeps those of the pages it committed. The log lives
+        until the run ends (`finish_run`) or its connector, tenant or history goes."""
         ...
 
     def count_present(self, tenant: str, connector_id: str) -> int: ...

@@ -129,7 +129,7 @@ class RunRecord:
     lease_until: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SubjectState:
     """What the gateway remembers of a subject to detect changes: digest, not history."""
 
@@ -138,9 +138,11 @@ class SubjectState:
     present: bool
 
 
-#: What a change writes of a subject: the state it then has (one type, so a run's
-#: journaled writes serve as what it compares its next pages with, unconverted).
-SubjectWrite = SubjectState
+@dataclass(frozen=True)
+class SubjectWrite:
+    subject_id: str
+    digest: bytes
+    present: bool
 
 
 def new_event_id() -> str:

@@ -93,22 +93,6 @@ class Prepared:
         )  # fmt: skip
 
 
-def known_states(
-    store: Store,
-    tenant: str,
-    connector: str,
-    subject_ids: Collection[str],
-    journaled: Mapping[str, SubjectState] | None,
-) -> dict[str, SubjectState]:
-    """What was last written of these people: journaled by the run (latest) or stored."""
-    if not journaled:
-        return store.subject_states(tenant, connector, list(subject_ids))
-    mine = {sid: journaled[sid] for sid in subject_ids if sid in journaled}
-    known = store.subject_states(tenant, connector, [s for s in subject_ids if s not in mine])
-    known.update(mine)
-    return known
-
-
 def prepare_batch(
     store: Store,
     *,
@@ -119,14 +103,12 @@ def prepare_batch(
     batch: Batch,
     now: datetime,
     run_id: str,
-    journaled: Mapping[str, SubjectState] | None = None,
 ) -> Prepared:
-    """Compare the batch with what the store holds of its people (and, for a run that
-    journals its writes, with `journaled`: what it wrote and did not merge yet) and build
-    what `write_batch` writes. Reads only, outside any transaction: a caller may prepare
-    the next batch while the one before is being written (see `write_batch`'s `stale`)."""
+    """Compare the batch with what the store holds of its people and build what
+    `write_batch` writes. Reads only, outside any transaction: a caller may prepare the
+    next batch while the one before is being written (see `write_batch`'s `stale`)."""
     latest = by_subject_id(batch.subjects)
-    known = known_states(store, record.tenant, record.id, latest, journaled)
+    known = store.subject_states(record.tenant, record.id, list(latest))
     # One unique event id base per batch, numbered within it.
     prepared = Prepared(
         store, record, instruction, mapping_digest, fields, batch, now, run_id, latest,
@@ -148,7 +130,6 @@ def write_batch(
     inside: Callable[[Committed], None] | None = None,
     stale: Collection[str] = (),
     sweep: bool = True,
-    journaled: dict[str, SubjectState] | None = None,
 ) -> Committed:
     """Write a prepared batch's changes, events and inbound entry in one transaction.
 
@@ -157,14 +138,7 @@ def write_batch(
     runs after the writes, in the same transaction. `stale`: people whose stored state may
     have changed since the batch was prepared (they were in a batch written meanwhile);
     if the batch holds any, it is compared again inside the transaction, where the writes
-    before it are visible, so nobody's event is written twice or missed.
-
-    `journaled`: the run journals its writes (`Store.mark_seen`'s `writes`) instead of
-    writing the subjects, and this holds what it journaled and did not merge yet; the
-    batch's writes are added to it once they commit. Why: a keyed id lands anywhere in
-    the subjects' B-tree, so 250 people written straight dirtied ~250 random pages each
-    commit; merged later in key order (`Store.merge_run_writes`), many commits' worth
-    fill the same pages once."""
+    before it are visible, so nobody's event is written twice or missed."""
     store = prepared.store
     tenant, connector = prepared.record.tenant, prepared.record.id
     latest = prepared.latest
@@ -178,29 +152,22 @@ def write_batch(
             pass
         check()
         if stale and not latest.keys().isdisjoint(stale):
-            known = known_states(store, tenant, connector, latest, journaled)
-            changes = prepared.compared(known)
+            changes = prepared.compared(store.subject_states(tenant, connector, list(latest)))
             rows = render_events(changes.events)
         suppressed = frozenset(store.suppressed(tenant, list(latest)))
         if suppressed:
             changes = changes.without(suppressed)
             rows = [r for r in rows if r.event.subject_id not in suppressed]
             written[:] = [prepared.inbound(k for k in latest if k not in suppressed)]
-        # Suppressed people are still at the source: seen, so that a full sync's sweep
-        # does not take them for leavers.
-        seen = [*changes.unchanged, *suppressed] if sweep else []
-        if journaled is None:
-            store.write_subjects(tenant, connector, prepared.run_id, changes.writes)
-            if seen:
-                store.mark_seen(tenant, connector, prepared.run_id, seen)
-        else:
-            store.mark_seen(tenant, connector, prepared.run_id, seen, changes.writes)
+        store.write_subjects(tenant, connector, prepared.run_id, changes.writes)
+        if sweep:
+            # Suppressed people are still at the source: seen, so that a full sync's
+            # sweep does not take them for leavers.
+            store.mark_seen(tenant, connector, prepared.run_id, [*changes.unchanged, *suppressed])
         store.append_events(tenant, rows)
         done = Committed(changes, suppressed)
         if inside is not None:
             inside(done)
-    if journaled is not None:
-        journaled.update((w.subject_id, w) for w in changes.writes)
     return done
 
 

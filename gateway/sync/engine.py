@@ -58,7 +58,7 @@ from gateway.minimise.egress import SubjectRecord
 from gateway.minimise.mapping import Mapping as MinimisationMapping
 from gateway.minimise.mapping import parse_mapping
 from gateway.minimise.projector import Projector, merge_dropped
-from gateway.runtime.config import COMMIT_RECORDS, MERGE_RECORDS
+from gateway.runtime.config import COMMIT_RECORDS
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.store.protocols import LeaseLost, Store, StoreError
 from gateway.store.records import (
@@ -67,7 +67,6 @@ from gateway.store.records import (
     NewEvent,
     RunRecord,
     RunStatus,
-    SubjectState,
     SubjectWrite,
     new_event_id,
 )
@@ -135,10 +134,6 @@ class _RunState:
     watermark: str | None = None
     #: Set by the heartbeat when another process has taken the run over.
     lease_lost: bool = False
-    #: What the run journaled and has not merged into the subjects yet, by keyed id
-    #: (`gateway.sync.commit.write_batch`'s `journaled`); read back on a resume. None: the
-    #: store takes the run's writes page by page (`Store.journals_subjects`).
-    journaled: dict[str, SubjectState] | None = None
 
 
 #: Called after each committed page with (run id, pages committed so far); tests use it to
@@ -211,7 +206,6 @@ class SyncEngine:
         replica: str | None = None,
         lease_seconds: float = LEASE_SECONDS,
         commit_records: int = COMMIT_RECORDS,
-        merge_records: int = MERGE_RECORDS,
         source_workers: SourceWorkers | None = None,
     ) -> None:
         self.store = store
@@ -220,10 +214,6 @@ class SyncEngine:
         self.source_workers = source_workers
         #: The most subjects one transaction of a page's commit carries (`_commit_page`).
         self.commit_records = commit_records
-        #: Journaled writes a run holds before it merges them between two pages (and
-        #: always at its end): bounds what it keeps in memory and reads back after a crash,
-        #: while a merge still fills each page of the subjects many times over.
-        self.merge_records = merge_records
         #: This process as the owner of the runs it runs.
         self.replica = replica or replica_name()
         self.lease = timedelta(seconds=lease_seconds)
@@ -446,7 +436,6 @@ class SyncEngine:
         mode = SyncMode(run.mode)
         cursor = self._open_cursor(run)
         pages = run.pages
-        state.journaled = await asyncio.to_thread(self._journal_of, run)
         source: _Source | None = None
         try:
             async with self._source(state, config, subject_key(self.box, tenant)) as source:
@@ -478,7 +467,7 @@ class SyncEngine:
                             await committing
                             committing = None
                             pages += 1
-                            await self._page_done(state, pages)
+                            await self._page_done(run.id, pages)
                         page = await fetching
                         unchanged = page.unchanged
                         committing = asyncio.ensure_future(self._commit_page(state, page))
@@ -488,7 +477,7 @@ class SyncEngine:
                     await committing
                     committing = None
                     pages += 1
-                    await self._page_done(state, pages)
+                    await self._page_done(run.id, pages)
                 finally:
                     if fetching is not None and not fetching.done():
                         fetching.cancel()  # the page after one that failed, or a stop
@@ -503,9 +492,6 @@ class SyncEngine:
                 self.metrics.source_retries.labels(record.type).inc(stats.retries)
                 self.metrics.source_rate_limited.labels(record.type).inc(stats.rate_limited)
         self._note_unseen_fields(state, source)
-        # Before the sweep, which reads the subjects, and in transactions of a slice each
-        # (`finish_run` would merge what is left in its one transaction).
-        await asyncio.to_thread(self._merge, state)
         if mode is SyncMode.FULL and not unchanged:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
@@ -546,13 +532,9 @@ class SyncEngine:
             finally:
                 await connector.aclose()
 
-    async def _page_done(self, state: _RunState, pages: int) -> None:
-        """After a page's last commit: its journaled writes merged once there are enough
-        (`merge_records`), then the `after_page` hook."""
-        if state.journaled is not None and len(state.journaled) >= self.merge_records:
-            await asyncio.to_thread(self._merge, state)
+    async def _page_done(self, run_id: str, pages: int) -> None:
         if self.after_page is not None:
-            outcome = self.after_page(state.run.id, pages)
+            outcome = self.after_page(run_id, pages)
             if asyncio.iscoroutine(outcome):
                 await outcome
 
@@ -733,22 +715,8 @@ class SyncEngine:
         return prepare_batch(
             self.store, record=state.record, instruction=state.instruction,
             mapping_digest=state.mapping.digest, fields=state.mapping.categories,
-            batch=batch, now=now, run_id=state.run.id, journaled=state.journaled,
+            batch=batch, now=now, run_id=state.run.id,
         )  # fmt: skip
-
-    def _journal_of(self, run: RunRecord) -> dict[str, SubjectState] | None:
-        """What the run journaled before (a resumed run's pages compare with it), or None
-        when the store takes writes page by page (`Store.journals_subjects`)."""
-        return self.store.run_writes(run.id) if self.store.journals_subjects else None
-
-    def _merge(self, state: _RunState) -> None:
-        """The run's journaled writes into the subjects (`Store.merge_run_writes`), while
-        this process still owns the run; runs in a worker thread, between page commits."""
-        if state.journaled is None:
-            return
-        run = state.run
-        self.store.merge_run_writes(run.tenant, run.connector, run.id, owner=self.replica)
-        state.journaled.clear()
 
     def _write(
         self,
@@ -766,10 +734,7 @@ class SyncEngine:
         ledger = self.ledger(state.run.tenant)
         # Only a full run looks for leavers: an incremental one marks nobody seen.
         sweep = state.run.mode == SyncMode.FULL.value
-        return write_batch(
-            ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep,
-            journaled=state.journaled,
-        )  # fmt: skip
+        return write_batch(ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep)
 
     def _remove_gone(self, state: _RunState) -> tuple[RunStatus, str | None]:
         run, store = state.run, self.store
