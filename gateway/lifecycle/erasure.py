@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.ledger.audit import AuditCounts
@@ -149,7 +149,7 @@ def lift(store: Store, by: Acting, subject_id: str, now: datetime) -> Suppressio
                 )  # fmt: skip
             store.append_events(
                 by.tenant,
-                [replace(e, id=f"{base}{n:05x}") for n, e in enumerate(newest.values())],
+                [e._replace(id=f"{base}{n:05x}") for n, e in enumerate(newest.values())],
             )
         with by.recording(store, "suppression.lifted", now, target=subject_id):
             pass

