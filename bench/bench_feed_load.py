@@ -53,8 +53,6 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from gateway.runtime.config import COMMIT_RECORDS  # noqa: E402
-
 TENANT = "bench"
 
 
@@ -379,7 +377,8 @@ async def _feed_beside_a_worker(
     import subprocess
 
     cmd = [sys.executable, __file__, "--sync-worker", str(data_dir)]
-    cmd += ["--sync-people", str(args.sync_people), "--commit-records", str(args.commit_records)]
+    cmd += ["--sync-people", str(args.sync_people)]
+    cmd += ["--commit-records", str(args.commit_records)] if args.commit_records else []
     cmd += ["--database-url", url] if url else []
     worker = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     try:
@@ -395,7 +394,7 @@ async def _feed_beside_a_worker(
 
 
 async def sync_worker(
-    data_dir: Path, url: str | None, people: int, commit_records: int
+    data_dir: Path, url: str | None, people: int, commit_records: int | None
 ) -> dict[str, int]:
     """Full syncs into new connectors of the bench tenant until SIGTERM."""
     import signal
@@ -415,7 +414,7 @@ async def sync_worker(
 
 
 def _settings(
-    data_dir: Path, url: str | None, commit_records: int, source_processes: int = 1
+    data_dir: Path, url: str | None, commit_records: int | None, source_processes: int = 1
 ) -> Any:
     from gateway.runtime.config import Settings
 
@@ -451,8 +450,9 @@ def main() -> int:
     parser.add_argument("--sync-people", type=int, default=20_000)
     parser.add_argument("--no-sync", action="store_true", help="skip the rows with a sync")
     parser.add_argument(
-        "--commit-records", type=int, default=COMMIT_RECORDS,
-        help="people per sync transaction (the commit_records setting)",
+        "--commit-records", type=int, default=None,
+        help="people per sync transaction (the commit_records setting; default: the "
+        "store's, 250 on SQLite and 500 on PostgreSQL)",
     )  # fmt: skip
     parser.add_argument(
         "--sync-process", action="store_true",

@@ -7,7 +7,8 @@ database_password = "..."      # if not in the URL (better: SLUIS_DATABASE_PASSW
 database_pool_size = 10        # connections per process
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
 commit_records = 250           # people per sync commit transaction (smaller: shorter waits
-                               # for feed pages during a sync; a little slower syncs)
+                               # for feed pages during a sync; a little slower syncs;
+                               # default 250 on SQLite, 500 on PostgreSQL)
 source_processes = 1           # worker processes that fetch and minimise sources' pages, so
                                # raw records never enter the gateway (0: in its own process)
 scheduler_tick = 5.0           # seconds between the scheduler's looks at what is due
@@ -60,10 +61,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.keys.location import default_key_dir
 from gateway.keys.signing import LOG_NAME_PATTERN
 
-#: People per sync commit transaction by default (`Settings.commit_records`): a page of
-#: 1,000 in four. Measured (bench_feed_load, SQLite, 64 consumers): a sync adds 2.1x to
-#: feed p99 at 250 or 100, 3.8x at 1,000; a 100k full sync takes about 10% longer.
+#: People per sync transaction by default on SQLite (`Settings.commit_records`): a
+#: page of 1,000 in four. Measured (bench_feed_load, SQLite, 64 consumers): a sync adds 2.1x
+#: to feed p99 at 250 or 100, 3.8x at 1,000; a 100k full sync takes about 10% longer.
 COMMIT_RECORDS: Final = 250
+#: The same on PostgreSQL: a page of 1,000 in two. There a transaction holds up no reader,
+#: only the tenant's other writers (a feed page's ledger entry among them), and each costs
+#: some ten round trips under the tenant's lock. Measured on the 2-core bench machine,
+#: 100,000 people: a full sync 10.9-13.6 s at 500 against 15.6-15.7 s at 250;
+#: bench_feed_load with 64 consumers, a sync adds 1.53x to feed p99 at 500, 1.58x at 250.
+COMMIT_RECORDS_POSTGRES: Final = 500
 
 ENV_PREFIX = "SLUIS_"
 #: `SLUIS_<KEY>_FILE`: the setting is read from the named file.
@@ -107,10 +114,10 @@ class Settings(BaseModel):
     #: replica then resumes it from its last committed page.
     run_lease_seconds: float = Field(default=30.0, ge=2, le=3600)
     #: The most people one sync transaction commits (a page is split into transactions of
-    #: this many, each with its own inbound ledger entry): on SQLite a feed page's ledger
-    #: entry waits for the one writer, so smaller transactions shorten its wait during a
-    #: sync, at the cost of more commits per run.
-    commit_records: int = Field(default=COMMIT_RECORDS, ge=10, le=100_000)
+    #: this many, each with its own inbound ledger entry): a feed page's ledger entry waits
+    #: for the tenant's writer, so smaller transactions shorten its wait during a sync, at
+    #: the cost of more commits per run. None: the store's default (`commit_size`).
+    commit_records: int | None = Field(default=None, ge=10, le=100_000)
     #: Processes that fetch and minimise sources' pages for this gateway's sync runs and
     #: previews (`gateway.sync.source_worker`): raw vendor records then never enter the
     #: process that serves the feed, and parsing them runs on another core instead of
@@ -196,6 +203,14 @@ class Settings(BaseModel):
     retention_short_lived_days: int = Field(
         default=7, ge=1, le=RETENTION_MAXIMA["short_lived_days"]
     )
+
+    @property
+    def commit_size(self) -> int:
+        """People per sync transaction in effect: `commit_records`, or the store's default
+        (`COMMIT_RECORDS`, `COMMIT_RECORDS_POSTGRES`)."""
+        if self.commit_records is not None:
+            return self.commit_records
+        return COMMIT_RECORDS_POSTGRES if self.database_url else COMMIT_RECORDS
 
     @property
     def keys(self) -> Path:

@@ -31,6 +31,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final, TypeVar
 
+import orjson
 import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -46,6 +47,9 @@ CONNECT_TIMEOUT: Final = 15.0
 #: Seconds a statement waits for a free pooled connection before `StoreUnavailable` (a
 #: request should get a 503 it can retry, not hang behind a saturated pool).
 POOL_WAIT: Final = 5.0
+
+#: `one_of` for text: the values as one JSON array, made an array once per statement.
+_ANY_OF_TEXT: Final = "= ANY(ARRAY(SELECT json_array_elements_text(CAST(? AS json))))"
 
 
 @lru_cache(maxsize=1024)
@@ -308,7 +312,14 @@ class PostgresDatabase:
     def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
         """One array parameter: a statement prepared once and planned as an index lookup
         (a prepared `IN` list of 500 parameters got a generic plan that scanned the
-        table, 0.4 s a page at 20,000 subjects)."""
+        table, 0.4 s a page at 20,000 subjects).
+
+        Text (keyed subject ids, the common case) crosses as one JSON text that the server
+        makes the array of, still an index lookup: psycopg adapts a list element by
+        element in Python, 0.6 ms more for 250 ids a statement (0.92 against 0.32 ms on an
+        empty table), and a sync page's `suppressed` lookup runs under the tenant's lock."""
+        if all(type(v) is str for v in values):
+            return _ANY_OF_TEXT, [orjson.dumps(list(values)).decode()]
         return "= ANY(?)", [list(values)]
 
     def time(self, value: datetime | None) -> object:
