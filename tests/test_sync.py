@@ -27,6 +27,7 @@ from connectors.base import RetryPolicy, SyncMode
 from connectors.emulator_kit import CONTROL, Fault
 from gateway.ledger.audit import AuditEntry
 from gateway.ledger.entry import TransferEntry
+from gateway.lifecycle import erasure
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
 from gateway.runtime.storage import DB_FILE
@@ -181,6 +182,76 @@ async def test_full_sync_then_no_change_resync(world: World) -> None:
         repr(world.store.get_run(run.id)),
     )
     assert leaks == []
+
+
+def _journaled(world: World) -> list[str]:
+    rows = world.store.database.all(
+        "SELECT j.value ->> 0 FROM run_seen r, json_each(r.writes) j WHERE r.writes IS NOT NULL"
+    )
+    return sorted(r[0] for r in rows)
+
+
+async def test_a_full_run_journals_its_writes_and_merges_them_before_its_sweep(
+    world: World,
+) -> None:
+    """On SQLite a full run journals whom it writes (`RunJournal`) and merges them into the
+    subjects in key order when it sweeps: between pages they are in the journal and not
+    in `subjects`; an erasure meanwhile strikes its person from the journal; after the run
+    the subjects hold everyone it delivered, and the journal and seen log are gone."""
+    _authorise(world)
+    store = world.store
+    seen: dict[int, tuple[list[str], int]] = {}
+    erased: list[str] = []
+
+    def look(run_id: str, pages: int) -> None:
+        seen[pages] = (_journaled(world), store.count_present("acme", "afas"))
+        if pages == 1:
+            erased.append(seen[1][0][0])
+            by = system(world.services, "acme")
+            erasure.erase(store, by, erased, datetime.now(UTC))
+
+    world.hook.append(look)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded", run.error
+    first, second = seen[1][0], seen[2][0]
+    assert seen[1][1] == seen[2][1] == 0  # nothing in `subjects` during the run
+    assert first and erased[0] not in second
+    assert set(first) - set(erased) < set(second)
+    events = world.events()
+    # The erased person's only event is the erasure's.
+    assert [e.type for e in events if e.subject_id == erased[0]] == ["subject.erased"]
+    delivered = {e.subject_id for e in events if e.type == "subject.upserted"}
+    assert store.present_subjects("acme", "afas") == sorted(delivered)
+    assert store.database.all("SELECT count(*) FROM run_seen")[0][0] == 0
+    # The next full run compares with the merged subjects: nothing changed, nobody gone.
+    world.hook.clear()
+    again = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert again.status == "succeeded", again.error
+    assert (again.counts["upserted"], again.counts["deleted"]) == (0, 0)
+    assert again.counts["suppressed"] == 1
+
+
+async def test_a_long_full_run_merges_its_journal_between_pages(world: World) -> None:
+    """Every `journal_records` people a full run merges its journal between two pages, so
+    what it keeps in memory and one merge's hold on the writer stay bounded."""
+    _authorise(world)
+    store = world.store
+    world.services.engine.journal_records = 120
+    seen: dict[int, tuple[int, int]] = {}
+
+    def look(run_id: str, pages: int) -> None:
+        seen[pages] = (len(_journaled(world)), store.count_present("acme", "afas"))
+
+    world.hook.append(look)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded", run.error
+    # Page 1 journals fewer than 120 people; page 2 takes it past and merges them all.
+    assert 0 < seen[1][0] < 120 and seen[1][1] == 0
+    assert seen[2][0] == 0 and seen[2][1] > seen[1][0]
+    events = world.events()
+    ids = [e.subject_id for e in events]
+    assert len(ids) == len(set(ids)) == len(_active_people(world))
+    assert store.present_subjects("acme", "afas") == sorted(ids)
 
 
 async def test_incremental_picks_up_changes_and_leavers(world: World) -> None:

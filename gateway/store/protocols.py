@@ -347,6 +347,15 @@ class Store(Protocol):
         store (SQLite) has one process, so at its start every running run is orphaned."""
         ...
 
+    @property
+    def journals_subjects(self) -> bool:
+        """Whether a full sync should journal its subject writes with its seen log
+        (`mark_seen`'s `writes`) and merge them in key order (`merge_run_writes`) rather
+        than write them page by page (`write_subjects`). True on SQLite, where each
+        commit's keyed ids dirty a random page of the subjects' B-tree each, written whole
+        to the WAL; both stores keep both paths."""
+        ...
+
     # tenants
     def create_tenant(self, tenant: Tenant) -> None: ...
     def get_tenant(self, tenant_id: str) -> Tenant: ...
@@ -445,21 +454,41 @@ class Store(Protocol):
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None: ...
     def mark_seen(
-        self, tenant: str, connector_id: str, run_id: str, subject_ids: Sequence[str]
+        self,
+        tenant: str,
+        connector_id: str,
+        run_id: str,
+        subject_ids: Sequence[str],
+        writes: Sequence[SubjectWrite] = (),
     ) -> None:
         """Record that the run found these subjects at the source unchanged, so its sweep
-        (`unseen_present`) does not take them for leavers. Appended to the run's seen log
-        (one row a call, not a write per subject: keyed ids would dirty a random page
-        each), in the caller's transaction, so a page's marks commit with its changes and
-        a run resumed after a crash keeps those of the pages it committed. The log lives
-        until the run ends (`finish_run`) or its connector, tenant or history goes."""
+        (`unseen_present`) does not take them for leavers, and journal its `writes` (what
+        `write_subjects` would write now; `merge_run_writes` writes them). Appended to the
+        run's seen log (one row a call, not a write per subject: keyed ids would dirty a
+        random page each), in the caller's transaction, so a page's marks and writes
+        commit with its events and a run resumed after a crash keeps those of the pages it
+        committed. The log lives until the run ends (`finish_run`, which merges what is
+        journaled first, as `stop_running_runs` does) or its connector, tenant or history
+        goes; an erasure strikes its people from every journal (`delete_subject_data`)."""
+        ...
+
+    def journaled_states(self, run_id: str, subject_ids: Sequence[str]) -> dict[str, SubjectState]:
+        """The last state the run journaled and has not merged of each of these people
+        who has one: what they compare with, over `subject_states`."""
+        ...
+
+    def merge_run_writes(self, run_id: str, *, owner: str | None = None) -> None:
+        """Write the run's journal into the subjects, the last write of each person, in one
+        transaction, and empty it (nothing to do when it is empty). With
+        `owner`, only while that process owns the running run (`LeaseLost` if not). A run
+        sweeps only after this (its written people are its seen ones)."""
         ...
 
     def count_present(self, tenant: str, connector_id: str) -> int: ...
     def unseen_present(self, tenant: str, connector_id: str, run_id: str) -> Iterator[str]:
         """A full sync's leavers, in id order: the connector's present subjects the run
-        neither wrote (`write_subjects` with this run) nor marked seen (`mark_seen`),
-        computed by the database however many subjects the connector has."""
+        neither wrote (`write_subjects` with this run, or journaled) nor marked seen
+        (`mark_seen`), computed by the database however many subjects the connector has."""
         ...
 
     def append_events(self, tenant: str, events: Sequence[NewEvent | RenderedEvent]) -> list[int]:

@@ -97,6 +97,11 @@ class _Checkpointer:
         self._thread.join()
 
 
+def _unhex(text: str | None) -> bytes | None:
+    """SQLite's `unhex` for one argument (3.41), for older libraries."""
+    return None if text is None else bytes.fromhex(text)
+
+
 def _integrity(exc: sqlite3.IntegrityError) -> Exception:
     if "FOREIGN KEY" in str(exc):
         return NotFound("it refers to a record that does not exist")
@@ -151,6 +156,10 @@ class SqliteDatabase:
             except sqlite3.DatabaseError as exc:
                 db.conn.close()
                 raise StoreError(f"{path}: not a usable database ({exc})") from None
+            if sqlite3.sqlite_version_info < (3, 41, 0):
+                # A built-in from 3.41 on; a run journal's merge (`gateway_sql._MERGE`)
+                # turns its digests back into bytes with it, on this writing connection.
+                db.conn.create_function("unhex", 1, _unhex, deterministic=True)
             db._checkpointer = _Checkpointer(path)
         return db
 
