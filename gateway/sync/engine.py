@@ -519,11 +519,12 @@ class SyncEngine:
     async def _open_journal(self, run: RunRecord, mode: SyncMode) -> RunJournal | None:
         """A full run's journal, on a store that journals (`Store.journals_subjects`). A
         resumed run's journal goes into the subjects first, so the new one holds only this
-        process's writes."""
-        if mode is not SyncMode.FULL or not self.store.journals_subjects:
+        process's writes; on any store, as a run may resume on a copy of another
+        (`sluis db copy`)."""
+        if mode is not SyncMode.FULL:
             return None
         await asyncio.to_thread(self.store.merge_run_writes, run.id, owner=self.replica)
-        return RunJournal(self.store, run.id)
+        return RunJournal(self.store, run.id) if self.store.journals_subjects else None
 
     @contextlib.asynccontextmanager
     async def _source(

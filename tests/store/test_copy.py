@@ -25,6 +25,7 @@ from gateway.store.records import (
     ConnectorRecord,
     NewEvent,
     RunRecord,
+    SubjectState,
     SubjectWrite,
     Tenant,
 )
@@ -65,6 +66,10 @@ def _fill(store: SqliteStore, tenants: int = 3, people: int = 23) -> None:
             for start in range(0, people - 2, 5):
                 ids = [f"{i:032x}" for i in range(start, min(start + 5, people - 2))]
                 store.mark_seen(tenant, c, running, ids[::-1])
+            # And its journal of writes not merged yet (`Store.journals_subjects`).
+            store.mark_seen(
+                tenant, c, running, [], [SubjectWrite(f"{100 + t:032x}", b"\x07" * 32, True)]
+            )
         store.append_events(
             tenant,
             [
@@ -129,7 +134,7 @@ def test_every_row_arrives_across_many_small_pages(
     assert list(report.rows) == names
     assert report.rows == row_counts(source, names) == row_counts(target, names)
     assert report.rows["subjects"] == 3 * 2 * 23 and report.rows["ledger_entries"] == 3 * 23
-    assert report.rows["run_seen"] == 3 * 2 * 5
+    assert report.rows["run_seen"] == 3 * 2 * 6
     assert report.version == migrate.latest_version("postgres")
     # Every batch reported, never more than a page at a time, ending at the table's total.
     assert ("events", 4, 69) in seen and ("events", 69, 69) in seen
@@ -150,6 +155,15 @@ def test_every_row_arrives_across_many_small_pages(
         leavers = list(copied.unseen_present(tenant, c, f"run-{tenant}-{c}-live"))
         assert leavers == list(original.unseen_present(tenant, c, f"run-{tenant}-{c}-live"))
         assert leavers == [f"{i:032x}" for i in (21, 22)]
+    # And its journal: merged on the copy as it would have been on the original.
+    journaled = f"{100:032x}"
+    assert copied.journaled_states("run-t0-afas-live", [journaled]) == original.journaled_states(
+        "run-t0-afas-live", [journaled]
+    )
+    copied.merge_run_writes("run-t0-afas-live")
+    assert copied.subject_states("t0", "afas", [journaled]) == {
+        journaled: SubjectState(journaled, b"\x07" * 32, True)
+    }
 
 
 def test_every_table_the_migrations_make_is_placed_in_foreign_key_order(
