@@ -470,11 +470,11 @@ class SyncEngine:
                 unchanged = False
                 try:
                     while True:
-                        # Checked before every fetch: a revocation stops the run before the
-                        # next request goes out.
+                        # Checked before every request to the source, by the connector
+                        # itself (`_check_instruction` before each attempt): a revocation,
+                        # pause or new mapping stops the run before the next one goes out.
                         if state.lease_lost:
                             raise RunTakenOver(run.id)
-                        await asyncio.to_thread(self._still_standing, state)
                         fetching = asyncio.ensure_future(
                             self.revocations.watch(
                                 state.instruction.id,
@@ -617,15 +617,18 @@ class SyncEngine:
         require_still_active(self.store, state.instruction, self.clock())
 
     async def _check_instruction(self, state: _RunState) -> None:
-        """Before every attempt at a source, and on polls while one runs: revoked here (no
-        store read needed) or in the store, by any process, stops the fetch; so does the run
-        having been taken over by another process."""
+        """Before every attempt at a source (the first attempt at each page included), and
+        on polls while one runs: revoked here (no store read needed) or in the store, by
+        any process, stops the fetch; so do a pause, a new mapping (`_still_standing`), and
+        the run having been taken over by another process. One read of the store: the
+        engine no longer checks on its own before asking for a page, which asked the store
+        the same thing again a moment before the worker's first attempt."""
         if state.lease_lost:
             raise RunTakenOver(state.run.id)
         if self.revocations.is_revoked(state.instruction.id):
             await asyncio.to_thread(self._still_authorised, state)
             raise self.revocations.refusal(state.instruction.id)
-        await asyncio.to_thread(self._still_authorised, state)
+        await asyncio.to_thread(self._still_standing, state)
         if self.revocations.is_revoked(state.instruction.id):
             raise self.revocations.refusal(state.instruction.id)
 
