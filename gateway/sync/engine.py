@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -478,7 +479,9 @@ class SyncEngine:
                         fetching = asyncio.ensure_future(
                             self.revocations.watch(
                                 state.instruction.id,
-                                source.fetch_page(PageRequest(mode, cursor, run.since)),
+                                functools.partial(
+                                    source.fetch_page, PageRequest(mode, cursor, run.since)
+                                ),
                                 check=lambda: self._check_instruction(state),
                                 poll=self.revocation_poll,
                             )

@@ -58,17 +58,18 @@ class Revocations:
     async def watch(
         self,
         instruction_id: str,
-        fetch: Coroutine[Any, Any, T],
+        fetch: Callable[[], Coroutine[Any, Any, T]],
         *,
         check: Check,
         poll: float,
     ) -> T:
-        """Run `fetch` under `instruction_id`; stop it when the instruction is revoked here
-        (`revoke`) or `check` (which raises `InstructionRefused`) fails on a poll."""
+        """Run `fetch()` under `instruction_id`; stop it when the instruction is revoked here
+        (`revoke`) or `check` (which raises `InstructionRefused`) fails on a poll. `fetch`
+        is called only here: a watch cancelled before it starts leaves no coroutine that
+        was never awaited."""
         if instruction_id in self._revoked:
-            fetch.close()
             raise self.refusal(instruction_id)
-        task = asyncio.ensure_future(fetch)
+        task = asyncio.ensure_future(fetch())
         running = self._fetches.setdefault(instruction_id, set())
         running.add(task)
         try:
