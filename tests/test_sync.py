@@ -195,7 +195,7 @@ async def test_a_full_run_journals_its_writes_and_merges_them_before_its_sweep(
     world: World,
 ) -> None:
     """On SQLite a full run journals whom it writes (`RunJournal`) and merges them into the
-    subjects in key order when it sweeps: between pages they are in the journal and not
+    subjects when it sweeps: between pages they are in the journal and not
     in `subjects`; an erasure meanwhile strikes its person from the journal; after the run
     the subjects hold everyone it delivered, and the journal and seen log are gone."""
     _authorise(world)

@@ -350,7 +350,7 @@ class Store(Protocol):
     @property
     def journals_subjects(self) -> bool:
         """Whether a full sync should journal its subject writes with its seen log
-        (`mark_seen`'s `writes`) and merge them in key order (`merge_run_writes`) rather
+        (`mark_seen`'s `writes`) and merge them many commits at once (`merge_run_writes`) rather
         than write them page by page (`write_subjects`). True on SQLite, where each
         commit's keyed ids dirty a random page of the subjects' B-tree each, written whole
         to the WAL; both stores keep both paths."""

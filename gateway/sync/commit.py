@@ -59,17 +59,17 @@ class Committed:
 class RunJournal:
     """Whom a full run has journaled (`Store.mark_seen`'s `writes`) and not merged into
     the subjects yet, so that it compares them with what it journaled: a person met twice
-    in one run (a source shifting under its pages) gets no second `created` event.
+    in one run (a source shifting under its pages) gets no second `subject.upserted`.
 
     Why a journal: written straight into `subjects`, 250 keyed ids dirtied ~250 random
     pages of its B-tree, each written whole to SQLite's WAL at COMMIT: a third of a first
-    sync's time. A run's journal is merged in key order when it sweeps or ends.
+    sync's time. The engine merges a run's journal in one transaction every
+    `journal_records` people, before its sweep, and the store when it ends.
 
     It keeps only the ids' hashes (~70 bytes a person with the set's table, not the
     90-byte string as well) and asks the store for the journaled state of the few that
-    match; the engine merges the journal every `journal_records` people, and a run resumed
-    in another process merges it first, so it starts empty. `wrote` is called only after
-    a write commits, before the next one starts."""
+    match; a run resumed in another process merges its journal first, so it starts
+    empty. `wrote` is called only after a write commits, before the next one starts."""
 
     __slots__ = ("_hashes", "run_id", "store")
 

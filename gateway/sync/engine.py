@@ -623,9 +623,8 @@ class SyncEngine:
         """Before every attempt at a source (the first attempt at each page included), and
         on polls while one runs: revoked here (no store read needed) or in the store, by
         any process, stops the fetch; so do a pause, a new mapping (`_still_standing`), and
-        the run having been taken over by another process. One read of the store: the
-        engine no longer checks on its own before asking for a page, which asked the store
-        the same thing again a moment before the worker's first attempt."""
+        the run having been taken over by another process. The engine asks for a page
+        without a check of its own: this one comes a moment later, before the request."""
         if state.lease_lost:
             raise RunTakenOver(state.run.id)
         if self.revocations.is_revoked(state.instruction.id):

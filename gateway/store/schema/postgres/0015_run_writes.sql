@@ -1,7 +1,7 @@
 -- A full run's subject writes, journaled (as on SQLite, where it saves most of a first
 -- sync's WAL): each seen-log row also carries the subjects its commit changed, as a JSON
--- array of [keyed id, digest hex, present], merged into `subjects` in key order when the
--- run sweeps or ends (`merge_run_writes`). PostgreSQL's syncs write `subjects` directly
+-- array of [keyed id, digest hex, present], merged into `subjects` many commits at once
+-- (`merge_run_writes`). PostgreSQL's syncs write `subjects` directly
 -- (`Store.journals_subjects`); the column keeps both engines' tables alike. NULL once
 -- merged. Out of line uncompressed, as `ids` (0014).
 ALTER TABLE run_seen ADD COLUMN writes TEXT;
