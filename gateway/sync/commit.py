@@ -69,14 +69,22 @@ class RunJournal:
     It keeps only the ids' hashes (~70 bytes a person with the set's table, not the
     90-byte string as well) and asks the store for the journaled state of the few that
     match; a run resumed in another process merges its journal first, so it starts
-    empty. `wrote` is called only after a write commits, before the next one starts."""
+    empty. `wrote` is called only after a write commits, before the next one starts.
 
-    __slots__ = ("_hashes", "run_id", "store")
+    Reading a journaled state scans the journal (it has no index by id), which is cheap
+    only while people met again are rare. `repeats` counts them, and the engine merges
+    the journal after a page that met any: a source that repeats people on every page (a
+    shifting export, an identity that is not unique) costs what direct writes cost, not
+    a scan of a growing journal for every batch."""
+
+    __slots__ = ("_hashes", "repeats", "run_id", "store")
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
         self._hashes: set[int] = set()
+        #: People met again since the last merge (ids whose hash was in the journal).
+        self.repeats = 0
 
     def known(
         self, tenant: str, connector: str, subject_ids: Collection[str]
@@ -86,6 +94,7 @@ class RunJournal:
         hashes = self._hashes
         mine = [sid for sid in subject_ids if hash(sid) in hashes]
         if mine:
+            self.repeats += len(mine)
             known.update(self.store.journaled_states(self.run_id, mine))
         return known
 
@@ -95,6 +104,7 @@ class RunJournal:
     def merged(self) -> None:
         """The store merged the journal (`Store.merge_run_writes`): nobody is in it now."""
         self._hashes.clear()
+        self.repeats = 0
 
     def __len__(self) -> int:
         return len(self._hashes)

@@ -232,7 +232,8 @@ class SyncEngine:
         #: The most subjects one transaction of a page's commit carries (`_commit_page`).
         self.commit_records = commit_records
         #: People a full run journals before it merges them into the subjects between two
-        #: pages (`RunJournal`; always before its sweep).
+        #: pages (`RunJournal`; also after a page that met people again, and always before
+        #: its sweep).
         self.journal_records = journal_records
         #: This process as the owner of the runs it runs.
         self.replica = replica or replica_name()
@@ -713,7 +714,7 @@ class SyncEngine:
             sent += len(chunk)
         await self._write_in_turn(state, now, steps, written)
         journal = state.journal
-        if journal is not None and len(journal) >= self.journal_records:
+        if journal is not None and (len(journal) >= self.journal_records or journal.repeats):
             await asyncio.to_thread(self.store.merge_run_writes, run.id, owner=self.replica)
             journal.merged()
         state.counts, state.watermark = progress["counts"], progress["watermark"]
