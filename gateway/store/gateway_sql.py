@@ -485,15 +485,14 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         if not subject_ids and not writes:
             return
         journal = (
-            orjson.dumps([(w.subject_id, w.digest.hex(), int(w.present)) for w in writes])
+            orjson.dumps([(w.subject_id, w.digest.hex(), int(w.present)) for w in writes]).decode()
             if writes
             else None
         )
         self._write(
             "INSERT INTO run_seen (tenant, connector, run, ids, writes) VALUES (?, ?, ?, ?, ?)",
-            (tenant, connector_id, run_id, orjson.dumps(list(subject_ids)).decode(),
-             None if journal is None else journal.decode()),
-        )  # fmt: skip
+            (tenant, connector_id, run_id, orjson.dumps(list(subject_ids)).decode(), journal),
+        )
 
     def journaled_states(self, run_id: str, subject_ids: Sequence[str]) -> dict[str, SubjectState]:
         found: dict[str, SubjectState] = {}
@@ -506,20 +505,28 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         return found
 
     def merge_run_writes(self, run_id: str, *, owner: str | None = None) -> None:
+        # An empty journal (every run's start, most sweeps) costs one read, no transaction.
+        if not self._journal_tenant(run_id):
+            return
         with self._db.transaction():
             if owner is not None:
                 self._fenced(_TOUCH_RUN, (run_id,), owner)
             self._merge_journal(run_id)
 
+    def _journal_tenant(self, run_id: str) -> str | None:
+        """The tenant of the run's journal, if it holds anything not merged."""
+        rows = self._all(
+            "SELECT tenant FROM run_seen WHERE run = ? AND writes IS NOT NULL LIMIT 1", (run_id,)
+        )
+        return str(rows[0][0]) if rows else None
+
     def _merge_journal(self, run_id: str) -> None:
         """`merge_run_writes` inside the caller's transaction, under the run's tenant's
         lock (which an erasure takes to strike people from the journal)."""
-        where = self._all(
-            "SELECT tenant FROM run_seen WHERE run = ? AND writes IS NOT NULL LIMIT 1", (run_id,)
-        )
-        if not where:
+        tenant = self._journal_tenant(run_id)
+        if tenant is None:
             return
-        self._db.lock_tenant(where[0][0])
+        self._db.lock_tenant(tenant)
         merged = self._write(_MERGE[self._db.dialect], (_run_mark(run_id), run_id))
         self._write(
             "UPDATE run_seen SET writes = NULL WHERE run = ? AND writes IS NOT NULL", (run_id,)

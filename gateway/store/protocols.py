@@ -479,8 +479,8 @@ class Store(Protocol):
 
     def merge_run_writes(self, run_id: str, *, owner: str | None = None) -> None:
         """Write the run's journal into the subjects, the last write of each person, in one
-        transaction, and empty it (nothing to do when it is empty). With
-        `owner`, only while that process owns the running run (`LeaseLost` if not). A run
+        transaction, and empty it (nothing to do, and no transaction, when it is empty).
+        With `owner`, only while that process owns the running run (`LeaseLost` if not). A run
         sweeps only after this (its written people are its seen ones)."""
         ...
 
