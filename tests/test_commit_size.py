@@ -1,7 +1,7 @@
-"""People per sync transaction (`commit_records`): 250 on SQLite, where a feed page's ledger
-entry waits for the one writer; 500 on PostgreSQL, where a transaction holds up only the
-tenant's other writers and each costs round trips under its lock; a configured value wins
-on both, and the engine runs with what is in effect."""
+"""People per sync transaction (`commit_records`): 1,000 on SQLite, where each transaction
+costs a ledger entry, a checkpoint and a COMMIT of the one writer; 500 on PostgreSQL, where
+a transaction holds up only the tenant's other writers and each costs round trips under its
+lock; a configured value wins on both, and the engine runs with what is in effect."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ ADMIN = "admin-token-0123456789abcdef"
 
 def test_each_store_has_its_default_and_a_configured_value_wins(tmp_path: Path) -> None:
     url = "postgresql://sluis@db.internal:5432/sluis"
-    assert (COMMIT_RECORDS, COMMIT_RECORDS_POSTGRES) == (250, 500)
+    assert (COMMIT_RECORDS, COMMIT_RECORDS_POSTGRES) == (1000, 500)
     assert Settings(data_dir=tmp_path).commit_size == COMMIT_RECORDS
     assert Settings(data_dir=tmp_path, database_url=url).commit_size == COMMIT_RECORDS_POSTGRES
     env = {"SLUIS_DATA_DIR": str(tmp_path), "SLUIS_DATABASE_URL": url}
     assert load_settings(env=env).commit_size == COMMIT_RECORDS_POSTGRES
     assert load_settings(env={**env, "SLUIS_COMMIT_RECORDS": "40"}).commit_size == 40
-    assert Settings(data_dir=tmp_path, commit_records=1000).commit_size == 1000
+    assert Settings(data_dir=tmp_path, commit_records=250).commit_size == 250
 
 
 def test_the_engine_commits_in_the_size_in_effect(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ database_url = "postgresql://sluis@db:5432/sluis"  # PostgreSQL instead (or SLUI
 database_password = "..."      # if not in the URL (better: SLUIS_DATABASE_PASSWORD, PGPASSFILE)
 database_pool_size = 10        # connections per process
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
-commit_records = 250           # people per sync commit transaction (smaller: shorter waits
-                               # for feed pages during a sync; a little slower syncs;
-                               # default 250 on SQLite, 500 on PostgreSQL)
+commit_records = 1000          # people per sync commit transaction (smaller: shorter waits
+                               # for other writers during a sync; slower syncs;
+                               # default 1000 on SQLite, 500 on PostgreSQL)
 source_processes = 1           # worker processes that fetch and minimise sources' pages, so
                                # raw records never enter the gateway (0: in its own process)
 scheduler_tick = 5.0           # seconds between the scheduler's looks at what is due
@@ -61,10 +61,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.keys.location import default_key_dir
 from gateway.keys.signing import LOG_NAME_PATTERN
 
-#: People per sync transaction by default on SQLite (`Settings.commit_records`): a
-#: page of 1,000 in four. Measured (bench_feed_load, SQLite, 64 consumers): a sync adds 2.1x
-#: to feed p99 at 250 or 100, 3.8x at 1,000; a 100k full sync takes about 10% longer.
-COMMIT_RECORDS: Final = 250
+#: People per sync transaction by default on SQLite (`Settings.commit_records`): a page of
+#: 1,000 in one. Smaller transactions once shortened what a feed page's ledger entry waited
+#: for (a sync added 2.1x to feed p99 at 250, 3.8x at 1,000), while each wrote its people
+#: into `subjects`; since a full run journals them (`RunJournal`) a transaction holds its
+#: events and one journal row, and each costs a ledger entry, a checkpoint and a COMMIT.
+#: Measured on the 2-core bench machine, alternating: a 100k full sync used 2.26-2.39 s of
+#: gateway CPU at 1,000 against 2.65-3.23 s at 250 (3.18-3.50 s against 3.33-4.08 s wall);
+#: bench_feed_load with 64 consumers during syncs, feed p99 157-182 ms at 1,000 against
+#: 165-189 ms at 250, while 7 syncs finished in its window against 4-5.
+COMMIT_RECORDS: Final = 1000
 #: The same on PostgreSQL: a page of 1,000 in two. There a transaction holds up no reader,
 #: only the tenant's other writers (a feed page's ledger entry among them), and each costs
 #: some ten round trips under the tenant's lock. Measured on the 2-core bench machine,
