@@ -125,7 +125,9 @@ class PageRequest:
 
 @dataclass
 class RawPage:
-    """One vendor page. Lives only inside `fetch_page`; never stored or passed on."""
+    """One vendor page. Lives only until it is minimised (`Connector.minimise`), in the
+    process that fetched it: `fetch_page`, or a source worker's read-ahead of the page
+    after the one it minimises; never stored or passed on."""
 
     records: list[Any]
     next_cursor: str | None
@@ -269,21 +271,13 @@ class Connector(ABC):
 
     async def fetch_page(self, request: PageRequest) -> MinimisedPage:
         """Fetch one page with retries and minimise it before returning."""
-        raw = await self._fetch_with_retries(request)
-        page = self.projector.project_page(raw.records)
-        fetched = len(raw.records)
-        raw.records.clear()
-        return MinimisedPage(
-            subjects=page.subjects,
-            rejected=page.rejected,
-            dropped=page.dropped,
-            fetched=fetched,
-            next_cursor=raw.next_cursor,
-            watermark=raw.watermark,
-            unchanged=raw.unchanged,
-        )
+        return self.minimise(await self.read_page(request))
 
-    async def _fetch_with_retries(self, request: PageRequest) -> RawPage:
+    async def read_page(self, request: PageRequest) -> RawPage:
+        """One vendor page, raw: `fetch_raw` with the retry policy, and `before_attempt`
+        asked before every attempt. For a caller that minimises it at once (`minimise`):
+        `fetch_page`, and a source worker that reads the next page while it minimises
+        this one."""
         policy = self.retry
         retrying = AsyncRetrying(
             retry=retry_if_exception(_should_retry),
@@ -298,6 +292,21 @@ class Connector(ABC):
                     await self.before_attempt()
                 return await self.fetch_raw(request)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    def minimise(self, raw: RawPage) -> MinimisedPage:
+        """A raw page through the door (the projector), its raw records let go of."""
+        page = self.projector.project_page(raw.records)
+        fetched = len(raw.records)
+        raw.records.clear()
+        return MinimisedPage(
+            subjects=page.subjects,
+            rejected=page.rejected,
+            dropped=page.dropped,
+            fetched=fetched,
+            next_cursor=raw.next_cursor,
+            watermark=raw.watermark,
+            unchanged=raw.unchanged,
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -360,14 +360,72 @@ async def test_revocation_after_a_page_stops_the_next_fetch(world: World) -> Non
     assert run.status == "stopped"
     assert instruction in (run.error or "") and "revoked" in (run.error or "")
     fetches = world.emulator[CONTROL].requests_to("/profitrestservices/connectors")
-    # The second page may have been on its way already: its fetch was checked and started
-    # while the first committed, before the revocation (the request itself can reach the
-    # source a moment after it, when the commit was quick). Nothing was started after the
-    # revocation, and nothing of that page is stored.
-    assert len(fetches) <= 2
+    # The pages after the first may have been on their way already: each was asked for as
+    # the one before it arrived, checked and started while the first committed, before the
+    # revocation. Nothing of them is stored.
     assert fetches[0].at < revoked_at[0]
     assert run.pages == 1
     assert len(world.events()) == run.counts["upserted"] <= 100
+
+
+async def test_nothing_is_asked_of_the_source_after_a_revocation(world: World) -> None:
+    """A slow source, revoked once the first page has committed: the second page was asked
+    for before that (as the first arrived), and no request reaches the source after it,
+    neither the engine's next page nor a source worker's read-ahead, each of which is
+    checked before it goes out."""
+    instruction = _authorise(world)
+    world.emulator[CONTROL].inject(
+        *[Fault("slow", seconds=0.5, path="/profitrestservices/connectors") for _ in range(5)]
+    )
+    revoked_at: list[float] = []
+
+    def revoke_after_first(run_id: str, pages: int) -> None:
+        if pages == 1:
+            world.store.revoke_instruction(instruction, "dpo@acme.example", datetime.now(UTC))
+            revoked_at.append(time.monotonic())
+
+    world.hook.append(revoke_after_first)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "stopped" and run.pages == 1
+    fetches = world.emulator[CONTROL].requests_to("/profitrestservices/connectors")
+    # Page 2's request left as page 1 arrived, a commit's time before the revocation; a
+    # request for page 3 could have left only once page 2 came back, 0.5 s after that.
+    assert len(fetches) == 2
+    assert all(f.at < revoked_at[0] + 0.25 for f in fetches), (fetches, revoked_at)
+    assert len(world.events()) == run.counts["upserted"] <= 100
+
+
+async def test_each_page_is_asked_for_once(world: World) -> None:
+    """Pages fetched ahead (the engine's next one, a source worker's read-ahead) are the
+    pages the run goes on with: the source is asked for each page once, and for nothing
+    after the last."""
+    _authorise(world)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded"
+    fetches = world.emulator[CONTROL].requests_to("/profitrestservices/connectors")
+    assert len(fetches) == run.pages == 3
+    assert len({f.query for f in fetches}) == 3
+
+
+async def test_a_source_error_on_a_page_read_ahead_ends_the_run_as_on_any_page(
+    world: World,
+) -> None:
+    """The second page's every attempt fails (it is read while the first is minimised and
+    committed): the run ends with that error after committing the first page, the retries
+    spent on the second, as if it had been read in turn."""
+    _authorise(world)
+    control = world.emulator[CONTROL]
+    # The first request succeeds; every attempt after it fails.
+    control.inject(Fault("slow", seconds=0.0, path="/profitrestservices/connectors"))
+    control.inject(
+        *[Fault("error", status=500, path="/profitrestservices/connectors") for _ in range(20)]
+    )
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "failed" and run.pages == 1
+    assert "500" in (run.error or "")
+    fetches = control.requests_to("/profitrestservices/connectors")
+    assert len(fetches) == 1 + FAST.attempts
+    assert 0 < len(world.events()) == run.counts["upserted"] <= 100
 
 
 async def test_a_page_fetched_while_revoking_is_never_committed(world: World) -> None:
@@ -451,6 +509,7 @@ async def test_a_change_between_pages_stops_the_run(world: World, change: str) -
     """Each change an admin (or time) makes between pages stops the run before the next
     page commits (checked before the next fetch, and inside its transaction)."""
     instruction = _grant_for(world, change, 1.0)
+    changed_at: list[float] = []
 
     async def change_after_first(run_id: str, pages: int) -> None:
         if pages != 1:
@@ -459,6 +518,7 @@ async def test_a_change_between_pages_stops_the_run(world: World, change: str) -
             until = world.store.get_instruction(instruction).valid_until
             await asyncio.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
         _change(world, change, instruction)
+        changed_at.append(time.monotonic())
 
     world.hook.append(change_after_first)
     run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
@@ -466,8 +526,10 @@ async def test_a_change_between_pages_stops_the_run(world: World, change: str) -
     assert run.pages == 1
     assert run.error == _stopped_by(world, change, instruction)
     assert len(world.events()) == run.counts["upserted"] <= 100
-    # At most the page already on its way when the change landed was asked for.
-    assert len(world.emulator[CONTROL].requests_to("/profitrestservices/connectors")) <= 2
+    # Only pages already on their way when the change landed were asked for: each request
+    # is checked before it leaves, so none reached the source later than a moment after.
+    fetches = world.emulator[CONTROL].requests_to("/profitrestservices/connectors")
+    assert all(f.at < changed_at[0] + 0.1 for f in fetches), (fetches, changed_at)
 
 
 @pytest.mark.parametrize("change", CHANGES)

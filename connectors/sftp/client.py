@@ -280,8 +280,8 @@ class SftpConnector(Connector):
         self.public_only = isinstance(self.session.connector, PublicOnlyConnector)
         self._open: _Open | None = None
 
-    async def fetch_page(self, request: PageRequest) -> MinimisedPage:
-        raw = await self._fetch_with_retries(request)
+    def minimise(self, raw: RawPage) -> MinimisedPage:
+        """The door's page, with what the file refused named by file and line."""
         lines, malformed, name, cut = [], [], "", Counter[str]()
         if isinstance(raw, _FilePage):
             lines, malformed, name, cut = raw.lines, raw.malformed, raw.file_name, raw.dropped

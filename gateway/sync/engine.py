@@ -461,43 +461,36 @@ class SyncEngine:
         source: _Source | None = None
         try:
             async with self._source(state, config, subject_key(self.box, tenant)) as source:
-                # A page commits in worker threads while the next one is fetched: the
-                # store's work and the source's answer overlap instead of adding up.
-                # Commits stay in page order (each waits for the one before), and every
-                # commit checks the instruction and the connector again inside its
-                # transaction, so a page fetched while a revocation, pause or new mapping
-                # landed is never committed.
+                # A page commits in worker threads while the pages after it are fetched:
+                # the store's work and the source's answers overlap instead of adding up.
+                # The next page is asked for as soon as a page arrives, whether or not the
+                # one before it has committed yet, so neither side waits on the other's
+                # slower moments: one page commits, one waits its turn, one is fetched (a
+                # source worker also reads the one after that ahead). Every request to
+                # the source is checked first, by the connector itself before each attempt
+                # (`_check_instruction`), so nothing is asked of it once a revocation,
+                # pause or new mapping has landed; commits stay in page order (each waits
+                # for the one before), and each checks the instruction and the connector
+                # again inside its transaction, so a page fetched before one landed is
+                # never committed.
                 committing: asyncio.Future[None] | None = None
                 fetching: asyncio.Future[MinimisedPage] | None = None
                 unchanged = False
                 try:
+                    fetching = self._fetch(state, source, mode, cursor)
                     while True:
-                        # Checked before every request to the source, by the connector
-                        # itself (`_check_instruction` before each attempt): a revocation,
-                        # pause or new mapping stops the run before the next one goes out.
-                        if state.lease_lost:
-                            raise RunTakenOver(run.id)
-                        fetching = asyncio.ensure_future(
-                            self.revocations.watch(
-                                state.instruction.id,
-                                functools.partial(
-                                    source.fetch_page, PageRequest(mode, cursor, run.since)
-                                ),
-                                check=lambda: self._check_instruction(state),
-                                poll=self.revocation_poll,
-                            )
-                        )
+                        page = await fetching
+                        unchanged = page.unchanged
+                        if not page.last:
+                            fetching = self._fetch(state, source, mode, page.next_cursor)
                         if committing is not None:
                             await committing
                             committing = None
                             pages += 1
                             await self._page_done(run.id, pages)
-                        page = await fetching
-                        unchanged = page.unchanged
                         committing = asyncio.ensure_future(self._commit_page(state, page))
                         if page.last:
                             break
-                        cursor = page.next_cursor
                     await committing
                     committing = None
                     pages += 1
@@ -519,6 +512,23 @@ class SyncEngine:
         if mode is SyncMode.FULL and not unchanged:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
+
+    def _fetch(
+        self, state: _RunState, source: _Source, mode: SyncMode, cursor: str | None
+    ) -> asyncio.Future[MinimisedPage]:
+        """The page at `cursor`, asked for now, while revocations are watched for (a pushed
+        one cancels the fetch: `Revocations.watch`); the connector checks the run before
+        each attempt at the source."""
+        if state.lease_lost:
+            raise RunTakenOver(state.run.id)
+        return asyncio.ensure_future(
+            self.revocations.watch(
+                state.instruction.id,
+                functools.partial(source.fetch_page, PageRequest(mode, cursor, state.run.since)),
+                check=lambda: self._check_instruction(state),
+                poll=self.revocation_poll,
+            )
+        )
 
     async def _open_journal(self, run: RunRecord, mode: SyncMode) -> RunJournal | None:
         """A full run's journal, on a store that journals (`Store.journals_subjects`). A
