@@ -200,6 +200,33 @@ class _InProcess:
         return await self.connector.fetch_page(request)
 
 
+async def _arrival(
+    fetching: asyncio.Future[MinimisedPage], committing: asyncio.Future[None] | None
+) -> MinimisedPage:
+    """The page being fetched, once it has arrived; but if the page before it fails to
+    commit meanwhile, that ends the run: at once, not when the fetch is done, and rather
+    than the fetch's own failure (a commit refused after a revocation, a lost lease, a
+    store error come before what the page after it met)."""
+    if committing is not None and not committing.done():
+        either: list[asyncio.Future[Any]] = [fetching, committing]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    _raise_failed(committing)
+    try:
+        return await fetching
+    except Exception:
+        if committing is not None:
+            await asyncio.wait([committing])
+            _raise_failed(committing)
+        raise
+
+
+def _raise_failed(task: asyncio.Future[None] | None) -> None:
+    if task is not None and task.done() and not task.cancelled():
+        failure = task.exception()
+        if failure is not None:
+            raise failure
+
+
 class RunTakenOver(Exception):
     """The run's lease ran out and another process carries it on (or it was stopped)."""
 
@@ -479,7 +506,7 @@ class SyncEngine:
                 try:
                     fetching = self._fetch(state, source, mode, cursor)
                     while True:
-                        page = await fetching
+                        page = await _arrival(fetching, committing)
                         unchanged = page.unchanged
                         if not page.last:
                             fetching = self._fetch(state, source, mode, page.next_cursor)
@@ -503,6 +530,11 @@ class SyncEngine:
                         # A worker thread cannot be stopped: let the commit it is making
                         # end before the run is finished (or left to resume).
                         await asyncio.wait([committing])
+                    # The run ends with what stopped it first (raised above); what the
+                    # other one met is taken here, not left to be logged as unretrieved.
+                    for task in (fetching, committing):
+                        if task is not None and not task.cancelled():
+                            task.exception()
         finally:
             if source is not None:
                 stats = source.stats

@@ -85,6 +85,10 @@ class Revocations:
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task})
+            elif not task.cancelled():
+                # Ended as this watch was stopped (the run ended for another reason
+                # first): its outcome is taken, not logged by asyncio as never retrieved.
+                task.exception()
         if task.cancelled():
             await check()  # the store says why (revoked, with when)
             raise self.refusal(instruction_id)
