@@ -506,12 +506,13 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
 
     def merge_run_writes(self, run_id: str, *, owner: str | None = None) -> None:
         # An empty journal (every run's start, most sweeps) costs one read, no transaction.
-        if not self._journal_tenant(run_id):
+        tenant = self._journal_tenant(run_id)
+        if tenant is None:
             return
         with self._db.transaction():
             if owner is not None:
                 self._fenced(_TOUCH_RUN, (run_id,), owner)
-            self._merge_journal(run_id)
+            self._merge_journal(run_id, tenant)
 
     def _journal_tenant(self, run_id: str) -> str | None:
         """The tenant of the run's journal, if it holds anything not merged."""
@@ -520,10 +521,11 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         )
         return str(rows[0][0]) if rows else None
 
-    def _merge_journal(self, run_id: str) -> None:
+    def _merge_journal(self, run_id: str, tenant: str | None = None) -> None:
         """`merge_run_writes` inside the caller's transaction, under the run's tenant's
-        lock (which an erasure takes to strike people from the journal)."""
-        tenant = self._journal_tenant(run_id)
+        lock (which an erasure takes to strike people from the journal). `tenant`: the
+        journal's, if the caller read it already (`_journal_tenant`)."""
+        tenant = tenant or self._journal_tenant(run_id)
         if tenant is None:
             return
         self._db.lock_tenant(tenant)
