@@ -10,12 +10,14 @@ from __future__ import annotations
 from gateway.store.protocols import (
     LedgerReader,
     LedgerStore,
+    LogMoved,
     Store,
     StoreConflict,
     StoreError,
     StoreMissing,
 )
 from gateway.store.records import (
+    AppendBase,
     EntryRow,
     LedgerHead,
     NodeRow,
@@ -25,10 +27,12 @@ from gateway.store.records import (
 )
 
 __all__ = [
+    "AppendBase",
     "EntryRow",
     "LedgerHead",
     "LedgerReader",
     "LedgerStore",
+    "LogMoved",
     "NodeRow",
     "Store",
     "StoreConflict",

@@ -104,9 +104,10 @@ class Database(Protocol):
         ...
 
     def lock_tenant(self, tenant: str) -> None:
-        """Inside a transaction: hold the tenant's write lock until it ends. Ledger appends
-        and feed event numbers of one tenant are serialised on it, across processes, so
-        no two writers fork a log or interleave event numbers."""
+        """Inside a transaction: hold the tenant's write lock until it ends, from the
+        transaction's next statement on (an engine may send the lock with it). Ledger
+        appends and feed event numbers of one tenant are serialised on it, across
+        processes, so no two writers fork a log or interleave event numbers."""
         ...
 
     def snapshot(self) -> AbstractContextManager[Database]:

@@ -19,9 +19,10 @@ from itertools import islice
 from typing import Any, Final, Self
 
 from gateway.store.database import Database, read_time
-from gateway.store.protocols import LedgerReader, StoreConflict
+from gateway.store.protocols import LedgerReader, LogMoved, StoreConflict
 from gateway.store.records import (
     AlreadyExists,
+    AppendBase,
     EntryRow,
     LedgerHead,
     NodeRow,
@@ -47,7 +48,10 @@ _ID: Final = 16
 #: statement's one snapshot, so each reads the tables as they were before it; none reads a
 #: table another writes. Params: tenant, expected size, the distinct lists (digests, ids,
 #: in order of first use), the entries (bodies, leaf hashes, list digests or NULL), the
-#: nodes (levels, indices, hashes), the new size, the checkpoint note, the frontier.
+#: nodes (levels, indices, hashes), the new size, the checkpoint note, the frontier, and
+#: the `AppendBase` (the head's frontier and the latest checkpoint's seq, both checked
+#: unless the seq is NULL). It returns whether it appended, the lists it stored and the
+#: checkpoint's seq.
 _APPEND_PG: Final = """
 WITH p AS (
     SELECT CAST(? AS TEXT) AS tenant, CAST(? AS BIGINT) AS expected,
@@ -55,15 +59,20 @@ WITH p AS (
         CAST(? AS BYTEA[]) AS bodies, CAST(? AS BYTEA[]) AS leaves,
         CAST(? AS BYTEA[]) AS entry_lists, CAST(? AS BIGINT[]) AS levels,
         CAST(? AS BIGINT[]) AS idxs, CAST(? AS BYTEA[]) AS hashes,
-        CAST(? AS BIGINT) AS new_size, CAST(? AS TEXT) AS note, CAST(? AS BYTEA) AS frontier
-), head AS (
-    SELECT COALESCE((SELECT h.size FROM ledger_heads h WHERE h.tenant = p.tenant), 0)
-            = p.expected AS ok,
-        (SELECT COALESCE(MAX(c.seq), 0) + 1 FROM ledger_checkpoints c
+        CAST(? AS BIGINT) AS new_size, CAST(? AS TEXT) AS note, CAST(? AS BYTEA) AS frontier,
+        CAST(? AS BYTEA) AS base_frontier, CAST(? AS BIGINT) AS base_seq
+), tip AS (
+    SELECT h.size, h.frontier,
+        (SELECT COALESCE(MAX(c.seq), 0) FROM ledger_checkpoints c
             WHERE c.tenant = p.tenant) AS seq,
         (SELECT COALESCE(MAX(s.set_no), 0) FROM ledger_subject_sets s
             WHERE s.tenant = p.tenant) AS last_set
-    FROM p
+    FROM p LEFT JOIN ledger_heads h ON h.tenant = p.tenant
+), head AS (
+    SELECT COALESCE(t.size, 0) = p.expected AND (p.base_seq IS NULL
+            OR (t.seq = p.base_seq AND t.frontier IS NOT DISTINCT FROM p.base_frontier)) AS ok,
+        t.seq + 1 AS seq, t.last_set
+    FROM p, tip t
 ), known AS (
     SELECT s.digest, s.set_no FROM ledger_subject_sets s, p
     WHERE s.tenant = p.tenant AND s.digest = ANY(p.list_digests)
@@ -96,7 +105,7 @@ WITH p AS (
     SELECT p.tenant, p.new_size, p.frontier FROM p, head WHERE head.ok
     ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, frontier = excluded.frontier
 )
-SELECT head.ok, (SELECT count(*) FROM new) FROM head
+SELECT head.ok, (SELECT count(*) FROM new), head.seq FROM head
 """
 
 
@@ -393,19 +402,20 @@ class SqlLedgerStore(_Reads):
         frontier: Sequence[bytes],
         checkpoint_note: str,
         subject_sets: Sequence[SubjectSetRow] = (),
-    ) -> None:
+        base: AppendBase | None = None,
+    ) -> int:
         new_size = expected_size + len(entries)
         db = self.database
         if db.dialect == "postgres":
             with db.transaction():
                 db.lock_tenant(tenant)
-                self._append_in_one(
+                return self._append_in_one(
                     tenant, expected_size, entries=entries, nodes=nodes,
                     frontier=b"".join(frontier), note=checkpoint_note, sets=subject_sets,
+                    base=base,
                 )  # fmt: skip
-            return
         with db.transaction():
-            seq = self._check_size(tenant, expected_size)
+            seq = self._check_size(tenant, expected_size, base)
             set_of = self._store_sets(tenant, subject_sets) if subject_sets else {}
             db.executemany(
                 "INSERT INTO ledger_entries (tenant, idx, body, leaf_hash, subject_set)"
@@ -427,6 +437,7 @@ class SqlLedgerStore(_Reads):
                 " frontier = excluded.frontier",
                 (tenant, new_size, b"".join(frontier)),
             )
+        return seq
 
     def _append_in_one(
         self,
@@ -438,7 +449,8 @@ class SqlLedgerStore(_Reads):
         frontier: bytes,
         note: str,
         sets: Sequence[SubjectSetRow],
-    ) -> None:
+        base: AppendBase | None,
+    ) -> int:
         """`append` on PostgreSQL, under the tenant's lock: one statement (`_APPEND_PG`)
         instead of eight. Every page of a sync appends its inbound entry inside its
         transaction, so each statement was a round trip the tenant's lock was held for: on
@@ -458,17 +470,20 @@ class SqlLedgerStore(_Reads):
                     [b for b, _ in entries], [leaf for _, leaf in entries], of_entry,
                     [n[0] for n in nodes], [n[1] for n in nodes], [n[2] for n in nodes],
                     expected + len(entries), note, frontier,
+                    None if base is None else base.frontier,
+                    None if base is None else base.checkpoint_seq,
                 ),
             )  # fmt: skip
         except AlreadyExists:
             # A row of the append is there already (an entry, a tree node, a checkpoint):
             # another writer's, as on SQLite, where the same is a StoreConflict.
             raise StoreConflict("the log already holds part of this append") from None
-        appended, stored = rows[0]
+        appended, stored, seq = rows[0]
         if not appended:
-            raise StoreConflict("the log grew since its head was read")
+            raise LogMoved("the log grew since its head was read")
         if stored:
             self.database.wrote("ledger_subject_sets", int(stored))
+        return int(seq)
 
     def _store_sets(self, tenant: str, sets: Sequence[SubjectSetRow]) -> dict[int, int]:
         """Under the tenant's lock: the number of each entry's subject list, storing and
@@ -596,19 +611,24 @@ class SqlLedgerStore(_Reads):
             seq = self._check_size(tenant, expected_size)
             self._insert_checkpoint(tenant, seq, expected_size, note)
 
-    def _check_size(self, tenant: str, expected: int) -> int:
+    def _check_size(self, tenant: str, expected: int, base: AppendBase | None = None) -> int:
         """Under the tenant's lock (held to COMMIT): the head cannot move after this.
         Returns the number the next checkpoint takes (asked in the same statement: an
         append is a dozen statements, and on PostgreSQL each is a round trip)."""
         self.database.lock_tenant(tenant)
         rows = self._all(
             "SELECT (SELECT size FROM ledger_heads WHERE tenant = ?),"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_checkpoints WHERE tenant = ?)",
-            (tenant, tenant),
+            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_checkpoints WHERE tenant = ?),"
+            " (SELECT frontier FROM ledger_heads WHERE tenant = ?)",
+            (tenant, tenant, tenant),
         )
-        size, seq = rows[0]
-        if (size or 0) != expected:
-            raise StoreConflict("the log grew since its head was read")
+        size, seq, frontier = rows[0]
+        moved = (size or 0) != expected
+        if base is not None and not moved:
+            stored = None if frontier is None else bytes(frontier)
+            moved = stored != base.frontier or int(seq) != base.checkpoint_seq + 1
+        if moved:
+            raise LogMoved("the log grew since its head was read")
         return int(seq)
 
     def _insert_checkpoint(self, tenant: str, seq: int, size: int, note: str) -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from gateway.store.event_wire import RenderedEvent
     from gateway.store.records import (
+        AppendBase,
         CheckpointPush,
         ConnectorRecord,
         Consumer,
@@ -79,6 +80,12 @@ class StoreMissing(StoreError):
 
 class StoreConflict(StoreError):
     """Another writer appended first; re-read the head and retry."""
+
+
+class LogMoved(StoreConflict):
+    """The log is not where the append was built (its size, or with `base` its frontier and
+    latest checkpoint): nothing was written, and the transaction may go on, so the caller
+    can read the head and try again in it."""
 
 
 class StoreUnavailable(StoreError):
@@ -179,14 +186,21 @@ class LedgerStore(LedgerReader, Protocol):
         frontier: Sequence[bytes],
         checkpoint_note: str,
         subject_sets: Sequence[SubjectSetRow] = (),
-    ) -> None:
+        base: AppendBase | None = None,
+    ) -> int:
         """In one transaction: add `(body, leaf_hash)` entries from index `expected_size`,
-        the completed `nodes`, the new head, and the signed checkpoint for the new size.
-        Each of `subject_sets` names the subject list of the entry at that offset: a list
-        not stored yet is stored and indexed, an existing one is shared. Inside the owning
-        gateway store's `transaction()`, it joins that transaction.
+        the completed `nodes`, the new head, and the signed checkpoint for the new size;
+        returns the checkpoint's `seq`. Each of `subject_sets` names the subject list of
+        the entry at that offset: a list not stored yet is stored and indexed, an existing
+        one is shared. Inside the owning gateway store's `transaction()`, it joins that
+        transaction.
 
-        Raises `StoreConflict` if the log no longer has `expected_size` entries.
+        `base`: the head and latest checkpoint the append was built on, for a caller that
+        did not read them in this transaction (it remembered them): then they are checked
+        too, not only the size.
+
+        Raises `LogMoved` if the log no longer has `expected_size` entries (or is not at
+        `base`), `StoreConflict` if part of the append is there already.
         """
         ...
 
@@ -195,8 +209,9 @@ class LedgerStore(LedgerReader, Protocol):
         ...
 
     def writing(self, tenant: str) -> AbstractContextManager[None]:
-        """A transaction (or the one already open) holding the tenant's write lock: the
-        head read inside stays the head until it ends, so an append built on it cannot be
+        """A transaction (or the one already open) holding the tenant's write lock from
+        its next statement on (PostgreSQL sends the lock with that statement): the head
+        read inside stays the head until it ends, so an append built on it cannot be
         raced, by a thread or by another process."""
         ...
 

@@ -326,6 +326,18 @@ class StoredCheckpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class AppendBase:
+    """The log an append was built on, as its writer last left it (`LedgerStore.append`'s
+    `base`): the head's frontier (None for an empty log) and the latest checkpoint's seq
+    (0 for none). With the size, they pin the log: an append built on a log another
+    writer grew, or on one of its own appends that was rolled back, matches none of the
+    three, as two logs of one size share a frontier only if they hold the same entries."""
+
+    frontier: bytes | None
+    checkpoint_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class CheckpointPush:
     """Where a tenant's new signed checkpoints are POSTed, and how far that has got.
 

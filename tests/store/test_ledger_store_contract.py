@@ -13,22 +13,32 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.store.protocols import LedgerStore, StoreConflict
-from gateway.store.records import VerifiedPoint
+from gateway.store.protocols import LedgerStore, LogMoved, StoreConflict
+from gateway.store.records import AppendBase, VerifiedPoint
 
 
 def _leaf(i: int) -> bytes:
     return bytes([i % 256]) * 32
 
 
-def _append(store: LedgerStore, tenant: str, start: int, n: int, note: str) -> None:
-    store.append(
+def _append(
+    store: LedgerStore,
+    tenant: str,
+    start: int,
+    n: int,
+    note: str,
+    base: AppendBase | None = None,
+    *,
+    frontier: bytes | None = None,
+) -> int:
+    return store.append(
         tenant,
         start,
         entries=[(f'{{"i":{start + i}}}'.encode(), _leaf(start + i)) for i in range(n)],
         nodes=[(4, start // 16, b"n" * 32)] if n >= 16 else [],
-        frontier=[_leaf(start + n - 1)],
+        frontier=[frontier or _leaf(start + n - 1)],
         checkpoint_note=note,
+        base=base,
     )
 
 
@@ -86,6 +96,40 @@ def test_a_stale_append_conflicts_and_changes_nothing(ledger_store: LedgerStore)
     assert s.head("acme").size == 2  # type: ignore[union-attr]
     assert [c.note for c in s.iter_checkpoints("acme")] == ["cp 2"]
     assert [r[0] for r in s.iter_entries("acme")] == [0, 1]
+
+
+def test_an_append_built_on_a_remembered_log_is_checked_against_it(
+    ledger_store: LedgerStore,
+) -> None:
+    """`base`: an append built on the head and checkpoint its writer remembered (not read
+    in its transaction) goes in only if the log is still exactly there: its size, its
+    frontier (a log of the same size with other entries has another), its latest
+    checkpoint (one added since)."""
+    s = ledger_store
+    empty = AppendBase(None, 0)
+    seq = _append(s, "acme", 0, 1, "cp 1", empty)
+    assert seq == 1
+    after_one = AppendBase(_leaf(0), 1)
+    with pytest.raises(LogMoved):  # the log is not empty any more
+        _append(s, "acme", 0, 1, "again", empty)
+    with pytest.raises(LogMoved):  # same size, other entries: another frontier
+        _append(s, "acme", 1, 1, "forked", AppendBase(b"x" * 32, 1))
+    s.add_checkpoint("acme", 1, "cp 1 again")
+    with pytest.raises(LogMoved):  # a checkpoint came since
+        _append(s, "acme", 1, 1, "stale", after_one)
+    assert [c.note for c in s.iter_checkpoints("acme")] == ["cp 1", "cp 1 again"]
+    assert s.head("acme").size == 1  # type: ignore[union-attr]
+    assert _append(s, "acme", 1, 2, "cp 3", AppendBase(_leaf(0), 2)) == 3
+    assert _append(s, "acme", 3, 1, "cp 4") == 4  # no base: the size alone, as before
+    assert [r[0] for r in s.iter_entries("acme")] == [0, 1, 2, 3]
+    # Inside a transaction a refused append leaves it usable: the writer reads and retries.
+    with s.writing("acme"):
+        with pytest.raises(LogMoved):
+            _append(s, "acme", 4, 1, "stale", after_one)
+        head, latest = s.tip("acme")
+        assert head is not None and latest is not None
+        _append(s, "acme", head.size, 1, "cp 5", AppendBase(b"".join(head.frontier), latest.seq))
+    assert s.head("acme").size == 5  # type: ignore[union-attr]
 
 
 def test_an_append_whose_later_write_fails_stores_none_of_it(ledger_store: LedgerStore) -> None:
@@ -176,22 +220,27 @@ def test_entries_page_through_large_logs(ledger_store: LedgerStore) -> None:
 def test_writing_keeps_other_writers_of_the_tenant_out_until_it_ends(
     ledger_store: LedgerStore,
 ) -> None:
+    # The lock holds from the transaction's first statement after `writing` (on
+    # PostgreSQL it goes with that statement): the other writer's read waits for the
+    # first's COMMIT, and sees its append.
     s = ledger_store
-    order: list[str] = []
+    seen: list[int] = []
 
     def other() -> None:
         with s.writing("acme"):
-            order.append("other")
+            head = s.head("acme")
+            seen.append(head.size if head else 0)
             _append(s, "acme", 1, 1, "cp 2")
 
     with s.writing("acme"):
+        assert s.head("acme") is None
         waiting = threading.Thread(target=other)
         waiting.start()
         time.sleep(0.3)
-        order.append("first")
+        assert not seen
         _append(s, "acme", 0, 1, "cp 1")
     waiting.join(timeout=10)
-    assert order == ["first", "other"]
+    assert seen == [1]
     assert s.head("acme").size == 2  # type: ignore[union-attr]
 
 
