@@ -149,6 +149,8 @@ IDLE_CHECK_SECONDS: Final = 2.0
 #: A table is analysed again once this process has written as many rows to it as it held at
 #: its last analysis (it doubled), and at least this many.
 ANALYZE_MIN_ROWS: Final = 1000
+#: The statistics target of those analyses (samples 300x as many rows).
+ANALYZE_TARGET: Final = 10
 
 
 class _Statistics:
@@ -160,8 +162,15 @@ class _Statistics:
     subject of the connector, 25 ms a page at 50,000 and growing. So a table is analysed
     (in the background, after the COMMIT that made it so) whenever this process's writes
     have doubled it since its last analysis: log2(n) analyses for n rows, 7 for a 100,000
-    sync, each sampling at most 30,000 rows. `ANALYZE` takes no lock that reads or writes
-    wait for."""
+    sync. `ANALYZE` takes no lock that reads or writes wait for.
+
+    Each samples 3,000 rows (`ANALYZE_TARGET`), not the default 30,000: what these plans
+    need is the table's size and that ids are distinct, which a small sample gives as
+    well; what a full one adds (100-bucket histograms of random 32-character ids) cost
+    180-216 ms of the server's CPU per analysis of a 100,000-event table against 13-20 ms,
+    0.8 s of a 100,000-record sync's 2.9 s on the server. The same plans were chosen after
+    either (the page's subject lookup by primary key, the feed's by `(tenant, seq)`).
+    Autovacuum still analyses with the server's own target in its own time."""
 
     def __init__(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
         self._pool = pool
@@ -192,7 +201,8 @@ class _Statistics:
 
     def _analyze(self, table: str) -> None:
         try:
-            with self._pool.connection(timeout=POOL_WAIT) as conn:
+            with self._pool.connection(timeout=POOL_WAIT) as conn, conn.transaction():
+                conn.execute(f"SET LOCAL default_statistics_target = {ANALYZE_TARGET}")
                 conn.execute(f"ANALYZE {table}")
         except Exception as exc:  # a closed pool, a failover: the next doubling tries again
             log.debug("ANALYZE %s skipped (%s)", table, type(exc).__name__)
