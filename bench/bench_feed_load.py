@@ -307,16 +307,23 @@ async def bench(args: argparse.Namespace) -> int:
                     )
                     print(header)
                     quiet: dict[int, Figures] = {}
+                    blocks = services.feed_blocks
                     for n in args.consumers:
                         static = Figures.of(
                             await run_consumers_async(static_url, tokens[:n], args), args.seconds
                         )
+                        before = (blocks.hits, blocks.misses, blocks.shared)
                         feed = Figures.of(
                             await run_consumers_async(feed_url, tokens[:n], args), args.seconds
                         )
                         quiet[n] = feed
                         _row(f"static body, {n} consumer(s)", static, None)
                         _row(f"feed, {n} consumer(s)", feed, static)
+                        print(
+                            f"{'':<34}kept pages: {blocks.hits - before[0]:,} served, "
+                            f"{blocks.misses - before[1]:,} missed ({blocks.shared - before[2]:,}"
+                            " of them waited for another's read)"
+                        )
                         if n == 64:
                             ok = (
                                 feed.p99_ms < 100 and feed.events_per_s >= 0.1 * static.events_per_s

@@ -4,13 +4,15 @@ never past their time, within their memory bound."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gateway.delivery.blocks import FeedBlocks
+from gateway.delivery.blocks import FeedBlocks, Page
 from gateway.ledger import entry as entries
 from gateway.ledger.entry import TransferEntry, canonical_bytes
 from gateway.store.records import FeedBlock, NewEvent, Suppression, Tenant
@@ -73,6 +75,73 @@ def test_a_full_page_is_read_once_and_rendered_once(store: SqliteStore) -> None:
     assert first.block == fresh and first.body == again.body == render(fresh)
     # Kept without its wire bytes (the body holds them once); the ids stay for the ledger.
     assert again.block.wire == b"" and again.block.subject_ids == fresh.subject_ids
+
+
+class _SlowReads:
+    """The real store, its block reads slowed down so that readers overlap, and counted."""
+
+    def __init__(self, store: SqliteStore, *, fail: bool = False) -> None:
+        self.store, self.fail, self.reads = store, fail, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def feed_block(self, tenant: str, after: int, limit: int) -> FeedBlock | None:
+        self.reads += 1
+        time.sleep(0.3)
+        if self.fail:
+            raise RuntimeError("the database went away")
+        return self.store.feed_block(tenant, after, limit)
+
+
+def _together(blocks: FeedBlocks, store: object, n: int, limit: int) -> list[object]:
+    """`n` consumers asking for the same page at once; each one's page, or what it raised."""
+    got: list[object] = [None] * n
+    start = threading.Barrier(n)
+
+    def consumer(i: int) -> None:
+        start.wait()
+        try:
+            got[i] = blocks.get(store, "acme", 0, limit, render)  # type: ignore[arg-type]
+        except Exception as exc:
+            got[i] = exc
+
+    threads = [threading.Thread(target=consumer, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    return got
+
+
+@pytest.mark.parametrize("limit", [10, 100])  # a full page, and one at the head
+def test_consumers_missing_the_same_page_together_share_one_read(
+    store: SqliteStore, limit: int
+) -> None:
+    slow = _SlowReads(store)
+    blocks = FeedBlocks()
+    pages = _together(blocks, slow, 6, limit)
+    assert slow.reads == 1 and blocks.misses == 6 and blocks.shared == 5
+    assert all(isinstance(p, Page) for p in pages)
+    fresh = store.feed_block("acme", 0, limit)
+    assert fresh is not None
+    assert {p.block.wire for p in pages if isinstance(p, Page)} == {fresh.wire}
+    bodies = {p.body for p in pages if isinstance(p, Page)}
+    assert bodies == ({render(fresh)} if limit == 10 else {None})
+    # Read again only once it is neither kept nor being read.
+    _together(blocks, slow, 3, limit)
+    assert slow.reads == (1 if limit == 10 else 2)
+
+
+def test_a_shared_read_that_fails_fails_for_everyone_who_waited(store: SqliteStore) -> None:
+    slow = _SlowReads(store, fail=True)
+    blocks = FeedBlocks()
+    got = _together(blocks, slow, 4, 10)
+    assert slow.reads == 1
+    assert all(isinstance(g, RuntimeError) for g in got)
+    slow.fail = False  # nothing of the failure is kept
+    assert get(blocks, slow, 0, 10) is not None  # type: ignore[arg-type]
+    assert slow.reads == 2
 
 
 def test_the_page_at_the_head_is_never_kept(store: SqliteStore) -> None:

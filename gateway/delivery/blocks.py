@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -73,8 +74,13 @@ class FeedBlocks:
         self._lock = threading.Lock()
         self._kept: OrderedDict[tuple[str, int, int], _Kept] = OrderedDict()
         self._bytes = 0
+        #: Blocks being read, by page and generation: who asks for one meanwhile waits for
+        #: that read instead of making its own (`get`).
+        self._reading: dict[tuple[str, int, int, int], Future[Page | None]] = {}
         self.hits = 0
         self.misses = 0
+        #: Misses that waited for another consumer's read of the same block.
+        self.shared = 0
         #: Outbound ledger entries made for kept pages, by what makes them the same for
         #: every consumer (see `outbound`).
         self._entries: OrderedDict[tuple[object, ...], TransferEntry] = OrderedDict()
@@ -91,7 +97,12 @@ class FeedBlocks:
     ) -> Page | None:
         """The block `store.feed_block` gives (None when the page is not one block), with
         its response body (`render`, made once) when it is a full page. `state` is the
-        tenant's `store.feed_state()` when the caller read it this page, before this call."""
+        tenant's `store.feed_state()` when the caller read it this page, before this call.
+
+        Consumers paging together miss together: a block that is not kept is read once
+        for all who ask for it while it is being read (under the same generation), the
+        others waiting for that read (about as long as their own would take) rather than
+        each making the database join the same thousand events again."""
         generation, restricted = state if state is not None else store.feed_state(tenant)
         key = (tenant, after, limit)
         now = self._clock()
@@ -104,7 +115,42 @@ class FeedBlocks:
                 self._kept.move_to_end(key)
                 self.hits += 1
                 return Page(dataclasses.replace(kept.block, restricted=restricted), kept.body)
-        self.misses += 1
+            self.misses += 1
+            flight = (tenant, after, limit, generation)
+            reading = self._reading.get(flight)
+            if reading is None:
+                reading = self._reading[flight] = Future()
+                reading.set_running_or_notify_cancel()
+                leads = True
+            else:
+                self.shared += 1
+                leads = False
+        if not leads:
+            read = reading.result()  # raises what the read raised
+            if read is None:
+                return None
+            return Page(dataclasses.replace(read.block, restricted=restricted), read.body)
+        try:
+            page = self._read(store, key, generation, now, render)
+        except BaseException as exc:
+            reading.set_exception(exc)
+            raise
+        else:
+            reading.set_result(page)
+        finally:
+            with self._lock:
+                del self._reading[flight]
+        return page
+
+    def _read(
+        self,
+        store: Store,
+        key: tuple[str, int, int],
+        generation: int,
+        now: float,
+        render: Callable[[FeedBlock], bytes],
+    ) -> Page | None:
+        tenant, after, limit = key
         block = store.feed_block(tenant, after, limit)
         if block is None:
             return None
