@@ -263,8 +263,9 @@ class Ledger:
     Without a signer the ledger is read-only (proofs, verification). An append takes the
     tenant's write lock in the store first (`LedgerStore.writing`: the transaction's own
     on SQLite, an advisory lock on PostgreSQL, held to COMMIT) and reads the head inside
-    it, so threads and replicas append one after the other and never fork the log; the
-    store still refuses (`StoreConflict`) a batch built on a head that is not current. No
+    it, or builds on the head its last append left and has the store check that under
+    the lock, so threads and replicas append one after the other and never fork the log;
+    the store refuses (`StoreConflict`) a batch built on a head that is not current. No
     lock of this process is held across a database wait, so the store's locks are the only
     ones two writers can wait on, and there is one order to take them in.
     """
@@ -379,17 +380,19 @@ class Ledger:
 
         The tenant's write lock first, then the head: nobody can append in between. The
         head is the one this process's last append here left, if there was one, sent as
-        the append's `base` instead of read (a round trip fewer for each of a feed's group
-        commits and each of a sync's transactions); the store checks it under the lock,
-        and where another writer appended meanwhile, or that append was rolled back with
-        its transaction, it writes nothing (`LogMoved`) and the head is read after all."""
+        the append's `base` instead of read: the store checks it under the lock it takes,
+        and outside a caller's transaction its append is then one transaction of one
+        round trip on PostgreSQL (lock, append, COMMIT: a feed's group commit), inside
+        one a round trip fewer (a sync's). Where another writer appended meanwhile, or
+        that append was rolled back with its transaction, the store writes nothing
+        (`LogMoved`), and the head is read after all."""
+        remembered = self._tip
+        if remembered is not None:
+            try:
+                return self._append_on(prepared, *remembered, remembered=True)
+            except LogMoved:
+                self._tip = None
         with self._store.writing(self.tenant):
-            remembered = self._tip
-            if remembered is not None:
-                try:
-                    return self._append_on(prepared, *remembered, remembered=True)
-                except LogMoved:
-                    self._tip = None
             return self._append_on(prepared, *self._store.tip(self.tenant), remembered=False)
 
     def _append_on(

@@ -72,6 +72,12 @@ class Database(Protocol):
         """Run one statement; returns the number of rows it changed."""
         ...
 
+    def all_then_commit(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """`all` as the last statement of a transaction opened for it (the outermost
+        `transaction()` of this thread): an engine may send the COMMIT with it, and the
+        transaction is then over. Inside a transaction it joined, the same as `all`."""
+        ...
+
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
 
     def insert_rows(

@@ -463,7 +463,7 @@ class SqlLedgerStore(_Reads):
             if ids:
                 of_entry[offset] = digest
         try:
-            rows = self.database.all(
+            rows = self.database.all_then_commit(
                 _APPEND_PG,
                 (
                     tenant, expected, list(lists), list(lists.values()),

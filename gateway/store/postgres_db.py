@@ -132,6 +132,8 @@ class _Bound(threading.local):
     queued: tuple[tuple[str, tuple[object, ...]], ...] = ()
     #: The BEGIN has gone: the transaction ends with a COMMIT or ROLLBACK.
     begun: bool = False
+    #: Its COMMIT has gone too, with its last statement (`all_then_commit`).
+    committed: bool = False
 
 
 T = TypeVar("T")
@@ -403,6 +405,20 @@ class PostgresDatabase:
             self.execute("SET LOCAL enable_sort = off")
             return self.all(sql, params)
 
+    def all_then_commit(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """In a transaction of its own, the statement and its COMMIT go in one pipeline
+        with what was queued (BEGIN, locks): a ledger append that builds on the head its
+        ledger remembered (a feed's group commit) is one round trip."""
+        bound = self._bound
+        if bound.conn is None or bound.depth != 1:
+            return self.all(sql, params)
+        query = _pg(sql)
+        rows = self._first(
+            lambda conn: conn.execute(query, params, binary=True), _rows, commit=True
+        )
+        bound.committed = True
+        return rows
+
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         query = _pg(sql)
         if self._bound.queued:
@@ -521,11 +537,11 @@ class PostgresDatabase:
         try:
             yield
         except BaseException:
-            if bound.begun:
+            if bound.begun and not bound.committed:
                 self._rollback(bound.conn)
             raise
         else:
-            if bound.begun:  # else nothing was sent: nothing to commit
+            if bound.begun and not bound.committed:  # else nothing (more) to commit
                 try:
                     bound.conn.execute("COMMIT")
                 except psycopg.Error as exc:
@@ -534,7 +550,7 @@ class PostgresDatabase:
         finally:
             conn = bound.conn
             bound.conn, bound.depth, bound.locked = None, 0, frozenset()
-            bound.queued, bound.begun = (), False
+            bound.queued, bound.begun, bound.committed = (), False, False
             self._pool.putconn(conn)
         self._statistics.committed()
 
@@ -552,13 +568,20 @@ class PostgresDatabase:
         except PoolTimeout:
             raise StoreUnavailable("no database connection free in time (pool exhausted)") from None
 
-    def _first(self, send: Callable[[psycopg.Connection[Any]], C], read: Callable[[C], T]) -> T:
+    def _first(
+        self,
+        send: Callable[[psycopg.Connection[Any]], C],
+        read: Callable[[C], T],
+        *,
+        commit: bool = False,
+    ) -> T:
         """A statement sent with what the transaction queued before it (its BEGIN, the
         locks it asked for) in one round trip (a pipeline): a round trip fewer for every
         transaction and every lock, which on a busy machine is what a page's commit,
         under its tenant's lock, mostly waits for. The server having dropped the
         connection while it sat in the pool, nothing of the transaction ran: it is all
-        sent again on a sound one, once."""
+        sent again on a sound one, once. With `commit`, the COMMIT goes last in the same
+        pipeline (if the statement fails, the server rolls the transaction back instead)."""
         bound = self._bound
         queued = bound.queued
         for attempt in (1, 2):
@@ -570,6 +593,8 @@ class PostgresDatabase:
                     for statement, params in queued:
                         conn.execute(statement, params)
                     sent = send(conn)
+                    if commit:
+                        conn.execute("COMMIT")
                 return read(sent)
             except psycopg.Error as exc:
                 if not conn.broken or attempt == 2 or queued[:1] != _BEGIN:

@@ -213,12 +213,17 @@ class SqliteDatabase:
             return StoreUnavailable("the database is busy; try again")
         return StoreError(f"database: {exc}")
 
+    def all_then_commit(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return self.all(sql, params)  # a COMMIT costs no round trip here
+
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         if self._readers and self._owner != threading.get_ident():
             return self._read(sql, params)
         with self.lock:
             try:
                 return self.conn.execute(sql, params).fetchall()
+            except sqlite3.IntegrityError as exc:  # a write with RETURNING: as `execute`
+                raise _integrity(exc) from None
             except sqlite3.Error as exc:
                 raise self._failure(exc) from None
 
