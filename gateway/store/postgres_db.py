@@ -53,11 +53,21 @@ _ANY_OF_TEXT: Final = "= ANY(ARRAY(SELECT json_array_elements_text(CAST(? AS jso
 
 
 @lru_cache(maxsize=1024)
-def _pg(sql: str) -> str:
+def _pg(sql: str, placeholder: str = "%s") -> str:
     """The stores' `?` placeholders as psycopg's `%s` (the SQL holds no `%` of its own)."""
     if "%" in sql:  # pragma: no cover - a programming error, caught by the contract suite
         raise StoreError("store SQL must not contain '%'")
-    return sql.replace("?", "%s")
+    return sql.replace("?", placeholder)
+
+
+def _query(sql: str, params: Sequence[object]) -> str:
+    """`_pg`, with every parameter sent in binary (`%b`) when one is a list: psycopg spells
+    a list in text element by element in Python, bytes as hex, so the arrays of a ledger
+    append (a feed's group commit: entry bodies, leaf hashes, nodes) took 0.30 ms of the
+    GIL against 0.08 ms in binary, and were a twelfth of a 64-consumer feed's Python."""
+    if any(type(p) is list for p in params):
+        return _pg(sql, "%b")
+    return _pg(sql)
 
 
 def _failure(exc: psycopg.Error, *, batch: bool = False) -> Exception:
@@ -385,7 +395,7 @@ class PostgresDatabase:
     def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         """Results in binary: bytes come over as they are rather than spelled in hex and
         parsed back (a page of feed events read 2.4 ms in text, 1.2 ms in binary)."""
-        query = _pg(sql)
+        query = _query(sql, params)
         if self._bound.queued:
             return self._first(lambda conn: conn.execute(query, params, binary=True), _rows)
         return self._retrying(
@@ -412,7 +422,7 @@ class PostgresDatabase:
         bound = self._bound
         if bound.conn is None or bound.depth != 1:
             return self.all(sql, params)
-        query = _pg(sql)
+        query = _query(sql, params)
         rows = self._first(
             lambda conn: conn.execute(query, params, binary=True), _rows, commit=True
         )
@@ -420,7 +430,7 @@ class PostgresDatabase:
         return rows
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
-        query = _pg(sql)
+        query = _query(sql, params)
         if self._bound.queued:
             return self._first(lambda conn: conn.execute(query, params), _rowcount)
         return self._retrying(lambda conn: conn.execute(query, params).rowcount, resend=False)
