@@ -411,11 +411,11 @@ class Ledger:
         hashes = frontier.hashes
         cp = Checkpoint(self.origin, frontier.size, frontier.root(), self._next_time(latest))
         note = signer.sign(cp)
-        base = None
-        if remembered:
-            base = AppendBase(
-                b"".join(head.frontier) if head else None, latest.seq if latest else 0
-            )
+        base = (
+            AppendBase(b"".join(head.frontier) if head else None, latest.seq if latest else 0)
+            if remembered
+            else None
+        )
         seq = self._store.append(
             self.tenant,
             start,

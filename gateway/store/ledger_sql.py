@@ -617,10 +617,11 @@ class SqlLedgerStore(_Reads):
         append is a dozen statements, and on PostgreSQL each is a round trip)."""
         self.database.lock_tenant(tenant)
         rows = self._all(
-            "SELECT (SELECT size FROM ledger_heads WHERE tenant = ?),"
-            " (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_checkpoints WHERE tenant = ?),"
-            " (SELECT frontier FROM ledger_heads WHERE tenant = ?)",
-            (tenant, tenant, tenant),
+            "SELECT h.size, (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger_checkpoints c"
+            " WHERE c.tenant = t.tenant), h.frontier"
+            " FROM (SELECT CAST(? AS TEXT) AS tenant) t"
+            " LEFT JOIN ledger_heads h ON h.tenant = t.tenant",
+            (tenant,),
         )
         size, seq, frontier = rows[0]
         moved = (size or 0) != expected

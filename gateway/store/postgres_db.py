@@ -520,9 +520,7 @@ class PostgresDatabase:
         """The tenant's advisory lock, asked for with the transaction's next statement:
         the server takes it before it runs that statement, so whatever the transaction
         reads or writes after this call happens under it, and the lock costs no round
-        trip of its own (a feed page's group commit, lock, append and COMMIT, made three
-        round trips instead of four). A transaction that sends nothing more needs no lock.
-        """
+        trip of its own. A transaction that sends nothing more needs no lock."""
         bound = self._bound
         if bound.conn is None:  # pragma: no cover - a programming error
             raise StoreError("lock_tenant needs a transaction")
