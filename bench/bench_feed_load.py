@@ -423,7 +423,7 @@ async def sync_worker(
 def _settings(
     data_dir: Path, url: str | None, commit_records: int | None, source_processes: int = 1
 ) -> Any:
-    from gateway.runtime.config import Settings
+    from gateway.runtime.config import COMMIT_RECORDS, Settings
 
     return Settings(
         data_dir=data_dir,
@@ -432,7 +432,7 @@ def _settings(
         master_key=base64.b64encode(bytes(32)).decode(),
         scheduler=False,
         allow_private_sources=True,
-        commit_records=commit_records,
+        commit_records=commit_records or COMMIT_RECORDS,
         source_processes=source_processes,
     )
 
@@ -458,8 +458,7 @@ def main() -> int:
     parser.add_argument("--no-sync", action="store_true", help="skip the rows with a sync")
     parser.add_argument(
         "--commit-records", type=int, default=None,
-        help="people per sync transaction (the commit_records setting; default: the "
-        "store's, 250 on SQLite and 500 on PostgreSQL)",
+        help="people per sync transaction (the commit_records setting; default 1000)",
     )  # fmt: skip
     parser.add_argument(
         "--sync-process", action="store_true",

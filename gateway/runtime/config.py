@@ -7,8 +7,7 @@ database_password = "..."      # if not in the URL (better: SLUIS_DATABASE_PASSW
 database_pool_size = 10        # connections per process
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
 commit_records = 1000          # people per sync commit transaction (smaller: shorter waits
-                               # for other writers during a sync; slower syncs;
-                               # default 1000 on SQLite, 500 on PostgreSQL)
+                               # for other writers during a sync; slower syncs)
 source_processes = 1           # worker processes that fetch and minimise sources' pages, so
                                # raw records never enter the gateway (0: in its own process)
 scheduler_tick = 5.0           # seconds between the scheduler's looks at what is due
@@ -61,22 +60,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gateway.keys.location import default_key_dir
 from gateway.keys.signing import LOG_NAME_PATTERN
 
-#: People per sync transaction by default on SQLite (`Settings.commit_records`): a page of
-#: 1,000 in one. Smaller transactions once shortened what a feed page's ledger entry waited
-#: for (a sync added 2.1x to feed p99 at 250, 3.8x at 1,000), while each wrote its people
-#: into `subjects`; since a full run journals them (`RunJournal`) a transaction holds its
-#: events and one journal row, and each costs a ledger entry, a checkpoint and a COMMIT.
-#: Measured on the 2-core bench machine, alternating: a 100k full sync used 2.26-2.39 s of
-#: gateway CPU at 1,000 against 2.65-3.23 s at 250 (3.18-3.50 s against 3.33-4.08 s wall);
-#: bench_feed_load with 64 consumers during syncs, feed p99 157-182 ms at 1,000 against
-#: 165-189 ms at 250, while 7 syncs finished in its window against 4-5.
+#: People per sync transaction by default (`Settings.commit_records`): a page of 1,000 in
+#: one, on both stores. Smaller transactions once shortened what a feed page's ledger entry
+#: waited for (on SQLite a sync added 2.1x to feed p99 at 250, 3.8x at 1,000), while each
+#: wrote its people into `subjects`; since a full run journals them (`RunJournal`) a SQLite
+#: transaction holds its events and one journal row, and each costs a ledger entry, a
+#: checkpoint and a COMMIT. Measured on the 2-core bench machine, alternating: a 100k full
+#: sync into SQLite used 2.26-2.39 s of gateway CPU at 1,000 against 2.65-3.23 s at 250
+#: (3.18-3.50 s against 3.33-4.08 s wall); bench_feed_load with 64 consumers during syncs,
+#: feed p99 157-182 ms at 1,000 against 165-189 ms at 250. PostgreSQL was at 500 while a
+#: transaction cost some ten round trips under the tenant's lock; at eight (its lock and
+#: BEGIN sent with its first statement, its ledger append on the remembered head) a 100k
+#: sync took 4.19-4.55 s at 1,000 against 4.85-5.08 s at 500, and with 64 consumers a sync
+#: raised feed p99 1.43-1.48x at 1,000 against 1.42-1.69x at 500 (two runs each).
 COMMIT_RECORDS: Final = 1000
-#: The same on PostgreSQL: a page of 1,000 in two. There a transaction holds up no reader,
-#: only the tenant's other writers (a feed page's ledger entry among them), and each costs
-#: some ten round trips under the tenant's lock. Measured on the 2-core bench machine,
-#: 100,000 people: a full sync 10.9-13.6 s at 500 against 15.6-15.7 s at 250;
-#: bench_feed_load with 64 consumers, a sync adds 1.53x to feed p99 at 500, 1.58x at 250.
-COMMIT_RECORDS_POSTGRES: Final = 500
 
 ENV_PREFIX = "SLUIS_"
 #: `SLUIS_<KEY>_FILE`: the setting is read from the named file.
@@ -122,8 +119,8 @@ class Settings(BaseModel):
     #: The most people one sync transaction commits (a page is split into transactions of
     #: this many, each with its own inbound ledger entry): a feed page's ledger entry waits
     #: for the tenant's writer, so smaller transactions shorten its wait during a sync, at
-    #: the cost of more commits per run. None: the store's default (`commit_size`).
-    commit_records: int | None = Field(default=None, ge=10, le=100_000)
+    #: the cost of more commits per run (`COMMIT_RECORDS`).
+    commit_records: int = Field(default=COMMIT_RECORDS, ge=10, le=100_000)
     #: Processes that fetch and minimise sources' pages for this gateway's sync runs and
     #: previews (`gateway.sync.source_worker`): raw vendor records then never enter the
     #: process that serves the feed, and parsing them runs on another core instead of
@@ -209,14 +206,6 @@ class Settings(BaseModel):
     retention_short_lived_days: int = Field(
         default=7, ge=1, le=RETENTION_MAXIMA["short_lived_days"]
     )
-
-    @property
-    def commit_size(self) -> int:
-        """People per sync transaction in effect: `commit_records`, or the store's default
-        (`COMMIT_RECORDS`, `COMMIT_RECORDS_POSTGRES`)."""
-        if self.commit_records is not None:
-            return self.commit_records
-        return COMMIT_RECORDS_POSTGRES if self.database_url else COMMIT_RECORDS
 
     @property
     def keys(self) -> Path:

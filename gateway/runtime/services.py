@@ -180,7 +180,7 @@ class Services:
             after_page=after_page,
             allow_private_sources=settings.allow_private_sources,
             lease_seconds=settings.run_lease_seconds,
-            commit_records=settings.commit_size,
+            commit_records=settings.commit_records,
             source_workers=(
                 SourceWorkers(
                     settings.source_processes,
