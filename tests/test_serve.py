@@ -40,6 +40,10 @@ def test_serve_starts_answers_and_stops(tmp_path: Path) -> None:
                     raise AssertionError("sluis serve did not come up") from None
                 time.sleep(0.1)
         assert http_call(f"{base}/readyz")[0] == 200
+        # Its source worker started with it (before the site listened), not at first use.
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+        assert sum(b"gateway.sync.source_worker" in c for c in commands) == 1
         status, _ = http_call(f"{base}/admin/v1/tenants", body=b'{"id": "globex", "name": "G"}')
         assert status == 401
         status, _ = http_call(

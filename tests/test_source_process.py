@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from gateway.sync.source_frames import (
     page_of,
     read_frame,
 )
+from gateway.sync.source_process import SourceWorkerFailed
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
 from tests.principals import system
@@ -169,6 +171,46 @@ async def test_a_refused_source_address_fails_the_run_as_in_process(
     assert run.status == "failed"
     assert run.error is not None and "allow_private_sources" in run.error
     assert run.counts["fetched"] == 0
+
+
+async def test_started_workers_answer_and_the_next_run_uses_them(
+    emulator: tuple[web.Application, str], tmp_path: Path
+) -> None:
+    """`SourceWorkers.start` (what `sluis serve` does at start) starts the workers and
+    waits until each answers; a run then goes to one of them rather than starting one."""
+    _app, base = emulator
+    services = await _world(tmp_path, base)
+    workers = services.engine.source_workers
+    assert workers is not None
+    try:
+        assert workers.pids() == []
+        await workers.start()
+        started = workers.pids()
+        assert len(started) == workers.count == 1
+        await workers.start()  # started already: nothing more
+        assert workers.pids() == started
+        run = await services.engine.sync("acme", "afas", SyncMode.FULL)
+        assert run.status == "succeeded", run.error
+        assert workers.pids() == started
+    finally:
+        services.close()
+
+
+async def test_a_worker_that_cannot_start_is_reported_by_start(
+    emulator: tuple[web.Application, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process that exits before it answers (here: no Python to run it) fails
+    `start` with the reason, instead of leaving the first run to find out."""
+    _app, base = emulator
+    services = await _world(tmp_path, base)
+    workers = services.engine.source_workers
+    assert workers is not None
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    try:
+        with pytest.raises(SourceWorkerFailed, match="stopped"):
+            await asyncio.wait_for(workers.start(), 30)
+    finally:
+        services.close()
 
 
 def _page() -> MinimisedPage:

@@ -23,6 +23,7 @@ from gateway.runtime.logs import configure_logging
 from gateway.runtime.services import Services, admin_token_path
 from gateway.store.protocols import StoreError
 from gateway.sync.scheduler import resume_context, scheduler_context
+from gateway.sync.source_process import SourceWorkerFailed
 
 log = logging.getLogger("sluis.serve")
 
@@ -64,12 +65,37 @@ def ledger_check_context(
     return context
 
 
+#: Seconds `sluis serve` waits at start for its source workers to answer.
+WORKER_START_SECONDS: Final = 30.0
+
+
+def source_workers_context(
+    services: Services,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A `cleanup_ctx` entry that starts the source worker processes with the gateway
+    (`SourceWorkers.start`), before the scheduler resumes or starts a run. One that does
+    not start is logged, and the gateway serves on: the feed and the admin API need no
+    worker, and a run starts a worker again when it needs one."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        workers = services.engine.source_workers
+        if workers is not None:
+            try:
+                await asyncio.wait_for(workers.start(), WORKER_START_SECONDS)
+            except (SourceWorkerFailed, TimeoutError) as exc:
+                log.error("the source worker processes did not start (%s)", exc or "timed out")
+        yield
+
+    return context
+
+
 async def _serve(services: Services) -> None:
     """Listen until SIGINT or SIGTERM, then stop: sites first, then the app's cleanup."""
     settings = services.settings
     app = make_app(services)
     # The scheduler resumes runs a previous process left half-way; without it, resume them
     # once (a run left "running" would block its connector for good).
+    app.cleanup_ctx.append(source_workers_context(services))
     app.cleanup_ctx.append(
         scheduler_context(services, tick=settings.scheduler_tick)
         if settings.scheduler

@@ -136,6 +136,8 @@ class Worker:
                 future.set_result(bool(message.get("ok")))
         elif op == "close":
             self._spawn(self._close(run_id))
+        elif op == "ping":  # the gateway starting its workers: this one is up
+            self.send({"op": "pong", "run": run_id})
         else:
             raise FrameError("an unknown message")
 
