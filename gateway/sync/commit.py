@@ -156,16 +156,6 @@ class Prepared:
         )  # fmt: skip
 
 
-def read_known(
-    store: Store, record: ConnectorRecord, batch: Batch, journal: RunJournal | None = None
-) -> dict[str, SubjectState]:
-    """What the batch's people compare with: what the store holds of them (and what
-    `journal` holds, for a run that journals). Reads only, outside any transaction: a
-    caller may read them before the batch before it is written (`prepare_batch`'s
-    `known`, `write_batch`'s `stale`)."""
-    return _known(store, record.tenant, record.id, by_subject_id(batch.subjects), journal)
-
-
 def prepare_batch(
     store: Store,
     *,
@@ -177,16 +167,13 @@ def prepare_batch(
     now: datetime,
     run_id: str,
     journal: RunJournal | None = None,
-    known: Mapping[str, SubjectState] | None = None,
 ) -> Prepared:
     """Compare the batch with what the store holds of its people (and what `journal`
     holds, for a run that journals) and build what `write_batch` writes. Reads only,
     outside any transaction: a caller may prepare the next batch while the one before is
-    being written (see `write_batch`'s `stale`). `known`: those states, if the caller read
-    them already (`read_known`)."""
+    being written (see `write_batch`'s `stale`)."""
     latest = by_subject_id(batch.subjects)
-    if known is None:
-        known = _known(store, record.tenant, record.id, latest, journal)
+    known = _known(store, record.tenant, record.id, latest, journal)
     # One unique event id base per batch, numbered within it.
     prepared = Prepared(
         store, record, instruction, mapping_digest, fields, batch, now, run_id, latest,

@@ -68,7 +68,6 @@ from gateway.store.records import (
     NewEvent,
     RunRecord,
     RunStatus,
-    SubjectState,
     SubjectWrite,
     new_event_id,
 )
@@ -79,7 +78,6 @@ from gateway.sync.commit import (
     Prepared,
     RunJournal,
     prepare_batch,
-    read_known,
     write_batch,
 )
 from gateway.sync.instructions import (
@@ -147,29 +145,6 @@ class _RunState:
     #: A full run's journal of its subject writes, on a store that journals them
     #: (`Store.journals_subjects`); merged before the sweep, or when the run ends.
     journal: RunJournal | None = None
-    #: Held while a page's states are read ahead (`SyncEngine._read_ahead`) or the
-    #: journal is merged: never both at once.
-    reading: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass(slots=True)
-class _ReadAhead:
-    """A page's first transaction's states, being read while the page before is written."""
-
-    known: asyncio.Future[dict[str, SubjectState]]
-    #: The people of the page before: compared again inside the transaction.
-    stale: Collection[str]
-
-    async def during(self, work: Awaitable[None]) -> None:
-        """`work` (the page before committing) while the read goes on. If it fails, the
-        run stops before this page is committed: the read is let end, unheard."""
-        try:
-            await work
-        except BaseException:
-            await asyncio.wait([self.known])
-            if not self.known.cancelled():
-                self.known.exception()
-            raise
 
 
 #: Called after each committed page with (run id, pages committed so far); tests use it to
@@ -508,6 +483,7 @@ class SyncEngine:
         )
         mode = SyncMode(run.mode)
         cursor = self._open_cursor(run)
+        pages = run.pages
         state.journal = await self._open_journal(run, mode)
         source: _Source | None = None
         try:
@@ -524,7 +500,41 @@ class SyncEngine:
                 # for the one before), and each checks the instruction and the connector
                 # again inside its transaction, so a page fetched before one landed is
                 # never committed.
-                unchanged = await self._fetch_and_commit(state, source, mode, cursor)
+                committing: asyncio.Future[None] | None = None
+                fetching: asyncio.Future[MinimisedPage] | None = None
+                unchanged = False
+                try:
+                    fetching = self._fetch(state, source, mode, cursor)
+                    while True:
+                        page = await _arrival(fetching, committing)
+                        unchanged = page.unchanged
+                        if not page.last:
+                            fetching = self._fetch(state, source, mode, page.next_cursor)
+                        if committing is not None:
+                            await committing
+                            committing = None
+                            pages += 1
+                            await self._page_done(run.id, pages)
+                        committing = asyncio.ensure_future(self._commit_page(state, page))
+                        if page.last:
+                            break
+                    await committing
+                    committing = None
+                    pages += 1
+                    await self._page_done(run.id, pages)
+                finally:
+                    if fetching is not None and not fetching.done():
+                        fetching.cancel()  # the page after one that failed, or a stop
+                        await asyncio.wait([fetching])
+                    if committing is not None and not committing.done():
+                        # A worker thread cannot be stopped: let the commit it is making
+                        # end before the run is finished (or left to resume).
+                        await asyncio.wait([committing])
+                    # The run ends with what stopped it first (raised above); what the
+                    # other one met is taken here, not left to be logged as unretrieved.
+                    for task in (fetching, committing):
+                        if task is not None and not task.cancelled():
+                            task.exception()
         finally:
             if source is not None:
                 stats = source.stats
@@ -534,58 +544,6 @@ class SyncEngine:
         if mode is SyncMode.FULL and not unchanged:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
-
-    async def _fetch_and_commit(
-        self, state: _RunState, source: _Source, mode: SyncMode, cursor: str | None
-    ) -> bool:
-        """The run's pages from `cursor` on, each committed in turn (see `_pages`); whether
-        the source said the last page unchanged."""
-        run = state.run
-        pages = run.pages
-        committing: asyncio.Future[None] | None = None
-        committed: MinimisedPage | None = None  # the page `committing` commits
-        fetching: asyncio.Future[MinimisedPage] | None = None
-        unchanged = False
-
-        async def counted(commit: asyncio.Future[None]) -> None:
-            nonlocal pages
-            await commit
-            pages += 1
-            await self._page_done(run.id, pages)
-
-        try:
-            fetching = self._fetch(state, source, mode, cursor)
-            while True:
-                page = await _arrival(fetching, committing)
-                unchanged = page.unchanged
-                if not page.last:
-                    fetching = self._fetch(state, source, mode, page.next_cursor)
-                ahead: _ReadAhead | None = None
-                if committing is not None and committed is not None:
-                    # What this page compares with is read while the one before commits.
-                    ahead = self._read_ahead(state, page, committed)
-                    await ahead.during(counted(committing))
-                    committing = None
-                committing = asyncio.ensure_future(self._commit_page(state, page, ahead))
-                committed = page
-                if page.last:
-                    break
-            await counted(committing)
-            committing = None
-        finally:
-            if fetching is not None and not fetching.done():
-                fetching.cancel()  # the page after one that failed, or a stop
-                await asyncio.wait([fetching])
-            if committing is not None and not committing.done():
-                # A worker thread cannot be stopped: let the commit it is making
-                # end before the run is finished (or left to resume).
-                await asyncio.wait([committing])
-            # The run ends with what stopped it first (raised above); what the
-            # other one met is taken here, not left to be logged as unretrieved.
-            for task in (fetching, committing):
-                if task is not None and not task.cancelled():
-                    task.exception()
-        return unchanged
 
     def _fetch(
         self, state: _RunState, source: _Source, mode: SyncMode, cursor: str | None
@@ -719,35 +677,7 @@ class SyncEngine:
         if self.revocations.is_revoked(state.instruction.id):
             raise self.revocations.refusal(state.instruction.id)
 
-    def _read_ahead(
-        self, state: _RunState, page: MinimisedPage, before: MinimisedPage
-    ) -> _ReadAhead:
-        """Start reading what the page's first transaction compares with (`read_known`)
-        while the page before it, whose people are `in_flight`, is still being written.
-
-        Why: on PostgreSQL that read is a round trip of some 5 ms a page, most of it the
-        server's, which otherwise sat between one page's COMMIT and the next page's
-        BEGIN, in the chain of a run's transactions. Only the read goes ahead, not the
-        comparing and rendering: preparing a whole page beside a write made the writer
-        wait for the GIL after each of its round trips, which cost what it saved. The
-        people of the page before are compared again inside the transaction (`stale`);
-        a journal merge waits for the read, or the read for it (`_RunState.reading`), so
-        the read never sees a person in neither the journal nor the subjects."""
-        first = cast("list[SubjectRecord]", page.subjects[: self.commit_records])
-        batch = Batch(first, len(first), 0, {})
-
-        async def read() -> dict[str, SubjectState]:
-            async with state.reading:
-                return await asyncio.to_thread(
-                    read_known, self.store, state.record, batch, state.journal
-                )
-
-        in_flight = [s["subject_id"] for s in before.subjects]
-        return _ReadAhead(asyncio.ensure_future(read()), in_flight)
-
-    async def _commit_page(
-        self, state: _RunState, page: MinimisedPage, ahead: _ReadAhead | None = None
-    ) -> None:
+    async def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
         """The page through the one commit path (`gateway.sync.commit`), in transactions
         of at most `commit_records` subjects; the last one also writes the run's cursor,
         counts and lease.
@@ -824,22 +754,14 @@ class SyncEngine:
             else:
                 steps.append((Batch(chunk, len(chunk), 0, {}), fence))
             sent += len(chunk)
-        await self._write_in_turn(state, now, steps, written, ahead)
-        await self._merge_if_due(state)
+        await self._write_in_turn(state, now, steps, written)
+        journal = state.journal
+        if journal is not None and (len(journal) >= self.journal_records or journal.repeats):
+            await asyncio.to_thread(self.store.merge_run_writes, run.id, owner=self.replica)
+            journal.merged()
         state.counts, state.watermark = progress["counts"], progress["watermark"]
         merge_dropped(state.dropped, page.dropped)
         self._count_page(state.record.type, page, dropped_total, events)
-
-    async def _merge_if_due(self, state: _RunState) -> None:
-        """The run's journal into the subjects, once it holds `journal_records` people or
-        anyone met again (`RunJournal`); never while a page's states are read ahead."""
-        journal = state.journal
-        if journal is not None and (len(journal) >= self.journal_records or journal.repeats):
-            async with state.reading:
-                await asyncio.to_thread(
-                    self.store.merge_run_writes, state.run.id, owner=self.replica
-                )
-                journal.merged()
 
     async def _write_in_turn(
         self,
@@ -847,21 +769,15 @@ class SyncEngine:
         now: datetime,
         steps: Sequence[tuple[Batch, Callable[[Committed], None]]],
         written: Callable[[Committed], None],
-        ahead: _ReadAhead | None = None,
     ) -> None:
         """Each batch prepared, then written with its `inside` step, in order; a batch is
         prepared while the one before it is written, and `written` hears of each write
-        before the next one starts. `ahead`: the first batch's states, read while the page
-        before was written."""
+        before the next one starts."""
         writing: asyncio.Future[Committed] | None = None
         in_flight: Collection[str] = ()
-        known: dict[str, SubjectState] | None = None
-        if ahead is not None:
-            known, in_flight = await ahead.known, ahead.stale
         try:
             for batch, inside in steps:
-                prepared = await asyncio.to_thread(self._prepare, state, batch, now, known)
-                known = None
+                prepared = await asyncio.to_thread(self._prepare, state, batch, now)
                 stale = in_flight
                 if writing is not None:
                     written(await writing)
@@ -876,18 +792,12 @@ class SyncEngine:
                 # A worker thread cannot be stopped: let the write it is making end first.
                 await asyncio.wait([writing])
 
-    def _prepare(
-        self,
-        state: _RunState,
-        batch: Batch,
-        now: datetime,
-        known: dict[str, SubjectState] | None = None,
-    ) -> Prepared:
+    def _prepare(self, state: _RunState, batch: Batch, now: datetime) -> Prepared:
         """One chunk compared and rendered (`prepare_batch`); runs in a worker thread."""
         return prepare_batch(
             self.store, record=state.record, instruction=state.instruction,
             mapping_digest=state.mapping.digest, fields=state.mapping.categories,
-            batch=batch, now=now, run_id=state.run.id, journal=state.journal, known=known,
+            batch=batch, now=now, run_id=state.run.id, journal=state.journal,
         )  # fmt: skip
 
     def _write(
