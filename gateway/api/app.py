@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Final
 
@@ -217,11 +218,23 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(document())
 
 
+async def worker_threads(app: web.Application) -> AsyncIterator[None]:
+    """The event loop's worker threads (`asyncio.to_thread`): `Settings.worker_threads`
+    of them, named `sluis-io_N`, from the app's start on. Left to the loop at cleanup
+    (`asyncio.run` shuts its executor down): whatever runs after the app's cleanup, such
+    as closing the services, may still need one."""
+    count = app[SERVICES].settings.worker_threads
+    executor = ThreadPoolExecutor(count, thread_name_prefix="sluis-io")
+    asyncio.get_running_loop().set_default_executor(executor)
+    yield
+
+
 def make_app(services: Services) -> web.Application:
     """The gateway's aiohttp application over opened `services`."""
     app = web.Application(middlewares=[problem_middleware], client_max_size=MAX_BODY_BYTES)
     app[SERVICES] = services
     app[SYNC_TASKS] = set()
+    app.cleanup_ctx.append(worker_threads)
     app.cleanup_ctx.append(background_syncs)
     app.cleanup_ctx.append(checkpoint_pusher)
     app.cleanup_ctx.append(tenant_reaper)

@@ -259,3 +259,38 @@ async def test_responses_are_not_cached_or_sniffed(api: Api) -> None:
         reply = await api.get(path)
         assert reply.headers["X-Content-Type-Options"] == "nosniff", path
         assert reply.headers["Cache-Control"] == "no-store", path
+
+
+async def test_the_app_runs_its_store_calls_on_its_own_worker_threads(
+    tmp_path: Any, aiohttp_client: Any
+) -> None:
+    """From the app's start on, `asyncio.to_thread` runs on `Settings.worker_threads`
+    threads named `sluis-io_N`, never more at once (asyncio's own default is the cores
+    + 4, which queued 64 feed consumers' pages on 2 cores)."""
+    import asyncio
+    import threading
+    import time
+
+    from gateway.runtime.config import WORKER_THREADS, Settings
+
+    assert Settings().worker_threads == WORKER_THREADS == 16
+    settings = Settings(data_dir=tmp_path, admin_token="a" * 32, scheduler=False, worker_threads=3)
+    services = Services.open(settings)
+    try:
+        await aiohttp_client(make_app(services))
+        running: list[str] = []
+        most = 0
+
+        def work() -> str:
+            nonlocal most
+            running.append(threading.current_thread().name)
+            most = max(most, len(running))
+            time.sleep(0.05)
+            running.pop()
+            return threading.current_thread().name
+
+        names = await asyncio.gather(*(asyncio.to_thread(work) for _ in range(9)))
+        assert {n.rsplit("_", 1)[0] for n in names} == {"sluis-io"}
+        assert most == 3
+    finally:
+        services.close()
