@@ -219,13 +219,15 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def worker_threads(app: web.Application) -> AsyncIterator[None]:
-    """The event loop's worker threads (`asyncio.to_thread`): `Settings.worker_threads`
-    of them, named `sluis-io_N`, from the app's start on. Left to the loop at cleanup
+    """The event loop's worker threads (`asyncio.to_thread`), as many as
+    `Settings.worker_thread_count` says, named `sluis-io_N`, from the app's start on (by
+    default on PostgreSQL only; SQLite keeps asyncio's). Left to the loop at cleanup
     (`asyncio.run` shuts its executor down): whatever runs after the app's cleanup, such
     as closing the services, may still need one."""
-    count = app[SERVICES].settings.worker_threads
-    executor = ThreadPoolExecutor(count, thread_name_prefix="sluis-io")
-    asyncio.get_running_loop().set_default_executor(executor)
+    count = app[SERVICES].settings.worker_thread_count
+    if count is not None:
+        executor = ThreadPoolExecutor(count, thread_name_prefix="sluis-io")
+        asyncio.get_running_loop().set_default_executor(executor)
     yield
 
 

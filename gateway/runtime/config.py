@@ -5,7 +5,8 @@ data_dir = "sluis-data"        # SQLite database (the embedded default)
 database_url = "postgresql://sluis@db:5432/sluis"  # PostgreSQL instead (or SLUIS_DATABASE_URL)
 database_password = "..."      # if not in the URL (better: SLUIS_DATABASE_PASSWORD, PGPASSFILE)
 database_pool_size = 10        # connections per process
-worker_threads = 16            # threads for store calls and page building
+worker_threads = 16            # threads for store calls and page building (default:
+                               # asyncio's on SQLite, 16 on PostgreSQL)
 run_lease_seconds = 30.0       # a replica that stops renewing loses its run after this
 commit_records = 1000          # people per sync commit transaction (smaller: shorter waits
                                # for other writers during a sync; slower syncs)
@@ -75,8 +76,13 @@ from gateway.keys.signing import LOG_NAME_PATTERN
 #: sync took 4.19-4.55 s at 1,000 against 4.85-5.08 s at 500, and with 64 consumers a sync
 #: raised feed p99 1.43-1.48x at 1,000 against 1.42-1.69x at 500 (two runs each).
 COMMIT_RECORDS: Final = 1000
-#: `Settings.worker_threads` by default.
-WORKER_THREADS: Final = 16
+#: `Settings.worker_threads` by default on PostgreSQL, where a feed page's thread mostly
+#: waits for the server: with asyncio's default of the cores + 4 (6 on the 2-core bench
+#: machine) 64 consumers' pages queued for a thread. Measured there, 64 consumers: p99
+#: 112-121 ms at 16 against 138-165 ms at 6 or 10, 132-154 ms at 24 or 32 (more threads,
+#: more waiting for the GIL after each round trip). Not on SQLite, whose reads hold the
+#: GIL rather than wait: 16 threads took p99 from 72-78 to 99-106 ms there (two runs each).
+WORKER_THREADS_POSTGRES: Final = 16
 
 ENV_PREFIX = "SLUIS_"
 #: `SLUIS_<KEY>_FILE`: the setting is read from the named file.
@@ -115,12 +121,9 @@ class Settings(BaseModel):
     database_password: str | None = Field(default=None, repr=False)
     database_pool_size: int = Field(default=10, ge=1, le=200)
     #: Threads the gateway's event loop runs store calls and page building on
-    #: (`asyncio.to_thread`). asyncio's own default is the cores + 4: 6 on a 2-core
-    #: machine, where 64 feed consumers' pages queued for them (a page's thread mostly
-    #: waits on the database). Measured there on PostgreSQL, 64 consumers: p99 112-121 ms
-    #: at 16 against 138-165 ms at 6 or 10 and 132-154 ms at 24 or 32 (more threads, more
-    #: waiting for the GIL after each round trip).
-    worker_threads: int = Field(default=WORKER_THREADS, ge=2, le=256)
+    #: (`asyncio.to_thread`). None: asyncio's own default (the cores + 4) on SQLite,
+    #: `WORKER_THREADS_POSTGRES` on PostgreSQL (`worker_thread_count`).
+    worker_threads: int | None = Field(default=None, ge=2, le=256)
     #: Seconds between the scheduler's looks at what is due (and at runs to take over).
     scheduler_tick: float = Field(default=5.0, gt=0, le=3600)
     #: How long a sync run stays with a replica that stopped renewing its lease; another
@@ -216,6 +219,13 @@ class Settings(BaseModel):
     retention_short_lived_days: int = Field(
         default=7, ge=1, le=RETENTION_MAXIMA["short_lived_days"]
     )
+
+    @property
+    def worker_thread_count(self) -> int | None:
+        """`worker_threads` in effect; None leaves asyncio's default."""
+        if self.worker_threads is not None:
+            return self.worker_threads
+        return WORKER_THREADS_POSTGRES if self.database_url else None
 
     @property
     def keys(self) -> Path:

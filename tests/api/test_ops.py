@@ -266,14 +266,17 @@ async def test_the_app_runs_its_store_calls_on_its_own_worker_threads(
 ) -> None:
     """From the app's start on, `asyncio.to_thread` runs on `Settings.worker_threads`
     threads named `sluis-io_N`, never more at once (asyncio's own default is the cores
-    + 4, which queued 64 feed consumers' pages on 2 cores)."""
+    + 4, which queued 64 feed consumers' pages on 2 cores on PostgreSQL)."""
     import asyncio
     import threading
     import time
 
-    from gateway.runtime.config import WORKER_THREADS, Settings
+    from gateway.runtime.config import WORKER_THREADS_POSTGRES, Settings
 
-    assert Settings().worker_threads == WORKER_THREADS == 16
+    url = "postgresql://sluis@db.internal:5432/sluis"
+    assert Settings(database_url=url).worker_thread_count == WORKER_THREADS_POSTGRES == 16
+    assert Settings().worker_thread_count is None  # SQLite: asyncio's own
+    assert Settings(worker_threads=8).worker_thread_count == 8
     settings = Settings(data_dir=tmp_path, admin_token="a" * 32, scheduler=False, worker_threads=3)
     services = Services.open(settings)
     try:
