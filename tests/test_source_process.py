@@ -10,6 +10,7 @@ gateway's process, a worker's death, refusals at open, and the frame protocol.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import sys
 from collections import Counter
@@ -24,6 +25,7 @@ from aiohttp import web
 from connectors.afas.client import AfasConnector
 from connectors.afas.emulator import EMULATOR_TOKEN, ENVIRONMENT, make_app
 from connectors.base import MinimisedPage, RetryPolicy, SyncMode
+from gateway.cli.serve import source_workers_context
 from gateway.minimise.projector import Projector
 from gateway.runtime.config import Settings
 from gateway.runtime.services import Services
@@ -209,6 +211,31 @@ async def test_a_worker_that_cannot_start_is_reported_by_start(
     try:
         with pytest.raises(SourceWorkerFailed, match="stopped"):
             await asyncio.wait_for(workers.start(), 30)
+    finally:
+        services.close()
+
+
+async def test_serve_logs_workers_that_do_not_start_and_serves_on(
+    emulator: tuple[web.Application, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`sluis serve`'s start (`source_workers_context`) does not fail the gateway over a
+    worker that does not start: the feed and the admin API need none. It says so in the
+    log, and the next run that needs a worker starts one."""
+    _app, base = emulator
+    services = await _world(tmp_path, base)
+    context = source_workers_context(services)
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    try:
+        with caplog.at_level(logging.ERROR, logger="sluis.serve"):
+            started = context(web.Application())
+            await asyncio.wait_for(started.__anext__(), 30)  # the app's start goes on
+        assert "the source worker processes did not start" in caplog.text
+        monkeypatch.undo()
+        run = await services.engine.sync("acme", "afas", SyncMode.FULL)
+        assert run.status == "succeeded", run.error
     finally:
         services.close()
 
