@@ -86,6 +86,7 @@ class _Link:
         self._ready: asyncio.Task[None] = asyncio.ensure_future(self._connect())
         self._reading: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
+        self._pings = itertools.count(1)
         self.alive = True
 
     async def _connect(self) -> None:
@@ -105,13 +106,15 @@ class _Link:
         return future
 
     async def ping(self) -> None:
-        """Once the worker answers: it has started (imported what it runs) and reads."""
-        answered = self.expect("", "pong")
+        """Once the worker answers: it has started (imported what it runs) and reads.
+        Each ping has its own number (answers are matched by it, under no run)."""
+        number = next(self._pings)
+        answered = self.expect("", number)
         try:
-            await self.send({"op": "ping", "run": ""})
+            await self.send({"op": "ping", "run": "", "id": number})
             await answered
         finally:
-            self.forget("", "pong")
+            self.forget("", number)
 
     def forget(self, run_id: str, key: object) -> None:
         self._waiting.pop((run_id, key), None)
@@ -140,7 +143,7 @@ class _Link:
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
             return
-        key = {"closed": "close", "opened": 0, "pong": "pong"}.get(str(op), message.get("id"))
+        key = "close" if op == "closed" else 0 if op == "opened" else message.get("id")
         future = self._waiting.pop((run_id, key), None)
         if future is not None and not future.done():
             future.set_result(message)

@@ -137,7 +137,7 @@ class Worker:
         elif op == "close":
             self._spawn(self._close(run_id))
         elif op == "ping":  # the gateway starting its workers: this one is up
-            self.send({"op": "pong", "run": run_id})
+            self.send({"op": "pong", "run": run_id, "id": message.get("id")})
         else:
             raise FrameError("an unknown message")
 
