@@ -94,11 +94,16 @@ class _Link:
         self._reading = asyncio.ensure_future(self._read(reader))
 
     async def send(self, message: dict[str, Any]) -> None:
+        """To the worker; `SourceWorkerFailed` if it has stopped, also when that shows
+        only as the socket reset under this write (the reader has not seen it yet)."""
         await self._ready
         if not self.alive or self._writer is None:
             raise SourceWorkerFailed("the source worker process stopped")
-        self._writer.write(encode(message))
-        await self._writer.drain()
+        try:
+            self._writer.write(encode(message))
+            await self._writer.drain()
+        except (ConnectionError, OSError):
+            raise SourceWorkerFailed("the source worker process stopped") from None
 
     def expect(self, run_id: str, key: object) -> asyncio.Future[dict[str, Any]]:
         future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
@@ -311,6 +316,9 @@ class RemoteConnector:
                 "cursor": request.cursor, "since": request.since,
             })  # fmt: skip
             reply = await replied
+        except SourceWorkerFailed:
+            self._link.forget(self._run, fetch_id)
+            raise
         except asyncio.CancelledError:
             self._link.forget(self._run, fetch_id)
             with contextlib.suppress(SourceWorkerFailed, OSError, ConnectionError):
