@@ -73,8 +73,7 @@ async def full_sync(settings: Settings, base: str, page_size: int) -> tuple[RunR
     services = Services.open(settings)
     try:
         prepare(services, base, page_size)
-        if services.engine.source_workers is not None:
-            await services.engine.source_workers.start()  # as `sluis serve` does at start
+        await services.start_workers()  # as `sluis serve` does at start
         t0 = time.perf_counter()
         run = await services.engine.sync("bench", "afas", SyncMode.FULL)
         seconds = time.perf_counter() - t0

@@ -168,8 +168,7 @@ async def bench(args: argparse.Namespace) -> None:
                 purpose="benchmark",
                 now=now,
             )
-            if services.engine.source_workers is not None:
-                await services.engine.source_workers.start()  # as `sluis serve` does at start
+            await services.start_workers()  # as `sluis serve` does at start
             c0 = time.process_time()
             rows, raw_s = await download_only(base, args.page_size)
             raw_cpu = time.process_time() - c0

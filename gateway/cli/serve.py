@@ -78,12 +78,10 @@ def source_workers_context(
     worker, and a run starts a worker again when it needs one."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        workers = services.engine.source_workers
-        if workers is not None:
-            try:
-                await asyncio.wait_for(workers.start(), WORKER_START_SECONDS)
-            except (SourceWorkerFailed, TimeoutError) as exc:
-                log.error("the source worker processes did not start (%s)", exc or "timed out")
+        try:
+            await asyncio.wait_for(services.start_workers(), WORKER_START_SECONDS)
+        except (SourceWorkerFailed, TimeoutError) as exc:
+            log.error("the source worker processes did not start (%s)", exc or "timed out")
         yield
 
     return context

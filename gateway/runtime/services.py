@@ -199,6 +199,12 @@ class Services:
     def ledger(self, tenant: str) -> Ledger:
         return self.engine.ledger(tenant)
 
+    async def start_workers(self) -> None:
+        """Start the source worker processes now rather than at a run's first use
+        (`SourceWorkers.start`), as `sluis serve` does; nothing without them."""
+        if self.engine.source_workers is not None:
+            await self.engine.source_workers.start()
+
     def close(self) -> None:
         if self.engine.source_workers is not None:
             self.engine.source_workers.close()
