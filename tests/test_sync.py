@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -299,6 +300,57 @@ async def test_a_source_that_repeats_people_merges_the_journal_after_each_such_p
             latest[e.subject_id] = e.data
     states = world.store.subject_states("acme", "afas", present)
     assert set(states) == set(present) and set(present) <= set(latest)
+
+
+async def test_a_page_prepared_while_the_one_before_waits_for_the_writer_is_compared_again(
+    world: World,
+) -> None:
+    """A page is prepared (its people's states read and compared) while the page before it
+    is still being written. Here the writer is held by another connection after page 1,
+    so page 3 is compared before page 2 is written; a person in both pages (the same
+    identity and data: the mapping keys people on their job title) must get one
+    `subject.upserted`, not one per page: the page is compared again inside its
+    transaction, where page 2's write is visible."""
+    by = system(world.services, "acme")
+    record = world.store.get_connector("acme", "afas")
+    by_title = (
+        bundled_mapping("afas")
+        .read_text()
+        .replace('fields = ["Medewerker"]', 'fields = ["Functie"]')
+    )
+    change_connector(world.store, world.services.box, record, mapping_text=by_title,
+                     now=datetime.now(UTC), by=by)  # fmt: skip
+    people = world.people  # keyset pages of 100 by employee number: 100000 + index
+    twin = {**people[150], "Functie": "Zeldzaam", "Datum_uit_dienst": None}
+    people[150] = twin
+    people[220] = {**twin, "Medewerker": people[220]["Medewerker"]}
+    world.emulator[ENVIRONMENT].version += 1
+    _authorise(world)
+    held: list[float] = []
+
+    def hold_the_writer(run_id: str, pages: int) -> None:
+        if pages != 1:
+            return
+        conn = sqlite3.connect(world.tmp / "data" / DB_FILE, check_same_thread=False)
+        conn.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+
+        def release() -> None:
+            conn.rollback()
+            conn.close()
+            held.append(time.monotonic() - started)
+
+        threading.Timer(0.6, release).start()
+
+    world.hook.append(hold_the_writer)
+    run = await world.services.engine.sync("acme", "afas", SyncMode.FULL)
+    assert run.status == "succeeded", run.error
+    assert held and held[0] >= 0.6
+    (zeldzaam,) = {
+        e.subject_id for e in world.events() if e.data and e.data.get("job_title") == "Zeldzaam"
+    }
+    assert [e.type for e in world.events() if e.subject_id == zeldzaam] == ["subject.upserted"]
+    assert run.counts["unchanged"] >= 1
 
 
 async def test_incremental_picks_up_changes_and_leavers(world: World) -> None:

@@ -11,6 +11,7 @@ and counts) is written by `inside`, in the same transaction.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,8 @@ class Committed:
     changes: PageChanges
     #: Subjects left out because they were erased or restricted.
     suppressed: frozenset[str]
+    #: People compared with their journaled state: met again in the run (`RunJournal`).
+    repeats: int = 0
 
     @property
     def events(self) -> list[NewEvent]:
@@ -72,39 +75,45 @@ class RunJournal:
     empty. `wrote` is called only after a write commits, before the next one starts.
 
     Reading a journaled state scans the journal (it has no index by id), which is cheap
-    only while people met again are rare. `repeats` counts them, and the engine merges
-    the journal after a page that met any: a source that repeats people on every page (a
-    shifting export, an identity that is not unique) costs what direct writes cost, not
-    a scan of a growing journal for every batch."""
+    only while people met again are rare. A batch counts them (`Committed.repeats`), and
+    the engine merges the journal after a page that met any: a source that repeats
+    people on every page (a shifting export, an identity that is not unique) costs what
+    direct writes cost, not a scan of a growing journal for every batch."""
 
-    __slots__ = ("_hashes", "repeats", "run_id", "store")
+    __slots__ = ("_hashes", "_lock", "run_id", "store")
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
         self._hashes: set[int] = set()
-        #: People met again since the last merge (ids whose hash was in the journal).
-        self.repeats = 0
+        #: `known` and `merge` one at a time: a batch is prepared while the page before
+        #: its own is still being committed, and a read of the subjects made before a
+        #: merge followed by a look at the journal after it would find a person in
+        #: neither (and give them a second `subject.upserted`).
+        self._lock = threading.Lock()
 
     def known(
         self, tenant: str, connector: str, subject_ids: Collection[str]
-    ) -> dict[str, SubjectState]:
-        """What these people compare with: their journaled state over their stored one."""
-        known = self.store.subject_states(tenant, connector, list(subject_ids))
-        hashes = self._hashes
-        mine = [sid for sid in subject_ids if hash(sid) in hashes]
-        if mine:
-            self.repeats += len(mine)
-            known.update(self.store.journaled_states(self.run_id, mine))
-        return known
+    ) -> tuple[dict[str, SubjectState], int]:
+        """What these people compare with: their journaled state over their stored one;
+        and how many of them the journal held (people met again)."""
+        with self._lock:
+            known = self.store.subject_states(tenant, connector, list(subject_ids))
+            hashes = self._hashes
+            mine = [sid for sid in subject_ids if hash(sid) in hashes]
+            if mine:
+                known.update(self.store.journaled_states(self.run_id, mine))
+            return known, len(mine)
 
     def wrote(self, writes: Iterable[SubjectWrite]) -> None:
         self._hashes.update([hash(w.subject_id) for w in writes])
 
-    def merged(self) -> None:
-        """The store merged the journal (`Store.merge_run_writes`): nobody is in it now."""
-        self._hashes.clear()
-        self.repeats = 0
+    def merge(self, owner: str) -> None:
+        """Merge the journal into the subjects (`Store.merge_run_writes`, as `owner` of
+        the run): nobody is in it then."""
+        with self._lock:
+            self.store.merge_run_writes(self.run_id, owner=owner)
+            self._hashes.clear()
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -112,9 +121,9 @@ class RunJournal:
 
 def _known(
     store: Store, tenant: str, connector: str, ids: Collection[str], journal: RunJournal | None
-) -> dict[str, SubjectState]:
+) -> tuple[dict[str, SubjectState], int]:
     if journal is None:
-        return store.subject_states(tenant, connector, list(ids))
+        return store.subject_states(tenant, connector, list(ids)), 0
     return journal.known(tenant, connector, ids)
 
 
@@ -137,6 +146,8 @@ class Prepared:
     changes: PageChanges = field(init=False)
     rows: list[RenderedEvent] = field(init=False)
     entry: LedgerEntry = field(init=False)
+    #: Of its people, how many were compared with their journaled state.
+    repeats: int = field(default=0, init=False)
 
     def inbound(self, subject_ids: Iterable[str]) -> LedgerEntry:
         """The batch's inbound entry, naming `subject_ids`."""
@@ -173,7 +184,7 @@ def prepare_batch(
     outside any transaction: a caller may prepare the next batch while the one before is
     being written (see `write_batch`'s `stale`)."""
     latest = by_subject_id(batch.subjects)
-    known = _known(store, record.tenant, record.id, latest, journal)
+    known, repeats = _known(store, record.tenant, record.id, latest, journal)
     # One unique event id base per batch, numbered within it.
     prepared = Prepared(
         store, record, instruction, mapping_digest, fields, batch, now, run_id, latest,
@@ -182,6 +193,7 @@ def prepare_batch(
     # Made before the write lock is taken (the events' wire bytes; 1,000 ids validated
     # and sorted), and made again inside only in the rare batch that needs it.
     prepared.changes = prepared.compared(known)
+    prepared.repeats = repeats
     prepared.rows = render_events(prepared.changes.events)
     prepared.entry = prepared.inbound(latest)
     return prepared
@@ -209,7 +221,7 @@ def write_batch(
     store = prepared.store
     tenant, connector = prepared.record.tenant, prepared.record.id
     latest = prepared.latest
-    changes, rows = prepared.changes, prepared.rows
+    changes, rows, repeats = prepared.changes, prepared.rows, prepared.repeats
     written: list[LedgerEntry] = [prepared.entry]  # appended when the block ends
     with recording(store, ledger, written):
         # The tenant's lock first (held to COMMIT), then who is suppressed: an erasure
@@ -219,7 +231,8 @@ def write_batch(
             pass
         check()
         if stale and not latest.keys().isdisjoint(stale):
-            changes = prepared.compared(_known(store, tenant, connector, latest, journal))
+            known, repeats = _known(store, tenant, connector, latest, journal)
+            changes = prepared.compared(known)
             rows = render_events(changes.events)
         suppressed = frozenset(store.suppressed(tenant, list(latest)))
         if suppressed:
@@ -235,7 +248,7 @@ def write_batch(
         else:
             store.mark_seen(tenant, connector, prepared.run_id, seen, changes.writes)
         store.append_events(tenant, rows)
-        done = Committed(changes, suppressed)
+        done = Committed(changes, suppressed, repeats)
         if inside is not None:
             inside(done)
     if journal is not None:

@@ -483,58 +483,11 @@ class SyncEngine:
         )
         mode = SyncMode(run.mode)
         cursor = self._open_cursor(run)
-        pages = run.pages
         state.journal = await self._open_journal(run, mode)
         source: _Source | None = None
         try:
             async with self._source(state, config, subject_key(self.box, tenant)) as source:
-                # A page commits in worker threads while the pages after it are fetched:
-                # the store's work and the source's answers overlap instead of adding up.
-                # The next page is asked for as soon as a page arrives, whether or not the
-                # one before it has committed yet, so neither side waits on the other's
-                # slower moments: one page commits, one waits its turn, one is fetched (a
-                # source worker also reads the one after that ahead). Every request to
-                # the source is checked first, by the connector itself before each attempt
-                # (`_check_instruction`), so nothing is asked of it once a revocation,
-                # pause or new mapping has landed; commits stay in page order (each waits
-                # for the one before), and each checks the instruction and the connector
-                # again inside its transaction, so a page fetched before one landed is
-                # never committed.
-                committing: asyncio.Future[None] | None = None
-                fetching: asyncio.Future[MinimisedPage] | None = None
-                unchanged = False
-                try:
-                    fetching = self._fetch(state, source, mode, cursor)
-                    while True:
-                        page = await _arrival(fetching, committing)
-                        unchanged = page.unchanged
-                        if not page.last:
-                            fetching = self._fetch(state, source, mode, page.next_cursor)
-                        if committing is not None:
-                            await committing
-                            committing = None
-                            pages += 1
-                            await self._page_done(run.id, pages)
-                        committing = asyncio.ensure_future(self._commit_page(state, page))
-                        if page.last:
-                            break
-                    await committing
-                    committing = None
-                    pages += 1
-                    await self._page_done(run.id, pages)
-                finally:
-                    if fetching is not None and not fetching.done():
-                        fetching.cancel()  # the page after one that failed, or a stop
-                        await asyncio.wait([fetching])
-                    if committing is not None and not committing.done():
-                        # A worker thread cannot be stopped: let the commit it is making
-                        # end before the run is finished (or left to resume).
-                        await asyncio.wait([committing])
-                    # The run ends with what stopped it first (raised above); what the
-                    # other one met is taken here, not left to be logged as unretrieved.
-                    for task in (fetching, committing):
-                        if task is not None and not task.cancelled():
-                            task.exception()
+                unchanged = await self._page_loop(state, source, mode, cursor)
         finally:
             if source is not None:
                 stats = source.stats
@@ -544,6 +497,73 @@ class SyncEngine:
         if mode is SyncMode.FULL and not unchanged:
             return await asyncio.to_thread(self._remove_gone, state)
         return "succeeded", None
+
+    async def _page_loop(
+        self, state: _RunState, source: _Source, mode: SyncMode, cursor: str | None
+    ) -> bool:
+        """Fetch and commit the run's pages from `cursor` on; whether the source said
+        nothing changed (`MinimisedPage.unchanged`).
+
+        A page commits in worker threads while the pages after it are fetched, and is
+        prepared (its people's stored states read and compared, its events rendered)
+        while the page before it is written: the source's work, the gateway's and the
+        store's overlap instead of adding up. The next page is asked for as soon as a
+        page arrives, whether or not the one before it has committed yet, so neither side
+        waits on the other's slower moments: one page is written, one prepared, one
+        fetched (a source worker also reads the one after that ahead). Every request to
+        the source is checked first, by the connector itself before each attempt
+        (`_check_instruction`), so nothing is asked of it once a revocation, pause or new
+        mapping has landed. Writes stay in page order: a page's first write waits for its
+        `turn`, given once the page before it has committed and been reported
+        (`after_page`); each checks the instruction and the connector again inside its
+        transaction, so a page fetched before one landed is never committed.
+        """
+        run = state.run
+        pages = run.pages
+        committing: asyncio.Future[None] | None = None
+        fetching: asyncio.Future[MinimisedPage] | None = None
+        unchanged = False
+        before: frozenset[str] = frozenset()
+        try:
+            fetching = self._fetch(state, source, mode, cursor)
+            while True:
+                page = await _arrival(fetching, committing)
+                unchanged = page.unchanged
+                if not page.last:
+                    fetching = self._fetch(state, source, mode, page.next_cursor)
+                previous = committing
+                turn = asyncio.get_running_loop().create_future()
+                committing = asyncio.ensure_future(self._commit_page(state, page, turn, before))
+                before = frozenset(s["subject_id"] for s in page.subjects)
+                try:
+                    if previous is not None:
+                        await previous
+                        pages += 1
+                        await self._page_done(run.id, pages)
+                except BaseException:
+                    turn.cancel()  # the page is not written after all
+                    raise
+                turn.set_result(None)
+                if page.last:
+                    break
+            await committing
+            committing = None
+            pages += 1
+            await self._page_done(run.id, pages)
+        finally:
+            if fetching is not None and not fetching.done():
+                fetching.cancel()  # the page after one that failed, or a stop
+                await asyncio.wait([fetching])
+            if committing is not None and not committing.done():
+                # A worker thread cannot be stopped: let the commit it is making end
+                # before the run is finished (or left to resume).
+                await asyncio.wait([committing])
+            # The run ends with what stopped it first (raised above); what the other
+            # one met is taken here, not left to be logged as unretrieved.
+            for task in (fetching, committing):
+                if task is not None and not task.cancelled():
+                    task.exception()
+        return unchanged
 
     def _fetch(
         self, state: _RunState, source: _Source, mode: SyncMode, cursor: str | None
@@ -677,7 +697,13 @@ class SyncEngine:
         if self.revocations.is_revoked(state.instruction.id):
             raise self.revocations.refusal(state.instruction.id)
 
-    async def _commit_page(self, state: _RunState, page: MinimisedPage) -> None:
+    async def _commit_page(
+        self,
+        state: _RunState,
+        page: MinimisedPage,
+        turn: Awaitable[None] | None = None,
+        before: Collection[str] = (),
+    ) -> None:
         """The page through the one commit path (`gateway.sync.commit`), in transactions
         of at most `commit_records` subjects; the last one also writes the run's cursor,
         counts and lease.
@@ -692,7 +718,9 @@ class SyncEngine:
 
         Why two threads: a chunk is prepared (`_prepare`: read what was stored of its
         people, compare, render its events and inbound entry) while the chunk before it is
-        written (`_write`), so the writer's transaction holds only the writes. A chunk
+        written (`_write`), so the writer's transaction holds only the writes; the page's
+        first chunk while the page before it is written (`before`: that page's people),
+        and it is written once that page's commit has been reported (`turn`). A chunk
         prepared while the one before was being written is handed that one's people as
         `stale`: the rare person in both is compared again inside the transaction.
         """
@@ -706,7 +734,7 @@ class SyncEngine:
         dropped_total = sum(page.dropped.values())
         progress: dict[str, Any] = {}
         changed: Counter[str] = Counter()
-        suppressed = 0
+        suppressed = repeats = 0
         events: list[NewEvent] = []
 
         def save_progress(done: Committed) -> None:
@@ -738,10 +766,11 @@ class SyncEngine:
                 raise LeaseLost("the run was taken over before this page was committed")
 
         def written(done: Committed) -> None:
-            nonlocal suppressed
+            nonlocal suppressed, repeats
             events.extend(done.events)
             changed.update(done.changes.counts)
             suppressed += len(done.suppressed)
+            repeats += done.repeats
 
         steps: list[tuple[Batch, Callable[[Committed], None]]] = []
         sent = 0
@@ -754,11 +783,10 @@ class SyncEngine:
             else:
                 steps.append((Batch(chunk, len(chunk), 0, {}), fence))
             sent += len(chunk)
-        await self._write_in_turn(state, now, steps, written)
+        await self._write_in_turn(state, now, steps, written, turn=turn, before=before)
         journal = state.journal
-        if journal is not None and (len(journal) >= self.journal_records or journal.repeats):
-            await asyncio.to_thread(self.store.merge_run_writes, run.id, owner=self.replica)
-            journal.merged()
+        if journal is not None and (len(journal) >= self.journal_records or repeats):
+            await asyncio.to_thread(journal.merge, self.replica)
         state.counts, state.watermark = progress["counts"], progress["watermark"]
         merge_dropped(state.dropped, page.dropped)
         self._count_page(state.record.type, page, dropped_total, events)
@@ -769,18 +797,24 @@ class SyncEngine:
         now: datetime,
         steps: Sequence[tuple[Batch, Callable[[Committed], None]]],
         written: Callable[[Committed], None],
+        *,
+        turn: Awaitable[None] | None = None,
+        before: Collection[str] = (),
     ) -> None:
         """Each batch prepared, then written with its `inside` step, in order; a batch is
         prepared while the one before it is written, and `written` hears of each write
-        before the next one starts."""
+        before the next one starts. The first batch is written once `turn` is done, and
+        is prepared as if `before` (people written meanwhile) were being written."""
         writing: asyncio.Future[Committed] | None = None
-        in_flight: Collection[str] = ()
+        in_flight: Collection[str] = before
         try:
             for batch, inside in steps:
                 prepared = await asyncio.to_thread(self._prepare, state, batch, now)
                 stale = in_flight
                 if writing is not None:
                     written(await writing)
+                elif turn is not None:
+                    await turn
                 writing = asyncio.ensure_future(
                     asyncio.to_thread(self._write, state, prepared, inside, stale)
                 )
@@ -825,7 +859,7 @@ class SyncEngine:
         run, store = state.run, self.store
         if state.journal is not None:
             # The people it wrote are its seen ones only once they are in the subjects.
-            store.merge_run_writes(run.id, owner=self.replica)
+            state.journal.merge(self.replica)
         gone = list(store.unseen_present(run.tenant, run.connector, run.id))
         if not gone:
             return "succeeded", None
