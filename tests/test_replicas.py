@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,21 @@ def _runs(url: str) -> list[tuple[str, str, str, str | None]]:
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+def _gone(url: str, pid: int, seconds: float = 10.0) -> None:
+    """Wait until no PostgreSQL session of process `pid` is left (`application_name`)."""
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            (left,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (f"sluis:{pid}",),
+            ).fetchone() or (0,)
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"sessions of a killed process remain: {left}"
+            time.sleep(0.02)
+
+
 def _active(emulator: Any) -> int:
     today = date.today().isoformat()
     people = emulator[ENVIRONMENT].people
@@ -180,6 +196,9 @@ async def test_runs_survive_kill_9_of_the_replica_holding_them(
                         continue
                     owner, victim = rng.choice(held)
                     victim.kill()
+                    # A COMMIT the victim sent just before it died is still the server's
+                    # to finish: its sessions' end is when it can have changed nothing more.
+                    _gone(url, int(owner.split(":")[1]))
                     # Held at its death: a run it finished between the look and the kill
                     # is its own to have finished.
                     if any(run[3] == owner and run[2] == "running" for run in _runs(url)):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -304,6 +305,11 @@ class PostgresDatabase:
         if schema is not None:
             options.append(f"-c search_path={schema}")
         kwargs["options"] = " ".join(options)
+        if not info.get("application_name"):
+            # Which process a connection is (`pg_stat_activity`): a run's owner names its
+            # host and pid (`engine.replica_name`), so ops can tell whose sessions a
+            # replica's are, and that a dead replica's are gone.
+            kwargs["application_name"] = f"sluis:{os.getpid()}"
         shown = url if "password" not in info else url.replace(str(info["password"]), "***")
         _first_connection(url, kwargs, shown, timeout)
         liveness = _Liveness()
