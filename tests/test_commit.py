@@ -1,5 +1,5 @@
 """The commit path's two halves (`gateway.sync.commit`): a batch prepared while the one
-before it is still being written, on a real SQLite store.
+before it is still being written, on a real SQLite store and a real PostgreSQL.
 
 The engine prepares a page's next transaction (reads, compares, renders) while the one
 before it writes. A person in both would be compared against what was stored before the
@@ -11,6 +11,8 @@ with what the run journaled.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from gateway.sync.commit import Batch, Prepared, RunJournal, prepare_batch, writ
 from gateway.sync.instructions import grant
 from gateway.tenancy import create_connector, create_tenant
 from mappings import bundled_mapping
+from tests.pg import database_url, fresh_schema
 from tests.principals import system
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -37,9 +40,18 @@ def _person(n: int, title: str = "Docent") -> SubjectRecord:
     }  # fmt: skip
 
 
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    services = Services.open(Settings(data_dir=tmp_path, admin_token="c" * 32, scheduler=False))
+@pytest.fixture(params=["sqlite", "postgres"])
+def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    with contextlib.ExitStack() as stack:
+        url = None
+        if request.param == "postgres":
+            url = database_url(stack.enter_context(fresh_schema()))
+        yield from _services(tmp_path, url)
+
+
+def _services(tmp_path: Path, url: str | None) -> Iterator[Services]:
+    settings = Settings(data_dir=tmp_path, admin_token="c" * 32, scheduler=False, database_url=url)
+    services = Services.open(settings)
     by = system(services, "acme")
     create_tenant(services.store, services.box, "acme", "Acme BV", NOW, by=by)
     create_connector(
@@ -107,6 +119,33 @@ def test_without_stale_the_second_batch_would_repeat_the_person(
     _write(services, second, journal=journal)
     events = services.store.events_after("acme", 0, 100)
     assert [e.subject_id for e in events].count(f"{2:032x}") == 2
+
+
+def test_a_person_found_new_but_stored_by_the_write_is_written_again_without_the_mark(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch writes the people it found new as new (`SubjectWrite.new`: inserted
+    without looking for a row to update). Should one be stored by then after all (here:
+    `stale` left out, which the engine never does), the store refuses the batch whole and
+    it is written again without the mark: the run goes on, the person's state is the
+    batch's, and the log says so, naming no person."""
+    first = _prepare(services, [_person(1), _person(2)])
+    second = _prepare(services, [_person(2, "Teamleider"), _person(3)])
+    assert all(w.new for w in second.changes.writes)
+    _write(services, first)
+    size = services.ledger("acme").size()
+    with caplog.at_level(logging.WARNING, logger="gateway.sync.commit"):
+        _write(services, second)
+    assert "met a person stored meanwhile" in caplog.text
+    assert f"{2:032x}" not in caplog.text and "Voornaam" not in caplog.text
+    states = services.store.subject_states("acme", "afas", [f"{n:032x}" for n in (1, 2, 3)])
+    assert states[f"{2:032x}"].digest == second.changes.writes[0].digest
+    assert len(states) == 3
+    events = services.store.events_after("acme", 0, 100)
+    assert [e.seq for e in events] == list(range(1, 5))
+    # The batch's inbound entry is in the ledger once: the refused attempt left none.
+    assert services.ledger("acme").size() == size + 1
+    assert services.ledger("acme").verify(services.signer.public_key).ok
 
 
 @pytest.mark.parametrize("title", ["Docent", "Teamleider"], ids=["same", "changed"])

@@ -27,7 +27,7 @@ from gateway.store.database import read_time as _dt
 from gateway.store.destinations_sql import SqlDestinations
 from gateway.store.event_wire import RenderedEvent, event_wire, render_event
 from gateway.store.ledger_sql import SqlLedgerStore
-from gateway.store.protocols import LeaseLost, StoreError
+from gateway.store.protocols import LeaseLost, StoreConflict, StoreError
 from gateway.store.push_sql import SqlCheckpointPushes
 from gateway.store.records import (
     AlreadyExists,
@@ -444,33 +444,57 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def write_subjects(
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
     ) -> None:
+        if not rows:
+            return
         seen = _run_mark(run_id)
-        if self._db.dialect == "postgres" and rows:
-            # One statement, the rows as one JSON text, not `upsert_rows` (a staging table,
-            # COPY, the upsert from it: five round trips): a page's transaction runs under
-            # the tenant's lock, and on a busy machine it waits out each round trip. JSON
-            # rather than arrays: psycopg builds a 250-row page's arrays in 1 ms of Python
-            # (holding the GIL the next page's fetch needs), orjson its text in 0.2 ms.
+        if self._db.dialect == "postgres":
+            # One statement each for the new and the known, not `upsert_rows` (a staging
+            # table, COPY, the upsert from it: five round trips): a page's transaction runs
+            # under the tenant's lock, and on a busy machine it waits out each round trip.
+            # Rows the writer found new (`SubjectWrite.new`) are inserted without ON
+            # CONFLICT, whose check for a row to update is a second descent of the key's
+            # index for each: 1,000 new rows in 10 ms instead of 14 (one already there
+            # raises `AlreadyExists`, and the writer writes again without the hint).
             latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
-            self._db.execute(
-                "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
-                " SELECT ?, ?, u.s, decode(u.d, 'hex'), u.p, ?"
-                " FROM json_to_recordset(CAST(? AS json)) AS u(s text, d text, p smallint)"
-                " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
-                " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
-                (tenant, connector_id, seen, orjson.dumps(
-                    [{"s": r.subject_id, "d": r.digest.hex(), "p": int(r.present)}
-                     for r in latest.values()]
-                ).decode()),
-            )  # fmt: skip
+            fresh = [r for r in latest.values() if r.new]
+            if fresh:
+                self._db.execute(
+                    "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
+                    " SELECT ?, ?, u.s, u.d, u.p, ? FROM unnest(CAST(? AS text[]),"
+                    " CAST(? AS bytea[]), CAST(? AS smallint[])) AS u(s, d, p)",
+                    (tenant, connector_id, seen, [r.subject_id for r in fresh],
+                     [r.digest for r in fresh], [int(r.present) for r in fresh]),
+                )  # fmt: skip
+            if len(fresh) < len(latest):
+                self._db.execute(
+                    "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
+                    " SELECT ?, ?, u.s, decode(u.d, 'hex'), u.p, ?"
+                    " FROM json_to_recordset(CAST(? AS json)) AS u(s text, d text, p smallint)"
+                    " ON CONFLICT (tenant, connector, subject_id) DO UPDATE SET"
+                    " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
+                    (tenant, connector_id, seen, orjson.dumps(
+                        [{"s": r.subject_id, "d": r.digest.hex(), "p": int(r.present)}
+                         for r in latest.values() if not r.new]
+                    ).decode()),
+                )  # fmt: skip
             self._db.wrote("subjects", len(latest))
             return
-        self._db.upsert_rows(
-            "subjects",
-            ("tenant", "connector", "subject_id", "digest", "present", "seen"),
-            ("tenant", "connector", "subject_id"),
-            [(tenant, connector_id, r.subject_id, r.digest, int(r.present), seen) for r in rows],
-        )
+        columns = ("tenant", "connector", "subject_id", "digest", "present", "seen")
+        latest = {r.subject_id: r for r in rows}
+        with self._db.transaction():  # the new and the known together, or neither
+            fresh = [r for r in latest.values() if r.new]
+            if fresh:
+                try:
+                    self._db.insert_rows("subjects", columns, [
+                        (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
+                        for r in fresh
+                    ])  # fmt: skip
+                except StoreConflict:
+                    raise AlreadyExists("a person written as new is stored already") from None
+            self._db.upsert_rows("subjects", columns, ("tenant", "connector", "subject_id"), [
+                (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
+                for r in latest.values() if not r.new
+            ])  # fmt: skip
 
     def mark_seen(
         self,

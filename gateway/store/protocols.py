@@ -467,7 +467,13 @@ class Store(Protocol):
     ) -> dict[str, SubjectState]: ...
     def write_subjects(
         self, tenant: str, connector_id: str, run_id: str, rows: Sequence[SubjectWrite]
-    ) -> None: ...
+    ) -> None:
+        """Store these people's digests and presence, as written (seen) by the run; a
+        person twice in `rows` keeps the last. A row marked `new` is inserted as one:
+        if the person is stored already, nothing of the call is written and it raises
+        `AlreadyExists` (the writer then writes again without the mark)."""
+        ...
+
     def mark_seen(
         self,
         tenant: str,

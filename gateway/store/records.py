@@ -147,6 +147,10 @@ class SubjectWrite(NamedTuple):
     subject_id: str
     digest: bytes
     present: bool
+    #: Not stored when the writer compared (a first sighting): a store may insert the row
+    #: without looking for one to update. One there after all is the store's to refuse
+    #: (`AlreadyExists`) and the writer's to write again without the hint.
+    new: bool = False
 
 
 def new_event_id() -> str:

@@ -85,7 +85,7 @@ def detect_changes(
             unchanged.append(sid)
             continue
         present = bool(subject["active"])
-        writes.append(SubjectWrite(sid, digest, present))
+        writes.append(SubjectWrite(sid, digest, present, before is None))
         kind: EventType
         if present:
             kind = "subject.upserted"

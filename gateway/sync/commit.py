@@ -11,6 +11,7 @@ and counts) is written by `inside`, in the same transaction.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from gateway.minimise.egress import SubjectRecord
 from gateway.store.event_wire import RenderedEvent, render_events
 from gateway.store.protocols import Store
 from gateway.store.records import (
+    AlreadyExists,
     ConnectorRecord,
     Instruction,
     NewEvent,
@@ -32,6 +34,8 @@ from gateway.store.records import (
     new_event_id,
 )
 from gateway.sync.changes import PageChanges, by_subject_id, detect_changes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +213,39 @@ def write_batch(
     sweep: bool = True,
     journal: RunJournal | None = None,
 ) -> Committed:
+    """Write a prepared batch's changes, events and inbound entry in one transaction
+    (`_write_batch`). People it found new are written as new (`SubjectWrite.new`); if the
+    store holds one of them after all (`AlreadyExists`: no writer is known to store a
+    person between the comparison and the write that the comparison again inside does
+    not see, so this is a safety net), the transaction is rolled back and the batch is
+    written again with every person written as one that may be there."""
+    try:
+        return _write_batch(
+            ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep,
+            journal=journal, hinted=True,
+        )  # fmt: skip
+    except AlreadyExists:
+        log.warning(
+            "a batch of connector %s met a person stored meanwhile; written again",
+            prepared.record.id,
+        )
+        return _write_batch(
+            ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep,
+            journal=journal, hinted=False,
+        )  # fmt: skip
+
+
+def _write_batch(
+    ledger: Ledger,
+    prepared: Prepared,
+    *,
+    check: Callable[[], None],
+    inside: Callable[[Committed], None] | None,
+    stale: Collection[str],
+    sweep: bool,
+    journal: RunJournal | None,
+    hinted: bool,
+) -> Committed:
     """Write a prepared batch's changes, events and inbound entry in one transaction.
 
     `check` runs inside the transaction, after the tenant's lock is taken, and raises to
@@ -242,11 +279,12 @@ def write_batch(
         # Suppressed people are still at the source: seen, so that a full sync's sweep
         # does not take them for leavers.
         seen = [*changes.unchanged, *suppressed] if sweep else []
+        writes = changes.writes if hinted else [w._replace(new=False) for w in changes.writes]
         if journal is None:
-            store.write_subjects(tenant, connector, prepared.run_id, changes.writes)
+            store.write_subjects(tenant, connector, prepared.run_id, writes)
             store.mark_seen(tenant, connector, prepared.run_id, seen)
         else:
-            store.mark_seen(tenant, connector, prepared.run_id, seen, changes.writes)
+            store.mark_seen(tenant, connector, prepared.run_id, seen, writes)
         store.append_events(tenant, rows)
         done = Committed(changes, suppressed, repeats)
         if inside is not None:

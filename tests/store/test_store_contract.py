@@ -421,6 +421,31 @@ def test_a_subject_written_twice_in_one_batch_keeps_the_last(store: Store) -> No
     assert store.count_present("acme", "afas") == 0
 
 
+def test_a_subject_written_as_new_that_is_stored_already_is_refused_whole(
+    store: Store,
+) -> None:
+    """`SubjectWrite.new` lets a store insert without looking for a row to update; a
+    person stored already is refused (`AlreadyExists`), with nothing of the call written,
+    in a transaction or alone."""
+    _setup(store)
+    store.write_subjects("acme", "afas", "r1", [SubjectWrite(SID[0], b"a" * 16, True, True)])
+    again = [
+        SubjectWrite(SID[1], b"b" * 16, True, True),
+        SubjectWrite(SID[2], b"b" * 16, True),
+        SubjectWrite(SID[0], b"b" * 16, True, True),
+    ]
+    with pytest.raises(AlreadyExists):
+        store.write_subjects("acme", "afas", "r2", again)
+    with pytest.raises(AlreadyExists), store.transaction():
+        store.write_subjects("acme", "afas", "r2", again)
+    states = store.subject_states("acme", "afas", SID[:3])
+    assert list(states) == [SID[0]] and states[SID[0]].digest == b"a" * 16
+    # Without the mark the same rows are written (updated or inserted).
+    store.write_subjects("acme", "afas", "r2", [w._replace(new=False) for w in again])
+    states = store.subject_states("acme", "afas", SID[:3])
+    assert {s: states[s].digest for s in states} == dict.fromkeys(SID[:3], b"b" * 16)
+
+
 def test_a_subject_written_again_takes_the_new_digest_presence_and_run(store: Store) -> None:
     _setup(store)
     store.write_subjects("acme", "afas", "r1", [SubjectWrite(s, b"a" * 16, True) for s in SID[:3]])
