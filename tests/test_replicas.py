@@ -162,7 +162,8 @@ async def test_runs_survive_kill_9_of_the_replica_holding_them(
             SLUIS_ALLOW_PRIVATE_SOURCES="true",
         )  # fmt: skip
         replicas = [Replica(n, env, tmp_path) for n in range(3)]
-        killed: list[str] = []
+        #: Runs a killed replica held at its death, and that replica's name.
+        killed: dict[str, str] = {}
         try:
             for r in replicas:
                 r.start()
@@ -200,9 +201,11 @@ async def test_runs_survive_kill_9_of_the_replica_holding_them(
                     # to finish: its sessions' end is when it can have changed nothing more.
                     _gone(url, int(owner.split(":")[1]))
                     # Held at its death: a run it finished between the look and the kill
-                    # is its own to have finished.
-                    if any(run[3] == owner and run[2] == "running" for run in _runs(url)):
-                        killed.append(owner)
+                    # (or before: a replica may run one tenant's sync after another's) is
+                    # its own to have finished.
+                    for run in _runs(url):
+                        if run[3] == owner and run[2] == "running":
+                            killed[run[1]] = owner
                     victim.start()
                     await _up(http, victim)
 
@@ -215,7 +218,8 @@ async def test_runs_survive_kill_9_of_the_replica_holding_them(
                 assert all(run[2] == "succeeded" for run in runs), runs
                 assert {run[0] for run in runs} == set(TENANTS), runs
                 # Runs that were held by a killed replica were finished by another owner.
-                assert not {run[3] for run in runs} & set(killed)
+                finished_by = {run[1]: run[3] for run in runs}
+                assert all(finished_by[run] != owner for run, owner in killed.items()), killed
 
                 for tenant in TENANTS:
                     t = f"{replicas[0].base}/admin/v1/tenants/{tenant}"
