@@ -447,6 +447,9 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         if not rows:
             return
         seen = _run_mark(run_id)
+        latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
+        fresh = [r for r in latest.values() if r.new]
+        known = [r for r in latest.values() if not r.new]
         if self._db.dialect == "postgres":
             # One statement each for the new and the known, not `upsert_rows` (a staging
             # table, COPY, the upsert from it: five round trips): a page's transaction runs
@@ -455,8 +458,6 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
             # CONFLICT, whose check for a row to update is a second descent of the key's
             # index for each: 1,000 new rows in 10 ms instead of 14 (one already there
             # raises `AlreadyExists`, and the writer writes again without the hint).
-            latest = {r.subject_id: r for r in rows}  # one row per id, the last winning
-            fresh = [r for r in latest.values() if r.new]
             if fresh:
                 self._db.execute(
                     "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
@@ -465,7 +466,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                     (tenant, connector_id, seen, [r.subject_id for r in fresh],
                      [r.digest for r in fresh], [int(r.present) for r in fresh]),
                 )  # fmt: skip
-            if len(fresh) < len(latest):
+            if known:
                 self._db.execute(
                     "INSERT INTO subjects (tenant, connector, subject_id, digest, present, seen)"
                     " SELECT ?, ?, u.s, decode(u.d, 'hex'), u.p, ?"
@@ -474,15 +475,13 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                     " digest = excluded.digest, present = excluded.present, seen = excluded.seen",
                     (tenant, connector_id, seen, orjson.dumps(
                         [{"s": r.subject_id, "d": r.digest.hex(), "p": int(r.present)}
-                         for r in latest.values() if not r.new]
+                         for r in known]
                     ).decode()),
                 )  # fmt: skip
             self._db.wrote("subjects", len(latest))
             return
         columns = ("tenant", "connector", "subject_id", "digest", "present", "seen")
-        latest = {r.subject_id: r for r in rows}
         with self._db.transaction():  # the new and the known together, or neither
-            fresh = [r for r in latest.values() if r.new]
             if fresh:
                 try:
                     self._db.insert_rows("subjects", columns, [
@@ -491,10 +490,11 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
                     ])  # fmt: skip
                 except StoreConflict:
                     raise AlreadyExists("a person written as new is stored already") from None
-            self._db.upsert_rows("subjects", columns, ("tenant", "connector", "subject_id"), [
-                (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
-                for r in latest.values() if not r.new
-            ])  # fmt: skip
+            if known:
+                self._db.upsert_rows("subjects", columns, ("tenant", "connector", "subject_id"), [
+                    (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
+                    for r in known
+                ])  # fmt: skip
 
     def mark_seen(
         self,

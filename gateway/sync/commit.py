@@ -11,6 +11,7 @@ and counts) is written by `inside`, in the same transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -219,20 +220,18 @@ def write_batch(
     person between the comparison and the write that the comparison again inside does
     not see, so this is a safety net), the transaction is rolled back and the batch is
     written again with every person written as one that may be there."""
+    write = functools.partial(
+        _write_batch, ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep,
+        journal=journal,
+    )  # fmt: skip
     try:
-        return _write_batch(
-            ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep,
-            journal=journal, hinted=True,
-        )  # fmt: skip
+        return write(hinted=True)
     except AlreadyExists:
         log.warning(
             "a batch of connector %s met a person stored meanwhile; written again",
             prepared.record.id,
         )
-        return _write_batch(
-            ledger, prepared, check=check, inside=inside, stale=stale, sweep=sweep,
-            journal=journal, hinted=False,
-        )  # fmt: skip
+        return write(hinted=False)
 
 
 def _write_batch(
