@@ -64,15 +64,25 @@ class Database(Protocol):
         when `binary`), one value for a whole page of rows."""
         ...
 
-    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        """Every row of a query (inside the current transaction, if there is one)."""
+    def all(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
+        """Every row of a query (inside the current transaction, if there is one).
+
+        `reuse_plan`: the caller vouches that the statement's best plan depends neither on
+        its parameters nor on how large its tables grow (a lookup by primary key, one
+        tenant's head): an engine may plan it once and keep the plan. Every other
+        statement is planned for its own values each time it runs."""
         ...
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
-        """Run one statement; returns the number of rows it changed."""
+    def execute(self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False) -> int:
+        """Run one statement; returns the number of rows it changed (`reuse_plan`: as
+        for `all`)."""
         ...
 
-    def all_then_commit(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+    def all_then_commit(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
         """`all` as the last statement of a transaction opened for it (the outermost
         `transaction()` of this thread): an engine may send the COMMIT with it, and the
         transaction is then over. Inside a transaction it joined, the same as `all`."""

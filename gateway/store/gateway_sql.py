@@ -99,14 +99,16 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def transaction(self) -> AbstractContextManager[None]:
         return self._db.transaction()
 
-    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        return self._db.all(sql, params)
+    def _all(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
+        return self._db.all(sql, params, reuse_plan=reuse_plan)
 
     def close(self) -> None:
         self._db.close()
 
-    def _write(self, sql: str, params: Sequence[object] = ()) -> int:
-        return self._db.execute(sql, params)
+    def _write(self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False) -> int:
+        return self._db.execute(sql, params, reuse_plan=reuse_plan)
 
     def _one(self, sql: str, params: Sequence[object], what: str) -> Any:
         rows = self._all(sql, params)
@@ -264,7 +266,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
     def source_standing(
         self, tenant: str, connector_id: str
     ) -> tuple[ConnectorRecord | None, list[Instruction]]:
-        rows = self._all(self._STANDING_SQL, (tenant, connector_id))
+        rows = self._all(self._STANDING_SQL, (tenant, connector_id), reuse_plan=True)
         if not rows:
             return None, []
         width = self._STANDING_SPLIT
@@ -385,11 +387,12 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         """An update of one run; with `owner`, only while that process owns it (and, with
         `running`, while it still runs): a process that lost the run must not write over
         its successor's progress. An admin's stop leaves the owner, who records the end."""
+        # By primary key: one plan serves every page of every run.
         if owner is None:
-            self._write(sql, params)
+            self._write(sql, params, reuse_plan=True)
             return
         fence = " AND owner = ? AND status = 'running'" if running else " AND owner = ?"
-        if not self._write(sql + fence, (*params, owner)):
+        if not self._write(sql + fence, (*params, owner), reuse_plan=True):
             raise LeaseLost("the run is no longer this process's to write")
 
     def renew_lease(self, run_id: str, owner: str, until: datetime) -> bool:
@@ -397,6 +400,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
             "UPDATE sync_runs SET lease_until = ? WHERE id = ? AND owner = ?"
             " AND status = 'running'",
             (self._t(until), run_id, owner),
+            reuse_plan=True,
         )
         return changed == 1
 
@@ -675,6 +679,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
             "SELECT (SELECT generation FROM event_heads WHERE tenant = ?),"
             " (SELECT count(*) FROM suppressions WHERE tenant = ? AND kind = 'restricted')",
             (tenant, tenant),
+            reuse_plan=True,
         )
         return int(rows[0][0] or 0), int(rows[0][1] or 0)
 
@@ -895,6 +900,7 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
             "SELECT (SELECT MAX(seq) FROM events WHERE tenant = ?),"
             " (SELECT last_seq FROM event_heads WHERE tenant = ?)",
             (tenant, tenant),
+            reuse_plan=True,
         )
         return max(int(rows[0][0] or 0), int(rows[0][1] or 0))
 
@@ -937,10 +943,12 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
         # statement is a round trip on PostgreSQL, and another wait for the GIL under load).
         if source is None:
             rows = self._all(
-                f"{self._ACCESS_SQL} FROM consumers c WHERE c.token_hash = ?", (token_hash,)
+                f"{self._ACCESS_SQL} FROM consumers c WHERE c.token_hash = ?",
+                (token_hash,),
+                reuse_plan=True,
             )
         else:
-            rows = self._all(self._ACCESS_STANDING_SQL, (*source, token_hash))
+            rows = self._all(self._ACCESS_STANDING_SQL, (*source, token_hash), reuse_plan=True)
         if not rows:
             return None
         r = rows[0]

@@ -161,8 +161,10 @@ class _Reads:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def _all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        return self.database.all(sql, params)
+    def _all(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
+        return self.database.all(sql, params, reuse_plan=reuse_plan)
 
     def tenants(self) -> list[str]:
         rows = self._all(
@@ -172,7 +174,9 @@ class _Reads:
         return [str(r[0]) for r in rows]
 
     def head(self, tenant: str) -> LedgerHead | None:
-        rows = self._all("SELECT size, frontier FROM ledger_heads WHERE tenant = ?", (tenant,))
+        rows = self._all(
+            "SELECT size, frontier FROM ledger_heads WHERE tenant = ?", (tenant,), reuse_plan=True
+        )
         if not rows:
             return None
         size, blob = rows[0]
@@ -473,6 +477,7 @@ class SqlLedgerStore(_Reads):
                     None if base is None else base.frontier,
                     None if base is None else base.checkpoint_seq,
                 ),
+                reuse_plan=True,  # one tenant's head and rows by key: planned once
             )  # fmt: skip
         except AlreadyExists:
             # A row of the append is there already (an entry, a tree node, a checkpoint):

@@ -14,6 +14,17 @@ serialised by a transaction-scoped advisory lock on the tenant (`lock_tenant`), 
 COMMIT, so numbers become visible in the order they were given and no two replicas fork a
 log. Run ownership uses row locks (`FOR UPDATE SKIP LOCKED`, see the run lease queries).
 
+Plans: a statement whose caller vouches for it (`reuse_plan`: a lookup by key, one
+tenant's head, the ledger append) is prepared at once, and the server plans it once and
+keeps the plan (`plan_cache_mode = auto` keeps a generic plan once it costs no more than
+the first five it made for the values given). Every other statement is sent unnamed, and is
+planned for its own values every time it runs, as a bulk lookup must be: a cached generic
+plan, made while a table was still small, kept scanning it as it grew (0.4 s a page for
+the subject lookup at 20,000 subjects), and an array's length is a value. When every
+statement was planned each time it ran (`force_custom_plan`), planning was 43% of the
+server's CPU under 64 feed consumers (perf): the consumer lookup took 0.47 ms a page to
+plan and 0.10 ms to run, and the ledger append 1.3 ms to plan, under the tenant's lock.
+
 Messages of PostgreSQL errors can quote row values (a duplicate key's DETAIL names it), so
 errors are reported by SQLSTATE and class only, never by their text.
 """
@@ -23,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -293,7 +305,13 @@ class PostgresDatabase:
 
         `schema` confines every table to one schema (`search_path`): tests give each test
         its own; an installation normally keeps the default."""
-        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(timeout))}
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, int(timeout)),
+            # Only what says `reuse_plan` is prepared (by `prepare=True`), the rest never
+            # (psycopg's None would ignore `prepare=True` too).
+            "prepare_threshold": sys.maxsize,
+        }
         if password is not None:
             kwargs["password"] = password
         try:
@@ -303,10 +321,9 @@ class PostgresDatabase:
         # The URL's own options (e.g. `?options=-csearch_path%3Dsluis`) are kept.
         options = [str(info["options"])] if info.get("options") else []
         options.append("-c timezone=UTC")
-        # Prepared statements are planned for their parameters every time: a cached generic
-        # plan, made while a table was still small, kept scanning it as it grew (0.4 s a
-        # page for the subject lookup at 20,000 subjects).
-        options.append("-c plan_cache_mode=force_custom_plan")
+        # Which statements keep a plan is ours to say (`reuse_plan`, see the module's
+        # docstring); the server's default mode, set in case an installation changed it.
+        options.append("-c plan_cache_mode=auto")
         # The tables live in memory or on SSD, as on every managed PostgreSQL: with the
         # default cost of a random page (4, a spinning disk's), looking up a page of 1,000
         # subject ids among 100,000 planned as a scan of the whole table (12 ms, growing
@@ -353,9 +370,9 @@ class PostgresDatabase:
         return f"string_agg({expr}, {separator} ORDER BY {order})"
 
     def one_of(self, values: Sequence[object]) -> tuple[str, list[object]]:
-        """One array parameter: a statement prepared once and planned as an index lookup
-        (a prepared `IN` list of 500 parameters got a generic plan that scanned the
-        table, 0.4 s a page at 20,000 subjects).
+        """One array parameter, planned for its values every time as an index lookup (a
+        prepared `IN` list of 500 parameters got a generic plan that scanned the table,
+        0.4 s a page at 20,000 subjects).
 
         Text (keyed subject ids, the common case) crosses as one JSON text that the server
         makes the array of, still an index lookup: psycopg adapts a list element by
@@ -410,14 +427,19 @@ class PostgresDatabase:
                     raise _failure(exc, batch=batch) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+    def all(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
         """Results in binary: bytes come over as they are rather than spelled in hex and
         parsed back (a page of feed events read 2.4 ms in text, 1.2 ms in binary)."""
         query = _query(sql, params)
         if self._bound.queued:
-            return self._first(lambda conn: conn.execute(query, params, binary=True), _rows)
+            return self._first(
+                lambda conn: conn.execute(query, params, binary=True, prepare=reuse_plan), _rows
+            )
         return self._retrying(
-            lambda conn: conn.execute(query, params, binary=True).fetchall(), resend=True
+            lambda conn: conn.execute(query, params, binary=True, prepare=reuse_plan).fetchall(),
+            resend=True,
         )
 
     def in_key_order(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
@@ -433,25 +455,33 @@ class PostgresDatabase:
             self.execute("SET LOCAL enable_sort = off")
             return self.all(sql, params)
 
-    def all_then_commit(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+    def all_then_commit(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
         """In a transaction of its own, the statement and its COMMIT go in one pipeline
         with what was queued (BEGIN, locks): a ledger append that builds on the head its
         ledger remembered (a feed's group commit) is one round trip."""
         bound = self._bound
         if bound.conn is None or bound.depth != 1:
-            return self.all(sql, params)
+            return self.all(sql, params, reuse_plan=reuse_plan)
         query = _query(sql, params)
         rows = self._first(
-            lambda conn: conn.execute(query, params, binary=True), _rows, commit=True
+            lambda conn: conn.execute(query, params, binary=True, prepare=reuse_plan),
+            _rows,
+            commit=True,
         )
         bound.committed = True
         return rows
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+    def execute(self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False) -> int:
         query = _query(sql, params)
         if self._bound.queued:
-            return self._first(lambda conn: conn.execute(query, params), _rowcount)
-        return self._retrying(lambda conn: conn.execute(query, params).rowcount, resend=False)
+            return self._first(
+                lambda conn: conn.execute(query, params, prepare=reuse_plan), _rowcount
+            )
+        return self._retrying(
+            lambda conn: conn.execute(query, params, prepare=reuse_plan).rowcount, resend=False
+        )
 
     def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
         if not rows:
@@ -620,8 +650,8 @@ class PostgresDatabase:
             bound.queued, bound.begun = (), True
             try:
                 with conn.pipeline():
-                    for statement, params in queued:
-                        conn.execute(statement, params)
+                    for statement, params in queued:  # BEGIN, and advisory locks:
+                        conn.execute(statement, params, prepare=bool(params))  # one plan
                     sent = send(conn)
                     if commit:
                         conn.execute("COMMIT")

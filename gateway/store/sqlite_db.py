@@ -213,10 +213,16 @@ class SqliteDatabase:
             return StoreUnavailable("the database is busy; try again")
         return StoreError(f"database: {exc}")
 
-    def all_then_commit(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+    def all_then_commit(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
         return self.all(sql, params)  # a COMMIT costs no round trip here
 
-    def all(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+    def all(
+        self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False
+    ) -> list[Any]:
+        """`reuse_plan` changes nothing here: SQLite plans a statement when it is compiled,
+        and `sqlite3` keeps compiled statements in its cache whatever the caller says."""
         if self._readers and self._owner != threading.get_ident():
             return self._read(sql, params)
         with self.lock:
@@ -247,7 +253,7 @@ class SqliteDatabase:
             if not keep:
                 conn.close()
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+    def execute(self, sql: str, params: Sequence[object] = (), *, reuse_plan: bool = False) -> int:
         with self.lock, self.transaction():
             try:
                 return self.conn.execute(sql, params).rowcount
