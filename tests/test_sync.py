@@ -114,6 +114,11 @@ async def world(
         settings={"page_size": 100},
         now=now,
     )
+    if services.engine.source_workers is not None:
+        # Started before the test, as `sluis serve` starts them: a test's timings (an
+        # instruction valid for 0.8 s) must not include a worker process's start, which a
+        # busy machine stretched past them.
+        await services.engine.source_workers.start()
     world = World(services, emulator, server, tmp_path, hook, options)
     yield world
     world.services.close()
@@ -603,8 +608,9 @@ async def test_a_change_during_a_fetch_stops_the_page_inside_its_transaction(
     control.inject(Fault("slow", seconds=1.2 if change == "expiry" else 0.6,
                          path="/profitrestservices"))  # fmt: skip
     task = asyncio.create_task(world.services.engine.sync("acme", "afas", SyncMode.FULL))
-    while control.faults:  # taken when the first request reaches the source
+    while control.faults and not task.done():  # taken when the first request reaches it
         await asyncio.sleep(0.01)
+    assert not control.faults, f"the run ended before it asked the source: {task.result()}"
     _change(world, change, instruction)
     run = await task
     assert run.status == "stopped" and run.pages == 0
