@@ -321,8 +321,9 @@ async def test_one_preview_of_a_connector_at_a_time(api: Api, sources: Sources) 
     control = sources.afas[CONTROL]
     control.inject(Fault("slow", seconds=1.0))
     first = asyncio.ensure_future(api.post(f"{C}/preview", {"limit": 2}))
-    while control.faults:  # the first request has reached the source
+    while control.faults and not first.done():  # the first request has reached the source
         await asyncio.sleep(0.01)
+    assert not control.faults, f"the first preview ended before it asked: {first.result()}"
     busy = await api.post(f"{C}/preview", {"limit": 2})
     assert busy.status == 409
     assert busy.body["type"] == "urn:sluis:problem:preview-busy"
