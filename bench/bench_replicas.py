@@ -17,8 +17,10 @@ Targets (issue #8): two replicas at least 1.6x one; takeover under twice the lea
 Each load row also says how busy the machine's cores were while it ran (`/proc/stat`, all
 processes: replicas, their source workers, PostgreSQL, the emulator). Replicas add
 throughput only with cores to spare: if one replica's load keeps the cores a share `b` of
-the time busy, no number of replicas can do better than about `1 / b` times one, so the
-bench prints that ceiling beside the ratio.
+the time busy, no number of replicas can do better than about `1 / b` times one at the
+same CPU per record, so the bench prints that ceiling beside the ratio, and the CPU time
+each load took (busy share x seconds x cores): two replicas that beat the ceiling did the
+same work in less CPU than one.
 """
 
 from __future__ import annotations
@@ -231,15 +233,15 @@ def main() -> None:
     records = args.tenants * args.employees
     print(f"{args.tenants} tenants x {args.employees:,} employees = {records:,} records")
     cores = os.cpu_count() or 1
-    print(f"{'replicas':<10}{'seconds':>9}{'records/s':>12}{'cores busy':>12}"
+    print(f"{'replicas':<10}{'seconds':>9}{'records/s':>12}{'cores busy':>12}{'CPU s':>8}"
           "  peak RSS per replica (MiB)")  # fmt: skip
     for n, secs, busy, rss in ((1, one_s, one_busy, one_rss), (2, two_s, two_busy, two_rss)):
         print(f"{n:<10}{secs:>9.2f}{records / secs:>12,.0f}{busy:>11.0%} "
-              f"  {', '.join(f'{r:.0f}' for r in rss)}")  # fmt: skip
+              f"{busy * secs * cores:>8.1f}  {', '.join(f'{r:.0f}' for r in rss)}")  # fmt: skip
     print(
         f"two replicas / one: {one_s / two_s:.2f}x (target >= 1.6x); with one replica the"
-        f" {cores} cores were {one_busy:.0%} busy, so no number of replicas on this machine"
-        f" could exceed about {1 / one_busy:.2f}x"
+        f" {cores} cores were {one_busy:.0%} busy, so at its CPU per record no number of"
+        f" replicas on this machine could exceed about {1 / one_busy:.2f}x"
     )
 
     claimed, next_page = takeover(args)
