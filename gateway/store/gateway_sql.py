@@ -485,20 +485,21 @@ class SqlStore(SqlCheckpointPushes, SqlDestinations, SqlRetention):
             self._db.wrote("subjects", len(latest))
             return
         columns = ("tenant", "connector", "subject_id", "digest", "present", "seen")
+
+        def stored(writes: list[SubjectWrite]) -> list[tuple[object, ...]]:
+            return [(tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
+                    for r in writes]  # fmt: skip
+
         with self._db.transaction():  # the new and the known together, or neither
             if fresh:
                 try:
-                    self._db.insert_rows("subjects", columns, [
-                        (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
-                        for r in fresh
-                    ])  # fmt: skip
+                    self._db.insert_rows("subjects", columns, stored(fresh))
                 except StoreConflict:
                     raise AlreadyExists("a person written as new is stored already") from None
             if known:
-                self._db.upsert_rows("subjects", columns, ("tenant", "connector", "subject_id"), [
-                    (tenant, connector_id, r.subject_id, r.digest, int(r.present), seen)
-                    for r in known
-                ])  # fmt: skip
+                self._db.upsert_rows(
+                    "subjects", columns, ("tenant", "connector", "subject_id"), stored(known)
+                )
 
     def mark_seen(
         self,

@@ -650,8 +650,9 @@ class PostgresDatabase:
             bound.queued, bound.begun = (), True
             try:
                 with conn.pipeline():
-                    for statement, params in queued:  # BEGIN, and advisory locks:
-                        conn.execute(statement, params, prepare=bool(params))  # one plan
+                    # BEGIN, and advisory locks (one plan kept for the lock's statement).
+                    for statement, params in queued:
+                        conn.execute(statement, params, prepare=bool(params))
                     sent = send(conn)
                     if commit:
                         conn.execute("COMMIT")
